@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+// edgekit: network plan → per-site edge-router images, sealed profile sticks, relay.
+// Layering (docs/architecture.md): EdgeModel → EdgeCrypto → EdgeRender → Registration →
+// EdgeImage / EdgeAgent / EdgeRelay → executables.
+import PackageDescription
+
+let package = Package(
+    name: "edgekit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "edgekit", targets: ["edgekit"]),
+        .executable(name: "edgekit-agent", targets: ["edgekit-agent"]),
+        .executable(name: "edgekit-relay", targets: ["edgekit-relay"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Plan, prefix math, validation. No dependencies beyond YAML parsing.
+        .target(name: "EdgeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Key derivation, age v1, signify, profiles and site certificates.
+        .target(name: "EdgeCrypto", dependencies: [
+            "EdgeModel",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Every config file as a pure function of the model.
+        .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
+        // The registration protocol, shared by agent (client) and relay (server).
+        .target(name: "Registration", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        // libarchive, through pkg-config; only EdgeImage/Archive.swift touches it.
+        .systemLibrary(
+            name: "CArchive", pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
+        // Rootfs, overlays, archives, disk images, sticks.
+        .target(name: "EdgeImage", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "CArchive"]),
+        // Device side: find, unseal, verify, render, apply, supervise.
+        .target(name: "EdgeAgent", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "Registration",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Registration server and WireGuard control.
+        .target(name: "EdgeRelay", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "Registration",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "edgekit", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "edgekit-agent", dependencies: [
+            "EdgeAgent",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "edgekit-relay", dependencies: [
+            "EdgeRelay",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"]),
+        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
+        .testTarget(name: "CLITests", dependencies: ["EdgeModel"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

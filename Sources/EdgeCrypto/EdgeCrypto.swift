@@ -1,0 +1,2 @@
+/// Key derivation, age v1, signify, sealed profiles and site certificates.
+public enum EdgeCrypto {}

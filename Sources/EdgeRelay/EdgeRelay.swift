@@ -1,0 +1,2 @@
+/// The relay's registration server and WireGuard control.
+public enum EdgeRelay {}
