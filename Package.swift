@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel"]),
     ],
