@@ -46,15 +46,22 @@ let package = Package(
             "EdgeModel", "EdgeCrypto", "EdgeRender", "Registration",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Shared by the three executables: error → exit code mapping, output helpers.
+        .target(name: "CLISupport", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "edgekit", dependencies: [
+            "CLISupport",
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
+            "CLISupport",
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
+            "CLISupport",
             "EdgeRelay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,0 +1,186 @@
+/// The network plan: what an operator writes in `plan.yaml`, with every derived address resolved.
+///
+/// A `Plan` is only ever made by `PlanLoader`, which checks it completely; code that holds a `Plan`
+/// can rely on every invariant listed in docs/plan.md (prefixes nest, names are DNS-safe, …).
+public struct Plan: Sendable, Equatable {
+    /// DNS-safe name of the whole network; part of every signed document.
+    public var name: String
+    /// The plan's RFC 4193 /48; every site /64 lies inside it.
+    public var ula: IPv6Prefix
+    /// Where router and relay tunnel /128 addresses come from; never overlaps `ula`.
+    public var tunnel: IPv6Prefix
+    public var relay: Relay
+    public var defaults: Defaults
+    public var sites: [Site]
+
+    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site]) {
+        self.name = name
+        self.ula = ula
+        self.tunnel = tunnel
+        self.relay = relay
+        self.defaults = defaults
+        self.sites = sites
+    }
+
+    /// The site called `name`, if any.
+    public func site(named name: String) -> Site? {
+        sites.first { $0.name == name }
+    }
+}
+
+/// The relay VPS: a DNS name the routers resolve, and its two UDP ports.
+public struct Relay: Sendable, Equatable {
+    /// DNS name of the relay; WireGuard endpoint and registration target.
+    public var host: String
+    public var wireguardPort: UInt16
+    public var registrationPort: UInt16
+    /// The relay's own /128 inside the plan's tunnel range.
+    public var tunnelAddress: IPv6Address
+
+    public init(host: String, wireguardPort: UInt16, registrationPort: UInt16, tunnelAddress: IPv6Address) {
+        self.host = host
+        self.wireguardPort = wireguardPort
+        self.registrationPort = registrationPort
+        self.tunnelAddress = tunnelAddress
+    }
+
+    public static let defaultWireGuardPort: UInt16 = 51820
+    public static let defaultRegistrationPort: UInt16 = 51821
+}
+
+/// Plan-wide defaults that sites inherit.
+public struct Defaults: Sendable, Equatable {
+    /// MTU of the uplink the router gets by DHCP; the tunnel uses `uplinkMTU - 80`.
+    public var uplinkMTU: Int
+    /// WireGuard PersistentKeepalive towards the relay, in seconds.
+    public var keepalive: Int
+    /// VRRP advertisement interval in centiseconds (VRRPv3, RFC 5798 section 5.2.7).
+    public var vrrpAdvertIntervalCentiseconds: Int
+    /// UDP ports of the servers' own WireGuard mesh, which the relay forwards inside the /48.
+    public var serverWireGuardPorts: ClosedRange<UInt16>
+
+    public init(uplinkMTU: Int = 1500, keepalive: Int = 25, vrrpAdvertIntervalCentiseconds: Int = 100,
+                serverWireGuardPorts: ClosedRange<UInt16> = 58000...60000) {
+        self.uplinkMTU = uplinkMTU
+        self.keepalive = keepalive
+        self.vrrpAdvertIntervalCentiseconds = vrrpAdvertIntervalCentiseconds
+        self.serverWireGuardPorts = serverWireGuardPorts
+    }
+
+    /// WireGuard over IPv6 costs 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard).
+    public static let wireGuardOverhead = 80
+
+    /// MTU of the router ↔ relay tunnel.
+    public var tunnelMTU: Int { uplinkMTU - Defaults.wireGuardOverhead }
+
+    /// What is left for packets inside the servers' own WireGuard mesh, which rides the tunnel.
+    public var innerMTU: Int { uplinkMTU - 2 * Defaults.wireGuardOverhead }
+}
+
+/// One site: a LAN with one /64, one VRRP group and one or two edge routers.
+public struct Site: Sendable, Equatable {
+    public var name: String
+    /// Subnet number of the site /64 inside the plan /48 (the 4th hextet).
+    public var index: Int
+    /// The site's /64.
+    public var prefix: IPv6Prefix
+    /// VRRP virtual router id, 1...255.
+    public var vrrpID: Int
+    /// The routers' shared address on the LAN, inside the site /64 (default `<site /64>::1`).
+    public var vip: IPv6Address
+    /// The link-local VIP that VRRPv3 needs first and radvd sends RAs from (default `fe80::1`).
+    public var linkLocalVIP: IPv6Address
+    public var routers: [Router]
+
+    public init(name: String, index: Int, prefix: IPv6Prefix, vrrpID: Int, vip: IPv6Address,
+                linkLocalVIP: IPv6Address, routers: [Router]) {
+        self.name = name
+        self.index = index
+        self.prefix = prefix
+        self.vrrpID = vrrpID
+        self.vip = vip
+        self.linkLocalVIP = linkLocalVIP
+        self.routers = routers
+    }
+
+    /// The router in `slot`, if the plan has it.
+    public func router(slot: Int) -> Router? {
+        routers.first { $0.slot == slot }
+    }
+
+    /// The hostname a router of this site takes: `<site>-r<slot>`.
+    public func hostname(slot: Int) -> String { "\(name)-r\(slot)" }
+}
+
+/// An edge router slot of a site. The device that holds the slot's stick becomes this router.
+public struct Router: Sendable, Equatable {
+    /// 1...N within the site.
+    public var slot: Int
+    /// VRRP priority 1...254; the highest live router is master.
+    public var priority: Int
+    /// Bump to rotate the router's keys (it is an input of the router secret).
+    public var generation: Int
+    public var uplink: InterfaceMatch
+    public var lan: InterfaceMatch
+    /// The router's own /128 on the tunnel to the relay.
+    public var tunnelAddress: IPv6Address
+    /// The router's own address on the site LAN, inside the site /64.
+    public var lanAddress: IPv6Address
+
+    public init(slot: Int, priority: Int, generation: Int, uplink: InterfaceMatch, lan: InterfaceMatch,
+                tunnelAddress: IPv6Address, lanAddress: IPv6Address) {
+        self.slot = slot
+        self.priority = priority
+        self.generation = generation
+        self.uplink = uplink
+        self.lan = lan
+        self.tunnelAddress = tunnelAddress
+        self.lanAddress = lanAddress
+    }
+}
+
+/// How a router finds one of its network interfaces.
+public enum InterfaceMatch: Sendable, Equatable, CustomStringConvertible {
+    /// Uplink: the first wired Ethernet port (`en*`/`eth*`) by kernel order; LAN: the second one.
+    case auto
+    /// A kernel interface name, e.g. `enp1s0`.
+    case name(String)
+    /// A MAC address, lower case, colon separated.
+    case mac(String)
+
+    public var description: String {
+        switch self {
+        case .auto: "auto"
+        case .name(let name): name
+        case .mac(let mac): mac
+        }
+    }
+}
+
+extension Plan {
+    /// Derived addresses (docs/plan.md, "Addressing"): these formulas are part of the contract.
+    public enum Addressing {
+        /// `<tunnel>::1` is the relay.
+        public static func relayTunnelAddress(in tunnel: IPv6Prefix) -> IPv6Address? {
+            tunnel.host(1)
+        }
+
+        /// `<tunnel>::1:<site index>:<slot>` is a router; never equal to the relay's `::1`.
+        public static func routerTunnelAddress(in tunnel: IPv6Prefix, siteIndex: Int, slot: Int) -> IPv6Address? {
+            tunnel.host(1 << 32 | UInt64(siteIndex) << 16 | UInt64(slot))
+        }
+
+        /// `<site /64>::1` is the VIP.
+        public static func siteVIP(in prefix: IPv6Prefix) -> IPv6Address? {
+            prefix.host(1)
+        }
+
+        /// `<site /64>::<slot + 1>` is a router's own LAN address (slot 1 → `::2`).
+        public static func routerLANAddress(in prefix: IPv6Prefix, slot: Int) -> IPv6Address? {
+            prefix.host(UInt64(slot) + 1)
+        }
+
+        /// `fe80::1` is the default link-local VIP.
+        public static let defaultLinkLocalVIP = IPv6Address("fe80::1")!
+    }
+}

@@ -1,0 +1,281 @@
+import Foundation
+import Yams
+
+/// Reads `plan.yaml` strictly (unknown keys and wrong types are errors, with their line) and checks
+/// every rule of docs/plan.md, reporting all problems at once.
+public enum PlanLoader {
+    /// The file name inside a plan folder.
+    public static let fileName = "plan.yaml"
+
+    /// Loads `DIR/plan.yaml`.
+    public static func load(directory: String) throws -> Plan {
+        let path = (directory as NSString).appendingPathComponent(fileName)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory)
+            let why = !exists ? "plan folder \(directory) does not exist"
+                : !isDirectory.boolValue ? "\(directory) is a file, not a plan folder"
+                : "no \(fileName) in \(directory) (create one with `edgekit plan init \(directory) --name NAME --relay HOST`)"
+            throw PlanError([PlanDiagnostic(file: path, line: nil, message: why)])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw PlanError([PlanDiagnostic(file: fileName, line: nil, message: "not UTF-8 text")])
+        }
+        return try parse(text, file: fileName)
+    }
+
+    /// Parses plan text; `file` only names the source in diagnostics.
+    public static func parse(_ text: String, file: String = fileName) throws -> Plan {
+        var reader = NodeReader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw PlanError([reader.diagnostic(for: error)])
+        }
+        guard let root else {
+            throw PlanError([PlanDiagnostic(file: file, line: nil, message: "the plan is empty")])
+        }
+        let draft = PlanDraft.read(root, &reader)
+        if !reader.diagnostics.isEmpty { throw PlanError(reader.diagnostics) }
+        var checker = PlanChecker(file: file)
+        let plan = checker.resolve(draft)
+        if let plan, checker.diagnostics.isEmpty { return plan }
+        throw PlanError(checker.diagnostics.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+}
+
+// MARK: - Strict YAML reading
+
+/// A value read from the YAML with the line it came from, so later checks can point at it.
+struct Located<Value> {
+    var value: Value
+    var line: Int
+}
+
+/// Walks the YAML node tree, collecting a diagnostic for every shape problem instead of stopping.
+struct NodeReader {
+    let file: String
+    var diagnostics: [PlanDiagnostic] = []
+
+    mutating func error(_ line: Int?, _ message: String) {
+        diagnostics.append(PlanDiagnostic(file: file, line: line, message: message))
+    }
+
+    func diagnostic(for error: YamlError) -> PlanDiagnostic {
+        switch error {
+        case .scanner(let context, let problem, let mark, _),
+            .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let where_ = context.map { " (\($0.text))" } ?? ""
+            return PlanDiagnostic(file: file, line: mark.line, message: "YAML syntax error: \(problem)\(where_)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return PlanDiagnostic(
+                file: file, line: context.mark.line,
+                message: "duplicate key \(duplicates.map { "\"\($0)\"" }.joined(separator: ", ")); each key may appear once")
+        default:
+            return PlanDiagnostic(file: file, line: nil, message: "YAML error: \(error)")
+        }
+    }
+
+    static func line(_ node: Node) -> Int { node.mark?.line ?? 0 }
+
+    /// The keys of a mapping, checking that each is allowed and appears once.
+    mutating func fields(_ node: Node, _ what: String, allowed: [String]) -> Fields? {
+        guard case .mapping(let mapping) = node else {
+            error(Self.line(node), "\(what) must be a mapping of keys (\(allowed.joined(separator: ", "))), found \(kind(node))")
+            return nil
+        }
+        var values: [String: Node] = [:]
+        var keyLines: [String: Int] = [:]
+        for (key, value) in mapping {
+            guard case .scalar(let scalar) = key else {
+                error(Self.line(key), "\(what): keys must be plain words")
+                continue
+            }
+            let name = scalar.string
+            if !allowed.contains(name) {
+                let hint = allowed.first { $0.replacingOccurrences(of: "_", with: "") == name.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "") }
+                let suggestion = hint.map { "; did you mean \"\($0)\"?" } ?? " (allowed: \(allowed.joined(separator: ", ")))"
+                error(Self.line(key), "unknown key \"\(name)\" in \(what)\(suggestion)")
+                continue
+            }
+            if let first = keyLines[name] {
+                error(Self.line(key), "\(what): key \"\(name)\" appears twice (first on line \(first))")
+                continue
+            }
+            values[name] = value
+            keyLines[name] = Self.line(key)
+        }
+        return Fields(what: what, line: Self.line(node), values: values)
+    }
+
+    func kind(_ node: Node) -> String {
+        switch node {
+        case .scalar(let scalar): scalar.string.isEmpty ? "an empty value" : "the value \"\(scalar.string)\""
+        case .mapping: "a mapping"
+        case .sequence: "a list"
+        case .alias: "an alias"
+        }
+    }
+
+    /// A scalar as text. Plain scalars keep their text even when YAML 1.1 would read them as
+    /// numbers (a MAC such as `10:22:33:44:55:66` is a base-60 integer to YAML 1.1).
+    mutating func string(_ fields: Fields, _ key: String, required: Bool = true) -> Located<String>? {
+        guard let node = fields.values[key] else {
+            if required { error(fields.line, "\(fields.what) is missing \"\(key)\"") }
+            return nil
+        }
+        guard case .scalar(let scalar) = node, !(scalar.string.isEmpty && scalar.style == .plain) else {
+            error(Self.line(node), "\(fields.what).\(key) must be a text value, found \(kind(node))")
+            return nil
+        }
+        return Located(value: scalar.string, line: Self.line(node))
+    }
+
+    /// A whole decimal number within `range`.
+    mutating func integer(_ fields: Fields, _ key: String, _ range: ClosedRange<Int>, required: Bool = true) -> Located<Int>? {
+        guard let text = string(fields, key, required: required) else { return nil }
+        guard let value = Int(text.value), text.value.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) else {
+            error(text.line, "\(fields.what).\(key) must be a whole number \(range.lowerBound)–\(range.upperBound), found \"\(text.value)\"")
+            return nil
+        }
+        guard range.contains(value) else {
+            error(text.line, "\(fields.what).\(key) is \(value), outside \(range.lowerBound)–\(range.upperBound)")
+            return nil
+        }
+        return Located(value: value, line: text.line)
+    }
+
+    mutating func list(_ fields: Fields, _ key: String) -> [Node]? {
+        guard let node = fields.values[key] else {
+            error(fields.line, "\(fields.what) is missing \"\(key)\"")
+            return nil
+        }
+        guard case .sequence(let sequence) = node else {
+            error(Self.line(node), "\(fields.what).\(key) must be a list (lines starting with \"- \"), found \(kind(node))")
+            return nil
+        }
+        return Array(sequence)
+    }
+}
+
+/// The keys of one YAML mapping after the allowed-key check.
+struct Fields {
+    var what: String
+    var line: Int
+    var values: [String: Node]
+    func has(_ key: String) -> Bool { values[key] != nil }
+}
+
+// MARK: - The plan as written, before resolution
+
+struct PlanDraft {
+    var name: Located<String>?
+    var ula: Located<String>?
+    var tunnel: Located<String>?
+    var relay: RelayDraft?
+    var defaults = DefaultsDraft()
+    var sites: [SiteDraft] = []
+    var sitesLine = 0
+
+    struct RelayDraft {
+        var line: Int
+        var host: Located<String>?
+        var wireguardPort: Located<Int>?
+        var registrationPort: Located<Int>?
+        var tunnelAddress: Located<String>?
+    }
+
+    struct DefaultsDraft {
+        var line = 0
+        var uplinkMTU: Located<Int>?
+        var keepalive: Located<Int>?
+        var vrrpAdvertInterval: Located<String>?
+        var serverPorts: Located<String>?
+    }
+
+    struct SiteDraft {
+        var line: Int
+        var what: String
+        var name: Located<String>?
+        var index: Located<Int>?
+        var prefix: Located<String>?
+        var vrrpID: Located<Int>?
+        var vip: Located<String>?
+        var linkLocalVIP: Located<String>?
+        var routers: [RouterDraft] = []
+    }
+
+    struct RouterDraft {
+        var line: Int
+        var what: String
+        var slot: Located<Int>?
+        var priority: Located<Int>?
+        var generation: Located<Int>?
+        var uplink: Located<String>?
+        var lan: Located<String>?
+        var tunnelAddress: Located<String>?
+    }
+
+    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites"]
+    static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
+    static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports"]
+    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "routers"]
+    static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address"]
+
+    static func read(_ root: Node, _ r: inout NodeReader) -> PlanDraft {
+        var draft = PlanDraft()
+        guard let top = r.fields(root, "the plan", allowed: topKeys) else { return draft }
+        draft.name = r.string(top, "name")
+        draft.ula = r.string(top, "ula")
+        draft.tunnel = r.string(top, "tunnel")
+        if let node = top.values["relay"] {
+            if let f = r.fields(node, "relay", allowed: relayKeys) {
+                draft.relay = RelayDraft(
+                    line: f.line, host: r.string(f, "host"),
+                    wireguardPort: r.integer(f, "wireguard_port", 1...65535, required: false),
+                    registrationPort: r.integer(f, "registration_port", 1...65535, required: false),
+                    tunnelAddress: r.string(f, "tunnel_address", required: false))
+            }
+        } else {
+            r.error(top.line, "the plan is missing \"relay\" (its DNS name and ports)")
+        }
+        if let node = top.values["defaults"], let f = r.fields(node, "defaults", allowed: defaultsKeys) {
+            draft.defaults = DefaultsDraft(
+                line: f.line,
+                uplinkMTU: r.integer(f, "uplink_mtu", 576...65535, required: false),
+                keepalive: r.integer(f, "keepalive", 0...65535, required: false),
+                vrrpAdvertInterval: r.string(f, "vrrp_advert_interval", required: false),
+                serverPorts: r.string(f, "server_wireguard_ports", required: false))
+        }
+        draft.sitesLine = top.values["sites"].map(NodeReader.line) ?? top.line
+        for (i, node) in (r.list(top, "sites") ?? []).enumerated() {
+            guard let f = r.fields(node, "sites[\(i)]", allowed: siteKeys) else { continue }
+            let name = r.string(f, "name")
+            let what = name.map { "site \"\($0.value)\"" } ?? "sites[\(i)]"
+            var site = SiteDraft(
+                line: f.line, what: what, name: name,
+                index: r.integer(Fields(what: what, line: f.line, values: f.values), "index", 0...65535),
+                prefix: r.string(f, "prefix", required: false),
+                vrrpID: r.integer(Fields(what: what, line: f.line, values: f.values), "vrrp_id", 1...255),
+                vip: r.string(f, "vip", required: false),
+                linkLocalVIP: r.string(f, "link_local_vip", required: false))
+            for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
+                guard let rf = r.fields(routerNode, "\(what) routers[\(j)]", allowed: routerKeys) else { continue }
+                let slot = r.integer(rf, "slot", 1...16)
+                let routerWhat = slot.map { "\(what) router \($0.value)" } ?? "\(what) routers[\(j)]"
+                let named = Fields(what: routerWhat, line: rf.line, values: rf.values)
+                site.routers.append(RouterDraft(
+                    line: rf.line, what: routerWhat, slot: slot,
+                    priority: r.integer(named, "priority", 1...254),
+                    generation: r.integer(named, "generation", 1...1_000_000, required: false),
+                    uplink: r.string(named, "uplink", required: false),
+                    lan: r.string(named, "lan", required: false),
+                    tunnelAddress: r.string(named, "tunnel_address", required: false)))
+            }
+            draft.sites.append(site)
+        }
+        return draft
+    }
+}

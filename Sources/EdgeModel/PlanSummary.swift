@@ -1,0 +1,114 @@
+import Foundation
+
+/// The resolved addressing of a plan, as `edgekit plan show` prints it (and CI reads as JSON).
+public struct PlanSummary: Codable, Sendable, Equatable {
+    public var name: String
+    public var ula: String
+    public var tunnel: String
+    public var relay: RelaySummary
+    public var defaults: DefaultsSummary
+    public var sites: [SiteSummary]
+
+    public struct RelaySummary: Codable, Sendable, Equatable {
+        public var host: String
+        public var wireguardPort: UInt16
+        public var registrationPort: UInt16
+        public var tunnelAddress: String
+    }
+
+    public struct DefaultsSummary: Codable, Sendable, Equatable {
+        public var uplinkMTU: Int
+        public var tunnelMTU: Int
+        public var innerMTU: Int
+        public var keepalive: Int
+        public var vrrpAdvertInterval: Double
+        public var serverWireguardPorts: String
+    }
+
+    public struct SiteSummary: Codable, Sendable, Equatable {
+        public var name: String
+        public var index: Int
+        public var prefix: String
+        public var vrrpID: Int
+        public var vip: String
+        public var linkLocalVIP: String
+        public var routers: [RouterSummary]
+    }
+
+    public struct RouterSummary: Codable, Sendable, Equatable {
+        public var slot: Int
+        public var hostname: String
+        public var priority: Int
+        public var generation: Int
+        public var lanAddress: String
+        public var tunnelAddress: String
+        public var uplink: String
+        public var lan: String
+    }
+
+    public init(_ plan: Plan) {
+        name = plan.name
+        ula = plan.ula.description
+        tunnel = plan.tunnel.description
+        relay = RelaySummary(
+            host: plan.relay.host, wireguardPort: plan.relay.wireguardPort,
+            registrationPort: plan.relay.registrationPort, tunnelAddress: plan.relay.tunnelAddress.description)
+        defaults = DefaultsSummary(
+            uplinkMTU: plan.defaults.uplinkMTU, tunnelMTU: plan.defaults.tunnelMTU, innerMTU: plan.defaults.innerMTU,
+            keepalive: plan.defaults.keepalive,
+            vrrpAdvertInterval: Double(plan.defaults.vrrpAdvertIntervalCentiseconds) / 100,
+            serverWireguardPorts: "\(plan.defaults.serverWireGuardPorts.lowerBound)-\(plan.defaults.serverWireGuardPorts.upperBound)")
+        sites = plan.sites.map { site in
+            SiteSummary(
+                name: site.name, index: site.index, prefix: site.prefix.description, vrrpID: site.vrrpID,
+                vip: site.vip.description, linkLocalVIP: site.linkLocalVIP.description,
+                routers: site.routers.map { router in
+                    RouterSummary(
+                        slot: router.slot, hostname: site.hostname(slot: router.slot), priority: router.priority,
+                        generation: router.generation, lanAddress: router.lanAddress.description,
+                        tunnelAddress: router.tunnelAddress.description,
+                        uplink: router.uplink.description, lan: router.lan.description)
+                })
+        }
+    }
+
+    /// Stable, pretty JSON (sorted keys, snake_case) for scripts and CI matrices.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+    }
+
+    /// A human-readable table: plan header, then one row per router.
+    public func text() -> String {
+        var out = """
+            plan \(name)
+              ula      \(ula)
+              tunnel   \(tunnel)
+              relay    \(relay.host)  wireguard \(relay.wireguardPort)/udp  registration \(relay.registrationPort)/udp  tunnel \(relay.tunnelAddress)
+              mtu      uplink \(defaults.uplinkMTU), tunnel \(defaults.tunnelMTU), servers' mesh \(defaults.innerMTU)
+              vrrp     advert every \(String(format: "%.2f", defaults.vrrpAdvertInterval)) s; keepalive \(defaults.keepalive) s; relay forwards udp \(defaults.serverWireguardPorts)
+
+            """
+        let header = ["SITE", "INDEX", "PREFIX", "VRRP", "VIP", "SLOT", "HOSTNAME", "PRIO", "GEN", "LAN ADDRESS", "TUNNEL ADDRESS", "UPLINK", "LAN"]
+        var rows: [[String]] = [header]
+        for site in sites {
+            for router in site.routers {
+                rows.append([
+                    site.name, String(site.index), site.prefix, String(site.vrrpID), "\(site.linkLocalVIP), \(site.vip)",
+                    String(router.slot), router.hostname, String(router.priority), String(router.generation),
+                    router.lanAddress, router.tunnelAddress, router.uplink, router.lan,
+                ])
+            }
+        }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            let cells = row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }
+            out += cells.joined(separator: "  ") + "\n"
+        }
+        return out
+    }
+}
