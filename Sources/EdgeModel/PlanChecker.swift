@@ -157,7 +157,7 @@ struct PlanChecker {
         var sitePrefixes: [(IPv6Prefix, String, Int)] = []
         var tunnelAddresses: [IPv6Address: (String, Int)] = [:]
         if let relay { tunnelAddresses[relay.tunnelAddress] = ("the relay", draft.relay?.tunnelAddress?.line ?? draft.relay?.line ?? 0) }
-        if draft.sites.isEmpty, draft.sitesLine > 0, diagnostics.isEmpty {
+        if draft.sites.isEmpty, draft.sitesLine > 0, !diagnostics.contains(where: { $0.line == draft.sitesLine }) {
             error(draft.sitesLine, "sites is empty; a plan needs at least one site")
         }
         for siteDraft in draft.sites {
@@ -170,9 +170,12 @@ struct PlanChecker {
                     siteNames[siteName] = located.line
                 }
             }
+            var siteDraft = siteDraft
             if let index = siteDraft.index {
                 if let (other, line) = siteIndexes[index.value] {
                     error(index.line, "\(what): index \(index.value) is already used by site \"\(other)\" (line \(line)); each site needs its own /64")
+                    // Addresses derived from a clashing index would only repeat this error.
+                    siteDraft.index = nil
                 } else {
                     siteIndexes[index.value] = (siteName ?? what, index.line)
                 }

@@ -37,11 +37,14 @@ public enum PlanLoader {
             throw PlanError([PlanDiagnostic(file: file, line: nil, message: "the plan is empty")])
         }
         let draft = PlanDraft.read(root, &reader)
-        if !reader.diagnostics.isEmpty { throw PlanError(reader.diagnostics) }
-        var checker = PlanChecker(file: file)
+        // Shape problems leave holes in the draft; the checker still runs on what was readable,
+        // so one pass reports every problem.
+        var checker = PlanChecker(file: file, diagnostics: reader.diagnostics)
         let plan = checker.resolve(draft)
         if let plan, checker.diagnostics.isEmpty { return plan }
-        throw PlanError(checker.diagnostics.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+        throw PlanError(checker.diagnostics.enumerated().sorted {
+            (($0.element.line ?? 0), $0.offset) < (($1.element.line ?? 0), $1.offset)
+        }.map(\.element))
     }
 }
 
@@ -110,6 +113,15 @@ struct NodeReader {
         return Fields(what: what, line: Self.line(node), values: values)
     }
 
+    /// The text of `key` in a mapping without checking anything, to name the mapping in messages.
+    static func peek(_ node: Node, _ key: String) -> String? {
+        guard case .mapping(let mapping) = node else { return nil }
+        for (k, v) in mapping {
+            if case .scalar(let ks) = k, ks.string == key, case .scalar(let vs) = v { return vs.string }
+        }
+        return nil
+    }
+
     func kind(_ node: Node) -> String {
         switch node {
         case .scalar(let scalar): scalar.string.isEmpty ? "an empty value" : "the value \"\(scalar.string)\""
@@ -127,7 +139,7 @@ struct NodeReader {
             return nil
         }
         guard case .scalar(let scalar) = node, !(scalar.string.isEmpty && scalar.style == .plain) else {
-            error(Self.line(node), "\(fields.what).\(key) must be a text value, found \(kind(node))")
+            error(Self.line(node), "\(fields.label(key)) must be a text value, found \(kind(node))")
             return nil
         }
         return Located(value: scalar.string, line: Self.line(node))
@@ -137,11 +149,11 @@ struct NodeReader {
     mutating func integer(_ fields: Fields, _ key: String, _ range: ClosedRange<Int>, required: Bool = true) -> Located<Int>? {
         guard let text = string(fields, key, required: required) else { return nil }
         guard let value = Int(text.value), text.value.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-") }) else {
-            error(text.line, "\(fields.what).\(key) must be a whole number \(range.lowerBound)–\(range.upperBound), found \"\(text.value)\"")
+            error(text.line, "\(fields.label(key)) must be a whole number \(range.lowerBound)–\(range.upperBound), found \"\(text.value)\"")
             return nil
         }
         guard range.contains(value) else {
-            error(text.line, "\(fields.what).\(key) is \(value), outside \(range.lowerBound)–\(range.upperBound)")
+            error(text.line, "\(fields.label(key)) is \(value), outside \(range.lowerBound)–\(range.upperBound)")
             return nil
         }
         return Located(value: value, line: text.line)
@@ -153,7 +165,7 @@ struct NodeReader {
             return nil
         }
         guard case .sequence(let sequence) = node else {
-            error(Self.line(node), "\(fields.what).\(key) must be a list (lines starting with \"- \"), found \(kind(node))")
+            error(Self.line(node), "\(fields.label(key)) must be a list (lines starting with \"- \"), found \(kind(node))")
             return nil
         }
         return Array(sequence)
@@ -166,6 +178,15 @@ struct Fields {
     var line: Int
     var values: [String: Node]
     func has(_ key: String) -> Bool { values[key] != nil }
+
+    /// How a key is named in messages: `sites`, `relay.host`, `site "a" index`.
+    func label(_ key: String) -> String {
+        switch what {
+        case "the plan": key
+        case "relay", "defaults": "\(what).\(key)"
+        default: "\(what) \(key)"
+        }
+    }
 }
 
 // MARK: - The plan as written, before resolution
@@ -251,7 +272,8 @@ struct PlanDraft {
         }
         draft.sitesLine = top.values["sites"].map(NodeReader.line) ?? top.line
         for (i, node) in (r.list(top, "sites") ?? []).enumerated() {
-            guard let f = r.fields(node, "sites[\(i)]", allowed: siteKeys) else { continue }
+            let siteLabel = NodeReader.peek(node, "name").map { "site \"\($0)\"" } ?? "sites[\(i)]"
+            guard let f = r.fields(node, siteLabel, allowed: siteKeys) else { continue }
             let name = r.string(f, "name")
             let what = name.map { "site \"\($0.value)\"" } ?? "sites[\(i)]"
             var site = SiteDraft(
@@ -262,7 +284,8 @@ struct PlanDraft {
                 vip: r.string(f, "vip", required: false),
                 linkLocalVIP: r.string(f, "link_local_vip", required: false))
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
-                guard let rf = r.fields(routerNode, "\(what) routers[\(j)]", allowed: routerKeys) else { continue }
+                let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"
+                guard let rf = r.fields(routerNode, routerLabel, allowed: routerKeys) else { continue }
                 let slot = r.integer(rf, "slot", 1...16)
                 let routerWhat = slot.map { "\(what) router \($0.value)" } ?? "\(what) routers[\(j)]"
                 let named = Fields(what: routerWhat, line: rf.line, values: rf.values)

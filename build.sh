@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# edgekit's one entry point for people and CI (README.md, "Build").
+#   ./build.sh          install missing Debian packages, build release binaries, run the main job
+#                       on the example plan (profiles/example)
+#   ./build.sh test     install, build and run the whole test suite; ends with a summary line
+#   ./build.sh help     this text
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+
+# Debian packages the project needs: to build (libarchive, zstd, pkg-config), and the real tools
+# the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
+PACKAGES=(
+  pkg-config libarchive-dev libzstd-dev zstd
+  age signify-openbsd
+  wireguard-tools wireguard-go iproute2 iputils-ping nftables radvd keepalived dnsmasq-base
+  ndisc6 socat tcpdump procps util-linux
+  dosfstools mtools e2fsprogs fdisk bmap-tools
+  mmdebstrap qemu-system-x86 ovmf
+  systemd
+)
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+install_packages() {
+  local missing=()
+  for package in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$package")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing Debian packages: ${missing[*]}; run ./build.sh as root, or: sudo apt-get install ${missing[*]}"
+  fi
+  log "installing ${#missing[@]} Debian package(s): ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed (is the Debian archive reachable?)"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing[*]}"
+}
+
+find_swift() {
+  if ! command -v swift >/dev/null 2>&1; then
+    [ -x /opt/swift/usr/bin/swift ] && export PATH="/opt/swift/usr/bin:$PATH"
+  fi
+  command -v swift >/dev/null 2>&1 || die "Swift 6 toolchain not found (expected on PATH or in /opt/swift)"
+}
+
+main_job() {
+  log "building release binaries"
+  swift build -c release 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build failed"
+  local bin
+  bin="$(swift build -c release --show-bin-path)"
+  log "checking the example plan"
+  "$bin/edgekit" plan check profiles/example
+  "$bin/edgekit" plan show profiles/example
+}
+
+run_tests() {
+  local started log_file
+  started=$(date +%s)
+  log "building the test suite"
+  swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "test build failed"
+  log_file="$(mktemp /tmp/edgekit-test.XXXXXX.log)"
+  log "running the test suite (full log: $log_file)"
+  set +e
+  swift test --skip-build 2>&1 | tee "$log_file"
+  local status=${PIPESTATUS[0]}
+  set -e
+  local elapsed=$(( $(date +%s) - started ))
+  # Swift Testing closes with "Test run with N tests ... passed/failed"; count per test too.
+  local passed failed skipped
+  passed=$(grep -E '^✔ Test .* passed' "$log_file" | grep -vc 'Test run with' || true)
+  failed=$(grep -E '^✘ Test .* failed' "$log_file" | grep -vc 'Test run with' || true)
+  skipped=$(grep -cE '^➜ Test .* skipped' "$log_file" || true)
+  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+  echo "summary: $passed passed, $failed failed, $skipped skipped (${elapsed}s)"
+  return "$status"
+}
+
+case "${1:-}" in
+  "")
+    install_packages; find_swift; main_job ;;
+  test)
+    install_packages; find_swift; run_tests ;;
+  help|-h|--help)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *)
+    die "unknown command \"$1\"; use ./build.sh, ./build.sh test or ./build.sh help" ;;
+esac
