@@ -1,0 +1,177 @@
+import Crypto
+import Foundation
+
+/// `profile.age`: a profile document, signed by the operator (signify embedded form), sealed with
+/// age to the site image identity. Opening checks every layer and fails closed with one reason.
+public enum SealedProfile {
+    /// A real profile is a few kilobytes; anything far larger is refused before any work.
+    public static let maximumSize = 256 * 1024
+
+    /// Signs and seals `document` for the site whose image holds `siteRecipient`'s identity.
+    public static func seal(_ document: ProfileDocument, operatorKey: Signify.SecretKey, siteRecipient: Age.Recipient) throws -> Data {
+        let body = try DocumentCoding.encode(document)
+        let signed = Signify.signEmbedded(
+            body, with: operatorKey,
+            comment: "edgekit profile \(document.plan.name)/\(document.site.name)/\(document.router.slot) serial \(document.serial)")
+        return try Age.encrypt(signed, to: [siteRecipient])
+    }
+
+    /// What the device knows before it trusts a stick: its image identity and site, the operator
+    /// key, and the last serial it applied.
+    public struct Expectation: Sendable {
+        public var identity: Age.Identity
+        public var operatorKey: Signify.PublicKey
+        public var plan: String
+        public var site: String
+        /// The serial of the last applied profile; an older one is refused, an equal one accepted
+        /// (re-applying the same stick is a no-op).
+        public var lastSerial: UInt64?
+
+        public init(identity: Age.Identity, operatorKey: Signify.PublicKey, plan: String, site: String, lastSerial: UInt64?) {
+            self.identity = identity
+            self.operatorKey = operatorKey
+            self.plan = plan
+            self.site = site
+            self.lastSerial = lastSerial
+        }
+    }
+
+    /// Unseals, verifies and checks a profile (docs/keys.md, "Fail closed"): every failure is one
+    /// `ProfileError` case, tested in the order a forger would have to get past them.
+    public static func open(_ sealed: Data, expecting expected: Expectation) throws(ProfileError) -> ProfileDocument {
+        guard !sealed.isEmpty else { throw .empty }
+        guard sealed.count <= maximumSize else { throw .tooLarge(sealed.count) }
+        guard sealed.starts(with: Data("age-encryption.org/".utf8)) else { throw .notAge }
+
+        let plaintext: Data
+        do {
+            plaintext = try Age.decrypt(sealed, with: [expected.identity])
+        } catch let error as AgeError {
+            switch error.code {
+            case .noMatch: throw .sealedToAnotherIdentity(site: expected.site)
+            case .unsupportedVersion: throw .notAge
+            default: throw .damaged(error.message)
+            }
+        } catch {
+            throw .damaged("\(error)")
+        }
+
+        let body: Data
+        do {
+            body = try Signify.verifyEmbedded(plaintext, publicKey: expected.operatorKey)
+        } catch let error as SignifyError {
+            switch error.code {
+            case .wrongKey: throw .signedByAnotherKey
+            case .badSignature: throw .badSignature
+            default: throw .unsigned
+            }
+        } catch {
+            throw .unsigned
+        }
+
+        // Read the schema alone first: a newer schema may not decode as this one.
+        struct SchemaOnly: Decodable { var schema: Int }
+        let schema: Int
+        do {
+            schema = try DocumentCoding.decode(SchemaOnly.self, from: body).schema
+        } catch let error as ProfileError {
+            throw error
+        } catch {
+            throw .malformedDocument("\(error)")
+        }
+        guard schema == ProfileDocument.currentSchema else { throw .unknownSchema(schema, what: "profile") }
+        let document: ProfileDocument
+        do {
+            document = try DocumentCoding.decode(ProfileDocument.self, from: body)
+        } catch let error as ProfileError {
+            throw error
+        } catch {
+            throw .malformedDocument("\(error)")
+        }
+
+        guard document.plan.name == expected.plan else { throw .anotherPlan(found: document.plan.name, expected: expected.plan) }
+        guard document.site.name == expected.site else { throw .anotherSite(found: document.site.name, expected: expected.site) }
+        if let last = expected.lastSerial, document.serial < last {
+            throw .olderSerial(found: document.serial, last: last)
+        }
+
+        // The certificate inside must be the operator's and must describe this very router.
+        let certificate: SiteCertificate
+        do {
+            certificate = try SiteCertificate.verify(Data(document.certificate.utf8), operatorKey: expected.operatorKey)
+        } catch {
+            throw .certificateInvalid("\(error)")
+        }
+        let secret: RouterSecret
+        do {
+            secret = try document.secret()
+        } catch {
+            throw .malformedDocument("router_secret is not 32 bytes of base64")
+        }
+        let mismatch: String? =
+            certificate.plan != document.plan.name ? "plan"
+            : certificate.site != document.site.name ? "site"
+            : certificate.slot != document.router.slot ? "slot"
+            : certificate.sitePrefix != document.site.prefix ? "site prefix"
+            : certificate.tunnelAddress != document.router.tunnelAddress ? "tunnel address"
+            : certificate.serial != document.serial ? "serial"
+            : certificate.wireguardPublicKey != secret.wireGuardKey.publicKeyBase64 ? "WireGuard key"
+            : nil
+        if let mismatch { throw .certificateMismatch(mismatch) }
+        return document
+    }
+}
+
+/// Why a profile was refused. Each case prints as one line that names the layer that failed.
+public enum ProfileError: Error, Equatable, CustomStringConvertible {
+    case empty
+    case tooLarge(Int)
+    case notAge
+    case sealedToAnotherIdentity(site: String)
+    case damaged(String)
+    case unsigned
+    case signedByAnotherKey
+    case badSignature
+    case malformedDocument(String)
+    case unknownSchema(Int, what: String)
+    case anotherPlan(found: String, expected: String)
+    case anotherSite(found: String, expected: String)
+    case olderSerial(found: UInt64, last: UInt64)
+    case certificateInvalid(String)
+    case certificateMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .empty:
+            "profile is empty"
+        case .tooLarge(let size):
+            "profile is \(size) bytes, far more than a profile (at most \(SealedProfile.maximumSize)): not a profile"
+        case .notAge:
+            "profile is not an age v1 file (no age-encryption.org/v1 header)"
+        case .sealedToAnotherIdentity(let site):
+            "profile is sealed to another site's identity, not this image's (site \(site))"
+        case .damaged(let detail):
+            "profile is damaged or tampered: \(detail)"
+        case .unsigned:
+            "profile is not signed: the sealed content is not a signify-signed document"
+        case .signedByAnotherKey:
+            "profile is signed by another operator key, not this plan's"
+        case .badSignature:
+            "profile signature does not match its content: tampered"
+        case .malformedDocument(let detail):
+            "profile document is malformed: \(detail)"
+        case .unknownSchema(let schema, let what):
+            "\(what) has unknown schema \(schema) (this software understands \(ProfileDocument.currentSchema)); update the image"
+        case .anotherPlan(let found, let expected):
+            "profile is for plan \"\(found)\", this image is plan \"\(expected)\""
+        case .anotherSite(let found, let expected):
+            "profile is for site \"\(found)\", this image is site \"\(expected)\""
+        case .olderSerial(let found, let last):
+            "profile serial \(found) is older than the last applied serial \(last); use the newest stick"
+        case .certificateInvalid(let detail):
+            "profile's site certificate is not valid: \(detail)"
+        case .certificateMismatch(let field):
+            "profile's site certificate does not match the profile (\(field) differs)"
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+
+/// The folder holding `master.key` (`--secrets DIR`, default `$EDGEKIT_SECRETS`), kept outside the
+/// repository. The folder is 0700 and the file 0600, and both are checked like ssh checks its keys.
+public struct SecretsFolder: Sendable {
+    public static let environmentVariable = "EDGEKIT_SECRETS"
+    public static let masterFileName = "master.key"
+
+    public let path: String
+
+    public init(path: String) {
+        self.path = path
+    }
+
+    /// `--secrets` if given, else `$EDGEKIT_SECRETS`.
+    public static func resolve(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SecretsFolder {
+        if let option, !option.isEmpty { return SecretsFolder(path: option) }
+        if let value = environment[environmentVariable], !value.isEmpty { return SecretsFolder(path: value) }
+        throw SecretsError("no secrets folder: pass --secrets DIR or set \(environmentVariable) (the folder holding \(masterFileName))")
+    }
+
+    public var masterPath: String { (path as NSString).appendingPathComponent(SecretsFolder.masterFileName) }
+
+    /// Creates the folder (0700) if needed and writes a new master secret (0600). Never overwrites.
+    public func create(_ master: MasterSecret) throws {
+        let files = FileManager.default
+        var isDirectory: ObjCBool = false
+        if files.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw SecretsError("\(path) is a file; --secrets needs a folder") }
+            if files.fileExists(atPath: masterPath) {
+                throw SecretsError("\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
+            }
+            let mode = try permissions(path)
+            if mode & 0o077 != 0 {
+                throw SecretsError("\(path) is accessible by group or others (mode \(octal(mode))); run chmod 700 \(path) first")
+            }
+        } else {
+            do {
+                try files.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw SecretsError("cannot create \(path): \(error.localizedDescription)")
+            }
+        }
+        // O_EXCL: if another process created the file meanwhile, fail rather than overwrite.
+        let fd = open(masterPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw SecretsError("cannot create \(masterPath): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let bytes = Array(master.fileText.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else {
+            unlink(masterPath)
+            throw SecretsError("cannot write \(masterPath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Reads the master secret, refusing a file others can read.
+    public func loadMaster() throws -> MasterSecret {
+        guard FileManager.default.fileExists(atPath: masterPath) else {
+            throw SecretsError("\(masterPath) does not exist; create it with `edgekit keys init --plan DIR --secrets \(path)` or restore it from your secret store")
+        }
+        let mode = try permissions(masterPath)
+        if mode & 0o077 != 0 {
+            throw SecretsError("\(masterPath) is readable by group or others (mode \(octal(mode))); run chmod 600 \(masterPath)")
+        }
+        guard let data = FileManager.default.contents(atPath: masterPath) else {
+            throw SecretsError("cannot read \(masterPath)")
+        }
+        do {
+            return try MasterSecret(fileText: String(decoding: data, as: UTF8.self))
+        } catch let error as KeyError {
+            throw SecretsError("\(masterPath): \(error)")
+        }
+    }
+
+    private func permissions(_ path: String) throws -> Int {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw SecretsError("cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        return Int(info.st_mode) & 0o777
+    }
+
+    private func octal(_ mode: Int) -> String { "0" + String(mode, radix: 8) }
+}
+
+/// A problem with the secrets folder, in one line that says how to fix it.
+public struct SecretsError: Error, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
