@@ -89,9 +89,11 @@ public enum Age {
         }
 
         public var privateKey: Curve25519.KeyAgreement.PrivateKey {
-            // Validated in every initialiser; the fallback is unreachable but avoids a crash path.
-            (try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: rawRepresentation))
-                ?? Curve25519.KeyAgreement.PrivateKey()
+            // 32 bytes were validated by every initialiser, and X25519 accepts any 32 bytes.
+            guard let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: rawRepresentation) else {
+                preconditionFailure("validated X25519 identity was rejected")
+            }
+            return key
         }
 
         /// `AGE-SECRET-KEY-1…`, upper case.
