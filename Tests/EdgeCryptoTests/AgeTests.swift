@@ -257,3 +257,34 @@ struct AgeNegativeTests {
         #expect(released == plaintext.prefix(65536))
     }
 }
+
+/// Bad input must produce an `AgeError`, never a crash or another error type.
+@Suite("age robustness")
+struct AgeRobustnessTests {
+    @Test func mutationsAndTruncationsOnlyThrowAgeErrors() throws {
+        let identity = Age.Identity.generate()
+        let file = try Age.encrypt(testBytes(70_000), to: [identity.recipient, Age.Identity.generate().recipient])
+        let headerEnd = try AgeHeader.parse([UInt8](file)).payloadOffset + 16
+        var state: UInt64 = 42
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        var inputs: [Data] = (0...headerEnd + 20).map { file.prefix($0) }
+        for _ in 0..<300 {
+            var mutated = file
+            for _ in 0..<(1 + next(3)) {
+                mutated[next(headerEnd + 40)] = UInt8(next(256))
+            }
+            inputs.append(mutated)
+        }
+        for input in inputs {
+            do {
+                _ = try Age.decrypt(input, with: [identity])
+            } catch is AgeError {
+            } catch {
+                Issue.record("non-age error \(error)")
+            }
+        }
+    }
+}

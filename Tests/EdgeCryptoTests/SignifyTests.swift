@@ -170,3 +170,40 @@ struct SignifyTests {
         #expect(signifyCode { _ = try Signify.SecretKey(seed: Data(count: 32), keyNumber: Data(count: 7)) } == .malformed)
     }
 }
+
+/// Bad input must produce a `SignifyError`, never a crash or another error type.
+@Suite("signify robustness")
+struct SignifyRobustnessTests {
+    @Test func mutationsAndTruncationsOnlyThrowSignifyErrors() throws {
+        let key = Signify.SecretKey.generate()
+        let files = [
+            Data(key.fileText(comment: "s").utf8),
+            Data(key.publicKey.fileText(comment: "p").utf8),
+            Signify.signEmbedded(Data("m".utf8), with: key, comment: "e"),
+        ]
+        var state: UInt64 = 7
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        for file in files {
+            var inputs: [Data] = (0...file.count).map { file.prefix($0) }
+            for _ in 0..<200 {
+                var mutated = file
+                mutated[next(mutated.count)] = UInt8(next(256))
+                inputs.append(mutated)
+            }
+            for input in inputs {
+                let text = String(decoding: input, as: UTF8.self)
+                for attempt in [
+                    { _ = try Signify.SecretKey(parsing: text) },
+                    { _ = try Signify.PublicKey(parsing: text) },
+                    { _ = try Signify.Signature(parsing: text) },
+                    { _ = try Signify.verifyEmbedded(input, publicKey: key.publicKey) },
+                ] as [() throws -> Void] {
+                    do { try attempt() } catch is SignifyError {} catch { Issue.record("non-signify error \(error)") }
+                }
+            }
+        }
+    }
+}
