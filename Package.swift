@@ -26,6 +26,10 @@ let package = Package(
             "EdgeModel",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
+        .target(name: "EdgeSystem"),
+        // Profile sticks: FAT images built with mkfs.vfat + mtools, read back without mounting.
+        .target(name: "EdgeStick", dependencies: ["EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
@@ -38,7 +42,7 @@ let package = Package(
         .target(name: "EdgeImage", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "CArchive"]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "Registration",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Registration server and WireGuard control.
@@ -52,7 +56,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit", dependencies: [
             "CLISupport",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
@@ -68,7 +72,8 @@ let package = Package(
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
-        .testTarget(name: "CLITests", dependencies: ["EdgeModel"]),
+        .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "EdgeStickTests", dependencies: ["EdgeStick"]),
     ],
     swiftLanguageModes: [.v6]
 )

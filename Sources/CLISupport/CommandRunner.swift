@@ -35,6 +35,11 @@ public enum CommandRunner {
                 Output.error("Run '\(tool) --help' for usage.")
                 exit(2)
             }
+            // Library errors describe themselves in operator words (they name the input and the fix).
+            if let described = error as? any CustomStringConvertible {
+                Output.error(described.description)
+                exit(1)
+            }
             // Anything else is an unexpected failure: say what it was, still exit 1, never trap.
             Output.error("\(tool): \(message.isEmpty ? String(describing: error) : message)")
             exit(1)

@@ -40,7 +40,7 @@ public enum SealedProfile {
     /// `ProfileError` case, tested in the order a forger would have to get past them.
     public static func open(_ sealed: Data, expecting expected: Expectation) throws(ProfileError) -> ProfileDocument {
         guard !sealed.isEmpty else { throw .empty }
-        guard sealed.count <= maximumSize else { throw .tooLarge(sealed.count) }
+        guard sealed.count <= maximumSize else { throw .tooLarge }
         guard sealed.starts(with: Data("age-encryption.org/".utf8)) else { throw .notAge }
 
         let plaintext: Data
@@ -125,7 +125,7 @@ public enum SealedProfile {
 /// Why a profile was refused. Each case prints as one line that names the layer that failed.
 public enum ProfileError: Error, Equatable, CustomStringConvertible {
     case empty
-    case tooLarge(Int)
+    case tooLarge
     case notAge
     case sealedToAnotherIdentity(site: String)
     case damaged(String)
@@ -144,8 +144,8 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .empty:
             "profile is empty"
-        case .tooLarge(let size):
-            "profile is \(size) bytes, far more than a profile (at most \(SealedProfile.maximumSize)): not a profile"
+        case .tooLarge:
+            "profile is larger than \(SealedProfile.maximumSize) bytes, far more than any profile: not a profile"
         case .notAge:
             "profile is not an age v1 file (no age-encryption.org/v1 header)"
         case .sealedToAnotherIdentity(let site):

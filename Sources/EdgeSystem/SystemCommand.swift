@@ -1,0 +1,105 @@
+import Foundation
+
+/// One run of a system tool: what it printed and how it ended.
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var stdout: Data
+    public var stderr: Data
+
+    public var succeeded: Bool { status == 0 }
+    public var output: String { String(decoding: stdout, as: UTF8.self) }
+    public var errorText: String { String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+
+/// Runs the standard tools edgekit relies on (mtools, blkid, mkfs.vfat, wg, nft, …).
+///
+/// Secrets never go in `arguments` (visible in /proc); pass them on stdin or in 0600 files.
+public enum SystemCommand {
+    /// The directories searched for tools, in order; sbin included because Debian keeps
+    /// mkfs.vfat, blkid and nft there and a non-root PATH may lack it.
+    static let searchPath = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+
+    /// The full path of `tool`, or nil when it is not installed.
+    public static func find(_ tool: String) -> String? {
+        if tool.contains("/") { return FileManager.default.isExecutableFile(atPath: tool) ? tool : nil }
+        let fromEnvironment = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        for dir in fromEnvironment + searchPath {
+            let candidate = (dir as NSString).appendingPathComponent(tool)
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Runs `tool` and waits. Throws only when it cannot start; a non-zero exit is in the result.
+    public static func run(_ tool: String, _ arguments: [String], stdin: Data? = nil,
+                           environment: [String: String]? = nil) throws -> CommandResult {
+        guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        do {
+            try process.run()
+        } catch {
+            throw SystemCommandError.cannotStart(tool, "\(error.localizedDescription)")
+        }
+        if let stdin {
+            // Write on another thread so a tool that prints before reading all input cannot deadlock.
+            let writer = input.fileHandleForWriting
+            DispatchQueue.global().async {
+                writer.write(stdin)
+                try? writer.close()
+            }
+        }
+        // Drain stderr concurrently with stdout, for the same reason.
+        let errorData = LockedData()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errorData.set(err.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return CommandResult(status: process.terminationStatus, stdout: outData, stderr: errorData.get())
+    }
+
+    /// Runs `tool` and throws its stderr as a one-line error when it fails.
+    @discardableResult
+    public static func check(_ tool: String, _ arguments: [String], stdin: Data? = nil, what: String) throws -> CommandResult {
+        let result = try run(tool, arguments, stdin: stdin)
+        guard result.succeeded else {
+            let detail = result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"
+            throw SystemCommandError.failed(tool, what: what, detail: detail)
+        }
+        return result
+    }
+}
+
+final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+public enum SystemCommandError: Error, Equatable, CustomStringConvertible {
+    case missingTool(String)
+    case cannotStart(String, String)
+    case failed(String, what: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .missingTool(let tool): "\(tool) is not installed (./build.sh installs it; on an appliance it is part of the image)"
+        case .cannotStart(let tool, let why): "cannot start \(tool): \(why)"
+        case .failed(let tool, let what, let detail): "\(what) failed: \(tool): \(detail)"
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import ArgumentParser
+import CLISupport
+import EdgeCrypto
+import EdgeModel
+import EdgeStick
+import EdgeSystem
+import Foundation
+
+struct ProfileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Seal a router's profile (profile.age) and inspect sealed profiles.",
+        discussion: """
+            profile.age is an age v1 file sealed to the site image identity; inside is a signify
+            embedded-signature file signed with the operator key; the signed message is the profile
+            document (docs/keys.md). To check one by hand:
+              age -d -i IDENTITY -o signed profile.age
+              signify-openbsd -V -e -p operator.pub -x signed -m profile.json
+            """,
+        subcommands: [Seal.self, Inspect.self])
+
+    struct Seal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write profile.age for one router.")
+
+        @OptionGroup var options: PlanOptions
+        @Option(help: "Site name.") var site: String
+        @Option(help: "Router slot.") var router: Int
+        @Option(help: "Output file (replaced atomically if it exists).") var out: String
+        @OptionGroup var serialOption: SerialOption
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let (site, router) = try options.locate(plan, site: site, router: router)
+            let keys = try options.loadKeys(for: plan)
+            let (serial, issuedAt) = try serialOption.resolve()
+            let sealed = try keys.sealedProfile(plan: plan, site: site, router: router!, serial: serial, issuedAt: issuedAt)
+            try writeFile(sealed, to: out, mode: 0o600, replace: true)
+            Output.error("wrote \(out): plan \(plan.name), site \(site.name), router \(router!.slot), serial \(serial)")
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Unseal, verify and show a profile (profile.age, a stick image or a stick folder); secrets redacted.",
+            discussion: "Exit 1 with one line naming the problem when the profile is not valid for the plan.")
+
+        @Argument(help: "profile.age, a stick image/device, or a folder holding profile.age.")
+        var file: String
+
+        @OptionGroup var options: PlanOptions
+
+        @Option(help: "Only try this site's identity (default: every site of the plan).")
+        var site: String?
+
+        @Option(help: "Refuse a profile older than this serial, as a device that applied it would.")
+        var lastSerial: UInt64?
+
+        @Option(help: "Output format: text or json.")
+        var format: OutputFormat = .text
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let keys = try options.loadKeys(for: plan)
+            let sealed: Data
+            do {
+                sealed = try readSealedProfile(file)
+            } catch let error as StickError {
+                throw CommandError(error.description)
+            }
+            let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
+            var document: ProfileDocument?
+            for candidate in sites {
+                let expectation = SealedProfile.Expectation(
+                    identity: keys.siteIdentity(site: candidate.name), operatorKey: keys.operatorKey.publicKey,
+                    plan: plan.name, site: candidate.name, lastSerial: lastSerial)
+                do {
+                    document = try SealedProfile.open(sealed, expecting: expectation)
+                    break
+                } catch .sealedToAnotherIdentity where sites.count > 1 {
+                    continue
+                } catch {
+                    throw CommandError("\(file): \(error)")
+                }
+            }
+            guard let document else {
+                throw CommandError("\(file): profile is sealed to none of plan \(plan.name)'s site identities")
+            }
+            let shown = document.redacted()
+            switch format {
+            case .json: Output.data(try DocumentCoding.pretty(shown))
+            case .text:
+                let wireGuard = try document.secret().wireGuardKey
+                Output.data("""
+                    profile \(shown.plan.name)/\(shown.site.name)/router \(shown.router.slot): valid
+                      sealed to        site \(shown.site.name)'s image identity
+                      signed by        operator key \(keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined())
+                      serial           \(shown.serial) (issued \(shown.issuedAt))
+                      site prefix      \(shown.site.prefix)  vip \(shown.site.vip)  vrrp \(shown.site.vrrpID)
+                      router           slot \(shown.router.slot) priority \(shown.router.priority) generation \(shown.router.generation)
+                      tunnel address   \(shown.router.tunnelAddress)
+                      wireguard key    \(wireGuard.publicKeyBase64) (certificate matches)
+                      relay            \(shown.plan.relay.host):\(shown.plan.relay.wireguardPort) key \(shown.plan.relay.publicKey)
+                      router secret    (redacted)
+
+                    """)
+            }
+        }
+    }
+}
+
+/// The bytes of a sealed profile from a plain file, a stick image/device, or a stick folder.
+func readSealedProfile(_ path: String) throws -> Data {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw CommandError("\(path) does not exist")
+    }
+    if isDirectory.boolValue { return try ProfileStick.readProfile(at: path) }
+    guard let handle = FileHandle(forReadingAtPath: path) else { throw CommandError("cannot read \(path)") }
+    defer { try? handle.close() }
+    let head = handle.readData(ofLength: 19)
+    // An age file starts with its version line; anything else may be a stick image.
+    if head.starts(with: Data("age-encryption.org/".utf8)) || head.isEmpty {
+        try handle.seek(toOffset: 0)
+        return handle.readData(ofLength: SealedProfile.maximumSize + 1)
+    }
+    let probe = try SystemCommand.run("blkid", ["-p", "-o", "value", "-s", "TYPE", path])
+    if probe.succeeded, !probe.output.isEmpty { return try ProfileStick.readProfile(at: path) }
+    try handle.seek(toOffset: 0)
+    return handle.readData(ofLength: SealedProfile.maximumSize + 1)
+}
+
+struct StickCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stick",
+        abstract: "Build a router's profile stick image.",
+        subcommands: [Build.self])
+
+    struct Build: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a FAT image labelled EDGEPROFILE holding profile.age and a README.",
+            discussion: """
+                Built without root, loop devices or mounts (mkfs.vfat + mtools). Write it to a USB
+                stick with: dd if=stick.img of=/dev/sdX bs=1M conv=fsync
+                """)
+
+        @OptionGroup var options: PlanOptions
+        @Option(help: "Site name.") var site: String
+        @Option(help: "Router slot.") var router: Int
+        @Option(help: "Output image (replaced atomically if it exists).") var out: String
+        @OptionGroup var serialOption: SerialOption
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let (site, router) = try options.locate(plan, site: site, router: router)
+            let keys = try options.loadKeys(for: plan)
+            let (serial, issuedAt) = try serialOption.resolve()
+            let sealed = try keys.sealedProfile(plan: plan, site: site, router: router!, serial: serial, issuedAt: issuedAt)
+            // Volume id from the router's public identity: stable across rebuilds, distinct per router.
+            let volumeID = keys.routerSecret(site: site, router: router!).wireGuardKey.publicKey.prefix(4)
+                .reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            try ProfileStick.build(
+                profile: sealed,
+                readme: ProfileStick.readme(plan: plan.name, site: site.name, slot: router!.slot, serial: serial),
+                output: out, volumeID: volumeID)
+            Output.error("wrote \(out): stick for plan \(plan.name), site \(site.name), router \(router!.slot), serial \(serial)")
+        }
+    }
+}

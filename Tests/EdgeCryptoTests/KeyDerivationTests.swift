@@ -1,0 +1,67 @@
+import EdgeCrypto
+import Foundation
+import Testing
+
+/// Derivation vectors: master = bytes 0x00…0x1f, plan "example". The expected values were
+/// computed independently (Python `cryptography` HKDF/X25519/Ed25519 following docs/keys.md), so a
+/// change to any label, salt or field encoding fails here.
+@Suite struct KeyDerivationTests {
+    let keys = PlanKeys(master: try! MasterSecret(bytes: Data(0..<32)), planName: "example")
+
+    @Test func operatorKey() {
+        #expect(keys.operatorKey.publicKey.key.base64EncodedString() == "d9Ys73VVeq3gloXazo/ypJaiEpu7V9LXRP0p+Spd44A=")
+        #expect(keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined() == "a7bed93c52ac53ae")
+    }
+
+    @Test func relayKey() {
+        #expect(keys.relayWireGuardKey.publicKeyBase64 == "mkGQ/2sO3z0jMVkV9bhDddtKSlqfpv4wQnmUVttYHWg=")
+    }
+
+    @Test func siteIdentities() {
+        func hex(_ data: Data) -> String { data.map { String(format: "%02x", $0) }.joined() }
+        #expect(hex(keys.siteIdentityKey(site: "site-a").publicKey.rawRepresentation) == "e656d245d54af653e3ca9305a96d54250bfc9bf5608bc039a1a3c780ca15e238")
+        #expect(hex(keys.siteIdentityKey(site: "site-b").publicKey.rawRepresentation) == "891ef0356892da8366c230750bea250f09bc22245198308b952098366ecb1e38")
+    }
+
+    @Test(arguments: [
+        ("site-a", 1, 1, "f47d7c2f98ff9e7b59f240403d424d5a69fa5d837e7205e9d05e49145de3ff4e", "WBQ76RMJC9lmxFphd9afxX3gKZkKRoO9Lp2fedj4wn0=", "J1w4QnA598G+pQRldmexzt1UlwFX+Ua+FyDIt8xlGmc="),
+        ("site-a", 2, 1, "1abdb0e0ada1a95b6909dbf0b333f149d2d2bab8c31f44ab2c16dcaef93213b3", "WMk22OtrPNLO8yuN4LfwhE9mZxuS/eQnqtVcUhzhz0g=", "cLGCeCu2FJNLuJbK2ExdQOL9t5FklxMWp0SEg9QvZiU="),
+        ("site-b", 1, 1, "71aa1f672b9df49c4ba29102ec40305dee37a8f0bc5897cdc5bbafd33723c170", "oKc3a9rj8isDxv1Zn75y/ULkoDdaC4p2Ra22aEmE81o=", "fxs7LGZA96xYEmJtEqGIzFwalj/M9WeMAftXv0GLLVM="),
+        ("site-a", 1, 2, "8c1a0143c6f090496c2fea31197ce81b544e5f2322f6025c80088a609e9584d1", "iCpQ7w2G6BD79ieNTEobu2qIBcXglxEkoYttXJuZwXk=", "lHPvXgOHaZkaTNWKKpu2QrbEo3WfOKD13TPZjNYn2SE="),
+    ])
+    func routerKeys(site: String, slot: Int, generation: Int, secret: String, privateKey: String, publicKey: String) {
+        let routerSecret = keys.routerSecret(site: site, slot: slot, generation: generation)
+        #expect(routerSecret.bytes.map { String(format: "%02x", $0) }.joined() == secret)
+        #expect(routerSecret.wireGuardKey.privateKeyBase64 == privateKey)
+        #expect(routerSecret.wireGuardKey.publicKeyBase64 == publicKey)
+    }
+
+    @Test func generationRotatesAndInputsSeparate() {
+        let a = keys.routerSecret(site: "site-a", slot: 1, generation: 1)
+        #expect(a != keys.routerSecret(site: "site-a", slot: 1, generation: 2))
+        #expect(a != keys.routerSecret(site: "site-a", slot: 2, generation: 1))
+        #expect(a != keys.routerSecret(site: "site-b", slot: 1, generation: 1))
+        // Field boundaries are length-prefixed: ("ab","c") and ("a","bc") must differ.
+        #expect(keys.siteIdentityKey(site: "ab").publicKey.rawRepresentation
+                != PlanKeys(master: keys.master, planName: "examplea").siteIdentityKey(site: "b").publicKey.rawRepresentation)
+    }
+
+    @Test func routerKeysAgreeWithWgPubkey() throws {
+        for (site, slot) in [("site-a", 1), ("site-a", 2), ("site-b", 1)] {
+            let key = keys.routerSecret(site: site, slot: slot, generation: 1).wireGuardKey
+            let result = try Tool.run("wg", ["pubkey"], stdin: Data((key.privateKeyBase64 + "\n").utf8))
+            #expect(result.status == 0)
+            #expect(result.stdoutText == key.publicKeyBase64 + "\n")
+        }
+        let relay = keys.relayWireGuardKey
+        let result = try Tool.run("wg", ["pubkey"], stdin: Data((relay.privateKeyBase64 + "\n").utf8))
+        #expect(result.stdoutText == relay.publicKeyBase64 + "\n")
+    }
+
+    @Test func masterFileRoundTripAndRejectsBadText() throws {
+        let master = MasterSecret.generate()
+        #expect(try MasterSecret(fileText: master.fileText) == master)
+        #expect(throws: KeyError.masterNotBase64) { try MasterSecret(fileText: "not base64!") }
+        #expect(throws: KeyError.masterWrongLength(16)) { try MasterSecret(fileText: Data(count: 16).base64EncodedString()) }
+    }
+}
