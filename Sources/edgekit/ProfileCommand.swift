@@ -126,7 +126,10 @@ func readSealedProfile(_ path: String) throws -> Data {
     let probe = try SystemCommand.run("blkid", ["-p", "-o", "value", "-s", "TYPE", path])
     if probe.succeeded, !probe.output.isEmpty { return try ProfileStick.readProfile(at: path) }
     try handle.seek(toOffset: 0)
-    return handle.readData(ofLength: SealedProfile.maximumSize + 1)
+    let data = handle.readData(ofLength: SealedProfile.maximumSize + 1)
+    // Too big for a profile and no filesystem: most likely a blank or damaged stick image.
+    if data.count > SealedProfile.maximumSize { throw StickError.noFilesystem(path) }
+    return data
 }
 
 struct StickCommand: AsyncParsableCommand {

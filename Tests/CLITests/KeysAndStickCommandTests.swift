@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+@Suite struct KeysAndStickCommandTests {
+    func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
+    }
+
+    @Test func keysInitCreatesPrivateFilesAndRefusesToOverwrite() throws {
+        try withTemporaryDirectory { dir in
+            let secrets = dir.appendingPathComponent("secrets").path
+            let made = try runTool("edgekit", ["keys", "init", "--plan", examplePlanPath, "--secrets", secrets])
+            #expect(made.status == 0, "\(made.stderr)")
+            #expect(try mode(secrets) == 0o700)
+            #expect(try mode(secrets + "/master.key") == 0o600)
+            let key = try Data(contentsOf: URL(fileURLWithPath: secrets + "/master.key"))
+            let again = try runTool("edgekit", ["keys", "init", "--plan", examplePlanPath, "--secrets", secrets])
+            #expect(again.status == 1)
+            #expect(again.stderrLines == ["\(secrets)/master.key already exists; refusing to overwrite the plan's master secret (every key derives from it)"])
+            #expect(try Data(contentsOf: URL(fileURLWithPath: secrets + "/master.key")) == key)
+        }
+    }
+
+    @Test func secretsAreCheckedLikeSSHKeys() throws {
+        try withSecrets { secrets, _ in
+            chmod(secrets + "/master.key", 0o644)
+            let loose = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath, "--secrets", secrets])
+            #expect(loose.status == 1)
+            #expect(loose.stderrLines == ["\(secrets)/master.key is readable by group or others (mode 0644); run chmod 600 \(secrets)/master.key"])
+            let none = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath], environment: ["EDGEKIT_SECRETS": ""])
+            #expect(none.status == 1)
+            #expect(none.stderrLines == ["no secrets folder: pass --secrets DIR or set EDGEKIT_SECRETS (the folder holding master.key)"])
+        }
+    }
+
+    @Test func keysShowPrintsOnlyPublicKeysAndMatchesDerivation() throws {
+        try withSecrets { secrets, _ in
+            let text = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath], environment: ["EDGEKIT_SECRETS": secrets])
+            #expect(text.status == 0)
+            #expect(text.stdout.contains("relay wireguard public key: mkGQ/2sO3z0jMVkV9bhDddtKSlqfpv4wQnmUVttYHWg="))
+            #expect(text.stdout.contains("router 1 (generation 1) wireguard public key: J1w4QnA598G+pQRldmexzt1UlwFX+Ua+FyDIt8xlGmc="))
+            #expect(!text.stdout.contains(Data(0..<32).base64EncodedString()), "never the master secret")
+            let json = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath, "--secrets", secrets, "--format", "json"])
+            let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+            #expect(object?["operator_key_number"] as? String == "a7bed93c52ac53ae")
+            #expect((object?["sites"] as? [[String: Any]])?.count == 2)
+        }
+    }
+
+    @Test func sealedProfileOpensWithAgeAndVerifiesWithSignify() throws {
+        try withSecrets { secrets, dir in
+            let d = dir.path
+            let common = ["--plan", examplePlanPath, "--secrets", secrets]
+            #expect(try runTool("edgekit", ["keys", "identity", "--site", "site-b", "--out", d + "/id"] + common).status == 0)
+            #expect(try mode(d + "/id") == 0o600)
+            #expect(try runTool("edgekit", ["profile", "seal", "--site", "site-b", "--router", "1", "--out", d + "/p.age", "--serial", "5"] + common).status == 0)
+            let json = try runTool("edgekit", ["keys", "show", "--format", "json"] + common).stdout
+            let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            try Data((object?["operator_public_key"] as? String ?? "").utf8).write(to: URL(fileURLWithPath: d + "/op.pub"))
+            let decrypted = try runSystem("age", ["-d", "-i", d + "/id", "-o", d + "/signed", d + "/p.age"])
+            #expect(decrypted.status == 0, "age -d: \(decrypted.stderr)")
+            let verified = try runSystem("signify-openbsd", ["-V", "-e", "-p", d + "/op.pub", "-x", d + "/signed", "-m", d + "/profile.json"])
+            #expect(verified.status == 0, "signify -V -e: \(verified.stderr)")
+            let document = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: d + "/profile.json"))) as? [String: Any]
+            #expect(document?["serial"] as? Int == 5)
+            #expect((document?["site"] as? [String: Any])?["name"] as? String == "site-b")
+        }
+    }
+
+    @Test func stickImageIsCleanLabelledReproducibleAndInspectable() throws {
+        try withSecrets { secrets, dir in
+            let d = dir.path
+            let args = ["stick", "build", "--plan", examplePlanPath, "--secrets", secrets, "--site", "site-a", "--router", "1", "--serial", "77"]
+            let built = try runTool("edgekit", args + ["--out", d + "/a.img"])
+            #expect(built.status == 0, "\(built.stderr)")
+            let fsck = try runSystem("fsck.vfat", ["-n", d + "/a.img"])
+            #expect(fsck.status == 0, "fsck.vfat -n: \(fsck.stdout)\(fsck.stderr)")
+            let label = try runSystem("blkid", ["-p", "-o", "value", "-s", "LABEL", d + "/a.img"])
+            #expect(label.stdout == "EDGEPROFILE\n")
+            let listing = try runSystem("mdir", ["-b", "-i", d + "/a.img", "::/"])
+            #expect(listing.stdout.split(separator: "\n").sorted() == ["::/README.txt", "::/profile.age"])
+            let inspected = try runTool("edgekit", ["profile", "inspect", d + "/a.img", "--plan", examplePlanPath, "--secrets", secrets])
+            #expect(inspected.status == 0, "\(inspected.stderr)")
+            #expect(inspected.stdout.contains("profile example/site-a/router 1: valid"))
+            #expect(inspected.stdout.contains("serial           77"))
+            // age output is randomised (ephemeral key), so two builds differ only inside profile.age;
+            // the filesystem around it is fixed: same size, same label and volume id.
+            #expect(try runTool("edgekit", args + ["--out", d + "/b.img"]).status == 0)
+            let uuidA = try runSystem("blkid", ["-p", "-o", "value", "-s", "UUID", d + "/a.img"]).stdout
+            let uuidB = try runSystem("blkid", ["-p", "-o", "value", "-s", "UUID", d + "/b.img"]).stdout
+            #expect(uuidA == uuidB && !uuidA.isEmpty)
+        }
+    }
+
+    @Test func stickBuildWithBadInputWritesNothing() throws {
+        try withSecrets { secrets, dir in
+            let before = treeSnapshot(dir)
+            let noSite = try runTool("edgekit", ["stick", "build", "--plan", examplePlanPath, "--secrets", secrets, "--site", "site-z", "--router", "1", "--out", dir.path + "/x.img"])
+            #expect(noSite.status == 1)
+            #expect(noSite.stderrLines == ["--site site-z: no such site in plan example (sites: site-a, site-b)"])
+            let noRouter = try runTool("edgekit", ["stick", "build", "--plan", examplePlanPath, "--secrets", secrets, "--site", "site-b", "--router", "2", "--out", dir.path + "/x.img"])
+            #expect(noRouter.status == 1)
+            #expect(noRouter.stderrLines == ["--router 2: site site-b has no router 2 (slots: 1)"])
+            #expect(treeSnapshot(dir) == before)
+        }
+    }
+}
