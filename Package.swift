@@ -69,6 +69,8 @@ let package = Package(
             "EdgeRelay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Benchmarks behind bench/*.sh: print measured figures next to their targets.
+        .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
