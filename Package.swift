@@ -67,7 +67,7 @@ let package = Package(
         ]),
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
+        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeModel", "EdgeRender"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel"]),
     ],
     swiftLanguageModes: [.v6]
