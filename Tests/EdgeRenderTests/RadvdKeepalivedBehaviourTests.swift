@@ -20,6 +20,9 @@ extension RealTools {
             try lab.veth(r, lan, server, "eth0")
             try lab.sysctl(r, "net.ipv6.conf.all.forwarding", "1")
             try lab.ip(r, "addr", "add", "\(router.lanAddress)/64", "dev", lan)
+            // With the router's own firewall, so router solicitations are shown to get through it.
+            let ruleset = try lab.write("nftables.conf", files.file(ConfigPaths.nftables).contents)
+            try lab.mustRun(["ip", "netns", "exec", r, "nft", "-f", ruleset])
             let config = try lab.write("radvd.conf", files.file(ConfigPaths.radvd).contents)
             let radvd = try lab.start(["ip", "netns", "exec", r, "radvd", "-n", "-m", "stderr", "-C", config,
                                        "-p", lab.directory.appendingPathComponent("radvd.pid").path], log: "radvd.log")
@@ -53,7 +56,7 @@ extension RealTools {
             #expect(defaultRoute.isEmpty, "AdvDefaultLifetime 0 must not install a default route: \(defaultRoute)")
         }
 
-        /// The two routers of site-a, their LAN ports joined by a veth pair.
+        /// The two routers of site-a, their LAN ports joined by a veth pair, each with its firewall.
         @Test("keepalived: the VIPs sit on the master and move to the backup when it is killed")
         func keepalivedFailover() throws {
             _ = try Lab.tool("keepalived")
@@ -72,6 +75,9 @@ extension RealTools {
                 try lab.ip(ns, "addr", "add", "\(router.lanAddress)/64", "dev", lan)
                 let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: Fixtures.relayPublicKey)
                 let config = try lab.write("keepalived-\(router.slot).conf", files.file(ConfigPaths.keepalived).contents)
+                // With the router's own firewall: were VRRP dropped, both routers would hold the VIPs.
+                let ruleset = try lab.write("nftables-\(router.slot).conf", files.file(ConfigPaths.nftables).contents)
+                try lab.mustRun(["ip", "netns", "exec", ns, "nft", "-f", ruleset])
                 let pid = { (name: String) in lab.directory.appendingPathComponent("\(name)-\(router.slot).pid").path }
                 pidFiles[ns] = pid("vrrp")
                 // Own pid files, so it never meets the host's keepalived or another test's.

@@ -177,7 +177,7 @@ extension RealTools {
             _ = try Lab.tool("unshare", package: "util-linux")
             let lab = try Lab()
             defer { lab.tearDown() }
-            let (plan, _, router, files) = try Fixtures.router("site-a", slot: 1)
+            let (plan, _, _, files) = try Fixtures.router("site-a", slot: 1)
             let config = try lab.write("wg-relay.conf", files.file(ConfigPaths.routerTunnelSetconf).contents)
             let key = try lab.write("wireguard.key", lab.mustRun(["wg", "genkey"]).stdout, mode: 0o600)
             // The relay's name, as the lab's resolver sees it (bind-mounted over /etc/hosts below).
@@ -213,7 +213,6 @@ extension RealTools {
             #expect(peer[2] == "192.0.2.10:\(plan.relay.wireguardPort)")
             #expect(peer[3] == "\(IPv6Prefix.host(plan.relay.tunnelAddress)),\(plan.ula)")
             #expect(peer[7] == "\(plan.defaults.keepalive)")
-            _ = router
         }
     }
 }

@@ -85,7 +85,7 @@ final class Lab {
 
     /// Runs a program and fails the test unless it exits 0.
     @discardableResult
-    func mustRun(_ command: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProgramResult {
+    func mustRun(_ command: [String]) throws -> ProgramResult {
         let result = try run(command)
         guard result.status == 0 else {
             throw LabError("\(result)")
