@@ -73,7 +73,10 @@ let package = Package(
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeRender"]),
+        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeModel", "EdgeRender"]),
+        // bench/render.sh: times rendering the whole example plan.
+        .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
+                          path: "bench/edgekit-bench-render"),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "EdgeStickTests", dependencies: ["EdgeStick"]),
     ],

@@ -1,0 +1,186 @@
+import EdgeModel
+
+/// systemd-networkd files of an edge router: NIC naming, uplink, LAN and the tunnel to the relay.
+///
+/// Why networkd rather than wg-quick for the tunnel: docs/network.md, "WireGuard".
+enum RouterNetworkd {
+    /// A `.link` file that gives an `auto` or MAC-matched NIC its stable name, or nil when the plan
+    /// names the interface (its name is then already known and stable).
+    static func link(_ match: InterfaceMatch, stableName: String, role: String, autoKernelName: String) -> String? {
+        let matchLines: String
+        switch match {
+        case .name:
+            return nil
+        case .mac(let mac):
+            matchLines = """
+                # The plan pins the \(role) port by MAC address (systemd.link(5), [Match] MACAddress=).
+                MACAddress=\(mac)
+                """
+        case .auto:
+            matchLines = """
+                # plan: \(role) auto. The kernel names wired ports eth0, eth1, ... in probe order before udev
+                # renames them; \(autoKernelName) is the \(role) port (docs/network.md, "Interface names").
+                OriginalName=\(autoKernelName)
+                Type=ether
+                """
+        }
+        return """
+            # edgekit: gives the \(role) port the stable name \(stableName), which radvd, keepalived and
+            # nftables use; sorts before 99-default.link so it wins (systemd.link(5), "first match").
+            [Match]
+            \(matchLines)
+
+            [Link]
+            Name=\(stableName)
+
+            """
+    }
+
+    static func uplinkNetwork(router: Router) -> String {
+        """
+        # edgekit: the uplink. Any network, any ISP: addresses, routes and DNS come from DHCPv4,
+        # DHCPv6 and router advertisements (systemd.network(5), DHCP=, IPv6AcceptRA=).
+        [Match]
+        Name=\(InterfaceNames.uplink(of: router))
+
+        [Network]
+        DHCP=yes
+        # networkd handles RAs in user space, per link, so this keeps working although IPv6
+        # forwarding is on (the kernel alone would need accept_ra=2).
+        IPv6AcceptRA=yes
+        LinkLocalAddressing=ipv6
+
+        [DHCPv4]
+        # The router's name is the site's business, not the ISP's.
+        SendHostname=no
+
+        """
+    }
+
+    static func lanNetwork(site: Site, router: Router) -> String {
+        let lanAddress = IPv6Prefix(address: router.lanAddress, length: site.prefix.length)
+        return """
+            # edgekit: the site LAN (\(site.name), \(site.prefix)). The routers are the only source of
+            # RAs here (radvd) and never DHCP clients on it.
+            [Match]
+            Name=\(InterfaceNames.lan(of: router))
+
+            [Network]
+            # The router's own address; keepalived adds the VIPs (\(site.linkLocalVIP), \(site.vip)) on the master.
+            Address=\(lanAddress)
+            DHCP=no
+            # A router must not learn routes from its peer's RAs on the LAN.
+            IPv6AcceptRA=no
+            # radvd sends the RAs (from the VRRP link-local VIP), not networkd.
+            IPv6SendRA=no
+            LinkLocalAddressing=ipv6
+            # The LAN can be down (no switch yet) without holding up boot.
+            ConfigureWithoutCarrier=yes
+
+            [Link]
+            RequiredForOnline=no
+
+            """
+    }
+
+    static func tunnelNetdev(plan: Plan, relayPublicKey: String) -> String {
+        let relayTunnel = IPv6Prefix.host(plan.relay.tunnelAddress)
+        return """
+            # edgekit: WireGuard tunnel to the relay \(plan.relay.host) (systemd.netdev(5), [WireGuard]).
+            [NetDev]
+            Name=\(InterfaceNames.routerTunnel)
+            Kind=wireguard
+            # Uplink MTU \(plan.defaults.uplinkMTU) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard).
+            MTUBytes=\(plan.defaults.tunnelMTU)
+
+            [WireGuard]
+            # Never inline: the agent writes the key 0600, owned by systemd-network, which reads it.
+            PrivateKeyFile=\(ConfigPaths.routerWireGuardKey)
+            # A fixed port, so nftables can allow WireGuard on the uplink by port.
+            ListenPort=\(plan.relay.wireguardPort)
+
+            [WireGuardPeer]
+            PublicKey=\(relayPublicKey)
+            # A DNS name: the relay may move; the agent re-resolves it when handshakes go stale.
+            Endpoint=\(plan.relay.host):\(plan.relay.wireguardPort)
+            # The relay itself and every site of the plan; nothing else rides the tunnel.
+            AllowedIPs=\(relayTunnel)
+            AllowedIPs=\(plan.ula)
+            # Keeps NAT and CG-NAT mappings open so the relay can reach us (wg(8), PersistentKeepalive).
+            PersistentKeepalive=\(plan.defaults.keepalive)
+
+            """
+    }
+
+    static func tunnelNetwork(plan: Plan, router: Router) -> String {
+        """
+        # edgekit: addresses and routes of the tunnel to the relay.
+        [Match]
+        Name=\(InterfaceNames.routerTunnel)
+
+        [Network]
+        Address=\(IPv6Prefix.host(router.tunnelAddress))
+        # WireGuard is layer 3 only: no link-local address, no RAs, no DHCP.
+        LinkLocalAddressing=no
+        IPv6AcceptRA=no
+        DHCP=no
+
+        [Route]
+        # The relay's tunnel address.
+        Destination=\(IPv6Prefix.host(plan.relay.tunnelAddress))
+
+        [Route]
+        # The other sites; the own /64 is more specific and stays on the LAN.
+        Destination=\(plan.ula)
+
+        [Link]
+        # The uplink decides when the router is online; the tunnel follows it.
+        RequiredForOnline=no
+
+        """
+    }
+}
+
+/// systemd-networkd files of the relay's WireGuard interface.
+enum RelayNetworkd {
+    static func tunnelNetdev(plan: Plan) -> String {
+        """
+        # edgekit relay: one WireGuard interface, no peers here. edgekit-relay adds one peer per
+        # registered router at run time (systemd.netdev(5), [WireGuard]).
+        [NetDev]
+        Name=\(InterfaceNames.relayTunnel)
+        Kind=wireguard
+        # Routers send at most uplink MTU - 80; the relay forwards what they send unchanged.
+        MTUBytes=\(plan.defaults.tunnelMTU)
+
+        [WireGuard]
+        # Never inline: the key file is 0600, owned by systemd-network, which reads it.
+        PrivateKeyFile=\(ConfigPaths.relayWireGuardKey)
+        ListenPort=\(plan.relay.wireguardPort)
+
+        """
+    }
+
+    static func tunnelNetwork(plan: Plan) -> String {
+        """
+        # edgekit relay: addresses and routes of the WireGuard interface.
+        [Match]
+        Name=\(InterfaceNames.relayTunnel)
+
+        [Network]
+        Address=\(IPv6Prefix.host(plan.relay.tunnelAddress))
+        LinkLocalAddressing=no
+        IPv6AcceptRA=no
+        DHCP=no
+
+        [Route]
+        # Routers' tunnel addresses; WireGuard picks the peer by AllowedIPs.
+        Destination=\(plan.tunnel)
+
+        [Route]
+        # Every site /64; each is in the AllowedIPs of exactly one peer, the site's VRRP master.
+        Destination=\(plan.ula)
+
+        """
+    }
+}

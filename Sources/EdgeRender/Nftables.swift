@@ -1,0 +1,117 @@
+import EdgeModel
+
+/// nftables rulesets (nft(8)): one file each, loaded whole with `nft -f`, replacing whatever was there.
+enum Nftables {
+    /// ICMPv6 a node must accept (RFC 4890 section 4.4): neighbor discovery, only with hop limit 255
+    /// (RFC 4861 section 6.1.2: proves the sender is on the link), errors (PMTU discovery dies without
+    /// packet-too-big, RFC 8201) and echo.
+    static let icmpv6Input = """
+            # Neighbor discovery, types 133-137 (RFC 4861); hop limit 255 proves it came from the link
+            # itself (RFC 4861 section 6.1).
+            icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept
+            # Multicast listener discovery, link-local only (RFC 4890 section 4.4.1): switches with MLD
+            # snooping need it to deliver VRRP and ND multicast.
+            icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } ip6 saddr fe80::/10 accept
+            # Errors 1-4 (packet-too-big keeps path MTU discovery working, RFC 8201) and echo for debugging.
+            icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, echo-reply } accept
+            # IPv4 errors ("fragmentation needed" is IPv4 PMTU discovery, RFC 1191) and echo.
+            icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request, echo-reply } accept
+    """
+
+    static func edgeRouter(plan: Plan, site: Site, router: Router) -> String {
+        let uplink = InterfaceNames.uplink(of: router)
+        let lan = InterfaceNames.lan(of: router)
+        let tunnel = InterfaceNames.routerTunnel
+        return """
+            #!/usr/sbin/nft -f
+            # edgekit: firewall of \(site.hostname(slot: router.slot)). Loaded whole, so it is exactly what runs.
+            flush ruleset
+
+            table inet edgekit {
+                chain input {
+                    type filter hook input priority filter; policy drop;
+
+                    # Answers to what the router started itself (DNS, registration, NTP).
+                    ct state established,related accept
+                    # Nothing conntrack cannot place is legitimate.
+                    ct state invalid drop
+                    iif "lo" accept
+
+            \(icmpv6Input)
+
+                    # DHCPv4 replies are often broadcast, so conntrack does not see them as replies (RFC 2131 section 4.1).
+                    iifname "\(uplink)" udp sport 67 udp dport 68 accept
+                    # DHCPv6 replies to the client port (RFC 8415 section 7.2).
+                    iifname "\(uplink)" udp dport 546 accept
+                    # WireGuard from the relay; the tunnel listens on this fixed port.
+                    iifname "\(uplink)" udp dport \(plan.relay.wireguardPort) accept
+                    # VRRPv3 adverts from the peer router: IP protocol 112 to ff02::12 (RFC 5798 section 5.1.2).
+                    iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept
+                }
+
+                chain forward {
+                    type filter hook forward priority filter; policy drop;
+
+                    ct state established,related accept
+                    ct state invalid drop
+
+                    # Site LAN to the other sites of the plan: from our /64, to the /48 but not our /64.
+                    iifname "\(lan)" oifname "\(tunnel)" ip6 saddr \(site.prefix) ip6 daddr \(plan.ula) ip6 daddr != \(site.prefix) accept
+                    # Other sites to our LAN: only to our /64, and only from the rest of the /48.
+                    iifname "\(tunnel)" oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept
+                }
+
+                chain clamp {
+                    type filter hook forward priority mangle; policy accept;
+
+                    # The tunnel MTU is \(plan.defaults.tunnelMTU): clamp TCP MSS to the route MTU so TCP works even
+                    # where ICMPv6 packet-too-big gets lost on the way.
+                    oifname "\(tunnel)" tcp flags syn tcp option maxseg size set rt mtu
+                }
+            }
+
+            """
+    }
+
+    static func relay(plan: Plan) -> String {
+        let tunnel = InterfaceNames.relayTunnel
+        let ports = plan.defaults.serverWireGuardPorts
+        return """
+            #!/usr/sbin/nft -f
+            # edgekit relay firewall. Loaded whole, so it is exactly what runs.
+            flush ruleset
+
+            table inet edgekit {
+                chain input {
+                    type filter hook input priority filter; policy drop;
+
+                    ct state established,related accept
+                    ct state invalid drop
+                    iif "lo" accept
+
+            \(icmpv6Input)
+
+                    # WireGuard from the edge routers.
+                    udp dport \(plan.relay.wireguardPort) accept
+                    # Registration; edgekit-relay stays silent to anything unauthenticated.
+                    udp dport \(plan.relay.registrationPort) accept
+                    # SSH, so the operator keeps access to the VPS (docs/network.md, "Relay firewall").
+                    tcp dport 22 accept
+                }
+
+                chain forward {
+                    type filter hook forward priority filter; policy drop;
+
+                    ct state established,related accept
+                    ct state invalid drop
+
+                    # Between sites, only the servers' own WireGuard mesh, inside the plan's /48.
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
+                    # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890).
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept
+                }
+            }
+
+            """
+    }
+}

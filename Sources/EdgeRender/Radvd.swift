@@ -1,0 +1,39 @@
+import EdgeModel
+
+/// radvd.conf(5) for the site LAN.
+enum Radvd {
+    static func config(plan: Plan, site: Site, router: Router) -> String {
+        """
+        # edgekit: router advertisements on the \(site.name) LAN (radvd.conf(5)).
+        interface \(InterfaceNames.lan(of: router))
+        {
+            AdvSendAdvert on;
+            # Frequent enough that a new host configures within seconds (RFC 4861 section 6.2.1).
+            MinRtrAdvInterval 3;
+            MaxRtrAdvInterval 10;
+            # Never the default gateway: hosts keep their own Internet route; we only route the plan.
+            AdvDefaultLifetime 0;
+            # Send from the VRRP link-local VIP, so hosts keep one next hop when the master changes.
+            # radvd sends nothing while that address is absent, so only the master advertises.
+            AdvRASrcAddress {
+                \(site.linkLocalVIP);
+            };
+
+            # The site /64: on-link, SLAAC (RFC 4862).
+            prefix \(site.prefix)
+            {
+                AdvOnLink on;
+                AdvAutonomous on;
+            };
+
+            # Route Information Option for the whole plan (RFC 4191 section 2.3): other sites via us.
+            route \(plan.ula)
+            {
+                AdvRoutePreference high;
+            };
+        };
+
+        """
+    }
+
+}

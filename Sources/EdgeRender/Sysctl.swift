@@ -1,0 +1,30 @@
+import EdgeModel
+
+/// sysctl.d(5) files (keys: Linux Documentation/networking/ip-sysctl.rst).
+enum Sysctl {
+    static func edgeRouter() -> String {
+        """
+        # edgekit: kernel settings of an edge router.
+        # Route IPv6 between the site LAN and the tunnel. The kernel then ignores RAs on links with
+        # accept_ra=1; the uplink still takes them because networkd handles RAs itself (IPv6AcceptRA=yes).
+        net.ipv6.conf.all.forwarding = 1
+        # No IPv4 routing: sites talk over IPv6 only, the uplink's IPv4 is for the router itself.
+        net.ipv4.ip_forward = 0
+
+        """
+    }
+
+    static func relay() -> String {
+        """
+        # edgekit relay: kernel settings.
+        # Route IPv6 between edge routers on the WireGuard interface.
+        net.ipv6.conf.all.forwarding = 1
+        # With forwarding on, the kernel ignores RAs where accept_ra=1; a VPS that gets its public IPv6
+        # by SLAAC needs 2. This covers interfaces created later; see docs/network.md for the existing one.
+        net.ipv6.conf.default.accept_ra = 2
+        # No IPv4 routing.
+        net.ipv4.ip_forward = 0
+
+        """
+    }
+}

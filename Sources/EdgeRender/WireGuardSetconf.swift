@@ -1,0 +1,30 @@
+import EdgeModel
+
+/// The router's tunnel in `wg setconf` form (wg(8), "CONFIGURATION FILE FORMAT").
+///
+/// For hosts without systemd-networkd (the test lab, with wireguard-go): the service manager creates
+/// the interface, runs `wg setconf wg-relay FILE`, then `wg set wg-relay private-key KEYFILE`, and
+/// sets addresses, MTU and routes as the `.network` file says. Holds no secret.
+enum WireGuardSetconf {
+    static func router(plan: Plan, router: Router, relayPublicKey: String) -> String {
+        """
+        # edgekit: tunnel to the relay in wg(8) setconf form, for hosts without systemd-networkd.
+        # The private key is not here: add it with `wg set \(InterfaceNames.routerTunnel) private-key \(ConfigPaths.routerWireGuardKey)`.
+        # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.defaults.tunnelMTU) (uplink \(plan.defaults.uplinkMTU) - 80),
+        # routes \(IPv6Prefix.host(plan.relay.tunnelAddress)) and \(plan.ula) on \(InterfaceNames.routerTunnel).
+        [Interface]
+        # Fixed, so the firewall can allow WireGuard on the uplink by port.
+        ListenPort = \(plan.relay.wireguardPort)
+
+        [Peer]
+        PublicKey = \(relayPublicKey)
+        # wg resolves the name once; the agent re-resolves it when handshakes go stale.
+        Endpoint = \(plan.relay.host):\(plan.relay.wireguardPort)
+        # The relay itself and every site of the plan.
+        AllowedIPs = \(IPv6Prefix.host(plan.relay.tunnelAddress)), \(plan.ula)
+        # Keeps NAT and CG-NAT mappings open so the relay can reach us.
+        PersistentKeepalive = \(plan.defaults.keepalive)
+
+        """
+    }
+}

@@ -1,0 +1,132 @@
+import EdgeModel
+import EdgeRender
+import Foundation
+import Testing
+
+/// What the renderers promise beyond the golden bytes: file set, modes, policies, no secrets.
+@Suite("Renderers")
+struct RenderModelTests {
+    @Test("an auto router gets every file, sorted by path, 0644, no private key")
+    func routerFileSet() throws {
+        let (_, _, _, files) = try Fixtures.router("site-a", slot: 1)
+        #expect(files.map(\.path) == [
+            "/etc/edgekit/wg-relay.conf",
+            "/etc/keepalived/keepalived.conf",
+            "/etc/nftables.conf",
+            "/etc/radvd.conf",
+            "/etc/sysctl.d/90-edgekit.conf",
+            "/etc/systemd/network/10-edgekit-lan.link",
+            "/etc/systemd/network/10-edgekit-uplink.link",
+            "/etc/systemd/network/20-edgekit-lan.network",
+            "/etc/systemd/network/20-edgekit-uplink.network",
+            "/etc/systemd/network/30-edgekit-wg-relay.netdev",
+            "/etc/systemd/network/30-edgekit-wg-relay.network",
+        ])
+        #expect(files.allSatisfy { $0.mode == 0o644 })
+        #expect(files.allSatisfy { !$0.contents.contains("PrivateKey =") && !$0.contents.contains("PrivateKey=") })
+        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("PrivateKeyFile=/etc/edgekit/wireguard.key"))
+    }
+
+    @Test("the relay gets every file, sorted by path, 0644")
+    func relayFileSet() throws {
+        let files = RelayConfig.files(plan: try Fixtures.examplePlan())
+        #expect(files.map(\.path) == [
+            "/etc/edgekit/relay.json",
+            "/etc/nftables.conf",
+            "/etc/sysctl.d/90-edgekit-relay.conf",
+            "/etc/systemd/network/30-edgekit-relay.netdev",
+            "/etc/systemd/network/30-edgekit-relay.network",
+            "/etc/systemd/system/edgekit-relay.service",
+        ])
+        #expect(files.allSatisfy { $0.mode == 0o644 })
+    }
+
+    @Test("rendering is deterministic")
+    func deterministic() throws {
+        let first = try Fixtures.allRenderings()
+        let second = try Fixtures.allRenderings()
+        #expect(first.map(\.files) == second.map(\.files))
+    }
+
+    @Test("named interfaces are used as they are; MAC-matched ones get a .link file and a stable name")
+    func interfaceNames() throws {
+        var (plan, site, router, _) = try Fixtures.router("site-a", slot: 1)
+        router.uplink = .name("enp1s0")
+        router.lan = .mac("52:54:00:12:34:56")
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: Fixtures.relayPublicKey)
+        #expect(!files.contains { $0.path == ConfigPaths.uplinkLink })
+        #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("Name=enp1s0\n"))
+        #expect(try files.file(ConfigPaths.nftables).contents.contains("iifname \"enp1s0\" udp dport 51820 accept"))
+        let lanLink = try files.file(ConfigPaths.lanLink).contents
+        #expect(lanLink.contains("MACAddress=52:54:00:12:34:56\n"))
+        #expect(lanLink.contains("Name=lan0\n"))
+        #expect(try files.file(ConfigPaths.radvd).contents.contains("interface lan0\n"))
+        #expect(try files.file(ConfigPaths.keepalived).contents.contains("interface lan0\n"))
+    }
+
+    @Test("nopreempt only when all routers of the site share one priority")
+    func preemptPolicy() throws {
+        let plan = try Fixtures.examplePlan()
+        var siteA = try #require(plan.site(named: "site-a"))
+        func keepalived(_ site: Site) -> String {
+            EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+                .first { $0.path == ConfigPaths.keepalived }?.contents ?? ""
+        }
+        // Distinct priorities (200, 100): preempt, after a delay.
+        #expect(keepalived(siteA).contains("    preempt_delay 30\n"))
+        #expect(!keepalived(siteA).contains("nopreempt"))
+        // Equal priorities: nopreempt.
+        siteA.routers[1].priority = siteA.routers[0].priority
+        #expect(keepalived(siteA).contains("    nopreempt\n"))
+        // One router: neither.
+        let siteB = try #require(plan.site(named: "site-b"))
+        #expect(!keepalived(siteB).contains("preempt_delay"))
+        #expect(!keepalived(siteB).contains("nopreempt"))
+    }
+
+    @Test("advert_int is seconds with two decimals", arguments: [(100, "1.00"), (5, "0.05"), (150, "1.50"), (4095, "40.95")])
+    func advertInterval(centiseconds: Int, text: String) throws {
+        var plan = try Fixtures.examplePlan()
+        plan.defaults.vrrpAdvertIntervalCentiseconds = centiseconds
+        let site = plan.sites[0]
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        #expect(try files.file(ConfigPaths.keepalived).contents.contains("    advert_int \(text)\n"))
+    }
+
+    @Test("tunnel MTU is uplink MTU - 80 and follows the plan")
+    func tunnelMTU() throws {
+        var plan = try Fixtures.examplePlan()
+        plan.defaults.uplinkMTU = 1492
+        let site = plan.sites[0]
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1412\n"))
+    }
+
+    @Test("every comment line of every rendered file explains itself (no bare or empty comments)")
+    func commentsSayWhy() throws {
+        for (name, files) in try Fixtures.allRenderings() {
+            for file in files {
+                for line in file.contents.split(separator: "\n") {
+                    let trimmed = line.drop { $0 == " " }
+                    guard trimmed.hasPrefix("#"), !trimmed.hasPrefix("#!") else { continue }
+                    #expect(trimmed.count > 12, "\(name)\(file.path): comment says nothing: \(line)")
+                }
+            }
+        }
+    }
+
+    @Test("the relay daemon config round-trips and holds the plan's public parameters")
+    func relayDaemonConfig() throws {
+        let plan = try Fixtures.examplePlan()
+        let file = try RelayConfig.files(plan: plan).file(ConfigPaths.relayDaemonConfig)
+        let config = try RelayDaemonConfig.decode(file.contents)
+        #expect(config == RelayDaemonConfig(plan: plan))
+        #expect(config.registrationPort == 51821)
+        #expect(config.wireguardInterface == "wg-edgekit")
+        #expect(config.operatorPublicKeyPath == "/etc/edgekit/operator.pub")
+        #expect(config.stateDatabasePath == "/var/lib/edgekit-relay/relay.sqlite")
+        #expect(config.plan.ula == plan.ula)
+        #expect(config.plan.tunnel == plan.tunnel)
+        #expect(file.contents.hasSuffix("}\n"))
+    }
+}

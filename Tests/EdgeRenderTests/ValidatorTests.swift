@@ -1,0 +1,218 @@
+import EdgeModel
+import EdgeRender
+import Foundation
+import Testing
+
+/// The suite of everything that runs real tools in namespaces; serialized, so namespace tests never
+/// compete for the two CPUs and VRRP timing stays meaningful.
+@Suite("Real tools", .serialized, .enabled(if: Lab.isRoot, "network namespaces need root"))
+struct RealTools {}
+
+extension RealTools {
+    /// Every rendered file is accepted by the program that reads it, and a broken one is refused (so
+    /// these tests can fail).
+    @Suite("Validators")
+    struct Validators {
+        /// A namespace holding the interfaces `names` (veth pairs inside it), up.
+        func namespace(with names: [String], in lab: Lab) throws -> String {
+            let ns = try lab.namespace("v")
+            for (index, name) in names.enumerated() {
+                try lab.ip(ns, "link", "add", name, "type", "veth", "peer", "name", "peer\(index)")
+                try lab.ip(ns, "link", "set", name, "up")
+            }
+            return ns
+        }
+
+        @Test("radvd --configtest accepts every router's radvd.conf and refuses a broken one")
+        func radvd() throws {
+            _ = try Lab.tool("radvd")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let ns = try namespace(with: ["lan0"], in: lab)
+            for (name, files) in try Fixtures.allRenderings() where name != "relay" {
+                let path = try lab.write("\(name)-radvd.conf", files.file(ConfigPaths.radvd).contents)
+                let result = try lab.exec(ns, ["radvd", "--configtest", "-C", path])
+                #expect(result.status == 0, "\(result)")
+                #expect(result.stderr.contains("syntax ok"), "\(result)")
+            }
+            let (_, _, _, files) = try Fixtures.router("site-a", slot: 1)
+            let broken = try files.file(ConfigPaths.radvd).contents
+                .replacingOccurrences(of: "AdvRoutePreference high;", with: "AdvRoutePreference highest;")
+            let result = try lab.exec(ns, ["radvd", "--configtest", "-C", lab.write("broken-radvd.conf", broken)])
+            #expect(result.status != 0, "radvd accepted a broken config: \(result)")
+        }
+
+        @Test("keepalived -t accepts every router's keepalived.conf and refuses broken ones")
+        func keepalived() throws {
+            _ = try Lab.tool("keepalived")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let ns = try namespace(with: ["lan0"], in: lab)
+            for (name, files) in try Fixtures.allRenderings() where name != "relay" {
+                let path = try lab.write("\(name)-keepalived.conf", files.file(ConfigPaths.keepalived).contents)
+                let result = try lab.exec(ns, ["keepalived", "-t", "-f", path])
+                #expect(result.status == 0, "\(result)")
+                #expect(result.stdout.isEmpty && result.stderr.isEmpty, "keepalived warned: \(result)")
+            }
+            let original = try Fixtures.router("site-a", slot: 1).files.file(ConfigPaths.keepalived).contents
+            let breakages = [
+                ("priority 200", "priority 2000"),   // out of range
+                ("advert_int", "advert_interval"),   // unknown keyword
+                ("interface lan0", "interface lan9"), // interface not in this namespace
+            ]
+            for (from, to) in breakages {
+                let broken = original.replacingOccurrences(of: from, with: to)
+                #expect(broken != original)
+                let result = try lab.exec(ns, ["keepalived", "-t", "-f", lab.write("broken-keepalived.conf", broken)])
+                #expect(result.status != 0, "keepalived accepted \(to): \(result)")
+            }
+        }
+
+        @Test("nft -c accepts every router's and the relay's ruleset and refuses a broken one")
+        func nftables() throws {
+            _ = try Lab.tool("nft", package: "nftables")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let ns = try lab.namespace("v")
+            for (name, files) in try Fixtures.allRenderings() {
+                let path = try lab.write("\(name)-nftables.conf", files.file(ConfigPaths.nftables).contents)
+                let result = try lab.exec(ns, ["nft", "-c", "-f", path])
+                #expect(result.status == 0, "\(name): \(result)")
+                #expect(result.stderr.isEmpty, "\(name): \(result)")
+            }
+            let original = try Fixtures.router("site-a", slot: 1).files.file(ConfigPaths.nftables).contents
+            let broken = original.replacingOccurrences(of: "ct state invalid drop", with: "ct state invalid dorp")
+            let result = try lab.exec(ns, ["nft", "-c", "-f", lab.write("broken-nftables.conf", broken)])
+            #expect(result.status != 0, "nft accepted a broken ruleset: \(result)")
+        }
+
+        @Test("systemd-analyze verify accepts the relay unit and flags a broken one")
+        func systemdUnits() throws {
+            _ = try Lab.tool("systemd-analyze", package: "systemd")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let unit = try RelayConfig.files(plan: Fixtures.examplePlan()).file(ConfigPaths.relayService)
+
+            /// verify inside a scratch root holding systemd's own units, the unit and a stand-in for the
+            /// daemon binary (verify checks that ExecStart= is executable).
+            func verify(_ contents: String) throws -> ProgramResult {
+                let root = lab.directory.appendingPathComponent("root-\(Lab.nextNumber())")
+                let units = root.appendingPathComponent("usr/lib/systemd")
+                try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
+                try lab.mustRun(["cp", "-a", "/lib/systemd/system", units.path])
+                _ = try lab.write(root.lastPathComponent + ConfigPaths.relayExecutable, "#!/bin/sh\n", mode: 0o755)
+                _ = try lab.write(root.lastPathComponent + unit.path, contents)
+                return try lab.run(["systemd-analyze", "verify", "--man=no", "--root=\(root.path)", unit.path])
+            }
+            let good = try verify(unit.contents)
+            #expect(good.status == 0, "\(good)")
+            #expect(good.stderr.isEmpty, "systemd-analyze warned: \(good)")
+
+            let broken = try verify(unit.contents.replacingOccurrences(of: "ProtectHome=yes", with: "ProtectHomes=yes"))
+            #expect(broken.stderr.contains("Unknown key 'ProtectHomes'"), "\(broken)")
+        }
+
+        /// networkd has no validator: every key must be one this file type allows (our allow-list) and
+        /// one the installed systemd really knows (its gperf key tables, compiled into the binaries).
+        @Test("networkd .link/.network/.netdev files use only keys systemd knows")
+        func networkdKeys() throws {
+            let networkd = try #require(FileManager.default.contents(atPath: "/lib/systemd/systemd-networkd"),
+                                        "run ./build.sh to install systemd-networkd")
+            let udevd = try #require(FileManager.default.contents(atPath: "/lib/systemd/systemd-udevd"),
+                                     "run ./build.sh to install udev")
+            let allowed: [String: [String: Set<String>]] = [
+                "link": ["Match": ["OriginalName", "MACAddress", "Type"], "Link": ["Name"]],
+                "network": [
+                    "Match": ["Name"],
+                    "Network": ["Address", "DHCP", "IPv6AcceptRA", "IPv6SendRA", "LinkLocalAddressing",
+                                "ConfigureWithoutCarrier"],
+                    "DHCPv4": ["SendHostname"], "Route": ["Destination"], "Link": ["RequiredForOnline"],
+                ],
+                "netdev": [
+                    "NetDev": ["Name", "Kind", "MTUBytes"], "WireGuard": ["PrivateKeyFile", "ListenPort"],
+                    "WireGuardPeer": ["PublicKey", "Endpoint", "AllowedIPs", "PersistentKeepalive"],
+                ],
+            ]
+            var checked = 0
+            for (name, files) in try Fixtures.allRenderings() {
+                for file in files where file.path.hasPrefix(ConfigPaths.networkdDirectory + "/") {
+                    let type = String(file.path.split(separator: ".").last ?? "")
+                    let table = try #require(allowed[type], "\(file.path): unknown networkd file type")
+                    let binary = type == "link" ? udevd : networkd
+                    var section: String?
+                    for line in file.contents.split(separator: "\n").map(String.init) {
+                        if line.isEmpty || line.hasPrefix("#") { continue }
+                        if line.hasPrefix("[") {
+                            section = String(line.dropFirst().dropLast())
+                            #expect(line.hasSuffix("]") && table[section!] != nil, "\(name)\(file.path): section \(line)")
+                            continue
+                        }
+                        let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+                        guard parts.count == 2, let section, !parts[1].isEmpty else {
+                            Issue.record("\(name)\(file.path): not KEY=VALUE in a section: \(line)")
+                            continue
+                        }
+                        let key = parts[0]
+                        #expect(table[section]?.contains(key) == true, "\(name)\(file.path): [\(section)] \(key) not allowed")
+                        let needle = Data([0] + Array("\(section).\(key)".utf8) + [0])
+                        #expect(binary.range(of: needle) != nil, "\(name)\(file.path): systemd does not know [\(section)] \(key)")
+                        if ["Address", "Destination", "AllowedIPs"].contains(key) {
+                            #expect(IPv6Prefix(parts[1]) != nil || parts[1].split(separator: "/").count == 2
+                                    && IPv6Address(parts[1].split(separator: "/")[0]) != nil,
+                                    "\(name)\(file.path): \(key)=\(parts[1]) is not an IPv6 prefix")
+                        }
+                        checked += 1
+                    }
+                }
+            }
+            #expect(checked > 50)
+            // The check itself must be able to fail.
+            #expect(networkd.range(of: Data([0] + Array("Network.IPv6AcceptRAs".utf8) + [0])) == nil)
+        }
+
+        @Test("wg setconf loads the tunnel file into a wireguard-go interface")
+        func wireguardSetconf() throws {
+            _ = try Lab.tool("wg", package: "wireguard-tools")
+            _ = try Lab.tool("wireguard-go")
+            _ = try Lab.tool("unshare", package: "util-linux")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let (plan, _, _, files) = try Fixtures.router("site-a", slot: 1)
+            let config = try lab.write("wg-relay.conf", files.file(ConfigPaths.routerTunnelSetconf).contents)
+            let key = try lab.write("wireguard.key", lab.mustRun(["wg", "genkey"]).stdout, mode: 0o600)
+            // The relay's name, as the lab's resolver sees it (bind-mounted over /etc/hosts below).
+            let hosts = try lab.write("hosts", "127.0.0.1 localhost\n192.0.2.10 \(plan.relay.host)\n")
+            let ns = try lab.namespace("w")
+            let tunnel = InterfaceNames.routerTunnel
+            // A private mount namespace: wireguard-go's control socket (/run/wireguard) and /etc/hosts
+            // are replaced only for this script, never on the host.
+            let script = """
+                set -e
+                mount -t tmpfs tmpfs /run
+                mount --bind \(hosts) /etc/hosts
+                WG_PROCESS_FOREGROUND=1 wireguard-go \(tunnel) >/dev/null 2>&1 &
+                pid=$!
+                trap 'kill $pid' EXIT
+                i=0
+                while [ ! -S /run/wireguard/\(tunnel).sock ]; do
+                    i=$((i + 1)); [ $i -lt 100 ] || { echo "wireguard-go did not start" >&2; exit 3; }
+                    sleep 0.1
+                done
+                wg setconf \(tunnel) \(config)
+                wg set \(tunnel) private-key \(key)
+                wg show \(tunnel) dump
+                """
+            let result = try lab.exec(ns, ["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+            #expect(result.status == 0, "\(result)")
+            let lines = result.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+            // Interface line: private-key public-key listen-port fwmark.
+            #expect(lines.first?[2] == "\(plan.relay.wireguardPort)", "\(result)")
+            // Peer line: public-key preshared-key endpoint allowed-ips handshake rx tx keepalive.
+            let peer = try #require(lines.count == 2 ? lines[1] : nil, "\(result)")
+            #expect(peer[0] == Fixtures.relayPublicKey)
+            #expect(peer[2] == "192.0.2.10:\(plan.relay.wireguardPort)")
+            #expect(peer[3] == "\(IPv6Prefix.host(plan.relay.tunnelAddress)),\(plan.ula)")
+            #expect(peer[7] == "\(plan.defaults.keepalive)")
+        }
+    }
+}
