@@ -78,7 +78,6 @@ let package = Package(
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
-        .testTarget(name: "EdgeStickTests", dependencies: ["EdgeStick"]),
     ],
     swiftLanguageModes: [.v6]
 )
