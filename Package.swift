@@ -39,7 +39,10 @@ let package = Package(
             name: "CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
         // Rootfs, overlays, archives, disk images, sticks.
-        .target(name: "EdgeImage", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "CArchive"]),
+        .target(name: "EdgeImage", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",

@@ -1,0 +1,55 @@
+import Crypto
+import Foundation
+
+/// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
+/// changed input rebuilds the base and an unchanged one never does (docs/image.md, "Cache").
+public struct BaseRecipe: Sendable, Equatable {
+    public var suite = "bookworm"
+    public var architecture = "amd64"
+    public var mirrors = [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    /// minbase + what an edge router runs. No docs, man pages or locales (see `dpkgOptions`).
+    public var packages = [
+        "systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
+        "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
+        "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
+        "e2fsprogs", "mtools", "procps",
+    ]
+    public var dpkgOptions = [
+        "path-exclude=/usr/share/man/*",
+        "path-exclude=/usr/share/info/*",
+        "path-exclude=/usr/share/doc/*",
+        "path-include=/usr/share/doc/*/copyright",
+        "path-exclude=/usr/share/locale/*",
+        "path-include=/usr/share/locale/locale.alias",
+        "path-exclude=/usr/share/lintian/*",
+    ]
+    /// Every file time in the base, and what mmdebstrap stamps (reproducible builds).
+    public var sourceDateEpoch: Int
+    /// Bumped when the way edgekit packs the base changes.
+    public static let packVersion = 1
+
+    public init(sourceDateEpoch: Int) {
+        self.sourceDateEpoch = sourceDateEpoch
+    }
+
+    /// The mmdebstrap options that depend on the recipe (hooks are added by the builder).
+    public var mmdebstrapOptions: [String] {
+        ["--variant=minbase", "--arch=\(architecture)", "--include=\(packages.joined(separator: ","))"]
+            + dpkgOptions.map { "--dpkgopt=\($0)" }
+    }
+
+    public var cacheKey: String {
+        var hasher = SHA256()
+        let fields = ["pack \(BaseRecipe.packVersion)", suite, architecture, "epoch \(sourceDateEpoch)"]
+            + mirrors + packages + mmdebstrapOptions
+        for field in fields {
+            hasher.update(data: Data(field.utf8))
+            hasher.update(data: Data([0]))
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined().prefix(16).description
+    }
+}

@@ -1,0 +1,141 @@
+import Crypto
+import EdgeSystem
+import Foundation
+
+/// The x86-64 UEFI disk: GPT with an EFI system partition, the ext4 root and a small site partition.
+/// Offsets and sizes are in 512-byte sectors; every identifier is fixed from a seed.
+public struct DiskLayout: Sendable, Equatable {
+    public static let sector = 512
+    public static let alignment = 2048  // 1 MiB
+
+    public var espSectors: Int
+    public var rootSectors: Int
+    public var siteSectors: Int
+
+    public init(espBytes: Int, rootBytes: Int, siteBytes: Int) {
+        func sectors(_ bytes: Int) -> Int {
+            let raw = (bytes + DiskLayout.sector - 1) / DiskLayout.sector
+            return (raw + DiskLayout.alignment - 1) / DiskLayout.alignment * DiskLayout.alignment
+        }
+        espSectors = sectors(espBytes)
+        rootSectors = sectors(rootBytes)
+        siteSectors = sectors(siteBytes)
+    }
+
+    public var espStart: Int { DiskLayout.alignment }
+    public var rootStart: Int { espStart + espSectors }
+    public var siteStart: Int { rootStart + rootSectors }
+    /// Room for the backup GPT after the last partition.
+    public var totalSectors: Int { siteStart + siteSectors + DiskLayout.alignment }
+    public var totalBytes: Int { totalSectors * DiskLayout.sector }
+
+    /// GPT partition type GUIDs (UAPI Discoverable Partitions Specification).
+    static let espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+    static let rootType = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  // root, x86-64
+    static let dataType = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  // Linux filesystem data
+
+    /// The fixed identifiers: the root's PARTUUID is on the kernel command line and in fstab.
+    public static let diskID = uuid(seed: "disk")
+    public static let espUUID = uuid(seed: "esp")
+    public static let rootUUID = uuid(seed: "root")
+    public static let siteUUID = uuid(seed: "site")
+    public static let rootFilesystemUUID = uuid(seed: "root-filesystem")
+    public static let siteLabel = "EDGESITE"
+    public static let espVolumeID = "EDC0BE01"
+    public static let siteVolumeID = "EDC0BE02"
+
+    /// A version-4-shaped UUID from SHA-256("edgekit/v1/uuid/" + seed): stable across builds.
+    public static func uuid(seed: String) -> String {
+        var bytes = Array(SHA256.hash(data: Data("edgekit/v1/uuid/\(seed)".utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0f) | 0x40
+        bytes[8] = (bytes[8] & 0x3f) | 0x80
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+        return parts.joined(separator: "-")
+    }
+
+    /// The sfdisk script (sfdisk(8), "Input format").
+    public var sfdiskScript: String {
+        """
+        label: gpt
+        label-id: \(DiskLayout.diskID)
+        unit: sectors
+        first-lba: \(DiskLayout.alignment)
+        start=\(espStart), size=\(espSectors), type=\(DiskLayout.espType), uuid=\(DiskLayout.espUUID), name="esp"
+        start=\(rootStart), size=\(rootSectors), type=\(DiskLayout.rootType), uuid=\(DiskLayout.rootUUID), name="edgekit-root"
+        start=\(siteStart), size=\(siteSectors), type=\(DiskLayout.dataType), uuid=\(DiskLayout.siteUUID), name="edgekit-site"
+
+        """
+    }
+
+    /// Creates the disk file at `path` with its partition table (sparse; no root, no loop device).
+    public func createDisk(at path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw ImageError("cannot create \(path)")
+        }
+        guard truncate(path, off_t(totalBytes)) == 0 else {
+            throw ImageError("cannot size \(path): \(String(cString: strerror(errno)))")
+        }
+        try SystemCommand.check("sfdisk", ["--no-reread", "--no-tell-kernel", "--quiet", path],
+                                stdin: Data(sfdiskScript.utf8), what: "writing the partition table")
+    }
+}
+
+/// Copies bytes between files without filling holes: all-zero blocks stay unallocated, so a 1 GiB
+/// image with 400 MiB of data costs 400 MiB of I/O.
+public enum SparseCopy {
+    /// lseek(2) whence values from <unistd.h>; Glibc hides them behind _GNU_SOURCE.
+    static let seekData: Int32 = 3
+    static let seekHole: Int32 = 4
+
+    /// Copies all of `source` into `destination` at byte `offset` (the destination must exist).
+    public static func copy(_ source: String, into destination: String, at offset: Int) throws {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw ImageError("cannot open \(source): \(String(cString: strerror(errno)))") }
+        defer { close(input) }
+        let output = open(destination, O_WRONLY | O_CLOEXEC)
+        guard output >= 0 else { throw ImageError("cannot open \(destination): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
+        var info = stat()
+        fstat(input, &info)
+        let size = Int(info.st_size)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var position = 0
+        while position < size {
+            // Jump over holes in the source without reading them.
+            let data = lseek(input, off_t(position), SparseCopy.seekData)
+            if data < 0 { break }  // ENXIO: only a hole is left
+            let hole = Int(lseek(input, off_t(data), SparseCopy.seekHole))
+            position = Int(data)
+            while position < hole {
+                let count = pread(input, &buffer, min(buffer.count, hole - position), off_t(position))
+                guard count > 0 else { throw ImageError("cannot read \(source): \(String(cString: strerror(errno)))") }
+                if !buffer[0..<count].allSatisfy({ $0 == 0 }) {
+                    let written = pwrite(output, buffer, count, off_t(offset + position))
+                    guard written == count else {
+                        throw ImageError("cannot write \(destination): \(String(cString: strerror(errno)))")
+                    }
+                }
+                position += count
+            }
+        }
+        guard fsync(output) == 0 else { throw ImageError("cannot write \(destination): \(String(cString: strerror(errno)))") }
+    }
+
+    /// A sparse copy of a whole file.
+    public static func duplicate(_ source: String, to destination: String) throws {
+        var info = stat()
+        guard stat(source, &info) == 0 else { throw ImageError("cannot read \(source)") }
+        guard FileManager.default.createFile(atPath: destination, contents: nil),
+            truncate(destination, info.st_size) == 0
+        else { throw ImageError("cannot create \(destination): \(String(cString: strerror(errno)))") }
+        try copy(source, into: destination, at: 0)
+    }
+}
+
+/// A failure while building an image, in one line that names the input.
+public struct ImageError: Error, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import CLISupport
+import EdgeCrypto
+import EdgeImage
+import EdgeModel
+import EdgeRender
+import EdgeStick
+import Foundation
+
+/// `--cache`, `--overlays`, `--agent`: where the image builder finds its inputs.
+struct ImageOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Cache folder for the Debian base and system layers (default: $EDGEKIT_CACHE, else ./cache).", valueName: "dir"))
+    var cache: String?
+
+    @Option(help: ArgumentHelp("Overlay tree laid over the rootfs (default: ./overlays).", valueName: "dir"))
+    var overlays: String = "overlays"
+
+    @Option(help: ArgumentHelp("edgekit-agent binary to install, built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
+    var agent: String?
+
+    func builder() -> ImageBuilder {
+        let cacheDirectory = cache ?? ProcessInfo.processInfo.environment["EDGEKIT_CACHE"] ?? "cache"
+        let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
+        return ImageBuilder(
+            cacheDirectory: absolute(cacheDirectory), recipe: BaseRecipe(sourceDateEpoch: epoch),
+            overlayDirectory: absolute(overlays), agentBinary: absolute(agent ?? siblingExecutable("edgekit-agent")),
+            packerExecutable: currentExecutable(), progress: { Output.error($0) })
+    }
+}
+
+func currentExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+func siblingExecutable(_ name: String) -> String {
+    (currentExecutable() as NSString).deletingLastPathComponent + "/" + name
+}
+
+func absolute(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+/// The files a site adds to the system: its image identity (0600), the operator key, the public
+/// parameters (site.json) and, in the rootfs tarball, the hostname.
+func siteLayer(plan: Plan, site: Site, keys: PlanKeys) throws -> ImageBuilder.SiteLayer {
+    struct SiteStampFile: Encodable {
+        var plan: String
+        var site: String
+        var hostname: String
+    }
+    let identity = keys.siteIdentity(site: site.name)
+    let identityText = "# edgekit site image identity: plan \(plan.name), site \(site.name)\n# public key: \(identity.recipient.text)\n\(identity.text)\n"
+    let stamp = try DocumentCoding.encode(SiteStampFile(plan: plan.name, site: site.name, hostname: site.name))
+    let operatorKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
+    return ImageBuilder.SiteLayer(site: site.name, files: [
+        (path: "etc/edgekit/operator.pub", mode: 0o644, data: Data(operatorKey.utf8)),
+        (path: "etc/edgekit/site.identity", mode: 0o600, data: Data(identityText.utf8)),
+        (path: "etc/edgekit/site.json", mode: 0o644, data: stamp),
+        (path: "etc/hostname", mode: 0o644, data: Data("\(site.name)\n".utf8)),
+    ])
+}
+
+struct ImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Build a site's appliance image (rootfs tarball, bootable disk image, bmap, checksums).",
+        subcommands: [Build.self, PackBase.self])
+
+    struct Build: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap and SHA256SUMS into OUTDIR.",
+            discussion: """
+                The Debian base is built once with mmdebstrap and cached under --cache; overlays and the
+                agent form a second cached level; stamping a site onto them takes about a second.
+                Flash with: bmaptool copy SITE.img /dev/sdX   (docs/image.md)
+                """)
+
+        @OptionGroup var options: PlanOptions
+        @Option(help: "Site name.") var site: String
+        @Option(help: "Output folder.") var out: String
+        @OptionGroup var image: ImageOptions
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let (site, _) = try options.locate(plan, site: site, router: nil)
+            let keys = try options.loadKeys(for: plan)
+            let builder = image.builder()
+            let system = try builder.system()
+            let outputs = try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
+            Output.data(outputs.joined(separator: "\n") + "\n")
+        }
+    }
+
+    /// Run by mmdebstrap's customize hook; not for people.
+    struct PackBase: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pack-base", abstract: "(internal) Pack an mmdebstrap tree into the base cache.", shouldDisplay: false)
+
+        @Argument var root: String
+        @Argument var output: String
+        @Option var epoch: Int
+
+        func run() async throws {
+            try ImageBuilder.packBase(root: root, output: output, epoch: epoch) { Output.error($0) }
+        }
+    }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Build the relay bundle.",
+        subcommands: [Bundle.self])
+
+    struct Bundle: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write relay.tar.zst: rendered relay files, its WireGuard key (0600), the operator key and edgekit-relay.",
+            discussion: "Install on the VPS with: tar --zstd -xpf relay.tar.zst -C / && systemctl daemon-reload (docs/relay.md).")
+
+        @OptionGroup var options: PlanOptions
+        @Option(help: "Output file.") var out: String
+        @Option(help: ArgumentHelp("edgekit-relay binary to include (default: next to this edgekit).", valueName: "file"))
+        var relayBinary: String?
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let keys = try options.loadKeys(for: plan)
+            try writeRelayBundle(plan: plan, keys: keys, binary: relayBinary ?? siblingExecutable("edgekit-relay"), to: out)
+            Output.error("wrote \(out)")
+        }
+    }
+}
+
+func writeRelayBundle(plan: Plan, keys: PlanKeys, binary: String, to path: String) throws {
+    guard let relayProgram = FileManager.default.contents(atPath: binary) else {
+        throw CommandError("relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
+    }
+    var entries = RelayConfig.files(plan: plan).map {
+        LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)
+    }
+    entries.append(LayerEntry(path: String(ConfigPaths.relayWireGuardKey.dropFirst()),
+                              kind: .file(Data((keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8)), mode: 0o600))
+    entries.append(LayerEntry(path: String(ConfigPaths.operatorPublicKey.dropFirst()),
+                              kind: .file(Data(keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)").utf8)), mode: 0o644))
+    entries.append(LayerEntry(path: "usr/local/bin/edgekit-relay", kind: .file(relayProgram), mode: 0o755))
+    entries.sort { $0.path < $1.path }
+    let temporary = path + ".partial-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]),
+        let handle = FileHandle(forWritingAtPath: temporary)
+    else { throw CommandError("cannot write \(path)") }
+    do {
+        let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
+        let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: epoch)
+        // Parent folders first, so extraction creates them with sane modes.
+        var folders = Set<String>()
+        for entry in entries {
+            var parent = (entry.path as NSString).deletingLastPathComponent
+            var chain: [String] = []
+            while !parent.isEmpty && !folders.contains(parent) {
+                chain.append(parent)
+                parent = (parent as NSString).deletingLastPathComponent
+            }
+            for folder in chain.reversed() {
+                folders.insert(folder)
+                try writer.add(LayerEntry(path: folder, kind: .directory, mode: 0o755))
+            }
+            try writer.add(entry)
+        }
+        try writer.finish()
+        try handle.close()
+        guard rename(temporary, path) == 0 else { throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))") }
+    } catch {
+        try? handle.close()
+        unlink(temporary)
+        throw error
+    }
+}
+
+struct BuildCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build",
+        abstract: "Build every (or one) site image, every router's stick and the relay bundle into OUTDIR.",
+        discussion: """
+            One CI job per site: edgekit build --plan P --out out --site SITE (docs/ci.md).
+            Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE-rN.stick.img, relay.tar.zst, SHA256SUMS.
+            """)
+
+    @OptionGroup var options: PlanOptions
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Build only this site (default: every site).") var site: String?
+    @OptionGroup var image: ImageOptions
+    @OptionGroup var serialOption: SerialOption
+
+    func run() async throws {
+        let plan = try options.loadPlan()
+        let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
+        let keys = try options.loadKeys(for: plan)
+        let (serial, issuedAt) = try serialOption.resolve()
+        let builder = image.builder()
+        let system = try builder.system()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for site in sites {
+            try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
+            for router in site.routers {
+                let name = "\(site.name)-r\(router.slot).stick.img"
+                Output.error("site \(site.name): stick for router \(router.slot)")
+                let sealed = try keys.sealedProfile(plan: plan, site: site, router: router, serial: serial, issuedAt: issuedAt)
+                let volumeID = keys.routerSecret(site: site, router: router).wireGuardKey.publicKey.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                try ProfileStick.build(profile: sealed, readme: ProfileStick.readme(plan: plan.name, site: site.name, slot: router.slot, serial: serial),
+                                       output: out + "/" + name, volumeID: volumeID)
+            }
+        }
+        Output.error("relay bundle")
+        try writeRelayBundle(plan: plan, keys: keys, binary: siblingExecutable("edgekit-relay"), to: out + "/relay.tar.zst")
+        Output.error("done: \(sites.count) site image(s) in \(out)")
+    }
+}
