@@ -80,6 +80,7 @@ let package = Package(
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
+        .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
     ],
     swiftLanguageModes: [.v6]

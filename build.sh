@@ -11,7 +11,7 @@ ROOT=$(pwd)
 # Debian packages the project needs: to build (libarchive, zstd, pkg-config), and the real tools
 # the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
 PACKAGES=(
-  pkg-config libarchive-dev libzstd-dev zstd
+  pkg-config libarchive-dev libzstd-dev zstd libarchive-tools
   age signify-openbsd
   wireguard-tools wireguard-go iproute2 iputils-ping nftables radvd keepalived dnsmasq-base
   ndisc6 socat tcpdump procps util-linux

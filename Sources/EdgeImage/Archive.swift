@@ -193,11 +193,13 @@ public final class TarZstdLayerWriter {
         if isLast {
             try compress(pending, end: true)
         } else {
-            // What is held back must be exactly the end-of-archive marker: 1024 zero bytes.
-            guard pending.count == TarZstdLayerWriter.trailerSize, pending.allSatisfy({ $0 == 0 }) else {
-                throw ArchiveError("libarchive ended the layer unexpectedly (\(pending.count) trailing bytes)")
+            // The stream ends with tar's end-of-archive marker (1024 zero bytes; no block padding,
+            // see init): drop it so the next layer continues the same tar.
+            let trailer = TarZstdLayerWriter.trailerSize
+            guard pending.count >= trailer, pending.suffix(trailer).allSatisfy({ $0 == 0 }) else {
+                throw ArchiveError("libarchive ended the layer without the expected end-of-archive marker")
             }
-            try compress(Data(), end: true)
+            try compress(Data(pending.dropLast(trailer)), end: true)
         }
         pending = Data()
     }

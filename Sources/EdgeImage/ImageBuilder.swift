@@ -60,13 +60,12 @@ public struct ImageBuilder: Sendable {
         ]
         var environment = ProcessInfo.processInfo.environment
         environment["SOURCE_DATE_EPOCH"] = String(recipe.sourceDateEpoch)
-        let result = try SystemCommand.run(
+        let status = try SystemCommand.runShowingProgress(
             "mmdebstrap", recipe.mmdebstrapOptions + hooks + [recipe.suite, "/dev/null"] + recipe.mirrors,
             environment: environment)
-        guard result.succeeded else {
+        guard status == 0 else {
             try? FileManager.default.removeItem(atPath: staging)
-            let lines = result.errorText.split(separator: "\n").filter { $0.contains("E:") || $0.contains("rror") }
-            throw ImageError("mmdebstrap failed building the base: \(lines.last.map(String.init) ?? "exit \(result.status)")")
+            throw ImageError("mmdebstrap failed building the base (exit \(status)); its messages are above")
         }
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
@@ -76,7 +75,15 @@ public struct ImageBuilder: Sendable {
 
     /// Runs inside mmdebstrap's customize hook, where `root` has its real owners: writes the base
     /// tar layer, the ext4 root filesystem and the boot files into `output`.
-    public static func packBase(root: String, output: String, epoch: Int, progress: (String) -> Void) throws {
+    public static func packBase(root chroot: String, output: String, epoch: Int, progress: (String) -> Void) throws {
+        // During hooks mmdebstrap has /proc, /sys and /dev mounted in the chroot: copy the tree
+        // without crossing into them (cp -x keeps owners, modes, links and hard links), and pack
+        // the copy.
+        progress("copying the base tree (one filesystem)")
+        let root = output + "/tree"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try SystemCommand.check("cp", ["-a", "-x", chroot + "/.", root + "/"], what: "copying the base tree")
+        defer { try? FileManager.default.removeItem(atPath: root) }
         // Nothing of the build host or of apt's caches belongs in an appliance.
         for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
             let path = root + "/" + junk
@@ -294,7 +301,7 @@ public struct ImageBuilder: Sendable {
     func inodeFields(_ path: String, mode: Int, epoch: Int) -> [String] {
         let quoted = debugfsQuote(path)
         return ["sif \(quoted) mode 0\(String(mode, radix: 8))", "sif \(quoted) uid 0", "sif \(quoted) gid 0",
-                "sif \(quoted) mtime \(epoch)", "sif \(quoted) atime \(epoch)", "sif \(quoted) ctime \(epoch)"]
+                "sif \(quoted) mtime @\(epoch)", "sif \(quoted) atime @\(epoch)", "sif \(quoted) ctime @\(epoch)"]
     }
 
     /// The EFI system partition: systemd-boot as the removable-media loader, one entry, kernel, initrd.

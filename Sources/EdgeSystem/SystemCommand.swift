@@ -71,6 +71,26 @@ public enum SystemCommand {
         return CommandResult(status: process.terminationStatus, stdout: outData, stderr: errorData.get())
     }
 
+    /// Runs a long job with its stderr passed straight to ours, so the operator sees its progress;
+    /// stdout is discarded. Returns the exit status.
+    public static func runShowingProgress(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Int32 {
+        guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.standardError
+        process.standardError = FileHandle.standardError
+        do {
+            try process.run()
+        } catch {
+            throw SystemCommandError.cannotStart(tool, error.localizedDescription)
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// Runs `tool` and throws its stderr as a one-line error when it fails.
     @discardableResult
     public static func check(_ tool: String, _ arguments: [String], stdin: Data? = nil, what: String) throws -> CommandResult {

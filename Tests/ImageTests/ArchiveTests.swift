@@ -1,0 +1,178 @@
+import EdgeImage
+import Foundation
+import Testing
+
+/// Runs a system tool and returns (status, stdout, stderr).
+func system(_ tool: String, _ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let candidates = ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].map { $0 + tool }
+    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        Issue.record("\(tool) is not installed; run ./build.sh to install it")
+        throw CocoaError(.fileNoSuchFile)
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+    try process.run()
+    if let stdin {
+        input.fileHandleForWriting.write(stdin)
+        try input.fileHandleForWriting.close()
+    }
+    let errData = LockedBox()
+    let group = DispatchGroup()
+    DispatchQueue.global().async(group: group) { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData.get(), as: UTF8.self))
+}
+
+final class LockedBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+}
+
+func withScratch<T>(_ body: (String) throws -> T) throws -> T {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-image-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    return try body(dir)
+}
+
+@Suite struct ArchiveTests {
+    /// Three layers written separately concatenate into one tar that GNU tar and bsdtar both read,
+    /// with normalised owners, modes and times, and later layers overriding earlier ones.
+    func writeLayers(to path: String, tree: String) throws {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        let base = try TarZstdLayerWriter(output: handle, isLast: false, mtime: 1_000_000_000)
+        try base.addTree(at: tree)
+        try base.finish()
+        let overlay = try TarZstdLayerWriter(output: handle, isLast: false, mtime: 1_000_000_000)
+        try overlay.add(LayerEntry(path: "etc/motd", kind: .file(Data("overlay\n".utf8)), mode: 0o644))
+        try overlay.add(LayerEntry(path: "usr/local/bin/tool", kind: .file(Data("#!/bin/sh\n".utf8)), mode: 0o755))
+        try overlay.finish()
+        let site = try TarZstdLayerWriter(output: handle, isLast: true, mtime: 1_000_000_000)
+        try site.add(LayerEntry(path: "etc/edgekit", kind: .directory, mode: 0o755))
+        try site.add(LayerEntry(path: "etc/edgekit/site.identity", kind: .file(Data("AGE-SECRET-KEY-1X\n".utf8)), mode: 0o600))
+        try site.add(LayerEntry(path: "etc/edgekit/link", kind: .symlink("site.identity"), mode: 0o777))
+        try site.finish()
+        try handle.close()
+    }
+
+    func makeTree(_ dir: String) throws -> String {
+        let tree = dir + "/tree"
+        try FileManager.default.createDirectory(atPath: tree + "/etc", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/usr/local/bin", withIntermediateDirectories: true)
+        try Data("base\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/motd"))
+        try Data(repeating: 7, count: 300_000).write(to: URL(fileURLWithPath: tree + "/usr/big"))
+        link(tree + "/usr/big", tree + "/usr/big-hardlink")
+        symlink("../usr/big", tree + "/etc/big-symlink")
+        chown(tree + "/etc/motd", 101, 102)
+        return tree
+    }
+
+    @Test func layersConcatenateIntoOneTarReadableByGNUTarAndBsdtar() throws {
+        try withScratch { dir in
+            let tree = try makeTree(dir)
+            let archive = dir + "/rootfs.tar.zst"
+            try writeLayers(to: archive, tree: tree)
+            // Three zstd frames: zstd -l counts them.
+            let frames = try system("zstd", ["-lv", archive])
+            #expect(frames.stdout.contains("# Zstandard Frames: 3"), "\(frames.stdout)")
+            let gnu = try system("tar", ["--zstd", "-tvf", archive, "--numeric-owner"])
+            #expect(gnu.status == 0, "tar: \(gnu.stderr)")
+            let names = gnu.stdout.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(5).joined(separator: " ") }
+            #expect(names.first == "./")
+            #expect(names.contains("./etc/edgekit/site.identity"))
+            #expect(names.contains("./usr/big-hardlink link to ./usr/big"))
+            #expect(names.contains("./etc/big-symlink -> ../usr/big"))
+            #expect(gnu.stdout.contains("-rw------- 0/0"), "site identity is 0600 root")
+            #expect(gnu.stdout.contains("101/102"), "base owners are kept numerically")
+            #expect(gnu.stdout.split(separator: "\n").allSatisfy { $0.contains("2001-09-09") }, "every time is SOURCE_DATE_EPOCH")
+            let bsd = try system("bsdtar", ["-tvf", archive])
+            #expect(bsd.status == 0, "bsdtar: \(bsd.stderr)")
+            #expect(bsd.stdout.contains("etc/edgekit/site.identity"))
+            // Extraction: the overlay's motd replaces the base one (later members win).
+            let out = dir + "/x"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let extract = try system("tar", ["--zstd", "-xpf", archive, "-C", out])
+            #expect(extract.status == 0, "\(extract.stderr)")
+            #expect(try String(contentsOfFile: out + "/etc/motd", encoding: .utf8) == "overlay\n")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/usr/big")).count == 300_000)
+        }
+    }
+
+    @Test func sameInputGivesSameBytes() throws {
+        try withScratch { dir in
+            let tree = try makeTree(dir)
+            try writeLayers(to: dir + "/a.tar.zst", tree: tree)
+            try writeLayers(to: dir + "/b.tar.zst", tree: tree)
+            #expect(try sha256(ofFile: dir + "/a.tar.zst") == sha256(ofFile: dir + "/b.tar.zst"))
+        }
+    }
+
+    @Test func aNonFinalLayerAloneHasNoEndOfArchive() throws {
+        try withScratch { dir in
+            let path = dir + "/layer.tar.zst"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            let writer = try TarZstdLayerWriter(output: handle, isLast: false, mtime: 0)
+            try writer.add(LayerEntry(path: "a", kind: .file(Data("x".utf8)), mode: 0o644))
+            try writer.finish()
+            try handle.close()
+            let bytes = try system("sh", ["-c", "zstd -dc '\(path)' | wc -c"])
+            #expect(bytes.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1024", "512 header + 512 data, no trailer")
+        }
+    }
+}
+
+@Suite struct DiskLayoutTests {
+    @Test func partitionTableVerifiesWithFixedIdentifiers() throws {
+        try withScratch { dir in
+            let layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 1 << 20)
+            try layout.createDisk(at: dir + "/disk.img")
+            let verify = try system("sfdisk", ["--verify", dir + "/disk.img"])
+            #expect(verify.status == 0, "sfdisk --verify: \(verify.stdout)\(verify.stderr)")
+            let dump = try system("sfdisk", ["--dump", dir + "/disk.img"])
+            #expect(dump.stdout.contains("label-id: \(DiskLayout.diskID.uppercased())"))
+            #expect(dump.stdout.contains("uuid=\(DiskLayout.rootUUID.uppercased())"))
+            #expect(dump.stdout.contains("name=\"edgekit-site\""))
+            let siteLine = dump.stdout.split(separator: "\n").first { $0.contains("edgekit-site") }.map(String.init) ?? ""
+            #expect(siteLine.replacingOccurrences(of: " ", with: "").contains("start=\(layout.siteStart),size=\(layout.siteSectors)"))
+        }
+    }
+
+    @Test func fstabInOverlaysNamesTheFixedPartitions() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let fstab = try String(contentsOf: root.appendingPathComponent("overlays/etc/fstab"), encoding: .utf8)
+        #expect(fstab.contains("PARTUUID=\(DiskLayout.rootUUID)  /"))
+        #expect(fstab.contains("PARTUUID=\(DiskLayout.siteUUID)  /etc/edgekit/site"))
+        #expect(fstab.contains("PARTUUID=\(DiskLayout.espUUID)  /boot/efi"))
+    }
+
+    @Test func sparseCopyKeepsHolesAndBytes() throws {
+        try withScratch { dir in
+            let source = dir + "/sparse"
+            FileManager.default.createFile(atPath: source, contents: nil)
+            truncate(source, 64 << 20)
+            let handle = try #require(FileHandle(forWritingAtPath: source))
+            try handle.seek(toOffset: 10 << 20)
+            try handle.write(contentsOf: Data(repeating: 1, count: 4096))
+            try handle.seek(toOffset: 50 << 20)
+            try handle.write(contentsOf: Data(repeating: 2, count: 8192))
+            try handle.close()
+            try SparseCopy.duplicate(source, to: dir + "/copy")
+            #expect(try sha256(ofFile: source) == sha256(ofFile: dir + "/copy"))
+            var info = stat()
+            stat(dir + "/copy", &info)
+            #expect(info.st_size == 64 << 20)
+            #expect(Int(info.st_blocks) * 512 < 1 << 20, "holes stay holes")
+        }
+    }
+}
