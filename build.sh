@@ -48,19 +48,45 @@ find_swift() {
   command -v swift >/dev/null 2>&1 || die "Swift 6 toolchain not found (expected on PATH or in /opt/swift)"
 }
 
+# The appliance runs edgekit-agent without a Swift runtime: build it with the static stdlib and
+# strip it. Prints the path of the binary to put into images.
+appliance_agent() {
+  swift build -c release --static-swift-stdlib --product edgekit-agent 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
+    || die "release build of edgekit-agent failed"
+  mkdir -p .build/appliance
+  strip -o .build/appliance/edgekit-agent "$(swift build -c release --show-bin-path)/edgekit-agent"
+  echo "$ROOT/.build/appliance/edgekit-agent"
+}
+
 main_job() {
-  log "building release binaries"
-  swift build -c release 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build failed"
-  local bin
+  log "building release binaries (static Swift stdlib)"
+  swift build -c release --static-swift-stdlib 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build failed"
+  local bin agent secrets
   bin="$(swift build -c release --show-bin-path)"
+  agent="$(appliance_agent)"
   log "checking the example plan"
   "$bin/edgekit" plan check profiles/example
   "$bin/edgekit" plan show profiles/example
+  secrets="${EDGEKIT_SECRETS:-}"
+  if [ -z "$secrets" ]; then
+    secrets="$ROOT/out/throwaway-secrets"
+    if [ ! -f "$secrets/master.key" ]; then
+      log "no EDGEKIT_SECRETS given: creating throw-away secrets in $secrets (never use them for real sites)"
+      "$bin/edgekit" keys init --plan profiles/example --secrets "$secrets"
+    fi
+  fi
+  log "building every image, stick and the relay bundle of the example plan into out/"
+  "$bin/edgekit" build --plan profiles/example --secrets "$secrets" --out "$ROOT/out" \
+    --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --agent "$agent"
+  log "done: $(cd out && ls *.img *.tar.zst SHA256SUMS | tr '\n' ' ')"
 }
 
 run_tests() {
   local started log_file
   started=$(date +%s)
+  log "building the appliance agent (release, static Swift stdlib)"
+  export EDGEKIT_AGENT_BINARY
+  EDGEKIT_AGENT_BINARY="$(appliance_agent)"
   log "building the test suite"
   swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "test build failed"
   log_file="$(mktemp /tmp/edgekit-test.XXXXXX.log)"

@@ -4,7 +4,7 @@ import Testing
 
 /// Runs a system tool and returns (status, stdout, stderr).
 func system(_ tool: String, _ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    let candidates = ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].map { $0 + tool }
+    let candidates = tool.hasPrefix("/") ? [tool] : ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].map { $0 + tool }
     guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         Issue.record("\(tool) is not installed; run ./build.sh to install it")
         throw CocoaError(.fileNoSuchFile)

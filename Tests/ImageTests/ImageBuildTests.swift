@@ -1,0 +1,196 @@
+import EdgeImage
+import Foundation
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The executables next to the test bundle (like Tests/CLITests/ToolRunner.swift).
+let binaryDirectory: String = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit").path) {
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir.path
+}()
+
+/// The image tests share one Debian base cache across runs (it is keyed by content, so sharing is
+/// safe): the first run builds it with mmdebstrap, later runs stamp in seconds.
+let imageCache = ProcessInfo.processInfo.environment["EDGEKIT_TEST_CACHE"] ?? "/var/tmp/edgekit-test-cache"
+
+/// The agent that goes into the image must run on the appliance: build.sh builds it in release mode
+/// with the static Swift stdlib and names it here.
+func staticAgent() throws -> String {
+    guard let path = ProcessInfo.processInfo.environment["EDGEKIT_AGENT_BINARY"], FileManager.default.isExecutableFile(atPath: path) else {
+        Issue.record("EDGEKIT_AGENT_BINARY must name the static edgekit-agent; run the suite with ./build.sh test")
+        throw CocoaError(.fileNoSuchFile)
+    }
+    return path
+}
+
+func edgekit(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    try system(binaryDirectory + "/edgekit", arguments)
+}
+
+/// A secrets folder with the fixed test master (0x00…0x1f).
+func makeSecrets(in dir: String) throws -> String {
+    let secrets = dir + "/secrets"
+    try FileManager.default.createDirectory(atPath: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    _ = FileManager.default.createFile(atPath: secrets + "/master.key", contents: Data((Data(0..<32).base64EncodedString() + "\n").utf8),
+                                       attributes: [.posixPermissions: 0o600])
+    return secrets
+}
+
+/// Builds site-b of the example plan into `out` and returns (status, stderr).
+func buildSiteB(out: String, secrets: String, overlays: String = repositoryRoot + "/overlays", site: String = "site-b") throws -> (status: Int32, stdout: String, stderr: String) {
+    try edgekit(["image", "build", "--plan", repositoryRoot + "/profiles/example", "--secrets", secrets, "--site", site,
+                 "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", overlays])
+}
+
+/// One image shared by the checks below (building it is the expensive part).
+final class SharedImage: @unchecked Sendable {
+    static let shared = SharedImage()
+    private let lock = NSLock()
+    private var directory: String?
+
+    func build() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let directory { return directory }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-image-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let result = try buildSiteB(out: dir + "/out", secrets: try makeSecrets(in: dir))
+        guard result.status == 0 else {
+            Issue.record("image build failed: \(result.stderr.suffix(2000))")
+            throw CocoaError(.fileWriteUnknown)
+        }
+        directory = dir
+        return dir
+    }
+}
+
+@Suite(.serialized) struct ImageBuildTests {
+    @Test func siteImageIsAcceptedByTheStandardTools() throws {
+        let dir = try SharedImage.shared.build()
+        let out = dir + "/out"
+        let tarList = try system("tar", ["--zstd", "-tvf", out + "/site-b.rootfs.tar.zst", "--numeric-owner"])
+        #expect(tarList.status == 0, "tar --zstd: \(tarList.stderr)")
+        #expect(tarList.stdout.contains("-rw------- 0/0") && tarList.stdout.contains("./etc/edgekit/site.identity"))
+        #expect(tarList.stdout.contains("./usr/local/bin/edgekit-agent"))
+        #expect(tarList.stdout.contains("./usr/sbin/radvd"))
+        let bsd = try system("bsdtar", ["-tf", out + "/site-b.rootfs.tar.zst"])
+        #expect(bsd.status == 0 && bsd.stdout.contains("etc/edgekit/site.json"), "bsdtar: \(bsd.stderr)")
+        let verify = try system("sfdisk", ["--verify", out + "/site-b.img"])
+        #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify: \(verify.stdout)")
+        // Each partition checked by its own fsck, read out with dd at the offsets sfdisk reports.
+        let dump = try system("sfdisk", ["--json", out + "/site-b.img"])
+        let json = try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any]
+        let partitions = ((json?["partitiontable"] as? [String: Any])?["partitions"] as? [[String: Any]]) ?? []
+        #expect(partitions.count == 3)
+        for (index, partition) in partitions.enumerated() {
+            let start = partition["start"] as? Int ?? 0, size = partition["size"] as? Int ?? 0
+            let part = dir + "/part\(index)"
+            defer { try? FileManager.default.removeItem(atPath: part) }
+            let copy = try system("dd", ["if=\(out)/site-b.img", "of=\(part)", "bs=512", "skip=\(start)", "count=\(size)", "conv=sparse", "status=none"])
+            #expect(copy.status == 0)
+            let check = index == 1 ? try system("fsck.ext4", ["-fn", part]) : try system("fsck.vfat", ["-n", part])
+            #expect(check.status == 0, "fsck of partition \(index + 1): \(check.stdout)\(check.stderr)")
+            if index == 2 {
+                let files = try system("mdir", ["-b", "-i", part, "::/"])
+                #expect(files.stdout.split(separator: "\n").sorted() == ["::/operator.pub", "::/site.identity", "::/site.json"])
+            }
+        }
+        let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
+        #expect(sums.status == 0, "sha256sum -c: \(sums.stdout)")
+        // The bmap really describes the image: bmaptool copies it to an identical file.
+        let copy = try system("bmaptool", ["copy", "--bmap", out + "/site-b.img.bmap", out + "/site-b.img", dir + "/flashed.img"])
+        defer { try? FileManager.default.removeItem(atPath: dir + "/flashed.img") }
+        #expect(copy.status == 0, "bmaptool copy: \(copy.stderr)")
+        #expect(try sha256(ofFile: dir + "/flashed.img") == sha256(ofFile: out + "/site-b.img"))
+    }
+
+    @Test func twoBuildsOfTheSameInputsAreIdentical() throws {
+        let dir = try SharedImage.shared.build()
+        let again = dir + "/again"
+        defer { try? FileManager.default.removeItem(atPath: again) }
+        let result = try buildSiteB(out: again, secrets: dir + "/secrets")
+        #expect(result.status == 0, "\(result.stderr)")
+        let first = try String(contentsOfFile: dir + "/out/SHA256SUMS", encoding: .utf8)
+        let second = try String(contentsOfFile: again + "/SHA256SUMS", encoding: .utf8)
+        #expect(first == second)
+        #expect(first.split(separator: "\n").count == 3)
+    }
+
+    @Test func badInputGivesOneLineAndNoOutputUnderItsFinalName() throws {
+        let dir = try SharedImage.shared.build()
+        let out = dir + "/bad"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let unknown = try buildSiteB(out: out, secrets: dir + "/secrets", site: "site-z")
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr.split(separator: "\n").last == "--site site-z: no such site in plan example (sites: site-a, site-b)")
+        let noSecrets = try buildSiteB(out: out, secrets: dir + "/no-such-secrets")
+        #expect(noSecrets.status == 1)
+        #expect(noSecrets.stderr.split(separator: "\n").last == "\(dir)/no-such-secrets/master.key does not exist; create it with `edgekit keys init --plan DIR --secrets \(dir)/no-such-secrets` or restore it from your secret store")
+        let noOverlay = try buildSiteB(out: out, secrets: dir + "/secrets", overlays: dir + "/missing-overlays")
+        #expect(noOverlay.status == 1)
+        #expect(noOverlay.stderr.split(separator: "\n").last == "overlay folder \(dir)/missing-overlays does not exist (expected the repository's overlays/)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"))
+    }
+
+    @Test func aFullDiskFailsCleanly() throws {
+        guard getuid() == 0 else {
+            print("skipped: mounting a small tmpfs needs root")
+            return
+        }
+        let dir = try SharedImage.shared.build()
+        let small = dir + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let mounted = try system("mount", ["-t", "tmpfs", "-o", "size=64m", "edgekit-test-full", small])
+        #expect(mounted.status == 0, "mount: \(mounted.stderr)")
+        defer { _ = try? system("umount", [small]) }
+        let result = try buildSiteB(out: small + "/out", secrets: dir + "/secrets")
+        #expect(result.status == 1)
+        let last = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(last.contains("No space left on device") || last.contains("cannot write"), "\(last)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: small + "/out")) ?? []
+        #expect(left.isEmpty, "nothing left behind: \(left)")
+    }
+
+    /// The disk image boots under qemu (software emulation) with OVMF, and the agent says on the
+    /// serial console that there is no stick.
+    @Test(.timeLimit(.minutes(10))) func imageBootsAndTheAgentReportsNoStick() throws {
+        let dir = try SharedImage.shared.build()
+        let vars = dir + "/OVMF_VARS.fd"
+        try? FileManager.default.removeItem(atPath: vars)
+        try FileManager.default.copyItem(atPath: "/usr/share/OVMF/OVMF_VARS_4M.fd", toPath: vars)
+        let console = dir + "/console.log"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
+        process.arguments = [
+            "-machine", "q35", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-nic", "none",
+            "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "-drive", "if=pflash,format=raw,file=\(vars)",
+            "-drive", "file=\(dir)/out/site-b.img,if=virtio,format=raw,snapshot=on",
+            "-serial", "file:\(console)", "-monitor", "none",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        let expected = "edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"
+        let started = Date()
+        var text = ""
+        while Date().timeIntervalSince(started) < 420 {
+            text = (try? String(contentsOfFile: console, encoding: .utf8)) ?? String(decoding: (FileManager.default.contents(atPath: console) ?? Data()), as: UTF8.self)
+            if text.contains(expected) || !process.isRunning { break }
+            Thread.sleep(forTimeInterval: 2)
+        }
+        let seconds = Int(Date().timeIntervalSince(started))
+        print("boot: agent line after \(seconds) s under emulation")
+        #expect(text.contains("Linux version"), "the kernel started")
+        #expect(text.contains(expected), "console tail: \(text.suffix(3000))")
+    }
+}
