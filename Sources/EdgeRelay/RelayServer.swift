@@ -71,11 +71,13 @@ public struct RelayServer: Service {
         let limits = config.rateLimit
         let pollInterval = config.revocationPollMilliseconds
         let logger = logger
-        try await cancelWhenGracefulShutdown {
+        // Graceful shutdown closes the socket: the receive loop ends, then the poller is cancelled.
+        try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask {
                     while !Task.isCancelled {
-                        try await Task.sleep(for: .milliseconds(pollInterval))
+                        try? await Task.sleep(for: .milliseconds(pollInterval))
+                        if Task.isCancelled { break }
                         await engine.pollRevocations()
                     }
                 }
@@ -109,6 +111,8 @@ public struct RelayServer: Service {
                 }
                 group.cancelAll()
             }
+        } onGracefulShutdown: {
+            channel.channel.close(promise: nil)
         }
         logger.info("registration socket closed")
     }

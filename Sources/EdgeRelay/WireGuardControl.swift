@@ -58,6 +58,11 @@ public struct WireGuardControl: Sendable {
     public struct DumpPeer: Sendable, Equatable {
         public var publicKey: String
         public var allowedIPs: [String]
+
+        public init(publicKey: String, allowedIPs: [String]) {
+            self.publicKey = publicKey
+            self.allowedIPs = allowedIPs
+        }
     }
 
     /// The interface's peers as `wg show IF dump` lists them, AllowedIPs sorted.
