@@ -186,8 +186,11 @@ public actor RegistrationEngine {
                 return .remove(key: key)
             }
             let control = wireGuard
+            let started = ContinuousClock.now
             try await offThread { try control.apply(changes) }
             batchesApplied += 1
+            logger.debug("wg set applied", metadata: [
+                "peers": "\(changes.count)", "registrations": "\(batch.count)", "duration": "\(ContinuousClock.now - started)"])
         } catch {
             succeeded = false
             logger.error("WireGuard update failed; re-synchronising from the database", metadata: ["error": "\(error)"])
