@@ -78,6 +78,7 @@ let package = Package(
             "EdgeRelay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Benchmarks behind bench/*.sh: print measured figures next to their targets.
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto"]),
