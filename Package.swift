@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Plan, prefix math, validation. No dependencies beyond YAML parsing.
@@ -33,7 +36,9 @@ let package = Package(
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
-        .target(name: "Registration", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        .target(name: "Registration", dependencies: [
+            "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
+        ]),
         // libarchive, through pkg-config; only EdgeImage/Archive.swift touches it.
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive",
@@ -50,8 +55,12 @@ let package = Package(
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "Registration",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Shared by the three executables: error → exit code mapping, output helpers.
         .target(name: "CLISupport", dependencies: [
@@ -71,6 +80,8 @@ let package = Package(
             "CLISupport",
             "EdgeRelay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Benchmarks behind bench/*.sh: print measured figures next to their targets.
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto"]),
@@ -82,6 +93,8 @@ let package = Package(
                           path: "bench/edgekit-bench-render"),
         .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
+        .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "Registration", "EdgeCrypto", "EdgeModel"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,9 +1,107 @@
 import ArgumentParser
+import CLISupport
 import EdgeRelay
+import Foundation
+import Logging
+import ServiceLifecycle
 
 @main
+enum Main {
+    static func main() async {
+        await CommandRunner.main(RelayCommand.self)
+    }
+}
+
 struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edgekit-relay",
-        abstract: "The relay's registration daemon (serve, status, revoke).")
+        abstract: "The relay's registration daemon (serve, status, revoke).",
+        discussion: """
+            Protocol and config file: docs/protocol.md, docs/relay.md.
+            Exit codes: 0 success, 1 a problem with your input (the message says which), 2 usage.
+            """,
+        version: "0.1.0",
+        subcommands: [Serve.self, Status.self, Revoke.self])
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "The relay config file (JSON, docs/relay.md).")
+    var config: String = RelayConfig.defaultPath
+
+    func load() throws -> RelayConfig { try RelayConfig.load(path: config) }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore WireGuard from the state database, then answer registrations until SIGTERM/SIGINT.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let config = try options.load()
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw CommandError("--log-level \(logLevel) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "edgekit-relay")
+        let server = RelayServer(config: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the registered peers, the owner of each site /64 and the revocations (from the state database).")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    func run() async throws {
+        let config = try options.load()
+        let snapshot = try RelayStore(path: config.stateDatabase).snapshot()
+        switch format {
+        case .json: Output.data(try RelayStatus.json(snapshot))
+        case .text: Output.data(RelayStatus.text(snapshot))
+        }
+    }
+}
+
+struct Revoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke a site or one router of it; a running relay removes its peers within revocation_poll_ms.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "The site to revoke.")
+    var site: String
+
+    @Option(name: .customLong("router"), help: "Only this router slot (default: every router of the site).")
+    var slot: Int?
+
+    @Option(help: "Only certificates with a serial below this one (a re-issued stick with a newer serial registers again).")
+    var beforeSerial: Int64?
+
+    func run() async throws {
+        let config = try options.load()
+        let store = try RelayStore(path: config.stateDatabase)
+        try store.revoke(site: site, slot: slot, beforeSerial: beforeSerial)
+        let what = slot.map { "router \($0) of site \(site)" } ?? "every router of site \(site)"
+        let serial = beforeSerial.map { " (certificates with serial below \($0))" } ?? ""
+        Output.error("revoked \(what)\(serial); a running relay removes its peers within \(config.revocationPollMilliseconds) ms")
+    }
 }

@@ -1,2 +1,0 @@
-/// The relay's registration server and WireGuard control.
-public enum EdgeRelay {}

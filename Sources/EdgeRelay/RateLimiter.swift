@@ -1,0 +1,53 @@
+import Foundation
+
+/// Token buckets keyed by source address, in a fixed table (docs/protocol.md, "Rate limits"):
+/// memory does not grow with the number of sources; sources whose keyed hash collides share a
+/// bucket. A global bucket caps the total public-key work under a flood of spoofed sources.
+public struct RateLimiter: Sendable {
+    struct Bucket: Sendable {
+        var tokens: Double
+        var updated: UInt64
+    }
+
+    let rate: Double
+    let burst: Double
+    let globalRate: Double
+    var buckets: [Bucket]
+    var global: Bucket
+    /// Hasher is seeded per process, so an outsider cannot aim many sources at one bucket.
+    let seed: Int
+
+    public init(perSecond: Double, burst: Double, globalPerSecond: Double, buckets: Int) {
+        rate = perSecond
+        self.burst = burst
+        globalRate = globalPerSecond
+        self.buckets = Array(repeating: Bucket(tokens: burst, updated: 0), count: max(1, buckets))
+        global = Bucket(tokens: max(globalPerSecond, 1), updated: 0)
+        seed = Int.random(in: .min ... .max)
+    }
+
+    /// Takes one token from the source's bucket and the global one; false means drop the datagram.
+    /// `now` is in nanoseconds of a monotonic clock.
+    public mutating func allow(_ address: [UInt8], now: UInt64) -> Bool {
+        var hasher = Hasher()
+        hasher.combine(seed)
+        hasher.combine(address)
+        let index = Int(UInt(bitPattern: hasher.finalize()) % UInt(buckets.count))
+        RateLimiter.refill(&buckets[index], rate: rate, cap: burst, now: now)
+        RateLimiter.refill(&global, rate: globalRate, cap: max(globalRate, 1), now: now)
+        guard buckets[index].tokens >= 1, global.tokens >= 1 else { return false }
+        buckets[index].tokens -= 1
+        global.tokens -= 1
+        return true
+    }
+
+    static func refill(_ bucket: inout Bucket, rate: Double, cap: Double, now: UInt64) {
+        if bucket.updated == 0 {
+            bucket.updated = now
+            return
+        }
+        let elapsed = Double(now &- bucket.updated) / 1e9
+        bucket.tokens = min(cap, bucket.tokens + elapsed * rate)
+        bucket.updated = now
+    }
+}

@@ -1,0 +1,217 @@
+import Crypto
+import EdgeCrypto
+import EdgeModel
+import Foundation
+import Logging
+import Registration
+
+/// The relay's side of docs/protocol.md for authenticated datagrams: MAC check, cookies, certificate
+/// checks, the SQLite decision, and batched WireGuard updates. Returns the reply to send, or nil
+/// for silence. One actor: decisions are serial, so the database is the one source of truth.
+public actor RegistrationEngine {
+    let config: RelayConfig
+    let store: RelayStore
+    let wireGuard: WireGuardControl
+    let relayKey: WireGuardKeyPair
+    let relayPrivateKeyBase64: String
+    let operatorKey: Signify.PublicKey
+    let cookies: CookieJar
+    public let clock: RelayClock
+    let logger: Logger
+
+    /// Session keys per router key: a registering router costs one X25519, not two. Bounded.
+    var sessionKeys: [[UInt8]: SessionKeys] = [:]
+    static let sessionKeyLimit = 8192
+
+    var dirty: Set<String> = []
+    var waiters: [CheckedContinuation<Bool, Never>] = []
+    var flushScheduled = false
+    var flushing = false
+    /// `wg set` batches applied since start (for the log and the benchmark).
+    public private(set) var batchesApplied = 0
+
+    public init(config: RelayConfig, store: RelayStore, relayPrivateKey: WireGuardKey, operatorKey: Signify.PublicKey,
+                logger: Logger) throws {
+        self.config = config
+        self.store = store
+        wireGuard = WireGuardControl(interface: config.interface)
+        relayKey = WireGuardKeyPair(privateKey: relayPrivateKey.agreementKey)
+        relayPrivateKeyBase64 = relayPrivateKey.privateKeyBase64
+        self.operatorKey = operatorKey
+        cookies = CookieJar(lifetimeSeconds: config.cookieLifetimeSeconds)
+        clock = RelayClock(floor: try store.largestCookieTime())
+        self.logger = logger
+    }
+
+    /// Start-up, before the socket is bound: apply revocations, then make WireGuard hold exactly the database.
+    public func restore() async throws {
+        let revoked = try store.enforceRevocations()
+        if !revoked.isEmpty { logger.info("removed revoked peers", metadata: ["count": "\(revoked.count)"]) }
+        try await synchronise()
+    }
+
+    func synchronise() async throws {
+        let peers = try store.desiredPeers()
+        let control = wireGuard
+        let key = relayPrivateKeyBase64
+        let port = config.wireguardPort
+        try await offThread { try control.synchronise(privateKey: key, listenPort: port, peers: peers) }
+        logger.info("WireGuard holds the stored peers", metadata: ["interface": "\(config.interface)", "peers": "\(peers.count)"])
+    }
+
+    func keys(for routerKey: [UInt8]) -> SessionKeys? {
+        if let cached = sessionKeys[routerKey] { return cached }
+        guard let derived = try? SessionKeys(relay: relayKey, routerPublicKey: routerKey) else { return nil }
+        if sessionKeys.count >= RegistrationEngine.sessionKeyLimit { sessionKeys.removeAll(keepingCapacity: true) }
+        sessionKeys[routerKey] = derived
+        return derived
+    }
+
+    /// Handles one parsed datagram from `address` (16 bytes, IPv4 mapped). nil: stay silent.
+    public func handle(_ message: ParsedMessage, from address: [UInt8]) async -> [UInt8]? {
+        switch message.body {
+        case .hello(let hello):
+            guard let keys = keys(for: hello.routerKey),
+                  MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac) else { return nil }
+            let cookie = cookies.issue(time: clock.now, routerKey: hello.routerKey, address: address)
+            return MessageMAC.seal(Challenge(nonce: hello.nonce, cookie: cookie).authenticated, with: keys.responseKey)
+        case .register(let register):
+            guard let keys = keys(for: register.routerKey),
+                  MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac),
+                  let cookieTime = cookies.check(register.cookie, routerKey: register.routerKey, address: address, now: clock.now)
+            else { return nil }
+            guard let answer = await decide(register, cookieTime: cookieTime) else { return nil }
+            return MessageMAC.seal(answer.authenticated, with: keys.responseKey)
+        case .challenge, .result:
+            return nil
+        }
+    }
+
+    func refusal(_ status: RegistrationStatus, _ register: Register, _ cookieTime: UInt64) -> RegistrationAnswer {
+        RegistrationAnswer(status: status, routesSitePrefix: false, claimedMaster: register.claim == .master,
+                           nonce: register.nonce, cookieTime: cookieTime,
+                           tunnelAddress: [UInt8](repeating: 0, count: 16), sitePrefix: [UInt8](repeating: 0, count: 16))
+    }
+
+    /// Steps 5 (replay) to 9 of docs/protocol.md for an authenticated REGISTER with a valid cookie.
+    func decide(_ register: Register, cookieTime: UInt64) async -> RegistrationAnswer? {
+        let routerKey = Data(register.routerKey).base64EncodedString()
+        let certificate: SiteCertificate
+        do {
+            certificate = try SiteCertificate.verify(Data(register.certificate), operatorKey: operatorKey)
+        } catch {
+            logger.notice("refused: certificate invalid", metadata: ["key": "\(routerKey)", "why": "\(error)"])
+            return refusal(.certificateInvalid, register, cookieTime)
+        }
+        guard certificate.plan == config.plan, certificate.sitePrefix.length == 64,
+              config.ula.contains(certificate.sitePrefix), config.tunnelPrefix.contains(certificate.tunnelAddress),
+              !config.ula.contains(certificate.tunnelAddress) else {
+            logger.notice("refused: certificate for another plan or outside its prefixes", metadata: [
+                "key": "\(routerKey)", "plan": "\(certificate.plan)", "site_prefix": "\(certificate.sitePrefix)",
+                "tunnel": "\(certificate.tunnelAddress)"])
+            return refusal(.certificateForeign, register, cookieTime)
+        }
+        guard Data(base64Encoded: certificate.wireguardPublicKey) == Data(register.routerKey) else {
+            logger.notice("refused: certificate names another key", metadata: ["key": "\(routerKey)"])
+            return refusal(.keyMismatch, register, cookieTime)
+        }
+        let fields = SiteCertificateFields(
+            plan: certificate.plan, site: certificate.site, slot: certificate.slot,
+            serial: Int64(bitPattern: certificate.serial), tunnelAddress: certificate.tunnelAddress.description,
+            sitePrefix: certificate.sitePrefix.description)
+        let decision: RelayStore.Decision
+        do {
+            decision = try store.register(publicKey: routerKey, certificate: fields, claim: register.claim.description,
+                                          cookieTime: Int64(cookieTime), now: Int64(clock.now))
+        } catch {
+            logger.error("state database write failed", metadata: ["error": "\(error)"])
+            return refusal(.temporaryFailure, register, cookieTime)
+        }
+        switch decision {
+        case .replay:
+            logger.debug("dropped: cookie not newer than the last accepted one", metadata: ["key": "\(routerKey)"])
+            return nil
+        case .revoked:
+            logger.notice("refused: revoked", metadata: ["key": "\(routerKey)", "site": "\(certificate.site)", "slot": "\(certificate.slot)"])
+            return refusal(.revoked, register, cookieTime)
+        case .superseded:
+            logger.notice("refused: superseded by a newer certificate", metadata: ["key": "\(routerKey)", "site": "\(certificate.site)", "slot": "\(certificate.slot)"])
+            return refusal(.superseded, register, cookieTime)
+        case .accepted(let touched, let holdsPrefix):
+            let applied = await applySoon(touched)
+            logger.info("registered", metadata: [
+                "site": "\(certificate.site)", "slot": "\(certificate.slot)", "claim": "\(register.claim)",
+                "holds_site_prefix": "\(holdsPrefix)", "applied": "\(applied)"])
+            guard applied else { return refusal(.temporaryFailure, register, cookieTime) }
+            return RegistrationAnswer(
+                status: .accepted, routesSitePrefix: holdsPrefix, claimedMaster: register.claim == .master,
+                nonce: register.nonce, cookieTime: cookieTime, tunnelAddress: certificate.tunnelAddress.bytes,
+                sitePrefix: holdsPrefix ? certificate.sitePrefix.address.bytes : [UInt8](repeating: 0, count: 16))
+        }
+    }
+
+    /// Queues WireGuard updates for `keys`; returns once a `wg set` that includes them ran (true) or failed.
+    func applySoon(_ keys: Set<String>) async -> Bool {
+        dirty.formUnion(keys)
+        return await withCheckedContinuation { continuation in
+            waiters.append(continuation)
+            scheduleFlush()
+        }
+    }
+
+    func scheduleFlush() {
+        guard !flushScheduled, !flushing, !dirty.isEmpty || !waiters.isEmpty else { return }
+        flushScheduled = true
+        let window = config.batchWindowMilliseconds
+        Task {
+            if window > 0 { try? await Task.sleep(for: .milliseconds(window)) }
+            await self.flush()
+        }
+    }
+
+    /// Applies every queued change with one `wg set`, computed from the database (so the call
+    /// carries each touched peer's complete state, whatever happened in between).
+    func flush() async {
+        flushScheduled = false
+        flushing = true
+        let keys = dirty
+        let batch = waiters
+        dirty = []
+        waiters = []
+        var succeeded = true
+        do {
+            let desired = try store.allowedIPs(for: keys.sorted())
+            let changes: [WireGuardControl.PeerChange] = desired.keys.sorted().map { key in
+                if let allowed = desired[key] ?? nil { return .set(key: key, allowedIPs: allowed) }
+                return .remove(key: key)
+            }
+            let control = wireGuard
+            let started = ContinuousClock.now
+            try await offThread { try control.apply(changes) }
+            batchesApplied += 1
+            logger.debug("wg set applied", metadata: [
+                "peers": "\(changes.count)", "registrations": "\(batch.count)", "duration": "\(ContinuousClock.now - started)"])
+        } catch {
+            succeeded = false
+            logger.error("WireGuard update failed; re-synchronising from the database", metadata: ["error": "\(error)"])
+            do { try await synchronise() } catch {
+                logger.error("WireGuard re-synchronisation failed", metadata: ["error": "\(error)"])
+            }
+        }
+        for waiter in batch { waiter.resume(returning: succeeded) }
+        flushing = false
+        scheduleFlush()
+    }
+
+    /// Applies revocations written by `edgekit-relay revoke` since the last poll.
+    public func pollRevocations() async {
+        do {
+            let removed = try store.enforceRevocations()
+            guard !removed.isEmpty else { return }
+            logger.notice("revoked peers removed", metadata: ["count": "\(removed.count)"])
+            _ = await applySoon(Set(removed))
+        } catch {
+            logger.error("revocation poll failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import EdgeCrypto
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Registration
+import ServiceLifecycle
+
+/// `edgekit-relay serve`: restores WireGuard from the state database, then answers registrations
+/// on one UDP port until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`).
+public struct RelayServer: Service {
+    public let config: RelayConfig
+    let logger: Logger
+    /// Called with the bound address once the socket is up (tests and the benchmark wait for it).
+    let onListening: @Sendable (String) -> Void
+
+    public init(config: RelayConfig, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.config = config
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// The relay's private WireGuard key from `private_key_file` (base64, as `wg genkey` prints).
+    public static func loadPrivateKey(path: String) throws -> WireGuardKey {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RelayError.key(path, "cannot be read (private_key_file: the relay's WireGuard private key)")
+        }
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+           let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            throw RelayError.key(path, "is readable by group or others (mode \(String(mode, radix: 8))); run chmod 600 \(path)")
+        }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let raw = Data(base64Encoded: text), raw.count == 32 else {
+            throw RelayError.key(path, "is not a base64 WireGuard private key (32 bytes, `wg genkey` form)")
+        }
+        return try WireGuardKey(privateKey: raw)
+    }
+
+    public static func loadOperatorKey(path: String) throws -> Signify.PublicKey {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RelayError.key(path, "cannot be read (operator_public_key_file: the plan's signify public key)")
+        }
+        do {
+            return try Signify.PublicKey(parsing: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw RelayError.key(path, "is not a signify public key: \(error)")
+        }
+    }
+
+    public func run() async throws {
+        let store = try RelayStore(path: config.stateDatabase)
+        let engine = try RegistrationEngine(
+            config: config, store: store, relayPrivateKey: RelayServer.loadPrivateKey(path: config.privateKeyFile),
+            operatorKey: RelayServer.loadOperatorKey(path: config.operatorPublicKeyFile), logger: logger)
+        // docs/protocol.md: WireGuard holds every stored peer before anything is answered.
+        try await engine.restore()
+
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: config.listenAddress, port: Int(config.listenPort)) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+                        wrappingChannelSynchronously: channel)
+                }
+            }
+        let bound = channel.channel.localAddress.map { "\($0)" } ?? "\(config.listenAddress):\(config.listenPort)"
+        logger.info("listening for registrations", metadata: ["address": "\(bound)", "interface": "\(config.interface)"])
+        onListening(bound)
+
+        let limits = config.rateLimit
+        let pollInterval = config.revocationPollMilliseconds
+        let logger = logger
+        // Graceful shutdown closes the socket: the receive loop ends, then the poller is cancelled.
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(pollInterval))
+                        if Task.isCancelled { break }
+                        await engine.pollRevocations()
+                    }
+                }
+                try await channel.executeThenClose { inbound, outbound in
+                    var limiter = RateLimiter(perSecond: limits.perSourcePerSecond, burst: limits.perSourceBurst,
+                                              globalPerSecond: limits.globalPerSecond, buckets: limits.buckets)
+                    let inFlight = NIOLockedValueBox(0)
+                    for try await envelope in inbound {
+                        // Step 1: structure only, no crypto, no state.
+                        guard let message = try? MessageCodec.parse(envelope.data.readableBytesView),
+                              message.type == .hello || message.type == .register,
+                              let address = SourceAddress.bytes(envelope.remoteAddress) else { continue }
+                        // Step 2: rate limit before any public-key work; a bound on queued work too.
+                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds) else { continue }
+                        guard inFlight.withLockedValue({ count in
+                            guard count < 4096 else { return false }
+                            count += 1
+                            return true
+                        }) else { continue }
+                        let remote = envelope.remoteAddress
+                        group.addTask {
+                            defer { inFlight.withLockedValue { $0 -= 1 } }
+                            guard let reply = await engine.handle(message, from: address) else { return }
+                            do {
+                                try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: reply)))
+                            } catch {
+                                logger.debug("reply not sent", metadata: ["to": "\(remote)", "error": "\(error)"])
+                            }
+                        }
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            channel.channel.close(promise: nil)
+        }
+        logger.info("registration socket closed")
+    }
+}
+
+/// The 16-byte source address cookies are bound to (IPv4 as `::ffff:a.b.c.d`).
+enum SourceAddress {
+    static func bytes(_ address: SocketAddress) -> [UInt8]? {
+        switch address {
+        case .v4(let v4):
+            var raw = v4.address.sin_addr
+            let four = withUnsafeBytes(of: &raw) { Array($0) }
+            return [UInt8](repeating: 0, count: 10) + [0xff, 0xff] + four
+        case .v6(let v6):
+            var raw = v6.address.sin6_addr
+            return withUnsafeBytes(of: &raw) { Array($0) }
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,266 @@
+import EdgeModel
+import Foundation
+import GRDB
+
+/// One registered router, as stored (docs/protocol.md, "State").
+public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    public static let databaseTableName = "peer"
+
+    /// Base64 WireGuard public key (the peer key in `wg`).
+    public var publicKey: String
+    public var plan: String
+    public var site: String
+    public var slot: Int
+    public var serial: Int64
+    public var tunnelAddress: String
+    public var sitePrefix: String
+    /// "master" or "backup": the claim of the last accepted registration.
+    public var claim: String
+    /// Relay time (microseconds since 1970 on the relay's clock) of the last accepted registration.
+    public var lastSeen: Int64
+    /// The cookie time of the last accepted registration; a REGISTER must carry a newer one.
+    public var lastCookieTime: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case publicKey = "public_key", plan, site, slot, serial
+        case tunnelAddress = "tunnel_address", sitePrefix = "site_prefix", claim
+        case lastSeen = "last_seen", lastCookieTime = "last_cookie_time"
+    }
+}
+
+/// Which peer's AllowedIPs hold a site /64.
+public struct PrefixOwner: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    public static let databaseTableName = "prefix_owner"
+    public var sitePrefix: String
+    public var publicKey: String
+
+    enum CodingKeys: String, CodingKey {
+        case sitePrefix = "site_prefix", publicKey = "public_key"
+    }
+}
+
+/// A revoked site, or one router slot of it; optionally only certificates below a serial.
+public struct Revocation: Codable, FetchableRecord, MutablePersistableRecord, Sendable, Equatable {
+    public static let databaseTableName = "revocation"
+    public var id: Int64?
+    public var site: String
+    public var slot: Int?
+    public var beforeSerial: Int64?
+    public var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, site, slot
+        case beforeSerial = "before_serial", createdAt = "created_at"
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    /// True when a certificate for (site, slot, serial) falls under this revocation.
+    public func covers(site: String, slot: Int, serial: Int64) -> Bool {
+        self.site == site && (self.slot == nil || self.slot == slot) && (beforeSerial.map { serial < $0 } ?? true)
+    }
+}
+
+/// Everything in the database, for `status` and for tests.
+public struct RelaySnapshot: Codable, Sendable, Equatable {
+    public var peers: [PeerRecord]
+    public var owners: [PrefixOwner]
+    public var revocations: [Revocation]
+}
+
+/// The relay's SQLite state (GRDB, WAL). Every registration decision is one write transaction,
+/// so the replay check and the update cannot interleave with another registration.
+public final class RelayStore: Sendable {
+    let queue: DatabaseQueue
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        // `revoke` and `status` may run while the daemon writes.
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            // WAL: readers never block the writer. NORMAL: a commit survives kill -9 (it is in the WAL
+            // file); a power loss may lose the last commits, which is safe (docs/protocol.md, "State").
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        do {
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            try RelayStore.migrator.migrate(queue)
+        } catch let error as DatabaseError {
+            throw RelayError.database(path, "\(error.message ?? error.description) (check that its folder exists and is writable)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "peer") { t in
+                t.primaryKey("public_key", .text)
+                t.column("plan", .text).notNull()
+                t.column("site", .text).notNull()
+                t.column("slot", .integer).notNull()
+                t.column("serial", .integer).notNull()
+                t.column("tunnel_address", .text).notNull()
+                t.column("site_prefix", .text).notNull()
+                t.column("claim", .text).notNull()
+                t.column("last_seen", .integer).notNull()
+                t.column("last_cookie_time", .integer).notNull()
+            }
+            try db.create(index: "peer_site_slot", on: "peer", columns: ["site", "slot"])
+            try db.create(table: "prefix_owner") { t in
+                t.primaryKey("site_prefix", .text)
+                t.column("public_key", .text).notNull().references("peer", column: "public_key", onDelete: .cascade)
+            }
+            try db.create(table: "revocation") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("site", .text).notNull()
+                t.column("slot", .integer)
+                t.column("before_serial", .integer)
+                t.column("created_at", .text).notNull()
+            }
+        }
+        return migrator
+    }
+
+    public func snapshot() throws -> RelaySnapshot {
+        try queue.read { db in
+            RelaySnapshot(
+                peers: try PeerRecord.order(Column("site"), Column("slot"), Column("public_key")).fetchAll(db),
+                owners: try PrefixOwner.order(Column("site_prefix")).fetchAll(db),
+                revocations: try Revocation.order(Column("id")).fetchAll(db))
+        }
+    }
+
+    /// The largest cookie time ever accepted (the relay clock starts above it).
+    public func largestCookieTime() throws -> UInt64 {
+        try queue.read { db in
+            UInt64(max(0, try Int64.fetchOne(db, sql: "SELECT MAX(last_cookie_time) FROM peer") ?? 0))
+        }
+    }
+
+    /// WireGuard's AllowedIPs for each key as the database says (nil: the peer must not exist).
+    public func allowedIPs(for keys: some Sequence<String>) throws -> [String: [String]?] {
+        try queue.read { db in
+            var result: [String: [String]?] = [:]
+            for key in keys {
+                guard let peer = try PeerRecord.fetchOne(db, key: key) else {
+                    result[key] = .some(nil)
+                    continue
+                }
+                let owned = try String.fetchAll(db, sql: "SELECT site_prefix FROM prefix_owner WHERE public_key = ? ORDER BY site_prefix", arguments: [key])
+                result[key] = .some(["\(peer.tunnelAddress)/128"] + owned)
+            }
+            return result
+        }
+    }
+
+    /// Every peer with its AllowedIPs: what WireGuard must hold.
+    public func desiredPeers() throws -> [(key: String, allowedIPs: [String])] {
+        let snapshot = try snapshot()
+        var owned: [String: [String]] = [:]
+        for owner in snapshot.owners { owned[owner.publicKey, default: []].append(owner.sitePrefix) }
+        return snapshot.peers.map { ($0.publicKey, ["\($0.tunnelAddress)/128"] + (owned[$0.publicKey] ?? []).sorted()) }
+    }
+
+    public enum Decision: Sendable, Equatable {
+        /// Accepted; these peers changed in the database (WireGuard must follow).
+        case accepted(touched: Set<String>, holdsPrefix: Bool)
+        case replay
+        case revoked
+        case superseded
+    }
+
+    /// The checks and effects of docs/protocol.md steps 5 (replay), 7 and 8, in one transaction.
+    public func register(publicKey: String, certificate: SiteCertificateFields, claim: String,
+                         cookieTime: Int64, now: Int64) throws -> Decision {
+        try queue.write { db in
+            let existing = try PeerRecord.fetchOne(db, key: publicKey)
+            if let existing, existing.lastCookieTime >= cookieTime { return .replay }
+            let revocations = try Revocation.filter(Column("site") == certificate.site).fetchAll(db)
+            if revocations.contains(where: { $0.covers(site: certificate.site, slot: certificate.slot, serial: certificate.serial) }) {
+                return .revoked
+            }
+            let others = try PeerRecord
+                .filter(Column("site") == certificate.site && Column("slot") == certificate.slot && Column("public_key") != publicKey)
+                .fetchAll(db)
+            if others.contains(where: { $0.serial > certificate.serial }) { return .superseded }
+            var touched: Set<String> = [publicKey]
+            for other in others {
+                // The slot has one router: a newer certificate's key replaces the older one.
+                try other.delete(db)
+                touched.insert(other.publicKey)
+            }
+            let record = PeerRecord(
+                publicKey: publicKey, plan: certificate.plan, site: certificate.site, slot: certificate.slot,
+                serial: certificate.serial, tunnelAddress: certificate.tunnelAddress,
+                sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime)
+            try record.save(db)
+            // A certificate for another /64 than before: the old one is no longer this router's.
+            try db.execute(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?",
+                           arguments: [publicKey, certificate.sitePrefix])
+            if claim == "master" {
+                if let previous = try PrefixOwner.fetchOne(db, key: certificate.sitePrefix), previous.publicKey != publicKey {
+                    touched.insert(previous.publicKey)
+                }
+                try PrefixOwner(sitePrefix: certificate.sitePrefix, publicKey: publicKey).save(db)
+            }
+            let holds = try PrefixOwner.fetchOne(db, key: certificate.sitePrefix)?.publicKey == publicKey
+            return .accepted(touched: touched, holdsPrefix: holds)
+        }
+    }
+
+    /// Records a revocation (`edgekit-relay revoke`).
+    @discardableResult
+    public func revoke(site: String, slot: Int?, beforeSerial: Int64?, at date: Date = Date()) throws -> Revocation {
+        try queue.write { db in
+            var revocation = Revocation(id: nil, site: site, slot: slot, beforeSerial: beforeSerial,
+                                        createdAt: ISO8601DateFormatter().string(from: date))
+            try revocation.insert(db)
+            return revocation
+        }
+    }
+
+    /// Deletes every peer a revocation covers (and, by cascade, its /64 ownership); returns their keys.
+    public func enforceRevocations() throws -> [String] {
+        let matching = try queue.read { db in try RelayStore.revokedPeers(db) }
+        guard !matching.isEmpty else { return [] }
+        return try queue.write { db in
+            let keys = try RelayStore.revokedPeers(db)
+            for key in keys {
+                try db.execute(sql: "DELETE FROM prefix_owner WHERE public_key = ?", arguments: [key])
+                _ = try PeerRecord.deleteOne(db, key: key)
+            }
+            return keys
+        }
+    }
+
+    static func revokedPeers(_ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: """
+            SELECT DISTINCT p.public_key FROM peer p JOIN revocation r
+              ON r.site = p.site AND (r.slot IS NULL OR r.slot = p.slot)
+             AND (r.before_serial IS NULL OR p.serial < r.before_serial)
+            ORDER BY p.public_key
+            """)
+    }
+}
+
+/// The certificate fields the store needs, already verified by the caller.
+public struct SiteCertificateFields: Sendable, Equatable {
+    public var plan: String
+    public var site: String
+    public var slot: Int
+    public var serial: Int64
+    public var tunnelAddress: String
+    public var sitePrefix: String
+
+    public init(plan: String, site: String, slot: Int, serial: Int64, tunnelAddress: String, sitePrefix: String) {
+        self.plan = plan
+        self.site = site
+        self.slot = slot
+        self.serial = serial
+        self.tunnelAddress = tunnelAddress
+        self.sitePrefix = sitePrefix
+    }
+}

@@ -1,0 +1,93 @@
+import EdgeSystem
+import Foundation
+
+/// The relay's WireGuard interface, driven through `wg` only (kernel WireGuard and wireguard-go alike).
+public struct WireGuardControl: Sendable {
+    public let interface: String
+
+    public init(interface: String) { self.interface = interface }
+
+    /// One change of one peer: its complete AllowedIPs list, or removal.
+    public enum PeerChange: Sendable, Equatable {
+        case set(key: String, allowedIPs: [String])
+        case remove(key: String)
+    }
+
+    /// The `wg set` arguments applying `changes` in one call.
+    public func setArguments(_ changes: [PeerChange]) -> [String] {
+        var arguments = ["set", interface]
+        for change in changes {
+            switch change {
+            case .set(let key, let allowed):
+                // `allowed-ips` replaces the peer's whole list: the call is idempotent.
+                arguments += ["peer", key, "allowed-ips", allowed.joined(separator: ",")]
+            case .remove(let key):
+                arguments += ["peer", key, "remove"]
+            }
+        }
+        return arguments
+    }
+
+    /// Applies every change with one `wg set`.
+    public func apply(_ changes: [PeerChange]) throws {
+        guard !changes.isEmpty else { return }
+        try SystemCommand.check("wg", setArguments(changes), what: "updating WireGuard interface \(interface)")
+    }
+
+    /// Makes the interface hold exactly `peers` with our private key (`wg syncconf` with a 0600
+    /// temporary file: the key never appears in argv). Peers not listed are removed.
+    public func synchronise(privateKey: String, listenPort: UInt16?, peers: [(key: String, allowedIPs: [String])]) throws {
+        var text = "[Interface]\nPrivateKey = \(privateKey)\n"
+        if let listenPort { text += "ListenPort = \(listenPort)\n" }
+        for peer in peers {
+            text += "\n[Peer]\nPublicKey = \(peer.key)\nAllowedIPs = \(peer.allowedIPs.joined(separator: ", "))\n"
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-relay-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("\(interface).conf")
+        guard FileManager.default.createFile(atPath: file.path, contents: Data(text.utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw RelayError.wireGuard("cannot write a temporary WireGuard config in \(folder.path)")
+        }
+        try SystemCommand.check("wg", ["syncconf", interface, file.path], what: "restoring WireGuard interface \(interface)")
+    }
+
+    /// One peer line of `wg show IF dump`.
+    public struct DumpPeer: Sendable, Equatable {
+        public var publicKey: String
+        public var allowedIPs: [String]
+
+        public init(publicKey: String, allowedIPs: [String]) {
+            self.publicKey = publicKey
+            self.allowedIPs = allowedIPs
+        }
+    }
+
+    /// The interface's peers as `wg show IF dump` lists them, AllowedIPs sorted.
+    public func dump() throws -> [DumpPeer] {
+        let result = try SystemCommand.check("wg", ["show", interface, "dump"], what: "reading WireGuard interface \(interface)")
+        return WireGuardControl.parseDump(result.output)
+    }
+
+    /// Parses `wg show IF dump`: first line the interface, then one tab-separated line per peer
+    /// (public key, preshared key, endpoint, allowed ips, handshake, rx, tx, keepalive).
+    public static func parseDump(_ text: String) -> [DumpPeer] {
+        text.split(separator: "\n").dropFirst().compactMap { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count >= 4 else { return nil }
+            let allowed = fields[3] == "(none)" ? [] : fields[3].split(separator: ",").map(String.init).sorted()
+            return DumpPeer(publicKey: fields[0], allowedIPs: allowed)
+        }.sorted { $0.publicKey < $1.publicKey }
+    }
+}
+
+/// Runs blocking work (a `wg` process) on a dispatch thread instead of a Swift concurrency thread.
+func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try work() })
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import EdgeCrypto
+import EdgeModel
+import EdgeRelay
+import Foundation
+import Registration
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `edgekit-relay serve` with wireguard-go in a network namespace; routers in another.
+@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"))
+struct RelayLabTests {
+    /// Runs `body` with a fresh lab and a running relay; always tears the lab down.
+    func withLab(perSourcePerSecond: Double = 100_000, _ body: (Lab) throws -> Void) throws {
+        let lab = try Lab(perSourcePerSecond: perSourcePerSecond)
+        defer { lab.close() }
+        try lab.startRelay()
+        do {
+            try body(lab)
+        } catch {
+            Issue.record("relay log:\n\(lab.logText().suffix(3000))")
+            throw error
+        }
+    }
+
+    @Test func twoRoutersOfOneSiteMoveTheSitePrefixBackAndForth() throws {
+        try withLab { lab in
+            let r1 = try Fixture.router(site: "site-a", slot: 1)
+            let r2 = try Fixture.router(site: "site-a", slot: 2)
+            let k1 = r1.key.publicKeyBase64, k2 = r2.key.publicKeyBase64
+            let c1 = try r1.client(relay: lab.relayAddress, port: lab.port)
+            let c2 = try r2.client(relay: lab.relayAddress, port: lab.port)
+            let sitePrefix = "fd5e:d9e1:7c2a:1::/64"
+
+            func register(_ client: RegistrationClient, _ claim: Claim) throws -> RegistrationResult {
+                try lab.inClient { try client.registerBlocking(claim: claim) }
+            }
+
+            let b1 = try register(c1, .backup)
+            #expect(b1.sitePrefix == nil && b1.tunnelAddress == r1.tunnel && b1.attempts == 1)
+            _ = try register(c2, .backup)
+            #expect(try lab.wireGuardPeers() == [k1: ["\(r1.tunnel)/128"], k2: ["\(r2.tunnel)/128"]])
+
+            let m1 = try register(c1, .master)
+            #expect(m1.sitePrefix?.description == sitePrefix)
+            #expect(try lab.wireGuardPeers() == [k1: ["\(r1.tunnel)/128", sitePrefix].sorted(), k2: ["\(r2.tunnel)/128"]])
+
+            let m2 = try register(c2, .master)
+            #expect(m2.sitePrefix?.description == sitePrefix)
+            #expect(try lab.wireGuardPeers() == [k1: ["\(r1.tunnel)/128"], k2: ["\(r2.tunnel)/128", sitePrefix].sorted()])
+
+            _ = try register(c1, .master)
+            #expect(try lab.wireGuardPeers() == [k1: ["\(r1.tunnel)/128", sitePrefix].sorted(), k2: ["\(r2.tunnel)/128"]])
+
+            // The latest master claim owns the /64: the owner saying "backup" keeps it.
+            let kept = try register(c1, .backup)
+            #expect(kept.sitePrefix?.description == sitePrefix)
+            #expect(try lab.wireGuardPeers() == [k1: ["\(r1.tunnel)/128", sitePrefix].sorted(), k2: ["\(r2.tunnel)/128"]])
+            #expect(try lab.wireGuardPeers() == lab.databasePeers())
+
+            let status = try lab.relayTool(["status", "--config", lab.configPath, "--format", "json"])
+            #expect(status.status == 0, "\(status.err)")
+            let object = try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any]
+            #expect((object?["peers"] as? [Any])?.count == 2)
+            #expect((object?["owners"] as? [[String: Any]])?.first?["public_key"] as? String == k1)
+            let text = try lab.relayTool(["status", "--config", lab.configPath])
+            #expect(text.out.contains("site-a router 1 backup \(k1) tunnel \(r1.tunnel) routes \(sitePrefix)"))
+        }
+    }
+
+    /// Everything that must get silence (or, for a key holder, an authenticated refusal) and change nothing.
+    @Test func unauthenticatedReplayedForeignAndRevokedInputChangesNothing() throws {
+        try withLab { lab in
+            let r1 = try ManualRouter(Fixture.router(site: "site-a", slot: 1))
+            let nonce = [UInt8](repeating: 5, count: 16)
+            // A real registration whose datagrams we keep.
+            let (captured, accepted): ([UInt8], RegistrationAnswer?) = try lab.inClient {
+                let socket = try RawSocket(to: lab.relayAddress, port: lab.port)
+                defer { socket.close() }
+                let cookie = try r1.cookie(socket, nonce: nonce)
+                let register = r1.register(claim: .master, nonce: nonce, cookie: cookie)
+                socket.send(register)
+                return (register, r1.result(socket.receive(milliseconds: 2000)))
+            }
+            #expect(accepted?.status == .accepted && accepted?.routesSitePrefix == true)
+            #expect(try lab.relayTool(["revoke", "--site", "site-b", "--config", lab.configPath]).status == 0)
+            let revokedRouter = try ManualRouter(Fixture.router(site: "site-b", slot: 1))
+            let foreign = try ManualRouter(Fixture.router(site: "site-a", slot: 2, keys: Fixture.foreignKeys))
+            let r2 = try ManualRouter(Fixture.router(site: "site-a", slot: 2))
+            Thread.sleep(forTimeInterval: 0.3)
+            let database = try lab.snapshot()
+            let wireGuard = try lab.wireGuardPeers()
+
+            let outcomes: [String: String] = try lab.inClient {
+                let socket = try RawSocket(to: lab.relayAddress, port: lab.port)
+                defer { socket.close() }
+                var outcomes: [String: String] = [:]
+                func silent(_ name: String, _ bytes: [UInt8], wait: Int32 = 100) {
+                    socket.send(bytes)
+                    if let reply = socket.receive(milliseconds: wait) { outcomes[name] = "replied \(reply.count) bytes" }
+                }
+                silent("replayed REGISTER", captured)
+                // Forged: router 1's public key, MAC under a key that is not router 1's.
+                var forgedKeys = r1
+                forgedKeys.keys = try SessionKeys(router: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey.agreementKey),
+                                                  relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
+                silent("forged HELLO", forgedKeys.hello(nonce: nonce))
+                let freshCookie = try r1.cookie(socket, nonce: nonce)
+                silent("forged REGISTER", forgedKeys.register(claim: .master, nonce: nonce, cookie: freshCookie))
+                // Another router's certificate carried under router 1's MAC: router 2's cookie is bound to its key.
+                let r2Cookie = try r2.cookie(socket, nonce: nonce)
+                silent("cookie of another key", r1.register(claim: .master, nonce: nonce, cookie: r2Cookie))
+                var tamperedCookie = freshCookie
+                tamperedCookie[3] ^= 1
+                silent("tampered cookie", r1.register(claim: .master, nonce: nonce, cookie: tamperedCookie))
+                silent("truncated HELLO", Array(r1.hello(nonce: nonce).dropLast()))
+                silent("truncated REGISTER", Array(captured.dropLast(3)))
+                silent("oversized", r1.hello(nonce: nonce) + [UInt8](repeating: 0, count: 1200))
+                silent("CHALLENGE sent to the relay", MessageMAC.seal(Challenge(nonce: nonce, cookie: freshCookie).authenticated, with: r1.keys.responseKey))
+                var generator = SystemRandomNumberGenerator()
+                for round in 0..<200 {
+                    let size = Int.random(in: 0...1400, using: &generator)
+                    var bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    if round % 2 == 0, size >= 2 { bytes[0] = 1; bytes[1] = UInt8(round % 5) }
+                    if round % 10 == 0 { bytes = Array(r1.hello(nonce: nonce).prefix(112)) + bytes.prefix(16) + [UInt8](repeating: 0, count: max(0, 16 - bytes.count)) }
+                    silent("random \(round)", bytes, wait: 1)
+                }
+                if let late = socket.receive(milliseconds: 500) { outcomes["random"] = "replied \(late.count) bytes" }
+                // Key holders get authenticated refusals, and nothing changes.
+                let foreignCookie = try foreign.cookie(socket, nonce: nonce)
+                socket.send(foreign.register(claim: .master, nonce: nonce, cookie: foreignCookie))
+                outcomes["foreign operator"] = foreign.result(socket.receive(milliseconds: 2000)).map { "\($0.status)" } ?? "silence"
+                let revokedCookie = try revokedRouter.cookie(socket, nonce: nonce)
+                socket.send(revokedRouter.register(claim: .master, nonce: nonce, cookie: revokedCookie))
+                outcomes["revoked"] = revokedRouter.result(socket.receive(milliseconds: 2000)).map { "\($0.status)" } ?? "silence"
+                let mismatchCookie = try r2.cookie(socket, nonce: nonce)
+                socket.send(r2.register(claim: .master, nonce: nonce, cookie: mismatchCookie, certificate: r1.router.certificate))
+                outcomes["key mismatch"] = r2.result(socket.receive(milliseconds: 2000)).map { "\($0.status)" } ?? "silence"
+                return outcomes
+            }
+            #expect(outcomes == [
+                "foreign operator": "\(RegistrationStatus.certificateInvalid)",
+                "revoked": "\(RegistrationStatus.revoked)",
+                "key mismatch": "\(RegistrationStatus.keyMismatch)",
+            ])
+            #expect(try lab.snapshot() == database)
+            #expect(try lab.wireGuardPeers() == wireGuard)
+        }
+    }
+
+    @Test func revokeRemovesARunningPeerAndItsPrefix() throws {
+        try withLab { lab in
+            let router = try Fixture.router(site: "site-b", slot: 1)
+            let client = try router.client(relay: lab.relayAddress, port: lab.port)
+            let result = try lab.inClient { try client.registerBlocking(claim: .master) }
+            #expect(result.sitePrefix == router.prefix)
+            #expect(try lab.wireGuardPeers()[router.key.publicKeyBase64] != nil)
+            let revoke = try lab.relayTool(["revoke", "--site", "site-b", "--router", "1", "--config", lab.configPath])
+            #expect(revoke.status == 0)
+            #expect(revoke.err.contains("revoked router 1 of site site-b"))
+            try lab.waitFor("the revoked peer to leave WireGuard", timeout: 5) {
+                try lab.wireGuardPeers()[router.key.publicKeyBase64] == nil
+            }
+            let snapshot = try lab.snapshot()
+            #expect(snapshot.peers.isEmpty && snapshot.owners.isEmpty && snapshot.revocations.count == 1)
+            let again = Result { try lab.inClient { try client.registerBlocking(claim: .master) } }
+            #expect(throws: RegistrationFailure.refused(.revoked, relay: "\(lab.relayAddress):\(lab.port)")) { try again.get() }
+        }
+    }
+
+    /// Many routers registering while the relay is killed (-9) and stopped (SIGTERM): after every
+    /// start the database is consistent and WireGuard holds exactly what it says.
+    @Test func killAndRestartDuringARegistrationStormLeaveWireGuardEqualToTheDatabase() throws {
+        try withLab { lab in
+            let routers = try (0..<24).map { try Fixture.synthetic($0) }
+            // A stray peer the relay never registered: the restore must remove it.
+            let stray = Fixture.keys.relayWireGuardKey.publicKeyBase64
+            _ = try lab.wg(["set", lab.interface, "peer", stray, "allowed-ips", "fd00:dead::/64"])
+
+            func checkConsistent(_ when: String) throws {
+                let snapshot = try lab.snapshot()
+                let keys = Set(snapshot.peers.map(\.publicKey))
+                #expect(snapshot.owners.allSatisfy { keys.contains($0.publicKey) }, "\(when): an owner without a peer")
+                for owner in snapshot.owners {
+                    let peer = snapshot.peers.first { $0.publicKey == owner.publicKey }
+                    #expect(peer?.sitePrefix == owner.sitePrefix, "\(when): \(owner.sitePrefix) owned by a router of another site")
+                }
+                let wireGuard = try lab.wireGuardPeers()
+                #expect(wireGuard == (try lab.databasePeers()), "\(when): WireGuard differs from the database")
+                #expect(wireGuard[stray] == nil, "\(when): the stray peer survived")
+            }
+
+            let first = Storm(lab: lab, routers: routers)
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(try lab.stopRelay(signal: SIGKILL) != 0)
+            Thread.sleep(forTimeInterval: 0.3)
+            let (accepted1, _) = first.finish()
+            #expect(accepted1 > 0)
+            try lab.startRelay()
+            try checkConsistent("after kill -9")
+            #expect(try lab.snapshot().peers.count > 0)
+
+            let second = Storm(lab: lab, routers: routers)
+            Thread.sleep(forTimeInterval: 1.5)
+            let stopStatus = try lab.stopRelay(signal: SIGTERM)
+            #expect(stopStatus == 0, "graceful stop exits 0: \(lab.logText().suffix(1500))")
+            let (accepted2, _) = second.finish()
+            #expect(accepted2 > 0)
+            try lab.startRelay()
+            try checkConsistent("after SIGTERM")
+
+            let third = Storm(lab: lab, routers: routers)
+            Thread.sleep(forTimeInterval: 1.0)
+            let (accepted3, failed3) = third.finish()
+            #expect(accepted3 > 0 && failed3 == 0, "a running relay answers every router (\(failed3) failed)")
+            Thread.sleep(forTimeInterval: 0.1)
+            try checkConsistent("after a storm")
+            #expect(try lab.snapshot().peers.count == routers.count)
+        }
+    }
+}
+
+/// Router threads in the client namespace registering with random claims until `finish()`.
+final class Storm: @unchecked Sendable {
+    let lock = NSLock()
+    var accepted = 0
+    var failed = 0
+    var stopped = false
+    let group = DispatchGroup()
+
+    init(lab: Lab, routers: [LabRouter], workers: Int = 6) {
+        for worker in 0..<workers {
+            group.enter()
+            Thread {
+                defer { self.group.leave() }
+                _ = try? Lab.inNamespace(lab.clientNamespace) {
+                    var index = worker
+                    while !self.isStopped {
+                        let router = routers[index % routers.count]
+                        index += workers
+                        let ok = (try? router.client(relay: lab.relayAddress, port: lab.port, deadline: .seconds(2))
+                            .registerBlocking(claim: Bool.random() ? .master : .backup)) != nil
+                        self.lock.lock()
+                        if ok { self.accepted += 1 } else { self.failed += 1 }
+                        self.lock.unlock()
+                    }
+                }
+            }.start()
+        }
+    }
+
+    var isStopped: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopped
+    }
+
+    func finish() -> (accepted: Int, failed: Int) {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+        group.wait()
+        lock.lock()
+        defer { lock.unlock() }
+        return (accepted, failed)
+    }
+}

@@ -1,0 +1,73 @@
+import EdgeModel
+import EdgeRelay
+import Foundation
+import Testing
+
+@Suite struct RelayUnitTests {
+    func withFile<T>(_ text: String, _ body: (String) throws -> T) throws -> T {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("relay-\(UUID().uuidString).json").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try body(path)
+    }
+
+    let minimal = """
+        {"interface": "wg0", "private_key_file": "/etc/edgekit/relay.key",
+         "operator_public_key_file": "/etc/edgekit/operator.pub", "plan": "example",
+         "ula": "fd5e:d9e1:7c2a::/48", "tunnel_prefix": "fd3b:4f10:a8c6::/64",
+         "state_database": "/var/lib/edgekit-relay/state.sqlite"}
+        """
+
+    @Test func configDefaultsAndRoundTrip() throws {
+        let config = try withFile(minimal) { try RelayConfig.load(path: $0) }
+        #expect(config.listenAddress == "::" && config.listenPort == 51821 && config.wireguardPort == nil)
+        #expect(config.rateLimit == RelayConfig.RateLimit() && config.batchWindowMilliseconds == 5)
+        let encoded = try JSONEncoder().encode(config)
+        #expect(try JSONDecoder().decode(RelayConfig.self, from: encoded) == config)
+    }
+
+    @Test func configErrorsNameFileAndKey() throws {
+        let typo = minimal.replacingOccurrences(of: "\"plan\"", with: "\"plna\"")
+        #expect(throws: RelayError.self) { try withFile(typo) { try RelayConfig.load(path: $0) } }
+        do {
+            _ = try withFile(typo) { try RelayConfig.load(path: $0) }
+        } catch {
+            #expect("\(error)".contains("has unknown key \"plna\""))
+        }
+        let inside = minimal.replacingOccurrences(of: "fd3b:4f10:a8c6::/64", with: "fd5e:d9e1:7c2a:ff::/64")
+        do {
+            _ = try withFile(inside) { try RelayConfig.load(path: $0) }
+            Issue.record("a tunnel prefix inside the ULA must be refused")
+        } catch {
+            #expect("\(error)".hasSuffix("tunnel_prefix fd5e:d9e1:7c2a:ff::/64 must lie outside ula fd5e:d9e1:7c2a::/48"))
+        }
+        let badPrefix = minimal.replacingOccurrences(of: "fd5e:d9e1:7c2a::/48", with: "fd5e:d9e1:7c2a::1/48")
+        do {
+            _ = try withFile(badPrefix) { try RelayConfig.load(path: $0) }
+            Issue.record("host bits must be refused")
+        } catch {
+            #expect("\(error)".contains("bad value at \"ula\""))
+        }
+    }
+
+    @Test func rateLimiterBoundsEachSourceAndRefills() {
+        var limiter = RateLimiter(perSecond: 10, burst: 5, globalPerSecond: 1000, buckets: 64)
+        let a = [UInt8](repeating: 1, count: 16)
+        let start: UInt64 = 1_000_000_000
+        let allowed = (0..<20).filter { _ in limiter.allow(a, now: start) }.count
+        #expect(allowed == 5)
+        let refilled = limiter.allow(a, now: start + 100_000_000)
+        let again = limiter.allow(a, now: start + 100_000_000)
+        #expect(refilled, "one token back after 100 ms at 10/s")
+        #expect(!again)
+    }
+
+    @Test func wgSetBatchesEveryChangeInOneCall() {
+        let control = WireGuardControl(interface: "wg0")
+        #expect(control.setArguments([.set(key: "A=", allowedIPs: ["fd3b::1/128", "fd5e:1::/64"]), .remove(key: "B=")])
+                == ["set", "wg0", "peer", "A=", "allowed-ips", "fd3b::1/128,fd5e:1::/64", "peer", "B=", "remove"])
+        let dump = "priv\tpub\t51820\toff\nK1=\t(none)\t(none)\tfd5e:1::/64,fd3b::1/128\t0\t0\t0\toff\nK0=\t(none)\t(none)\t(none)\t0\t0\t0\toff\n"
+        #expect(WireGuardControl.parseDump(dump) == [.init(publicKey: "K0=", allowedIPs: []),
+                                                     .init(publicKey: "K1=", allowedIPs: ["fd3b::1/128", "fd5e:1::/64"])])
+    }
+}
