@@ -44,6 +44,7 @@ let package = Package(
         .target(name: "EdgeAgent", dependencies: [
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
@@ -63,6 +64,7 @@ let package = Package(
             "CLISupport",
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",
@@ -78,6 +80,8 @@ let package = Package(
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
+        .testTarget(name: "AgentTests", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent"]),
     ],
     swiftLanguageModes: [.v6]
 )
