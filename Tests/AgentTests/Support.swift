@@ -161,6 +161,10 @@ func liveView(_ root: String) -> [String: String] {
     guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
     for case let relative as String in walker {
         if relative.hasPrefix("var/lib/edgekit") || relative.hasPrefix("run/") || relative == "run" { continue }
+        // A new link is made as `.NAME.edgekit-new` next to its path, then renamed: no reader opens
+        // that name (exact paths, or *.conf / *.network / *.link / *.netdev globs), so until the rename
+        // it is not configuration. Recovery removes it (the tree comparison after recovery checks).
+        if relative.hasSuffix(".edgekit-new") { continue }
         let full = root + "/" + relative
         var info = stat()
         guard stat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
