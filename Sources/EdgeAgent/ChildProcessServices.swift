@@ -154,6 +154,8 @@ public struct ChildProcessServices: ServiceControl {
         }
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
+        // One log per start (the previous one kept as .1), so a failure quotes this start only.
+        rename(logFile(name), logFile(name) + ".1")
         let pid = try ChildProcessServices.spawnDetached(executable, Array(command.dropFirst()), environment: env, log: logFile(name))
         try Data("\(pid)\n".utf8).write(to: URL(fileURLWithPath: pidFile(name)))
     }
