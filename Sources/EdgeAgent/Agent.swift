@@ -247,6 +247,15 @@ public struct Agent {
         return report
     }
 
+    /// Finishes or undoes an apply a crash interrupted (docs/agent.md, "Recovery"); `run` calls it
+    /// at start so this happens even when no stick is present.
+    public func recover() throws -> [RouterService] {
+        guard DurableFiles.exists(paths.state) else { return [] }
+        let lock = try Lock(path: paths.runtime + "/apply.lock")
+        defer { lock.release() }
+        return try restart(pending: try store.recover())
+    }
+
     func restartAll(_ list: [RouterService]) throws {
         for service in list {
             steps.step("restart \(service.rawValue)")

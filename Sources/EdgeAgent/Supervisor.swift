@@ -35,6 +35,14 @@ public final class Supervisor {
     /// The boot apply. No stick: keep the last generation and print the console line.
     public func applyAtBoot() {
         do {
+            let recovered = try agent.recover()
+            if !recovered.isEmpty {
+                logger.info("recovered an interrupted apply: restarted \(recovered.map(\.rawValue).joined(separator: ", "))")
+            }
+        } catch {
+            logger.error("recovering an interrupted apply failed: \(error)")
+        }
+        do {
             let report = try agent.apply(stick: stick, dryRun: false)
             state.stick = "found"
             state.stickPath = report.stick
