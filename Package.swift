@@ -52,6 +52,7 @@ let package = Package(
         .target(name: "EdgeAgent", dependencies: [
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
@@ -75,6 +76,7 @@ let package = Package(
             "CLISupport",
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",
@@ -95,6 +97,8 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
         .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "Registration", "EdgeCrypto", "EdgeModel"]),
+        // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
+        .testTarget(name: "AgentTests", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,9 +1,138 @@
 import ArgumentParser
+import CLISupport
 import EdgeAgent
+import Foundation
+import Logging
 
 @main
+enum Main {
+    static func main() async {
+        await CommandRunner.main(AgentCommand.self)
+    }
+}
+
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edgekit-agent",
-        abstract: "The edge router's first-boot agent (apply, run, notify, status).")
+        abstract: "The edge router's agent: apply the profile stick, register with the relay, supervise.",
+        discussion: """
+            Exit codes: 0 success, 1 a refused stick or a failed apply (one line says which), 2 usage.
+            Docs: docs/agent.md.
+            """,
+        version: "0.1.0",
+        subcommands: [Apply.self, Run.self, Notify.self, Status.self])
+}
+
+enum ServiceMode: String, ExpressibleByArgument, CaseIterable {
+    case systemd, processes, none
+}
+
+struct RootOptions: ParsableArguments {
+    @Option(help: "Root of the tree to read and write (default /).")
+    var root: String = "/"
+
+    @Option(help: "How services are restarted: systemd, processes (child processes, for namespaces without systemd) or none (default: systemd for /, none for another --root).")
+    var services: ServiceMode?
+
+    var paths: AgentPaths { AgentPaths(root: root) }
+
+    /// `EDGEKIT_AGENT_TOOL_RADVD=/path` and the like replace a tool for `--services processes` (lab, tests).
+    func serviceControl() -> any ServiceControl {
+        switch services ?? (paths.isSystemRoot ? .systemd : ServiceMode.none) {
+        case .systemd: return SystemdServices()
+        case .none: return NoServices()
+        case .processes:
+            var tools: [String: String] = [:]
+            for (key, value) in ProcessInfo.processInfo.environment where key.hasPrefix("EDGEKIT_AGENT_TOOL_") {
+                tools[String(key.dropFirst("EDGEKIT_AGENT_TOOL_".count)).lowercased().replacingOccurrences(of: "_", with: "-")] = value
+            }
+            return ChildProcessServices(paths: paths, tools: tools)
+        }
+    }
+}
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Find, unseal, verify, derive, render and apply the profile stick as one generation.")
+
+    @OptionGroup var options: RootOptions
+    @Option(help: "The stick: a block device, a stick image or a folder (default: the device labelled EDGEPROFILE).")
+    var stick: String?
+    @Flag(help: "Print what would change; change nothing.")
+    var dryRun = false
+
+    func run() async throws {
+        let agent = Agent(paths: options.paths, services: options.serviceControl())
+        let report = try agent.apply(stick: stick, dryRun: dryRun)
+        Output.data(report.lines.joined(separator: "\n") + "\n")
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply at boot, register with the relay, then supervise (systemd runs this).")
+
+    @OptionGroup var options: RootOptions
+    @Option(help: "The stick (default: the device labelled EDGEPROFILE).")
+    var stick: String?
+    @Flag(help: "Apply and attempt one registration, then exit (lab and tests).")
+    var once = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "edgekit-agent")
+        let agent = Agent(paths: options.paths, services: options.serviceControl())
+        // Registration.RegistrationClient plugs in here once the Registration module ships it.
+        let supervisor = Supervisor(agent: agent, registrar: UnavailableRegistrar(), logger: logger, stick: stick)
+        supervisor.applyAtBoot()
+        Supervisor.notifySystemd("READY=1")
+        if once {
+            _ = await supervisor.registerOnce()
+            return
+        }
+        await supervisor.supervise()
+    }
+}
+
+struct Notify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "keepalived's notify hook: record the VRRP state and tell the running agent (never blocks).")
+
+    @Option(help: "Root of the tree (default /).")
+    var root: String = "/"
+    @Argument(help: "master, backup or fault.")
+    var state: String
+
+    func run() async throws {
+        guard let vrrp = VRRPState(rawValue: state.lowercased()) else {
+            throw ValidationError("state must be master, backup or fault, not \"\(state)\"")
+        }
+        try VRRPNotify.record(vrrp, paths: AgentPaths(root: root))
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stick, site, slot, generation, serial, VRRP state, tunnel handshake and registration.")
+
+    @Option(help: "Root of the tree (default /).")
+    var root: String = "/"
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    func run() async throws {
+        let status = AgentStatus.gather(paths: AgentPaths(root: root))
+        switch format {
+        case .text:
+            Output.data(status.lines.joined(separator: "\n") + "\n")
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            Output.data(String(decoding: try encoder.encode(status), as: UTF8.self) + "\n")
+        }
+    }
 }

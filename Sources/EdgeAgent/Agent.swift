@@ -1,0 +1,318 @@
+import EdgeCrypto
+import EdgeModel
+import EdgeRender
+import EdgeStick
+import EdgeSystem
+import Foundation
+
+/// What `apply` did, in words for stdout.
+public struct ApplyReport: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        /// The current generation already holds exactly these files and serial.
+        case unchanged
+        /// A new generation is live (and the services that read changed files were restarted).
+        case applied(previous: Int)
+        /// `--dry-run`: what would change.
+        case wouldApply
+    }
+
+    public var outcome: Outcome
+    public var generation: Int?
+    public var serial: UInt64
+    public var site: String
+    public var slot: Int
+    public var stick: String
+    public var added: [String] = []
+    public var changed: [String] = []
+    public var removed: [String] = []
+    /// Restarted, or (dry run / `--services none`) that would be.
+    public var services: [RouterService] = []
+    public var serviceControl: String
+    /// Services whose restart a crash had interrupted, finished now.
+    public var recovered: [RouterService] = []
+
+    public var lines: [String] {
+        var lines: [String] = []
+        if !recovered.isEmpty {
+            lines.append("recovered an interrupted apply: restarted \(recovered.map(\.rawValue).joined(separator: ", "))")
+        }
+        let who = "site \(site) router \(slot), serial \(serial)"
+        switch outcome {
+        case .unchanged:
+            lines.append("generation \(generation ?? 0) already applied (\(who)): nothing changed, nothing restarted")
+        case .applied(let previous):
+            lines.append("applied generation \(generation ?? 0) (\(who)) from \(stick); previous generation \(previous) kept")
+        case .wouldApply:
+            lines.append("dry run: would apply \(who) from \(stick); nothing was changed")
+        }
+        let verb = outcome == .wouldApply ? "would " : ""
+        lines += added.map { "\(verb)add \($0)" } + changed.map { "\(verb)change \($0)" } + removed.map { "\(verb)remove \($0)" }
+        if outcome != .unchanged {
+            let list = services.isEmpty ? "nothing" : services.map(\.rawValue).joined(separator: ", ")
+            if outcome == .wouldApply {
+                lines.append("would restart: \(list)")
+            } else if serviceControl == "none" {
+                lines.append("not restarting (--services none): \(list)")
+            } else {
+                lines.append("restarted (\(serviceControl)): \(list)")
+            }
+        }
+        return lines
+    }
+}
+
+/// The device side: find the stick, unseal, verify, derive, render, and apply one generation.
+public struct Agent {
+    /// The applied profile, secret redacted (public: plan parameters, relay, site certificate).
+    public static let appliedProfile = "/etc/edgekit/profile.json"
+
+    public let paths: AgentPaths
+    public let services: any ServiceControl
+    let steps = CrashPoints()
+
+    public init(paths: AgentPaths, services: any ServiceControl) {
+        self.paths = paths
+        self.services = services
+    }
+
+    public var store: GenerationStore { GenerationStore(paths: paths, steps: steps) }
+
+    // MARK: Inputs
+
+    /// The device of the stick labelled EDGEPROFILE, probing devices afresh (no blkid cache).
+    public static func locateStick() -> String? {
+        guard let result = try? SystemCommand.run("blkid", ["-c", "/dev/null", "-t", "LABEL=\(ProfileStick.label)", "-o", "device"]),
+              result.succeeded else { return nil }
+        return result.output.split(separator: "\n").map(String.init).sorted().first
+    }
+
+    func loadImageKeys() throws -> (SiteStamp, Age.Identity, Signify.PublicKey) {
+        let stamp = try SiteStamp.load(from: paths.siteStamp)
+        guard let identityText = try? String(contentsOfFile: paths.siteIdentity, encoding: .utf8) else {
+            throw AgentError.badImageFile(paths.siteIdentity, "missing or unreadable; the image holds no site identity")
+        }
+        guard let identity = try? Age.Identity(parsing: identityText) else {
+            throw AgentError.badImageFile(paths.siteIdentity, "not an age identity (AGE-SECRET-KEY-1…)")
+        }
+        guard let keyText = try? String(contentsOfFile: paths.operatorKey, encoding: .utf8) else {
+            throw AgentError.badImageFile(paths.operatorKey, "missing or unreadable; the image holds no operator key")
+        }
+        guard let operatorKey = try? Signify.PublicKey(parsing: keyText) else {
+            throw AgentError.badImageFile(paths.operatorKey, "not a signify public key")
+        }
+        return (stamp, identity, operatorKey)
+    }
+
+    /// Reads and checks the profile on `stick` (or the stick found by label); every refusal is one
+    /// `AgentError` line and nothing is written.
+    public func readProfile(stick given: String?) throws -> (document: ProfileDocument, stick: String) {
+        let (stamp, identity, operatorKey) = try loadImageKeys()
+        guard let stick = given ?? Agent.locateStick() else { throw AgentError.noStick(keeping: store.current?.number) }
+        let sealed: Data
+        do {
+            sealed = try ProfileStick.readProfile(at: stick)
+        } catch let error as StickError {
+            throw AgentError.stick(error.description)
+        } catch {
+            throw AgentError.stick("stick \(stick) is unreadable: \(error)")
+        }
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: stick, isDirectory: &isDirectory)
+        let input = isDirectory.boolValue ? (stick as NSString).appendingPathComponent(ProfileStick.profileName) : stick
+        let expectation = SealedProfile.Expectation(identity: identity, operatorKey: operatorKey, plan: stamp.plan,
+                                                    site: stamp.site, lastSerial: store.lastSerial)
+        do {
+            return (try SealedProfile.open(sealed, expecting: expectation), stick)
+        } catch {
+            throw AgentError.profile(input, error.description)
+        }
+    }
+
+    /// Every file of the router (rendered) plus its WireGuard key (0600, owned by systemd-network).
+    public func desiredFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
+        let model: (plan: Plan, site: Site, router: Router)
+        let secret: RouterSecret
+        do {
+            model = try document.model()
+            secret = try document.secret()
+        } catch {
+            throw AgentError.profile(input, "\(error)")
+        }
+        var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
+                                           relayPublicKey: document.plan.relay.publicKey)
+            .map { DesiredFile(path: $0.path, contents: Data($0.contents.utf8), mode: $0.mode) }
+        // The profile without its secret: what `run` needs to register (certificate, relay) and
+        // what an operator reads to see which stick is applied.
+        let publicProfile: String
+        do { publicProfile = try DocumentCoding.pretty(document.redacted()) } catch { throw AgentError.profile(input, "\(error)") }
+        files.append(DesiredFile(path: Agent.appliedProfile, contents: Data(publicProfile.utf8), mode: 0o644))
+        let (uid, gid) = keyOwner()
+        files.append(DesiredFile(path: ConfigPaths.routerWireGuardKey,
+                                 contents: Data((secret.wireGuardKey.privateKeyBase64 + "\n").utf8),
+                                 mode: 0o600, uid: uid, gid: gid, secret: true))
+        return files.sorted { $0.path < $1.path }
+    }
+
+    /// systemd-network from the root's /etc/passwd (networkd opens PrivateKeyFile= as that user),
+    /// else root; a non-root test run can only give files to itself.
+    func keyOwner() -> (UInt32, UInt32) {
+        guard geteuid() == 0 else { return (geteuid(), getegid()) }
+        let passwd = (try? String(contentsOfFile: paths.live("/etc/passwd"), encoding: .utf8)) ?? ""
+        for line in passwd.split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 4, fields[0] == "systemd-network", let uid = UInt32(fields[2]), let gid = UInt32(fields[3]) {
+                return (uid, gid)
+            }
+        }
+        return (0, 0)
+    }
+
+    // MARK: Apply
+
+    /// Finds, checks and applies the stick as one generation (docs/agent.md). Throws `AgentError`
+    /// with nothing changed for any bad input; on a service failure rolls back and throws.
+    public func apply(stick given: String?, dryRun: Bool) throws -> ApplyReport {
+        let (document, stick) = try readProfile(stick: given)
+        let input = stick
+        let files = try desiredFiles(for: document, input: input)
+        let entries = files.map(\.entry)
+        var report = ApplyReport(outcome: .wouldApply, generation: nil, serial: document.serial, site: document.site.name,
+                                 slot: document.router.slot, stick: stick, serviceControl: services.name)
+        var manifest = GenerationManifest(number: 0, origin: "profile", serial: document.serial, plan: document.plan.name,
+                                          site: document.site.name, slot: document.router.slot, files: entries)
+        let store = self.store
+
+        if dryRun {
+            let old = store.current
+            diff(old: old?.manifest.files ?? [], new: entries, into: &report)
+            if let old, old.manifest.sameContent(as: manifest), entries.allSatisfy({ store.isOurLink($0.path) }) {
+                report.outcome = .unchanged
+                report.generation = old.number
+            } else if old == nil {
+                // Without a generation the live files are the image's: compare with what is there.
+                report.added = []; report.changed = []
+                for file in files {
+                    guard let live = store.liveContents(file.path) else { report.added.append(file.path); continue }
+                    if live != file.contents { report.changed.append(file.path) }
+                }
+                report.services = RouterService.services(for: report.added + report.changed)
+            }
+            return report
+        }
+
+        let lock = try Lock(path: paths.runtime + "/apply.lock")
+        defer { lock.release() }
+
+        report.recovered = try restart(pending: try store.recover()).map { $0 }
+
+        if let current = store.current, current.manifest.sameContent(as: manifest) {
+            let broken = entries.map(\.path).filter { !store.isOurLink($0) }
+            report.outcome = .unchanged
+            report.generation = current.number
+            if !broken.isEmpty {
+                // Someone replaced a live file by hand: point it back at the generation.
+                try store.ensureLinks(broken)
+                report.outcome = .applied(previous: current.number)
+                report.changed = broken
+                report.services = RouterService.services(for: broken)
+                try restartAll(report.services)
+            }
+            return report
+        }
+
+        let old = try store.current ?? store.adoptImage(paths: files.map(\.path))
+        let previousBefore = store.previous?.number
+        let number = (store.existingNumbers.max() ?? old.number) + 1
+        manifest.number = number
+        try store.commit(number: number, manifest: manifest, files: files)
+        diff(old: old.manifest.files, new: entries, into: &report)
+        let changedPaths = report.added + report.changed + report.removed
+        report.services = RouterService.services(for: changedPaths)
+        let union = Array(Set(old.manifest.paths + manifest.paths)).sorted()
+        try store.writeJournal(Transition(from: old.number, to: number, previousBefore: previousBefore, paths: union,
+                                          services: report.services.map(\.rawValue)))
+        try store.ensureLinks(manifest.paths)
+        try store.switchLinks(current: number, previous: old.number)
+        try store.removeDanglingLinks(old.manifest.paths)
+        report.generation = number
+        report.outcome = .applied(previous: old.number)
+
+        do {
+            try restartAll(report.services)
+        } catch let failure as ServiceFailure {
+            try rollback(from: number, to: old, previousBefore: previousBefore, paths: union, services: report.services, failure: failure)
+        }
+        try store.removeJournal()
+        try store.prune(keeping: [number, old.number])
+        return report
+    }
+
+    /// Finishes or undoes an apply a crash interrupted (docs/agent.md, "Recovery"); `run` calls it
+    /// at start so this happens even when no stick is present.
+    public func recover() throws -> [RouterService] {
+        guard DurableFiles.exists(paths.state) else { return [] }
+        let lock = try Lock(path: paths.runtime + "/apply.lock")
+        defer { lock.release() }
+        return try restart(pending: try store.recover())
+    }
+
+    func restartAll(_ list: [RouterService]) throws {
+        for service in list {
+            steps.step("restart \(service.rawValue)")
+            try services.restart(service)
+        }
+    }
+
+    func restart(pending: [String]) throws -> [RouterService] {
+        let list = pending.compactMap(RouterService.init(rawValue:)).sorted()
+        try restartAll(list)
+        return list
+    }
+
+    /// Puts `old` back as current, restarts the same services with its files, drops the failed
+    /// generation, and throws the failure with what was done.
+    func rollback(from failed: Int, to old: Generation, previousBefore: Int?, paths union: [String],
+                  services list: [RouterService], failure: ServiceFailure) throws -> Never {
+        let store = self.store
+        try store.writeJournal(Transition(from: failed, to: old.number, previousBefore: previousBefore, paths: union,
+                                          services: list.map(\.rawValue)))
+        try store.ensureLinks(old.manifest.paths)
+        try store.switchLinks(current: old.number, previous: previousBefore)
+        try store.removeDanglingLinks(union)
+        var problem: String?
+        for service in list {
+            do { try services.restart(service) } catch { problem = problem ?? "\(error)" }
+        }
+        try store.removeJournal()
+        try store.prune(keeping: Set([old.number] + (previousBefore.map { [$0] } ?? [])))
+        throw AgentError.serviceFailed(service: failure.service.rawValue, generation: failed, detail: failure.detail,
+                                       rolledBackTo: old.number, rollbackProblem: problem)
+    }
+
+    func diff(old: [GenerationManifest.Entry], new: [GenerationManifest.Entry], into report: inout ApplyReport) {
+        let before = Dictionary(old.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        report.added = after.keys.filter { before[$0] == nil }.sorted()
+        report.changed = after.keys.filter { before[$0] != nil && before[$0] != after[$0] }.sorted()
+        report.removed = before.keys.filter { after[$0] == nil }.sorted()
+        report.services = RouterService.services(for: report.added + report.changed + report.removed)
+    }
+}
+
+/// An exclusive lock (flock) so a manual `apply` and the running agent never apply at once.
+struct Lock {
+    let fd: Int32
+
+    init(path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AgentError.cannotWrite(path, DurableFiles.errorText()) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw AgentError.busy(path)
+        }
+    }
+
+    func release() { close(fd) }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Why the agent did not apply or run. Each prints as one line naming the input and the problem.
+public enum AgentError: Error, Equatable, CustomStringConvertible {
+    /// An image file (identity, operator key, stamp) is missing or unreadable.
+    case badImageFile(String, String)
+    /// No block device carries the label; `generation` is what keeps running.
+    case noStick(keeping: Int?)
+    /// A profile was refused; the first field names the input (`STICK/profile.age` or the device).
+    case profile(String, String)
+    /// The stick could not be read (StickError's text).
+    case stick(String)
+    /// Writing the generation failed; nothing was switched.
+    case cannotWrite(String, String)
+    /// A service did not come up with the new files, and the previous generation was restored.
+    case serviceFailed(service: String, generation: Int, detail: String, rolledBackTo: Int?, rollbackProblem: String?)
+    /// Another apply holds the lock.
+    case busy(String)
+
+    public var description: String {
+        switch self {
+        case .badImageFile(let path, let why):
+            "\(path): \(why)"
+        case .noStick(let keeping):
+            AgentError.noStickLine(keeping: keeping)
+        case .profile(let input, let why):
+            "\(input): \(why)"
+        case .stick(let line):
+            line
+        case .cannotWrite(let path, let why):
+            "cannot write \(path): \(why); nothing was switched"
+        case .serviceFailed(let service, let generation, let detail, let rolledBackTo, let problem):
+            "\(service) did not come up with generation \(generation) (\(detail)); "
+                + (rolledBackTo.map { "rolled back to generation \($0)" } ?? "no previous generation to roll back to")
+                + (problem.map { ", but after the rollback: \($0)" } ?? "")
+        case .busy(let path):
+            "another edgekit-agent is applying (lock \(path) is held); try again when it is done"
+        }
+    }
+
+    /// The console line the image boot test looks for.
+    public static func noStickLine(keeping generation: Int?) -> String {
+        "edgekit-agent: no profile stick found (label EDGEPROFILE); "
+            + (generation.map { "keeping generation \($0)" } ?? "nothing applied yet")
+    }
+}

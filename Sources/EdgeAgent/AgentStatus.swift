@@ -1,0 +1,147 @@
+import EdgeCrypto
+import EdgeRender
+import EdgeSystem
+import Foundation
+
+/// What `run` knows that the disk does not: kept in `/run/edgekit/status.json` while it runs.
+public struct RuntimeState: Codable, Sendable, Equatable {
+    /// `found`, `none` or `refused`.
+    public var stick: String
+    public var stickPath: String?
+    /// The last apply's result line (or refusal).
+    public var lastApply: String?
+    public var noStickAtBoot: Bool
+    public var registration: String
+    public var registeredAt: String?
+    public var services: String
+
+    public init(stick: String, stickPath: String?, lastApply: String?, noStickAtBoot: Bool, registration: String,
+                registeredAt: String?, services: String) {
+        self.stick = stick
+        self.stickPath = stickPath
+        self.lastApply = lastApply
+        self.noStickAtBoot = noStickAtBoot
+        self.registration = registration
+        self.registeredAt = registeredAt
+        self.services = services
+    }
+
+    public static func load(paths: AgentPaths) -> RuntimeState? {
+        FileManager.default.contents(atPath: paths.statusFile).flatMap { try? JSONDecoder().decode(RuntimeState.self, from: $0) }
+    }
+
+    public func save(paths: AgentPaths) {
+        try? FileManager.default.createDirectory(atPath: paths.runtime, withIntermediateDirectories: true)
+        let temporary = paths.statusFile + ".new"
+        guard let data = try? JSONEncoder().encode(self) else { return }
+        if (try? data.write(to: URL(fileURLWithPath: temporary))) != nil { rename(temporary, paths.statusFile) }
+    }
+}
+
+/// `edgekit-agent status`: the applied generation from disk, the running agent's view, keepalived's
+/// last VRRP state and the tunnel's last handshake.
+public struct AgentStatus: Codable, Sendable, Equatable {
+    public var stick: String
+    public var stickPath: String?
+    public var plan: String?
+    public var site: String?
+    public var slot: Int?
+    public var generation: Int?
+    public var previousGeneration: Int?
+    public var serial: UInt64?
+    public var vrrp: String
+    /// Seconds since the tunnel's last handshake; nil when there was none or the tunnel is absent.
+    public var handshakeAgeSeconds: Int?
+    public var tunnel: String
+    public var registration: String
+    public var agent: String
+    public var note: String?
+
+    enum CodingKeys: String, CodingKey {
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note
+        case stickPath = "stick_path"
+        case previousGeneration = "previous_generation"
+        case handshakeAgeSeconds = "handshake_age_seconds"
+    }
+
+    public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
+        let store = GenerationStore(paths: paths)
+        let current = store.current
+        let runtime = RuntimeState.load(paths: paths)
+        let stamp = try? SiteStamp.load(from: paths.siteStamp)
+        let handshake = Tunnel.latestHandshake()
+        var tunnel = "absent"
+        var age: Int?
+        if let handshake {
+            if handshake == 0 {
+                tunnel = "up, no handshake yet"
+            } else {
+                age = max(0, Int(now.timeIntervalSince1970) - handshake)
+                tunnel = "handshake \(age!) s ago" + (age! > Tunnel.staleAfter ? " (stale)" : "")
+            }
+        }
+        var note: String?
+        if runtime?.noStickAtBoot == true {
+            note = current.map { "no stick at boot: running the last applied generation \($0.number)" }
+                ?? "no stick at boot: nothing applied yet"
+        }
+        return AgentStatus(
+            stick: runtime?.stick ?? "unknown (agent not running)", stickPath: runtime?.stickPath,
+            plan: current?.manifest.plan ?? stamp?.plan, site: current?.manifest.site ?? stamp?.site,
+            slot: current?.manifest.slot, generation: current?.number, previousGeneration: store.previous?.number,
+            serial: current?.manifest.serial, vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
+            handshakeAgeSeconds: age, tunnel: tunnel,
+            registration: runtime?.registration ?? "not attempted (agent not running)",
+            agent: runtime == nil ? "not running" : "running (services: \(runtime!.services))", note: note)
+    }
+
+    public var lines: [String] {
+        var lines = [
+            "stick         \(stick)\(stickPath.map { " (\($0))" } ?? "")",
+            "site          \(plan ?? "?")/\(site ?? "?")\(slot.map { " router \($0)" } ?? "")",
+            "generation    \(generation.map(String.init) ?? "none")\(previousGeneration.map { " (previous \($0) kept)" } ?? "")",
+            "serial        \(serial.map(String.init) ?? "none")",
+            "vrrp          \(vrrp)",
+            "tunnel        \(tunnel)",
+            "registration  \(registration)",
+            "agent         \(agent)",
+        ]
+        if let note { lines.append(note) }
+        return lines
+    }
+}
+
+/// The WireGuard tunnel as `wg show` sees it.
+enum Tunnel {
+    /// WireGuard rekeys every 2 minutes while traffic (keepalives) flows; 3 minutes without a
+    /// handshake means the peer is unreachable (REJECT_AFTER_TIME = 180 s in the protocol).
+    static let staleAfter = 180
+
+    /// The relay peer's last handshake (UNIX seconds, 0 = never), or nil when the tunnel is absent.
+    static func latestHandshake() -> Int? {
+        guard let result = try? SystemCommand.run("wg", ["show", InterfaceNames.routerTunnel, "latest-handshakes"]),
+              result.succeeded else { return nil }
+        let fields = result.output.split(whereSeparator: { $0 == "\t" || $0 == "\n" })
+        return fields.count >= 2 ? Int(fields[1]) : 0
+    }
+
+    /// Points the relay peer at a fresh address for its DNS name (WireGuard resolves only once).
+    static func setEndpoint(relayPublicKey: String, address: String) throws {
+        try SystemCommand.check("wg", ["set", InterfaceNames.routerTunnel, "peer", relayPublicKey, "endpoint", address],
+                                what: "setting the relay endpoint")
+    }
+
+    /// `host:port` for WireGuard, IPv6 in brackets; nil when the name does not resolve.
+    static func resolve(_ host: String, port: UInt16) -> String? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(list) }
+        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0,
+                          NI_NUMERICHOST) == 0 else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return first.pointee.ai_family == AF_INET6 ? "[\(text)]:\(port)" : "\(text):\(port)"
+    }
+}

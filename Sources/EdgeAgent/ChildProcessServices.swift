@@ -1,0 +1,235 @@
+import EdgeRender
+import EdgeSystem
+import Foundation
+
+/// The router's daemons as direct child processes, for network namespaces without systemd (tests and
+/// the lab). Each daemon runs in the foreground in its own session, logs to
+/// `/run/edgekit/processes/NAME.log` and has its pid in `NAME.pid` there (under `--root`), so a later
+/// `apply` or `run` finds and restarts it. One-shot services (`nft -f`, `sysctl -p`) just run.
+public struct ChildProcessServices: ServiceControl {
+    public let paths: AgentPaths
+    /// Replacement executables by tool name (`radvd` → a path), for the lab and for fault injection.
+    public var tools: [String: String]
+
+    public init(paths: AgentPaths, tools: [String: String] = [:]) {
+        self.paths = paths
+        self.tools = tools
+    }
+
+    public var name: String { "processes" }
+
+    func tool(_ name: String) -> String { tools[name] ?? name }
+
+    public func restart(_ service: RouterService) throws {
+        try FileManager.default.createDirectory(atPath: paths.processes, withIntermediateDirectories: true)
+        switch service {
+        case .sysctl:
+            try check(service, tool("sysctl"), ["-q", "-p", paths.live(ConfigPaths.routerSysctl)])
+        case .nftables:
+            try check(service, tool("nft"), ["-f", paths.live(ConfigPaths.nftables)])
+        case .networkd:
+            // Only what the lab needs of networkd: the LAN port up with the router's own address.
+            let lan = NetworkdFile(paths.live(ConfigPaths.lanNetwork))
+            if let name = lan.values("Name").first {
+                try check(service, tool("ip"), ["link", "set", name, "up"])
+                for address in lan.values("Address") {
+                    try check(service, tool("ip"), ["-6", "addr", "replace", address, "dev", name, "nodad"])
+                }
+            }
+            if let uplink = NetworkdFile(paths.live(ConfigPaths.uplinkNetwork)).values("Name").first {
+                try check(service, tool("ip"), ["link", "set", uplink, "up"])
+            }
+        case .radvd:
+            let config = paths.live(ConfigPaths.radvd)
+            try restartDaemon(service, name: "radvd", [tool("radvd"), "-n", "-m", "stderr", "-C", config,
+                                                       "-p", paths.processes + "/radvd.daemon.pid"], marker: config)
+        case .keepalived:
+            let config = paths.live(ConfigPaths.keepalived)
+            let pid = { (name: String) in self.paths.processes + "/keepalived.\(name).pid" }
+            try restartDaemon(service, name: "keepalived",
+                              [tool("keepalived"), "--dont-fork", "--log-console", "--vrrp", "-f", config,
+                               "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], marker: config)
+        case .tunnel:
+            try restartTunnel()
+        }
+    }
+
+    // MARK: WireGuard through wireguard-go
+
+    func restartTunnel() throws {
+        let interface = InterfaceNames.routerTunnel
+        let socket = "/run/wireguard/\(interface).sock"
+        if alivePid("wireguard-go") == nil || !FileManager.default.fileExists(atPath: socket) {
+            stop("wireguard-go")
+            let environment = ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "WG_PROCESS_FOREGROUND": "1"]
+            try start(.tunnel, name: "wireguard-go", [tool("wireguard-go"), "-f", interface], environment: environment)
+            var waited = 0.0
+            while !FileManager.default.fileExists(atPath: socket) {
+                guard waited < 5, alivePid("wireguard-go") != nil else {
+                    throw ServiceFailure(service: .tunnel, detail: "wireguard-go did not create \(socket): \(logTail("wireguard-go"))")
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+                waited += 0.05
+            }
+        }
+        // The relay's name may not resolve yet (no uplink, no DNS): then load the peer without its
+        // endpoint; the supervisor sets it once the name resolves (and re-resolves when stale).
+        let setconf = paths.live(ConfigPaths.routerTunnelSetconf)
+        let noRetries = ["WG_ENDPOINT_RESOLUTION_RETRIES": "0"]
+        if try !attempt(tool("wg"), ["setconf", interface, setconf], environment: noRetries).succeeded {
+            let text = (try? String(contentsOfFile: setconf, encoding: .utf8)) ?? ""
+            let without = text.split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("Endpoint") }.joined(separator: "\n")
+            let copy = paths.processes + "/wg-relay.no-endpoint.conf"
+            try Data(without.utf8).write(to: URL(fileURLWithPath: copy))
+            try check(.tunnel, tool("wg"), ["setconf", interface, copy])
+        }
+        // The key by file, never in argv (wg(8) `private-key FILE`).
+        try check(.tunnel, tool("wg"), ["set", interface, "private-key", paths.live(ConfigPaths.routerWireGuardKey)])
+        let network = NetworkdFile(paths.live(ConfigPaths.routerTunnelNetwork))
+        let netdev = NetworkdFile(paths.live(ConfigPaths.routerTunnelNetdev))
+        if let mtu = netdev.values("MTUBytes").first {
+            try check(.tunnel, tool("ip"), ["link", "set", interface, "mtu", mtu])
+        }
+        try check(.tunnel, tool("ip"), ["link", "set", interface, "up"])
+        _ = try? attempt(tool("ip"), ["-6", "addr", "flush", "dev", interface, "scope", "global"])
+        for address in network.values("Address") {
+            try check(.tunnel, tool("ip"), ["-6", "addr", "replace", address, "dev", interface, "nodad"])
+        }
+        for destination in network.values("Destination") {
+            try check(.tunnel, tool("ip"), ["-6", "route", "replace", destination, "dev", interface])
+        }
+    }
+
+    // MARK: Daemons
+
+    func restartDaemon(_ service: RouterService, name: String, _ command: [String], marker: String) throws {
+        stop(name)
+        try start(service, name: name, command, environment: [:])
+        // A daemon that rejects its config exits within moments; one that is still there after a
+        // second has read it.
+        var waited = 0.0
+        while waited < 1.0 {
+            guard alivePid(name) != nil else {
+                throw ServiceFailure(service: service, detail: "exited at start: \(logTail(name))")
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+            waited += 0.1
+        }
+    }
+
+    func pidFile(_ name: String) -> String { paths.processes + "/\(name).pid" }
+    func logFile(_ name: String) -> String { paths.processes + "/\(name).log" }
+
+    /// The recorded pid of `name` if that process still runs (reaping it if it is our exited child).
+    func alivePid(_ name: String) -> pid_t? {
+        guard let text = try? String(contentsOfFile: pidFile(name), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { return nil }
+        guard kill(pid, 0) == 0 else { return nil }
+        // A zombie of another parent or a recycled pid is not ours.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let state = stat.split(separator: ")").last?.split(separator: " ").first, state != "Z" else { return nil }
+        return pid
+    }
+
+    /// SIGTERM, then SIGKILL after 3 s, of the recorded process; forgets its pid file.
+    func stop(_ name: String) {
+        defer { unlink(pidFile(name)) }
+        guard let pid = alivePid(name) else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<30 {
+            if alivePid(name) == nil { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+
+    func start(_ service: RouterService, name: String, _ command: [String], environment: [String: String]) throws {
+        guard let executable = SystemCommand.find(command[0]) else {
+            throw ServiceFailure(service: service, detail: "\(command[0]) is not installed")
+        }
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        // One log per start (the previous one kept as .1), so a failure quotes this start only.
+        rename(logFile(name), logFile(name) + ".1")
+        let pid = try ChildProcessServices.spawnDetached(executable, Array(command.dropFirst()), environment: env, log: logFile(name))
+        try Data("\(pid)\n".utf8).write(to: URL(fileURLWithPath: pidFile(name)))
+    }
+
+    func logTail(_ name: String) -> String {
+        let text = (try? String(contentsOfFile: logFile(name), encoding: .utf8)) ?? ""
+        let lines = text.split(separator: "\n").suffix(2).map(String.init)
+        return lines.isEmpty ? "no output" : lines.joined(separator: " / ")
+    }
+
+    /// Starts a process in its own session (so it outlives us and ignores our terminal), stdin from
+    /// /dev/null, stdout and stderr appended to `log`, no other descriptor inherited.
+    static func spawnDetached(_ path: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else may leak into a daemon that outlives us (a test's pipe would never close).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(name), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        let setsid: Int16 = 0x80  // POSIX_SPAWN_SETSID (glibc)
+        posix_spawnattr_setflags(&attributes, setsid)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let code = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        guard code == 0 else { throw ServiceFailure(service: .radvd, detail: "cannot start \(path): \(String(cString: strerror(code)))") }
+        return pid
+    }
+
+    // MARK: One-shot tools
+
+    func attempt(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        return try SystemCommand.run(tool, arguments, environment: env)
+    }
+
+    func check(_ service: RouterService, _ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        let result: CommandResult
+        do {
+            result = try attempt(tool, arguments, environment: environment)
+        } catch {
+            throw ServiceFailure(service: service, detail: "\(error)")
+        }
+        guard result.succeeded else {
+            let detail = result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"
+            throw ServiceFailure(service: service, detail: "\((tool as NSString).lastPathComponent) \(arguments.first ?? ""): \(detail)")
+        }
+    }
+}
+
+/// The `Key=value` lines of a systemd-networkd file, enough for the lab to mirror addresses and routes.
+struct NetworkdFile {
+    var pairs: [(String, String)] = []
+
+    init(_ path: String) {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.hasPrefix("#"), !trimmed.hasPrefix("["), let equals = trimmed.firstIndex(of: "=") else { continue }
+            pairs.append((String(trimmed[..<equals]), String(trimmed[trimmed.index(after: equals)...])))
+        }
+    }
+
+    func values(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
+}

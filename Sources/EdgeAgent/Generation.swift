@@ -1,0 +1,278 @@
+import Foundation
+
+/// One file of a generation as it will be installed: absolute path on the appliance, bytes, mode, owner.
+public struct DesiredFile: Sendable, Equatable {
+    public var path: String
+    public var contents: Data
+    public var mode: UInt16
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Secret files (the WireGuard key) are never printed and are scrubbed when removed.
+    public var secret: Bool
+
+    public init(path: String, contents: Data, mode: UInt16, uid: UInt32 = 0, gid: UInt32 = 0, secret: Bool = false) {
+        self.path = path
+        self.contents = contents
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.secret = secret
+    }
+
+    var entry: GenerationManifest.Entry {
+        .init(path: path, mode: mode, uid: uid, gid: gid, sha256: DurableFiles.sha256(contents), secret: secret)
+    }
+}
+
+/// What a generation holds: `generations/N/manifest.json`, next to the files in `generations/N/files/`.
+public struct GenerationManifest: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var path: String
+        public var mode: UInt16
+        public var uid: UInt32
+        public var gid: UInt32
+        public var sha256: String
+        public var secret: Bool
+    }
+
+    public var schema = 1
+    public var number: Int
+    /// `image` for generation 0 (the files the image shipped with), `profile` for a stick's.
+    public var origin: String
+    public var serial: UInt64?
+    public var plan: String?
+    public var site: String?
+    public var slot: Int?
+    public var files: [Entry]
+
+    public var paths: [String] { files.map(\.path) }
+
+    /// Same files and serial: applying this again would change nothing.
+    func sameContent(as other: GenerationManifest) -> Bool {
+        files == other.files && serial == other.serial && origin == other.origin
+    }
+}
+
+/// One applied generation: its number and manifest.
+public struct Generation: Sendable, Equatable {
+    public var number: Int
+    public var manifest: GenerationManifest
+}
+
+/// Written before a switch and removed once services run the files of `to` (docs/agent.md).
+struct Transition: Codable, Equatable {
+    var from: Int?
+    var to: Int
+    var previousBefore: Int?
+    var paths: [String]
+    var services: [String]
+}
+
+/// The generation store under `/var/lib/edgekit`: `generations/N/{manifest.json,files/…}`, the
+/// `current` and `previous` links, `staging/` and the transition journal. Live paths (`/etc/radvd.conf`)
+/// are relative symlinks through `current`, so one rename(2) of `current` switches every file at once.
+public final class GenerationStore {
+    public let paths: AgentPaths
+    let steps: CrashPoints
+
+    init(paths: AgentPaths, steps: CrashPoints) {
+        self.paths = paths
+        self.steps = steps
+    }
+
+    public convenience init(paths: AgentPaths) {
+        self.init(paths: paths, steps: CrashPoints())
+    }
+
+    // MARK: Reading
+
+    func number(ofLink link: String) -> Int? {
+        guard let target = DurableFiles.readLink(link), target.hasPrefix("generations/") else { return nil }
+        return Int(target.dropFirst("generations/".count))
+    }
+
+    public func manifest(_ number: Int) -> GenerationManifest? {
+        guard let data = FileManager.default.contents(atPath: paths.generation(number) + "/manifest.json") else { return nil }
+        return try? JSONDecoder().decode(GenerationManifest.self, from: data)
+    }
+
+    public var current: Generation? {
+        guard let number = number(ofLink: paths.current), let manifest = manifest(number) else { return nil }
+        return Generation(number: number, manifest: manifest)
+    }
+
+    public var previous: Generation? {
+        guard let number = number(ofLink: paths.previous), let manifest = manifest(number) else { return nil }
+        return Generation(number: number, manifest: manifest)
+    }
+
+    /// The last applied serial: the current generation's.
+    public var lastSerial: UInt64? { current?.manifest.serial }
+
+    var existingNumbers: [Int] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: paths.generations)) ?? []).compactMap(Int.init).sorted()
+    }
+
+    /// What a live path's symlink must say: relative, so it is right under `--root` and on `/` alike.
+    static func linkTarget(for path: String) -> String {
+        let depth = path.split(separator: "/").count - 1
+        return String(repeating: "../", count: depth) + String(AgentPaths.stateDirectory.dropFirst()) + "/current/files" + path
+    }
+
+    func isOurLink(_ path: String) -> Bool {
+        DurableFiles.readLink(paths.live(path)) == Self.linkTarget(for: path)
+    }
+
+    /// The content a live path shows now (following links), or nil when absent.
+    func liveContents(_ path: String) -> Data? {
+        FileManager.default.contents(atPath: paths.live(path))
+    }
+
+    func transition() -> Transition? {
+        FileManager.default.contents(atPath: paths.journal).flatMap { try? JSONDecoder().decode(Transition.self, from: $0) }
+    }
+
+    // MARK: Writing a generation
+
+    /// Writes `files` and their manifest to `staging/`, fsyncs everything, and renames it to
+    /// `generations/N`. On failure the staging tree is scrubbed and nothing else changed.
+    func commit(number: Int, manifest: GenerationManifest, files: [DesiredFile]) throws {
+        do {
+            try DurableFiles.makeDirectories(paths.generations, steps: steps)
+            DurableFiles.removeTree(paths.staging)
+            try DurableFiles.makeDirectories(paths.staging + "/files", steps: steps)
+            var directories: Set<String> = [paths.staging, paths.staging + "/files"]
+            for file in files {
+                let target = paths.staging + "/files" + file.path
+                let directory = (target as NSString).deletingLastPathComponent
+                try DurableFiles.makeDirectories(directory, steps: steps)
+                directories.insert(directory)
+                try DurableFiles.create(target, file.contents, mode: file.mode, uid: file.uid, gid: file.gid, steps: steps)
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            try DurableFiles.create(paths.staging + "/manifest.json", try encoder.encode(manifest) + Data("\n".utf8),
+                                    mode: 0o644, uid: 0, gid: 0, steps: steps)
+            for directory in directories.sorted(by: >) { try DurableFiles.fsyncDirectory(directory, steps: steps) }
+            let destination = paths.generation(number)
+            DurableFiles.removeTree(destination)
+            steps.step("rename staging → generations/\(number)")
+            guard rename(paths.staging, destination) == 0 else {
+                throw AgentError.cannotWrite(destination, DurableFiles.errorText())
+            }
+            try DurableFiles.fsyncDirectory(paths.generations, steps: steps)
+        } catch {
+            DurableFiles.removeTree(paths.staging)
+            throw error
+        }
+    }
+
+    func writeJournal(_ transition: Transition) throws {
+        let temporary = paths.journal + ".new"
+        unlink(temporary)
+        let data = try JSONEncoder().encode(transition)
+        try DurableFiles.create(temporary, data, mode: 0o644, uid: 0, gid: 0, steps: steps)
+        steps.step("rename journal")
+        guard rename(temporary, paths.journal) == 0 else { throw AgentError.cannotWrite(paths.journal, DurableFiles.errorText()) }
+        try DurableFiles.fsyncDirectory(paths.state, steps: steps)
+    }
+
+    func removeJournal() throws {
+        guard DurableFiles.exists(paths.journal) else { return }
+        steps.step("remove journal")
+        unlink(paths.journal)
+        try DurableFiles.fsyncDirectory(paths.state, steps: steps)
+    }
+
+    /// Makes every path a symlink through `current`. A path the current generation lacks dangles,
+    /// which every reader sees as "no such file", exactly as before the link existed.
+    func ensureLinks(_ paths: [String]) throws {
+        for path in paths.sorted() where !isOurLink(path) {
+            let live = self.paths.live(path)
+            try DurableFiles.makeDirectories((live as NSString).deletingLastPathComponent, steps: steps)
+            try DurableFiles.replaceSymlink(live, target: Self.linkTarget(for: path), steps: steps)
+        }
+    }
+
+    /// Removes our links for paths the current generation does not hold (they dangle: no change seen).
+    func removeDanglingLinks(_ candidates: [String]) throws {
+        for path in Set(candidates).sorted() {
+            let live = paths.live(path)
+            unlink((live as NSString).deletingLastPathComponent + "/.\((live as NSString).lastPathComponent).edgekit-new")
+            guard isOurLink(path), !FileManager.default.fileExists(atPath: live) else { continue }
+            steps.step("unlink \(live)")
+            unlink(live)
+            try DurableFiles.fsyncDirectory((live as NSString).deletingLastPathComponent, steps: steps)
+        }
+    }
+
+    /// The switch itself: `previous` first (harmless while `current` still names the same), then
+    /// `current`, each a rename(2) of a new symlink.
+    func switchLinks(current number: Int, previous: Int?) throws {
+        if let previous {
+            try DurableFiles.replaceSymlink(paths.previous, target: "generations/\(previous)", steps: steps)
+        } else if DurableFiles.exists(paths.previous) {
+            steps.step("unlink previous")
+            unlink(paths.previous)
+            try DurableFiles.fsyncDirectory(paths.state, steps: steps)
+        }
+        try DurableFiles.replaceSymlink(paths.current, target: "generations/\(number)", steps: steps)
+    }
+
+    /// Removes every generation but `keep`, scrubbing their secrets.
+    func prune(keeping keep: Set<Int>) throws {
+        for number in existingNumbers where !keep.contains(number) {
+            steps.step("prune generation \(number)")
+            DurableFiles.removeTree(paths.generation(number))
+        }
+        if DurableFiles.exists(paths.generations) { try DurableFiles.fsyncDirectory(paths.generations, steps: steps) }
+    }
+
+    /// Generation 0: the files the image itself shipped at the paths the agent is about to take over,
+    /// so the first switch has an "old" side too and a failed first apply can roll back to the image.
+    func adoptImage(paths desired: [String]) throws -> Generation {
+        var files: [DesiredFile] = []
+        for path in desired.sorted() {
+            let live = paths.live(path)
+            var info = stat()
+            guard stat(live, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+                  let contents = FileManager.default.contents(atPath: live) else { continue }
+            files.append(DesiredFile(path: path, contents: contents, mode: UInt16(info.st_mode & 0o7777),
+                                     uid: info.st_uid, gid: info.st_gid, secret: info.st_mode & 0o004 == 0))
+        }
+        let manifest = GenerationManifest(number: 0, origin: "image", serial: nil, plan: nil, site: nil, slot: nil,
+                                          files: files.map(\.entry))
+        try commit(number: 0, manifest: manifest, files: files)
+        try switchLinks(current: 0, previous: nil)
+        // Each replacement shows the same bytes through generation 0: nothing visible changes.
+        try ensureLinks(files.map(\.path))
+        return Generation(number: 0, manifest: manifest)
+    }
+
+    /// Brings the store back to a committed state after a crash: scrubs staging, drops uncommitted
+    /// generations and dangling links, and returns the services whose restart a crash interrupted.
+    func recover() throws -> [String] {
+        if DurableFiles.exists(paths.staging) {
+            steps.step("remove staging")
+            DurableFiles.removeTree(paths.staging)
+        }
+        unlink(paths.journal + ".new")
+        for link in [paths.current, paths.previous] {
+            unlink((link as NSString).deletingLastPathComponent + "/.\((link as NSString).lastPathComponent).edgekit-new")
+        }
+        guard let current else {
+            // Nothing was ever switched to: whatever is in generations/ was never live.
+            if DurableFiles.exists(paths.generations) { DurableFiles.removeTree(paths.generations) }
+            try? removeJournal()
+            return []
+        }
+        let previous = self.previous
+        let journal = transition()
+        let candidates = current.manifest.paths + (previous?.manifest.paths ?? []) + (journal?.paths ?? [])
+        try removeDanglingLinks(candidates)
+        let pending = journal?.to == current.number ? journal?.services ?? [] : []
+        try removeJournal()
+        try prune(keeping: Set([current.number] + (previous.map { [$0.number] } ?? [])))
+        return pending
+    }
+}

@@ -1,0 +1,95 @@
+import EdgeRender
+import EdgeSystem
+import Foundation
+
+/// A daemon (or kernel setting) that reads some of the rendered files, in the order they are restarted.
+public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
+    case sysctl, networkd, tunnel, nftables, keepalived, radvd
+
+    public static func < (a: RouterService, b: RouterService) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+
+    /// Which service must pick up a changed file.
+    public static func services(for path: String) -> Set<RouterService> {
+        switch path {
+        case ConfigPaths.radvd: [.radvd]
+        case ConfigPaths.keepalived: [.keepalived]
+        case ConfigPaths.nftables: [.nftables]
+        case ConfigPaths.routerSysctl: [.sysctl]
+        case ConfigPaths.routerTunnelNetdev, ConfigPaths.routerTunnelNetwork, ConfigPaths.routerTunnelSetconf,
+             ConfigPaths.routerWireGuardKey: [.tunnel]
+        case _ where path.hasPrefix(ConfigPaths.networkdDirectory + "/"): [.networkd]
+        default: []
+        }
+    }
+
+    public static func services(for paths: some Sequence<String>) -> [RouterService] {
+        paths.reduce(into: Set<RouterService>()) { $0.formUnion(services(for: $1)) }.sorted()
+    }
+}
+
+/// A service that did not come up, with the tool's own words.
+public struct ServiceFailure: Error, CustomStringConvertible {
+    public var service: RouterService
+    public var detail: String
+    public var description: String { "\(service.rawValue): \(detail)" }
+}
+
+/// Starting and restarting the router's daemons. Two implementations: `SystemdServices` on the
+/// appliance and `ChildProcessServices` in namespaces without systemd (tests, the lab).
+public protocol ServiceControl {
+    /// A name for logs and `status`: `systemd`, `processes`, `none`.
+    var name: String { get }
+    /// Makes `service` run with the live files and checks it came up; throws `ServiceFailure`.
+    func restart(_ service: RouterService) throws
+}
+
+/// Changes no service: for `--root` trees that no daemon reads (an image being prepared, tests).
+public struct NoServices: ServiceControl {
+    public init() {}
+    public var name: String { "none" }
+    public func restart(_ service: RouterService) throws {}
+}
+
+/// systemd on the appliance: `systemctl restart` + `is-active`, `networkctl reload`, `sysctl --system`.
+public struct SystemdServices: ServiceControl {
+    public init() {}
+    public var name: String { "systemd" }
+
+    public func restart(_ service: RouterService) throws {
+        switch service {
+        case .sysctl:
+            try run(service, "sysctl", ["--system"])
+        case .networkd:
+            try run(service, "networkctl", ["reload"])
+        case .tunnel:
+            // networkd does not change an existing WireGuard netdev on reload (key, peer, MTU):
+            // delete the link so the reload creates it from the new files.
+            _ = try? SystemCommand.run("ip", ["link", "delete", InterfaceNames.routerTunnel])
+            try run(service, "networkctl", ["reload"])
+        case .nftables, .keepalived, .radvd:
+            let unit = "\(service.rawValue).service"
+            try run(service, "systemctl", ["restart", unit])
+            // A daemon that exits right after start (bad config) shows as failed a moment later.
+            Thread.sleep(forTimeInterval: 1)
+            let active = try SystemCommand.run("systemctl", ["is-active", unit])
+            guard active.succeeded else {
+                throw ServiceFailure(service: service, detail: "\(unit) is \(active.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+        }
+    }
+
+    func run(_ service: RouterService, _ tool: String, _ arguments: [String]) throws {
+        let result: CommandResult
+        do {
+            result = try SystemCommand.run(tool, arguments)
+        } catch {
+            throw ServiceFailure(service: service, detail: "\(error)")
+        }
+        guard result.succeeded else {
+            throw ServiceFailure(service: service, detail: "\(tool) \(arguments.joined(separator: " ")): "
+                                 + (result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"))
+        }
+    }
+}

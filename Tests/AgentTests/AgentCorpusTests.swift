@@ -1,0 +1,54 @@
+import EdgeCrypto
+import Foundation
+import Testing
+
+/// Every bad stick or profile of the fail-closed corpus, given to `edgekit-agent apply`: exit 1,
+/// the corpus's own line, nothing on stdout, and not one byte changed under --root.
+@Suite struct AgentCorpusTests {
+    @Test(arguments: BadProfileCorpus.names)
+    func badStickChangesNothing(_ name: String) throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let caseDirectory = scratch.dir.appendingPathComponent("case")
+            try FileManager.default.createDirectory(at: caseDirectory, withIntermediateDirectories: true)
+            if name == "older serial than the last applied" {
+                // The device applied serial 1001 before; the corpus's stick is serial 1000.
+                let newer = try scratch.stickFolder("newer", serial: 1001)
+                let first = try scratch.apply(root, newer)
+                try #require(first.status == 0, "\(first)")
+            }
+            var (path, _, expected) = try BadProfileCorpus.make(name, in: caseDirectory)
+            // A bare profile.age is given to the agent as a mounted stick: its folder.
+            var stick = path
+            if path.hasSuffix("/profile.age") { stick = (path as NSString).deletingLastPathComponent }
+            switch name {
+            case "10 MB of garbage":
+                // Read from a stick, the size cap is the stick reader's (it stops at 256 KiB + 1).
+                expected = "stick \(stick): profile.age is larger than 262144 bytes: not a profile"
+            case "missing file":
+                expected = "stick \(path) does not exist"
+            default:
+                break
+            }
+            let before = treeHash(root)
+            let result = try scratch.apply(root, stick)
+            #expect(result.status == 1, "\(name): \(result)")
+            #expect(result.stderrLines == [expected], "\(name)")
+            #expect(result.stdout.isEmpty, "\(name): \(result)")
+            #expect(treeHash(root) == before, "\(name): the tree under --root changed")
+        }
+    }
+
+    @Test func missingImageFilesAreNamed() throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let stick = try scratch.stickFolder("stick", serial: 1000)
+            try FileManager.default.removeItem(atPath: root + "/etc/edgekit/site.json")
+            let before = treeHash(root)
+            let result = try scratch.apply(root, stick)
+            #expect(result.status == 1)
+            #expect(result.stderrLines == ["\(root)/etc/edgekit/site.json: missing or unreadable; the image was not stamped for a site"])
+            #expect(treeHash(root) == before)
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import EdgeCrypto
+import EdgeModel
+import EdgeRender
+import Foundation
+import Synchronization
+import Testing
+
+/// `apply --services processes` in a network namespace with `uplink0`/`lan0` veths: radvd,
+/// keepalived and the wireguard-go tunnel really run and the ruleset is loaded; a second apply
+/// restarts nothing; a keepalived that refuses the new generation's config brings the previous one
+/// back. Needs root (namespaces); skips with the reason otherwise.
+@Suite(.serialized) struct NamespaceTests {
+    static let counter = Mutex(0)
+
+    static var missing: String? {
+        guard geteuid() == 0 else { return "needs root for network namespaces" }
+        for tool in ["ip", "unshare", "radvd", "keepalived", "wireguard-go", "wg", "nft"] {
+            let found = ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
+            if !found { return "\(tool) is missing: run ./build.sh" }
+        }
+        return nil
+    }
+
+    /// Output of one script section (`=== NAME` … up to the next).
+    static func sections(_ output: String) -> [String: String] {
+        var result: [String: String] = [:]
+        var name = ""
+        for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("=== ") { name = String(line.dropFirst(4)); continue }
+            result[name, default: ""] += line + "\n"
+        }
+        return result
+    }
+
+    @Test("apply with child processes in a namespace: daemons run, tunnel up, ruleset loaded; rollback on a failing service")
+    func applyInNamespace() throws {
+        if let missing = Self.missing {
+            print("skipped: \(missing)")
+            return
+        }
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let stickA = try scratch.stickFolder("a", slot: 2, serial: 1000)
+            let stickB = try scratch.stickFolder("b", slot: 1, serial: 1001)
+            // Stands in for keepalived: refuses slot 1's config (priority 200), runs the real one otherwise.
+            let fake = scratch.path("fake-keepalived")
+            FileManager.default.createFile(atPath: fake, contents: Data("""
+                #!/bin/sh
+                cfg=""; prev=""
+                for a in "$@"; do [ "$prev" = "-f" ] && cfg="$a"; prev="$a"; done
+                if grep -q "priority 200" "$cfg"; then echo "keepalived: configuration rejected (test stand-in)" >&2; exit 1; fi
+                exec /usr/sbin/keepalived "$@"
+
+                """.utf8), attributes: [.posixPermissions: 0o755])
+
+            let number = Self.counter.withLock { $0 += 1; return $0 }
+            let ns = "eka\(getpid())x\(number)"
+            func ip(_ arguments: [String]) throws {
+                let result = try runSystem("ip", arguments)
+                try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result)")
+            }
+            try ip(["netns", "add", ns])
+            defer {
+                // Everything still running in the namespace was started by this test.
+                if let pids = try? runSystem("ip", ["netns", "pids", ns]) {
+                    for pid in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+                }
+                _ = try? runSystem("ip", ["netns", "del", ns])
+            }
+            try ip(["-n", ns, "link", "set", "lo", "up"])
+            for name in ["uplink0", "lan0"] {
+                try ip(["-n", ns, "link", "add", name, "type", "veth", "peer", "name", name + "p"])
+                try ip(["-n", ns, "link", "set", name + "p", "up"])
+            }
+            let agent = binDirectory.appendingPathComponent("edgekit-agent").path
+            let processes = root + "/run/edgekit/processes"
+            // A private mount namespace with its own /run: wireguard-go's control socket
+            // (/run/wireguard/wg-relay.sock) never meets the host's or another test's.
+            let script = """
+                mount -t tmpfs tmpfs /run || exit 90
+                cleanup() { for f in \(processes)/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; sleep 0.5; }
+                trap cleanup EXIT
+                pids() { for n in radvd keepalived wireguard-go; do p=$(cat \(processes)/$n.pid 2>/dev/null); echo "$n $p $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null)"; done; }
+                echo "=== apply1"; \(agent) apply --root \(root) --stick \(stickA) --services processes 2>&1; echo "rc=$?"
+                echo "=== wg"; wg show wg-relay dump 2>&1
+                echo "=== nft"; nft list ruleset 2>&1 | grep '^table'
+                echo "=== pids1"; pids
+                echo "=== lan"; ip -6 addr show dev lan0 2>&1
+                echo "=== forwarding"; sysctl -n net.ipv6.conf.all.forwarding
+                echo "=== apply2"; \(agent) apply --root \(root) --stick \(stickA) --services processes 2>&1; echo "rc=$?"
+                echo "=== pids2"; pids
+                echo "=== rollback"; EDGEKIT_AGENT_TOOL_KEEPALIVED=\(fake) \(agent) apply --root \(root) --stick \(stickB) --services processes 2>&1; echo "rc=$?"
+                echo "=== status"; \(agent) status --root \(root) --format json
+                echo "=== pids3"; pids
+                """
+            let result = try runSystem("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script])
+            let out = Self.sections(result.stdout)
+            let plan = BadProfileCorpus.plan
+            let site = plan.site(named: "site-a")!
+            let router = site.router(slot: 2)!
+
+            #expect(out["apply1"]?.contains("applied generation 1") == true, "\(result)")
+            #expect(out["apply1"]?.contains("restarted (processes): sysctl, networkd, tunnel, nftables, keepalived, radvd") == true, "\(result)")
+            #expect(out["apply1"]?.contains("rc=0") == true, "\(result)")
+            // wg show dump: interface line (private key, public key, port, fwmark), then the relay peer.
+            let wg = (out["wg"] ?? "").split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+            #expect(wg.count == 2, "\(result)")
+            if wg.count == 2 {
+                #expect(wg[0][1] == BadProfileCorpus.keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64)
+                #expect(wg[0][2] == "\(plan.relay.wireguardPort)")
+                #expect(wg[1][0] == BadProfileCorpus.keys.relayWireGuardKey.publicKeyBase64)
+                #expect(wg[1][3] == "\(IPv6Prefix.host(plan.relay.tunnelAddress)),\(plan.ula)")
+            }
+            #expect(out["nft"]?.contains("table inet edgekit") == true, "\(result)")
+            // The lab mirrors networkd: lan0 carries what 20-edgekit-lan.network says.
+            #expect(out["lan"]?.contains("inet6 \(IPv6Prefix(address: router.lanAddress, length: 64))") == true, "\(result)")
+            // Known EdgeRender bug: lanNetwork renders IPv6Prefix(address:length:), which masks the host
+            // bits, so both routers get the subnet-router anycast address (…:1::/64, also in the golden
+            // files) instead of their own `lan_address`. Fails here as soon as the renderer is fixed.
+            withKnownIssue("EdgeRender lanNetwork masks the router's LAN address to the /64 prefix") {
+                #expect(out["lan"]?.contains("inet6 \(router.lanAddress)/64") == true)
+            }
+            #expect(out["forwarding"] == "1\n", "\(result)")
+            let pids1 = out["pids1"] ?? ""
+            for daemon in ["radvd", "keepalived", "wireguard-go"] {
+                let line = pids1.split(separator: "\n").first { $0.hasPrefix(daemon + " ") } ?? ""
+                #expect(line.split(separator: " ").count > 2 && line.contains("/\(daemon)"), "\(daemon) is not running: \(result)")
+            }
+            #expect(out["apply2"]?.contains("nothing changed, nothing restarted") == true, "\(result)")
+            #expect(out["pids2"] == pids1, "a second apply must restart nothing")
+
+            let expected = "keepalived did not come up with generation 2 (exited at start: keepalived: configuration rejected (test stand-in)); rolled back to generation 1"
+            #expect(out["rollback"]?.contains(expected + "\nrc=1") == true, "\(result)")
+            let status = try JSONSerialization.jsonObject(with: Data((out["status"] ?? "").utf8)) as? [String: Any]
+            #expect(status?["generation"] as? Int == 1, "\(result)")
+            #expect(status?["serial"] as? Int == 1000, "\(result)")
+            let keepalived = (out["pids3"] ?? "").split(separator: "\n").first { $0.hasPrefix("keepalived ") } ?? ""
+            #expect(keepalived.contains("/usr/sbin/keepalived") || keepalived.contains(" keepalived "), "keepalived runs the old generation again: \(result)")
+            #expect(keepalived.contains(root + "/etc/keepalived/keepalived.conf"), "\(result)")
+            #expect(try String(contentsOfFile: root + "/etc/keepalived/keepalived.conf", encoding: .utf8).contains("priority 100"))
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import EdgeCrypto
+import EdgeModel
+import Foundation
+import Testing
+
+/// Where `swift build` put the executables: next to the test bundle that runs us.
+let binDirectory: URL = {
+    if let dir = ProcessInfo.processInfo.environment["EDGEKIT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = runner.deletingLastPathComponent()
+    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit-agent").path) {
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir
+}()
+
+let packageRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let examplePlanPath = packageRoot.appendingPathComponent("profiles/example").path
+
+struct ToolResult: CustomStringConvertible {
+    var status: Int32
+    var signalled: Bool
+    var stdout: String
+    var stderr: String
+    var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    var description: String { "exit \(status)\(signalled ? " (signal)" : "")\nstdout:\n\(stdout)\nstderr:\n\(stderr)" }
+}
+
+/// Runs a program with no stdin; output through files so daemons it leaves behind cannot hold a pipe.
+func runProgram(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-agent-out-\(UUID().uuidString)")
+    FileManager.default.createFile(atPath: scratch.path + ".out", contents: nil)
+    FileManager.default.createFile(atPath: scratch.path + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: scratch.path + ".out")
+        try? FileManager.default.removeItem(atPath: scratch.path + ".err")
+    }
+    let out = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path + ".out"))
+    let err = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path + ".err"))
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    try out.close()
+    try err.close()
+    return ToolResult(status: process.terminationStatus, signalled: process.terminationReason == .uncaughtSignal,
+                      stdout: (try? String(contentsOfFile: scratch.path + ".out", encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOfFile: scratch.path + ".err", encoding: .utf8)) ?? "")
+}
+
+func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    try runProgram(binDirectory.appendingPathComponent(name).path, arguments, environment: environment)
+}
+
+/// Runs a system tool (not one of ours).
+func runSystem(_ tool: String, _ arguments: [String]) throws -> ToolResult {
+    let candidates = ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].map { $0 + tool }
+    guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        Issue.record("\(tool) is not installed; run ./build.sh to install it")
+        throw CocoaError(.fileNoSuchFile)
+    }
+    return try runProgram(path, arguments)
+}
+
+/// A scratch folder with the fixed test master key (0x00…0x1f) in `secrets/`, removed afterwards.
+struct Scratch {
+    let dir: URL
+    var secrets: String { dir.appendingPathComponent("secrets").path }
+
+    static func with<T>(_ body: (Scratch) throws -> T) throws -> T {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-agent-test-\(UUID().uuidString)")
+        let secrets = dir.appendingPathComponent("secrets")
+        try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        FileManager.default.createFile(atPath: secrets.appendingPathComponent("master.key").path,
+                                       contents: Data((Data(0..<32).base64EncodedString() + "\n").utf8),
+                                       attributes: [.posixPermissions: 0o600])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        return try body(Scratch(dir: dir))
+    }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+
+    /// A root laid out like a site-a image: site identity (0600), operator key, site stamp.
+    func makeRoot(_ name: String = "root", site: String = "site-a") throws -> String {
+        let root = path(name)
+        try FileManager.default.createDirectory(atPath: root + "/etc/edgekit", withIntermediateDirectories: true)
+        let identity = try runTool("edgekit", ["keys", "identity", "--plan", examplePlanPath, "--secrets", secrets,
+                                               "--site", site, "--out", root + "/etc/edgekit/site.identity"])
+        try #require(identity.status == 0, "\(identity)")
+        let show = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath, "--secrets", secrets, "--format", "json"])
+        let json = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any]
+        let operatorKey = try #require(json?["operator_public_key"] as? String, "\(show)")
+        try Data(operatorKey.utf8).write(to: URL(fileURLWithPath: root + "/etc/edgekit/operator.pub"))
+        try Data("{\"plan\": \"example\", \"site\": \"\(site)\", \"hostname\": \"\(site)-edge\"}\n".utf8)
+            .write(to: URL(fileURLWithPath: root + "/etc/edgekit/site.json"))
+        return root
+    }
+
+    /// A FAT stick image built by `edgekit stick build`.
+    func stickImage(_ name: String, slot: Int = 2, serial: UInt64) throws -> String {
+        let out = path(name)
+        let result = try runTool("edgekit", ["stick", "build", "--plan", examplePlanPath, "--secrets", secrets, "--site", "site-a",
+                                             "--router", String(slot), "--serial", String(serial), "--out", out])
+        try #require(result.status == 0, "\(result)")
+        return out
+    }
+
+    /// A folder stick (a mounted stick) holding one `profile.age`, sealed in-process.
+    func stickFolder(_ name: String, slot: Int = 2, serial: UInt64) throws -> String {
+        let folder = path(name)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let plan = BadProfileCorpus.plan
+        let site = plan.site(named: "site-a")!
+        let sealed = try BadProfileCorpus.keys.sealedProfile(plan: plan, site: site, router: site.router(slot: slot)!,
+                                                             serial: serial, issuedAt: Date(timeIntervalSince1970: TimeInterval(serial)))
+        try sealed.write(to: URL(fileURLWithPath: folder + "/profile.age"))
+        return folder
+    }
+
+    /// `edgekit-agent apply --root ROOT --stick STICK …`
+    func apply(_ root: String, _ stick: String, _ extra: [String] = [], environment: [String: String] = [:]) throws -> ToolResult {
+        try runTool("edgekit-agent", ["apply", "--root", root, "--stick", stick] + extra, environment: environment)
+    }
+}
+
+/// Every entry under `dir` with type, mode, owner, and bytes or link target: equal only when
+/// nothing at all changed.
+func treeHash(_ dir: String) -> [String: String] {
+    var result: [String: String] = [:]
+    guard let walker = FileManager.default.enumerator(atPath: dir) else { return result }
+    for case let relative as String in walker {
+        let full = dir + "/" + relative
+        var info = stat()
+        guard lstat(full, &info) == 0 else { continue }
+        let meta = "\(String(info.st_mode, radix: 8)) \(info.st_uid):\(info.st_gid)"
+        switch info.st_mode & S_IFMT {
+        case S_IFLNK:
+            result[relative] = meta + " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: full)) ?? "?")
+        case S_IFREG:
+            let data = FileManager.default.contents(atPath: full) ?? Data()
+            result[relative] = meta + " " + data.base64EncodedString()
+        default:
+            result[relative] = meta
+        }
+    }
+    return result
+}
+
+/// What every reader of the configuration sees: each file outside the agent's own state, links
+/// followed (a dangling link is no file), with mode, owner and bytes; plus the applied serial.
+func liveView(_ root: String) -> [String: String] {
+    var result: [String: String] = [:]
+    guard let walker = FileManager.default.enumerator(atPath: root) else { return result }
+    for case let relative as String in walker {
+        if relative.hasPrefix("var/lib/edgekit") || relative.hasPrefix("run/") || relative == "run" { continue }
+        // A new link is made as `.NAME.edgekit-new` next to its path, then renamed: no reader opens
+        // that name (exact paths, or *.conf / *.network / *.link / *.netdev globs), so until the rename
+        // it is not configuration. Recovery removes it (the tree comparison after recovery checks).
+        if relative.hasSuffix(".edgekit-new") { continue }
+        let full = root + "/" + relative
+        var info = stat()
+        guard stat(full, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+        let data = FileManager.default.contents(atPath: full) ?? Data()
+        result[relative] = "\(String(info.st_mode, radix: 8)) \(info.st_uid):\(info.st_gid) \(data.base64EncodedString())"
+    }
+    let manifest = FileManager.default.contents(atPath: root + "/var/lib/edgekit/current/manifest.json")
+        .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+    result["(serial)"] = "\(manifest?["serial"] ?? "none")"
+    return result
+}
+
+/// Copies a tree with modes, owners and links.
+func copyTree(_ from: String, _ to: String) throws {
+    try? FileManager.default.removeItem(atPath: to)
+    let result = try runSystem("cp", ["-a", from, to])
+    try #require(result.status == 0, "\(result)")
+}

@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// The agent's systemd unit from overlays/, checked by systemd itself.
+@Suite struct UnitTests {
+    static let overlay = packageRoot.appendingPathComponent("overlays/etc/systemd/system").path
+
+    /// `systemd-analyze verify` in a scratch root with systemd's own units and a stand-in agent binary.
+    func verify(_ contents: String, in scratch: Scratch) throws -> ToolResult {
+        let root = scratch.path("unit-root-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: root + "/usr/lib/systemd", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/usr/local/bin", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/etc/systemd/system", withIntermediateDirectories: true)
+        #expect(try runSystem("cp", ["-a", "/lib/systemd/system", root + "/usr/lib/systemd/"]).status == 0)
+        FileManager.default.createFile(atPath: root + "/usr/local/bin/edgekit-agent", contents: Data("#!/bin/sh\n".utf8),
+                                       attributes: [.posixPermissions: 0o755])
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: root + "/etc/systemd/system/edgekit-agent.service"))
+        return try runSystem("systemd-analyze", ["verify", "--man=no", "--root=\(root)", "/etc/systemd/system/edgekit-agent.service"])
+    }
+
+    @Test("systemd-analyze verify accepts edgekit-agent.service and flags a broken copy")
+    func agentUnitVerifies() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
+            return
+        }
+        let unit = try String(contentsOfFile: Self.overlay + "/edgekit-agent.service", encoding: .utf8)
+        try Scratch.with { scratch in
+            let good = try verify(unit, in: scratch)
+            #expect(good.status == 0, "\(good)")
+            #expect(good.stderr.isEmpty, "systemd-analyze warned: \(good)")
+            let broken = try verify(unit.replacingOccurrences(of: "ProtectHome=yes", with: "ProtectHomes=yes"), in: scratch)
+            #expect(broken.stderr.contains("Unknown key 'ProtectHomes'"), "\(broken)")
+        }
+        // What the boot test needs of it: the console line, READY after the boot apply, enabled.
+        #expect(unit.contains("StandardError=journal+console"))
+        #expect(unit.contains("Type=notify"))
+        #expect(unit.contains("ExecStart=/usr/local/bin/edgekit-agent run"))
+        let wants = Self.overlay + "/multi-user.target.wants/edgekit-agent.service"
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: wants)) == "../edgekit-agent.service")
+    }
+}
