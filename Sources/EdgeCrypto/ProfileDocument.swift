@@ -119,9 +119,12 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         public var vrrpID: Int
         public var vip: IPv6Address
         public var linkLocalVIP: IPv6Address
+        /// Every router of the site (public parameters only): the VRRP policy depends on the peers'
+        /// priorities, so a router renders the same keepalived.conf as `edgekit render` does.
+        public var routers: [RouterParameters]
 
         enum CodingKeys: String, CodingKey {
-            case name, index, prefix, vip
+            case name, index, prefix, vip, routers
             case vrrpID = "vrrp_id"
             case linkLocalVIP = "link_local_vip"
         }
@@ -157,20 +160,23 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             uplinkMTU: plan.defaults.uplinkMTU, keepalive: plan.defaults.keepalive,
             vrrpAdvertIntervalCentiseconds: plan.defaults.vrrpAdvertIntervalCentiseconds,
             serverWireguardPorts: "\(ports.lowerBound)-\(ports.upperBound)")
+        func parameters(_ router: Router) -> RouterParameters {
+            RouterParameters(
+                slot: router.slot, priority: router.priority, generation: router.generation,
+                uplink: router.uplink.description, lan: router.lan.description,
+                tunnelAddress: router.tunnelAddress, lanAddress: router.lanAddress)
+        }
         self.site = SiteParameters(
             name: site.name, index: site.index, prefix: site.prefix, vrrpID: site.vrrpID, vip: site.vip,
-            linkLocalVIP: site.linkLocalVIP)
-        self.router = RouterParameters(
-            slot: router.slot, priority: router.priority, generation: router.generation,
-            uplink: router.uplink.description, lan: router.lan.description,
-            tunnelAddress: router.tunnelAddress, lanAddress: router.lanAddress)
+            linkLocalVIP: site.linkLocalVIP, routers: site.routers.map(parameters))
+        self.router = parameters(router)
         self.serial = serial
         self.issuedAt = DocumentCoding.timestamp(issuedAt)
         self.routerSecret = routerSecret.bytes.base64EncodedString()
         self.certificate = certificate
     }
 
-    /// The model as the renderers take it: a one-site, one-router plan.
+    /// The model as the renderers take it: a one-site plan with every router of that site.
     public func model() throws -> (plan: Plan, site: Site, router: Router) {
         func interface(_ text: String) -> InterfaceMatch {
             text == "auto" ? .auto : text.split(separator: ":").count == 6 ? .mac(text) : .name(text)
@@ -179,13 +185,18 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         guard portParts.count == 2, portParts[0] <= portParts[1] else {
             throw ProfileError.malformedDocument("server_wireguard_ports \"\(plan.serverWireguardPorts)\" is not LOW-HIGH")
         }
-        let router = Router(
-            slot: self.router.slot, priority: self.router.priority, generation: self.router.generation,
-            uplink: interface(self.router.uplink), lan: interface(self.router.lan),
-            tunnelAddress: self.router.tunnelAddress, lanAddress: self.router.lanAddress)
+        func model(_ parameters: RouterParameters) -> Router {
+            Router(
+                slot: parameters.slot, priority: parameters.priority, generation: parameters.generation,
+                uplink: interface(parameters.uplink), lan: interface(parameters.lan),
+                tunnelAddress: parameters.tunnelAddress, lanAddress: parameters.lanAddress)
+        }
+        let router = model(self.router)
+        var routers = self.site.routers.map(model)
+        if !routers.contains(where: { $0.slot == router.slot }) { routers.append(router) }
         let site = Site(
             name: self.site.name, index: self.site.index, prefix: self.site.prefix, vrrpID: self.site.vrrpID,
-            vip: self.site.vip, linkLocalVIP: self.site.linkLocalVIP, routers: [router])
+            vip: self.site.vip, linkLocalVIP: self.site.linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot })
         let plan = Plan(
             name: plan.name, ula: plan.ula, tunnel: plan.tunnel,
             relay: Relay(host: plan.relay.host, wireguardPort: plan.relay.wireguardPort,

@@ -58,7 +58,9 @@ enum RouterNetworkd {
     }
 
     static func lanNetwork(site: Site, router: Router) -> String {
-        let lanAddress = IPv6Prefix(address: router.lanAddress, length: site.prefix.length)
+        // An address on a link with its prefix length (systemd.network(5), Address=): the host
+        // bits must stay, so this is not an IPv6Prefix (which would clear them).
+        let lanAddress = "\(router.lanAddress)/\(site.prefix.length)"
         return """
             # edgekit: the site LAN (\(site.name), \(site.prefix)). The routers are the only source of
             # RAs here (radvd) and never DHCP clients on it.

@@ -77,6 +77,8 @@ struct Run: AsyncParsableCommand {
     var stick: String?
     @Flag(help: "Apply and attempt one registration, then exit (lab and tests).")
     var once = false
+    @Option(help: "Give up one registration attempt cycle after this many seconds (retries continue in the supervisor).")
+    var registrationDeadline: Int = 60
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -86,8 +88,7 @@ struct Run: AsyncParsableCommand {
         }
         let logger = Logger(label: "edgekit-agent")
         let agent = Agent(paths: options.paths, services: options.serviceControl())
-        // Registration.RegistrationClient plugs in here once the Registration module ships it.
-        let supervisor = Supervisor(agent: agent, registrar: UnavailableRegistrar(), logger: logger, stick: stick)
+        let supervisor = Supervisor(agent: agent, registrar: RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline)), logger: logger, stick: stick)
         supervisor.applyAtBoot()
         Supervisor.notifySystemd("READY=1")
         if once {

@@ -113,13 +113,7 @@ import Testing
             }
             #expect(out["nft"]?.contains("table inet edgekit") == true, "\(result)")
             // The lab mirrors networkd: lan0 carries what 20-edgekit-lan.network says.
-            #expect(out["lan"]?.contains("inet6 \(IPv6Prefix(address: router.lanAddress, length: 64))") == true, "\(result)")
-            // Known EdgeRender bug: lanNetwork renders IPv6Prefix(address:length:), which masks the host
-            // bits, so both routers get the subnet-router anycast address (…:1::/64, also in the golden
-            // files) instead of their own `lan_address`. Fails here as soon as the renderer is fixed.
-            withKnownIssue("EdgeRender lanNetwork masks the router's LAN address to the /64 prefix") {
-                #expect(out["lan"]?.contains("inet6 \(router.lanAddress)/64") == true)
-            }
+            #expect(out["lan"]?.contains("inet6 \(router.lanAddress)/64") == true, "the router's own LAN address: \(result)")
             #expect(out["forwarding"] == "1\n", "\(result)")
             let pids1 = out["pids1"] ?? ""
             for daemon in ["radvd", "keepalived", "wireguard-go"] {

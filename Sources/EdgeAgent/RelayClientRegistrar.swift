@@ -1,0 +1,41 @@
+import EdgeCrypto
+import Foundation
+import Logging
+import Registration
+
+/// Registers through `Registration.RegistrationClient` (docs/protocol.md): reads the router's
+/// WireGuard key from its 0600 file, claims master or backup, and reports the relay's
+/// authenticated answer. Refusals are answers (not errors); silence past the deadline is an error.
+public struct RelayClientRegistrar: RelayRegistrar {
+    let logger: Logger
+    let deadline: Duration
+
+    public init(logger: Logger, deadline: Duration = .seconds(60)) {
+        self.logger = logger
+        self.deadline = deadline
+    }
+
+    public func register(claim: Claim) async throws -> RegistrationOutcome {
+        guard let text = FileManager.default.contents(atPath: claim.privateKeyFile),
+            let raw = Data(base64Encoded: String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        else {
+            throw RegistrationFailure.invalidConfiguration("cannot read the WireGuard key \(claim.privateKeyFile)")
+        }
+        guard let relayKey = Data(base64Encoded: claim.relayPublicKey) else {
+            throw RegistrationFailure.invalidConfiguration("the profile's relay public key is not base64")
+        }
+        var configuration = RegistrationClient.Configuration(
+            relayHost: claim.relayHost, relayPort: claim.registrationPort, relayPublicKey: [UInt8](relayKey),
+            routerKey: try WireGuardKey(privateKey: raw), certificate: Array(claim.certificate.utf8))
+        configuration.deadline = deadline
+        let client = try RegistrationClient(configuration: configuration, logger: logger)
+        do {
+            let result = try await client.register(claim: claim.master ? .master : .backup)
+            let prefix = result.sitePrefix.map { " and \($0)" } ?? ""
+            return .registered("\(result.claim) via \(result.relayAddress): relay routes \(result.tunnelAddress)\(prefix) here")
+        } catch let failure as RegistrationFailure {
+            if case .refused(let status, _) = failure { return .refused("\(status)") }
+            throw failure
+        }
+    }
+}
