@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
-        .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "Registration", "EdgeCrypto", "EdgeModel"]),
+        .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel"]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "AgentTests", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent"]),
     ],

@@ -3,71 +3,60 @@ import Foundation
 
 /// The relay daemon's own config file, `/etc/edgekit/relay.json` (`edgekit-relay serve --config`).
 ///
-/// Only public parameters: the relay needs no per-site configuration, because every router brings an
-/// operator-signed site certificate (DESIGN.md, "Sealed profile"). JSON with sorted keys, so the file is
-/// deterministic and any language can read it.
+/// Its schema is the daemon's (`EdgeRelay.RelayConfig`, docs/relay.md): the renderer writes the
+/// keys the daemon reads, and RelayTests load the rendered file with the daemon's own loader. Only
+/// public parameters and file paths: the relay needs no per-site configuration, because every
+/// router brings an operator-signed site certificate. JSON with sorted keys, so it is deterministic.
 public struct RelayDaemonConfig: Codable, Sendable, Equatable {
+    public var listenAddress: String
     /// UDP port of the registration protocol.
-    public var registrationPort: UInt16
+    public var listenPort: UInt16
     /// The WireGuard interface the daemon adds and removes peers on.
-    public var wireguardInterface: String
+    public var interface: String
     /// The WireGuard listen port (routers' endpoint).
     public var wireguardPort: UInt16
-    /// The relay's WireGuard private key, which also authenticates registration answers.
-    public var wireguardPrivateKeyPath: String
+    /// The relay's WireGuard private key (0600), which also authenticates registration answers.
+    public var privateKeyFile: String
     /// The operator's signify public key; site certificates must verify against it.
-    public var operatorPublicKeyPath: String
-    /// SQLite database of peers, /64 owners, replay counters and revocations.
-    public var stateDatabasePath: String
-    public var plan: PlanParameters
+    public var operatorPublicKeyFile: String
+    public var plan: String
+    public var ula: IPv6Prefix
+    public var tunnelPrefix: IPv6Prefix
+    /// SQLite database of peers, /64 owners, replay state and revocations.
+    public var stateDatabase: String
 
-    /// The plan parameters a relay checks registrations against.
-    public struct PlanParameters: Codable, Sendable, Equatable {
-        public var name: String
-        public var ula: IPv6Prefix
-        public var tunnel: IPv6Prefix
-        public var relayHost: String
-        public var relayTunnelAddress: IPv6Address
-
-        public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relayHost: String, relayTunnelAddress: IPv6Address) {
-            self.name = name
-            self.ula = ula
-            self.tunnel = tunnel
-            self.relayHost = relayHost
-            self.relayTunnelAddress = relayTunnelAddress
-        }
+    enum CodingKeys: String, CodingKey {
+        case listenAddress = "listen_address"
+        case listenPort = "listen_port"
+        case interface
+        case wireguardPort = "wireguard_port"
+        case privateKeyFile = "private_key_file"
+        case operatorPublicKeyFile = "operator_public_key_file"
+        case plan, ula
+        case tunnelPrefix = "tunnel_prefix"
+        case stateDatabase = "state_database"
     }
 
-    public init(registrationPort: UInt16, wireguardInterface: String, wireguardPort: UInt16,
-                wireguardPrivateKeyPath: String, operatorPublicKeyPath: String, stateDatabasePath: String,
-                plan: PlanParameters) {
-        self.registrationPort = registrationPort
-        self.wireguardInterface = wireguardInterface
-        self.wireguardPort = wireguardPort
-        self.wireguardPrivateKeyPath = wireguardPrivateKeyPath
-        self.operatorPublicKeyPath = operatorPublicKeyPath
-        self.stateDatabasePath = stateDatabasePath
-        self.plan = plan
-    }
-
-    /// The config for `plan` with the standard paths of `ConfigPaths`.
+    /// The config for `plan` with the standard paths of `ConfigPaths`; rate limits and timers keep
+    /// the daemon's defaults.
     public init(plan: Plan) {
-        self.init(
-            registrationPort: plan.relay.registrationPort,
-            wireguardInterface: InterfaceNames.relayTunnel,
-            wireguardPort: plan.relay.wireguardPort,
-            wireguardPrivateKeyPath: ConfigPaths.relayWireGuardKey,
-            operatorPublicKeyPath: ConfigPaths.operatorPublicKey,
-            stateDatabasePath: ConfigPaths.relayStateDatabase,
-            plan: PlanParameters(name: plan.name, ula: plan.ula, tunnel: plan.tunnel,
-                                 relayHost: plan.relay.host, relayTunnelAddress: plan.relay.tunnelAddress))
+        listenAddress = "::"
+        listenPort = plan.relay.registrationPort
+        interface = InterfaceNames.relayTunnel
+        wireguardPort = plan.relay.wireguardPort
+        privateKeyFile = ConfigPaths.relayWireGuardKey
+        operatorPublicKeyFile = ConfigPaths.operatorPublicKey
+        self.plan = plan.name
+        ula = plan.ula
+        tunnelPrefix = plan.tunnel
+        stateDatabase = ConfigPaths.relayStateDatabase
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.
     public func encoded() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Only strings, integers and nested structs: encoding cannot fail.
+        // Only strings, integers and prefixes: encoding cannot fail.
         let data = try! encoder.encode(self)
         return String(decoding: data, as: UTF8.self) + "\n"
     }

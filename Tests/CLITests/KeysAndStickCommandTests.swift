@@ -105,3 +105,52 @@ import Testing
         }
     }
 }
+
+@Suite struct RenderCommandTests {
+    @Test func rendersARouterAsInstalledWithItsKey() throws {
+        try withSecrets { secrets, dir in
+            let out = dir.appendingPathComponent("root").path
+            let result = try runTool("edgekit", ["render", "--plan", examplePlanPath, "--secrets", secrets, "--site", "site-a", "--router", "2", "--out", out])
+            #expect(result.status == 0, "\(result.stderr)")
+            for path in ["/etc/radvd.conf", "/etc/keepalived/keepalived.conf", "/etc/nftables.conf", "/etc/edgekit/wireguard.key"] {
+                #expect(FileManager.default.fileExists(atPath: out + path), "\(path)")
+            }
+            let mode = (try FileManager.default.attributesOfItem(atPath: out + "/etc/edgekit/wireguard.key")[.posixPermissions] as? Int) ?? 0
+            #expect(mode == 0o600)
+            let key = try String(contentsOfFile: out + "/etc/edgekit/wireguard.key", encoding: .utf8)
+            // Router 2 of site-a with the test master: the public key of the derivation vectors.
+            let pub = try runSystemWithInput("wg", ["pubkey"], key)
+            #expect(pub == "cLGCeCu2FJNLuJbK2ExdQOL9t5FklxMWp0SEg9QvZiU=\n")
+            let lan = try String(contentsOfFile: out + "/etc/systemd/network/20-edgekit-lan.network", encoding: .utf8)
+            #expect(lan.contains("Address=fd5e:d9e1:7c2a:1::3/64"))
+        }
+    }
+
+    @Test func rendersTheRelayAndRefusesAmbiguousFlags() throws {
+        try withSecrets { secrets, dir in
+            let out = dir.appendingPathComponent("relay").path
+            let result = try runTool("edgekit", ["render", "--plan", examplePlanPath, "--secrets", secrets, "--relay", "--out", out])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(FileManager.default.fileExists(atPath: out + "/etc/edgekit/relay.json"))
+            #expect(FileManager.default.fileExists(atPath: out + "/etc/edgekit/relay-wireguard.key"))
+            let both = try runTool("edgekit", ["render", "--plan", examplePlanPath, "--secrets", secrets, "--relay", "--site", "site-a", "--router", "1", "--out", out])
+            #expect(both.status == 2)
+            #expect(both.stderr.contains("give either --site SITE --router N, or --relay"))
+        }
+    }
+}
+
+func runSystemWithInput(_ tool: String, _ arguments: [String], _ input: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/" + tool)
+    process.arguments = arguments
+    let out = Pipe(), inPipe = Pipe()
+    process.standardOutput = out
+    process.standardInput = inPipe
+    try process.run()
+    inPipe.fileHandleForWriting.write(Data(input.utf8))
+    try inPipe.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
+}

@@ -1,5 +1,6 @@
 import EdgeModel
 import EdgeRelay
+import EdgeRender
 import Foundation
 import Testing
 
@@ -18,32 +19,45 @@ import Testing
          "state_database": "/var/lib/edgekit-relay/state.sqlite"}
         """
 
+    /// The relay.json that `edgekit render --relay` writes is accepted by the daemon's own loader.
+    @Test func renderedRelayConfigLoadsInTheDaemon() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let plan = try PlanLoader.load(directory: root.appendingPathComponent("profiles/example").path)
+        let file = try #require(EdgeRender.RelayConfig.files(plan: plan).first { $0.path == ConfigPaths.relayDaemonConfig })
+        let config = try withFile(file.contents) { try EdgeRelay.RelayConfig.load(path: $0) }
+        #expect(config.plan == "example")
+        #expect(config.ula == plan.ula && config.tunnelPrefix == plan.tunnel)
+        #expect(config.listenPort == plan.relay.registrationPort && config.wireguardPort == plan.relay.wireguardPort)
+        #expect(config.privateKeyFile == ConfigPaths.relayWireGuardKey)
+        #expect(config.interface == InterfaceNames.relayTunnel)
+    }
+
     @Test func configDefaultsAndRoundTrip() throws {
-        let config = try withFile(minimal) { try RelayConfig.load(path: $0) }
+        let config = try withFile(minimal) { try EdgeRelay.RelayConfig.load(path: $0) }
         #expect(config.listenAddress == "::" && config.listenPort == 51821 && config.wireguardPort == nil)
-        #expect(config.rateLimit == RelayConfig.RateLimit() && config.batchWindowMilliseconds == 5)
+        #expect(config.rateLimit == EdgeRelay.RelayConfig.RateLimit() && config.batchWindowMilliseconds == 5)
         let encoded = try JSONEncoder().encode(config)
-        #expect(try JSONDecoder().decode(RelayConfig.self, from: encoded) == config)
+        #expect(try JSONDecoder().decode(EdgeRelay.RelayConfig.self, from: encoded) == config)
     }
 
     @Test func configErrorsNameFileAndKey() throws {
         let typo = minimal.replacingOccurrences(of: "\"plan\"", with: "\"plna\"")
-        #expect(throws: RelayError.self) { try withFile(typo) { try RelayConfig.load(path: $0) } }
+        #expect(throws: RelayError.self) { try withFile(typo) { try EdgeRelay.RelayConfig.load(path: $0) } }
         do {
-            _ = try withFile(typo) { try RelayConfig.load(path: $0) }
+            _ = try withFile(typo) { try EdgeRelay.RelayConfig.load(path: $0) }
         } catch {
             #expect("\(error)".contains("has unknown key \"plna\""))
         }
         let inside = minimal.replacingOccurrences(of: "fd3b:4f10:a8c6::/64", with: "fd5e:d9e1:7c2a:ff::/64")
         do {
-            _ = try withFile(inside) { try RelayConfig.load(path: $0) }
+            _ = try withFile(inside) { try EdgeRelay.RelayConfig.load(path: $0) }
             Issue.record("a tunnel prefix inside the ULA must be refused")
         } catch {
             #expect("\(error)".hasSuffix("tunnel_prefix fd5e:d9e1:7c2a:ff::/64 must lie outside ula fd5e:d9e1:7c2a::/48"))
         }
         let badPrefix = minimal.replacingOccurrences(of: "fd5e:d9e1:7c2a::/48", with: "fd5e:d9e1:7c2a::1/48")
         do {
-            _ = try withFile(badPrefix) { try RelayConfig.load(path: $0) }
+            _ = try withFile(badPrefix) { try EdgeRelay.RelayConfig.load(path: $0) }
             Issue.record("host bits must be refused")
         } catch {
             #expect("\(error)".contains("bad value at \"ula\""))
