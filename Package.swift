@@ -86,7 +86,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Benchmarks behind bench/*.sh: print measured figures next to their targets.
-        .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto"]),
+        .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
         .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeModel", "EdgeRender"]),

@@ -3,6 +3,7 @@
 #   ./build.sh          install missing Debian packages, build release binaries, run the main job
 #                       on the example plan (profiles/example)
 #   ./build.sh test     install, build and run the whole test suite; ends with a summary line
+#   ./build.sh deps     only install the missing Debian packages
 #   ./build.sh help     this text
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -99,7 +100,7 @@ run_tests() {
   # Swift Testing closes with "Test run with N tests ... passed/failed"; count per test too.
   local passed failed skipped
   passed=$(grep -E '^✔ Test .* passed' "$log_file" | grep -vc 'Test run with' || true)
-  failed=$(grep -E '^✘ Test .* failed' "$log_file" | grep -vc 'Test run with' || true)
+  failed=$(grep -E '^✘ Test .* failed after' "$log_file" | grep -vc 'Test run with' || true)
   skipped=$(grep -cE '^➜ Test .* skipped' "$log_file" || true)
   if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
   echo "summary: $passed passed, $failed failed, $skipped skipped (${elapsed}s)"
@@ -111,8 +112,10 @@ case "${1:-}" in
     install_packages; find_swift; main_job ;;
   test)
     install_packages; find_swift; run_tests ;;
+  deps)
+    install_packages ;;
   help|-h|--help)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    die "unknown command \"$1\"; use ./build.sh, ./build.sh test or ./build.sh help" ;;
+    die "unknown command \"$1\"; use ./build.sh, ./build.sh test, ./build.sh deps or ./build.sh help" ;;
 esac

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeImage
 import EdgeModel
 import Foundation
 
@@ -7,12 +8,16 @@ import Foundation
 @main
 enum Bench {
     static func main() throws {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard arguments.first == "profile", arguments.count == 2 else {
-            FileHandle.standardError.write(Data("usage: edgekit-bench profile PLAN_DIR\n".utf8))
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch (arguments.first, arguments.count) {
+        case ("profile", 2):
+            try profile(planDirectory: arguments[1])
+        case ("stamp", 4):
+            try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
+        default:
+            FileHandle.standardError.write(Data("usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL\n".utf8))
             exit(2)
         }
-        try profile(planDirectory: arguments.last!)
     }
 
     static func milliseconds(_ body: () throws -> Void) rethrows -> Double {
@@ -24,6 +29,27 @@ enum Bench {
     static func report(_ what: String, _ measured: Double, target: Double) {
         let verdict = measured < target ? "PASS" : "FAIL"
         print(String(format: "%@: %.3f ms (target < %.0f ms) %@", what, measured, target, verdict))
+    }
+
+    /// Stamps a synthetic site onto a cached system level 5 times; prints the median.
+    static func stamp(system: String, output: String, label: String) throws {
+        let builder = ImageBuilder(
+            cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: 1_735_689_600), overlayDirectory: "/nonexistent",
+            agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: { _ in })
+        let keys = PlanKeys(master: try MasterSecret(bytes: Data(0..<32)), planName: "bench")
+        let identity = keys.siteIdentity(site: "bench")
+        let layer = ImageBuilder.SiteLayer(site: "bench", files: [
+            (path: "etc/edgekit/site.identity", mode: 0o600, data: Data(identity.text.utf8)),
+            (path: "etc/edgekit/operator.pub", mode: 0o644, data: Data(keys.operatorKey.publicKey.fileText(comment: "bench").utf8)),
+            (path: "etc/edgekit/site.json", mode: 0o644, data: Data("{\"plan\":\"bench\",\"site\":\"bench\"}\n".utf8)),
+        ])
+        var samples: [Double] = []
+        for _ in 0..<5 {
+            try? FileManager.default.removeItem(atPath: output)
+            samples.append(try milliseconds { try builder.stamp(layer, system: system, outputDirectory: output) })
+        }
+        samples.sort()
+        report("stamp one site onto the \(label) (median of 5: tar.zst + img + bmap + sums)", samples[2], target: 1000)
     }
 
     static func profile(planDirectory: String) throws {

@@ -99,7 +99,7 @@ import Testing
             #expect(move.status == 0, "\(move)")
             #expect(move.stdout.contains("change /etc/keepalived/keepalived.conf"))
             #expect(!move.stdout.contains("change /etc/radvd.conf"), "radvd.conf is the same for both slots")
-            #expect(move.stdout.contains("not restarting (--services none): tunnel, nftables, keepalived"), "\(move)")
+            #expect(move.stdout.contains("not restarting (--services none): networkd, tunnel, nftables, keepalived"), "each slot has its own LAN address: \(move)")
         }
     }
 

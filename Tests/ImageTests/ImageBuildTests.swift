@@ -177,7 +177,9 @@ final class SharedImage: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         defer {
-            process.terminate()
+            // SIGKILL: a child started from a test thread inherits its blocked signals, so qemu may
+            // never see SIGTERM.
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         let expected = "edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"
