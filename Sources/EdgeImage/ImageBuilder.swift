@@ -409,7 +409,7 @@ public struct ImageBuilder: Sendable {
     }
 
     /// `SHA256SUMS` lists every file of every `*.SHA256SUMS` in the folder, sorted (sha256sum -c works).
-    static func mergeChecksums(in directory: String) throws {
+    public static func mergeChecksums(in directory: String) throws {
         let parts = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".SHA256SUMS") }.sorted()
         var lines: [String] = []
         for part in parts {

@@ -212,6 +212,14 @@ struct BuildCommand: AsyncParsableCommand {
         }
         Output.error("relay bundle")
         try writeRelayBundle(plan: plan, keys: keys, binary: siblingExecutable("edgekit-relay"), to: out + "/relay.tar.zst")
+        // Sticks and the relay bundle join SHA256SUMS next to the images.
+        var names = ["relay.tar.zst"]
+        for site in sites { names += site.routers.map { "\(site.name)-r\($0.slot).stick.img" } }
+        var sums = ""
+        for name in names { sums += "\(try sha256(ofFile: out + "/" + name))  \(name)\n" }
+        let part = out + "/sticks-and-relay.SHA256SUMS"
+        guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else { throw CommandError("cannot write \(part)") }
+        try ImageBuilder.mergeChecksums(in: out)
         Output.error("done: \(sites.count) site image(s) in \(out)")
     }
 }

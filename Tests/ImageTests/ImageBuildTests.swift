@@ -121,6 +121,31 @@ final class SharedImage: @unchecked Sendable {
         #expect(first.split(separator: "\n").count == 3)
     }
 
+    /// `edgekit build` for one site (one CI job): the image, a stick per router, the relay bundle,
+    /// and checksums over all of them.
+    @Test func buildCommandMakesSticksRelayBundleAndChecksums() throws {
+        let dir = try SharedImage.shared.build()
+        let out = dir + "/build-site-a"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--site", "site-a",
+                                  "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays",
+                                  "--serial", "42"])
+        #expect(result.status == 0, "\(result.stderr)")
+        for name in ["site-a.img", "site-a.img.bmap", "site-a.rootfs.tar.zst", "site-a-r1.stick.img", "site-a-r2.stick.img", "relay.tar.zst"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"), "only the site asked for")
+        let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
+        #expect(sums.status == 0 && sums.stdout.split(separator: "\n").count == 6, "sha256sum -c: \(sums.stdout)")
+        let relay = try system("tar", ["--zstd", "-tvf", out + "/relay.tar.zst", "--numeric-owner"])
+        #expect(relay.status == 0)
+        #expect(relay.stdout.contains("-rw------- 0/0") && relay.stdout.contains("./etc/edgekit/relay-wireguard.key"))
+        #expect(relay.stdout.contains("./usr/local/bin/edgekit-relay"))
+        #expect(relay.stdout.contains("./etc/edgekit/relay.json"))
+        let stick = try edgekit(["profile", "inspect", out + "/site-a-r2.stick.img", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets"])
+        #expect(stick.status == 0 && stick.stdout.contains("serial           42"), "\(stick.stderr)")
+    }
+
     @Test func badInputGivesOneLineAndNoOutputUnderItsFinalName() throws {
         let dir = try SharedImage.shared.build()
         let out = dir + "/bad"
