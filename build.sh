@@ -85,9 +85,12 @@ main_job() {
 run_tests() {
   local started log_file
   started=$(date +%s)
-  log "building the appliance agent (release, static Swift stdlib)"
-  export EDGEKIT_AGENT_BINARY
+  log "building the appliance agent and the image builder (release, static Swift stdlib)"
+  export EDGEKIT_AGENT_BINARY EDGEKIT_RELEASE_BIN_DIR
   EDGEKIT_AGENT_BINARY="$(appliance_agent)"
+  swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
+    || die "release build of edgekit failed"
+  EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)"
   log "building the test suite"
   swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "test build failed"
   log_file="$(mktemp /tmp/edgekit-test.XXXXXX.log)"

@@ -16,4 +16,11 @@ static inline int edgekit_archive_ok(void) { return ARCHIVE_OK; }
 static inline int edgekit_archive_warn(void) { return ARCHIVE_WARN; }
 static inline int edgekit_archive_format_pax_restricted(void) { return ARCHIVE_FORMAT_TAR_PAX_RESTRICTED; }
 static inline size_t edgekit_zstd_is_error(size_t code) { return ZSTD_isError(code); }
+
+/* copy_file_range(2) is declared only under _GNU_SOURCE; glibc always exports it. The image
+   builder copies cached disk images with it so the bytes never pass through user space. */
+extern ssize_t copy_file_range(int fd_in, long long *off_in, int fd_out, long long *off_out, size_t len, unsigned int flags);
+static inline ssize_t edgekit_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length) {
+    return copy_file_range(in, in_offset, out, out_offset, length, 0);
+}
 #endif

@@ -1,3 +1,4 @@
+import CArchive
 import Crypto
 import EdgeSystem
 import Foundation
@@ -99,27 +100,25 @@ public enum SparseCopy {
         var info = stat()
         fstat(input, &info)
         let size = Int(info.st_size)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var position = 0
         while position < size {
             // Jump over holes in the source without reading them.
             let data = lseek(input, off_t(position), SparseCopy.seekData)
             if data < 0 { break }  // ENXIO: only a hole is left
             let hole = Int(lseek(input, off_t(data), SparseCopy.seekHole))
-            position = Int(data)
-            while position < hole {
-                let count = pread(input, &buffer, min(buffer.count, hole - position), off_t(position))
-                guard count > 0 else { throw ImageError("cannot read \(source): \(String(cString: strerror(errno)))") }
-                if !buffer[0..<count].allSatisfy({ $0 == 0 }) {
-                    let written = pwrite(output, buffer, count, off_t(offset + position))
-                    guard written == count else {
-                        throw ImageError("cannot write \(destination): \(String(cString: strerror(errno)))")
-                    }
+            // The data run: copied inside the kernel (copy_file_range), never through user space.
+            var inputOffset = Int64(data)
+            var outputOffset = Int64(offset) + Int64(data)
+            while inputOffset < hole {
+                let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, hole - Int(inputOffset))
+                guard copied > 0 else {
+                    throw ImageError("cannot copy \(source) into \(destination): \(copied == 0 ? "unexpected end of file" : String(cString: strerror(errno)))")
                 }
-                position += count
             }
+            position = hole
         }
-        guard fsync(output) == 0 else { throw ImageError("cannot write \(destination): \(String(cString: strerror(errno)))") }
+        // No fsync here: a build publishes its outputs by renaming them at the end, so an
+        // interrupted build leaves only temporary names.
     }
 
     /// A sparse copy of a whole file.

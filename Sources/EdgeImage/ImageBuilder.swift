@@ -191,7 +191,7 @@ public struct ImageBuilder: Sendable {
 
     func systemKey(baseKey: String, overlay: [OverlayFile]) -> String {
         var hasher = SHA256()
-        hasher.update(data: Data("system v1 \(baseKey) \(ImageBuilder.kernelCommandLine)".utf8))
+        hasher.update(data: Data("system v2 \(baseKey) \(ImageBuilder.kernelCommandLine)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -246,6 +246,18 @@ public struct ImageBuilder: Sendable {
         try SparseCopy.copy(root, into: staging + "/disk.img", at: layout.rootStart * DiskLayout.sector)
         let encoded = try JSONEncoder().encode(["esp": layout.espSectors, "root": layout.rootSectors, "site": layout.siteSectors])
         _ = FileManager.default.createFile(atPath: staging + "/layout.json", contents: encoded)
+
+        // Hash once what every site shares, so stamping hashes only the site's own bytes: the
+        // tarball's state after the system layers, the disk's state up to the site partition,
+        // and the disk's block map with a checksum per run.
+        progress("system \(key): checksums of the shared parts")
+        var tarHash = ResumableSHA256()
+        try tarHash.update(file: staging + "/rootfs.tar.zst")
+        var diskHash = ResumableSHA256()
+        try diskHash.update(file: staging + "/disk.img", length: layout.siteStart * DiskLayout.sector)
+        let shared = SharedChecksums(tarState: tarHash.exported, diskPrefixState: diskHash.exported,
+                                     diskMap: try BlockMap.make(for: staging + "/disk.img"))
+        _ = FileManager.default.createFile(atPath: staging + "/checksums.json", contents: try JSONEncoder().encode(shared))
         for name in ["esp.vfat", "root.ext4"] { try? FileManager.default.removeItem(atPath: staging + "/" + name) }
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
@@ -388,11 +400,25 @@ public struct ImageBuilder: Sendable {
         try? FileManager.default.removeItem(atPath: sitePartition)
 
         progress("site \(site): bmap and checksums")
-        try SystemCommand.check("bmaptool", ["create", "-o", image + ".bmap", image], what: "writing the bmap")
+        let shared = try JSONDecoder().decode(SharedChecksums.self, from: Data(contentsOf: URL(fileURLWithPath: system + "/checksums.json")))
+        let bmap = try BlockMap.make(for: image, reusing: shared.diskMap).xml
+        guard FileManager.default.createFile(atPath: image + ".bmap", contents: Data(bmap.utf8)) else {
+            throw ImageError("cannot write \(image).bmap")
+        }
+        // Resume the cached states with only this site's bytes: the site tar layer, and the site
+        // partition plus the disk's tail (alignment gap and backup GPT).
+        guard var tarHash = ResumableSHA256(exported: shared.tarState), var diskHash = ResumableSHA256(exported: shared.diskPrefixState) else {
+            throw ImageError("the checksum cache in \(system) is unreadable; delete it to rebuild")
+        }
+        var systemTar = stat()
+        stat(system + "/rootfs.tar.zst", &systemTar)
+        try tarHash.update(file: tar, offset: Int(systemTar.st_size))
+        try diskHash.update(file: image, offset: layout.siteStart * DiskLayout.sector)
         let names = ["\(site).img", "\(site).img.bmap", "\(site).rootfs.tar.zst"]
+        let digests = [diskHash.hex(), try sha256(ofFile: image + ".bmap"), tarHash.hex()]
         var sums = ""
-        for name in names {
-            sums += "\(try sha256(ofFile: partial + "/" + name))  \(name)\n"
+        for (name, digest) in zip(names, digests) {
+            sums += "\(digest)  \(name)\n"
         }
         _ = FileManager.default.createFile(atPath: partial + "/SHA256SUMS", contents: Data(sums.utf8))
         // SHA256SUMS covers this site's files; with several sites, each has its own section file.
@@ -439,6 +465,13 @@ public struct ImageBuilder: Sendable {
             try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, "::/" + name], what: "copying \(name) to the site partition")
         }
     }
+}
+
+/// What the system level hashes once for every site (see `stamp`).
+struct SharedChecksums: Codable {
+    var tarState: String
+    var diskPrefixState: String
+    var diskMap: BlockMap
 }
 
 /// SHA-256 of a file, streamed.

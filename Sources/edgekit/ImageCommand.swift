@@ -189,6 +189,8 @@ struct BuildCommand: AsyncParsableCommand {
     @Option(help: "Output folder.") var out: String
     @Option(help: "Build only this site (default: every site).") var site: String?
     @OptionGroup var image: ImageOptions
+    @Option(help: ArgumentHelp("edgekit-relay binary for the relay bundle (default: next to this edgekit).", valueName: "file"))
+    var relayBinary: String?
     @OptionGroup var serialOption: SerialOption
 
     func run() async throws {
@@ -204,14 +206,12 @@ struct BuildCommand: AsyncParsableCommand {
             for router in site.routers {
                 let name = "\(site.name)-r\(router.slot).stick.img"
                 Output.error("site \(site.name): stick for router \(router.slot)")
-                let sealed = try keys.sealedProfile(plan: plan, site: site, router: router, serial: serial, issuedAt: issuedAt)
-                let volumeID = keys.routerSecret(site: site, router: router).wireGuardKey.publicKey.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-                try ProfileStick.build(profile: sealed, readme: ProfileStick.readme(plan: plan.name, site: site.name, slot: router.slot, serial: serial),
-                                       output: out + "/" + name, volumeID: volumeID)
+                try writeStick(try Sealing(plan: plan, site: site, router: router, keys: keys, serial: serial, issuedAt: issuedAt),
+                               to: out + "/" + name)
             }
         }
         Output.error("relay bundle")
-        try writeRelayBundle(plan: plan, keys: keys, binary: siblingExecutable("edgekit-relay"), to: out + "/relay.tar.zst")
+        try writeRelayBundle(plan: plan, keys: keys, binary: relayBinary ?? siblingExecutable("edgekit-relay"), to: out + "/relay.tar.zst")
         // Sticks and the relay bundle join SHA256SUMS next to the images.
         var names = ["relay.tar.zst"]
         for site in sites { names += site.routers.map { "\(site.name)-r\($0.slot).stick.img" } }

@@ -22,20 +22,13 @@ struct ProfileCommand: AsyncParsableCommand {
     struct Seal: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write profile.age for one router.")
 
-        @OptionGroup var options: PlanOptions
-        @Option(help: "Site name.") var site: String
-        @Option(help: "Router slot.") var router: Int
+        @OptionGroup var target: RouterProfileOptions
         @Option(help: "Output file (replaced atomically if it exists).") var out: String
-        @OptionGroup var serialOption: SerialOption
 
         func run() async throws {
-            let plan = try options.loadPlan()
-            let (site, router) = try options.locate(plan, site: site, router: router)
-            let keys = try options.loadKeys(for: plan)
-            let (serial, issuedAt) = try serialOption.resolve()
-            let sealed = try keys.sealedProfile(plan: plan, site: site, router: router!, serial: serial, issuedAt: issuedAt)
-            try writeFile(sealed, to: out, mode: 0o600, replace: true)
-            Output.error("wrote \(out): plan \(plan.name), site \(site.name), router \(router!.slot), serial \(serial)")
+            let sealing = try target.seal()
+            try writeFile(sealing.sealed, to: out, mode: 0o600, replace: true)
+            Output.error("wrote \(out): \(sealing.summary)")
         }
     }
 
@@ -146,26 +139,60 @@ struct StickCommand: AsyncParsableCommand {
                 stick with: dd if=stick.img of=/dev/sdX bs=1M conv=fsync
                 """)
 
-        @OptionGroup var options: PlanOptions
-        @Option(help: "Site name.") var site: String
-        @Option(help: "Router slot.") var router: Int
+        @OptionGroup var target: RouterProfileOptions
         @Option(help: "Output image (replaced atomically if it exists).") var out: String
-        @OptionGroup var serialOption: SerialOption
 
         func run() async throws {
-            let plan = try options.loadPlan()
-            let (site, router) = try options.locate(plan, site: site, router: router)
-            let keys = try options.loadKeys(for: plan)
-            let (serial, issuedAt) = try serialOption.resolve()
-            let sealed = try keys.sealedProfile(plan: plan, site: site, router: router!, serial: serial, issuedAt: issuedAt)
-            // Volume id from the router's public identity: stable across rebuilds, distinct per router.
-            let volumeID = keys.routerSecret(site: site, router: router!).wireGuardKey.publicKey.prefix(4)
-                .reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            try ProfileStick.build(
-                profile: sealed,
-                readme: ProfileStick.readme(plan: plan.name, site: site.name, slot: router!.slot, serial: serial),
-                output: out, volumeID: volumeID)
-            Output.error("wrote \(out): stick for plan \(plan.name), site \(site.name), router \(router!.slot), serial \(serial)")
+            let sealing = try target.seal()
+            try writeStick(sealing, to: out)
+            Output.error("wrote \(out): stick for \(sealing.summary)")
         }
     }
+}
+
+/// `--plan --secrets --site --router --serial`: one router's sealed profile.
+struct RouterProfileOptions: ParsableArguments {
+    @OptionGroup var options: PlanOptions
+    @Option(help: "Site name.") var site: String
+    @Option(help: "Router slot.") var router: Int
+    @OptionGroup var serialOption: SerialOption
+
+    func seal() throws -> Sealing {
+        let plan = try options.loadPlan()
+        let (site, router) = try options.locate(plan, site: site, router: router)
+        let (serial, issuedAt) = try serialOption.resolve()
+        return try Sealing(plan: plan, site: site, router: router!, keys: try options.loadKeys(for: plan), serial: serial, issuedAt: issuedAt)
+    }
+}
+
+/// One router's `profile.age`, with what a stick needs around it.
+struct Sealing {
+    var plan: Plan
+    var site: Site
+    var router: Router
+    var keys: PlanKeys
+    var serial: UInt64
+    var sealed: Data
+
+    init(plan: Plan, site: Site, router: Router, keys: PlanKeys, serial: UInt64, issuedAt: Date) throws {
+        self.plan = plan
+        self.site = site
+        self.router = router
+        self.keys = keys
+        self.serial = serial
+        sealed = try keys.sealedProfile(plan: plan, site: site, router: router, serial: serial, issuedAt: issuedAt)
+    }
+
+    var summary: String { "plan \(plan.name), site \(site.name), router \(router.slot), serial \(serial)" }
+}
+
+/// Writes the stick image for `sealing` (FAT, label EDGEPROFILE, profile.age + README).
+func writeStick(_ sealing: Sealing, to path: String) throws {
+    // Volume id from the router's public identity: stable across rebuilds, distinct per router.
+    let volumeID = sealing.keys.routerSecret(site: sealing.site, router: sealing.router).wireGuardKey.publicKey.prefix(4)
+        .reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    try ProfileStick.build(
+        profile: sealing.sealed,
+        readme: ProfileStick.readme(plan: sealing.plan.name, site: sealing.site.name, slot: sealing.router.slot, serial: sealing.serial),
+        output: path, volumeID: volumeID)
 }

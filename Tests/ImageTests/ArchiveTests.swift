@@ -176,3 +176,24 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
         }
     }
 }
+
+@Suite struct ResumableSHA256Tests {
+    @Test func matchesSHA256AcrossSplitsAndExportedStates() throws {
+        var generator = SystemRandomNumberGenerator()
+        for size in [0, 1, 55, 56, 63, 64, 65, 127, 128, 1000, 100_003] {
+            let data = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let expected = try system("sha256sum", [], stdin: data).stdout.prefix(64)
+            var whole = ResumableSHA256()
+            whole.update(data)
+            #expect(whole.hex() == expected, "size \(size)")
+            // Split anywhere, export, resume in a "new process": same digest.
+            let cut = size / 3
+            var first = ResumableSHA256()
+            first.update(data.prefix(cut))
+            var resumed = try #require(ResumableSHA256(exported: first.exported))
+            resumed.update(data.dropFirst(cut))
+            #expect(resumed.hex() == expected, "size \(size) split at \(cut)")
+        }
+        #expect(ResumableSHA256(exported: "sha256-state:zz") == nil)
+    }
+}

@@ -27,8 +27,11 @@ func staticAgent() throws -> String {
     return path
 }
 
+/// The image builder hashes and copies hundreds of megabytes: build.sh runs these tests with the
+/// release `edgekit` (EDGEKIT_RELEASE_BIN_DIR); a plain `swift test` falls back to the debug one.
 func edgekit(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    try system(binaryDirectory + "/edgekit", arguments)
+    let directory = ProcessInfo.processInfo.environment["EDGEKIT_RELEASE_BIN_DIR"] ?? binaryDirectory
+    return try system(directory + "/edgekit", arguments)
 }
 
 /// A secrets folder with the fixed test master (0x00…0x1f).
@@ -129,7 +132,7 @@ final class SharedImage: @unchecked Sendable {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let result = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--site", "site-a",
                                   "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays",
-                                  "--serial", "42"])
+                                  "--serial", "42", "--relay-binary", binaryDirectory + "/edgekit-relay"])
         #expect(result.status == 0, "\(result.stderr)")
         for name in ["site-a.img", "site-a.img.bmap", "site-a.rootfs.tar.zst", "site-a-r1.stick.img", "site-a-r2.stick.img", "relay.tar.zst"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name)")
