@@ -49,7 +49,7 @@ rm -rf "$DOUBLE" && mkdir -p "$DOUBLE"
 # Twice the tar layers (duplicate members are valid tar; the later copy wins) and a disk whose root
 # partition is twice as large, holding the root data twice.
 cat "$SYSTEM/rootfs.tar.zst" "$SYSTEM/rootfs.tar.zst" > "$DOUBLE/rootfs.tar.zst"
-python3 - "$SYSTEM" "$DOUBLE" <<'PY'
+SITE_START=$(python3 - "$SYSTEM" "$DOUBLE" <<'PY'
 import json, os, sys
 src, dst = sys.argv[1], sys.argv[2]
 layout = json.load(open(os.path.join(src, "layout.json")))
@@ -72,7 +72,10 @@ def copy(offset_in, length, offset_out):
 copy(0, (2048 + esp + root) * sector, 0)
 copy(2048 * sector + esp * sector, root * sector, (2048 + esp + root) * sector)
 json.dump({"esp": esp, "root": 2 * root, "site": site}, open(os.path.join(dst, "layout.json"), "w"))
+print((2048 + esp + 2 * root) * sector)
 PY
+)
+"$BIN/edgekit-bench" checksums "$DOUBLE" "$SITE_START"
 "$BIN/edgekit-bench" stamp "$DOUBLE" "$WORK/stamp-out" "system twice as large"
 
 # 3. Every image of a 20-site plan from the warm cache.

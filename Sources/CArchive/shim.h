@@ -23,4 +23,12 @@ extern ssize_t copy_file_range(int fd_in, long long *off_in, int fd_out, long lo
 static inline ssize_t edgekit_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length) {
     return copy_file_range(in, in_offset, out, out_offset, length, 0);
 }
+
+/* FICLONE: share all blocks of `source` with `destination` (reflink) on filesystems that can
+   (btrfs, XFS, bcachefs); -1 elsewhere (ext4), where the caller copies instead. */
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+static inline int edgekit_reflink(int destination, int source) {
+    return ioctl(destination, FICLONE, source);
+}
 #endif

@@ -53,7 +53,7 @@ public final class TarZstdLayerWriter {
     ///   - isLast: write tar's end-of-archive marker (only the final layer does).
     ///   - mtime: every member's modification time (SOURCE_DATE_EPOCH).
     ///   - level: zstd level; threads: zstd workers (output does not depend on the count).
-    public init(output: FileHandle, isLast: Bool, mtime: Int, level: Int32 = 6,
+    public init(output: FileHandle, isLast: Bool, mtime: Int, level: Int32 = 3,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         guard let archive = archive_write_new() else { throw ArchiveError("libarchive: out of memory") }
         guard let compressor = ZSTD_createCCtx() else {

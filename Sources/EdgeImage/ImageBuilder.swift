@@ -251,13 +251,7 @@ public struct ImageBuilder: Sendable {
         // tarball's state after the system layers, the disk's state up to the site partition,
         // and the disk's block map with a checksum per run.
         progress("system \(key): checksums of the shared parts")
-        var tarHash = ResumableSHA256()
-        try tarHash.update(file: staging + "/rootfs.tar.zst")
-        var diskHash = ResumableSHA256()
-        try diskHash.update(file: staging + "/disk.img", length: layout.siteStart * DiskLayout.sector)
-        let shared = SharedChecksums(tarState: tarHash.exported, diskPrefixState: diskHash.exported,
-                                     diskMap: try BlockMap.make(for: staging + "/disk.img"))
-        _ = FileManager.default.createFile(atPath: staging + "/checksums.json", contents: try JSONEncoder().encode(shared))
+        try ImageBuilder.writeSharedChecksums(system: staging, siteStartByte: layout.siteStart * DiskLayout.sector)
         for name in ["esp.vfat", "root.ext4"] { try? FileManager.default.removeItem(atPath: staging + "/" + name) }
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
@@ -432,6 +426,20 @@ public struct ImageBuilder: Sendable {
         }
         try ImageBuilder.mergeChecksums(in: outputDirectory)
         return names.map { outputDirectory + "/" + $0 }
+    }
+
+    /// Writes `checksums.json` for a system level: the SHA-256 states of what every site shares and
+    /// the disk's block map (see `stamp`).
+    public static func writeSharedChecksums(system: String, siteStartByte: Int) throws {
+        var tarHash = ResumableSHA256()
+        try tarHash.update(file: system + "/rootfs.tar.zst")
+        var diskHash = ResumableSHA256()
+        try diskHash.update(file: system + "/disk.img", length: siteStartByte)
+        let shared = SharedChecksums(tarState: tarHash.exported, diskPrefixState: diskHash.exported,
+                                     diskMap: try BlockMap.make(for: system + "/disk.img"))
+        guard FileManager.default.createFile(atPath: system + "/checksums.json", contents: try JSONEncoder().encode(shared)) else {
+            throw ImageError("cannot write \(system)/checksums.json")
+        }
     }
 
     /// `SHA256SUMS` lists every file of every `*.SHA256SUMS` in the folder, sorted (sha256sum -c works).

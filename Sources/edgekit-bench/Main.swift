@@ -12,6 +12,8 @@ enum Bench {
         switch (arguments.first, arguments.count) {
         case ("profile", 2):
             try profile(planDirectory: arguments[1])
+        case ("checksums", 3):
+            try ImageBuilder.writeSharedChecksums(system: arguments[1], siteStartByte: Int(arguments[2])!)
         case ("stamp", 4):
             try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
         default:
