@@ -101,6 +101,7 @@ public enum SparseCopy {
         fstat(input, &info)
         let size = Int(info.st_size)
         var position = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while position < size {
             // Jump over holes in the source without reading them.
             let data = lseek(input, off_t(position), SparseCopy.seekData)
@@ -109,11 +110,25 @@ public enum SparseCopy {
             // The data run: copied inside the kernel (copy_file_range), never through user space.
             var inputOffset = Int64(data)
             var outputOffset = Int64(offset) + Int64(data)
+            var inKernel = true
             while inputOffset < hole {
-                let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, hole - Int(inputOffset))
-                guard copied > 0 else {
-                    throw ImageError("cannot copy \(source) into \(destination): \(copied == 0 ? "unexpected end of file" : String(cString: strerror(errno)))")
+                if inKernel {
+                    let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, hole - Int(inputOffset))
+                    if copied > 0 { continue }
+                    // Across filesystems (EXDEV) or where unsupported, copy through a buffer instead.
+                    guard copied < 0, [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) else {
+                        throw ImageError("cannot copy \(source) into \(destination): \(copied == 0 ? "unexpected end of file" : String(cString: strerror(errno)))")
+                    }
+                    inKernel = false
                 }
+                let count = pread(input, &buffer, min(buffer.count, hole - Int(inputOffset)), off_t(inputOffset))
+                guard count > 0 else { throw ImageError("cannot read \(source): \(String(cString: strerror(errno)))") }
+                let written = pwrite(output, buffer, count, off_t(outputOffset))
+                guard written == count else {
+                    throw ImageError("cannot write \(destination): \(String(cString: strerror(errno)))")
+                }
+                inputOffset += Int64(count)
+                outputOffset += Int64(count)
             }
             position = hole
         }
