@@ -25,7 +25,7 @@ FIGURES=()                    # "scenario|figure|value|target|verdict" rows for 
 MISSED=0
 
 log() { printf 'lab: %s\n' "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
+fail() { log "FAIL: $*"; if [ -n "${LAB_HOLD:-}" ]; then log "holding ${LAB_HOLD} s for inspection"; sleep "$LAB_HOLD"; fi; exit 1; }
 
 cleanup() {
   local status=$?
@@ -44,6 +44,8 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# grep that reads all its input: `| grep -q` under pipefail fails when the writer gets SIGPIPE.
+has() { grep "$@" >/dev/null; }
 elapsed() { awk -v a="$1" -v b="${2:-$(now)}" 'BEGIN { printf "%.2f", b - a }'; }
 ns() { echo "$P$1"; }
 nsx() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
@@ -132,7 +134,7 @@ mkns inet
 mkbridge inet
 ip -n "$(ns inet)" addr add 198.51.100.1/24 dev br0
 ip -n "$(ns inet)" addr add 2001:db8:100::1/64 dev br0 nodad
-nsx inet dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
+ip netns exec "$(ns inet)" dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=198.51.100.1 --user=root --group=root --pid-file="$W/dns.pid" --log-queries \
   --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 &
 
@@ -146,7 +148,7 @@ ip -n "$(ns relay)" route add 2001:db8:b::/64 via 2001:db8:100::3
 RELAY_NET=$W/relayfiles/etc/systemd/network/30-edgekit-relay.network
 [ -f "$RELAY_NET" ] || fail "edgekit render --relay wrote no $RELAY_NET"
 relay_interface() {   # the relay's WireGuard interface, as networkd would set it up from the rendered files
-  nsx relay wireguard-go -f "$RWG" >>"$W/relay-wireguard-go.log" 2>&1 &
+  ip netns exec "$(ns relay)" wireguard-go -f "$RWG" >>"$W/relay-wireguard-go.log" 2>&1 &
   wait_until 10 "wireguard-go $RWG in the relay namespace" test -S "/var/run/wireguard/$RWG.sock"
   # LinkLocalAddressing=no in the rendered .network: without a link-local address the relay also
   # sends no ICMPv6 redirects back into the tunnel.
@@ -183,7 +185,7 @@ RELAY_PID=
 relay_listening() { [ "$(grep -c 'listening for registrations' "$W/relay.log" 2>/dev/null)" -gt "$RELAY_LISTEN_BEFORE" ]; }
 start_relay() {
   local before; before=$(grep -c 'listening for registrations' "$W/relay.log" 2>/dev/null || true)
-  nsx relay "$BIN/edgekit-relay" serve --config "$W/relay.json" >>"$W/relay.log" 2>&1 &
+  ip netns exec "$(ns relay)" "$BIN/edgekit-relay" serve --config "$W/relay.json" >>"$W/relay.log" 2>&1 &
   RELAY_PID=$!
   RELAY_LISTEN_BEFORE=${before:-0}
   wait_until 30 "edgekit-relay to listen (log $W/relay.log)" relay_listening
@@ -198,8 +200,16 @@ ip -n "$(ns ispa)" addr add 198.51.100.2/24 dev up0
 ip -n "$(ns ispa)" addr add 100.64.1.1/24 dev br0
 nsx ispa sysctl -qw net.ipv4.ip_forward=1
 nsx ispa sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-printf 'table ip nat {\n chain post { type nat hook postrouting priority srcnat; oifname "up0" masquerade; }\n}\n' | nsx ispa nft -f -
-nsx ispa dnsmasq --conf-file=/dev/null --keep-in-foreground --port=0 --interface=br0 --bind-interfaces \
+# SNAT to the ISP's one public address (as a CG-NAT pool does) rather than masquerade: masquerade
+# drops its mappings on netdevice events, and in the first runs deleting router a1's namespace cost
+# a2 its mapping, after which a2's WireGuard packets left ISP A un-NATed (100.64.1.x) and the relay's
+# WireGuard roamed a2's endpoint there.
+isp_nat() { printf 'table inet isp {
+  chain filter_forward { type filter hook forward priority filter; ct state invalid drop; }
+  chain nat_postrouting { type nat hook postrouting priority srcnat; oifname "up0" snat ip to %s; }
+}\n' "$1"; }
+isp_nat 198.51.100.2 | nsx ispa nft -f -
+ip netns exec "$(ns ispa)" dnsmasq --conf-file=/dev/null --keep-in-foreground --port=0 --interface=br0 --bind-interfaces \
   --user=root --group=root --pid-file="$W/ispa.pid" --log-facility="$W/ispa-dhcp.log" --log-dhcp \
   --dhcp-leasefile="$W/ispa.leases" --dhcp-range=100.64.1.100,100.64.1.199,255.255.255.0,10m \
   --dhcp-option=option:router,100.64.1.1 --dhcp-option=option:dns-server,198.51.100.1 &
@@ -214,8 +224,8 @@ ip -n "$(ns ispb)" addr add 192.168.2.1/24 dev br0
 ip -n "$(ns ispb)" addr add 2001:db8:b::1/64 dev br0 nodad
 nsx ispb sysctl -qw net.ipv4.ip_forward=1
 nsx ispb sysctl -qw net.ipv6.conf.all.forwarding=1
-printf 'table ip nat {\n chain post { type nat hook postrouting priority srcnat; oifname "up0" masquerade; }\n}\n' | nsx ispb nft -f -
-nsx ispb dnsmasq --conf-file=/dev/null --keep-in-foreground --port=0 --interface=br0 --bind-interfaces \
+isp_nat 198.51.100.3 | nsx ispb nft -f -
+ip netns exec "$(ns ispb)" dnsmasq --conf-file=/dev/null --keep-in-foreground --port=0 --interface=br0 --bind-interfaces \
   --user=root --group=root --pid-file="$W/ispb.pid" --log-facility="$W/ispb-dhcp.log" --log-dhcp \
   --dhcp-leasefile="$W/ispb.leases" --dhcp-range=192.168.2.100,192.168.2.199,255.255.255.0,10m \
   --dhcp-option=option:router,192.168.2.1 --dhcp-option=option:dns-server,198.51.100.1 \
@@ -267,6 +277,8 @@ chmod 0755 /usr/local/bin/edgekit-agent
 mount --bind "$work/$name.resolv" /etc/resolv.conf
 # networkd's IPv6AcceptRA=yes takes RAs on the uplink even with forwarding on; the kernel needs accept_ra=2.
 sysctl -qw net.ipv6.conf.uplink0.accept_ra=2
+# The LAN .network says no RA client (IPv6AcceptRA=no): the router takes no SLAAC address from its peer's RAs.
+sysctl -qw net.ipv6.conf.lan0.accept_ra=0
 busybox udhcpc -f -i uplink0 -s "$work/udhcpc.sh" -t 30 -T 1 -A 1 >"$work/$name.udhcpc.log" 2>&1 &
 for _ in $(seq 1 200); do [ -s /etc/resolv.conf ] && break; sleep 0.1; done
 [ -s /etc/resolv.conf ] || { echo "router.sh: no DHCP lease on uplink0" >&2; exit 1; }
@@ -283,16 +295,16 @@ start_router() {
   veth "$name" uplink0 "$isp" "$name"; port "$isp" "$name"
   veth "$name" lan0 "$lan" "$name"; port "$lan" "$name"
   rm -rf "$W/root-$name"; make_root "$W/root-$name" "$site"
-  nsx "$name" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" \
+  ip netns exec "$(ns "$name")" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" \
     >>"$W/$name.agent.log" 2>&1 &
   AGENT_PID[$name]=$!
 }
 in_router() { local name=$1; shift; nsenter -t "${AGENT_PID[$name]}" -m -n "$@"; }
 agent_status() { in_router "$1" "$BIN/edgekit-agent" status --root "$W/root-$1" --format json; }
-is_master() { ip -n "$(ns "$1")" -6 addr show dev lan0 2>/dev/null | grep -q 'inet6 fe80::1/64'; }
-registered() { agent_status "$1" | grep -q '"registration" *: *"registered'; }
+is_master() { ip -n "$(ns "$1")" -6 addr show dev lan0 2>/dev/null | has 'inet6 fe80::1/64'; }
+registered() { agent_status "$1" | has '"registration" *: *"registered'; }
 relay_peers() { nsx relay wg show "$RWG" dump | tail -n +2; }
-relay_owner_has() { relay_peers | grep "$1" | grep -q "$2"; }
+relay_owner_has() { relay_peers | grep "$1" | has "$2"; }
 kill_namespace() { for pid in $(ip netns pids "$(ns "$1")"); do kill -9 "$pid" 2>/dev/null || true; done; }
 del_namespace() {
   kill_namespace "$1"; sleep 0.2; ip netns del "$(ns "$1")"
@@ -301,7 +313,7 @@ del_namespace() {
 
 PINGER=
 start_pinger() { # start_pinger LOG: server A -> server B every 50 ms
-  nsx sa ping -6 -D -n -i 0.05 -W 1 "$SB_ADDR" > "$1" 2>&1 &
+  ip netns exec "$(ns sa)" ping -6 -D -n -i 0.05 -W 1 "$SB_ADDR" > "$1" 2>&1 &
   PINGER=$!
 }
 stop_pinger() { kill "$PINGER" 2>/dev/null || true; wait "$PINGER" 2>/dev/null || true; PINGER=; }
@@ -320,15 +332,15 @@ wait_until 60 "a1 registered with the relay (log $W/a1.agent.log)" registered a1
 wait_until 60 "a2 registered with the relay (log $W/a2.agent.log)" registered a2
 wait_until 60 "b1 registered with the relay (log $W/b1.agent.log)" registered b1
 figure "boot" "routers start → all three registered" "$(elapsed "$T_ROUTERS")" "-"
-ip -n "$(ns b1)" -6 addr show dev uplink0 scope global | grep -q 'inet6 2001:db8:b:' \
+ip -n "$(ns b1)" -6 addr show dev uplink0 scope global | has 'inet6 2001:db8:b:' \
   || fail "b1 took no IPv6 address from ISP B's RA on uplink0"
-ip -n "$(ns b1)" -4 addr show dev uplink0 | grep -q 'inet 192.168.2.' || fail "b1 has no DHCPv4 address from ISP B"
-ip -n "$(ns a1)" -4 addr show dev uplink0 | grep -q 'inet 100.64.1.' || fail "a1 has no DHCPv4 address from ISP A"
+ip -n "$(ns b1)" -4 addr show dev uplink0 | has 'inet 192.168.2.' || fail "b1 has no DHCPv4 address from ISP B"
+ip -n "$(ns a1)" -4 addr show dev uplink0 | has 'inet 100.64.1.' || fail "a1 has no DHCPv4 address from ISP A"
 
 log "scenario: servers' SLAAC addresses and the /48 route from the RIO"
 server_ready() { # server_ready NAME ADDR
-  ip -n "$(ns "$1")" -6 addr show dev eth0 | grep -q "inet6 $2/64" &&
-    ip -n "$(ns "$1")" -6 route show "$ULA" | grep -q 'via fe80::1'
+  ip -n "$(ns "$1")" -6 addr show dev eth0 | has "inet6 $2/64" &&
+    ip -n "$(ns "$1")" -6 route show "$ULA" | has 'via fe80::1'
 }
 wait_until 60 "server A: SLAAC $SA_ADDR and the $ULA route via fe80::1" server_ready sa "$SA_ADDR"
 wait_until 60 "server B: SLAAC $SB_ADDR and the $ULA route via fe80::1" server_ready sb "$SB_ADDR"
@@ -347,14 +359,14 @@ log "scenario: the servers' own WireGuard mesh over their ULA addresses"
 MESH_PORT=58001
 for s in sa sb; do (umask 077; wg genkey > "$W/$s.mesh.key"); wg pubkey < "$W/$s.mesh.key" > "$W/$s.mesh.pub"; done
 mesh() { # mesh SERVER IF OWN_IP PEER_SERVER PEER_ADDR PEER_IP
-  nsx "$1" wireguard-go -f "$2" >>"$W/$1.mesh.log" 2>&1 &
+  ip netns exec "$(ns "$1")" wireguard-go -f "$2" >>"$W/$1.mesh.log" 2>&1 &
   wait_until 10 "wireguard-go $2" test -S "/var/run/wireguard/$2.sock"
   nsx "$1" wg set "$2" listen-port "$MESH_PORT" private-key "$W/$1.mesh.key" \
     peer "$(cat "$W/$4.mesh.pub")" endpoint "[$5]:$MESH_PORT" allowed-ips "$6/32"
   ip -n "$(ns "$1")" addr add "$3/24" dev "$2"
   ip -n "$(ns "$1")" link set "$2" mtu 1340 up
 }
-tcpdump_relay() { nsx relay tcpdump -n -U -i "$1" -w "$2" 2>>"$W/tcpdump.log" & TCPDUMP=$!; sleep 1; }
+tcpdump_relay() { ip netns exec "$(ns relay)" tcpdump -n -U -i "$1" -w "$2" 2>>"$W/tcpdump.log" & TCPDUMP=$!; sleep 1; }
 tcpdump_relay "$RWG" "$W/relay-inner.pcap"; TCPDUMP_INNER=$TCPDUMP
 tcpdump_relay eth0 "$W/relay-outer.pcap"; TCPDUMP_OUTER=$TCPDUMP
 mesh sa "${P}ma" 10.99.0.1 sb "$SB_ADDR" 10.99.0.2
@@ -413,7 +425,14 @@ start_pinger "$W/ping-stop.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-stop.log"
 sleep 1
 T_STOP=$(now)
-# What systemd does on shutdown: SIGTERM to every service; keepalived sends its priority-0 advert.
+# A planned stop: keepalived first (SIGTERM: it sends its priority-0 advert and drops the VIPs), then
+# the rest of the router. With every process SIGTERMed at once (tunnel gone before keepalived has
+# finished stopping) the first lab runs measured 1.7 s.
+KEEPALIVED_PID=$(cat "$W/root-a1/run/edgekit/processes/keepalived.pid")
+kill -TERM "$KEEPALIVED_PID"
+not_master() { ! is_master "$1"; }
+# (its parent, the agent, reaps it only later: wait for the VIPs to go, not for the pid)
+wait_until 10 "keepalived of a1 to release the VIPs" not_master a1
 for pid in $(ip netns pids "$(ns a1)"); do kill -TERM "$pid" 2>/dev/null || true; done
 wait_until 10 "a2 takes over after the graceful stop" is_master a2
 wait_until 30 "traffic restored after the graceful stop" \
@@ -431,23 +450,30 @@ BYTE=$(od -An -tu1 -j "$OFFSET" -N1 "$W/tampered.profile.age" | tr -d ' ')
 printf "$(printf '\\%03o' $(( BYTE ^ 1 )))" | dd of="$W/tampered.profile.age" bs=1 seek="$OFFSET" conv=notrunc status=none
 mcopy -o -n -i "$W/tampered.stick.img" "$W/tampered.profile.age" ::profile.age
 cmp -s "$W/a1.stick.img" "$W/tampered.stick.img" && fail "the tampered stick equals the original"
-LAN_BEFORE=$(ip -n "$(ns sa)" -6 route show "$ULA"; ip -n "$(ns sa)" -6 addr show dev eth0 scope global | grep inet6)
+lan_view() { # server A's view of the LAN: its global addresses, the /48 route (lifetimes left out)
+  ip -n "$(ns sa)" -6 route show "$ULA" | sed 's/ expires [0-9]*sec//'
+  ip -n "$(ns sa)" -6 addr show dev eth0 scope global | grep -o 'inet6 [^ ]*'
+  ip -n "$(ns sa)" -6 neigh show fe80::1 dev eth0 | grep -o 'lladdr [^ ]*'
+}
+LAN_BEFORE=$(lan_view)
 start_pinger "$W/ping-tamper.log"
 start_router a3 lana ispa "$W/tampered.stick.img" site-a
 wait_until 30 "the agent with the tampered stick to report the refusal" grep -q 'tampered.stick.img' "$W/a3.agent.log"
 sleep 3
 REFUSAL=$(grep -m1 'tampered.stick.img' "$W/a3.agent.log")
 log "refusal line: $REFUSAL"
-ip -n "$(ns a3)" -6 addr show dev lan0 scope global | grep -q inet6 && fail "the tampered spare configured a LAN address"
+# (A "dynamic" address is the kernel's own SLAAC from site A's RAs on a bare namespace, not the agent's.)
+ip -n "$(ns a3)" -6 addr show dev lan0 scope global | grep -A1 inet6 | grep -v -- -- | paste - - | has -v dynamic \
+  && fail "the tampered spare configured a LAN address: $(ip -n "$(ns a3)" -6 addr show dev lan0)"
 is_master a3 && fail "the tampered spare holds the VIP"
 for d in radvd keepalived wireguard-go; do
   for pid in $(ip netns pids "$(ns a3)"); do
-    grep -q "$d" "/proc/$pid/comm" 2>/dev/null && fail "the tampered spare runs $d"
+    if grep -q "$d" "/proc/$pid/comm" 2>/dev/null; then fail "the tampered spare runs $d"; fi
   done
 done
 [ -e "$W/root-a3/var/lib/edgekit/current" ] && fail "the tampered spare applied a generation"
-LAN_AFTER=$(ip -n "$(ns sa)" -6 route show "$ULA"; ip -n "$(ns sa)" -6 addr show dev eth0 scope global | grep inet6)
-[ "$LAN_BEFORE" = "$LAN_AFTER" ] || fail "server A's addresses or routes changed with the tampered spare"
+LAN_AFTER=$(lan_view)
+[ "$LAN_BEFORE" = "$LAN_AFTER" ] || fail "server A's addresses, routes or next hop changed with the tampered spare: before $LAN_BEFORE; after $LAN_AFTER"
 stop_pinger
 GAP=$(max_gap "$W/ping-tamper.log")
 figure "tampered stick" "traffic gap while the tampered spare booted" "$GAP" "<1 s"
@@ -474,7 +500,7 @@ start_pinger "$W/ping-relay2.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay2.log"
 T_RELAY=$(now)
 kill -9 "$RELAY_PID"
-for pid in $(ip netns pids "$(ns relay)"); do grep -q wireguard "/proc/$pid/comm" 2>/dev/null && kill -9 "$pid"; done
+for pid in $(ip netns pids "$(ns relay)"); do if grep -q wireguard "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi; done
 wait_until 10 "the relay's WireGuard interface to vanish" bash -c "! ip -n $(ns relay) link show $RWG"
 rm -f "/var/run/wireguard/$RWG.sock"
 relay_interface
