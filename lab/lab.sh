@@ -410,7 +410,7 @@ figure "stick swap" "spare start → registered with the relay (same WireGuard k
 wait_until 10 "traffic A → B with the spare on the LAN" \
   awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-swap.log"
 FIRST=$(awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$W/ping-swap.log")
-figure "stick swap" "spare start → first reply A → B" "$(elapsed "$T_SPARE" "$FIRST")" "-"
+figure "stick swap" "spare start → first reply A → B (a2 carries the site meanwhile)" "$(elapsed "$T_SPARE" "$FIRST")" "-"
 # The spare has priority 200: it takes the site back after preempt_delay (30 s), once registered.
 wait_until 90 "the spare (priority 200) becomes master after preempt_delay" is_master a1
 wait_until 20 "the relay routes site A's /64 to the spare" relay_owner_has "$SPARE_PUB" "$SITE_A"
