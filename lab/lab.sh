@@ -92,6 +92,10 @@ for tool in ip nft wg wireguard-go radvd keepalived dnsmasq busybox tcpdump mcop
 done
 for exe in edgekit edgekit-agent edgekit-relay; do [ -x "$BIN/$exe" ] || fail "$BIN/$exe is not built (swift build)"; done
 [ "$(id -u)" -eq 0 ] || fail "needs root (network namespaces)"
+# Daemons inherit the signal mask: with SIGTERM blocked (e.g. spawned from a test thread) graceful
+# stops and `kill` of tcpdump would hang instead of ending them.
+SIGBLK=$(awk '/^SigBlk:/ { print $2 }' /proc/$$/status)
+(( (16#$SIGBLK >> 14) & 1 )) && fail "SIGTERM is blocked in lab.sh's signal mask (SigBlk $SIGBLK): start it with an empty mask"
 
 log "run $P, work folder $W"
 PLAN=$W/plan

@@ -72,7 +72,15 @@ import Glibc
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         let started = Date()
+        // The child inherits this thread's signal mask, and test threads block most signals: lab.sh
+        // would then start daemons that ignore SIGTERM (its graceful-stop scenario needs it). Spawn
+        // with an empty mask and restore ours afterwards (no suspension in between: a sync function).
+        var empty = sigset_t(), saved = sigset_t()
+        sigemptyset(&empty)
+        pthread_sigmask(SIG_SETMASK, &empty, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
         try process.run()
+        pthread_sigmask(SIG_SETMASK, &saved, nil)
         let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         print("lab/lab.sh took \(Int(Date().timeIntervalSince(started))) s")
