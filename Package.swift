@@ -99,6 +99,8 @@ let package = Package(
         .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel"]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "AgentTests", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent"]),
+        // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
+        .testTarget(name: "LabTests"),
     ],
     swiftLanguageModes: [.v6]
 )
