@@ -69,7 +69,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit", dependencies: [
             "CLISupport",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [

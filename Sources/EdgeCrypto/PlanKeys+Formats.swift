@@ -13,6 +13,13 @@ extension PlanKeys {
         Age.Identity(privateKey: siteIdentityKey(site: site))
     }
 
+    /// The site identity as a file (age-keygen's layout: comments, then the key), as installed in
+    /// the image and written by `edgekit keys identity`.
+    public func siteIdentityFile(site: String) -> String {
+        let identity = siteIdentity(site: site)
+        return "# edgekit site image identity: plan \(planName), site \(site)\n# public key: \(identity.recipient.text)\n\(identity.text)\n"
+    }
+
     /// The router's site certificate, signed.
     public func certificate(plan: Plan, site: Site, router: Router, serial: UInt64) throws -> String {
         let wireGuard = routerSecret(site: site, router: router).wireGuardKey

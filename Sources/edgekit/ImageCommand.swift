@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLISupport
+import EdgeAgent
 import EdgeCrypto
 import EdgeImage
 import EdgeModel
@@ -43,14 +44,9 @@ func absolute(_ path: String) -> String {
 /// The files a site adds to the system: its image identity (0600), the operator key, the public
 /// parameters (site.json) and, in the rootfs tarball, the hostname.
 func siteLayer(plan: Plan, site: Site, keys: PlanKeys) throws -> ImageBuilder.SiteLayer {
-    struct SiteStampFile: Encodable {
-        var plan: String
-        var site: String
-        var hostname: String
-    }
-    let identity = keys.siteIdentity(site: site.name)
-    let identityText = "# edgekit site image identity: plan \(plan.name), site \(site.name)\n# public key: \(identity.recipient.text)\n\(identity.text)\n"
-    let stamp = try DocumentCoding.encode(SiteStampFile(plan: plan.name, site: site.name, hostname: site.name))
+    // The agent's own type, so what the image writes is exactly what the agent reads.
+    let stamp = try DocumentCoding.encode(SiteStamp(plan: plan.name, site: site.name, hostname: site.name))
+    let identityText = keys.siteIdentityFile(site: site.name)
     let operatorKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
     return ImageBuilder.SiteLayer(site: site.name, files: [
         (path: "etc/edgekit/operator.pub", mode: 0o644, data: Data(operatorKey.utf8)),

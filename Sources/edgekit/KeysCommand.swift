@@ -63,8 +63,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             let plan = try options.loadPlan()
             _ = try options.locate(plan, site: site, router: nil)
-            let identity = try options.loadKeys(for: plan).siteIdentity(site: site)
-            let text = "# edgekit site image identity: plan \(plan.name), site \(site)\n# public key: \(identity.recipient.text)\n\(identity.text)\n"
+            let text = try options.loadKeys(for: plan).siteIdentityFile(site: site)
             try writeFile(Data(text.utf8), to: out, mode: 0o600, replace: false)
             Output.error("wrote \(out) (site \(site) identity, mode 0600)")
         }
