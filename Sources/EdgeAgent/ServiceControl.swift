@@ -62,6 +62,15 @@ public struct SystemdServices: ServiceControl {
         case .sysctl:
             try run(service, "sysctl", ["--system"])
         case .networkd:
+            // udev applies `.link` files (the uplink0/lan0 names) only to an "add" event: replay
+            // one for the network ports, so a first apply renames them without a reboot. A port
+            // that is already up keeps its name until the next boot (the kernel refuses to rename it).
+            // udevd re-reads `.link` files at most every 3 s on its own: make it read the new ones now.
+            try run(service, "udevadm", ["control", "--reload"])
+            // Not `trigger --settle`: it waits for the event of each device's old path, and a rename
+            // moves the path (eth0 -> uplink0), so systemd 252 waits forever. Settle the whole queue.
+            try run(service, "udevadm", ["trigger", "--action=add", "--subsystem-match=net"])
+            try run(service, "udevadm", ["settle", "--timeout=30"])
             try run(service, "networkctl", ["reload"])
         case .tunnel:
             // networkd does not change an existing WireGuard netdev on reload (key, peer, MTU):

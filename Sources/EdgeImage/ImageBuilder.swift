@@ -33,13 +33,19 @@ public struct ImageBuilder: Sendable {
 
     static let espBytes = 128 << 20
     static let siteBytes = 8 << 20
-    public static let kernelCommandLine = "root=PARTUUID=\(DiskLayout.rootUUID) ro console=tty0 console=ttyS0,115200 systemd.show_status=1"
+    /// `net.ifnames=0`: ports keep the kernel's names (eth0, eth1) until the agent's `.link` files
+    /// rename them; their `OriginalName=eth0` must still match when the first apply re-triggers udev
+    /// on a running system, which it would not after udev's predictable renaming (docs/network.md).
+    public static let kernelCommandLine = "root=PARTUUID=\(DiskLayout.rootUUID) ro net.ifnames=0 console=tty0 console=ttyS0,115200 systemd.show_status=1"
 
     // MARK: Level 1: the Debian base
 
     /// The cached Debian base, building it with mmdebstrap when missing.
     public func debianBase() throws -> String {
         let directory = cacheDirectory + "/base-" + recipe.cacheKey
+        try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
+        let lock = try CacheLock(for: directory, progress: progress)
+        defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
             progress("base \(recipe.cacheKey): cached")
             return directory
@@ -210,6 +216,8 @@ public struct ImageBuilder: Sendable {
         let base = try debianBase()
         let key = systemKey(baseKey: recipe.cacheKey, overlay: overlay)
         let directory = cacheDirectory + "/system-" + key
+        let lock = try CacheLock(for: directory, progress: progress)
+        defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
             progress("system \(key): cached")
             return directory
