@@ -4,7 +4,8 @@
 #                       on the example plan (profiles/example)
 #   ./build.sh test     install, build and run the whole test suite; ends with a summary line
 #   ./build.sh deps     only install the missing Debian packages
-#   ./build.sh lab      build debug binaries and run the namespace lab (lab/lab.sh, root); writes out/lab-report.md
+#   ./build.sh lab      build debug binaries and the appliance agent, run the lab (namespaces, then site B's
+#                       image in qemu; lab/lab.sh, root); writes out/lab-report.md
 #   ./build.sh help     this text
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -122,9 +123,10 @@ case "${1:-}" in
     install_packages; find_swift
     log "building debug binaries for the lab"
     swift build 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "debug build failed"
-    EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
+    EDGEKIT_AGENT_BINARY="$(appliance_agent)" EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" \
+      LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
   help|-h|--help)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     die "unknown command \"$1\"; use ./build.sh, ./build.sh test, ./build.sh lab, ./build.sh deps or ./build.sh help" ;;
 esac

@@ -8,8 +8,13 @@
 # Scenarios are asserted (exit 1 with "lab: FAIL: ..." on failure) and measured; the figures go to
 # $LAB_REPORT (default out/lab-report.md). See lab/README.md.
 #
+# Last, the real site B image boots under qemu (OVMF, software emulation) with b1's stick as USB
+# storage and its NICs on taps in ISP B's and site B's segments, in place of the b1 namespace.
+#
 # Environment: EDGEKIT_BIN_DIR (default .build/debug), LAB_REPORT, LAB_KEEP=1 (keep the work folder),
-# LAB_STRICT_TARGETS=1 (a missed timing target fails the run too).
+# LAB_STRICT_TARGETS=1 (a missed timing target fails the run too), LAB_QEMU=0 (skip the qemu scenario),
+# EDGEKIT_AGENT_BINARY (the static agent for the image, default .build/appliance/edgekit-agent),
+# EDGEKIT_IMAGE_CACHE (the image cache, default /var/tmp/edgekit-test-cache, the test suite's).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +47,8 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+# A command failing under `set -e` outside a check of its own still says where.
+trap 'log "FAIL: line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 
 now() { date +%s.%N; }
 # grep that reads all its input: `| grep -q` under pipefail fails when the writer gets SIGPIPE.
@@ -91,6 +98,15 @@ for tool in ip nft wg wireguard-go radvd keepalived dnsmasq busybox tcpdump mcop
   command -v "$tool" >/dev/null || fail "$tool is missing: run ./build.sh deps"
 done
 for exe in edgekit edgekit-agent edgekit-relay; do [ -x "$BIN/$exe" ] || fail "$BIN/$exe is not built (swift build)"; done
+LAB_QEMU=${LAB_QEMU:-1}
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
+APPLIANCE_AGENT=${EDGEKIT_AGENT_BINARY:-$ROOT/.build/appliance/edgekit-agent}
+IMAGE_CACHE=${EDGEKIT_IMAGE_CACHE:-${EDGEKIT_TEST_CACHE:-/var/tmp/edgekit-test-cache}}
+if [ "$LAB_QEMU" = 1 ]; then
+  command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is missing: run ./build.sh deps (or LAB_QEMU=0)"
+  [ -f "$OVMF_CODE" ] && [ -f "$OVMF_VARS" ] || fail "$OVMF_CODE is missing (package ovmf): run ./build.sh deps (or LAB_QEMU=0)"
+  [ -x "$APPLIANCE_AGENT" ] || fail "$APPLIANCE_AGENT is not built: ./build.sh builds it (or set EDGEKIT_AGENT_BINARY, or LAB_QEMU=0)"
+fi
 [ "$(id -u)" -eq 0 ] || fail "needs root (network namespaces)"
 # Daemons inherit the signal mask: with SIGTERM blocked (e.g. spawned from a test thread) graceful
 # stops and `kill` of tcpdump would hang instead of ending them.
@@ -120,6 +136,16 @@ for r in a:1 a:2 b:1; do
     --out "$W/${r%%:*}$slot.stick.img" >/dev/null
 done
 "$BIN/edgekit" render --plan "$PLAN" --secrets "$SECRETS" --relay --out "$W/relayfiles" >/dev/null
+if [ "$LAB_QEMU" = 1 ]; then
+  # Site B's real disk image from the lab plan (same secrets, so b1's stick is sealed to its identity).
+  # The cache is shared with the test suite: the Debian base is built once (minutes) and reused.
+  log "site B's disk image for the qemu scenario (cache $IMAGE_CACHE)"
+  T_IMAGE=$(now)
+  "$BIN/edgekit" image build --plan "$PLAN" --secrets "$SECRETS" --site site-b --out "$W/image" \
+    --cache "$IMAGE_CACHE" --agent "$APPLIANCE_AGENT" --overlays "$ROOT/overlays" >"$W/image-build.log" 2>&1 \
+    || fail "edgekit image build of site-b failed: $(tail -1 "$W/image-build.log")"
+  IMAGE_SECONDS=$(elapsed "$T_IMAGE")
+fi
 OPERATOR_PUB=$("$BIN/edgekit" keys show --plan "$PLAN" --secrets "$SECRETS" --format json \
   | sed -n 's/.*"operator_public_key" *: *"\(.*\)".*/\1/p' | sed 's/\\n/\n/g')
 [ -n "$OPERATOR_PUB" ] || fail "edgekit keys show printed no operator_public_key"
@@ -153,6 +179,7 @@ RELAY_NET=$W/relayfiles/etc/systemd/network/30-edgekit-relay.network
 [ -f "$RELAY_NET" ] || fail "edgekit render --relay wrote no $RELAY_NET"
 relay_interface() {   # the relay's WireGuard interface, as networkd would set it up from the rendered files
   ip netns exec "$(ns relay)" wireguard-go -f "$RWG" >>"$W/relay-wireguard-go.log" 2>&1 &
+  disown $!   # ended by kill -9 of its namespace's processes: no "Killed" job report on stderr
   wait_until 10 "wireguard-go $RWG in the relay namespace" test -S "/var/run/wireguard/$RWG.sock"
   # LinkLocalAddressing=no in the rendered .network: without a link-local address the relay also
   # sends no ICMPv6 redirects back into the tunnel.
@@ -302,6 +329,7 @@ start_router() {
   ip netns exec "$(ns "$name")" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" \
     >>"$W/$name.agent.log" 2>&1 &
   AGENT_PID[$name]=$!
+  disown $!
 }
 in_router() { local name=$1; shift; nsenter -t "${AGENT_PID[$name]}" -m -n "$@"; }
 agent_status() { in_router "$1" "$BIN/edgekit-agent" status --root "$W/root-$1" --format json; }
@@ -364,6 +392,7 @@ MESH_PORT=58001
 for s in sa sb; do (umask 077; wg genkey > "$W/$s.mesh.key"); wg pubkey < "$W/$s.mesh.key" > "$W/$s.mesh.pub"; done
 mesh() { # mesh SERVER IF OWN_IP PEER_SERVER PEER_ADDR PEER_IP
   ip netns exec "$(ns "$1")" wireguard-go -f "$2" >>"$W/$1.mesh.log" 2>&1 &
+  disown $!
   wait_until 10 "wireguard-go $2" test -S "/var/run/wireguard/$2.sock"
   nsx "$1" wg set "$2" listen-port "$MESH_PORT" private-key "$W/$1.mesh.key" \
     peer "$(cat "$W/$4.mesh.pub")" endpoint "[$5]:$MESH_PORT" allowed-ips "$6/32"
@@ -388,6 +417,8 @@ OUTER_OTHER=$(tcpdump -n -r "$W/relay-outer.pcap" "not (udp port 51820 or udp po
 [ "$OUTER_OTHER" -eq 0 ] || fail "relay capture: $OUTER_OTHER unexpected packets on the relay uplink"
 FIGURES+=("mesh|relay capture on $RWG during 20 mesh pings: packets / of them WireGuard UDP to port $MESH_PORT|$INNER_ALL / $INNER_MESH|all|met")
 
+# LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image).
+if [ "${LAB_ONLY:-}" != qemu ]; then
 log "scenario: failover, kill -9 of site A's master (a1)"
 A1_PUB=$(in_router a1 wg show wg-relay public-key)
 start_pinger "$W/ping-kill.log"
@@ -503,7 +534,7 @@ AGENT_LOGS_BEFORE=$(cat "$W"/a2.agent.log "$W"/b1.agent.log | grep -c 'registrat
 start_pinger "$W/ping-relay2.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay2.log"
 T_RELAY=$(now)
-kill -9 "$RELAY_PID"
+kill -9 "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 for pid in $(ip netns pids "$(ns relay)"); do if grep -q wireguard "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi; done
 wait_until 10 "the relay's WireGuard interface to vanish" bash -c "! ip -n $(ns relay) link show $RWG"
 rm -f "/var/run/wireguard/$RWG.sock"
@@ -522,6 +553,68 @@ FIGURES+=("relay crash (daemon + interface)|registrations by the agents while th
 figure "relay crash (daemon + interface)" "crash → first reply A → B" "$(elapsed "$T_RELAY" "$FIRST")" "-"
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 "$SA_ADDR" >/dev/null || fail "server B → server A after the relay crash"
 
+fi # LAB_ONLY
+
+# ---------------------------------------------------------------------------------------------------
+if [ "$LAB_QEMU" = 1 ]; then
+  log "scenario: site B's real image in qemu (OVMF, software emulation) in place of the b1 namespace"
+  # The guest's NICs are taps in their own namespace, each bridged to a veth into its lab segment:
+  # NIC 1 (eth0, the plan's uplink "auto") to ISP B, NIC 2 (eth1, the LAN) to site B's LAN.
+  mkns qb
+  for seg in up:ispb lan:lanb; do     # in qb: veth v$n, bridge br$n, tap t$n; in the segment: qb$n
+    n=${seg%%:*} lab=${seg##*:}
+    veth qb "v$n" "$lab" "qb$n"; port "$lab" "qb$n"
+    ip -n "$(ns qb)" link add "br$n" type bridge; ip -n "$(ns qb)" link set "br$n" up
+    ip -n "$(ns qb)" tuntap add dev "t$n" mode tap
+    ip -n "$(ns qb)" link set "t$n" master "br$n"; ip -n "$(ns qb)" link set "t$n" up
+    ip -n "$(ns qb)" link set "v$n" master "br$n"
+  done
+  REG_BEFORE=$(grep -c 'site=site-b .*registered' "$W/relay.log" || true)
+  B1_PUB=$(relay_peers | awk -v s="$SITE_B" '$4 ~ s { print $1; exit }')
+  [ -n "$B1_PUB" ] || fail "the relay has no peer owning $SITE_B before the qemu scenario"
+  del_namespace b1                     # the b1 router (agent, daemons, tunnel) is gone
+  cp "$OVMF_VARS" "$W/qemu-vars.fd"
+  T_QEMU=$(now)
+  # -snapshot-like drives: the image and the stick stay as built. -no-reboot: a crash ends qemu.
+  ip netns exec "$(ns qb)" qemu-system-x86_64 -machine q35 -m 1024 -smp 2 -display none -no-reboot \
+    -drive if=pflash,format=raw,readonly=on,file="$OVMF_CODE" -drive if=pflash,format=raw,file="$W/qemu-vars.fd" \
+    -drive file="${LAB_QEMU_IMAGE:-$W/image/site-b.img}",if=virtio,format=raw,snapshot=on \
+    -device qemu-xhci,id=xhci -drive if=none,id=stick,file="$W/b1.stick.img",format=raw,snapshot=on \
+    -device usb-storage,bus=xhci.0,drive=stick \
+    -netdev tap,id=up,ifname=tup,script=no,downscript=no -device virtio-net-pci,netdev=up,mac=52:54:00:eb:0b:01 \
+    -netdev tap,id=lan,ifname=tlan,script=no,downscript=no -device virtio-net-pci,netdev=lan,mac=52:54:00:eb:0b:02 \
+    -chardev socket,id=console,path="$W/qemu-console.sock",server=on,wait=off,logfile="$W/qemu-console.log" \
+    -serial chardev:console -monitor none >"$W/qemu.log" 2>&1 &
+  QEMU_PID=$!
+  qemu_alive() { kill -0 "$QEMU_PID" 2>/dev/null || fail "qemu exited (log $W/qemu.log, console $W/qemu-console.log): $(tail -3 "$W/qemu.log")"; }
+  console_has() { qemu_alive; grep -aq "$1" "$W/qemu-console.log"; }
+  wait_until 240 "the guest's kernel and agent start (console $W/qemu-console.log)" console_has 'Starting.*edgekit-agent'
+  figure "qemu" "qemu start → the guest's agent starts" "$(elapsed "$T_QEMU")" "-"
+  wait_until 240 "the guest's agent applies b1's stick (console $W/qemu-console.log)" console_has 'applied generation 1 (site site-b router 1'
+  figure "qemu" "qemu start → b1's stick applied in the guest" "$(elapsed "$T_QEMU")" "-"
+  guest_registered() { qemu_alive; [ "$(grep -c 'site=site-b .*registered' "$W/relay.log" || true)" -gt "$REG_BEFORE" ]; }
+  wait_until 240 "the guest registers with the lab relay (relay log $W/relay.log, console $W/qemu-console.log)" guest_registered
+  T_QEMU_REG=$(now)
+  figure "qemu" "qemu start → the guest registered with the relay" "$(elapsed "$T_QEMU" "$T_QEMU_REG")" "-"
+  # The same WireGuard key as b1 (derived from the stick): the relay's peer for b1's key handshakes
+  # again, now with the guest (b1 is gone), and still owns site B's /64.
+  guest_handshake() { qemu_alive; relay_peers | awk -v k="$B1_PUB" -v t="$T_QEMU" -v p="$SITE_B" '$1 == k && $5 > t && index($4, p) { found = 1 } END { exit !found }'; }
+  wait_until 60 "a WireGuard handshake of b1's key (the guest) with the relay, owning $SITE_B" guest_handshake
+  wait_until 120 "server A → server B through the guest" ping_once sa "$SB_ADDR"
+  T_QEMU_PING=$(now)
+  figure "qemu" "qemu start → first reply server A → server B through the guest" "$(elapsed "$T_QEMU" "$T_QEMU_PING")" "-"
+  nsx sa ping -6 -n -c 3 -i 0.2 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B through the guest lost packets"
+  nsx sb ping -6 -n -c 3 -i 0.2 -W 2 "$SA_ADDR" >/dev/null || fail "server B → server A through the guest lost packets"
+  # Server B's next hop is the guest: the VIP fe80::1 resolves to the guest's LAN NIC (or VRRP's MAC).
+  NEXT_HOP=$(ip -n "$(ns sb)" -6 neigh show fe80::1 dev eth0 | grep -o 'lladdr [^ ]*' || true)
+  case "$NEXT_HOP" in
+    *52:54:00:eb:0b:02*|*00:00:5e:00:02:*) ;;
+    *) fail "server B's next hop fe80::1 is not the guest: ${NEXT_HOP:-no neighbour entry}" ;;
+  esac
+  FIGURES+=("qemu|server B's next hop fe80::1|${NEXT_HOP#lladdr } (the guest)|the guest|met")
+  kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null || true
+fi
+
 # ---------------------------------------------------------------------------------------------------
 LAB_SECONDS=$(elapsed "$LAB_STARTED")
 mkdir -p "$(dirname "$REPORT")"
@@ -537,6 +630,10 @@ mkdir -p "$(dirname "$REPORT")"
   echo
   echo "Every scenario's assertions passed (the script stops at the first failing one)."
   echo "Uplink DHCP: busybox udhcpc in each router namespace (networkd does it on the appliance)."
+  if [ "$LAB_QEMU" = 1 ]; then
+    echo "qemu: site B's image built in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
+    echo "the agent with systemd service control, radvd, keepalived, nftables and kernel WireGuard."
+  fi
 } > "$REPORT.tmp"
 # Rows are "a|b|c|d|e": rebuild them with spaced separators.
 sed -i 's/^| \(.*\) |$/| \1 |/' "$REPORT.tmp"
