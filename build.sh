@@ -123,8 +123,10 @@ case "${1:-}" in
     install_packages; find_swift
     log "building debug binaries for the lab"
     swift build 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "debug build failed"
-    EDGEKIT_AGENT_BINARY="$(appliance_agent)" EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" \
-      LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
+    EDGEKIT_AGENT_BINARY="$(appliance_agent)"
+    swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build of edgekit failed"
+    EDGEKIT_AGENT_BINARY="$EDGEKIT_AGENT_BINARY" EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)" \
+      EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
   help|-h|--help)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)

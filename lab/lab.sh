@@ -14,7 +14,9 @@
 # Environment: EDGEKIT_BIN_DIR (default .build/debug), LAB_REPORT, LAB_KEEP=1 (keep the work folder),
 # LAB_STRICT_TARGETS=1 (a missed timing target fails the run too), LAB_QEMU=0 (skip the qemu scenario),
 # EDGEKIT_AGENT_BINARY (the static agent for the image, default .build/appliance/edgekit-agent),
-# EDGEKIT_IMAGE_CACHE (the image cache, default /var/tmp/edgekit-test-cache, the test suite's).
+# EDGEKIT_IMAGE_CACHE (the image cache, default /var/tmp/edgekit-test-cache, the test suite's),
+# EDGEKIT_RELEASE_BIN_DIR (a release `edgekit` for the image build; the debug one hashes and writes
+# the disk image several times slower when the cache's system level must be rebuilt).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -141,7 +143,7 @@ if [ "$LAB_QEMU" = 1 ]; then
   # The cache is shared with the test suite: the Debian base is built once (minutes) and reused.
   log "site B's disk image for the qemu scenario (cache $IMAGE_CACHE)"
   T_IMAGE=$(now)
-  "$BIN/edgekit" image build --plan "$PLAN" --secrets "$SECRETS" --site site-b --out "$W/image" \
+  "${EDGEKIT_RELEASE_BIN_DIR:-$BIN}/edgekit" image build --plan "$PLAN" --secrets "$SECRETS" --site site-b --out "$W/image" \
     --cache "$IMAGE_CACHE" --agent "$APPLIANCE_AGENT" --overlays "$ROOT/overlays" >"$W/image-build.log" 2>&1 \
     || fail "edgekit image build of site-b failed: $(tail -1 "$W/image-build.log")"
   IMAGE_SECONDS=$(elapsed "$T_IMAGE")
