@@ -101,7 +101,12 @@ struct Run: AsyncParsableCommand {
 
 struct Notify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "keepalived's notify hook: record the VRRP state and tell the running agent (never blocks).")
+        abstract: "keepalived's notify hook: record the VRRP state and tell the running agent (never blocks).",
+        discussion: """
+            Writes RUNTIME/vrrp-state and pokes RUNTIME/agent.sock, RUNTIME being /run/edgekit under
+            --root: the same root as the `run` to tell. A state other than master, backup or fault, or a
+            --root that is not a directory: one line, exit 1, nothing written.
+            """)
 
     @Option(help: "Root of the tree (default /).")
     var root: String = "/"
@@ -110,7 +115,7 @@ struct Notify: AsyncParsableCommand {
 
     func run() async throws {
         guard let vrrp = VRRPState(rawValue: state.lowercased()) else {
-            throw ValidationError("state must be master, backup or fault, not \"\(state)\"")
+            throw CommandError("notify: VRRP state \"\(state)\" is not master, backup or fault; nothing was recorded")
         }
         try VRRPNotify.record(vrrp, paths: AgentPaths(root: root))
     }
