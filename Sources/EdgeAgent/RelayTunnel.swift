@@ -40,9 +40,8 @@ public struct WireGuardTunnel: RelayTunnel {
 
     /// `wg set … endpoint`, then PersistentKeepalive off and on again: WireGuard sends a keepalive
     /// when the interval goes from 0 to N (wireguard-go `device/uapi.go`, Linux
-    /// `drivers/net/wireguard/netlink.c`), which starts a handshake with the new address now rather
-    /// than when some packet happens to need the tunnel (a peer that never had an endpoint has no
-    /// keepalive timer running).
+    /// `drivers/net/wireguard/netlink.c`), so the new address hears from us (and a handshake starts)
+    /// now rather than at the next keepalive, up to N seconds later.
     public func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws {
         try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "endpoint", endpoint, "persistent-keepalive", "0"],
                                 what: "setting the relay endpoint")
