@@ -53,6 +53,7 @@ let package = Package(
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
@@ -77,6 +78,7 @@ let package = Package(
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",
@@ -98,7 +100,9 @@ let package = Package(
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
         .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel"]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
-        .testTarget(name: "AgentTests", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent"]),
+        .testTarget(name: "AgentTests", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
         .testTarget(name: "LabTests"),
     ],

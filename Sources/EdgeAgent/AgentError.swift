@@ -16,6 +16,10 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
     case serviceFailed(service: String, generation: Int, detail: String, rolledBackTo: Int?, rollbackProblem: String?)
     /// Another apply holds the lock.
     case busy(String)
+    /// `--root` is unusable (not a directory).
+    case badRoot(String, String)
+    /// `notify` could not record the VRRP state.
+    case cannotRecord(String, String)
 
     public var description: String {
         switch self {
@@ -35,6 +39,10 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
                 + (problem.map { ", but after the rollback: \($0)" } ?? "")
         case .busy(let path):
             "another edgekit-agent is applying (lock \(path) is held); try again when it is done"
+        case .badRoot(let root, let why):
+            "--root \(root): \(why); give the root the agent runs with (/ on the appliance)"
+        case .cannotRecord(let path, let why):
+            "cannot record the VRRP state in \(path): \(why)"
         }
     }
 

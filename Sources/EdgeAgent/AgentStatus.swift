@@ -69,7 +69,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         let current = store.current
         let runtime = RuntimeState.load(paths: paths)
         let stamp = try? SiteStamp.load(from: paths.siteStamp)
-        let handshake = Tunnel.latestHandshake()
+        let relayKey = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile))
+            .flatMap { try? JSONDecoder().decode(ProfileDocument.self, from: $0) }?.plan.relay.publicKey
+        let handshake = WireGuardTunnel().latestHandshake(relayPublicKey: relayKey)
+        let staleAfter = SupervisorSettings().staleAfter
         var tunnel = "absent"
         var age: Int?
         if let handshake {
@@ -77,7 +80,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
                 tunnel = "up, no handshake yet"
             } else {
                 age = max(0, Int(now.timeIntervalSince1970) - handshake)
-                tunnel = "handshake \(age!) s ago" + (age! > Tunnel.staleAfter ? " (stale)" : "")
+                tunnel = "handshake \(age!) s ago" + (age! > staleAfter ? " (stale)" : "")
             }
         }
         var note: String?
@@ -108,40 +111,5 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         ]
         if let note { lines.append(note) }
         return lines
-    }
-}
-
-/// The WireGuard tunnel as `wg show` sees it.
-enum Tunnel {
-    /// WireGuard rekeys every 2 minutes while traffic (keepalives) flows; 3 minutes without a
-    /// handshake means the peer is unreachable (REJECT_AFTER_TIME = 180 s in the protocol).
-    static let staleAfter = 180
-
-    /// The relay peer's last handshake (UNIX seconds, 0 = never), or nil when the tunnel is absent.
-    static func latestHandshake() -> Int? {
-        guard let result = try? SystemCommand.run("wg", ["show", InterfaceNames.routerTunnel, "latest-handshakes"]),
-              result.succeeded else { return nil }
-        let fields = result.output.split(whereSeparator: { $0 == "\t" || $0 == "\n" })
-        return fields.count >= 2 ? Int(fields[1]) : 0
-    }
-
-    /// Points the relay peer at a fresh address for its DNS name (WireGuard resolves only once).
-    static func setEndpoint(relayPublicKey: String, address: String) throws {
-        try SystemCommand.check("wg", ["set", InterfaceNames.routerTunnel, "peer", relayPublicKey, "endpoint", address],
-                                what: "setting the relay endpoint")
-    }
-
-    /// `host:port` for WireGuard, IPv6 in brackets; nil when the name does not resolve.
-    static func resolve(_ host: String, port: UInt16) -> String? {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
-        defer { freeaddrinfo(list) }
-        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0,
-                          NI_NUMERICHOST) == 0 else { return nil }
-        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return first.pointee.ai_family == AF_INET6 ? "[\(text)]:\(port)" : "\(text):\(port)"
     }
 }

@@ -167,7 +167,7 @@ public struct ChildProcessServices: ServiceControl {
     }
 
     /// Starts a process in its own session (so it outlives us and ignores our terminal), stdin from
-    /// /dev/null, stdout and stderr appended to `log`, no other descriptor inherited.
+    /// /dev/null, stdout and stderr appended to `log`, no other descriptor inherited, default signals.
     static func spawnDetached(_ path: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -183,7 +183,16 @@ public struct ChildProcessServices: ServiceControl {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
         let setsid: Int16 = 0x80  // POSIX_SPAWN_SETSID (glibc)
-        posix_spawnattr_setflags(&attributes, setsid)
+        // Every signal at its default and none blocked. posix_spawn copies the calling thread's mask,
+        // and the agent calls from Dispatch / Swift concurrency threads, which block SIGTERM, SIGINT
+        // and most others (their handling is left to the main thread): a daemon would inherit that and
+        // never see the lab's or an operator's SIGTERM. Ignored signals (a shell's SIGQUIT) are inherited too.
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, setsid | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {

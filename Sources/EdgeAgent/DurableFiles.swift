@@ -43,21 +43,31 @@ enum DurableFiles {
 
     /// `mkdir -p` with mode 0755, fsyncing each parent that gained an entry.
     static func makeDirectories(_ path: String, steps: CrashPoints) throws {
+        var changed = Set<String>()
+        try makeDirectories(path, steps: steps, syncLater: &changed)
+        for directory in changed.sorted(by: >) { try fsyncDirectory(directory, steps: steps) }
+    }
+
+    /// `mkdir -p` with mode 0755; each parent that gained an entry is added to `changed` for the
+    /// caller to fsync once, with everything else it wrote, before the step that needs it durable.
+    static func makeDirectories(_ path: String, steps: CrashPoints, syncLater changed: inout Set<String>) throws {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else { throw AgentError.cannotWrite(path, "exists and is not a directory") }
             return
         }
         let parent = (path as NSString).deletingLastPathComponent
-        if !parent.isEmpty && parent != path { try makeDirectories(parent, steps: steps) }
+        if !parent.isEmpty && parent != path { try makeDirectories(parent, steps: steps, syncLater: &changed) }
         steps.step("mkdir \(path)")
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw AgentError.cannotWrite(path, errorText()) }
         _ = chmod(path, 0o755)  // umask may have narrowed it; readers (systemd-network) must traverse it
-        try fsyncDirectory(parent.isEmpty ? "/" : parent, steps: steps)
+        changed.insert(parent.isEmpty ? "/" : parent)
     }
 
-    /// Points `path` at `target` atomically: a new symlink renamed over whatever is there.
-    static func replaceSymlink(_ path: String, target: String, steps: CrashPoints) throws {
+    /// Points `path` at `target` atomically: a new symlink renamed over whatever is there. The
+    /// directory is fsynced unless `syncDirectory` is false (the caller fsyncs it later, once for
+    /// all the links it made there).
+    static func replaceSymlink(_ path: String, target: String, steps: CrashPoints, syncDirectory: Bool = true) throws {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/.\((path as NSString).lastPathComponent).edgekit-new"
         unlink(temporary)
@@ -69,7 +79,7 @@ enum DurableFiles {
             unlink(temporary)
             throw AgentError.cannotWrite(path, text)
         }
-        try fsyncDirectory(directory, steps: steps)
+        if syncDirectory { try fsyncDirectory(directory, steps: steps) }
     }
 
     static func readLink(_ path: String) -> String? {

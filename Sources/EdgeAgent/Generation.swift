@@ -135,17 +135,19 @@ public final class GenerationStore {
     // MARK: Writing a generation
 
     /// Writes `files` and their manifest to `staging/`, fsyncs everything, and renames it to
-    /// `generations/N`. On failure the staging tree is scrubbed and nothing else changed.
+    /// `generations/N`. On failure the staging tree is scrubbed and nothing else changed. Each file
+    /// is fsynced as it is written; the directories once each, all before the rename (an fsync per
+    /// new directory entry would be one journal commit each: a first apply went from 64 fsyncs to 46).
     func commit(number: Int, manifest: GenerationManifest, files: [DesiredFile]) throws {
         do {
             try DurableFiles.makeDirectories(paths.generations, steps: steps)
             DurableFiles.removeTree(paths.staging)
-            try DurableFiles.makeDirectories(paths.staging + "/files", steps: steps)
             var directories: Set<String> = [paths.staging, paths.staging + "/files"]
+            try DurableFiles.makeDirectories(paths.staging + "/files", steps: steps, syncLater: &directories)
             for file in files {
                 let target = paths.staging + "/files" + file.path
                 let directory = (target as NSString).deletingLastPathComponent
-                try DurableFiles.makeDirectories(directory, steps: steps)
+                try DurableFiles.makeDirectories(directory, steps: steps, syncLater: &directories)
                 directories.insert(directory)
                 try DurableFiles.create(target, file.contents, mode: file.mode, uid: file.uid, gid: file.gid, steps: steps)
             }
@@ -185,13 +187,19 @@ public final class GenerationStore {
     }
 
     /// Makes every path a symlink through `current`. A path the current generation lacks dangles,
-    /// which every reader sees as "no such file", exactly as before the link existed.
+    /// which every reader sees as "no such file", exactly as before the link existed. Returns with
+    /// every new link and directory durable (each changed directory fsynced once, at the end): the
+    /// switch that follows must not become durable without them.
     func ensureLinks(_ paths: [String]) throws {
+        var directories = Set<String>()
         for path in paths.sorted() where !isOurLink(path) {
             let live = self.paths.live(path)
-            try DurableFiles.makeDirectories((live as NSString).deletingLastPathComponent, steps: steps)
-            try DurableFiles.replaceSymlink(live, target: Self.linkTarget(for: path), steps: steps)
+            let directory = (live as NSString).deletingLastPathComponent
+            try DurableFiles.makeDirectories(directory, steps: steps, syncLater: &directories)
+            try DurableFiles.replaceSymlink(live, target: Self.linkTarget(for: path), steps: steps, syncDirectory: false)
+            directories.insert(directory)
         }
+        for directory in directories.sorted(by: >) { try DurableFiles.fsyncDirectory(directory, steps: steps) }
     }
 
     /// Removes our links for paths the current generation does not hold (they dangle: no change seen).

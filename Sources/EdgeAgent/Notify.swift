@@ -1,16 +1,30 @@
 import Foundation
 
-/// `edgekit-agent notify master|backup|fault`: keepalived's notify hook. Records the state in
-/// `/run/edgekit/vrrp-state` (atomically) and pokes the running agent through its datagram socket,
-/// without ever waiting: keepalived runs notify scripts synchronously, so this must not block.
+/// `edgekit-agent notify [--root DIR] master|backup|fault`: keepalived's notify hook. Records the state
+/// in `/run/edgekit/vrrp-state` under the root (atomically) and pokes the agent running with that
+/// root through its datagram socket `/run/edgekit/agent.sock` under the same root, without ever
+/// waiting: keepalived runs notify scripts synchronously, so this must not block.
 public enum VRRPNotify {
+    /// Writes the state file under `paths.root` and pokes the agent running with the same root.
+    /// A root that is not a directory is refused before anything is written.
     public static func record(_ state: VRRPState, paths: AgentPaths) throws {
-        try FileManager.default.createDirectory(atPath: paths.runtime, withIntermediateDirectories: true)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: paths.root, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw AgentError.badRoot(paths.root, "no such directory")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: paths.runtime, withIntermediateDirectories: true)
+        } catch {
+            throw AgentError.cannotRecord(paths.vrrpState, "cannot create \(paths.runtime)")
+        }
         let temporary = paths.vrrpState + ".\(getpid())"
-        try Data("\(state.rawValue)\n".utf8).write(to: URL(fileURLWithPath: temporary))
+        guard FileManager.default.createFile(atPath: temporary, contents: Data("\(state.rawValue)\n".utf8)) else {
+            throw AgentError.cannotRecord(paths.vrrpState, "cannot write \(temporary)")
+        }
         guard rename(temporary, paths.vrrpState) == 0 else {
+            let why = DurableFiles.errorText()
             unlink(temporary)
-            throw AgentError.cannotWrite(paths.vrrpState, DurableFiles.errorText())
+            throw AgentError.cannotRecord(paths.vrrpState, why)
         }
         poke(paths.notifySocket, message: "vrrp \(state.rawValue)")
     }
@@ -21,8 +35,10 @@ public enum VRRPNotify {
             .flatMap { VRRPState(rawValue: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// One non-blocking datagram; no listener (agent not running) is fine: it reads the file at start.
+    /// One non-blocking datagram; no listener (agent not running) is fine: it reads the file at start,
+    /// and a running agent reads it every tick anyway, so a path too long for a socket address is no error.
     static func poke(_ socketPath: String, message: String) {
+        guard socketPath.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else { return }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }

@@ -38,7 +38,7 @@ public struct ServiceFailure: Error, CustomStringConvertible {
 
 /// Starting and restarting the router's daemons. Two implementations: `SystemdServices` on the
 /// appliance and `ChildProcessServices` in namespaces without systemd (tests, the lab).
-public protocol ServiceControl {
+public protocol ServiceControl: Sendable {
     /// A name for logs and `status`: `systemd`, `processes`, `none`.
     var name: String { get }
     /// Makes `service` run with the live files and checks it came up; throws `ServiceFailure`.

@@ -2,35 +2,83 @@ import EdgeCrypto
 import EdgeRender
 import Foundation
 import Logging
+import ServiceLifecycle
+
+/// How often the supervisor looks at things, and how it backs off. The defaults are the appliance's;
+/// tests and the lab shorten them.
+public struct SupervisorSettings: Sendable, Equatable {
+    /// The loop wakes at least this often (VRRP state file, due timers, graceful shutdown); a
+    /// `notify` poke wakes it at once.
+    public var tick: Duration = .seconds(1)
+    /// Seconds between reads of the tunnel's last handshake while it is fresh.
+    public var tunnelCheckInterval: TimeInterval = 30
+    /// A handshake older than this many seconds is stale. WireGuard rekeys every 2 minutes while
+    /// keepalives flow, so 3 minutes without one (REJECT_AFTER_TIME, 180 s) means the relay is lost.
+    public var staleAfter: Int = 180
+    /// The first retry (registration, or re-resolving a stale tunnel's relay) waits this many
+    /// seconds, doubling per failure up to `retryMaximum`, each ±25 % jitter.
+    public var retryBase: TimeInterval = 5
+    public var retryMaximum: TimeInterval = 300
+
+    public init() {}
+}
 
 /// `edgekit-agent run`: apply at boot, register with the relay, then watch: register again on every
 /// VRRP transition to master and when the tunnel's handshake goes stale (after re-resolving the
-/// relay's name), retrying with exponential backoff and jitter. Logs each state change once.
-public final class Supervisor {
+/// relay's name and pointing WireGuard at the new address), retrying with exponential backoff and
+/// jitter. Logs each state change once. Ends on graceful shutdown or cancellation.
+public actor Supervisor {
     let agent: Agent
     let registrar: any RelayRegistrar
+    let tunnel: any RelayTunnel
+    let settings: SupervisorSettings
     let logger: Logger
     let stick: String?
+    let clock: @Sendable () -> Date
     var state: RuntimeState
     var lastLogged: [String: String] = [:]
 
-    public init(agent: Agent, registrar: any RelayRegistrar, logger: Logger, stick: String?) {
-        self.agent = agent
+    // The schedule.
+    var registrationDue: Date
+    var registrationFailures = 0
+    var lastVRRP: VRRPState?
+    var nextTunnelCheck: Date
+    /// While the handshake stays stale, the relay is re-resolved no sooner than this.
+    var nextResolve = Date.distantPast
+    var staleAttempts = 0
+
+    public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
+                tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
+                logger: Logger, stick: String?, clock: @escaping @Sendable () -> Date = { Date() }) {
+        agent = Agent(paths: paths, services: services)
         self.registrar = registrar
+        self.tunnel = tunnel
+        self.settings = settings
         self.logger = logger
         self.stick = stick
+        self.clock = clock
+        let now = clock()
+        registrationDue = now
+        // Give a freshly started tunnel time for its first handshake before judging it.
+        nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
+        lastVRRP = VRRPNotify.current(paths: paths)
         state = RuntimeState(stick: "none", stickPath: nil, lastApply: nil, noStickAtBoot: false,
-                             registration: "not attempted yet", registeredAt: nil, services: agent.services.name)
+                             registration: "not attempted yet", registeredAt: nil, services: services.name)
     }
 
     var paths: AgentPaths { agent.paths }
 
-    /// Logs `message` only when the value for `key` changed since the last time.
-    func logChange(_ key: String, _ message: String, level: Logger.Level = .info) {
-        guard lastLogged[key] != message else { return }
-        lastLogged[key] = message
+    /// Logs `message` only when the value for `key` changed since the last time. With
+    /// `ignoringNumbers`, messages that differ only in their numbers ("after 4 attempts", "after 5
+    /// attempts") count as the same state.
+    func logChange(_ key: String, _ message: String, level: Logger.Level = .info, ignoringNumbers: Bool = false) {
+        let state = ignoringNumbers ? message.replacingOccurrences(of: "[0-9]+", with: "#", options: .regularExpression) : message
+        guard lastLogged[key] != state else { return }
+        lastLogged[key] = state
         logger.log(level: level, "\(message)")
     }
+
+    // MARK: Boot
 
     /// The boot apply. No stick: keep the last generation and print the console line.
     public func applyAtBoot() {
@@ -63,17 +111,26 @@ public final class Supervisor {
         state.save(paths: paths)
     }
 
+    // MARK: Registration
+
+    /// The applied profile (secret redacted), or nil when nothing is applied.
+    func appliedProfile() -> ProfileDocument? {
+        guard agent.store.current != nil,
+              let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)) else { return nil }
+        return try? JSONDecoder().decode(ProfileDocument.self, from: data)
+    }
+
     /// The claim for the current generation, or nil when nothing is applied.
     func claim() -> Claim? {
-        guard agent.store.current != nil,
-              let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)),
-              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data) else { return nil }
+        guard let document = appliedProfile() else { return nil }
         return Claim(master: VRRPNotify.current(paths: paths) == .master, certificate: document.certificate,
                      relayHost: document.plan.relay.host, registrationPort: document.plan.relay.registrationPort,
                      relayPublicKey: document.plan.relay.publicKey, privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey))
     }
 
-    /// One registration attempt; true when the relay accepted it.
+    var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+
+    /// One registration attempt; true when the relay accepted it. Graceful shutdown abandons it.
     public func registerOnce() async -> Bool {
         guard let claim = claim() else {
             state.registration = "not attempted: no generation applied"
@@ -84,113 +141,174 @@ public final class Supervisor {
         let role = claim.master ? "master" : "backup"
         var accepted = false
         do {
-            switch try await registrar.register(claim: claim) {
+            let outcome = try await cancelWhenGracefulShutdown { [registrar] in
+                try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
+            }
+            switch outcome {
             case .registered(let detail):
                 state.registration = "registered as \(role): \(detail)"
-                state.registeredAt = DocumentCoding.timestamp(Date())
+                state.registeredAt = DocumentCoding.timestamp(clock())
                 accepted = true
             case .refused(let reason):
                 state.registration = "refused by the relay: \(reason)"
             }
         } catch {
+            // Stopping: the attempt was abandoned, not answered; leave the last result standing.
+            if stopping { return false }
             state.registration = "failed: \(error)"
         }
-        logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning)
+        logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning,
+                  ignoringNumbers: true)
         state.save(paths: paths)
         return accepted
     }
 
-    /// The supervision loop; returns only when the process is told to stop (SIGTERM ends it).
+    // MARK: The loop
+
+    /// The supervision loop: wakes on every tick and on every `notify` poke, until graceful shutdown
+    /// (SIGTERM/SIGINT through the `ServiceGroup`) or cancellation. Then it closes and removes its
+    /// socket, logs one line and returns; the router's services keep running.
     public func supervise() async {
-        let socket = bindNotifySocket()
-        var registrationDue = Date()
-        var failures = 0
-        var lastVRRP = VRRPNotify.current(paths: paths)
-        var nextTunnelCheck = Date().addingTimeInterval(30)
-        var staleSince: Date?
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let listener = bindNotifySocket(wake: wake)
         if let lastVRRP { logChange("vrrp", "VRRP state: \(lastVRRP.rawValue)") }
-        while true {
-            waitForPoke(socket, seconds: 1)
-            let now = Date()
-            let vrrp = VRRPNotify.current(paths: paths)
-            if vrrp != lastVRRP {
-                lastVRRP = vrrp
-                logChange("vrrp", "VRRP state: \(vrrp?.rawValue ?? "unknown")")
-                if vrrp == .master { registrationDue = now; failures = 0 }
-            }
-            if now >= nextTunnelCheck {
-                nextTunnelCheck = now.addingTimeInterval(30)
-                if let handshake = Tunnel.latestHandshake() {
-                    let stale = handshake == 0 || Int(now.timeIntervalSince1970) - handshake > Tunnel.staleAfter
-                    if stale {
-                        staleSince = staleSince ?? now
-                        logChange("tunnel", "tunnel: no handshake for over \(Tunnel.staleAfter) s; re-resolving the relay", level: .warning)
-                        if let claim = claim(), now.timeIntervalSince(staleSince!) >= 0 {
-                            if let address = Tunnel.resolve(claim.relayHost, port: relayWireGuardPort()) {
-                                try? Tunnel.setEndpoint(relayPublicKey: claim.relayPublicKey, address: address)
-                                logChange("endpoint", "relay \(claim.relayHost) is at \(address)")
-                            } else {
-                                logChange("endpoint", "relay \(claim.relayHost) does not resolve", level: .warning)
-                            }
-                            if registrationDue == .distantFuture { registrationDue = now }
-                        }
-                    } else {
-                        staleSince = nil
-                        logChange("tunnel", "tunnel: handshake fresh")
-                    }
-                } else {
-                    logChange("tunnel", "tunnel: \(InterfaceNames.routerTunnel) is absent", level: .warning)
+        let tick = settings.tick
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: tick)
+                    wake.yield()
                 }
             }
-            if now >= registrationDue {
-                if await registerOnce() {
-                    failures = 0
-                    registrationDue = .distantFuture
-                } else {
-                    failures += 1
-                    registrationDue = now.addingTimeInterval(Supervisor.backoff(failures: failures))
+            await withTaskCancellationOrGracefulShutdownHandler {
+                for await _ in wakeups {
+                    if stopping { break }
+                    await step()
                 }
+            } onCancelOrGracefulShutdown: {
+                wake.finish()
+            }
+            group.cancelAll()
+        }
+        listener?.cancel()
+        let socket = listener == nil ? "" : "; removed \(paths.notifySocket)"
+        if listener != nil { unlink(paths.notifySocket) }
+        let why = Task.isShuttingDownGracefully ? "graceful shutdown (SIGTERM or SIGINT)" : "cancelled"
+        logger.info("\(why): stopped supervising\(socket); the router's services keep running")
+    }
+
+    /// One pass: a VRRP transition, the tunnel check when due, a registration when due.
+    func step() async {
+        let now = clock()
+        let vrrp = VRRPNotify.current(paths: paths)
+        if vrrp != lastVRRP {
+            lastVRRP = vrrp
+            logChange("vrrp", "VRRP state: \(vrrp?.rawValue ?? "unknown")")
+            if vrrp == .master {
+                registrationDue = now
+                registrationFailures = 0
+            }
+        }
+        if now >= nextTunnelCheck { await checkTunnel(now: now) }
+        if stopping { return }
+        if clock() >= registrationDue {
+            let accepted = await registerOnce()
+            if stopping { return }
+            if accepted {
+                registrationFailures = 0
+                registrationDue = .distantFuture
+            } else {
+                registrationFailures += 1
+                registrationDue = clock().addingTimeInterval(retryDelay(after: registrationFailures))
             }
         }
     }
 
-    func relayWireGuardPort() -> UInt16 {
-        guard let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)),
-              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data) else { return 51820 }
-        return document.plan.relay.wireguardPort
+    /// Reads the relay peer's last handshake; when it is stale (or there never was one), resolves the
+    /// relay's name again, points WireGuard at the answer (WireGuard resolves a name only once, when
+    /// the config is loaded) and makes a registration due now. While it stays stale, each further
+    /// attempt waits `retryDelay` (checks in between only look at the handshake).
+    func checkTunnel(now: Date) async {
+        nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
+        guard let profile = appliedProfile() else { return }
+        let relay = profile.plan.relay
+        guard let handshake = tunnel.latestHandshake(relayPublicKey: relay.publicKey) else {
+            logChange("tunnel", "tunnel: \(InterfaceNames.routerTunnel) is absent", level: .warning)
+            return
+        }
+        if handshake != 0 && Int(now.timeIntervalSince1970) - handshake <= settings.staleAfter {
+            staleAttempts = 0
+            nextResolve = .distantPast
+            lastLogged["endpoint"] = nil
+            logChange("tunnel", "tunnel: handshake with the relay is fresh")
+            return
+        }
+        logChange("tunnel", (handshake == 0 ? "tunnel: no handshake with the relay yet"
+                                             : "tunnel: no handshake with the relay for over \(settings.staleAfter) s")
+                                + "; re-resolving \(relay.host)", level: .warning)
+        guard now >= nextResolve else { return }
+        staleAttempts += 1
+        nextResolve = now.addingTimeInterval(retryDelay(after: staleAttempts))
+        let port = relay.wireguardPort
+        let resolved = await cancelWhenGracefulShutdown { [tunnel] in await tunnel.resolve(host: relay.host, port: port) }
+        if stopping { return }
+        guard let endpoint = resolved else {
+            logChange("endpoint", "tunnel: \(relay.host) does not resolve; trying again with backoff", level: .warning)
+            return
+        }
+        do {
+            try tunnel.setEndpoint(relayPublicKey: relay.publicKey, endpoint: endpoint, keepalive: profile.plan.keepalive)
+            logChange("endpoint", "tunnel: \(relay.host) is at \(endpoint); relay endpoint set, registering again")
+        } catch {
+            logChange("endpoint", "tunnel: \(relay.host) is at \(endpoint), but setting the endpoint failed: \(error)", level: .warning)
+        }
+        // The relay may have moved or restarted and forgotten this router.
+        registrationDue = min(registrationDue, now)
     }
 
-    /// 5 s doubling to 5 min, ±25 % jitter so a site's routers (and sites after a relay outage) spread out.
-    public static func backoff(failures: Int) -> TimeInterval {
-        let base = min(300, 5 * pow(2, Double(max(0, failures - 1))))
-        return base * Double.random(in: 0.75...1.25)
+    func retryDelay(after failures: Int) -> TimeInterval {
+        Supervisor.backoff(failures: failures, base: settings.retryBase, maximum: settings.retryMaximum)
     }
 
-    func bindNotifySocket() -> Int32 {
+    /// `base` doubling per failure up to `maximum`, ±25 % jitter so a site's routers (and sites after
+    /// a relay outage) spread out.
+    public static func backoff(failures: Int, base: TimeInterval = 5, maximum: TimeInterval = 300) -> TimeInterval {
+        let delay = min(maximum, base * pow(2, Double(max(0, failures - 1))))
+        return delay * Double.random(in: 0.75...1.25)
+    }
+
+    // MARK: The notify socket
+
+    /// Binds `/run/edgekit/agent.sock` (under the root) and yields to `wake` for every datagram.
+    /// Nil when it cannot: the loop still reads the state file every tick.
+    func bindNotifySocket(wake: AsyncStream<Void>.Continuation) -> (any DispatchSourceRead)? {
+        let path = paths.notifySocket
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            logger.warning("notify socket path \(path) is longer than a socket address allows; polling \(paths.vrrpState) every tick instead")
+            return nil
+        }
         try? FileManager.default.createDirectory(atPath: paths.runtime, withIntermediateDirectories: true)
-        unlink(paths.notifySocket)
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return -1 }
-        var address = VRRPNotify.unixAddress(paths.notifySocket)
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = VRRPNotify.unixAddress(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0 else {
-            logger.warning("cannot listen on \(paths.notifySocket): \(DurableFiles.errorText()); polling \(paths.vrrpState) instead")
+            logger.warning("cannot listen on \(path): \(DurableFiles.errorText()); polling \(paths.vrrpState) every tick instead")
             close(fd)
-            return -1
+            return nil
         }
-        return fd
-    }
-
-    /// Sleeps up to `seconds`, waking early when `notify` pokes the socket (drains what arrived).
-    func waitForPoke(_ fd: Int32, seconds: Int32) {
-        guard fd >= 0 else { Thread.sleep(forTimeInterval: TimeInterval(seconds)); return }
-        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        if poll(&entry, 1, seconds * 1000) > 0 {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue(label: "edgekit-agent.notify"))
+        source.setEventHandler {
             var buffer = [UInt8](repeating: 0, count: 128)
             while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) > 0 {}
+            wake.yield()
         }
+        source.setCancelHandler { close(fd) }
+        source.resume()
+        return source
     }
 
     /// Tells systemd (Type=notify) the boot apply is done; a no-op outside systemd.

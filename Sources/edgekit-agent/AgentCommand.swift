@@ -3,6 +3,7 @@ import CLISupport
 import EdgeAgent
 import Foundation
 import Logging
+import ServiceLifecycle
 
 @main
 enum Main {
@@ -70,7 +71,11 @@ struct Apply: AsyncParsableCommand {
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply at boot, register with the relay, then supervise (systemd runs this).")
+        abstract: "Apply at boot, register with the relay, then supervise until SIGTERM/SIGINT (systemd runs this).",
+        discussion: """
+            SIGTERM or SIGINT: the loop stops within a second, removes its notify socket, logs one line
+            and exits 0; the services it started keep running. Docs: docs/agent.md, "run".
+            """)
 
     @OptionGroup var options: RootOptions
     @Option(help: "The stick (default: the device labelled EDGEPROFILE).")
@@ -79,6 +84,17 @@ struct Run: AsyncParsableCommand {
     var once = false
     @Option(help: "Give up one registration attempt cycle after this many seconds (retries continue in the supervisor).")
     var registrationDeadline: Int = 60
+    @Option(help: "Seconds between reads of the tunnel's last handshake while it is fresh.")
+    var tunnelCheckInterval: Int = 30
+    @Option(help: "Seconds after which the last handshake counts as stale (relay re-resolved, registration repeated). Lower values are for tests.")
+    var handshakeStaleAfter: Int = 180
+
+    func validate() throws {
+        for (flag, value) in [("--registration-deadline", registrationDeadline), ("--tunnel-check-interval", tunnelCheckInterval),
+                              ("--handshake-stale-after", handshakeStaleAfter)] where value < 1 {
+            throw ValidationError("\(flag) must be at least 1 second, not \(value)")
+        }
+    }
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -87,21 +103,40 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "edgekit-agent")
-        let agent = Agent(paths: options.paths, services: options.serviceControl())
-        let supervisor = Supervisor(agent: agent, registrar: RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline)), logger: logger, stick: stick)
-        supervisor.applyAtBoot()
-        Supervisor.notifySystemd("READY=1")
+        let registrar = RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline))
+        var settings = SupervisorSettings()
+        settings.tunnelCheckInterval = TimeInterval(tunnelCheckInterval)
+        settings.staleAfter = handshakeStaleAfter
         if once {
+            let supervisor = Supervisor(paths: options.paths, services: options.serviceControl(), registrar: registrar,
+                                        settings: settings, logger: logger, stick: stick)
+            await supervisor.applyAtBoot()
             _ = await supervisor.registerOnce()
             return
         }
-        await supervisor.supervise()
+        let agent = AgentService(paths: options.paths, services: options.serviceControl(), registrar: registrar,
+                                 settings: settings, stick: stick, logger: logger)
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger)
+        // The loop stops within a tick; past this, cancel whatever still holds it up. systemd's
+        // TimeoutStopSec=10s is the last resort.
+        configuration.maximumGracefulShutdownDuration = .seconds(5)
+        try await ServiceGroup(configuration: configuration).run()
     }
 }
 
 struct Notify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "keepalived's notify hook: record the VRRP state and tell the running agent (never blocks).")
+        abstract: "keepalived's notify hook: record the VRRP state and tell the running agent (never blocks).",
+        discussion: """
+            Writes RUNTIME/vrrp-state and pokes RUNTIME/agent.sock, RUNTIME being /run/edgekit under
+            --root: the same root as the `run` to tell. A state other than master, backup or fault, or a
+            --root that is not a directory: one line, exit 1, nothing written.
+            """)
 
     @Option(help: "Root of the tree (default /).")
     var root: String = "/"
@@ -110,7 +145,7 @@ struct Notify: AsyncParsableCommand {
 
     func run() async throws {
         guard let vrrp = VRRPState(rawValue: state.lowercased()) else {
-            throw ValidationError("state must be master, backup or fault, not \"\(state)\"")
+            throw CommandError("notify: VRRP state \"\(state)\" is not master, backup or fault; nothing was recorded")
         }
         try VRRPNotify.record(vrrp, paths: AgentPaths(root: root))
     }

@@ -3,7 +3,8 @@ import EdgeImage
 import EdgeModel
 import Foundation
 
-/// `edgekit-bench profile PLAN_DIR`: the profile targets of docs/benchmarks.md.
+/// `edgekit-bench profile PLAN_DIR`: the profile targets of docs/benchmarks.md; `agent …`: the agent's
+/// (AgentBench.swift).
 /// Prints one line per figure: what, measured, target, and PASS/FAIL.
 @main
 enum Bench {
@@ -16,8 +17,17 @@ enum Bench {
             try ImageBuilder.writeSharedChecksums(system: arguments[1], siteStartByte: Int(arguments[2])!)
         case ("stamp", 4):
             try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
+        case ("agent", 4), ("agent", 5):
+            do {
+                try AgentBench.main(agent: arguments[1], edgekit: arguments[2], plan: arguments[3],
+                                    runs: arguments.count == 5 ? max(1, Int(arguments[4]) ?? 15) : 15)
+            } catch let failure as BenchFailure {
+                FileHandle.standardError.write(Data("edgekit-bench agent: \(failure)\n".utf8))
+                exit(1)
+            }
         default:
-            FileHandle.standardError.write(Data("usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL\n".utf8))
+            FileHandle.standardError.write(Data(("usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL"
+                + " | agent AGENT_BINARY EDGEKIT_BINARY PLAN_DIR [RUNS]\n").utf8))
             exit(2)
         }
     }

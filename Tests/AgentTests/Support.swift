@@ -76,14 +76,25 @@ struct Scratch {
     var secrets: String { dir.appendingPathComponent("secrets").path }
 
     static func with<T>(_ body: (Scratch) throws -> T) throws -> T {
+        let scratch = try create()
+        defer { try? FileManager.default.removeItem(at: scratch.dir) }
+        return try body(scratch)
+    }
+
+    static func withAsync<T>(_ body: (Scratch) async throws -> T) async throws -> T {
+        let scratch = try create()
+        defer { try? FileManager.default.removeItem(at: scratch.dir) }
+        return try await body(scratch)
+    }
+
+    static func create() throws -> Scratch {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-agent-test-\(UUID().uuidString)")
         let secrets = dir.appendingPathComponent("secrets")
         try FileManager.default.createDirectory(at: secrets, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         FileManager.default.createFile(atPath: secrets.appendingPathComponent("master.key").path,
                                        contents: Data((Data(0..<32).base64EncodedString() + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
-        defer { try? FileManager.default.removeItem(at: dir) }
-        return try body(Scratch(dir: dir))
+        return Scratch(dir: dir)
     }
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
@@ -182,4 +193,119 @@ func copyTree(_ from: String, _ to: String) throws {
     try? FileManager.default.removeItem(atPath: to)
     let result = try runSystem("cp", ["-a", from, to])
     try #require(result.status == 0, "\(result)")
+}
+
+/// A program started in the background by `startProgram`, with its output in files.
+final class Started: @unchecked Sendable {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    /// The wait status once reaped.
+    private(set) var waitStatus: Int32?
+
+    init(pid: pid_t, stdoutPath: String, stderrPath: String) {
+        self.pid = pid
+        self.stdoutPath = stdoutPath
+        self.stderrPath = stderrPath
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Reaps the process if it has ended; true when it has.
+    @discardableResult
+    func poll() -> Bool {
+        if waitStatus != nil { return true }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        waitStatus = status
+        return true
+    }
+
+    /// Waits up to `seconds` for the end; true when it ended.
+    func wait(seconds: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !poll() {
+            if Date() > deadline { return false }
+            usleep(5_000)
+        }
+        return true
+    }
+
+    /// The exit code when it exited normally, nil when it is running or was killed by a signal.
+    var exitCode: Int32? { waitStatus.flatMap { $0 & 0x7f == 0 ? ($0 >> 8) & 0xff : nil } }
+    /// The signal that ended it, if one did.
+    var signal: Int32? { waitStatus.flatMap { $0 & 0x7f != 0 && $0 & 0x7f != 0x7f ? $0 & 0x7f : nil } }
+
+    /// SIGKILL and reap, and remove the output files: cleanup.
+    func discard() {
+        if !poll() {
+            kill(pid, SIGKILL)
+            _ = wait(seconds: 5)
+        }
+        unlink(stdoutPath)
+        unlink(stderrPath)
+    }
+}
+
+/// Starts a program in the background with stdout and stderr in files, stdin from /dev/null, an empty
+/// signal mask and every signal at its default. Swift Testing's threads block SIGTERM and others,
+/// and a child inherits the spawning thread's mask: without this a daemon under test would never
+/// see the SIGTERM the test sends.
+func startProgram(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Started {
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-agent-bg-\(UUID().uuidString)").path
+    let started = Started(pid: 0, stdoutPath: base + ".out", stderrPath: base + ".err")
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, started.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, started.stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t(), all = sigset_t()
+    sigemptyset(&none)
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let code = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+    guard code == 0 else {
+        Issue.record("cannot start \(path): \(String(cString: strerror(code)))")
+        throw CocoaError(.executableLoad)
+    }
+    return Started(pid: pid, stdoutPath: started.stdoutPath, stderrPath: started.stderrPath)
+}
+
+/// Polls `condition` every 50 ms for up to `seconds`; true as soon as it holds.
+func waitUntil(_ seconds: TimeInterval, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(50_000)
+    }
+    return try condition()
+}
+
+/// The first path of `tool` in the usual system directories.
+func systemTool(_ tool: String) -> String? {
+    ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].map { $0 + tool }.first { FileManager.default.isExecutableFile(atPath: $0) }
+}
+
+/// Whether `pid` runs and is not a zombie.
+func isRunning(_ pid: pid_t) -> Bool {
+    guard pid > 0, kill(pid, 0) == 0,
+          let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let state = stat.split(separator: ")").last?.split(separator: " ").first else { return false }
+    return state != "Z"
 }

@@ -1,0 +1,137 @@
+import EdgeRender
+import EdgeSystem
+import Foundation
+
+/// The router's WireGuard tunnel to the relay, as far as the supervisor watches and repairs it.
+/// Two implementations: `WireGuardTunnel` (`wg` on `wg-relay`) and the tests' scripted one, so the
+/// stale-handshake logic is proven without waiting three minutes for a real handshake to age.
+public protocol RelayTunnel: Sendable {
+    /// The relay peer's last handshake in UNIX seconds (0: never), or nil when the tunnel is absent.
+    func latestHandshake(relayPublicKey: String?) -> Int?
+    /// `ADDRESS:PORT` for WireGuard (IPv6 in brackets) that `host` resolves to now, or nil when it
+    /// does not resolve. Returns nil at once when the calling task is cancelled.
+    func resolve(host: String, port: UInt16) async -> String?
+    /// Points the relay peer at `endpoint` and has WireGuard send to it right away.
+    func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws
+}
+
+/// The tunnel through `wg(8)`.
+public struct WireGuardTunnel: RelayTunnel {
+    public var interface: String
+
+    public init(interface: String = InterfaceNames.routerTunnel) {
+        self.interface = interface
+    }
+
+    public func latestHandshake(relayPublicKey: String?) -> Int? {
+        guard let result = try? SystemCommand.run("wg", ["show", interface, "latest-handshakes"]),
+              result.succeeded else { return nil }
+        // One "KEY<TAB>SECONDS" line per peer; the router has only the relay.
+        let peers = result.output.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        let line = peers.first { $0.first == relayPublicKey } ?? peers.first
+        return line.flatMap { $0.count >= 2 ? Int($0[1]) : nil } ?? 0
+    }
+
+    public func resolve(host: String, port: UInt16) async -> String? {
+        // getaddrinfo blocks for the resolver's whole timeout when DNS is down: keep it off the
+        // cooperative threads, and let a shutting-down agent walk away from it.
+        await Blocking.run { Self.resolveNow(host, port: port) } ?? nil
+    }
+
+    /// `wg set … endpoint`, then PersistentKeepalive off and on again: WireGuard sends a keepalive
+    /// when the interval goes from 0 to N (wireguard-go `device/uapi.go`, Linux
+    /// `drivers/net/wireguard/netlink.c`), so the new address hears from us (and a handshake starts)
+    /// now rather than at the next keepalive, up to N seconds later.
+    public func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws {
+        try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "endpoint", endpoint, "persistent-keepalive", "0"],
+                                what: "setting the relay endpoint")
+        if keepalive > 0 {
+            try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "persistent-keepalive", String(keepalive)],
+                                    what: "re-arming the relay keepalive")
+        }
+    }
+
+    /// `host:port` for WireGuard, IPv6 in brackets; nil when the name does not resolve.
+    static func resolveNow(_ host: String, port: UInt16) -> String? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return nil }
+        defer { freeaddrinfo(list) }
+        var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(first.pointee.ai_addr, first.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0,
+                          NI_NUMERICHOST) == 0 else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return first.pointee.ai_family == AF_INET6 ? "[\(text)]:\(port)" : "\(text):\(port)"
+    }
+}
+
+/// Blocking work (DNS, a registration exchange) that a cancelled task must not wait for.
+enum Blocking {
+    /// Runs `work` on a Dispatch thread. The caller gets its result, or nil at once if the calling
+    /// task is cancelled first; the work then finishes unobserved (the agent is exiting).
+    static func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T? {
+        let handoff = Handoff<T>()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if handoff.install(continuation) {
+                    DispatchQueue.global().async { handoff.finish(work()) }
+                }
+            }
+        } onCancel: {
+            handoff.finish(nil)
+        }
+    }
+
+    /// Like `run`, for async work: it runs in an unstructured task, cancelled along with the caller,
+    /// which gets `CancellationError` at once instead of waiting for the work to notice.
+    static func abandoningOnCancel<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        let handoff = Handoff<Result<T, any Error>>()
+        let task = Task { handoff.finish(await Result(catching: work)) }
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in _ = handoff.install(continuation) }
+        } onCancel: {
+            task.cancel()
+            handoff.finish(nil)
+        }
+        guard let result else { throw CancellationError() }
+        return try result.get()
+    }
+
+    /// One continuation resumed exactly once, by whichever comes first: the result or cancellation
+    /// (which may come before the continuation exists).
+    final class Handoff<T: Sendable>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var continuation: CheckedContinuation<T?, Never>?
+        private var outcome: T??
+
+        /// False when the outcome is already in (then `continuation` is resumed here).
+        func install(_ continuation: CheckedContinuation<T?, Never>) -> Bool {
+            lock.lock()
+            if let outcome {
+                lock.unlock()
+                continuation.resume(returning: outcome)
+                return false
+            }
+            self.continuation = continuation
+            lock.unlock()
+            return true
+        }
+
+        func finish(_ value: T?) {
+            lock.lock()
+            guard outcome == nil else { lock.unlock(); return }
+            outcome = .some(value)
+            let waiting = continuation
+            continuation = nil
+            lock.unlock()
+            waiting?.resume(returning: value)
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}

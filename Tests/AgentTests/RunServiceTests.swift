@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// `edgekit-agent run` as a service (SIGTERM/SIGINT graceful shutdown), with the built binary on
+/// scratch roots. No root needed.
+@Suite struct RunServiceTests {
+    static var agentPath: String { binDirectory.appendingPathComponent("edgekit-agent").path }
+
+    /// Starts `run --services none` on an applied root, waits for its notify socket, pokes it with
+    /// `notify master`, sends `signal`, and hands `check` the ended process, how long it took to end
+    /// and the root.
+    func runAndStop(_ scratch: Scratch, signal: Int32, _ check: (Started, TimeInterval, String) throws -> Void) throws {
+        let root = try scratch.makeRoot()
+        let stick = try scratch.stickFolder("stick", slot: 2, serial: 1000)
+        let socket = root + "/run/edgekit/agent.sock"
+        let agent = try startProgram(Self.agentPath, ["run", "--root", root, "--stick", stick, "--services", "none",
+                                                      "--registration-deadline", "2"])
+        defer { agent.discard() }
+        let listening = waitUntil(60) { FileManager.default.fileExists(atPath: socket) || agent.poll() }
+        try #require(listening && !agent.poll(), "the agent never listened on \(socket): \(agent.stderr)")
+
+        // notify with the same --root reaches this agent: it logs the transition and registers as master.
+        let notify = try runTool("edgekit-agent", ["notify", "--root", root, "master"])
+        #expect(notify.status == 0 && notify.stderr.isEmpty, "\(notify)")
+        #expect(waitUntil(5) { agent.stderr.contains("VRRP state: master") }, "\(agent.stderr)")
+
+        let sent = Date()
+        kill(agent.pid, signal)
+        let ended = agent.wait(seconds: 10)
+        let elapsed = Date().timeIntervalSince(sent)
+        try #require(ended, "still running 10 s after signal \(signal): \(agent.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: socket), "the notify socket must be removed")
+        #expect(FileManager.default.fileExists(atPath: root + "/run/edgekit/status.json"), "status stays for `status`")
+        try check(agent, elapsed, root)
+    }
+
+    @Test("run: SIGTERM ends the loop within a second, one line, notify socket removed, exit 0")
+    func sigtermStopsPromptly() throws {
+        try Scratch.with { scratch in
+            try runAndStop(scratch, signal: SIGTERM) { agent, elapsed, root in
+                #expect(agent.exitCode == 0, "exit \(String(describing: agent.exitCode)), signal \(String(describing: agent.signal)): \(agent.stderr)")
+                #expect(elapsed < 1.5, "took \(elapsed) s to stop")
+                let stopLines = agent.stderr.split(separator: "\n").filter { $0.contains("stopped supervising") }
+                #expect(stopLines.count == 1, "\(agent.stderr)")
+                #expect(stopLines.first?.hasSuffix("graceful shutdown (SIGTERM or SIGINT): stopped supervising; removed "
+                                                   + root + "/run/edgekit/agent.sock; the router's services keep running") == true,
+                        "\(agent.stderr)")
+            }
+        }
+    }
+
+    @Test("run: SIGINT is a graceful shutdown too")
+    func sigintStopsPromptly() throws {
+        try Scratch.with { scratch in
+            try runAndStop(scratch, signal: SIGINT) { agent, elapsed, _ in
+                #expect(agent.exitCode == 0, "\(agent.stderr)")
+                #expect(elapsed < 1.5, "took \(elapsed) s to stop")
+            }
+        }
+    }
+
+    @Test("run: flags that make no sense are usage errors")
+    func runValidatesIntervals() throws {
+        let result = try runTool("edgekit-agent", ["run", "--root", "/nonexistent", "--tunnel-check-interval", "0"])
+        #expect(result.status == 2, "\(result)")
+        #expect(result.stderr.contains("--tunnel-check-interval must be at least 1 second, not 0"), "\(result)")
+    }
+}
