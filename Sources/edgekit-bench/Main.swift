@@ -14,6 +14,8 @@ enum Bench {
             try profile(planDirectory: arguments[1])
         case ("checksums", 3):
             try ImageBuilder.writeSharedChecksums(system: arguments[1], siteStartByte: Int(arguments[2])!)
+        case ("hash-speed", 2):
+            try hashSpeed(file: arguments[1])
         case ("stamp", 4):
             try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
         default:
@@ -52,6 +54,18 @@ enum Bench {
         }
         samples.sort()
         report("stamp one site onto the \(label) (median of 5: tar.zst + img + bmap + sums)", samples[2], target: 1000)
+    }
+
+    /// MB/s of the two SHA-256 implementations the image builder uses, over the same file.
+    static func hashSpeed(file: String) throws {
+        var info = stat()
+        stat(file, &info)
+        let megabytes = Double(info.st_size) / 1e6
+        var resumable = ResumableSHA256()
+        let ownTime = try milliseconds { try resumable.update(file: file) }
+        let cryptoTime = try milliseconds { _ = try sha256(ofFile: file) }
+        print(String(format: "ResumableSHA256: %.0f MB/s; swift-crypto SHA256: %.0f MB/s (%.0f MB)",
+                     megabytes / ownTime * 1000, megabytes / cryptoTime * 1000, megabytes))
     }
 
     static func profile(planDirectory: String) throws {
