@@ -162,15 +162,27 @@ public struct ResumableSHA256: Sendable, Equatable {
 
     /// Hashes `length` bytes of the file at `path` from `offset` into this state.
     public mutating func update(file path: String, offset: Int = 0, length: Int? = nil) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw ImageError("cannot read \(path)") }
-        defer { try? handle.close() }
-        try handle.seek(toOffset: UInt64(offset))
+        try update(file: path, offset: offset, length: length, counted: nil)
+    }
+
+    /// The same, telling `counted` every chunk's size (progress).
+    mutating func update(file path: String, offset: Int = 0, length: Int? = nil, counted: ByteCounter?) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ImageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var position = offset
         var remaining = length ?? Int.max
+        var buffer = [UInt8](repeating: 0, count: 4 << 20)
         while remaining > 0 {
-            let chunk = handle.readData(ofLength: min(remaining, 4 << 20))
-            if chunk.isEmpty { break }
-            update(chunk)
-            remaining -= chunk.count
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min(remaining, $0.count), off_t(position)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw ImageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            self.length += UInt64(count)
+            buffer.withUnsafeBytes { absorb(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            position += count
+            remaining -= count
+            counted?.add(count)
         }
         if let length, remaining > 0 { throw ImageError("\(path) ended \(remaining) bytes early while hashing") }
     }

@@ -39,7 +39,7 @@ enum Bench {
     static func stamp(system: String, output: String, label: String) throws {
         let builder = ImageBuilder(
             cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: 1_735_689_600), overlayDirectory: "/nonexistent",
-            agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: { _ in })
+            agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: .silent)
         let keys = PlanKeys(master: try MasterSecret(bytes: Data(0..<32)), planName: "bench")
         let identity = keys.siteIdentity(site: "bench")
         let layer = ImageBuilder.SiteLayer(site: "bench", files: [
