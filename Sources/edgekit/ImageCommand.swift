@@ -58,6 +58,58 @@ extension ProgressDisplay {
     }
 }
 
+/// Runs `body` for every item, as many at once as there are cores; the first error stops the
+/// items not yet started and is rethrown.
+func forEachConcurrently<Item: Sendable>(_ items: [Item], _ body: @escaping @Sendable (Item) throws -> Void) throws {
+    let failure = FirstError()
+    DispatchQueue.concurrentPerform(iterations: items.count) { index in
+        guard !failure.isSet else { return }
+        do {
+            try body(items[index])
+        } catch {
+            failure.set(error)
+        }
+    }
+    try failure.rethrow()
+}
+
+/// A count that several threads add to.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Adds `amount` and returns the new count.
+    func add(_ amount: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += amount
+        return value
+    }
+}
+
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: (any Error)?
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return error != nil
+    }
+
+    func set(_ error: any Error) {
+        lock.lock()
+        defer { lock.unlock() }
+        if self.error == nil { self.error = error }
+    }
+
+    func rethrow() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let error { throw error }
+    }
+}
+
 func currentExecutable() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }
@@ -229,7 +281,11 @@ struct BuildCommand: AsyncParsableCommand {
         let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
         let keys = try options.loadKeys(for: plan)
         let (serial, issuedAt) = try serialOption.resolve()
+        // Bad input fails before minutes of work, not after.
         let relayProgram = relayBinary ?? siblingExecutable("edgekit-relay")
+        guard FileManager.default.isReadableFile(atPath: relayProgram) else {
+            throw CommandError("relay binary \(relayProgram) is missing (build it with ./build.sh, or pass --relay-binary)")
+        }
         let started = Date()
         let display = ProgressDisplay()
         let progress = display.buildProgress
@@ -237,9 +293,12 @@ struct BuildCommand: AsyncParsableCommand {
             let builder = image.builder(progress: progress)
             let system = try builder.system()
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            // Sites in parallel, as many at once as there are cores: a stamp is mostly in-kernel
+            // copying of the cached disk and tarball plus a few small tools.
+            let layers = try sites.map { try siteLayer(plan: plan, site: $0, keys: keys) }
             let output = out
-            for site in sites {
-                try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: output, mergeChecksums: false)
+            try forEachConcurrently(layers) { layer in
+                try builder.stamp(layer, system: system, outputDirectory: output, mergeChecksums: false)
             }
             let sealings = try sites.flatMap { site in
                 try site.routers.map { router in
@@ -248,9 +307,10 @@ struct BuildCommand: AsyncParsableCommand {
                 }
             }
             try progress.step("sticks", total: sealings.count, unit: .items) { step in
-                for (index, stick) in sealings.enumerated() {
+                let done = Counter()
+                try forEachConcurrently(sealings) { stick in
                     try writeStick(stick.sealing, to: output + "/" + stick.name)
-                    step.advance(index + 1, of: sealings.count, detail: stick.name)
+                    step.advance(done.add(1), of: sealings.count, detail: stick.name)
                 }
                 return ((), "sticks: \(sealings.count) for \(sites.count) site(s), serial \(serial)")
             }

@@ -179,6 +179,12 @@ final class SharedImage: @unchecked Sendable {
         #expect(noOverlay.status == 1)
         #expect(noOverlay.stderr.split(separator: "\n") == ["overlay folder \(dir)/missing-overlays does not exist (expected the repository's overlays/)"])
         #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"))
+        // edgekit build checks the relay binary before building anything.
+        let noRelay = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--out", out,
+                                   "--cache", imageCache, "--agent", try staticAgent(), "--relay-binary", dir + "/no-relay"])
+        #expect(noRelay.status == 1)
+        #expect(noRelay.stderr.split(separator: "\n") == ["relay binary \(dir)/no-relay is missing (build it with ./build.sh, or pass --relay-binary)"])
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: out))?.isEmpty ?? true, "nothing written")
     }
 
     @Test func aFullDiskFailsCleanly() throws {
