@@ -49,6 +49,10 @@ func buildSiteB(out: String, secrets: String, overlays: String = repositoryRoot 
                  "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", overlays])
 }
 
+/// The shared image's folder, removed when the test process exits (a 1.2 GB image per run
+/// otherwise stays in the temporary folder).
+nonisolated(unsafe) var sharedImageFolder: String?
+
 /// One image shared by the checks below (building it is the expensive part).
 final class SharedImage: @unchecked Sendable {
     static let shared = SharedImage()
@@ -62,6 +66,10 @@ final class SharedImage: @unchecked Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-image-\(getpid())").path
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        sharedImageFolder = dir
+        atexit {
+            if let folder = sharedImageFolder { try? FileManager.default.removeItem(atPath: folder) }
+        }
         let result = try buildSiteB(out: dir + "/out", secrets: try makeSecrets(in: dir))
         guard result.status == 0 else {
             Issue.record("image build failed: \(result.stderr.suffix(2000))")
