@@ -67,13 +67,7 @@ public struct ImageBuilder: Sendable {
         let log = directory + ".mmdebstrap.log"
         var environment = ProcessInfo.processInfo.environment
         environment["SOURCE_DATE_EPOCH"] = String(recipe.sourceDateEpoch)
-        // Reuse downloaded packages between base builds (mmdebstrap(1), "sync-in/sync-out").
-        let hooks = [
-            "--skip=essential/unlink",
-            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-            "--setup-hook=sync-in \(shellQuote(debs)) /var/cache/apt/archives/",
-            "--customize-hook=sync-out /var/cache/apt/archives \(shellQuote(debs))",
-        ]
+        let hooks = ImageBuilder.packageCacheOptions(debs) + ["--customize-hook=sync-out /var/cache/apt/archives \(shellQuote(debs))"]
         let arguments = recipe.mmdebstrapOptions + ["--format=directory"] + hooks + [recipe.suite, tree] + recipe.mirrors
         try progress.step("base: mmdebstrap", unit: .percent) { step in
             let outcome = try Mmdebstrap.run(arguments, environment: environment, log: log, step: step)
@@ -101,6 +95,16 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
         _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(key.utf8))
         return directory
+    }
+
+    /// mmdebstrap options that install from the packages in `debs` and keep what it downloads
+    /// there for the next base (mmdebstrap(1), "sync-in"); the builder adds "sync-out".
+    public static func packageCacheOptions(_ debs: String) -> [String] {
+        [
+            "--skip=essential/unlink",
+            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+            "--setup-hook=sync-in \(shellQuote(debs)) /var/cache/apt/archives/",
+        ]
     }
 
     /// Deletes a folder that may hold an mmdebstrap tree; without root its files belong to

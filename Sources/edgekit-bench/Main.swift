@@ -14,12 +14,18 @@ enum Bench {
             try profile(planDirectory: arguments[1])
         case ("checksums", 3):
             try ImageBuilder.writeSharedChecksums(system: arguments[1], siteStartByte: Int(arguments[2])!)
+        case ("mmdebstrap-args", 2):
+            bareMmdebstrapArguments(packageCache: arguments[1])
         case ("hash-speed", 2):
             try hashSpeed(file: arguments[1])
         case ("stamp", 4):
             try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
         default:
-            FileHandle.standardError.write(Data("usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL\n".utf8))
+            FileHandle.standardError.write(Data("""
+                usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL | checksums SYSTEM_DIR SITE_START_BYTE
+                       | mmdebstrap-args PACKAGE_CACHE | hash-speed FILE
+
+                """.utf8))
             exit(2)
         }
     }
@@ -54,6 +60,15 @@ enum Bench {
         }
         samples.sort()
         report("stamp one site onto the \(label) (median of 5: tar.zst + img + bmap + sums)", samples[2], target: 1000)
+    }
+
+    /// The bare mmdebstrap call bench/image.sh times against a cold base: the recipe's own options
+    /// (package list, variant, dpkg filters) and mirrors, the same local package cache, no edgekit
+    /// hooks, no output (`/dev/null`). NUL-separated, for `mapfile -d ''`.
+    static func bareMmdebstrapArguments(packageCache: String) {
+        let recipe = BaseRecipe(sourceDateEpoch: 1_735_689_600)
+        let arguments = recipe.mmdebstrapOptions + ImageBuilder.packageCacheOptions(packageCache) + [recipe.suite, "/dev/null"] + recipe.mirrors
+        FileHandle.standardOutput.write(Data(arguments.map { $0 + "\0" }.joined().utf8))
     }
 
     /// MB/s of the two SHA-256 implementations the image builder uses, over the same file.
