@@ -13,7 +13,7 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cache folder for the Debian base and system layers (default: $EDGEKIT_CACHE, else ./cache).", valueName: "dir"))
     var cache: String?
 
-    @Option(help: ArgumentHelp("Overlay tree laid over the rootfs (default: ./overlays).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Overlay tree laid over the rootfs.", valueName: "dir"))
     var overlays: String = "overlays"
 
     @Option(help: ArgumentHelp("edgekit-agent binary to install, built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
@@ -148,7 +148,7 @@ struct ImageCommand: AsyncParsableCommand {
             abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap and SHA256SUMS into OUTDIR.",
             discussion: """
                 The Debian base is built once with mmdebstrap and cached under --cache; overlays and the
-                agent form a second cached level; stamping a site onto them takes about a second.
+                agent form a second cached level; stamping a site onto them takes under a second.
                 Flash with: bmaptool copy SITE.img /dev/sdX   (docs/image.md)
                 """)
 
