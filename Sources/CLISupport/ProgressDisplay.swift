@@ -68,8 +68,10 @@ public final class ProgressDisplay: @unchecked Sendable {
         defer { lock.unlock() }
         guard let index = running.firstIndex(where: { $0.step == step }) else { return }
         running[index].state.completed = completed
-        if let total { running[index].state.total = total }
+        // A new phase (detail) brings its own total, or none: mmdebstrap's phases each count to 100 %,
+        // and its hooks count nothing.
         let newPhase = detail != nil && detail != running[index].state.detail
+        if newPhase || total != nil { running[index].state.total = total }
         if let detail { running[index].state.detail = detail }
         // A new phase shows at once; amounts at most ten times a second (the ticker does the rest).
         if isTerminal, index == 0, newPhase || Date().timeIntervalSince(lastDraw) >= 0.1 { drawBar() }

@@ -51,6 +51,8 @@ public struct StepReporter: Sendable {
     public let step: String
     let report: @Sendable (BuildProgress.Event) -> Void
 
+    /// `total` nil keeps the step's total, except with a new `detail` (a new phase), which starts
+    /// with the total given here.
     public func advance(_ completed: Int, of total: Int? = nil, detail: String? = nil) {
         report(.advance(step: step, completed: completed, total: total, detail: detail))
     }

@@ -137,7 +137,8 @@ public struct ImageBuilder: Sendable {
             let uuid = DiskLayout.rootFilesystemUUID
             var environment = ProcessInfo.processInfo.environment
             environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
-            let result = try watchingFileGrowth(ext4, { progress.report(.advance(step: ext4Step, completed: $0, total: nil, detail: nil)) }) {
+            // Allocated bytes include the filesystem's own metadata: shown up to the tree's size.
+            let result = try watchingFileGrowth(ext4, { progress.report(.advance(step: ext4Step, completed: min($0, contentBytes), total: nil, detail: nil)) }) {
                 try SystemCommand.run(
                     "mke2fs", ["-q", "-F", "-t", "ext4", "-L", "edgekit-root", "-U", uuid, "-E", "hash_seed=\(uuid)", "-d", root, ext4],
                     environment: environment)
@@ -301,9 +302,9 @@ public struct ImageBuilder: Sendable {
         try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
             try layout.createDisk(at: disk)
             try SparseCopy.copy(base + "/root.ext4", into: disk, at: layout.rootStart * DiskLayout.sector) { step.advance($0) }
-            step.advance(Int(rootInfo.st_blocks) * 512, detail: "overlay into the ext4 root")
+            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "overlay into the ext4 root")
             try writeOverlay(overlay, into: disk, offset: layout.rootStart * DiskLayout.sector)
-            step.advance(Int(rootInfo.st_blocks) * 512, detail: "EFI system partition")
+            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "EFI system partition")
             let esp = staging + "/esp.vfat"
             try makeESP(esp, base: base)
             try SparseCopy.copy(esp, into: disk, at: layout.espStart * DiskLayout.sector)
@@ -437,7 +438,7 @@ public struct ImageBuilder: Sendable {
 
         let names = ["\(site).img", "\(site).img.bmap", "\(site).rootfs.tar.zst"]
         try progress.step("site \(site)", total: 3, unit: .items) { step in
-            step.advance(0, detail: "tar layer")
+            step.advance(0, of: 3, detail: "tar layer")
             let tar = partial + "/\(site).rootfs.tar.zst"
             try SparseCopy.duplicate(system + "/rootfs.tar.zst", to: tar)
             guard let handle = FileHandle(forWritingAtPath: tar) else { throw ImageError("cannot write \(tar)") }
@@ -451,7 +452,7 @@ public struct ImageBuilder: Sendable {
             try writer.finish()
             let tarBytes = Int(try handle.offset())
 
-            step.advance(1, detail: "disk image")
+            step.advance(1, of: 3, detail: "disk image")
             let layoutData = try Data(contentsOf: URL(fileURLWithPath: system + "/layout.json"))
             let sizes = try JSONDecoder().decode([String: Int].self, from: layoutData)
             var layout = DiskLayout(espBytes: 0, rootBytes: 0, siteBytes: 0)
@@ -465,7 +466,7 @@ public struct ImageBuilder: Sendable {
             try SparseCopy.copy(sitePartition, into: image, at: layout.siteStart * DiskLayout.sector)
             try? FileManager.default.removeItem(atPath: sitePartition)
 
-            step.advance(2, detail: "bmap and checksums")
+            step.advance(2, of: 3, detail: "bmap and checksums")
             let shared = try JSONDecoder().decode(SharedChecksums.self, from: Data(contentsOf: URL(fileURLWithPath: system + "/checksums.json")))
             let bmap = try BlockMap.make(for: image, reusing: shared.diskMap).xml
             guard FileManager.default.createFile(atPath: image + ".bmap", contents: Data(bmap.utf8)) else {
