@@ -31,4 +31,34 @@ static inline ssize_t edgekit_copy_file_range(int in, long long *in_offset, int 
 static inline int edgekit_reflink(int destination, int source) {
     return ioctl(destination, FICLONE, source);
 }
+
+/* A pseudo-terminal for running a tool that draws its progress only on a terminal (mmdebstrap):
+   returns the controlling side and stores the terminal side, sized `columns` wide, in *terminal;
+   -1 when the system has no pseudo-terminals. Declared here like copy_file_range above: glibc
+   exports them, its headers hide them behind _XOPEN_SOURCE. */
+#include <fcntl.h>
+#include <unistd.h>
+#include <termios.h>
+extern int posix_openpt(int flags);
+extern int grantpt(int fd);
+extern int unlockpt(int fd);
+extern int ptsname_r(int fd, char *buffer, size_t length);
+static inline int edgekit_open_pty(int *terminal, unsigned short columns) {
+    int controller = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (controller < 0) return -1;
+    char name[128];
+    if (grantpt(controller) != 0 || unlockpt(controller) != 0 || ptsname_r(controller, name, sizeof name) != 0) {
+        close(controller);
+        return -1;
+    }
+    int side = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (side < 0) {
+        close(controller);
+        return -1;
+    }
+    struct winsize size = { .ws_row = 24, .ws_col = columns };
+    ioctl(side, TIOCSWINSZ, &size);
+    *terminal = side;
+    return controller;
+}
 #endif

@@ -119,9 +119,17 @@ public final class TarZstdLayerWriter {
 
     /// Adds every file under `root` as it is on disk (owners, modes, hard links, devices), in
     /// byte-sorted depth-first order, with times set to `mtime`. `root` itself becomes `./`.
-    public func addTree(at root: String, progress: ((String) -> Void)? = nil) throws {
+    /// `progress` hears the bytes of file contents added so far.
+    public func addTree(at root: String, progress: ((Int) -> Void)? = nil) throws {
+        treeProgress = progress
+        defer { treeProgress = nil }
         try addNode(root: root, relative: "")
     }
+
+    private var treeProgress: ((Int) -> Void)?
+    private var treeBytes = 0
+    /// One read buffer for every file of a tree (tens of thousands of files).
+    private var readBuffer = [UInt8](repeating: 0, count: 1 << 20)
 
     private func addNode(root: String, relative: String) throws {
         let full = relative.isEmpty ? root : root + "/" + relative
@@ -174,13 +182,14 @@ public final class TarZstdLayerWriter {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ArchiveError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
-            let count = read(fd, &buffer, buffer.count)
+            let count = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 { throw ArchiveError("cannot read \(path): \(String(cString: strerror(errno)))") }
             if count == 0 { break }
-            let written = buffer.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, count) }
+            let written = readBuffer.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, count) }
             guard written == count else { throw self.error("writing \(path)") }
+            treeBytes += count
+            treeProgress?(treeBytes)
         }
     }
 

@@ -29,8 +29,9 @@ public struct BaseRecipe: Sendable, Equatable {
     ]
     /// Every file time in the base, and what mmdebstrap stamps (reproducible builds).
     public var sourceDateEpoch: Int
-    /// Bumped when the way edgekit packs the base changes.
-    public static let packVersion = 1
+    /// Bumped when the way edgekit packs the base changes. 2: packed after mmdebstrap's cleanup
+    /// (empty /etc/machine-id, no apt lists, caches or logs), straight from its output folder.
+    public static let packVersion = 2
 
     public init(sourceDateEpoch: Int) {
         self.sourceDateEpoch = sourceDateEpoch

@@ -47,6 +47,11 @@ public struct BlockMap: Sendable, Equatable, Codable {
 
     /// The map of `path`, reusing the checksum of every run that `known` already has.
     public static func make(for path: String, reusing known: BlockMap? = nil) throws -> BlockMap {
+        try make(for: path, reusing: known, counted: nil)
+    }
+
+    /// The same, telling `counted` how many bytes it hashed (progress).
+    static func make(for path: String, reusing known: BlockMap? = nil, counted: ByteCounter?) throws -> BlockMap {
         var info = stat()
         guard stat(path, &info) == 0 else { throw ImageError("cannot read \(path)") }
         let size = Int(info.st_size)
@@ -67,6 +72,7 @@ public struct BlockMap: Sendable, Equatable, Codable {
                 if chunk.isEmpty { break }
                 hasher.update(data: chunk)
                 remaining -= chunk.count
+                counted?.add(chunk.count)
             }
             runs.append(Run(first: range.lowerBound, last: range.upperBound,
                             sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined()))

@@ -90,7 +90,8 @@ public enum SparseCopy {
     static let seekHole: Int32 = 4
 
     /// Copies all of `source` into `destination` at byte `offset` (the destination must exist).
-    public static func copy(_ source: String, into destination: String, at offset: Int) throws {
+    /// `progress` hears the bytes copied so far.
+    public static func copy(_ source: String, into destination: String, at offset: Int, progress: ((Int) -> Void)? = nil) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw ImageError("cannot open \(source): \(String(cString: strerror(errno)))") }
         defer { close(input) }
@@ -101,6 +102,7 @@ public enum SparseCopy {
         fstat(input, &info)
         let size = Int(info.st_size)
         var position = 0
+        var done = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while position < size {
             // Jump over holes in the source without reading them.
@@ -113,8 +115,13 @@ public enum SparseCopy {
             var inKernel = true
             while inputOffset < hole {
                 if inKernel {
-                    let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, hole - Int(inputOffset))
-                    if copied > 0 { continue }
+                    // At most 64 MiB per call, so progress moves.
+                    let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, min(64 << 20, hole - Int(inputOffset)))
+                    if copied > 0 {
+                        done += copied
+                        progress?(done)
+                        continue
+                    }
                     // Across filesystems (EXDEV) or where unsupported, copy through a buffer instead.
                     guard copied < 0, [EXDEV, EINVAL, ENOSYS, EOPNOTSUPP].contains(errno) else {
                         throw ImageError("cannot copy \(source) into \(destination): \(copied == 0 ? "unexpected end of file" : String(cString: strerror(errno)))")
@@ -129,6 +136,8 @@ public enum SparseCopy {
                 }
                 inputOffset += Int64(count)
                 outputOffset += Int64(count)
+                done += count
+                progress?(done)
             }
             position = hole
         }

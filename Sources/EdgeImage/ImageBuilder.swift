@@ -7,22 +7,24 @@ import Foundation
 /// 1. **Debian base** (`cache/base-KEY/`): mmdebstrap output packed once into a tar layer, an
 ///    ext4 root filesystem and the boot files. Keyed by `BaseRecipe.cacheKey`.
 /// 2. **System** (`cache/system-KEY/`): the base plus `overlays/` and the agent binary, as a second
-///    tar layer and written into a copy of the ext4 with debugfs; then the ESP and the GPT disk with
-///    an empty site partition. Keyed by the base key, overlay contents and agent binary.
+///    tar layer and written into the disk's copy of the ext4 with debugfs; the ESP; the GPT disk
+///    with an empty site partition. Keyed by the base key, overlay contents and agent binary.
 /// 3. **Site stamp** (per site, never cached): a third, final tar layer and a small FAT site
-///    partition written into a sparse copy of the system disk. Its cost does not depend on the
-///    size of the base: nothing is recompressed and only the site partition is written.
+///    partition written into a sparse copy of the system disk. Nothing is recompressed and only
+///    the site partition is written; what remains is duplicating the cached files (a reflink
+///    where the filesystem has them, an in-kernel copy elsewhere).
 public struct ImageBuilder: Sendable {
     public var cacheDirectory: String
     public var recipe: BaseRecipe
     public var overlayDirectory: String
     public var agentBinary: String
-    /// The `edgekit` executable, run by mmdebstrap's hook to pack the base (`image pack-base`).
+    /// The `edgekit` executable, run inside mmdebstrap's user namespace to pack the base when
+    /// building without root (`image pack-base`).
     public var packerExecutable: String
-    public var progress: @Sendable (String) -> Void
+    public var progress: BuildProgress
 
     public init(cacheDirectory: String, recipe: BaseRecipe, overlayDirectory: String, agentBinary: String,
-                packerExecutable: String, progress: @escaping @Sendable (String) -> Void) {
+                packerExecutable: String, progress: BuildProgress) {
         self.cacheDirectory = cacheDirectory
         self.recipe = recipe
         self.overlayDirectory = overlayDirectory
@@ -41,86 +43,124 @@ public struct ImageBuilder: Sendable {
     // MARK: Level 1: the Debian base
 
     /// The cached Debian base, building it with mmdebstrap when missing.
+    ///
+    /// mmdebstrap writes the tree straight into the cache entry's `.partial` folder and finishes
+    /// completely (its cleanup empties /etc/machine-id, drops apt's lists and caches, logs and
+    /// /run, /tmp), then the tree is packed where it lies: no copy of it, nothing mounted in it.
     public func debianBase() throws -> String {
-        let directory = cacheDirectory + "/base-" + recipe.cacheKey
+        let key = recipe.cacheKey
+        let directory = cacheDirectory + "/base-" + key
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-        let lock = try CacheLock(for: directory, progress: progress)
+        let lock = try CacheLock(for: directory, progress: progress.note)
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
-            progress("base \(recipe.cacheKey): cached")
+            progress.note("base \(key): cached")
             return directory
         }
-        try FileManager.default.createDirectory(atPath: cacheDirectory + "/debs", withIntermediateDirectories: true)
-        let staging = directory + ".partial"
-        try? FileManager.default.removeItem(atPath: staging)
-        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
-        progress("base \(recipe.cacheKey): running mmdebstrap (\(recipe.suite), \(recipe.packages.count) packages); this takes minutes once")
         let debs = cacheDirectory + "/debs"
-        let hooks = [
-            // Reuse downloaded packages between base builds (mmdebstrap(1), "sync-in/sync-out").
-            "--skip=essential/unlink",
-            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
-            "--setup-hook=sync-in \(shellQuote(debs)) /var/cache/apt/archives/",
-            "--customize-hook=sync-out /var/cache/apt/archives \(shellQuote(debs))",
-            "--customize-hook=\(shellQuote(packerExecutable)) image pack-base \"$1\" \(shellQuote(staging)) --epoch \(recipe.sourceDateEpoch)",
-        ]
+        try FileManager.default.createDirectory(atPath: debs, withIntermediateDirectories: true)
+        let staging = directory + ".partial"
+        let tree = staging + "/tree"
+        try removeBuildTree(staging)
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        defer { try? removeBuildTree(staging) }
+        let log = directory + ".mmdebstrap.log"
         var environment = ProcessInfo.processInfo.environment
         environment["SOURCE_DATE_EPOCH"] = String(recipe.sourceDateEpoch)
-        let status = try SystemCommand.runShowingProgress(
-            "mmdebstrap", recipe.mmdebstrapOptions + hooks + [recipe.suite, "/dev/null"] + recipe.mirrors,
-            environment: environment)
-        guard status == 0 else {
-            try? FileManager.default.removeItem(atPath: staging)
-            throw ImageError("mmdebstrap failed building the base (exit \(status)); its messages are above")
+        let hooks = ImageBuilder.packageCacheOptions(debs) + ["--customize-hook=sync-out /var/cache/apt/archives \(shellQuote(debs))"]
+        let arguments = recipe.mmdebstrapOptions + ["--format=directory"] + hooks + [recipe.suite, tree] + recipe.mirrors
+        try progress.step("base: mmdebstrap", unit: .percent) { step in
+            let outcome = try Mmdebstrap.run(arguments, environment: environment, log: log, step: step)
+            guard outcome.status == 0 else {
+                throw ImageError("mmdebstrap failed building the base (exit \(outcome.status)): \(outcome.lastError ?? "no error line") (full log: \(log))")
+            }
+            return ((), "base \(key): mmdebstrap \(recipe.suite), \(recipe.packages.count) packages and their dependencies")
         }
+        if geteuid() == 0 {
+            try ImageBuilder.packBase(root: tree, output: staging, epoch: recipe.sourceDateEpoch, progress: progress)
+        } else {
+            // Unshare mode: seen from here the tree belongs to subordinate ids; inside mmdebstrap's
+            // user namespace they read as root again, which is what the archive and ext4 must record.
+            let status = try SystemCommand.runShowingProgress(
+                "mmdebstrap", ["--unshare-helper", packerExecutable, "image", "pack-base", tree, staging, "--epoch", String(recipe.sourceDateEpoch)])
+            guard status == 0 else { throw ImageError("packing the base failed (exit \(status)); its messages are above") }
+        }
+        try progress.step("base: removing the build tree") { _ in
+            try removeBuildTree(tree)
+            return ((), "base \(key): build tree removed")
+        }
+        try? FileManager.default.removeItem(atPath: staging + "/mmdebstrap.log")
+        try FileManager.default.moveItem(atPath: log, toPath: staging + "/mmdebstrap.log")
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
-        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(recipe.cacheKey.utf8))
+        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(key.utf8))
         return directory
     }
 
-    /// Runs inside mmdebstrap's customize hook, where `root` has its real owners: writes the base
-    /// tar layer, the ext4 root filesystem and the boot files into `output`.
-    public static func packBase(root chroot: String, output: String, epoch: Int, progress: (String) -> Void) throws {
-        // During hooks mmdebstrap has /proc, /sys and /dev mounted in the chroot: copy the tree
-        // without crossing into them (cp -x keeps owners, modes, links and hard links), and pack
-        // the copy.
-        progress("copying the base tree (one filesystem)")
-        let root = output + "/tree"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        try SystemCommand.check("cp", ["-a", "-x", chroot + "/.", root + "/"], what: "copying the base tree")
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        // Nothing of the build host or of apt's caches belongs in an appliance.
-        for junk in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-            let path = root + "/" + junk
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name != "partial" && name != "lock" {
-                try? FileManager.default.removeItem(atPath: path + "/" + name)
-            }
-        }
-        progress("packing the base tar layer")
-        let tarPath = output + "/base.tar.zst"
-        _ = FileManager.default.createFile(atPath: tarPath, contents: nil)
-        guard let handle = FileHandle(forWritingAtPath: tarPath) else { throw ImageError("cannot write \(tarPath)") }
-        let writer = try TarZstdLayerWriter(output: handle, isLast: false, mtime: epoch)
-        try writer.addTree(at: root)
-        try writer.finish()
-        try handle.close()
+    /// mmdebstrap options that install from the packages in `debs` and keep what it downloads
+    /// there for the next base (mmdebstrap(1), "sync-in"); the builder adds "sync-out".
+    public static func packageCacheOptions(_ debs: String) -> [String] {
+        [
+            "--skip=essential/unlink",
+            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+            "--setup-hook=sync-in \(shellQuote(debs)) /var/cache/apt/archives/",
+        ]
+    }
 
-        // mke2fs -d copies file times: make them the epoch so the filesystem is reproducible.
-        try normaliseTimes(root, epoch: epoch)
-        let used = writer.uncompressedBytes
-        let size = ((used + used / 4 + (256 << 20)) >> 20) << 20
-        progress("making the ext4 root (\(size >> 20) MiB)")
+    /// Deletes a folder that may hold an mmdebstrap tree; without root its files belong to
+    /// subordinate ids, so it is removed from inside mmdebstrap's user namespace.
+    func removeBuildTree(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        if geteuid() == 0 {
+            try SystemCommand.check("rm", ["-rf", "--one-file-system", path], what: "removing \(path)")
+        } else {
+            try SystemCommand.check("mmdebstrap", ["--unshare-helper", "rm", "-rf", "--one-file-system", path], what: "removing \(path)")
+        }
+    }
+
+    /// Packs a finished mmdebstrap tree into `output`: the base tar layer, the ext4 root filesystem
+    /// and the boot files. Run where the tree's owners read as they will on the appliance (as root,
+    /// or inside mmdebstrap's user namespace).
+    public static func packBase(root: String, output: String, epoch: Int, progress: BuildProgress) throws {
+        // mke2fs -d copies file times: set them to the epoch (reproducible filesystem), and measure
+        // what will be packed, in one walk.
+        let contentBytes = try prepareTree(root, epoch: epoch)
+        let size = ((contentBytes + contentBytes / 4 + (256 << 20)) >> 20) << 20
         let ext4 = output + "/root.ext4"
         _ = FileManager.default.createFile(atPath: ext4, contents: nil)
-        guard truncate(ext4, off_t(size)) == 0 else { throw ImageError("cannot size \(ext4)") }
-        let uuid = DiskLayout.rootFilesystemUUID
-        var environment = ProcessInfo.processInfo.environment
-        environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
-        let mke2fs = try SystemCommand.run(
-            "mke2fs", ["-q", "-F", "-t", "ext4", "-L", "edgekit-root", "-U", uuid, "-E", "hash_seed=\(uuid)", "-d", root, ext4],
-            environment: environment)
-        guard mke2fs.succeeded else { throw ImageError("mke2fs failed: \(mke2fs.errorText)") }
+        guard truncate(ext4, off_t(size)) == 0 else { throw ImageError("cannot size \(ext4): \(String(cString: strerror(errno)))") }
+
+        // Two cores, two jobs: mke2fs (one thread, mostly I/O) runs while zstd compresses the tar layer.
+        let ext4Step = "base: ext4 root"
+        progress.report(.begin(step: ext4Step, total: contentBytes, unit: .bytes))
+        let mke2fs = BackgroundJob {
+            let uuid = DiskLayout.rootFilesystemUUID
+            var environment = ProcessInfo.processInfo.environment
+            environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
+            // Allocated bytes include the filesystem's own metadata: shown up to the tree's size.
+            let result = try watchingFileGrowth(ext4, { progress.report(.advance(step: ext4Step, completed: min($0, contentBytes), total: nil, detail: nil)) }) {
+                try SystemCommand.run(
+                    "mke2fs", ["-q", "-F", "-t", "ext4", "-L", "edgekit-root", "-U", uuid, "-E", "hash_seed=\(uuid)", "-d", root, ext4],
+                    environment: environment)
+            }
+            guard result.succeeded else { throw ImageError("mke2fs failed making the base's ext4 root: \(result.errorText)") }
+        }
+        defer { mke2fs.wait() }
+        let tarPath = output + "/base.tar.zst"
+        try progress.step("base: tar layer", total: contentBytes) { step in
+            _ = FileManager.default.createFile(atPath: tarPath, contents: nil)
+            guard let handle = FileHandle(forWritingAtPath: tarPath) else { throw ImageError("cannot write \(tarPath)") }
+            defer { try? handle.close() }
+            let writer = try TarZstdLayerWriter(output: handle, isLast: false, mtime: epoch)
+            try writer.addTree(at: root) { step.advance($0, of: contentBytes) }
+            try writer.finish()
+            let compressed = try handle.offset()
+            return ((), "base: tar layer \(byteCount(writer.uncompressedBytes)) → \(byteCount(Int(compressed))) zstd")
+        }
+        try mke2fs.result()
+        var info = stat()
+        stat(ext4, &info)
+        progress.report(.end(step: ext4Step, summary: "base: ext4 root \(size >> 20) MiB, \(byteCount(Int(info.st_blocks) * 512)) allocated"))
 
         // Boot files for the ESP: the kernel and initrd the base installed, and systemd-boot.
         let boot = [
@@ -135,17 +175,30 @@ public struct ImageBuilder: Sendable {
             guard FileManager.default.fileExists(atPath: resolved) else {
                 throw ImageError("the base has no \(source.dropFirst(root.count)); is the package list complete?")
             }
+            try? FileManager.default.removeItem(atPath: output + "/" + name)
             try FileManager.default.copyItem(atPath: resolved, toPath: output + "/" + name)
         }
     }
 
-    static func normaliseTimes(_ root: String, epoch: Int) throws {
+    /// Sets every time in the tree to `epoch` and returns the bytes a tar of it holds (headers and
+    /// padded contents, hard links once): what sizes the ext4 root and the progress of packing.
+    static func prepareTree(_ root: String, epoch: Int) throws -> Int {
         var times = [timespec(tv_sec: epoch, tv_nsec: 0), timespec(tv_sec: epoch, tv_nsec: 0)]
-        guard let walker = FileManager.default.enumerator(atPath: root) else { return }
-        for case let path as String in walker {
-            utimensat(AT_FDCWD, root + "/" + path, &times, AT_SYMLINK_NOFOLLOW)
+        guard let walker = FileManager.default.enumerator(atPath: root) else { throw ImageError("cannot read the base tree \(root)") }
+        var bytes = 512
+        var seen = Set<UInt64>()
+        var info = stat()
+        for case let relative as String in walker {
+            let path = root + "/" + relative
+            guard lstat(path, &info) == 0 else { throw ImageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            bytes += 512
+            if info.st_mode & S_IFMT == S_IFREG, info.st_nlink == 1 || seen.insert(UInt64(info.st_ino)).inserted {
+                bytes += (Int(info.st_size) + 511) / 512 * 512
+            }
+            utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW)
         }
         utimensat(AT_FDCWD, root, &times, AT_SYMLINK_NOFOLLOW)
+        return bytes
     }
 
     // MARK: Level 2: overlays and the agent, ESP, disk
@@ -216,10 +269,10 @@ public struct ImageBuilder: Sendable {
         let base = try debianBase()
         let key = systemKey(baseKey: recipe.cacheKey, overlay: overlay)
         let directory = cacheDirectory + "/system-" + key
-        let lock = try CacheLock(for: directory, progress: progress)
+        let lock = try CacheLock(for: directory, progress: progress.note)
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
-            progress("system \(key): cached")
+            progress.note("system \(key): cached")
             return directory
         }
         let staging = directory + ".partial"
@@ -227,40 +280,47 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: staging) }
 
-        progress("system \(key): overlay layer (\(overlay.count) entries)")
-        try SparseCopy.duplicate(base + "/base.tar.zst", to: staging + "/rootfs.tar.zst")
-        guard let handle = FileHandle(forWritingAtPath: staging + "/rootfs.tar.zst") else { throw ImageError("cannot write the system layer") }
-        try handle.seekToEnd()
-        let writer = try TarZstdLayerWriter(output: handle, isLast: false, mtime: recipe.sourceDateEpoch)
-        for file in overlay {
-            try writer.add(LayerEntry(path: file.path, kind: file.kind, mode: file.mode))
+        try progress.step("system: overlay tar layer") { _ in
+            try SparseCopy.duplicate(base + "/base.tar.zst", to: staging + "/rootfs.tar.zst")
+            guard let handle = FileHandle(forWritingAtPath: staging + "/rootfs.tar.zst") else { throw ImageError("cannot write the system layer") }
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            let writer = try TarZstdLayerWriter(output: handle, isLast: false, mtime: recipe.sourceDateEpoch)
+            for file in overlay {
+                try writer.add(LayerEntry(path: file.path, kind: file.kind, mode: file.mode))
+            }
+            try writer.finish()
+            return ((), "system \(key): overlay tar layer, \(overlay.count) entries, \(byteCount(writer.uncompressedBytes))")
         }
-        try writer.finish()
-        try handle.close()
 
-        progress("system \(key): writing the overlay into the ext4 root")
-        let root = staging + "/root.ext4"
-        try SparseCopy.duplicate(base + "/root.ext4", to: root)
-        try writeOverlay(overlay, into: root)
-
-        progress("system \(key): EFI system partition and disk")
-        let esp = staging + "/esp.vfat"
-        try makeESP(esp, base: base)
+        // The base's ext4 goes into the disk once; the overlay is then written into it in place
+        // (debugfs and e2fsck open the filesystem at its offset in the disk file).
         var rootInfo = stat()
-        stat(root, &rootInfo)
+        stat(base + "/root.ext4", &rootInfo)
         let layout = DiskLayout(espBytes: ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size), siteBytes: ImageBuilder.siteBytes)
-        try layout.createDisk(at: staging + "/disk.img")
-        try SparseCopy.copy(esp, into: staging + "/disk.img", at: layout.espStart * DiskLayout.sector)
-        try SparseCopy.copy(root, into: staging + "/disk.img", at: layout.rootStart * DiskLayout.sector)
+        let disk = staging + "/disk.img"
+        try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
+            try layout.createDisk(at: disk)
+            try SparseCopy.copy(base + "/root.ext4", into: disk, at: layout.rootStart * DiskLayout.sector) { step.advance($0) }
+            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "overlay into the ext4 root")
+            try writeOverlay(overlay, into: disk, offset: layout.rootStart * DiskLayout.sector)
+            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "EFI system partition")
+            let esp = staging + "/esp.vfat"
+            try makeESP(esp, base: base)
+            try SparseCopy.copy(esp, into: disk, at: layout.espStart * DiskLayout.sector)
+            try? FileManager.default.removeItem(atPath: esp)
+            var info = stat()
+            stat(disk, &info)
+            return ((), "system \(key): disk image \(byteCount(layout.totalBytes)), \(byteCount(Int(info.st_blocks) * 512)) allocated")
+        }
         let encoded = try JSONEncoder().encode(["esp": layout.espSectors, "root": layout.rootSectors, "site": layout.siteSectors])
         _ = FileManager.default.createFile(atPath: staging + "/layout.json", contents: encoded)
 
         // Hash once what every site shares, so stamping hashes only the site's own bytes: the
         // tarball's state after the system layers, the disk's state up to the site partition,
         // and the disk's block map with a checksum per run.
-        progress("system \(key): checksums of the shared parts")
-        try ImageBuilder.writeSharedChecksums(system: staging, siteStartByte: layout.siteStart * DiskLayout.sector)
-        for name in ["esp.vfat", "root.ext4"] { try? FileManager.default.removeItem(atPath: staging + "/" + name) }
+        try ImageBuilder.writeSharedChecksums(system: staging, siteStartByte: layout.siteStart * DiskLayout.sector,
+                                              progress: progress, step: "system: checksums", summary: "system \(key): checksums")
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
         _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(key.utf8))
@@ -269,7 +329,8 @@ public struct ImageBuilder: Sendable {
 
     /// Writes the overlay into an ext4 image with debugfs (no mount, no root): folders, files with
     /// root owner, normalised mode and time, symlinks. Existing files are replaced.
-    func writeOverlay(_ overlay: [OverlayFile], into image: String) throws {
+    /// `offset`: where the filesystem starts in `image` (e2fsprogs' `?offset=` device option).
+    func writeOverlay(_ overlay: [OverlayFile], into image: String, offset: Int = 0) throws {
         var script: [String] = []
         let epoch = recipe.sourceDateEpoch
         for file in overlay {
@@ -292,11 +353,12 @@ public struct ImageBuilder: Sendable {
             }
         }
         let scriptPath = image + ".debugfs"
+        let device = offset == 0 ? image : "\(image)?offset=\(offset)"
         _ = FileManager.default.createFile(atPath: scriptPath, contents: Data((script.joined(separator: "\n") + "\n").utf8))
         defer { try? FileManager.default.removeItem(atPath: scriptPath) }
         var environment = ProcessInfo.processInfo.environment
         environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
-        let result = try SystemCommand.run("debugfs", ["-w", "-f", scriptPath, image], environment: environment)
+        let result = try SystemCommand.run("debugfs", ["-w", "-f", scriptPath, device], environment: environment)
         // debugfs keeps going after a failed command; "rm" of a file that does not exist yet and
         // "mkdir" of an existing folder are expected, anything else is a real failure.
         let failures = result.errorText.split(separator: "\n").filter { line in
@@ -306,7 +368,7 @@ public struct ImageBuilder: Sendable {
         guard result.succeeded, failures.isEmpty else {
             throw ImageError("writing the overlay into the root filesystem failed: \(failures.first.map(String.init) ?? result.errorText)")
         }
-        let check = try SystemCommand.run("e2fsck", ["-fn", image])
+        let check = try SystemCommand.run("e2fsck", ["-fn", device])
         guard check.succeeded else {
             throw ImageError("the root filesystem is not clean after the overlay: \(check.output.split(separator: "\n").prefix(3).joined(separator: "; "))")
         }
@@ -362,10 +424,11 @@ public struct ImageBuilder: Sendable {
     }
 
     /// Stamps `layer` onto the system level and writes `SITE.rootfs.tar.zst`, `SITE.img`,
-    /// `SITE.img.bmap` and `SHA256SUMS` into `outputDirectory`. Outputs appear under their final
-    /// names only when complete.
+    /// `SITE.img.bmap` and `SITE.SHA256SUMS` into `outputDirectory`, then (with `mergeChecksums`)
+    /// the folder's `SHA256SUMS`. Outputs appear under their final names only when complete.
+    /// Safe to run for several sites at once into the same folder when they merge afterwards.
     @discardableResult
-    public func stamp(_ layer: SiteLayer, system: String, outputDirectory: String) throws -> [String] {
+    public func stamp(_ layer: SiteLayer, system: String, outputDirectory: String, mergeChecksums: Bool = true) throws -> [String] {
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
         let site = layer.site
         let partial = outputDirectory + "/.\(site).partial-\(getpid())"
@@ -373,80 +436,101 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: partial) }
 
-        progress("site \(site): tar layer")
-        let tar = partial + "/\(site).rootfs.tar.zst"
-        try SparseCopy.duplicate(system + "/rootfs.tar.zst", to: tar)
-        guard let handle = FileHandle(forWritingAtPath: tar) else { throw ImageError("cannot write \(tar)") }
-        try handle.seekToEnd()
-        let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: recipe.sourceDateEpoch)
-        try writer.add(LayerEntry(path: "etc/edgekit", kind: .directory, mode: 0o755))
-        for file in layer.files {
-            try writer.add(LayerEntry(path: file.path, kind: .file(file.data), mode: file.mode))
-        }
-        try writer.finish()
-        try handle.synchronize()
-        try handle.close()
-
-        progress("site \(site): disk image")
-        let layoutData = try Data(contentsOf: URL(fileURLWithPath: system + "/layout.json"))
-        let sizes = try JSONDecoder().decode([String: Int].self, from: layoutData)
-        var layout = DiskLayout(espBytes: 0, rootBytes: 0, siteBytes: 0)
-        layout.espSectors = sizes["esp"] ?? 0
-        layout.rootSectors = sizes["root"] ?? 0
-        layout.siteSectors = sizes["site"] ?? 0
-        let sitePartition = partial + "/site.vfat"
-        try makeSitePartition(sitePartition, files: layer.files.filter { $0.path.hasPrefix("etc/edgekit/") }, bytes: layout.siteSectors * DiskLayout.sector)
-        let image = partial + "/\(site).img"
-        try SparseCopy.duplicate(system + "/disk.img", to: image)
-        try SparseCopy.copy(sitePartition, into: image, at: layout.siteStart * DiskLayout.sector)
-        try? FileManager.default.removeItem(atPath: sitePartition)
-
-        progress("site \(site): bmap and checksums")
-        let shared = try JSONDecoder().decode(SharedChecksums.self, from: Data(contentsOf: URL(fileURLWithPath: system + "/checksums.json")))
-        let bmap = try BlockMap.make(for: image, reusing: shared.diskMap).xml
-        guard FileManager.default.createFile(atPath: image + ".bmap", contents: Data(bmap.utf8)) else {
-            throw ImageError("cannot write \(image).bmap")
-        }
-        // Resume the cached states with only this site's bytes: the site tar layer, and the site
-        // partition plus the disk's tail (alignment gap and backup GPT).
-        guard var tarHash = ResumableSHA256(exported: shared.tarState), var diskHash = ResumableSHA256(exported: shared.diskPrefixState) else {
-            throw ImageError("the checksum cache in \(system) is unreadable; delete it to rebuild")
-        }
-        var systemTar = stat()
-        stat(system + "/rootfs.tar.zst", &systemTar)
-        try tarHash.update(file: tar, offset: Int(systemTar.st_size))
-        try diskHash.update(file: image, offset: layout.siteStart * DiskLayout.sector)
         let names = ["\(site).img", "\(site).img.bmap", "\(site).rootfs.tar.zst"]
-        let digests = [diskHash.hex(), try sha256(ofFile: image + ".bmap"), tarHash.hex()]
-        var sums = ""
-        for (name, digest) in zip(names, digests) {
-            sums += "\(digest)  \(name)\n"
-        }
-        _ = FileManager.default.createFile(atPath: partial + "/SHA256SUMS", contents: Data(sums.utf8))
-        // SHA256SUMS covers this site's files; with several sites, each has its own section file.
-        let sumsName = "\(site).SHA256SUMS"
-        try FileManager.default.moveItem(atPath: partial + "/SHA256SUMS", toPath: partial + "/" + sumsName)
-        for name in names + [sumsName] {
-            let target = outputDirectory + "/" + name
-            guard rename(partial + "/" + name, target) == 0 else {
-                throw ImageError("cannot move \(name) into \(outputDirectory): \(String(cString: strerror(errno)))")
+        try progress.step("site \(site)", total: 3, unit: .items) { step in
+            step.advance(0, of: 3, detail: "tar layer")
+            let tar = partial + "/\(site).rootfs.tar.zst"
+            try SparseCopy.duplicate(system + "/rootfs.tar.zst", to: tar)
+            guard let handle = FileHandle(forWritingAtPath: tar) else { throw ImageError("cannot write \(tar)") }
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: recipe.sourceDateEpoch)
+            try writer.add(LayerEntry(path: "etc/edgekit", kind: .directory, mode: 0o755))
+            for file in layer.files {
+                try writer.add(LayerEntry(path: file.path, kind: .file(file.data), mode: file.mode))
             }
+            try writer.finish()
+            let tarBytes = Int(try handle.offset())
+
+            step.advance(1, of: 3, detail: "disk image")
+            let layoutData = try Data(contentsOf: URL(fileURLWithPath: system + "/layout.json"))
+            let sizes = try JSONDecoder().decode([String: Int].self, from: layoutData)
+            var layout = DiskLayout(espBytes: 0, rootBytes: 0, siteBytes: 0)
+            layout.espSectors = sizes["esp"] ?? 0
+            layout.rootSectors = sizes["root"] ?? 0
+            layout.siteSectors = sizes["site"] ?? 0
+            let sitePartition = partial + "/site.vfat"
+            try makeSitePartition(sitePartition, files: layer.files.filter { $0.path.hasPrefix("etc/edgekit/") }, bytes: layout.siteSectors * DiskLayout.sector)
+            let image = partial + "/\(site).img"
+            try SparseCopy.duplicate(system + "/disk.img", to: image)
+            try SparseCopy.copy(sitePartition, into: image, at: layout.siteStart * DiskLayout.sector)
+            try? FileManager.default.removeItem(atPath: sitePartition)
+
+            step.advance(2, of: 3, detail: "bmap and checksums")
+            let shared = try JSONDecoder().decode(SharedChecksums.self, from: Data(contentsOf: URL(fileURLWithPath: system + "/checksums.json")))
+            let bmap = try BlockMap.make(for: image, reusing: shared.diskMap).xml
+            guard FileManager.default.createFile(atPath: image + ".bmap", contents: Data(bmap.utf8)) else {
+                throw ImageError("cannot write \(image).bmap")
+            }
+            // Resume the cached states with only this site's bytes: the site tar layer, and the site
+            // partition plus the disk's tail (alignment gap and backup GPT).
+            guard var tarHash = ResumableSHA256(exported: shared.tarState), var diskHash = ResumableSHA256(exported: shared.diskPrefixState) else {
+                throw ImageError("the checksum cache in \(system) is unreadable; delete it to rebuild")
+            }
+            var systemTar = stat()
+            stat(system + "/rootfs.tar.zst", &systemTar)
+            try tarHash.update(file: tar, offset: Int(systemTar.st_size))
+            try diskHash.update(file: image, offset: layout.siteStart * DiskLayout.sector)
+            let digests = [diskHash.hex(), try sha256(ofFile: image + ".bmap"), tarHash.hex()]
+            var sums = ""
+            for (name, digest) in zip(names, digests) {
+                sums += "\(digest)  \(name)\n"
+            }
+            // SITE.SHA256SUMS covers this site's files; SHA256SUMS merges every site's.
+            let sumsName = "\(site).SHA256SUMS"
+            guard FileManager.default.createFile(atPath: partial + "/" + sumsName, contents: Data(sums.utf8)) else {
+                throw ImageError("cannot write \(partial)/\(sumsName)")
+            }
+            for name in names + [sumsName] {
+                let target = outputDirectory + "/" + name
+                guard rename(partial + "/" + name, target) == 0 else {
+                    throw ImageError("cannot move \(name) into \(outputDirectory): \(String(cString: strerror(errno)))")
+                }
+            }
+            var imageInfo = stat()
+            stat(outputDirectory + "/" + names[0], &imageInfo)
+            return ((), "site \(site): \(names[0]) \(byteCount(Int(imageInfo.st_size))) (\(byteCount(Int(imageInfo.st_blocks) * 512)) allocated), "
+                + "\(names[2]) \(byteCount(tarBytes)), bmap, \(sumsName)")
         }
-        try ImageBuilder.mergeChecksums(in: outputDirectory)
+        if mergeChecksums { try ImageBuilder.mergeChecksums(in: outputDirectory) }
         return names.map { outputDirectory + "/" + $0 }
     }
 
     /// Writes `checksums.json` for a system level: the SHA-256 states of what every site shares and
-    /// the disk's block map (see `stamp`).
-    public static func writeSharedChecksums(system: String, siteStartByte: Int) throws {
-        var tarHash = ResumableSHA256()
-        try tarHash.update(file: system + "/rootfs.tar.zst")
-        var diskHash = ResumableSHA256()
-        try diskHash.update(file: system + "/disk.img", length: siteStartByte)
-        let shared = SharedChecksums(tarState: tarHash.exported, diskPrefixState: diskHash.exported,
-                                     diskMap: try BlockMap.make(for: system + "/disk.img"))
-        guard FileManager.default.createFile(atPath: system + "/checksums.json", contents: try JSONEncoder().encode(shared)) else {
-            throw ImageError("cannot write \(system)/checksums.json")
+    /// the disk's block map (see `stamp`). The disk's hash runs on one core while the tarball's
+    /// hash and the block map run on another.
+    public static func writeSharedChecksums(system: String, siteStartByte: Int, progress: BuildProgress = .silent,
+                                            step name: String = "checksums", summary: String = "checksums") throws {
+        var tarInfo = stat()
+        stat(system + "/rootfs.tar.zst", &tarInfo)
+        let dataBytes = try BlockMap.dataRanges(of: system + "/disk.img").reduce(0) { $0 + ($1.count * BlockMap.blockSize) }
+        let total = siteStartByte + Int(tarInfo.st_size) + dataBytes
+        try progress.step(name, total: total) { step in
+            let counter = ByteCounter { step.advance($0, of: total) }
+            let disk = BackgroundJob { () throws -> String in
+                var hash = ResumableSHA256()
+                try hash.update(file: system + "/disk.img", length: siteStartByte, counted: counter)
+                return hash.exported
+            }
+            defer { disk.wait() }
+            var tarHash = ResumableSHA256()
+            try tarHash.update(file: system + "/rootfs.tar.zst", counted: counter)
+            let diskMap = try BlockMap.make(for: system + "/disk.img", counted: counter)
+            let shared = SharedChecksums(tarState: tarHash.exported, diskPrefixState: try disk.result(), diskMap: diskMap)
+            guard FileManager.default.createFile(atPath: system + "/checksums.json", contents: try JSONEncoder().encode(shared)) else {
+                throw ImageError("cannot write \(system)/checksums.json")
+            }
+            return ((), "\(summary): \(byteCount(total)) hashed")
         }
     }
 
@@ -459,9 +543,12 @@ public struct ImageBuilder: Sendable {
             lines += text.split(separator: "\n").map(String.init)
         }
         let text = lines.sorted { $0.dropFirst(66) < $1.dropFirst(66) }.joined(separator: "\n") + "\n"
-        let temporary = directory + "/.SHA256SUMS.partial"
+        let temporary = directory + "/.SHA256SUMS.partial-\(getpid())-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8))
-        guard rename(temporary, directory + "/SHA256SUMS") == 0 else { throw ImageError("cannot write \(directory)/SHA256SUMS") }
+        guard rename(temporary, directory + "/SHA256SUMS") == 0 else {
+            unlink(temporary)
+            throw ImageError("cannot write \(directory)/SHA256SUMS")
+        }
     }
 
     func makeSitePartition(_ path: String, files: [(path: String, mode: UInt16, data: Data)], bytes: Int) throws {
@@ -474,12 +561,17 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         var times = [timespec(tv_sec: recipe.sourceDateEpoch, tv_nsec: 0), timespec(tv_sec: recipe.sourceDateEpoch, tv_nsec: 0)]
+        var sources: [String] = []
         for file in files {
             let name = (file.path as NSString).lastPathComponent
-            _ = FileManager.default.createFile(atPath: scratch + "/" + name, contents: file.data, attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(atPath: scratch + "/" + name, contents: file.data, attributes: [.posixPermissions: 0o600]) else {
+                throw ImageError("cannot write \(scratch)/\(name): \(String(cString: strerror(errno)))")
+            }
             utimensat(AT_FDCWD, scratch + "/" + name, &times, 0)
-            try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, "::/" + name], what: "copying \(name) to the site partition")
+            sources.append(scratch + "/" + name)
         }
+        // One mcopy for all files (mcopy(1): several sources, a folder as target).
+        try SystemCommand.check("mcopy", ["-m", "-i", path] + sources + ["::/"], what: "copying the site files to the site partition")
     }
 }
 

@@ -39,12 +39,15 @@ public struct ResumableSHA256: Sendable, Equatable {
             pending.append(contentsOf: input[0..<take])
             offset = take
             guard pending.count == 64 else { return }
-            pending.withUnsafeBytes { ResumableSHA256.compress(&state, $0.baseAddress!) }
+            pending.withUnsafeBytes { block in
+                state.withUnsafeMutableBufferPointer { ResumableSHA256.compress($0.baseAddress!, block.baseAddress!, blocks: 1) }
+            }
             pending.removeAll(keepingCapacity: true)
         }
-        while input.count - offset >= 64 {
-            ResumableSHA256.compress(&state, input.baseAddress! + offset)
-            offset += 64
+        let blocks = (input.count - offset) / 64
+        if blocks > 0 {
+            state.withUnsafeMutableBufferPointer { ResumableSHA256.compress($0.baseAddress!, input.baseAddress! + offset, blocks: blocks) }
+            offset += blocks * 64
         }
         if offset < input.count { pending.append(contentsOf: input[offset...]) }
     }
@@ -102,44 +105,84 @@ public struct ResumableSHA256: Sendable, Equatable {
         0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
     ]
 
-    private static func compress(_ state: inout [UInt32], _ pointer: UnsafeRawPointer) {
+    /// The round constants where the hot loop reads them without bounds checks.
+    private nonisolated(unsafe) static let constants: UnsafeMutablePointer<UInt32> = {
+        let pointer = UnsafeMutablePointer<UInt32>.allocate(capacity: 64)
+        pointer.initialize(from: k, count: 64)
+        return pointer
+    }()
+
+    /// The SHA-256 compression function over `blocks` consecutive 64-byte blocks (FIPS 180-4, 6.2.2).
+    /// Written over raw pointers so the optimiser keeps everything in registers: about twice as
+    /// fast as the same code over arrays.
+    private static func compress(_ state: UnsafeMutablePointer<UInt32>, _ data: UnsafeRawPointer, blocks: Int) {
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-        let block = pointer.assumingMemoryBound(to: UInt8.self)
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-        for i in 0..<16 {
-            w[i] = UInt32(block[i * 4]) << 24 | UInt32(block[i * 4 + 1]) << 16 | UInt32(block[i * 4 + 2]) << 8 | UInt32(block[i * 4 + 3])
+        @inline(__always) func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+                                     _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32) {
+            // Ch and Maj in their shorter equivalent forms: g ^ (e & (f ^ g)), (a & b) | (c & (a | b)).
+            let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ (g ^ (e & (f ^ g))) &+ kw
+            let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) | (c & (a | b)))
+            d &+= t1
+            h = t1 &+ t2
         }
-        for i in 16..<64 {
-            let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-            let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-            w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-        }
-        var a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6], h = state[7]
-        for i in 0..<64 {
-            let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-            let choose = (e & f) ^ (~e & g)
-            let t1 = h &+ s1 &+ choose &+ k[i] &+ w[i]
-            let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-            let majority = (a & b) ^ (a & c) ^ (b & c)
-            let t2 = s0 &+ majority
-            h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-        }
-        state[0] &+= a; state[1] &+= b; state[2] &+= c; state[3] &+= d
-        state[4] &+= e; state[5] &+= f; state[6] &+= g; state[7] &+= h
+        let k = constants
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { buffer in
+            let w = buffer.baseAddress!
+            var a = state[0], b = state[1], c = state[2], d = state[3], e = state[4], f = state[5], g = state[6], h = state[7]
+            for block in 0..<blocks {
+                let base = data + block * 64
+                for i in 0..<16 {
+                    w[i] = UInt32(bigEndian: base.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                }
+                for i in 16..<64 {
+                    let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+                    let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+                    w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+                }
+                let (a0, b0, c0, d0, e0, f0, g0, h0) = (a, b, c, d, e, f, g, h)
+                // Eight rounds per pass with the variables' roles rotated instead of moved.
+                var i = 0
+                while i < 64 {
+                    round(a, b, c, &d, e, f, g, &h, k[i] &+ w[i])
+                    round(h, a, b, &c, d, e, f, &g, k[i + 1] &+ w[i + 1])
+                    round(g, h, a, &b, c, d, e, &f, k[i + 2] &+ w[i + 2])
+                    round(f, g, h, &a, b, c, d, &e, k[i + 3] &+ w[i + 3])
+                    round(e, f, g, &h, a, b, c, &d, k[i + 4] &+ w[i + 4])
+                    round(d, e, f, &g, h, a, b, &c, k[i + 5] &+ w[i + 5])
+                    round(c, d, e, &f, g, h, a, &b, k[i + 6] &+ w[i + 6])
+                    round(b, c, d, &e, f, g, h, &a, k[i + 7] &+ w[i + 7])
+                    i += 8
+                }
+                a &+= a0; b &+= b0; c &+= c0; d &+= d0; e &+= e0; f &+= f0; g &+= g0; h &+= h0
+            }
+            state[0] = a; state[1] = b; state[2] = c; state[3] = d
+            state[4] = e; state[5] = f; state[6] = g; state[7] = h
         }
     }
 
     /// Hashes `length` bytes of the file at `path` from `offset` into this state.
     public mutating func update(file path: String, offset: Int = 0, length: Int? = nil) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw ImageError("cannot read \(path)") }
-        defer { try? handle.close() }
-        try handle.seek(toOffset: UInt64(offset))
+        try update(file: path, offset: offset, length: length, counted: nil)
+    }
+
+    /// The same, telling `counted` every chunk's size (progress).
+    mutating func update(file path: String, offset: Int = 0, length: Int? = nil, counted: ByteCounter?) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ImageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var position = offset
         var remaining = length ?? Int.max
+        var buffer = [UInt8](repeating: 0, count: 4 << 20)
         while remaining > 0 {
-            let chunk = handle.readData(ofLength: min(remaining, 4 << 20))
-            if chunk.isEmpty { break }
-            update(chunk)
-            remaining -= chunk.count
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min(remaining, $0.count), off_t(position)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw ImageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            self.length += UInt64(count)
+            buffer.withUnsafeBytes { absorb(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            position += count
+            remaining -= count
+            counted?.add(count)
         }
         if let length, remaining > 0 { throw ImageError("\(path) ended \(remaining) bytes early while hashing") }
     }

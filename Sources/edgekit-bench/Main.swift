@@ -15,6 +15,10 @@ enum Bench {
             try profile(planDirectory: arguments[1])
         case ("checksums", 3):
             try ImageBuilder.writeSharedChecksums(system: arguments[1], siteStartByte: Int(arguments[2])!)
+        case ("mmdebstrap-args", 2):
+            bareMmdebstrapArguments(packageCache: arguments[1])
+        case ("hash-speed", 2):
+            try hashSpeed(file: arguments[1])
         case ("stamp", 4):
             try stamp(system: arguments[1], output: arguments[2], label: arguments[3])
         case ("agent", 4), ("agent", 5):
@@ -26,8 +30,11 @@ enum Bench {
                 exit(1)
             }
         default:
-            FileHandle.standardError.write(Data(("usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL"
-                + " | agent AGENT_BINARY EDGEKIT_BINARY PLAN_DIR [RUNS]\n").utf8))
+            FileHandle.standardError.write(Data("""
+                usage: edgekit-bench profile PLAN_DIR | stamp SYSTEM_DIR OUT_DIR LABEL | checksums SYSTEM_DIR SITE_START_BYTE
+                       | mmdebstrap-args PACKAGE_CACHE | hash-speed FILE | agent AGENT_BINARY EDGEKIT_BINARY PLAN_DIR [RUNS]
+
+                """.utf8))
             exit(2)
         }
     }
@@ -47,7 +54,7 @@ enum Bench {
     static func stamp(system: String, output: String, label: String) throws {
         let builder = ImageBuilder(
             cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: 1_735_689_600), overlayDirectory: "/nonexistent",
-            agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: { _ in })
+            agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: .silent)
         let keys = PlanKeys(master: try MasterSecret(bytes: Data(0..<32)), planName: "bench")
         let identity = keys.siteIdentity(site: "bench")
         let layer = ImageBuilder.SiteLayer(site: "bench", files: [
@@ -62,6 +69,27 @@ enum Bench {
         }
         samples.sort()
         report("stamp one site onto the \(label) (median of 5: tar.zst + img + bmap + sums)", samples[2], target: 1000)
+    }
+
+    /// The bare mmdebstrap call bench/image.sh times against a cold base: the recipe's own options
+    /// (package list, variant, dpkg filters) and mirrors, the same local package cache, no edgekit
+    /// hooks, no output (`/dev/null`). NUL-separated, for `mapfile -d ''`.
+    static func bareMmdebstrapArguments(packageCache: String) {
+        let recipe = BaseRecipe(sourceDateEpoch: 1_735_689_600)
+        let arguments = recipe.mmdebstrapOptions + ImageBuilder.packageCacheOptions(packageCache) + [recipe.suite, "/dev/null"] + recipe.mirrors
+        FileHandle.standardOutput.write(Data(arguments.map { $0 + "\0" }.joined().utf8))
+    }
+
+    /// MB/s of the two SHA-256 implementations the image builder uses, over the same file.
+    static func hashSpeed(file: String) throws {
+        var info = stat()
+        stat(file, &info)
+        let megabytes = Double(info.st_size) / 1e6
+        var resumable = ResumableSHA256()
+        let ownTime = try milliseconds { try resumable.update(file: file) }
+        let cryptoTime = try milliseconds { _ = try sha256(ofFile: file) }
+        print(String(format: "ResumableSHA256: %.0f MB/s; swift-crypto SHA256: %.0f MB/s (%.0f MB)",
+                     megabytes / ownTime * 1000, megabytes / cryptoTime * 1000, megabytes))
     }
 
     static func profile(planDirectory: String) throws {

@@ -13,19 +13,100 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cache folder for the Debian base and system layers (default: $EDGEKIT_CACHE, else ./cache).", valueName: "dir"))
     var cache: String?
 
-    @Option(help: ArgumentHelp("Overlay tree laid over the rootfs (default: ./overlays).", valueName: "dir"))
+    @Option(help: ArgumentHelp("Overlay tree laid over the rootfs.", valueName: "dir"))
     var overlays: String = "overlays"
 
     @Option(help: ArgumentHelp("edgekit-agent binary to install, built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
     var agent: String?
 
-    func builder() -> ImageBuilder {
+    func builder(progress: BuildProgress) -> ImageBuilder {
         let cacheDirectory = cache ?? ProcessInfo.processInfo.environment["EDGEKIT_CACHE"] ?? "cache"
         let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
         return ImageBuilder(
             cacheDirectory: absolute(cacheDirectory), recipe: BaseRecipe(sourceDateEpoch: epoch),
             overlayDirectory: absolute(overlays), agentBinary: absolute(agent ?? siblingExecutable("edgekit-agent")),
-            packerExecutable: currentExecutable(), progress: { Output.error($0) })
+            packerExecutable: currentExecutable(), progress: progress)
+    }
+}
+
+extension ProgressDisplay {
+    /// The image builder's events, shown on this display.
+    var buildProgress: BuildProgress {
+        BuildProgress { [self] event in
+            switch event {
+            case .begin(let step, let total, let unit):
+                let shown: ProgressDisplay.Unit = switch unit {
+                case .bytes: .bytes
+                case .percent: .percent
+                case .items: .items
+                }
+                begin(step, total: total, unit: shown)
+            case .advance(let step, let completed, let total, let detail):
+                advance(step, completed: completed, total: total, detail: detail)
+            case .end(let step, let summary):
+                end(step, summary: summary)
+            case .note(let text):
+                note(text)
+            }
+        }
+    }
+
+    /// Runs `body` and takes the bar off the screen afterwards, so an error starts on its own line.
+    func showing<T>(_ body: () throws -> T) rethrows -> T {
+        defer { stop() }
+        return try body()
+    }
+}
+
+/// Runs `body` for every item, as many at once as there are cores; the first error stops the
+/// items not yet started and is rethrown.
+func forEachConcurrently<Item: Sendable>(_ items: [Item], _ body: @escaping @Sendable (Item) throws -> Void) throws {
+    let failure = FirstError()
+    DispatchQueue.concurrentPerform(iterations: items.count) { index in
+        guard !failure.isSet else { return }
+        do {
+            try body(items[index])
+        } catch {
+            failure.set(error)
+        }
+    }
+    try failure.rethrow()
+}
+
+/// A count that several threads add to.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// Adds `amount` and returns the new count.
+    func add(_ amount: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += amount
+        return value
+    }
+}
+
+final class FirstError: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: (any Error)?
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return error != nil
+    }
+
+    func set(_ error: any Error) {
+        lock.lock()
+        defer { lock.unlock() }
+        if self.error == nil { self.error = error }
+    }
+
+    func rethrow() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let error { throw error }
     }
 }
 
@@ -67,7 +148,7 @@ struct ImageCommand: AsyncParsableCommand {
             abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap and SHA256SUMS into OUTDIR.",
             discussion: """
                 The Debian base is built once with mmdebstrap and cached under --cache; overlays and the
-                agent form a second cached level; stamping a site onto them takes about a second.
+                agent form a second cached level; stamping a site onto them takes under a second.
                 Flash with: bmaptool copy SITE.img /dev/sdX   (docs/image.md)
                 """)
 
@@ -80,14 +161,17 @@ struct ImageCommand: AsyncParsableCommand {
             let plan = try options.loadPlan()
             let (site, _) = try options.locate(plan, site: site, router: nil)
             let keys = try options.loadKeys(for: plan)
-            let builder = image.builder()
-            let system = try builder.system()
-            let outputs = try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
+            let display = ProgressDisplay()
+            let outputs = try display.showing {
+                let builder = image.builder(progress: display.buildProgress)
+                let system = try builder.system()
+                return try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
+            }
             Output.data(outputs.joined(separator: "\n") + "\n")
         }
     }
 
-    /// Run by mmdebstrap's customize hook; not for people.
+    /// Run inside mmdebstrap's user namespace when building without root; not for people.
     struct PackBase: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "pack-base", abstract: "(internal) Pack an mmdebstrap tree into the base cache.", shouldDisplay: false)
@@ -97,7 +181,10 @@ struct ImageCommand: AsyncParsableCommand {
         @Option var epoch: Int
 
         func run() async throws {
-            try ImageBuilder.packBase(root: root, output: output, epoch: epoch) { Output.error($0) }
+            let display = ProgressDisplay()
+            try display.showing {
+                try ImageBuilder.packBase(root: root, output: output, epoch: epoch, progress: display.buildProgress)
+            }
         }
     }
 }
@@ -194,28 +281,51 @@ struct BuildCommand: AsyncParsableCommand {
         let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
         let keys = try options.loadKeys(for: plan)
         let (serial, issuedAt) = try serialOption.resolve()
-        let builder = image.builder()
-        let system = try builder.system()
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        for site in sites {
-            try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
-            for router in site.routers {
-                let name = "\(site.name)-r\(router.slot).stick.img"
-                Output.error("site \(site.name): stick for router \(router.slot)")
-                try writeStick(try Sealing(plan: plan, site: site, router: router, keys: keys, serial: serial, issuedAt: issuedAt),
-                               to: out + "/" + name)
-            }
+        // Bad input fails before minutes of work, not after.
+        let relayProgram = relayBinary ?? siblingExecutable("edgekit-relay")
+        guard FileManager.default.isReadableFile(atPath: relayProgram) else {
+            throw CommandError("relay binary \(relayProgram) is missing (build it with ./build.sh, or pass --relay-binary)")
         }
-        Output.error("relay bundle")
-        try writeRelayBundle(plan: plan, keys: keys, binary: relayBinary ?? siblingExecutable("edgekit-relay"), to: out + "/relay.tar.zst")
-        // Sticks and the relay bundle join SHA256SUMS next to the images.
-        var names = ["relay.tar.zst"]
-        for site in sites { names += site.routers.map { "\(site.name)-r\($0.slot).stick.img" } }
-        var sums = ""
-        for name in names { sums += "\(try sha256(ofFile: out + "/" + name))  \(name)\n" }
-        let part = out + "/sticks-and-relay.SHA256SUMS"
-        guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else { throw CommandError("cannot write \(part)") }
-        try ImageBuilder.mergeChecksums(in: out)
-        Output.error("done: \(sites.count) site image(s) in \(out)")
+        let started = Date()
+        let display = ProgressDisplay()
+        let progress = display.buildProgress
+        try display.showing {
+            let builder = image.builder(progress: progress)
+            let system = try builder.system()
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            // Sites in parallel, as many at once as there are cores: a stamp is mostly in-kernel
+            // copying of the cached disk and tarball plus a few small tools.
+            let layers = try sites.map { try siteLayer(plan: plan, site: $0, keys: keys) }
+            let output = out
+            try forEachConcurrently(layers) { layer in
+                try builder.stamp(layer, system: system, outputDirectory: output, mergeChecksums: false)
+            }
+            let sealings = try sites.flatMap { site in
+                try site.routers.map { router in
+                    (name: "\(site.name)-r\(router.slot).stick.img",
+                     sealing: try Sealing(plan: plan, site: site, router: router, keys: keys, serial: serial, issuedAt: issuedAt))
+                }
+            }
+            try progress.step("sticks", total: sealings.count, unit: .items) { step in
+                let done = Counter()
+                try forEachConcurrently(sealings) { stick in
+                    try writeStick(stick.sealing, to: output + "/" + stick.name)
+                    step.advance(done.add(1), of: sealings.count, detail: stick.name)
+                }
+                return ((), "sticks: \(sealings.count) for \(sites.count) site(s), serial \(serial)")
+            }
+            try progress.step("relay bundle") { _ in
+                try writeRelayBundle(plan: plan, keys: keys, binary: relayProgram, to: out + "/relay.tar.zst")
+                return ((), "relay bundle: relay.tar.zst")
+            }
+            // Sticks and the relay bundle join SHA256SUMS next to the images.
+            var sums = ""
+            for name in ["relay.tar.zst"] + sealings.map(\.name) { sums += "\(try sha256(ofFile: out + "/" + name))  \(name)\n" }
+            let part = out + "/sticks-and-relay.SHA256SUMS"
+            guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else { throw CommandError("cannot write \(part)") }
+            try ImageBuilder.mergeChecksums(in: out)
+            progress.note(String(format: "done: %d site image(s), %d stick(s) and the relay bundle in %@ (%.1f s)",
+                                 sites.count, sealings.count, out, Date().timeIntervalSince(started)))
+        }
     }
 }

@@ -49,6 +49,10 @@ func buildSiteB(out: String, secrets: String, overlays: String = repositoryRoot 
                  "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", overlays])
 }
 
+/// The shared image's folder, removed when the test process exits (a 1.2 GB image per run
+/// otherwise stays in the temporary folder).
+nonisolated(unsafe) var sharedImageFolder: String?
+
 /// One image shared by the checks below (building it is the expensive part).
 final class SharedImage: @unchecked Sendable {
     static let shared = SharedImage()
@@ -62,6 +66,10 @@ final class SharedImage: @unchecked Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-image-\(getpid())").path
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        sharedImageFolder = dir
+        atexit {
+            if let folder = sharedImageFolder { try? FileManager.default.removeItem(atPath: folder) }
+        }
         let result = try buildSiteB(out: dir + "/out", secrets: try makeSecrets(in: dir))
         guard result.status == 0 else {
             Issue.record("image build failed: \(result.stderr.suffix(2000))")
@@ -134,6 +142,21 @@ final class SharedImage: @unchecked Sendable {
                                   "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays",
                                   "--serial", "42", "--relay-binary", binaryDirectory + "/edgekit-relay"])
         #expect(result.status == 0, "\(result.stderr)")
+        // Not a terminal: one plain line per step (both levels cached, the site, the sticks, the
+        // relay bundle) and the closing line.
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        let expected = [
+            #"^base [0-9a-f]{16}: cached$"#, #"^system [0-9a-f]{16}: cached$"#,
+            #"^site site-a: site-a\.img .* \([0-9]+\.[0-9] s\)$"#,
+            #"^sticks: 2 for 1 site\(s\), serial 42 \([0-9]+\.[0-9] s\)$"#,
+            #"^relay bundle: relay\.tar\.zst \([0-9]+\.[0-9] s\)$"#,
+            #"^done: 1 site image\(s\), 2 stick\(s\) and the relay bundle in .* \([0-9]+\.[0-9] s\)$"#,
+        ]
+        #expect(lines.count == expected.count, "\(lines)")
+        for (line, pattern) in zip(lines, expected) {
+            #expect(line.range(of: pattern, options: .regularExpression) != nil, "\(line) !~ \(pattern)")
+        }
+        #expect(!result.stderr.utf8.contains { $0 < 0x20 && $0 != 0x0a }, "no control characters")
         for name in ["site-a.img", "site-a.img.bmap", "site-a.rootfs.tar.zst", "site-a-r1.stick.img", "site-a-r2.stick.img", "relay.tar.zst"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name)")
         }
@@ -153,16 +176,23 @@ final class SharedImage: @unchecked Sendable {
         let dir = try SharedImage.shared.build()
         let out = dir + "/bad"
         defer { try? FileManager.default.removeItem(atPath: out) }
+        // Each: exactly one line on stderr, naming the input and what to do.
         let unknown = try buildSiteB(out: out, secrets: dir + "/secrets", site: "site-z")
         #expect(unknown.status == 1)
-        #expect(unknown.stderr.split(separator: "\n").last == "--site site-z: no such site in plan example (sites: site-a, site-b)")
+        #expect(unknown.stderr.split(separator: "\n") == ["--site site-z: no such site in plan example (sites: site-a, site-b)"])
         let noSecrets = try buildSiteB(out: out, secrets: dir + "/no-such-secrets")
         #expect(noSecrets.status == 1)
-        #expect(noSecrets.stderr.split(separator: "\n").last == "\(dir)/no-such-secrets/master.key does not exist; create it with `edgekit keys init --plan DIR --secrets \(dir)/no-such-secrets` or restore it from your secret store")
+        #expect(noSecrets.stderr.split(separator: "\n") == ["\(dir)/no-such-secrets/master.key does not exist; create it with `edgekit keys init --plan DIR --secrets \(dir)/no-such-secrets` or restore it from your secret store"])
         let noOverlay = try buildSiteB(out: out, secrets: dir + "/secrets", overlays: dir + "/missing-overlays")
         #expect(noOverlay.status == 1)
-        #expect(noOverlay.stderr.split(separator: "\n").last == "overlay folder \(dir)/missing-overlays does not exist (expected the repository's overlays/)")
+        #expect(noOverlay.stderr.split(separator: "\n") == ["overlay folder \(dir)/missing-overlays does not exist (expected the repository's overlays/)"])
         #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"))
+        // edgekit build checks the relay binary before building anything.
+        let noRelay = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--out", out,
+                                   "--cache", imageCache, "--agent", try staticAgent(), "--relay-binary", dir + "/no-relay"])
+        #expect(noRelay.status == 1)
+        #expect(noRelay.stderr.split(separator: "\n") == ["relay binary \(dir)/no-relay is missing (build it with ./build.sh, or pass --relay-binary)"])
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: out))?.isEmpty ?? true, "nothing written")
     }
 
     @Test func aFullDiskFailsCleanly() throws {
@@ -222,5 +252,48 @@ final class SharedImage: @unchecked Sendable {
         print("boot: agent line after \(seconds) s under emulation")
         #expect(text.contains("Linux version"), "the kernel started")
         #expect(text.contains(expected), "console tail: \(text.suffix(3000))")
+    }
+}
+
+final class RecordedEvents: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [BuildProgress.Event] = []
+    func add(_ event: BuildProgress.Event) { lock.lock(); events.append(event); lock.unlock() }
+    var all: [BuildProgress.Event] { lock.lock(); defer { lock.unlock() }; return events }
+}
+
+@Suite struct BaseFailureTests {
+    /// mmdebstrap failing (here: a mirror nobody answers on) is one error naming mmdebstrap's own
+    /// error line and its log, and leaves no base (complete or partial) in the cache.
+    @Test func aFailingMmdebstrapLeavesNoBaseAndNamesItsLog() throws {
+        guard getuid() == 0 else {
+            print("skipped: mmdebstrap's root mode needs root")
+            return
+        }
+        try withScratch { dir in
+            var recipe = BaseRecipe(sourceDateEpoch: 1_735_689_600)
+            recipe.mirrors = ["deb http://127.0.0.1:9/debian bookworm main"]
+            let events = RecordedEvents()
+            let builder = ImageBuilder(cacheDirectory: dir + "/cache", recipe: recipe, overlayDirectory: dir, agentBinary: "/bin/true",
+                                       packerExecutable: "/bin/false", progress: BuildProgress { events.add($0) })
+            var message = ""
+            do {
+                _ = try builder.debianBase()
+                Issue.record("a base was built from a mirror that does not exist")
+            } catch let error as ImageError {
+                message = error.message
+            }
+            let log = dir + "/cache/base-\(recipe.cacheKey).mmdebstrap.log"
+            #expect(message.hasPrefix("mmdebstrap failed building the base (exit "), "\(message)")
+            #expect(message.contains("E: ") && message.hasSuffix("(full log: \(log))"), "\(message)")
+            #expect(!message.contains("\n"))
+            let logText = try String(contentsOfFile: log, encoding: .utf8)
+            #expect(logText.contains("E: "))
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir + "/cache").filter { $0.hasPrefix("base-") && !$0.hasSuffix(".log") && !$0.hasSuffix(".lock") }
+            #expect(left.isEmpty, "no base left: \(left)")
+            // The step began and never claimed to end.
+            #expect(events.all.contains(.begin(step: "base: mmdebstrap", total: nil, unit: .percent)))
+            #expect(!events.all.contains { if case .end = $0 { true } else { false } })
+        }
     }
 }
