@@ -184,6 +184,6 @@ public struct ResumableSHA256: Sendable, Equatable {
             remaining -= count
             counted?.add(count)
         }
-        if let length, remaining > 0 { throw ImageError("\(path) ended \(remaining) bytes early while hashing") }
+        if length != nil, remaining > 0 { throw ImageError("\(path) ended \(remaining) bytes early while hashing") }
     }
 }

@@ -45,7 +45,7 @@ enum UDPExchange {
             }
             var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
             _ = getnameinfo(address, length, &name, socklen_t(name.count), nil, 0, NI_NUMERICHOST)
-            let text = String(cString: name)
+            let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             result.append(ResolvedAddress(storage: storage, length: length, family: entry.pointee.ai_family,
                                           text: entry.pointee.ai_family == AF_INET6 ? "[\(text)]:\(port)" : "\(text):\(port)"))
         }
