@@ -120,6 +120,26 @@ final class SharedImage: @unchecked Sendable {
         #expect(try sha256(ofFile: dir + "/flashed.img") == sha256(ofFile: out + "/site-b.img"))
     }
 
+    /// The boot policy overlays/ sets, as systemd itself reads it from the image's tree: the firewall
+    /// and the agent start at boot (Debian installs nftables disabled), apt's timers never run.
+    @Test func bootPolicyIsWhatSystemdSees() throws {
+        let dir = try SharedImage.shared.build()
+        let root = dir + "/units-root"
+        try? FileManager.default.removeItem(atPath: root)
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let unpack = try system("tar", ["--zstd", "-xf", dir + "/out/site-b.rootfs.tar.zst", "-C", root, "--wildcards",
+                                        "./etc/systemd/*", "./usr/lib/systemd/*", "./lib"])
+        #expect(unpack.status == 0, "tar: \(unpack.stderr)")
+        let expected = ["nftables.service": "enabled", "edgekit-agent.service": "enabled", "systemd-networkd.service": "enabled",
+                        "apt-daily.timer": "masked", "apt-daily-upgrade.timer": "masked"]
+        for (unit, state) in expected.sorted(by: { $0.key < $1.key }) {
+            let answer = try system("systemctl", ["--root=" + root, "is-enabled", unit])
+            #expect(answer.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == state,
+                    "systemctl is-enabled \(unit): \(answer.stdout)\(answer.stderr)")
+        }
+    }
+
     @Test func twoBuildsOfTheSameInputsAreIdentical() throws {
         let dir = try SharedImage.shared.build()
         let again = dir + "/again"
