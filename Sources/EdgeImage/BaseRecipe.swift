@@ -27,7 +27,8 @@ public struct BaseRecipe: Sendable, Equatable {
         "path-include=/usr/share/locale/locale.alias",
         "path-exclude=/usr/share/lintian/*",
     ]
-    /// Every file time in the base, and what mmdebstrap stamps (reproducible builds).
+    /// Every file time in the image, and what mmdebstrap stamps (reproducible builds): see
+    /// `imageFileTime(environment:)`.
     public var sourceDateEpoch: Int
     /// Bumped when the way edgekit packs the base changes. 2: packed after mmdebstrap's cleanup
     /// (empty /etc/machine-id, no apt lists, caches or logs), straight from its output folder.
@@ -41,6 +42,21 @@ public struct BaseRecipe: Sendable, Equatable {
     public var mmdebstrapOptions: [String] {
         ["--variant=minbase", "--arch=\(architecture)", "--include=\(packages.joined(separator: ","))"]
             + dpkgOptions.map { "--dpkgopt=\($0)" }
+    }
+
+    /// 2025-01-01T00:00:00Z, the latest file time an image carries.
+    public static let latestFileTime = 1_735_689_600
+
+    /// The file time of everything in an image: `SOURCE_DATE_EPOCH` clamped to `latestFileTime`
+    /// (reproducible-builds.org: no time later than SOURCE_DATE_EPOCH). Clamping keeps the base's
+    /// cache key, and the images, the same from commit to commit when CI sets SOURCE_DATE_EPOCH to
+    /// the commit time for growing profile serials; a time only shapes the image when it is older.
+    public static func imageFileTime(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
+        guard let text = environment["SOURCE_DATE_EPOCH"] else { return latestFileTime }
+        guard let epoch = Int(text), epoch >= 0 else {
+            throw ImageError("SOURCE_DATE_EPOCH \"\(text)\" is not a whole number of seconds since 1970; set it to e.g. $(git log -1 --format=%ct) or unset it")
+        }
+        return min(epoch, latestFileTime)
     }
 
     public var cacheKey: String {

@@ -53,7 +53,7 @@ enum Bench {
     /// Stamps a synthetic site onto a cached system level 5 times; prints the median.
     static func stamp(system: String, output: String, label: String) throws {
         let builder = ImageBuilder(
-            cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: 1_735_689_600), overlayDirectory: "/nonexistent",
+            cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime), overlayDirectory: "/nonexistent",
             agentBinary: "/nonexistent", packerExecutable: "/nonexistent", progress: .silent)
         let keys = PlanKeys(master: try MasterSecret(bytes: Data(0..<32)), planName: "bench")
         let identity = keys.siteIdentity(site: "bench")
@@ -75,7 +75,7 @@ enum Bench {
     /// (package list, variant, dpkg filters) and mirrors, the same local package cache, no edgekit
     /// hooks, no output (`/dev/null`). NUL-separated, for `mapfile -d ''`.
     static func bareMmdebstrapArguments(packageCache: String) {
-        let recipe = BaseRecipe(sourceDateEpoch: 1_735_689_600)
+        let recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
         let arguments = recipe.mmdebstrapOptions + ImageBuilder.packageCacheOptions(packageCache) + [recipe.suite, "/dev/null"] + recipe.mirrors
         FileHandle.standardOutput.write(Data(arguments.map { $0 + "\0" }.joined().utf8))
     }

@@ -19,9 +19,9 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("edgekit-agent binary to install, built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
     var agent: String?
 
-    func builder(progress: BuildProgress) -> ImageBuilder {
+    func builder(progress: BuildProgress) throws -> ImageBuilder {
         let cacheDirectory = cache ?? ProcessInfo.processInfo.environment["EDGEKIT_CACHE"] ?? "cache"
-        let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
+        let epoch = try BaseRecipe.imageFileTime()
         return ImageBuilder(
             cacheDirectory: absolute(cacheDirectory), recipe: BaseRecipe(sourceDateEpoch: epoch),
             overlayDirectory: absolute(overlays), agentBinary: absolute(agent ?? siblingExecutable("edgekit-agent")),
@@ -163,7 +163,7 @@ struct ImageCommand: AsyncParsableCommand {
             let keys = try options.loadKeys(for: plan)
             let display = ProgressDisplay()
             let outputs = try display.showing {
-                let builder = image.builder(progress: display.buildProgress)
+                let builder = try image.builder(progress: display.buildProgress)
                 let system = try builder.system()
                 return try builder.stamp(try siteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
             }
@@ -232,8 +232,7 @@ func writeRelayBundle(plan: Plan, keys: PlanKeys, binary: String, to path: Strin
         let handle = FileHandle(forWritingAtPath: temporary)
     else { throw CommandError("cannot write \(path)") }
     do {
-        let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
-        let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: epoch)
+        let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: try BaseRecipe.imageFileTime())
         // Parent folders first, so extraction creates them with sane modes.
         var folders = Set<String>()
         for entry in entries {
@@ -290,7 +289,7 @@ struct BuildCommand: AsyncParsableCommand {
         let display = ProgressDisplay()
         let progress = display.buildProgress
         try display.showing {
-            let builder = image.builder(progress: progress)
+            let builder = try image.builder(progress: progress)
             let system = try builder.system()
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             // Sites in parallel, as many at once as there are cores: a stamp is mostly in-kernel

@@ -1,0 +1,56 @@
+@testable import EdgeImage
+import Foundation
+import Testing
+
+/// What shapes a cached level is in its key: a changed input builds the level again, an unchanged
+/// one finds it (docs/image.md, "Three cached levels").
+@Suite struct CacheKeyTests {
+    @Test func everyInputOfTheBaseRecipeChangesItsKey() {
+        let recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
+        #expect(recipe.cacheKey == BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime).cacheKey, "same inputs, same key")
+        var changes: [(String, BaseRecipe)] = []
+        var suite = recipe; suite.suite = "trixie"; changes.append(("suite", suite))
+        var arch = recipe; arch.architecture = "arm64"; changes.append(("architecture", arch))
+        var mirror = recipe; mirror.mirrors[0] = "deb http://mirror.example/debian bookworm main"; changes.append(("mirror", mirror))
+        var packages = recipe; packages.packages.append("tcpdump"); changes.append(("package list", packages))
+        var order = recipe; order.packages.swapAt(0, 1); changes.append(("package order", order))
+        var filters = recipe; filters.dpkgOptions.removeLast(); changes.append(("dpkg filters", filters))
+        var epoch = recipe; epoch.sourceDateEpoch -= 1; changes.append(("file time", epoch))
+        for (what, changed) in changes {
+            #expect(changed.cacheKey != recipe.cacheKey, "a changed \(what) must rebuild the base")
+        }
+        #expect(Set(changes.map(\.1.cacheKey)).count == changes.count)
+    }
+
+    @Test func theSystemKeyFollowsOverlayBytesModesPathsAndTheBase() {
+        let builder = ImageBuilder(cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime),
+                                   overlayDirectory: "/nonexistent", agentBinary: "/nonexistent", packerExecutable: "/bin/false",
+                                   progress: BuildProgress { _ in })
+        let overlay = [
+            ImageBuilder.OverlayFile(path: "etc/fstab", kind: .file(Data("root\n".utf8)), mode: 0o644, source: "fstab"),
+            ImageBuilder.OverlayFile(path: "usr/local/bin/edgekit-agent", kind: .file(Data("agent v1".utf8)), mode: 0o755, source: "agent"),
+        ]
+        let key = builder.systemKey(baseKey: "base", overlay: overlay)
+        #expect(key == builder.systemKey(baseKey: "base", overlay: overlay))
+        var bytes = overlay; bytes[1] = ImageBuilder.OverlayFile(path: bytes[1].path, kind: .file(Data("agent v2".utf8)), mode: 0o755, source: "agent")
+        var mode = overlay; mode[0] = ImageBuilder.OverlayFile(path: mode[0].path, kind: mode[0].kind, mode: 0o600, source: "fstab")
+        var path = overlay; path[0] = ImageBuilder.OverlayFile(path: "etc/fstab2", kind: path[0].kind, mode: 0o644, source: "fstab")
+        var link = overlay; link[0] = ImageBuilder.OverlayFile(path: "etc/fstab", kind: .symlink("root\n"), mode: 0o644, source: "fstab")
+        for (what, changed) in [("agent bytes", bytes), ("mode", mode), ("path", path), ("file → link", link)] {
+            #expect(builder.systemKey(baseKey: "base", overlay: changed) != key, "a changed \(what) must rebuild the system level")
+        }
+        #expect(builder.systemKey(baseKey: "other base", overlay: overlay) != key, "a new base must rebuild the system level")
+    }
+
+    @Test func imageFileTimeIsSourceDateEpochClampedAndRefusesGarbage() throws {
+        #expect(try BaseRecipe.imageFileTime(environment: [:]) == BaseRecipe.latestFileTime)
+        #expect(try BaseRecipe.imageFileTime(environment: ["SOURCE_DATE_EPOCH": "1800000000"]) == BaseRecipe.latestFileTime,
+                "a commit time after the clamp does not change the images or the base key")
+        #expect(try BaseRecipe.imageFileTime(environment: ["SOURCE_DATE_EPOCH": "1000000000"]) == 1_000_000_000)
+        for bad in ["", "soon", "-5", "1.5"] {
+            #expect(throws: ImageError.self) { try BaseRecipe.imageFileTime(environment: ["SOURCE_DATE_EPOCH": bad]) }
+        }
+        let error = #expect(throws: ImageError.self) { try BaseRecipe.imageFileTime(environment: ["SOURCE_DATE_EPOCH": "soon"]) }
+        #expect(error?.message.hasPrefix("SOURCE_DATE_EPOCH \"soon\" is not a whole number of seconds") == true, "\(String(describing: error))")
+    }
+}
