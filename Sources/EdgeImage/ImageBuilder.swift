@@ -33,6 +33,21 @@ public struct ImageBuilder: Sendable {
         self.progress = progress
     }
 
+    /// Sets a cached level's folder time to now, so the time says when a build last used it and a
+    /// cache can be pruned by age (`ls -dt CACHE/system-*/`, docs/ci.md). Best effort: a read-only
+    /// cache still builds.
+    func markUsed(_ directory: String) {
+        _ = utimes(directory, nil)
+    }
+
+    /// FAT keeps local times: mtools converts file times with the time zone, so a build on a
+    /// machine in another zone would give other bytes. UTC makes them the same everywhere.
+    static var fatToolEnvironment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["TZ"] = "UTC"
+        return environment
+    }
+
     static let espBytes = 128 << 20
     static let siteBytes = 8 << 20
     /// `net.ifnames=0`: ports keep the kernel's names (eth0, eth1) until the agent's `.link` files
@@ -55,6 +70,7 @@ public struct ImageBuilder: Sendable {
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
             progress.note("base \(key): cached")
+            markUsed(directory)
             return directory
         }
         let debs = cacheDirectory + "/debs"
@@ -273,6 +289,7 @@ public struct ImageBuilder: Sendable {
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
             progress.note("system \(key): cached")
+            markUsed(directory)
             return directory
         }
         let staging = directory + ".partial"
@@ -402,11 +419,13 @@ public struct ImageBuilder: Sendable {
             _ = FileManager.default.createFile(atPath: scratch + "/" + name, contents: data)
             utimensat(AT_FDCWD, scratch + "/" + name, &times, 0)
         }
-        try SystemCommand.check("mmd", ["-i", path, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"], what: "making ESP folders")
+        try SystemCommand.check("mmd", ["-i", path, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"], what: "making ESP folders",
+                                environment: ImageBuilder.fatToolEnvironment)
         let copies = [("BOOTX64.EFI", "::/EFI/BOOT/BOOTX64.EFI"), ("loader.conf", "::/loader/loader.conf"),
                       ("edgekit.conf", "::/loader/entries/edgekit.conf"), ("vmlinuz", "::/vmlinuz"), ("initrd.img", "::/initrd.img")]
         for (name, target) in copies {
-            try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, target], what: "copying \(name) to the ESP")
+            try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, target], what: "copying \(name) to the ESP",
+                                    environment: ImageBuilder.fatToolEnvironment)
         }
     }
 
@@ -571,7 +590,8 @@ public struct ImageBuilder: Sendable {
             sources.append(scratch + "/" + name)
         }
         // One mcopy for all files (mcopy(1): several sources, a folder as target).
-        try SystemCommand.check("mcopy", ["-m", "-i", path] + sources + ["::/"], what: "copying the site files to the site partition")
+        try SystemCommand.check("mcopy", ["-m", "-i", path] + sources + ["::/"], what: "copying the site files to the site partition",
+                                environment: ImageBuilder.fatToolEnvironment)
     }
 }
 

@@ -93,8 +93,9 @@ public enum SystemCommand {
 
     /// Runs `tool` and throws its stderr as a one-line error when it fails.
     @discardableResult
-    public static func check(_ tool: String, _ arguments: [String], stdin: Data? = nil, what: String) throws -> CommandResult {
-        let result = try run(tool, arguments, stdin: stdin)
+    public static func check(_ tool: String, _ arguments: [String], stdin: Data? = nil, what: String,
+                             environment: [String: String]? = nil) throws -> CommandResult {
+        let result = try run(tool, arguments, stdin: stdin, environment: environment)
         guard result.succeeded else {
             let detail = result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"
             throw SystemCommandError.failed(tool, what: what, detail: detail)
