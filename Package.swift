@@ -39,7 +39,8 @@ let package = Package(
         .target(name: "Registration", dependencies: [
             "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
         ]),
-        // libarchive, through pkg-config; only EdgeImage/Archive.swift touches it.
+        // libarchive and libzstd through pkg-config, plus syscall shims (copy_file_range, FICLONE, a pty);
+        // only EdgeImage uses it: Archive.swift for libarchive, the shims from DiskLayout and Mmdebstrap.
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// Runs a root command with edgekit's exit-code contract (docs/cli.md):
+/// Runs a root command with edgekit's exit-code contract (README.md, "Commands"):
 /// 0 success, 1 a failure the user can fix (printed as one line per problem), 2 usage.
 public enum CommandRunner {
     public static func main(_ root: any ParsableCommand.Type, arguments: [String]? = nil) async -> Never {

@@ -86,11 +86,32 @@ final class SharedImage: @unchecked Sendable {
         let out = dir + "/out"
         let tarList = try system("tar", ["--zstd", "-tvf", out + "/site-b.rootfs.tar.zst", "--numeric-owner"])
         #expect(tarList.status == 0, "tar --zstd: \(tarList.stderr)")
-        #expect(tarList.stdout.contains("-rw------- 0/0") && tarList.stdout.contains("./etc/edgekit/site.identity"))
-        #expect(tarList.stdout.contains("./usr/local/bin/edgekit-agent"))
-        #expect(tarList.stdout.contains("./usr/sbin/radvd"))
-        let bsd = try system("bsdtar", ["-tf", out + "/site-b.rootfs.tar.zst"])
-        #expect(bsd.status == 0 && bsd.stdout.contains("etc/edgekit/site.json"), "bsdtar: \(bsd.stderr)")
+        // The overlay layer has links at the site files' paths (into the site partition); the site
+        // layer comes last, so its regular files are the last members with those paths.
+        let members = tarList.stdout.split(separator: "\n").map(String.init)
+        func lastMember(_ path: String) -> String? { members.last { $0.hasSuffix(" ./" + path) } }
+        #expect(lastMember("etc/edgekit/site.identity")?.hasPrefix("-rw------- 0/0 ") == true, "\(lastMember("etc/edgekit/site.identity") ?? "none")")
+        #expect(lastMember("etc/edgekit/site.json")?.hasPrefix("-rw-r--r-- 0/0 ") == true, "\(lastMember("etc/edgekit/site.json") ?? "none")")
+        #expect(lastMember("etc/hostname")?.hasPrefix("-rw-r--r-- 0/0 ") == true, "\(lastMember("etc/hostname") ?? "none")")
+        #expect(lastMember("usr/local/bin/edgekit-agent")?.hasPrefix("-rwxr-xr-x 0/0 ") == true)
+        #expect(lastMember("usr/sbin/radvd") != nil)
+        // Both tar implementations unpack the whole archive, and the later layer wins.
+        for tool in [("tar", ["--zstd", "-xpf"]), ("bsdtar", ["-xpf"])] {
+            let tree = dir + "/unpacked-" + tool.0
+            try? FileManager.default.removeItem(atPath: tree)
+            try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: tree) }
+            let unpack = try system(tool.0, tool.1 + [out + "/site-b.rootfs.tar.zst", "-C", tree])
+            #expect(unpack.status == 0, "\(tool.0): \(unpack.stderr.suffix(1000))")
+            var info = stat()
+            #expect(lstat(tree + "/etc/edgekit/site.identity", &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_mode & 0o777 == 0o600,
+                    "\(tool.0): site.identity is a 0600 file, not the overlay's link")
+            let identity = (try? String(contentsOfFile: tree + "/etc/edgekit/site.identity", encoding: .utf8)) ?? ""
+            #expect(identity.contains("AGE-SECRET-KEY-1"), "\(tool.0): the identity's text")
+            #expect((try? String(contentsOfFile: tree + "/etc/hostname", encoding: .utf8)) == "site-b\n", "\(tool.0): the site's hostname")
+            #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/local/bin/edgekit-agent"))
+            #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/sbin/radvd"))
+        }
         let verify = try system("sfdisk", ["--verify", out + "/site-b.img"])
         #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify: \(verify.stdout)")
         // Each partition checked by its own fsck, read out with dd at the offsets sfdisk reports.
@@ -206,6 +227,21 @@ final class SharedImage: @unchecked Sendable {
         let noOverlay = try buildSiteB(out: out, secrets: dir + "/secrets", overlays: dir + "/missing-overlays")
         #expect(noOverlay.status == 1)
         #expect(noOverlay.stderr.split(separator: "\n") == ["overlay folder \(dir)/missing-overlays does not exist (expected the repository's overlays/)"])
+        // A broken entry inside overlays/ (here a FIFO, which no image can carry) names the entry.
+        let brokenOverlays = dir + "/broken-overlays"
+        try? FileManager.default.removeItem(atPath: brokenOverlays)
+        #expect(try system("cp", ["-a", repositoryRoot + "/overlays", brokenOverlays]).status == 0)
+        defer { try? FileManager.default.removeItem(atPath: brokenOverlays) }
+        #expect(mkfifo(brokenOverlays + "/etc/edgekit/pipe", 0o644) == 0)
+        let broken = try buildSiteB(out: out, secrets: dir + "/secrets", overlays: brokenOverlays)
+        #expect(broken.status == 1)
+        #expect(broken.stderr.split(separator: "\n") == ["overlay \(brokenOverlays)/etc/edgekit/pipe is neither a file, a folder nor a symlink"])
+        // A SOURCE_DATE_EPOCH that is not a time is refused before anything is built.
+        let badEpoch = try system("env", ["SOURCE_DATE_EPOCH=yesterday", (ProcessInfo.processInfo.environment["EDGEKIT_RELEASE_BIN_DIR"] ?? binaryDirectory) + "/edgekit",
+                                          "image", "build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--site", "site-b",
+                                          "--out", out, "--cache", imageCache, "--agent", try staticAgent()])
+        #expect(badEpoch.status == 1)
+        #expect(badEpoch.stderr.split(separator: "\n").count == 1 && badEpoch.stderr.hasPrefix("SOURCE_DATE_EPOCH \"yesterday\" is not a whole number"), "\(badEpoch.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"))
         // edgekit build checks the relay binary before building anything.
         let noRelay = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets", "--out", out,
@@ -215,11 +251,8 @@ final class SharedImage: @unchecked Sendable {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: out))?.isEmpty ?? true, "nothing written")
     }
 
-    @Test func aFullDiskFailsCleanly() throws {
-        guard getuid() == 0 else {
-            print("skipped: mounting a small tmpfs needs root")
-            return
-        }
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    func aFullDiskFailsCleanly() throws {
         let dir = try SharedImage.shared.build()
         let small = dir + "/small"
         try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
@@ -285,13 +318,10 @@ final class RecordedEvents: @unchecked Sendable {
 @Suite struct BaseFailureTests {
     /// mmdebstrap failing (here: a mirror nobody answers on) is one error naming mmdebstrap's own
     /// error line and its log, and leaves no base (complete or partial) in the cache.
-    @Test func aFailingMmdebstrapLeavesNoBaseAndNamesItsLog() throws {
-        guard getuid() == 0 else {
-            print("skipped: mmdebstrap's root mode needs root")
-            return
-        }
+    @Test(.enabled(if: getuid() == 0, "mmdebstrap's root mode needs root"))
+    func aFailingMmdebstrapLeavesNoBaseAndNamesItsLog() throws {
         try withScratch { dir in
-            var recipe = BaseRecipe(sourceDateEpoch: 1_735_689_600)
+            var recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
             recipe.mirrors = ["deb http://127.0.0.1:9/debian bookworm main"]
             let events = RecordedEvents()
             let builder = ImageBuilder(cacheDirectory: dir + "/cache", recipe: recipe, overlayDirectory: dir, agentBinary: "/bin/true",

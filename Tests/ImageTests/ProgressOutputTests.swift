@@ -6,8 +6,7 @@ import Testing
 /// copied, and nothing of the base is ever written), so a build into it makes the system level
 /// again and shows its long steps: writing the disk image and hashing it.
 func scratchCacheWithBase(in dir: String, name: String) throws -> String {
-    let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap(Int.init) ?? 1_735_689_600
-    let base = "base-" + BaseRecipe(sourceDateEpoch: epoch).cacheKey
+    let base = "base-" + BaseRecipe(sourceDateEpoch: try BaseRecipe.imageFileTime()).cacheKey
     let cache = dir + "/" + name
     try? FileManager.default.removeItem(atPath: cache)
     try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
@@ -52,6 +51,11 @@ func shellWord(_ text: String) -> String {
         for (line, pattern) in zip(lines, expected) {
             #expect(line.range(of: pattern, options: .regularExpression) != nil, "\(line) !~ \(pattern)")
         }
+        // Reproducible with the system level built anew (in another cache, on another run): the same
+        // bytes as the shared image, whose system level came from the shared cache.
+        let again = try String(contentsOfFile: out + "/SHA256SUMS", encoding: .utf8)
+        let shared = try String(contentsOfFile: dir + "/out/SHA256SUMS", encoding: .utf8)
+        #expect(again == shared, "a fresh system level gives other bytes:\n\(again)\nvs\n\(shared)")
     }
 
     /// On a terminal (a pseudo-terminal from util-linux `script`): long steps are a bar redrawn in
