@@ -20,7 +20,7 @@ PACKAGES=(
   ndisc6 socat tcpdump procps util-linux
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
-  systemd
+  systemd udev
 )
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
