@@ -40,10 +40,12 @@ public struct ImageBuilder: Sendable {
         _ = utimes(directory, nil)
     }
 
-    /// FAT keeps local times: mtools converts file times with the time zone, so a build on a
-    /// machine in another zone would give other bytes. UTC makes them the same everywhere.
-    static var fatToolEnvironment: [String: String] {
+    /// mtools stamps the folders it makes with the build's time unless `SOURCE_DATE_EPOCH` is set
+    /// (mtools 4.0.32 honours it), and FAT keeps local times, converted with the time zone: both
+    /// fixed, so two builds anywhere give the same ESP and site partition bytes.
+    var fatToolEnvironment: [String: String] {
         var environment = ProcessInfo.processInfo.environment
+        environment["SOURCE_DATE_EPOCH"] = String(recipe.sourceDateEpoch)
         environment["TZ"] = "UTC"
         return environment
     }
@@ -264,9 +266,11 @@ public struct ImageBuilder: Sendable {
         return files.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
+    /// The system level's key. The version is bumped when the way the level is made changes
+    /// (v3: the ESP's folders carry the image file time, not the build's).
     func systemKey(baseKey: String, overlay: [OverlayFile]) -> String {
         var hasher = SHA256()
-        hasher.update(data: Data("system v2 \(baseKey) \(ImageBuilder.kernelCommandLine)".utf8))
+        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -420,12 +424,12 @@ public struct ImageBuilder: Sendable {
             utimensat(AT_FDCWD, scratch + "/" + name, &times, 0)
         }
         try SystemCommand.check("mmd", ["-i", path, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"], what: "making ESP folders",
-                                environment: ImageBuilder.fatToolEnvironment)
+                                environment: fatToolEnvironment)
         let copies = [("BOOTX64.EFI", "::/EFI/BOOT/BOOTX64.EFI"), ("loader.conf", "::/loader/loader.conf"),
                       ("edgekit.conf", "::/loader/entries/edgekit.conf"), ("vmlinuz", "::/vmlinuz"), ("initrd.img", "::/initrd.img")]
         for (name, target) in copies {
             try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, target], what: "copying \(name) to the ESP",
-                                    environment: ImageBuilder.fatToolEnvironment)
+                                    environment: fatToolEnvironment)
         }
     }
 
@@ -591,7 +595,7 @@ public struct ImageBuilder: Sendable {
         }
         // One mcopy for all files (mcopy(1): several sources, a folder as target).
         try SystemCommand.check("mcopy", ["-m", "-i", path] + sources + ["::/"], what: "copying the site files to the site partition",
-                                environment: ImageBuilder.fatToolEnvironment)
+                                environment: fatToolEnvironment)
     }
 }
 
