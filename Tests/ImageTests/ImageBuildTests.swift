@@ -111,6 +111,14 @@ final class SharedImage: @unchecked Sendable {
             #expect((try? String(contentsOfFile: tree + "/etc/hostname", encoding: .utf8)) == "site-b\n", "\(tool.0): the site's hostname")
             #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/local/bin/edgekit-agent"))
             #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/sbin/radvd"))
+            // The image's own systemd accepts the agent's unit and the drop-ins that restart a
+            // crashed keepalived or radvd, as they lie in the image's tree.
+            let verify = try system("systemd-analyze", ["verify", "--man=no", "--root=" + tree, "edgekit-agent.service", "keepalived.service", "radvd.service"])
+            #expect(verify.status == 0 && verify.stderr.isEmpty, "\(tool.0): systemd-analyze verify: \(verify.stderr)")
+            for unit in ["keepalived", "radvd"] {
+                let dropIn = (try? String(contentsOfFile: tree + "/etc/systemd/system/\(unit).service.d/edgekit.conf", encoding: .utf8)) ?? ""
+                #expect(dropIn.contains("\nRestart=on-failure\n"), "\(tool.0): \(unit) is restarted when it dies")
+            }
         }
         let verify = try system("sfdisk", ["--verify", out + "/site-b.img"])
         #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify: \(verify.stdout)")
