@@ -31,7 +31,10 @@ NAMESPACES=()
 FIGURES=()                    # "scenario|figure|value|target|verdict" rows for the report
 MISSED=0
 
-log() { printf 'lab: %s\n' "$*" >&2; }
+# The lab's own messages go to fd 3, the script's stderr as started: a `fail` inside a check whose
+# output wait_until discards (or inside a command substitution) is still seen.
+exec 3>&2
+log() { printf 'lab: %s\n' "$*" >&3; }
 fail() { log "FAIL: $*"; if [ -n "${LAB_HOLD:-}" ]; then log "holding ${LAB_HOLD} s for inspection"; sleep "$LAB_HOLD"; fi; exit 1; }
 
 cleanup() {
@@ -68,12 +71,16 @@ veth() {
 mkbridge() { ip -n "$P$1" link add br0 type bridge mcast_snooping 0; ip -n "$P$1" link set br0 up; }
 port() { ip -n "$P$1" link set "$2" master br0; }
 
-# wait_until SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT on timeout.
+# wait_until SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT on timeout, with what the
+# last try of COMMAND printed (a `fail` inside COMMAND is reported at once: log writes to fd 3).
 wait_until() {
   local limit=$1 what=$2; shift 2
   local deadline; deadline=$(awk -v n="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
-  until "$@" >/dev/null 2>&1; do
-    if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then fail "$what (not within ${limit} s)"; fi
+  until "$@" >"$W/wait_until.out" 2>&1; do
+    if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then
+      local said; said=$(tail -c 600 "$W/wait_until.out" | tr '\n' ' ')
+      fail "$what (not within ${limit} s)${said:+; the last check printed: $said}"
+    fi
     sleep 0.1
   done
 }
@@ -89,9 +96,17 @@ figure() {
   log "figure: $1: $2 = $3 s (target $4: $verdict)"
 }
 
-# Largest interval between consecutive replies in a `ping -D` log, and the last reply's time.
-max_gap() { awk -F'[][]' '/bytes from/ { t = $2; if (p != "" && t - p > g) g = t - p; p = t } END { printf "%.2f", g + 0 }' "$1"; }
-last_reply() { awk -F'[][]' '/bytes from/ { t = $2 } END { print t + 0 }' "$1"; }
+# max_gap LOG [END]: the longest outage in a `ping -D` log: the largest interval between consecutive
+# replies, or from the last reply to END (default: when stop_pinger stopped that pinger), so an outage
+# that lasts to the end of the log counts too; without any reply, END minus the pinger's start.
+max_gap() {
+  awk -F'[][]' -v end="${2:-$PINGER_STOPPED}" -v start="$PINGER_STARTED" '
+    /bytes from/ { t = $2; if (p != "" && t - p > g) g = t - p; p = t }
+    END { if (p == "") g = end - start; else if (end - p > g) g = end - p; printf "%.2f", g + 0 }' "$1"
+}
+# replied_after TIME LOG: a reply in a `ping -D` log later than TIME; first_reply_after: its time.
+replied_after() { awk -v t="$1" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$2"; }
+first_reply_after() { awk -v t="$1" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$2"; }
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs: a lab copy of the example plan whose relay is relay.lab.example, the fixed test master
@@ -345,12 +360,13 @@ del_namespace() {
   local keep=(); for n in "${NAMESPACES[@]}"; do [ "$n" = "$(ns "$1")" ] || keep+=("$n"); done; NAMESPACES=("${keep[@]}")
 }
 
-PINGER=
+PINGER= PINGER_STARTED= PINGER_STOPPED=
 start_pinger() { # start_pinger LOG: server A -> server B every 50 ms
+  PINGER_STARTED=$(now)
   ip netns exec "$(ns sa)" ping -6 -D -n -i 0.05 -W 1 "$SB_ADDR" > "$1" 2>&1 &
   PINGER=$!
 }
-stop_pinger() { kill "$PINGER" 2>/dev/null || true; wait "$PINGER" 2>/dev/null || true; PINGER=; }
+stop_pinger() { PINGER_STOPPED=$(now); kill "$PINGER" 2>/dev/null || true; wait "$PINGER" 2>/dev/null || true; PINGER=; }
 
 # ---------------------------------------------------------------------------------------------------
 log "routers: a1, a2 (site A, VRRP pair behind ISP A's NAT), b1 (site B on ISP B)"
@@ -428,9 +444,10 @@ wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-kill.log"
 sleep 1
 T_KILL=$(now)
 kill_namespace a1     # keepalived, agent, wireguard-go, radvd, udhcpc: everything of the router
-wait_until 30 "a2 takes over as VRRP master" is_master a2
-wait_until 30 "traffic A → B restored after killing a1" \
-  awk -v t="$T_KILL" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-kill.log"
+# Failover itself is asserted (bounded at 15 s, far above the 3.6 s of Master_Down_Interval plus a
+# registration); how fast it was is the figure below, a target reported as met or MISSED.
+wait_until 15 "a2 takes over as VRRP master after kill -9 of a1" is_master a2
+wait_until 15 "traffic A → B restored after killing a1 (failover did not happen)" replied_after "$T_KILL" "$W/ping-kill.log"
 sleep 2
 stop_pinger
 figure "failover (kill -9 master)" "traffic gap server A → server B" "$(max_gap "$W/ping-kill.log")" "<4 s"
@@ -444,9 +461,8 @@ wait_until 60 "the spare registered with the relay (log $W/a1.agent.log)" regist
 SPARE_PUB=$(in_router a1 wg show wg-relay public-key)
 [ "$SPARE_PUB" = "$A1_PUB" ] || fail "the spare's WireGuard key $SPARE_PUB differs from a1's $A1_PUB"
 figure "stick swap" "spare start → registered with the relay (same WireGuard key)" "$(elapsed "$T_SPARE")" "-"
-wait_until 10 "traffic A → B with the spare on the LAN" \
-  awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-swap.log"
-FIRST=$(awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$W/ping-swap.log")
+wait_until 10 "traffic A → B with the spare on the LAN" replied_after "$T_SPARE" "$W/ping-swap.log"
+FIRST=$(first_reply_after "$T_SPARE" "$W/ping-swap.log")
 figure "stick swap" "spare start → first reply A → B (a2 carries the site meanwhile)" "$(elapsed "$T_SPARE" "$FIRST")" "-"
 # The spare has priority 200: it takes the site back after preempt_delay (30 s), once registered.
 wait_until 90 "the spare (priority 200) becomes master after preempt_delay" is_master a1
@@ -472,8 +488,7 @@ not_master() { ! is_master "$1"; }
 wait_until 10 "keepalived of a1 to release the VIPs" not_master a1
 for pid in $(ip netns pids "$(ns a1)"); do kill -TERM "$pid" 2>/dev/null || true; done
 wait_until 10 "a2 takes over after the graceful stop" is_master a2
-wait_until 30 "traffic restored after the graceful stop" \
-  awk -v t="$T_STOP" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-stop.log"
+wait_until 15 "traffic restored after the graceful stop (failover did not happen)" replied_after "$T_STOP" "$W/ping-stop.log"
 sleep 2
 stop_pinger
 figure "graceful stop of the master" "traffic gap server A → server B" "$(max_gap "$W/ping-stop.log")" "<1 s"
@@ -630,7 +645,13 @@ mkdir -p "$(dirname "$REPORT")"
   echo "| --- | --- | --- | --- | --- |"
   for row in "${FIGURES[@]}"; do echo "| ${row//|/ | } |"; done
   echo
-  echo "Every scenario's assertions passed (the script stops at the first failing one)."
+  # (LabTests checks this line against the verdict column.)
+  if [ "$MISSED" -gt 0 ]; then
+    echo "Every functional assertion passed, but $MISSED timing target(s) were MISSED (the verdict column; LAB_STRICT_TARGETS=1 fails the run on that)."
+  else
+    echo "Every assertion passed and every timing target was met."
+  fi
+  echo "The script stops at the first failing assertion, so a report exists only for a run whose assertions all passed."
   echo "Uplink DHCP: busybox udhcpc in each router namespace (networkd does it on the appliance)."
   if [ "$LAB_QEMU" = 1 ]; then
     echo "qemu: site B's image built in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
