@@ -488,6 +488,14 @@ wait_until 15 "traffic A → B restored after killing a1 (failover did not happe
 sleep 2
 stop_pinger
 figure "failover (kill -9 master)" "traffic gap server A → server B" "$(max_gap "$W/ping-kill.log")" "<4 s"
+# keepalived died with -9, so nothing removed its VIPs: a1's kernel still holds them on lan0 (and
+# answers neighbour solicitations for them) until the namespace goes. Recorded, not asserted: it is a
+# known limit (lab/README.md); what must hold is that server A's next hop is a2 now.
+lan_mac() { ip -n "$(ns "$1")" link show dev lan0 | awk '/link\/ether/ { print $2 }'; }
+STALE_VIPS=$(ip -n "$(ns a1)" -6 addr show dev lan0 | awk '/inet6 (fe80::1|'"${SITE_A%%::/64}"'::1)\// { print $2 }' | paste -sd' ')
+SA_NEXT_HOP=$(ip -n "$(ns sa)" -6 neigh show fe80::1 dev eth0 | grep -o 'lladdr [^ ]*' | cut -d' ' -f2)
+[ "$SA_NEXT_HOP" = "$(lan_mac a2)" ] || fail "server A's next hop fe80::1 is ${SA_NEXT_HOP:-unresolved}, not a2's LAN MAC $(lan_mac a2) (a1's: $(lan_mac a1))"
+FIGURES+=("failover (kill -9 master)|VIPs left on the killed a1's lan0; server A's fe80::1 after the failover|${STALE_VIPS:-none}; a2's MAC $SA_NEXT_HOP|-|measured")
 
 log "scenario: stick swap, a1 destroyed, a spare with a1's stick"
 del_namespace a1
@@ -509,6 +517,18 @@ sleep 2
 stop_pinger
 figure "stick swap" "spare start → spare is master and owns site A's /64 at the relay" "$(elapsed "$T_SPARE" "$T_PREEMPT_DONE")" "-"
 figure "stick swap" "traffic gap while the spare took over (preemption)" "$(max_gap "$W/ping-swap.log")" "<1 s"
+# Owning the VIP and the /64 is not carrying the traffic: 20 pings A → B must cross the spare's
+# tunnel both ways (its wg-relay counters), and not a2's (which sees only keepalives meanwhile).
+tunnel_packets() { ip netns exec "$(ns "$1")" cat /sys/class/net/wg-relay/statistics/tx_packets /sys/class/net/wg-relay/statistics/rx_packets | paste -sd' '; }
+read -r SPARE_TX0 SPARE_RX0 <<<"$(tunnel_packets a1)"; read -r A2_TX0 A2_RX0 <<<"$(tunnel_packets a2)"
+nsx sa ping -6 -n -c 20 -i 0.05 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B lost packets with the spare as master"
+read -r SPARE_TX1 SPARE_RX1 <<<"$(tunnel_packets a1)"; read -r A2_TX1 A2_RX1 <<<"$(tunnel_packets a2)"
+SPARE_TX=$((SPARE_TX1 - SPARE_TX0)) SPARE_RX=$((SPARE_RX1 - SPARE_RX0)) A2_TX=$((A2_TX1 - A2_TX0)) A2_RX=$((A2_RX1 - A2_RX0))
+log "20 pings A → B: the spare's tunnel sent $SPARE_TX / received $SPARE_RX packets, a2's $A2_TX / $A2_RX"
+[ "$SPARE_TX" -ge 20 ] && [ "$SPARE_RX" -ge 20 ] \
+  || fail "20 pings A → B did not cross the spare's tunnel (sent $SPARE_TX, received $SPARE_RX)"
+[ "$A2_TX" -lt 20 ] && [ "$A2_RX" -lt 20 ] || fail "20 pings A → B crossed a2's tunnel (sent $A2_TX, received $A2_RX), not only the spare's"
+FIGURES+=("stick swap|20 pings A → B after the takeover: packets out / in on the spare's tunnel (a2's)|$SPARE_TX / $SPARE_RX ($A2_TX / $A2_RX)|≥ 20 / 20 (< 20)|met")
 
 log "scenario: graceful stop of the master (the spare a1)"
 start_pinger "$W/ping-stop.log"
@@ -547,10 +567,18 @@ lan_view() { # server A's view of the LAN: its global addresses, the /48 route (
 LAN_BEFORE=$(lan_view)
 start_pinger "$W/ping-tamper.log"
 start_router a3 lana ispa "$W/tampered.stick.img" site-a
-wait_until 30 "the agent with the tampered stick to report the refusal" grep -q 'tampered.stick.img' "$W/a3.agent.log"
+# The refusal itself, not just any line naming the stick (a successful apply names it too): the agent
+# logs "STICK: profile is damaged or tampered: …" (SealedProfile's age layer: the payload's MAC fails),
+# and `edgekit-agent status` says the stick was refused.
+REFUSAL_PATTERN="tampered\.stick\.img: profile is damaged or tampered"
+wait_until 30 "the agent with the tampered stick to log the refusal ($REFUSAL_PATTERN) in $W/a3.agent.log" \
+  grep -E "$REFUSAL_PATTERN" "$W/a3.agent.log"
+stick_refused() { agent_status a3 | has '"stick" *: *"refused"'; }
+wait_until 10 "edgekit-agent status of the tampered spare to say the stick was refused" stick_refused
 sleep 3
-REFUSAL=$(grep -m1 'tampered.stick.img' "$W/a3.agent.log")
-log "refusal line: $REFUSAL"
+REFUSAL=$(grep -E -m1 -o "$REFUSAL_PATTERN.*" "$W/a3.agent.log")
+STICK_STATUS=$(agent_status a3 | sed -n 's/.*"stick" *: *"\([^"]*\)".*/\1/p')
+log "refusal line: $REFUSAL; status: stick $STICK_STATUS"
 # (A "dynamic" address is the kernel's own SLAAC from site A's RAs on a bare namespace, not the agent's.)
 ip -n "$(ns a3)" -6 addr show dev lan0 scope global | grep -A1 inet6 | grep -v -- -- | paste - - | has -v dynamic \
   && fail "the tampered spare configured a LAN address: $(ip -n "$(ns a3)" -6 addr show dev lan0)"
@@ -566,45 +594,86 @@ LAN_AFTER=$(lan_view)
 stop_pinger
 GAP=$(max_gap "$W/ping-tamper.log")
 figure "tampered stick" "traffic gap while the tampered spare booted" "$GAP" "<1 s"
-FIGURES+=("tampered stick|refusal line|\`${REFUSAL//|/\\|}\`|refused|met")
+[ "$STICK_STATUS" = refused ] || fail "edgekit-agent status of the tampered spare says stick $STICK_STATUS"
+FIGURES+=("tampered stick|refusal: agent status stick, log line|$STICK_STATUS: \`${REFUSAL//|/\\|}\`|refused: profile is damaged or tampered|met")
 del_namespace a3
 
-log "scenario: relay restart (kill -9 edgekit-relay, start it again)"
-PEERS_BEFORE=$(relay_peers | cut -f1,4 | sort)
+log "scenario: relay restart (kill -9 edgekit-relay only, start it again)"
+# The WireGuard interface stays; the daemon's restore at start (`wg syncconf` from SQLite: peers not in
+# the database removed, each peer's AllowedIPs and stored endpoint set) must leave it exactly as it
+# was, which it does only if the database holds every live peer with its /64s and endpoint. Then the
+# restarted daemon must answer a registration, not only listen.
+relay_peer_state() { relay_peers | cut -f1,3,4 | sort; }   # key, endpoint, AllowedIPs
+relay_registrations() { grep -c -E '\]? registered$' "$W/relay.log" || true; }
+# restore_field NAME: a field of the relay's last restore line ("WireGuard holds the stored peers").
+restore_field() { grep 'WireGuard holds the stored peers' "$W/relay.log" | tail -1 | sed -n "s/.* $1=\\([0-9]*\\).*/\\1/p"; }
+PEERS_BEFORE=$(relay_peer_state)
+PEER_COUNT=$(printf '%s\n' "$PEERS_BEFORE" | grep -c .)
 start_pinger "$W/ping-relay.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay.log"
 T_RELAY=$(now)
 kill -9 "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 start_relay
 figure "relay restart" "kill -9 → edgekit-relay listening again" "$(elapsed "$T_RELAY")" "-"
-PEERS_AFTER=$(relay_peers | cut -f1,4 | sort)
-[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers differ after the restart: before $PEERS_BEFORE after $PEERS_AFTER"
+RESTORED=$(restore_field peers)
+[ "$RESTORED" = "$PEER_COUNT" ] || fail "the restarted relay restored ${RESTORED:-no} peers from SQLite; WireGuard had $PEER_COUNT"
+# Every live peer has a session: a restart of the daemon alone starts no handshakes.
+[ "$(restore_field handshakes_started)" = 0 ] || fail "the restarted relay started $(restore_field handshakes_started) handshakes with live peers"
+PEERS_AFTER=$(relay_peer_state)
+[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "the restore changed the relay's peers: before $PEERS_BEFORE; after $PEERS_AFTER"
 sleep 2
 stop_pinger
 figure "relay restart" "traffic gap A → B (daemon only)" "$(max_gap "$W/ping-relay.log")" "<1 s"
+# A registration to the restarted daemon: b1's notify hook replays a VRRP master transition (what
+# keepalived calls it with), on which the agent registers as master.
+REG_BEFORE=$(relay_registrations)
+VRRP_BACKUP_LINES=$(grep -c 'VRRP state: backup' "$W/b1.agent.log" || true)
+in_router b1 /usr/local/bin/edgekit-agent notify backup
+b1_saw_backup() { [ "$(grep -c 'VRRP state: backup' "$W/b1.agent.log" || true)" -gt "$VRRP_BACKUP_LINES" ]; }
+wait_until 10 "b1's agent to take the replayed backup state (log $W/b1.agent.log)" b1_saw_backup
+T_REG=$(now)
+in_router b1 /usr/local/bin/edgekit-agent notify master
+registrations_above() { [ "$(relay_registrations)" -gt "$1" ]; }
+wait_until 15 "the restarted relay to accept b1's registration (relay log $W/relay.log)" registrations_above "$REG_BEFORE"
+grep -E '\]? registered$' "$W/relay.log" | tail -1 | has 'site=site-b' || fail "the restarted relay's last registration is not b1's: $(tail -1 "$W/relay.log")"
+wait_until 10 "b1's agent to report the registration" registered b1
+figure "relay restart" "b1's replayed master transition → registration accepted by the restarted relay" "$(elapsed "$T_REG")" "-"
+ping_once sa "$SB_ADDR" >/dev/null || fail "server A → server B after b1 registered again"
 
 log "scenario: relay crash with its WireGuard interface (peers restored from SQLite, no agent action)"
-AGENT_LOGS_BEFORE=$(cat "$W"/a2.agent.log "$W"/b1.agent.log | grep -c 'registration' || true)
+# "No agent action" is counted where it would show: the relay logs every accepted registration
+# ("registered"), while an agent logs its registration state only when it changes.
+PEERS_BEFORE=$(relay_peer_state)
+REG_BEFORE=$(relay_registrations)
 start_pinger "$W/ping-relay2.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay2.log"
 T_RELAY=$(now)
 kill -9 "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 for pid in $(ip netns pids "$(ns relay)"); do if grep -q wireguard "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi; done
-wait_until 10 "the relay's WireGuard interface to vanish" bash -c "! ip -n $(ns relay) link show $RWG"
+relay_interface_gone() { ! ip -n "$(ns relay)" link show "$RWG"; }
+wait_until 10 "the relay's WireGuard interface to vanish" relay_interface_gone
+T_GONE=$(now)
 rm -f "/var/run/wireguard/$RWG.sock"
 relay_interface
 start_relay
-PEERS_AFTER=$(relay_peers | cut -f1,4 | sort)
-[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers not restored from the database: $PEERS_AFTER"
-wait_until 60 "traffic restored after the relay crash" \
-  awk -v t="$T_RELAY" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-relay2.log"
-FIRST=$(awk -v t="$T_RELAY" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$W/ping-relay2.log")
+# The fresh interface gets every peer back from SQLite, AllowedIPs and saved endpoint included, and the
+# relay starts the handshake with each (docs/relay.md, "Endpoints"): no waiting for the routers' retry.
+PEERS_AFTER=$(relay_peer_state)
+[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers (key, endpoint, AllowedIPs) not restored from the database: before $PEERS_BEFORE; after $PEERS_AFTER"
+STARTED=$(restore_field handshakes_started)
+[ "$STARTED" = "$PEER_COUNT" ] || fail "the relay started ${STARTED:-no} handshakes on its new interface, expected $PEER_COUNT (one per peer with a saved endpoint)"
+FIGURES+=("relay crash (daemon + interface)|peers restored with their saved endpoints / handshakes started by the relay|$PEER_COUNT / $STARTED|every peer / each of them|met")
+wait_until 60 "traffic restored after the relay crash" replied_after "$T_GONE" "$W/ping-relay2.log"
+FIRST=$(first_reply_after "$T_GONE" "$W/ping-relay2.log")
 sleep 1
 stop_pinger
-AGENT_LOGS_AFTER=$(cat "$W"/a2.agent.log "$W"/b1.agent.log | grep -c 'registration' || true)
-[ "$AGENT_LOGS_BEFORE" = "$AGENT_LOGS_AFTER" ] || fail "the agents registered again during the relay crash (expected: no agent action)"
-FIGURES+=("relay crash (daemon + interface)|registrations by the agents while the relay came back|0|0|met")
-figure "relay crash (daemon + interface)" "crash → first reply A → B" "$(elapsed "$T_RELAY" "$FIRST")" "-"
+REG_AFTER=$(relay_registrations)
+FIGURES+=("relay crash (daemon + interface)|registrations accepted by the relay while it came back (relay.log)|$((REG_AFTER - REG_BEFORE))|0|$([ "$REG_AFTER" = "$REG_BEFORE" ] && echo met || echo FAIL)")
+[ "$REG_AFTER" = "$REG_BEFORE" ] || fail "$((REG_AFTER - REG_BEFORE)) registrations reached the relay during its crash (expected: no agent action): $(grep -E '\]? registered$' "$W/relay.log" | tail -n $((REG_AFTER - REG_BEFORE)))"
+# (The interface is re-created and the daemon started by the script here, at once; on a relay, systemd
+# and networkd add their restart delays.)
+figure "relay crash (daemon + interface)" "interface gone → first reply A → B (interface and daemon restarted at once)" "$(elapsed "$T_GONE" "$FIRST")" "-"
+figure "relay crash (daemon + interface)" "traffic gap A → B" "$(max_gap "$W/ping-relay2.log")" "<2 s"
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 "$SA_ADDR" >/dev/null || fail "server B → server A after the relay crash"
 
 fi # LAB_ONLY
