@@ -99,7 +99,11 @@ let package = Package(
         .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
-        .testTarget(name: "RelayTests", dependencies: ["EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel"]),
+        .testTarget(name: "RelayTests", dependencies: [
+            "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
+            // To lay down a database as an older release left it (migration tests).
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "AgentTests", dependencies: [
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),

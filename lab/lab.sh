@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # lab/lab.sh: the end-to-end lab of issue 8, in network namespaces on this machine (root).
 #
-# World: "internet" (bridge + dnsmasq DNS knowing relay.lab.example), the relay (wireguard-go +
-# edgekit-relay serve + the rendered relay nftables), ISP A (IPv4 only, DHCP, NAT), ISP B (DHCPv4 +
-# IPv6 RA), site A LAN (routers a1/a2 = VRRP pair, server sa), site B LAN (router b1, server sb).
+# World: "internet" (bridge + dnsmasq DNS knowing relay.lab.example, A and AAAA), the relay (IPv4 and
+# IPv6; wireguard-go + edgekit-relay serve + the rendered relay nftables), ISP A (IPv4 only, DHCP, NAT),
+# ISP B (DHCPv4 + NAT, IPv6 RA, routed), site A LAN (routers a1/a2 = VRRP pair, server sa), site B LAN
+# (router b1, server sb).
 # Routers run `edgekit-agent run --services processes` with their own stick image.
 # Scenarios are asserted (exit 1 with "lab: FAIL: ..." on failure) and measured; the figures go to
-# $LAB_REPORT (default out/lab-report.md). See lab/README.md.
+# $LAB_REPORT (default out/lab-report.md), timing targets as met or MISSED. See lab/README.md.
 #
 # Last, the real site B image boots under qemu (OVMF, software emulation) with b1's stick as USB
 # storage and its NICs on taps in ISP B's and site B's segments, in place of the b1 namespace.
@@ -31,7 +32,10 @@ NAMESPACES=()
 FIGURES=()                    # "scenario|figure|value|target|verdict" rows for the report
 MISSED=0
 
-log() { printf 'lab: %s\n' "$*" >&2; }
+# The lab's own messages go to fd 3, the script's stderr as started: a `fail` inside a check whose
+# output wait_until discards (or inside a command substitution) is still seen.
+exec 3>&2
+log() { printf 'lab: %s\n' "$*" >&3; }
 fail() { log "FAIL: $*"; if [ -n "${LAB_HOLD:-}" ]; then log "holding ${LAB_HOLD} s for inspection"; sleep "$LAB_HOLD"; fi; exit 1; }
 
 cleanup() {
@@ -68,12 +72,16 @@ veth() {
 mkbridge() { ip -n "$P$1" link add br0 type bridge mcast_snooping 0; ip -n "$P$1" link set br0 up; }
 port() { ip -n "$P$1" link set "$2" master br0; }
 
-# wait_until SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT on timeout.
+# wait_until SECONDS WHAT COMMAND...: poll every 0.1 s; fail with WHAT on timeout, with what the
+# last try of COMMAND printed (a `fail` inside COMMAND is reported at once: log writes to fd 3).
 wait_until() {
   local limit=$1 what=$2; shift 2
   local deadline; deadline=$(awk -v n="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", n + l }')
-  until "$@" >/dev/null 2>&1; do
-    if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then fail "$what (not within ${limit} s)"; fi
+  until "$@" >"$W/wait_until.out" 2>&1; do
+    if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then
+      local said; said=$(tail -c 600 "$W/wait_until.out" | tr '\n' ' ')
+      fail "$what (not within ${limit} s)${said:+; the last check printed: $said}"
+    fi
     sleep 0.1
   done
 }
@@ -89,9 +97,17 @@ figure() {
   log "figure: $1: $2 = $3 s (target $4: $verdict)"
 }
 
-# Largest interval between consecutive replies in a `ping -D` log, and the last reply's time.
-max_gap() { awk -F'[][]' '/bytes from/ { t = $2; if (p != "" && t - p > g) g = t - p; p = t } END { printf "%.2f", g + 0 }' "$1"; }
-last_reply() { awk -F'[][]' '/bytes from/ { t = $2 } END { print t + 0 }' "$1"; }
+# max_gap LOG [END]: the longest outage in a `ping -D` log: the largest interval between consecutive
+# replies, or from the last reply to END (default: when stop_pinger stopped that pinger), so an outage
+# that lasts to the end of the log counts too; without any reply, END minus the pinger's start.
+max_gap() {
+  awk -F'[][]' -v end="${2:-$PINGER_STOPPED}" -v start="$PINGER_STARTED" '
+    /bytes from/ { t = $2; if (p != "" && t - p > g) g = t - p; p = t }
+    END { if (p == "") g = end - start; else if (end - p > g) g = end - p; printf "%.2f", g + 0 }' "$1"
+}
+# replied_after TIME LOG: a reply in a `ping -D` log later than TIME; first_reply_after: its time.
+replied_after() { awk -v t="$1" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$2"; }
+first_reply_after() { awk -v t="$1" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$2"; }
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs: a lab copy of the example plan whose relay is relay.lab.example, the fixed test master
@@ -161,14 +177,14 @@ make_root() { # make_root DIR SITE
 }
 
 # ---------------------------------------------------------------------------------------------------
-log "internet: bridge and DNS (dnsmasq) for relay.lab.example"
+log "internet: bridge and DNS (dnsmasq) for relay.lab.example (A and AAAA)"
 mkns inet
 mkbridge inet
 ip -n "$(ns inet)" addr add 198.51.100.1/24 dev br0
 ip -n "$(ns inet)" addr add 2001:db8:100::1/64 dev br0 nodad
 ip netns exec "$(ns inet)" dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=198.51.100.1 --user=root --group=root --pid-file="$W/dns.pid" --log-queries \
-  --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 &
+  --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 --address=/relay.lab.example/2001:db8:100::10 &
 
 log "relay: wireguard-go, rendered nftables, edgekit-relay serve"
 RWG=${P}r
@@ -257,6 +273,10 @@ ip -n "$(ns ispb)" addr add 192.168.2.1/24 dev br0
 ip -n "$(ns ispb)" addr add 2001:db8:b::1/64 dev br0 nodad
 nsx ispb sysctl -qw net.ipv4.ip_forward=1
 nsx ispb sysctl -qw net.ipv6.conf.all.forwarding=1
+# An ISP's IPv6 default route upstream (the internet segment; the relay is on-link there). dnsmasq
+# advertises a non-zero router lifetime only when its host has a default route: without it b1 would
+# get no IPv6 default route and reach the relay over IPv4 only.
+ip -n "$(ns ispb)" -6 route add default via 2001:db8:100::1
 isp_nat 198.51.100.3 | nsx ispb nft -f -
 ip netns exec "$(ns ispb)" dnsmasq --conf-file=/dev/null --keep-in-foreground --port=0 --interface=br0 --bind-interfaces \
   --user=root --group=root --pid-file="$W/ispb.pid" --log-facility="$W/ispb-dhcp.log" --log-dhcp \
@@ -300,7 +320,7 @@ chmod 0755 "$W/udhcpc.sh"
 cat > "$W/router.sh" <<'EOF'
 #!/bin/bash
 set -e
-name=$1 root=$2 stick=$3 bin=$4 work=$5
+name=$1 root=$2 stick=$3 bin=$4 work=$5 stack=$6
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=0755 tmpfs /usr/local/bin
 printf '#!/bin/sh\n[ "$1" = notify ] && { shift; exec %s/edgekit-agent notify --root %s "$@"; }\nexec %s/edgekit-agent "$@"\n' \
@@ -315,7 +335,19 @@ sysctl -qw net.ipv6.conf.lan0.accept_ra=0
 busybox udhcpc -f -i uplink0 -s "$work/udhcpc.sh" -t 30 -T 1 -A 1 >"$work/$name.udhcpc.log" 2>&1 &
 for _ in $(seq 1 200); do [ -s /etc/resolv.conf ] && break; sleep 0.1; done
 [ -s /etc/resolv.conf ] || { echo "router.sh: no DHCP lease on uplink0" >&2; exit 1; }
-echo "router.sh: uplink0 $(ip -br addr show dev uplink0)" >&2
+if [ "$stack" = dual ]; then
+  # A dual-stack uplink: wait (at most 10 s) until the SLAAC address has passed duplicate address
+  # detection and the RA's default route is there. While the address is tentative, getaddrinfo sorts
+  # the relay's A record first (RFC 6724 rule 2: no usable IPv6 source), and the agent resolves the
+  # relay's name for the tunnel only at apply (lab/README.md, "Known limits").
+  for _ in $(seq 1 100); do
+    ip -6 addr show dev uplink0 scope global | grep -q inet6 \
+      && ! ip -6 addr show dev uplink0 scope global tentative | grep -q inet6 \
+      && ip -6 route show default dev uplink0 | grep -q via && break
+    sleep 0.1
+  done
+fi
+echo "router.sh: uplink0 $(ip -br addr show dev uplink0); $(ip -6 route show default dev uplink0)" >&2
 exec "$bin/edgekit-agent" run --root "$root" --stick "$stick" --services processes --registration-deadline 10
 EOF
 chmod 0755 "$W/router.sh"
@@ -328,7 +360,8 @@ start_router() {
   veth "$name" uplink0 "$isp" "$name"; port "$isp" "$name"
   veth "$name" lan0 "$lan" "$name"; port "$lan" "$name"
   rm -rf "$W/root-$name"; make_root "$W/root-$name" "$site"
-  ip netns exec "$(ns "$name")" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" \
+  local stack=ipv4; [ "$isp" = ispb ] && stack=dual
+  ip netns exec "$(ns "$name")" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" "$stack" \
     >>"$W/$name.agent.log" 2>&1 &
   AGENT_PID[$name]=$!
   disown $!
@@ -345,12 +378,13 @@ del_namespace() {
   local keep=(); for n in "${NAMESPACES[@]}"; do [ "$n" = "$(ns "$1")" ] || keep+=("$n"); done; NAMESPACES=("${keep[@]}")
 }
 
-PINGER=
+PINGER= PINGER_STARTED= PINGER_STOPPED=
 start_pinger() { # start_pinger LOG: server A -> server B every 50 ms
+  PINGER_STARTED=$(now)
   ip netns exec "$(ns sa)" ping -6 -D -n -i 0.05 -W 1 "$SB_ADDR" > "$1" 2>&1 &
   PINGER=$!
 }
-stop_pinger() { kill "$PINGER" 2>/dev/null || true; wait "$PINGER" 2>/dev/null || true; PINGER=; }
+stop_pinger() { PINGER_STOPPED=$(now); kill "$PINGER" 2>/dev/null || true; wait "$PINGER" 2>/dev/null || true; PINGER=; }
 
 # ---------------------------------------------------------------------------------------------------
 log "routers: a1, a2 (site A, VRRP pair behind ISP A's NAT), b1 (site B on ISP B)"
@@ -370,6 +404,7 @@ ip -n "$(ns b1)" -6 addr show dev uplink0 scope global | has 'inet6 2001:db8:b:'
   || fail "b1 took no IPv6 address from ISP B's RA on uplink0"
 ip -n "$(ns b1)" -4 addr show dev uplink0 | has 'inet 192.168.2.' || fail "b1 has no DHCPv4 address from ISP B"
 ip -n "$(ns a1)" -4 addr show dev uplink0 | has 'inet 100.64.1.' || fail "a1 has no DHCPv4 address from ISP A"
+ip -n "$(ns b1)" -6 route show default dev uplink0 | has 'via fe80::' || fail "b1 has no IPv6 default route from ISP B's RA"
 
 log "scenario: servers' SLAAC addresses and the /48 route from the RIO"
 server_ready() { # server_ready NAME ADDR
@@ -388,6 +423,24 @@ wait_until 60 "server A → server B ping" ping_once sa "$SB_ADDR"
 figure "ULA ping" "routers start → first reply server A → server B" "$(elapsed "$T_ROUTERS")" "-"
 nsx sa ping -6 -n -c 3 -i 0.2 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B ping lost packets"
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 "$SA_ADDR" >/dev/null || fail "server B → server A ping lost packets"
+
+log "scenario: dual stack: relay.lab.example has A and AAAA; b1 (ISP B, dual stack) tunnels over IPv6, a1/a2 (ISP A, IPv4 only) over IPv4"
+# The agent takes the first getaddrinfo answer (RFC 6724 order: an IPv6 destination without a route
+# sorts last, so an IPv4-only uplink gets the A record; with IPv6 routed, IPv6 comes first).
+router_endpoint() { in_router "$1" wg show wg-relay endpoints | cut -f2; }
+relay_endpoint_of() { relay_peers | awk -v k="$(in_router "$1" wg show wg-relay public-key)" '$1 == k { print $3 }'; }
+B1_ENDPOINT=$(router_endpoint b1); A1_ENDPOINT=$(router_endpoint a1); A2_ENDPOINT=$(router_endpoint a2)
+[ "$B1_ENDPOINT" = "[2001:db8:100::10]:51820" ] || fail "b1's relay endpoint is $B1_ENDPOINT, not the relay's IPv6 address [2001:db8:100::10]:51820"
+for r in a1 a2; do
+  e=$(router_endpoint "$r")
+  [ "$e" = "198.51.100.10:51820" ] || fail "$r (IPv4-only ISP A) has relay endpoint $e, not 198.51.100.10:51820"
+done
+relay_sees() { local e; e=$(relay_endpoint_of "$1"); echo "relay sees $1 at ${e:-nothing}"; [[ $e == $2 ]]; }
+wait_until 10 "the relay to see b1 at its ISP B IPv6 address" relay_sees b1 '\[2001:db8:b:*'
+for r in a1 a2; do wait_until 10 "the relay to see $r behind ISP A's NAT (198.51.100.2)" relay_sees "$r" '198.51.100.2:*'; done
+B1_AT_RELAY=$(relay_endpoint_of b1); A1_AT_RELAY=$(relay_endpoint_of a1); A2_AT_RELAY=$(relay_endpoint_of a2)
+FIGURES+=("dual stack|relay endpoint of b1 / a1 / a2 (wg show in each router)|$B1_ENDPOINT / $A1_ENDPOINT / $A2_ENDPOINT|IPv6 / IPv4 / IPv4|met")
+FIGURES+=("dual stack|b1 / a1 / a2 as the relay sees them|$B1_AT_RELAY / $A1_AT_RELAY / $A2_AT_RELAY|ISP B IPv6 / ISP A NAT / ISP A NAT|met")
 
 log "scenario: the servers' own WireGuard mesh over their ULA addresses"
 MESH_PORT=58001
@@ -428,12 +481,21 @@ wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-kill.log"
 sleep 1
 T_KILL=$(now)
 kill_namespace a1     # keepalived, agent, wireguard-go, radvd, udhcpc: everything of the router
-wait_until 30 "a2 takes over as VRRP master" is_master a2
-wait_until 30 "traffic A → B restored after killing a1" \
-  awk -v t="$T_KILL" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-kill.log"
+# Failover itself is asserted (bounded at 15 s, far above the 3.6 s of Master_Down_Interval plus a
+# registration); how fast it was is the figure below, a target reported as met or MISSED.
+wait_until 15 "a2 takes over as VRRP master after kill -9 of a1" is_master a2
+wait_until 15 "traffic A → B restored after killing a1 (failover did not happen)" replied_after "$T_KILL" "$W/ping-kill.log"
 sleep 2
 stop_pinger
 figure "failover (kill -9 master)" "traffic gap server A → server B" "$(max_gap "$W/ping-kill.log")" "<4 s"
+# keepalived died with -9, so nothing removed its VIPs: a1's kernel still holds them on lan0 (and
+# answers neighbour solicitations for them) until the namespace goes. Recorded, not asserted: it is a
+# known limit (lab/README.md); what must hold is that server A's next hop is a2 now.
+lan_mac() { ip -n "$(ns "$1")" link show dev lan0 | awk '/link\/ether/ { print $2 }'; }
+STALE_VIPS=$(ip -n "$(ns a1)" -6 addr show dev lan0 | awk '/inet6 (fe80::1|'"${SITE_A%%::/64}"'::1)\// { print $2 }' | paste -sd' ')
+SA_NEXT_HOP=$(ip -n "$(ns sa)" -6 neigh show fe80::1 dev eth0 | grep -o 'lladdr [^ ]*' | cut -d' ' -f2)
+[ "$SA_NEXT_HOP" = "$(lan_mac a2)" ] || fail "server A's next hop fe80::1 is ${SA_NEXT_HOP:-unresolved}, not a2's LAN MAC $(lan_mac a2) (a1's: $(lan_mac a1))"
+FIGURES+=("failover (kill -9 master)|VIPs left on the killed a1's lan0; server A's fe80::1 after the failover|${STALE_VIPS:-none}; a2's MAC $SA_NEXT_HOP|-|measured")
 
 log "scenario: stick swap, a1 destroyed, a spare with a1's stick"
 del_namespace a1
@@ -444,9 +506,8 @@ wait_until 60 "the spare registered with the relay (log $W/a1.agent.log)" regist
 SPARE_PUB=$(in_router a1 wg show wg-relay public-key)
 [ "$SPARE_PUB" = "$A1_PUB" ] || fail "the spare's WireGuard key $SPARE_PUB differs from a1's $A1_PUB"
 figure "stick swap" "spare start → registered with the relay (same WireGuard key)" "$(elapsed "$T_SPARE")" "-"
-wait_until 10 "traffic A → B with the spare on the LAN" \
-  awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-swap.log"
-FIRST=$(awk -v t="$T_SPARE" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$W/ping-swap.log")
+wait_until 10 "traffic A → B with the spare on the LAN" replied_after "$T_SPARE" "$W/ping-swap.log"
+FIRST=$(first_reply_after "$T_SPARE" "$W/ping-swap.log")
 figure "stick swap" "spare start → first reply A → B (a2 carries the site meanwhile)" "$(elapsed "$T_SPARE" "$FIRST")" "-"
 # The spare has priority 200: it takes the site back after preempt_delay (30 s), once registered.
 wait_until 90 "the spare (priority 200) becomes master after preempt_delay" is_master a1
@@ -456,6 +517,18 @@ sleep 2
 stop_pinger
 figure "stick swap" "spare start → spare is master and owns site A's /64 at the relay" "$(elapsed "$T_SPARE" "$T_PREEMPT_DONE")" "-"
 figure "stick swap" "traffic gap while the spare took over (preemption)" "$(max_gap "$W/ping-swap.log")" "<1 s"
+# Owning the VIP and the /64 is not carrying the traffic: 20 pings A → B must cross the spare's
+# tunnel both ways (its wg-relay counters), and not a2's (which sees only keepalives meanwhile).
+tunnel_packets() { ip netns exec "$(ns "$1")" cat /sys/class/net/wg-relay/statistics/tx_packets /sys/class/net/wg-relay/statistics/rx_packets | paste -sd' '; }
+read -r SPARE_TX0 SPARE_RX0 <<<"$(tunnel_packets a1)"; read -r A2_TX0 A2_RX0 <<<"$(tunnel_packets a2)"
+nsx sa ping -6 -n -c 20 -i 0.05 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B lost packets with the spare as master"
+read -r SPARE_TX1 SPARE_RX1 <<<"$(tunnel_packets a1)"; read -r A2_TX1 A2_RX1 <<<"$(tunnel_packets a2)"
+SPARE_TX=$((SPARE_TX1 - SPARE_TX0)) SPARE_RX=$((SPARE_RX1 - SPARE_RX0)) A2_TX=$((A2_TX1 - A2_TX0)) A2_RX=$((A2_RX1 - A2_RX0))
+log "20 pings A → B: the spare's tunnel sent $SPARE_TX / received $SPARE_RX packets, a2's $A2_TX / $A2_RX"
+[ "$SPARE_TX" -ge 20 ] && [ "$SPARE_RX" -ge 20 ] \
+  || fail "20 pings A → B did not cross the spare's tunnel (sent $SPARE_TX, received $SPARE_RX)"
+[ "$A2_TX" -lt 20 ] && [ "$A2_RX" -lt 20 ] || fail "20 pings A → B crossed a2's tunnel (sent $A2_TX, received $A2_RX), not only the spare's"
+FIGURES+=("stick swap|20 pings A → B after the takeover: packets out / in on the spare's tunnel (a2's)|$SPARE_TX / $SPARE_RX ($A2_TX / $A2_RX)|≥ 20 / 20 (< 20)|met")
 
 log "scenario: graceful stop of the master (the spare a1)"
 start_pinger "$W/ping-stop.log"
@@ -472,8 +545,7 @@ not_master() { ! is_master "$1"; }
 wait_until 10 "keepalived of a1 to release the VIPs" not_master a1
 for pid in $(ip netns pids "$(ns a1)"); do kill -TERM "$pid" 2>/dev/null || true; done
 wait_until 10 "a2 takes over after the graceful stop" is_master a2
-wait_until 30 "traffic restored after the graceful stop" \
-  awk -v t="$T_STOP" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-stop.log"
+wait_until 15 "traffic restored after the graceful stop (failover did not happen)" replied_after "$T_STOP" "$W/ping-stop.log"
 sleep 2
 stop_pinger
 figure "graceful stop of the master" "traffic gap server A → server B" "$(max_gap "$W/ping-stop.log")" "<1 s"
@@ -495,10 +567,18 @@ lan_view() { # server A's view of the LAN: its global addresses, the /48 route (
 LAN_BEFORE=$(lan_view)
 start_pinger "$W/ping-tamper.log"
 start_router a3 lana ispa "$W/tampered.stick.img" site-a
-wait_until 30 "the agent with the tampered stick to report the refusal" grep -q 'tampered.stick.img' "$W/a3.agent.log"
+# The refusal itself, not just any line naming the stick (a successful apply names it too): the agent
+# logs "STICK: profile is damaged or tampered: …" (SealedProfile's age layer: the payload's MAC fails),
+# and `edgekit-agent status` says the stick was refused.
+REFUSAL_PATTERN="tampered\.stick\.img: profile is damaged or tampered"
+wait_until 30 "the agent with the tampered stick to log the refusal ($REFUSAL_PATTERN) in $W/a3.agent.log" \
+  grep -E "$REFUSAL_PATTERN" "$W/a3.agent.log"
+stick_refused() { agent_status a3 | has '"stick" *: *"refused"'; }
+wait_until 10 "edgekit-agent status of the tampered spare to say the stick was refused" stick_refused
 sleep 3
-REFUSAL=$(grep -m1 'tampered.stick.img' "$W/a3.agent.log")
-log "refusal line: $REFUSAL"
+REFUSAL=$(grep -E -m1 -o "$REFUSAL_PATTERN.*" "$W/a3.agent.log")
+STICK_STATUS=$(agent_status a3 | sed -n 's/.*"stick" *: *"\([^"]*\)".*/\1/p')
+log "refusal line: $REFUSAL; status: stick $STICK_STATUS"
 # (A "dynamic" address is the kernel's own SLAAC from site A's RAs on a bare namespace, not the agent's.)
 ip -n "$(ns a3)" -6 addr show dev lan0 scope global | grep -A1 inet6 | grep -v -- -- | paste - - | has -v dynamic \
   && fail "the tampered spare configured a LAN address: $(ip -n "$(ns a3)" -6 addr show dev lan0)"
@@ -514,45 +594,86 @@ LAN_AFTER=$(lan_view)
 stop_pinger
 GAP=$(max_gap "$W/ping-tamper.log")
 figure "tampered stick" "traffic gap while the tampered spare booted" "$GAP" "<1 s"
-FIGURES+=("tampered stick|refusal line|\`${REFUSAL//|/\\|}\`|refused|met")
+[ "$STICK_STATUS" = refused ] || fail "edgekit-agent status of the tampered spare says stick $STICK_STATUS"
+FIGURES+=("tampered stick|refusal: agent status stick, log line|$STICK_STATUS: \`${REFUSAL//|/\\|}\`|refused: profile is damaged or tampered|met")
 del_namespace a3
 
-log "scenario: relay restart (kill -9 edgekit-relay, start it again)"
-PEERS_BEFORE=$(relay_peers | cut -f1,4 | sort)
+log "scenario: relay restart (kill -9 edgekit-relay only, start it again)"
+# The WireGuard interface stays; the daemon's restore at start (`wg syncconf` from SQLite: peers not in
+# the database removed, each peer's AllowedIPs and stored endpoint set) must leave it exactly as it
+# was, which it does only if the database holds every live peer with its /64s and endpoint. Then the
+# restarted daemon must answer a registration, not only listen.
+relay_peer_state() { relay_peers | cut -f1,3,4 | sort; }   # key, endpoint, AllowedIPs
+relay_registrations() { grep -c -E '\]? registered$' "$W/relay.log" || true; }
+# restore_field NAME: a field of the relay's last restore line ("WireGuard holds the stored peers").
+restore_field() { grep 'WireGuard holds the stored peers' "$W/relay.log" | tail -1 | sed -n "s/.* $1=\\([0-9]*\\).*/\\1/p"; }
+PEERS_BEFORE=$(relay_peer_state)
+PEER_COUNT=$(printf '%s\n' "$PEERS_BEFORE" | grep -c .)
 start_pinger "$W/ping-relay.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay.log"
 T_RELAY=$(now)
 kill -9 "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 start_relay
 figure "relay restart" "kill -9 → edgekit-relay listening again" "$(elapsed "$T_RELAY")" "-"
-PEERS_AFTER=$(relay_peers | cut -f1,4 | sort)
-[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers differ after the restart: before $PEERS_BEFORE after $PEERS_AFTER"
+RESTORED=$(restore_field peers)
+[ "$RESTORED" = "$PEER_COUNT" ] || fail "the restarted relay restored ${RESTORED:-no} peers from SQLite; WireGuard had $PEER_COUNT"
+# Every live peer has a session: a restart of the daemon alone starts no handshakes.
+[ "$(restore_field handshakes_started)" = 0 ] || fail "the restarted relay started $(restore_field handshakes_started) handshakes with live peers"
+PEERS_AFTER=$(relay_peer_state)
+[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "the restore changed the relay's peers: before $PEERS_BEFORE; after $PEERS_AFTER"
 sleep 2
 stop_pinger
 figure "relay restart" "traffic gap A → B (daemon only)" "$(max_gap "$W/ping-relay.log")" "<1 s"
+# A registration to the restarted daemon: b1's notify hook replays a VRRP master transition (what
+# keepalived calls it with), on which the agent registers as master.
+REG_BEFORE=$(relay_registrations)
+VRRP_BACKUP_LINES=$(grep -c 'VRRP state: backup' "$W/b1.agent.log" || true)
+in_router b1 /usr/local/bin/edgekit-agent notify backup
+b1_saw_backup() { [ "$(grep -c 'VRRP state: backup' "$W/b1.agent.log" || true)" -gt "$VRRP_BACKUP_LINES" ]; }
+wait_until 10 "b1's agent to take the replayed backup state (log $W/b1.agent.log)" b1_saw_backup
+T_REG=$(now)
+in_router b1 /usr/local/bin/edgekit-agent notify master
+registrations_above() { [ "$(relay_registrations)" -gt "$1" ]; }
+wait_until 15 "the restarted relay to accept b1's registration (relay log $W/relay.log)" registrations_above "$REG_BEFORE"
+grep -E '\]? registered$' "$W/relay.log" | tail -1 | has 'site=site-b' || fail "the restarted relay's last registration is not b1's: $(tail -1 "$W/relay.log")"
+wait_until 10 "b1's agent to report the registration" registered b1
+figure "relay restart" "b1's replayed master transition → registration accepted by the restarted relay" "$(elapsed "$T_REG")" "-"
+ping_once sa "$SB_ADDR" >/dev/null || fail "server A → server B after b1 registered again"
 
 log "scenario: relay crash with its WireGuard interface (peers restored from SQLite, no agent action)"
-AGENT_LOGS_BEFORE=$(cat "$W"/a2.agent.log "$W"/b1.agent.log | grep -c 'registration' || true)
+# "No agent action" is counted where it would show: the relay logs every accepted registration
+# ("registered"), while an agent logs its registration state only when it changes.
+PEERS_BEFORE=$(relay_peer_state)
+REG_BEFORE=$(relay_registrations)
 start_pinger "$W/ping-relay2.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relay2.log"
 T_RELAY=$(now)
 kill -9 "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
 for pid in $(ip netns pids "$(ns relay)"); do if grep -q wireguard "/proc/$pid/comm" 2>/dev/null; then kill -9 "$pid"; fi; done
-wait_until 10 "the relay's WireGuard interface to vanish" bash -c "! ip -n $(ns relay) link show $RWG"
+relay_interface_gone() { ! ip -n "$(ns relay)" link show "$RWG"; }
+wait_until 10 "the relay's WireGuard interface to vanish" relay_interface_gone
+T_GONE=$(now)
 rm -f "/var/run/wireguard/$RWG.sock"
 relay_interface
 start_relay
-PEERS_AFTER=$(relay_peers | cut -f1,4 | sort)
-[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers not restored from the database: $PEERS_AFTER"
-wait_until 60 "traffic restored after the relay crash" \
-  awk -v t="$T_RELAY" -F'[][]' '/bytes from/ && $2 > t + 0 { found = 1 } END { exit !found }' "$W/ping-relay2.log"
-FIRST=$(awk -v t="$T_RELAY" -F'[][]' '/bytes from/ && $2 > t + 0 { print $2; exit }' "$W/ping-relay2.log")
+# The fresh interface gets every peer back from SQLite, AllowedIPs and saved endpoint included, and the
+# relay starts the handshake with each (docs/relay.md, "Endpoints"): no waiting for the routers' retry.
+PEERS_AFTER=$(relay_peer_state)
+[ "$PEERS_BEFORE" = "$PEERS_AFTER" ] || fail "relay peers (key, endpoint, AllowedIPs) not restored from the database: before $PEERS_BEFORE; after $PEERS_AFTER"
+STARTED=$(restore_field handshakes_started)
+[ "$STARTED" = "$PEER_COUNT" ] || fail "the relay started ${STARTED:-no} handshakes on its new interface, expected $PEER_COUNT (one per peer with a saved endpoint)"
+FIGURES+=("relay crash (daemon + interface)|peers restored with their saved endpoints / handshakes started by the relay|$PEER_COUNT / $STARTED|every peer / each of them|met")
+wait_until 60 "traffic restored after the relay crash" replied_after "$T_GONE" "$W/ping-relay2.log"
+FIRST=$(first_reply_after "$T_GONE" "$W/ping-relay2.log")
 sleep 1
 stop_pinger
-AGENT_LOGS_AFTER=$(cat "$W"/a2.agent.log "$W"/b1.agent.log | grep -c 'registration' || true)
-[ "$AGENT_LOGS_BEFORE" = "$AGENT_LOGS_AFTER" ] || fail "the agents registered again during the relay crash (expected: no agent action)"
-FIGURES+=("relay crash (daemon + interface)|registrations by the agents while the relay came back|0|0|met")
-figure "relay crash (daemon + interface)" "crash → first reply A → B" "$(elapsed "$T_RELAY" "$FIRST")" "-"
+REG_AFTER=$(relay_registrations)
+FIGURES+=("relay crash (daemon + interface)|registrations accepted by the relay while it came back (relay.log)|$((REG_AFTER - REG_BEFORE))|0|$([ "$REG_AFTER" = "$REG_BEFORE" ] && echo met || echo FAIL)")
+[ "$REG_AFTER" = "$REG_BEFORE" ] || fail "$((REG_AFTER - REG_BEFORE)) registrations reached the relay during its crash (expected: no agent action): $(grep -E '\]? registered$' "$W/relay.log" | tail -n $((REG_AFTER - REG_BEFORE)))"
+# (The interface is re-created and the daemon started by the script here, at once; on a relay, systemd
+# and networkd add their restart delays.)
+figure "relay crash (daemon + interface)" "interface gone → first reply A → B (interface and daemon restarted at once)" "$(elapsed "$T_GONE" "$FIRST")" "-"
+figure "relay crash (daemon + interface)" "traffic gap A → B" "$(max_gap "$W/ping-relay2.log")" "<2 s"
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 "$SA_ADDR" >/dev/null || fail "server B → server A after the relay crash"
 
 fi # LAB_ONLY
@@ -630,7 +751,13 @@ mkdir -p "$(dirname "$REPORT")"
   echo "| --- | --- | --- | --- | --- |"
   for row in "${FIGURES[@]}"; do echo "| ${row//|/ | } |"; done
   echo
-  echo "Every scenario's assertions passed (the script stops at the first failing one)."
+  # (LabTests checks this line against the verdict column.)
+  if [ "$MISSED" -gt 0 ]; then
+    echo "Every functional assertion passed, but $MISSED timing target(s) were MISSED (the verdict column; LAB_STRICT_TARGETS=1 fails the run on that)."
+  else
+    echo "Every assertion passed and every timing target was met."
+  fi
+  echo "The script stops at the first failing assertion, so a report exists only for a run whose assertions all passed."
   echo "Uplink DHCP: busybox udhcpc in each router namespace (networkd does it on the appliance)."
   if [ "$LAB_QEMU" = 1 ]; then
     echo "qemu: site B's image built in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"

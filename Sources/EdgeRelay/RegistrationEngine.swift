@@ -50,13 +50,40 @@ public actor RegistrationEngine {
         try await synchronise()
     }
 
+    /// Makes WireGuard hold exactly the database, endpoints included; then starts a handshake with
+    /// every peer that has a stored endpoint but no session on the interface (it was re-created), so
+    /// traffic resumes now instead of when each router's WireGuard gives up on its old session
+    /// (about 15 s: keepalive timeout plus rekey timeout).
     func synchronise() async throws {
+        // What the interface knows is fresher than the last save (a router may have roamed since).
+        await saveEndpoints()
         let peers = try store.desiredPeers()
         let control = wireGuard
         let key = relayPrivateKeyBase64
         let port = config.wireguardPort
-        try await offThread { try control.synchronise(privateKey: key, listenPort: port, peers: peers) }
-        logger.info("WireGuard holds the stored peers", metadata: ["interface": "\(config.interface)", "peers": "\(peers.count)"])
+        let started = try await offThread { () -> Int in
+            try control.synchronise(privateKey: key, listenPort: port, peers: peers)
+            let handshakes = try control.latestHandshakes()
+            let idle = peers.filter { $0.endpoint != nil && (handshakes[$0.key] ?? 0) == 0 }.map(\.key)
+            try control.startHandshakes(idle)
+            return idle.count
+        }
+        logger.info("WireGuard holds the stored peers", metadata: [
+            "interface": "\(config.interface)", "peers": "\(peers.count)",
+            "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
+    }
+
+    /// Saves every peer's current WireGuard endpoint in the database (only changes are written).
+    /// Failing is not fatal: the routers' own WireGuard re-handshakes after about 15 s without one.
+    public func saveEndpoints() async {
+        let control = wireGuard
+        do {
+            let endpoints = try await offThread { try control.endpoints() }
+            let changed = try store.saveEndpoints(endpoints)
+            if changed > 0 { logger.debug("peer endpoints saved", metadata: ["changed": "\(changed)"]) }
+        } catch {
+            logger.warning("could not save the peers' endpoints", metadata: ["error": "\(error)"])
+        }
     }
 
     func keys(for routerKey: [UInt8]) -> SessionKeys? {

@@ -35,6 +35,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public var cookieLifetimeSeconds: Double
     /// How often the daemon looks for new revocations.
     public var revocationPollMilliseconds: Int
+    /// How often the daemon saves the peers' WireGuard endpoints (restored with the peers).
+    public var endpointSaveMilliseconds: Int
 
     public struct RateLimit: Codable, Sendable, Equatable {
         public var perSourcePerSecond: Double
@@ -71,7 +73,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public init(listenAddress: String = "::", listenPort: UInt16 = Relay.defaultRegistrationPort, interface: String,
                 wireguardPort: UInt16? = nil, privateKeyFile: String, operatorPublicKeyFile: String, plan: String,
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
-                batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000) {
+                batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
+                endpointSaveMilliseconds: Int = 10_000) {
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.interface = interface
@@ -86,6 +89,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         self.batchWindowMilliseconds = batchWindowMilliseconds
         self.cookieLifetimeSeconds = cookieLifetimeSeconds
         self.revocationPollMilliseconds = revocationPollMilliseconds
+        self.endpointSaveMilliseconds = endpointSaveMilliseconds
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -102,6 +106,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case batchWindowMilliseconds = "batch_window_ms"
         case cookieLifetimeSeconds = "cookie_lifetime_seconds"
         case revocationPollMilliseconds = "revocation_poll_ms"
+        case endpointSaveMilliseconds = "endpoint_save_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -120,6 +125,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         batchWindowMilliseconds = try c.decodeIfPresent(Int.self, forKey: .batchWindowMilliseconds) ?? 5
         cookieLifetimeSeconds = try c.decodeIfPresent(Double.self, forKey: .cookieLifetimeSeconds) ?? 30
         revocationPollMilliseconds = try c.decodeIfPresent(Int.self, forKey: .revocationPollMilliseconds) ?? 1000
+        endpointSaveMilliseconds = try c.decodeIfPresent(Int.self, forKey: .endpointSaveMilliseconds) ?? 10_000
     }
 
     /// Reads and checks a config file; every problem names the file and the key.
@@ -170,6 +176,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         }
         guard revocationPollMilliseconds >= 10 else {
             throw RelayError.config(path, "revocation_poll_ms must be at least 10")
+        }
+        guard endpointSaveMilliseconds >= 100 else {
+            throw RelayError.config(path, "endpoint_save_ms must be at least 100")
         }
     }
 

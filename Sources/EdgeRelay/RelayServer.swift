@@ -8,7 +8,8 @@ import Registration
 import ServiceLifecycle
 
 /// `edgekit-relay serve`: restores WireGuard from the state database, then answers registrations
-/// on one UDP port until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`).
+/// on one UDP port until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`), saving the
+/// peers' endpoints every `endpoint_save_ms`.
 public struct RelayServer: Service {
     public let config: RelayConfig
     let logger: Logger
@@ -70,6 +71,7 @@ public struct RelayServer: Service {
 
         let limits = config.rateLimit
         let pollInterval = config.revocationPollMilliseconds
+        let endpointInterval = config.endpointSaveMilliseconds
         let logger = logger
         // Graceful shutdown closes the socket: the receive loop ends, then the poller is cancelled.
         try await withGracefulShutdownHandler {
@@ -79,6 +81,13 @@ public struct RelayServer: Service {
                         try? await Task.sleep(for: .milliseconds(pollInterval))
                         if Task.isCancelled { break }
                         await engine.pollRevocations()
+                    }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(endpointInterval))
+                        if Task.isCancelled { break }
+                        await engine.saveEndpoints()
                     }
                 }
                 try await channel.executeThenClose { inbound, outbound in
@@ -114,6 +123,8 @@ public struct RelayServer: Service {
         } onGracefulShutdown: {
             channel.channel.close(promise: nil)
         }
+        // The latest endpoints for the next start (a kill -9 keeps those of the last periodic save).
+        await engine.saveEndpoints()
         logger.info("registration socket closed")
     }
 }

@@ -20,11 +20,15 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
     public var lastSeen: Int64
     /// The cookie time of the last accepted registration; a REGISTER must carry a newer one.
     public var lastCookieTime: Int64
+    /// The router's last WireGuard endpoint (`ADDRESS:PORT`, IPv6 in brackets) as the relay's
+    /// interface saw it, saved every `endpoint_save_ms`; nil until it first handshook. Restored with
+    /// the peer, so a re-created interface can handshake with the router at once.
+    public var endpoint: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case publicKey = "public_key", plan, site, slot, serial
         case tunnelAddress = "tunnel_address", sitePrefix = "site_prefix", claim
-        case lastSeen = "last_seen", lastCookieTime = "last_cookie_time"
+        case lastSeen = "last_seen", lastCookieTime = "last_cookie_time", endpoint
     }
 }
 
@@ -121,6 +125,9 @@ public final class RelayStore: Sendable {
                 t.column("created_at", .text).notNull()
             }
         }
+        migrator.registerMigration("v2: peer endpoint") { db in
+            try db.alter(table: "peer") { t in t.add(column: "endpoint", .text) }
+        }
         return migrator
     }
 
@@ -156,12 +163,29 @@ public final class RelayStore: Sendable {
         }
     }
 
-    /// Every peer with its AllowedIPs: what WireGuard must hold.
-    public func desiredPeers() throws -> [(key: String, allowedIPs: [String])] {
+    /// Every peer with its AllowedIPs and last endpoint: what WireGuard must hold.
+    public func desiredPeers() throws -> [(key: String, allowedIPs: [String], endpoint: String?)] {
         let snapshot = try snapshot()
         var owned: [String: [String]] = [:]
         for owner in snapshot.owners { owned[owner.publicKey, default: []].append(owner.sitePrefix) }
-        return snapshot.peers.map { ($0.publicKey, ["\($0.tunnelAddress)/128"] + (owned[$0.publicKey] ?? []).sorted()) }
+        return snapshot.peers.map { ($0.publicKey, ["\($0.tunnelAddress)/128"] + (owned[$0.publicKey] ?? []).sorted(), $0.endpoint) }
+    }
+
+    /// Records the endpoints WireGuard reports (public key → `ADDRESS:PORT`) for the peers the
+    /// database holds; other keys are ignored, and a peer missing from `endpoints` keeps its stored
+    /// one. One transaction; returns how many peers' endpoints changed.
+    @discardableResult
+    public func saveEndpoints(_ endpoints: [String: String]) throws -> Int {
+        guard !endpoints.isEmpty else { return 0 }
+        return try queue.write { db in
+            var changed = 0
+            for (key, endpoint) in endpoints {
+                try db.execute(sql: "UPDATE peer SET endpoint = ? WHERE public_key = ? AND endpoint IS NOT ?",
+                               arguments: [endpoint, key, endpoint])
+                changed += db.changesCount
+            }
+            return changed
+        }
     }
 
     public enum Decision: Sendable, Equatable {
@@ -195,7 +219,8 @@ public final class RelayStore: Sendable {
             let record = PeerRecord(
                 publicKey: publicKey, plan: certificate.plan, site: certificate.site, slot: certificate.slot,
                 serial: certificate.serial, tunnelAddress: certificate.tunnelAddress,
-                sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime)
+                sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime,
+                endpoint: existing?.endpoint)
             try record.save(db)
             // A certificate for another /64 than before: the old one is no longer this router's.
             try db.execute(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?",

@@ -35,13 +35,11 @@ public struct WireGuardControl: Sendable {
     }
 
     /// Makes the interface hold exactly `peers` with our private key (`wg syncconf` with a 0600
-    /// temporary file: the key never appears in argv). Peers not listed are removed.
-    public func synchronise(privateKey: String, listenPort: UInt16?, peers: [(key: String, allowedIPs: [String])]) throws {
-        var text = "[Interface]\nPrivateKey = \(privateKey)\n"
-        if let listenPort { text += "ListenPort = \(listenPort)\n" }
-        for peer in peers {
-            text += "\n[Peer]\nPublicKey = \(peer.key)\nAllowedIPs = \(peer.allowedIPs.joined(separator: ", "))\n"
-        }
+    /// temporary file: the key never appears in argv). Peers not listed are removed; a peer's
+    /// endpoint is set when one is given (WireGuard roams it to wherever the router's packets come from).
+    public func synchronise(privateKey: String, listenPort: UInt16?,
+                            peers: [(key: String, allowedIPs: [String], endpoint: String?)]) throws {
+        let text = WireGuardControl.configText(privateKey: privateKey, listenPort: listenPort, peers: peers)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-relay-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false,
                                                 attributes: [.posixPermissions: 0o700])
@@ -52,6 +50,59 @@ public struct WireGuardControl: Sendable {
             throw RelayError.wireGuard("cannot write a temporary WireGuard config in \(folder.path)")
         }
         try SystemCommand.check("wg", ["syncconf", interface, file.path], what: "restoring WireGuard interface \(interface)")
+    }
+
+    /// The `wg syncconf` file for `synchronise`.
+    public static func configText(privateKey: String, listenPort: UInt16?,
+                           peers: [(key: String, allowedIPs: [String], endpoint: String?)]) -> String {
+        var text = "[Interface]\nPrivateKey = \(privateKey)\n"
+        if let listenPort { text += "ListenPort = \(listenPort)\n" }
+        for peer in peers {
+            text += "\n[Peer]\nPublicKey = \(peer.key)\nAllowedIPs = \(peer.allowedIPs.joined(separator: ", "))\n"
+            if let endpoint = peer.endpoint { text += "Endpoint = \(endpoint)\n" }
+        }
+        return text
+    }
+
+    /// Each peer's current endpoint (`wg show IF endpoints`); peers without one are left out.
+    public func endpoints() throws -> [String: String] {
+        let result = try SystemCommand.check("wg", ["show", interface, "endpoints"], what: "reading WireGuard interface \(interface)")
+        return WireGuardControl.parsePairs(result.output).filter { $0.value != "(none)" }
+    }
+
+    /// Each peer's last handshake in UNIX seconds, 0 for none (`wg show IF latest-handshakes`).
+    public func latestHandshakes() throws -> [String: Int] {
+        let result = try SystemCommand.check("wg", ["show", interface, "latest-handshakes"], what: "reading WireGuard interface \(interface)")
+        return WireGuardControl.parsePairs(result.output).compactMapValues { Int($0) }
+    }
+
+    /// `KEY<TAB>VALUE` lines, as `wg show IF endpoints|latest-handshakes` print them.
+    public static func parsePairs(_ text: String) -> [String: String] {
+        var pairs: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            if fields.count >= 2 { pairs[String(fields[0])] = String(fields[1]) }
+        }
+        return pairs
+    }
+
+    /// The two `wg set` calls that make WireGuard start a handshake with each of `keys` now:
+    /// persistent keepalive from 0 to N sends a keepalive at once (wireguard-go `device/uapi.go`,
+    /// Linux `drivers/net/wireguard/netlink.c`), which, without a session, is a handshake initiation;
+    /// the second call turns keepalive off again (the routers keep the tunnel alive, not the relay).
+    /// Two calls: within one, the later 0 would cancel the immediate keepalive.
+    public func handshakeArguments(_ keys: [String]) -> [[String]] {
+        guard !keys.isEmpty else { return [] }
+        return ["25", "0"].map { interval in
+            ["set", interface] + keys.flatMap { ["peer", $0, "persistent-keepalive", interval] }
+        }
+    }
+
+    /// Has WireGuard initiate a handshake with each of `keys` (their endpoints must be set).
+    public func startHandshakes(_ keys: [String]) throws {
+        for arguments in handshakeArguments(keys) {
+            try SystemCommand.check("wg", arguments, what: "starting handshakes on WireGuard interface \(interface)")
+        }
     }
 
     /// One peer line of `wg show IF dump`.

@@ -110,6 +110,17 @@ enum Nftables {
                     # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890).
                     iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept
                 }
+
+                chain output {
+                    type filter hook output priority filter; policy accept;
+
+                    # Traffic between sites leaves by the interface it came in by, which is when a router
+                    # sends a redirect (RFC 4861 section 8.2). Behind WireGuard it helps no one (a peer's
+                    # only way to another site is still this relay) and tells peers about each other. The
+                    # kernel sends none while the tunnel has no link-local address (LinkLocalAddressing=no
+                    # in the .network); this holds without relying on that.
+                    oifname "\(tunnel)" icmpv6 type nd-redirect drop
+                }
             }
 
             """

@@ -130,5 +130,77 @@ extension RealTools {
             ]
             try lab.checkFirewall(router: rl, ruleset: files.file(ConfigPaths.nftables).contents, flows: flows)
         }
+
+        /// The relay's routes to the sites are on-link on its tunnel (the rendered `Destination=` routes),
+        /// so forwarding from one peer to another is exactly when the kernel sends a redirect (RFC 4861
+        /// section 8.2). The stand-in tunnel is a bridge with a link-local address, so without the
+        /// ruleset redirects do go out (checked first: the test can fail); with it, none.
+        @Test("relay: sends no ICMPv6 redirect into the tunnel")
+        func relayRedirects() throws {
+            for tool in ["nft", "ping"] { _ = try Lab.tool(tool) }
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let plan = try Fixtures.examplePlan()
+            let files = RelayConfig.files(plan: plan)
+            let wg = InterfaceNames.relayTunnel
+
+            let rl = try lab.namespace("r"), pa = try lab.namespace("a"), pb = try lab.namespace("b")
+            try lab.ip(rl, "link", "add", wg, "type", "bridge")
+            try lab.ip(rl, "link", "set", wg, "up")
+            try lab.veth(rl, "va", pa, "eth0")
+            try lab.veth(rl, "vb", pb, "eth0")
+            try lab.ip(rl, "link", "set", "va", "master", wg)
+            try lab.ip(rl, "link", "set", "vb", "master", wg)
+            try lab.sysctl(rl, "net.ipv6.conf.all.forwarding", "1")
+
+            let relayAddress = plan.relay.tunnelAddress
+            let peerA = try plan.tunnel.at(0xa), peerB = try plan.tunnel.at(0xb)
+            let serverA = try plan.sites[0].prefix.at(0x10), serverB = try plan.sites[1].prefix.at(0x10)
+            try lab.ip(rl, "addr", "add", "\(relayAddress)/\(plan.tunnel.length)", "dev", wg)
+            try lab.ip(rl, "-6", "route", "add", "\(plan.ula)", "dev", wg)
+            for (peer, own, address, other) in [(pa, peerA, serverA, serverB), (pb, peerB, serverB, serverA)] {
+                // Keep sending through the relay even after a redirect, so both phases see the same path.
+                try lab.sysctl(peer, "net.ipv6.conf.all.accept_redirects", "0")
+                try lab.sysctl(peer, "net.ipv6.conf.eth0.accept_redirects", "0")
+                try lab.ip(peer, "addr", "add", "\(own)/\(plan.tunnel.length)", "dev", "eth0")
+                try lab.ip(peer, "addr", "add", "\(IPv6Prefix.host(address))", "dev", "eth0")
+                try lab.ip(peer, "-6", "route", "add", "\(IPv6Prefix.host(other))", "via", "\(relayAddress)")
+            }
+            // Peer A counts the redirects it receives.
+            let probe = """
+                table inet probe {
+                    counter redirects {}
+                    chain input { type filter hook input priority -10; icmpv6 type nd-redirect counter name "redirects"; }
+                }
+                """
+            let loaded = try lab.exec(pa, ["nft", "-f", lab.write("probe.nft", probe)])
+            #expect(loaded.status == 0, "\(loaded)")
+            func redirects() throws -> Int {
+                let listing = try lab.exec(pa, ["nft", "list", "counter", "inet", "probe", "redirects"])
+                guard let match = listing.stdout.firstMatch(of: /packets (\d+)/), let count = Int(match.1) else {
+                    throw LabError("cannot read the redirect counter: \(listing)")
+                }
+                return count
+            }
+            func ping() throws -> ProgramResult {
+                try lab.exec(pa, ["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", "\(serverA)", "\(serverB)"])
+            }
+
+            let without = try ping()
+            #expect(without.status == 0, "server A → server B through the relay: \(without)")
+            let sentWithout = try redirects()
+            #expect(sentWithout > 0, "without the ruleset the relay should redirect peer A to peer B: the lab is broken")
+
+            let load = try lab.exec(rl, ["nft", "-f", lab.write("relay.nft", files.file(ConfigPaths.nftables).contents)])
+            #expect(load.status == 0, "\(load)")
+            // The kernel rate-limits redirects per destination (1 s, burst 6): let the bucket refill, so
+            // none arriving below is the ruleset's doing.
+            Thread.sleep(forTimeInterval: 1.5)
+            let before = try redirects()
+            let with = try ping()
+            #expect(with.status == 0, "server A → server B through the relay with its ruleset: \(with)")
+            let sentWith = try redirects() - before
+            #expect(sentWith == 0, "the relay sent \(sentWith) ICMPv6 redirects into its tunnel with its ruleset loaded")
+        }
     }
 }

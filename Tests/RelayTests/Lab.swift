@@ -135,12 +135,14 @@ final class Lab: @unchecked Sendable {
     let clientAddress = "10.77.0.2"
     let port: UInt16 = 51821
     var wireGuardProcess: Process?
+    /// wireguard-go processes of router tunnels in the client namespace (`startRouterTunnel`).
+    var routerTunnels: [(process: Process, interface: String)] = []
     var relayProcess: Process?
     var relayLog: URL { directory.appendingPathComponent("relay.log") }
     var configPath: String { directory.appendingPathComponent("relay.json").path }
     var databasePath: String { directory.appendingPathComponent("state.sqlite").path }
 
-    init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5) throws {
+    init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5, endpointSaveMilliseconds: Int = 10_000) throws {
         labCounterLock.lock()
         labCounter += 1
         let n = labCounter
@@ -161,25 +163,66 @@ final class Lab: @unchecked Sendable {
                 try sh("ip", ["-n", ns, "addr", "add", "\(address)/24", "dev", link])
                 try sh("ip", ["-n", ns, "link", "set", link, "up"])
             }
-            let wg = Process()
-            wg.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            wg.arguments = ["netns", "exec", relayNamespace, "wireguard-go", "-f", interface]
-            var environment = ProcessInfo.processInfo.environment
-            environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
-            wg.environment = environment
-            wg.standardOutput = FileHandle.nullDevice
-            wg.standardError = FileHandle.nullDevice
-            try wg.run()
-            wireGuardProcess = wg
-            try waitFor("wireguard-go \(interface)") { (try? self.wg(["show", self.interface])) != nil }
-            try writeConfig(perSourcePerSecond: perSourcePerSecond, batchWindowMilliseconds: batchWindowMilliseconds)
+            wireGuardProcess = try startWireGuard(in: relayNamespace, interface)
+            try writeConfig(perSourcePerSecond: perSourcePerSecond, batchWindowMilliseconds: batchWindowMilliseconds,
+                            endpointSaveMilliseconds: endpointSaveMilliseconds)
         } catch {
             close()
             throw error
         }
     }
 
-    func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int) throws {
+    /// wireguard-go for `interface` in `namespace`, once `wg` can talk to it.
+    func startWireGuard(in namespace: String, _ interface: String) throws -> Process {
+        let wg = Process()
+        wg.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        wg.arguments = ["netns", "exec", namespace, "wireguard-go", "-f", interface]
+        var environment = ProcessInfo.processInfo.environment
+        environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
+        wg.environment = environment
+        wg.standardOutput = FileHandle.nullDevice
+        wg.standardError = FileHandle.nullDevice
+        try wg.run()
+        try waitFor("wireguard-go \(interface)") {
+            (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
+        }
+        try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
+        return wg
+    }
+
+    /// The relay loses its WireGuard interface: wireguard-go killed (-9), the interface gone, then a
+    /// fresh, empty one (what a crash of wireguard-go or a reboot leaves for the daemon to restore).
+    func recreateRelayInterface() throws {
+        if let process = wireGuardProcess {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try waitFor("\(interface) to vanish") {
+            (try sh("ip", ["-n", relayNamespace, "link", "show", interface], allowFailure: true)).status != 0
+        }
+        try? FileManager.default.removeItem(atPath: "/var/run/wireguard/\(interface).sock")
+        wireGuardProcess = try startWireGuard(in: relayNamespace, interface)
+    }
+
+    /// A router's WireGuard in the client namespace: its key, the relay as its one peer at the relay's
+    /// WireGuard port, no keepalive (so it sends nothing unless told). Returns the interface name.
+    func startRouterTunnel(_ router: LabRouter) throws -> String {
+        let name = "\(interface)r\(routerTunnels.count)"
+        let process = try startWireGuard(in: clientNamespace, name)
+        routerTunnels.append((process, name))
+        let keyFile = directory.appendingPathComponent("\(name).key")
+        FileManager.default.createFile(atPath: keyFile.path, contents: Data((router.key.privateKeyBase64 + "\n").utf8),
+                                       attributes: [.posixPermissions: 0o600])
+        try routerWG(["set", name, "private-key", keyFile.path, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64,
+                      "endpoint", "\(relayAddress):51820", "allowed-ips", "\(Fixture.plan.tunnel)"])
+        return name
+    }
+
+    func routerWG(_ arguments: [String]) throws -> String {
+        try sh("ip", ["netns", "exec", clientNamespace, "wg"] + arguments).out
+    }
+
+    func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
         FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
@@ -191,7 +234,8 @@ final class Lab: @unchecked Sendable {
             ula: Fixture.plan.ula, tunnelPrefix: Fixture.plan.tunnel, stateDatabase: databasePath,
             rateLimit: .init(perSourcePerSecond: perSourcePerSecond, perSourceBurst: max(10, perSourcePerSecond / 10),
                              globalPerSecond: 1_000_000, buckets: 1024),
-            batchWindowMilliseconds: batchWindowMilliseconds, revocationPollMilliseconds: 200)
+            batchWindowMilliseconds: batchWindowMilliseconds, revocationPollMilliseconds: 200,
+            endpointSaveMilliseconds: endpointSaveMilliseconds)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(config).write(to: URL(fileURLWithPath: configPath))
@@ -292,15 +336,26 @@ final class Lab: @unchecked Sendable {
         throw LabError("timed out waiting for \(what)")
     }
 
+    /// Polls `value` every 20 ms until it is non-nil; throws after `timeout` seconds.
+    func waitForValue<T>(_ what: String, timeout: TimeInterval = 15, _ value: () throws -> T?) throws -> T {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let found = try value() { return found }
+            usleep(20_000)
+        }
+        throw LabError("timed out waiting for \(what)")
+    }
+
     func close() {
         if let relayProcess, relayProcess.isRunning {
             kill(relayProcess.processIdentifier, SIGKILL)
             relayProcess.waitUntilExit()
         }
-        if let wireGuardProcess, wireGuardProcess.isRunning {
-            kill(wireGuardProcess.processIdentifier, SIGTERM)
-            wireGuardProcess.waitUntilExit()
+        for process in [wireGuardProcess].compactMap({ $0 }) + routerTunnels.map(\.process) where process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
         }
+        for tunnel in routerTunnels { try? FileManager.default.removeItem(atPath: "/var/run/wireguard/\(tunnel.interface).sock") }
         _ = try? sh("ip", ["netns", "del", relayNamespace], allowFailure: true)
         _ = try? sh("ip", ["netns", "del", clientNamespace], allowFailure: true)
         try? FileManager.default.removeItem(atPath: "/var/run/wireguard/\(interface).sock")

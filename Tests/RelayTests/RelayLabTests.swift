@@ -13,8 +13,8 @@ import Glibc
 @Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"))
 struct RelayLabTests {
     /// Runs `body` with a fresh lab and a running relay; always tears the lab down.
-    func withLab(perSourcePerSecond: Double = 100_000, _ body: (Lab) throws -> Void) throws {
-        let lab = try Lab(perSourcePerSecond: perSourcePerSecond)
+    func withLab(perSourcePerSecond: Double = 100_000, endpointSaveMilliseconds: Int = 10_000, _ body: (Lab) throws -> Void) throws {
+        let lab = try Lab(perSourcePerSecond: perSourcePerSecond, endpointSaveMilliseconds: endpointSaveMilliseconds)
         defer { lab.close() }
         try lab.startRelay()
         do {
@@ -167,6 +167,51 @@ struct RelayLabTests {
             #expect(snapshot.peers.isEmpty && snapshot.owners.isEmpty && snapshot.revocations.count == 1)
             let again = Result { try lab.inClient { try client.registerBlocking(claim: .master) } }
             #expect(throws: RegistrationFailure.refused(.revoked, relay: "\(lab.relayAddress):\(lab.port)")) { try again.get() }
+        }
+    }
+
+    /// The relay loses its WireGuard interface with the daemon (both killed -9; a fresh, empty
+    /// interface comes back). The restarted daemon restores the router's peer with the endpoint it
+    /// saved and starts the handshake itself: a router that sends nothing (no keepalive, no traffic)
+    /// has a session again within seconds, instead of after its own ~15 s retry.
+    @Test func aRecreatedInterfaceHandshakesWithTheStoredEndpointsAtOnce() throws {
+        try withLab(endpointSaveMilliseconds: 200) { lab in
+            let router = try Fixture.router(site: "site-a", slot: 1)
+            let key = router.key.publicKeyBase64
+            let client = try router.client(relay: lab.relayAddress, port: lab.port)
+            _ = try lab.inClient { try client.registerBlocking(claim: .master) }
+            let tunnel = try lab.startRouterTunnel(router)
+            // One handshake from the router (keepalive 0 → 25 sends one at once), then silence.
+            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64, "persistent-keepalive", "25"])
+            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64, "persistent-keepalive", "0"])
+            let endpoint = try lab.waitForValue("the relay to see the router's endpoint") {
+                WireGuardControl.parsePairs(try lab.wg(["show", lab.interface, "endpoints"]))[key].flatMap { $0.hasPrefix(lab.clientAddress + ":") ? $0 : nil }
+            }
+            try lab.waitFor("the relay to save the endpoint", timeout: 5) {
+                try lab.snapshot().peers.first { $0.publicKey == key }?.endpoint == endpoint
+            }
+            func routerHandshake() throws -> Int {
+                Int(WireGuardControl.parsePairs(try lab.routerWG(["show", tunnel, "latest-handshakes"])).values.first ?? "0") ?? 0
+            }
+            let first = try routerHandshake()
+            #expect(first > 0, "the router handshook with the relay")
+
+            #expect(try lab.stopRelay(signal: SIGKILL) != 0)
+            try lab.recreateRelayInterface()
+            #expect(try lab.wireGuardPeers().isEmpty, "a re-created interface starts empty")
+            Thread.sleep(forTimeInterval: 1.1)    // handshake times are whole seconds
+            let restarted = Int(Date().timeIntervalSince1970)
+            try lab.startRelay()
+            #expect(WireGuardControl.parsePairs(try lab.wg(["show", lab.interface, "endpoints"]))[key] == endpoint,
+                    "the peer is restored with its stored endpoint")
+            #expect(lab.logText().contains("handshakes_started=1"), "the restore starts one handshake: \(lab.logText().suffix(800))")
+            // The router sends nothing by itself: a new handshake is the relay's doing.
+            try lab.waitFor("the relay to handshake with the silent router", timeout: 5) { try routerHandshake() >= restarted }
+            let relaySide = WireGuardControl.parsePairs(try lab.wg(["show", lab.interface, "latest-handshakes"]))[key].flatMap { Int($0) } ?? 0
+            #expect(relaySide >= restarted, "the relay's peer has a fresh session")
+            // Keepalive is off again: the relay does not keep the tunnel alive, the routers do.
+            let keepalive = WireGuardControl.parsePairs(try lab.wg(["show", lab.interface, "persistent-keepalive"]))[key]
+            #expect(keepalive == "off", "persistent keepalive left \(keepalive ?? "unset")")
         }
     }
 

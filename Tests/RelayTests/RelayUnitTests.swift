@@ -1,7 +1,8 @@
 import EdgeModel
-import EdgeRelay
+@testable import EdgeRelay
 import EdgeRender
 import Foundation
+import GRDB
 import Testing
 
 @Suite struct RelayUnitTests {
@@ -83,5 +84,70 @@ import Testing
         let dump = "priv\tpub\t51820\toff\nK1=\t(none)\t(none)\tfd5e:1::/64,fd3b::1/128\t0\t0\t0\toff\nK0=\t(none)\t(none)\t(none)\t0\t0\t0\toff\n"
         #expect(WireGuardControl.parseDump(dump) == [.init(publicKey: "K0=", allowedIPs: []),
                                                      .init(publicKey: "K1=", allowedIPs: ["fd3b::1/128", "fd5e:1::/64"])])
+    }
+
+    @Test func syncconfCarriesStoredEndpointsAndHandshakesTakeTwoCalls() {
+        let text = WireGuardControl.configText(privateKey: "PRIV=", listenPort: 51820, peers: [
+            (key: "A=", allowedIPs: ["fd3b::1/128", "fd5e:1::/64"], endpoint: "[2001:db8:b::5]:51820"),
+            (key: "B=", allowedIPs: ["fd3b::2/128"], endpoint: nil),
+        ])
+        #expect(text == """
+            [Interface]
+            PrivateKey = PRIV=
+            ListenPort = 51820
+
+            [Peer]
+            PublicKey = A=
+            AllowedIPs = fd3b::1/128, fd5e:1::/64
+            Endpoint = [2001:db8:b::5]:51820
+
+            [Peer]
+            PublicKey = B=
+            AllowedIPs = fd3b::2/128
+
+            """)
+        let control = WireGuardControl(interface: "wg0")
+        // Keepalive 0 → 25 in one call (the immediate keepalive starts the handshake), back to 0 in another.
+        #expect(control.handshakeArguments(["A=", "B="]) == [
+            ["set", "wg0", "peer", "A=", "persistent-keepalive", "25", "peer", "B=", "persistent-keepalive", "25"],
+            ["set", "wg0", "peer", "A=", "persistent-keepalive", "0", "peer", "B=", "persistent-keepalive", "0"],
+        ])
+        #expect(control.handshakeArguments([]).isEmpty)
+        #expect(WireGuardControl.parsePairs("A=\t198.51.100.2:4000\nB=\t(none)\n") == ["A=": "198.51.100.2:4000", "B=": "(none)"])
+    }
+
+    /// A database as the previous release left it (schema v1, no endpoint column) migrates in place;
+    /// endpoints are saved for known peers only, survive a re-registration and reach desiredPeers.
+    @Test func storeKeepsEachPeersLastEndpoint() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("relay-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("state.sqlite").path
+        do {
+            let old = try DatabaseQueue(path: path)
+            try RelayStore.migrator.migrate(old, upTo: "v1")
+            try old.write { db in
+                try db.execute(sql: """
+                    INSERT INTO peer (public_key, plan, site, slot, serial, tunnel_address, site_prefix, claim, last_seen, last_cookie_time)
+                    VALUES ('A=', 'example', 'site-a', 1, 1000, 'fd3b:4f10:a8c6::1:1:1', 'fd5e:d9e1:7c2a:1::/64', 'master', 1, 10)
+                    """)
+            }
+        }
+        let store = try RelayStore(path: path)
+        #expect(try store.desiredPeers().map(\.endpoint) == [nil], "a migrated peer has no endpoint yet")
+        #expect(try store.saveEndpoints(["A=": "198.51.100.2:40000", "unknown=": "192.0.2.1:1"]) == 1)
+        #expect(try store.saveEndpoints(["A=": "198.51.100.2:40000"]) == 0, "an unchanged endpoint is not rewritten")
+        #expect(try store.saveEndpoints([:]) == 0)
+        let fields = SiteCertificateFields(plan: "example", site: "site-a", slot: 1, serial: 1000,
+                                           tunnelAddress: "fd3b:4f10:a8c6::1:1:1", sitePrefix: "fd5e:d9e1:7c2a:1::/64")
+        let decision = try store.register(publicKey: "A=", certificate: fields, claim: "master", cookieTime: 11, now: 2)
+        #expect(decision == .accepted(touched: ["A="], holdsPrefix: true))
+        let peers = try store.desiredPeers()
+        #expect(peers.count == 1 && peers[0].key == "A=" && peers[0].endpoint == "198.51.100.2:40000",
+                "a re-registration keeps the endpoint")
+        #expect(try store.snapshot().peers.map(\.endpoint) == ["198.51.100.2:40000"])
+        // A router that roamed: the newer endpoint replaces the stored one.
+        #expect(try store.saveEndpoints(["A=": "[2001:db8:b::5]:51820"]) == 1)
+        #expect(try store.desiredPeers().first?.endpoint == "[2001:db8:b::5]:51820")
     }
 }
