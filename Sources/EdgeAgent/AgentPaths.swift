@@ -32,6 +32,8 @@ public struct AgentPaths: Sendable, Equatable {
     public var previous: String { state + "/previous" }
     /// Written before a switch, removed when the services run the new files (docs/agent.md).
     public var journal: String { state + "/transition.json" }
+    /// Services of the current generation that did not come up (docs/agent.md, "Restarts and rollback").
+    public var failedServices: String { state + "/failed-services.json" }
 
     /// Runtime state, gone at reboot on the appliance (tmpfs): VRRP state, status, notify socket, pids.
     public var runtime: String { live("/run/edgekit") }

@@ -49,6 +49,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var generation: Int?
     public var previousGeneration: Int?
     public var serial: UInt64?
+    /// Services that did not come up with the current generation (and no rollback brought back).
+    public var failedServices: [String]?
     public var vrrp: String
     /// Seconds since the tunnel's last handshake; nil when there was none or the tunnel is absent.
     public var handshakeAgeSeconds: Int?
@@ -62,12 +64,14 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         case stickPath = "stick_path"
         case previousGeneration = "previous_generation"
         case handshakeAgeSeconds = "handshake_age_seconds"
+        case failedServices = "failed_services"
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
         let store = GenerationStore(paths: paths)
         let current = store.current
         let runtime = RuntimeState.load(paths: paths)
+        let failed = store.failedServices
         let stamp = try? SiteStamp.load(from: paths.siteStamp)
         let relayKey = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile))
             .flatMap { try? JSONDecoder().decode(ProfileDocument.self, from: $0) }?.plan.relay.publicKey
@@ -92,7 +96,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             stick: runtime?.stick ?? "unknown (agent not running)", stickPath: runtime?.stickPath,
             plan: current?.manifest.plan ?? stamp?.plan, site: current?.manifest.site ?? stamp?.site,
             slot: current?.manifest.slot, generation: current?.number, previousGeneration: store.previous?.number,
-            serial: current?.manifest.serial, vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
+            serial: current?.manifest.serial, failedServices: failed?.services.map(\.rawValue), vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
             handshakeAgeSeconds: age, tunnel: tunnel,
             registration: runtime?.registration ?? "not attempted (agent not running)",
             agent: runtime == nil ? "not running" : "running (services: \(runtime!.services))", note: note)
@@ -109,6 +113,9 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "registration  \(registration)",
             "agent         \(agent)",
         ]
+        if let failedServices {
+            lines.insert("services      not up with this generation: \(failedServices.joined(separator: ", ")) (apply its stick again to retry)", at: 4)
+        }
         if let note { lines.append(note) }
         return lines
     }

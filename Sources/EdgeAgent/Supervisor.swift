@@ -87,6 +87,9 @@ public actor Supervisor {
             if !recovered.isEmpty {
                 logger.info("recovered an interrupted apply: restarted \(recovered.map(\.rawValue).joined(separator: ", "))")
             }
+        } catch let error as AgentError {
+            // Finished by a rollback, or it could not be: either way one line says what happened.
+            logger.error("\(error)")
         } catch {
             logger.error("recovering an interrupted apply failed: \(error)")
         }
@@ -102,6 +105,12 @@ public actor Supervisor {
             state.lastApply = AgentError.noStickLine(keeping: keeping)
             // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
             FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
+        } catch let error as AgentError where error.isServiceFailure {
+            // The stick was good; a service did not come up with it.
+            state.stick = "found"
+            state.stickPath = stick
+            state.lastApply = "\(error)"
+            logger.error("\(error)")
         } catch {
             state.stick = "refused"
             state.lastApply = "\(error)"

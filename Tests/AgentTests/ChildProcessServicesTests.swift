@@ -14,7 +14,7 @@ import Testing
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             // Executable, so it is found, but not a program: posix_spawn fails with ENOEXEC.
             let broken = scratch.path("not-a-program")
-            FileManager.default.createFile(atPath: broken, contents: Data([0, 1, 2, 3]), attributes: [.posixPermissions: 0o755])
+            _ = FileManager.default.createFile(atPath: broken, contents: Data([0, 1, 2, 3]), attributes: [.posixPermissions: 0o755])
             let services = ChildProcessServices(paths: AgentPaths(root: root), tools: [tool: broken])
             do {
                 try services.restart(service)
