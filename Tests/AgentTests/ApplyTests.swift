@@ -63,12 +63,15 @@ import Testing
             #expect(status["slot"] as? Int == 2)
             #expect(status["site"] as? String == "site-a")
 
-            // Idempotent: same stick, not one byte changed and nothing restarted.
+            // Idempotent: same stick, not one byte changed and nothing restarted; not one file or
+            // directory under --root rewritten or replaced either (inode numbers and mtimes).
             let applied = treeHash(root)
+            let identity = treeIdentity(root)
             let again = try scratch.apply(root, stick)
             #expect(again.status == 0, "\(again)")
             #expect(again.stdout == "generation 1 already applied (site site-a router 2, serial 1000): nothing changed, nothing restarted\n")
             #expect(treeHash(root) == applied)
+            #expect(treeIdentity(root) == identity, "the second apply touched: \(changedEntries(identity, treeIdentity(root)))")
 
             // An older stick is refused, with nothing changed.
             let older = try scratch.stickImage("older.img", serial: 999)
@@ -100,6 +103,53 @@ import Testing
             #expect(move.stdout.contains("change /etc/keepalived/keepalived.conf"))
             #expect(!move.stdout.contains("change /etc/radvd.conf"), "radvd.conf is the same for both slots")
             #expect(move.stdout.contains("not restarting (--services none): networkd, tunnel, nftables, keepalived"), "each slot has its own LAN address: \(move)")
+        }
+    }
+
+    /// The idempotence, with services that really are started: `--services processes` with
+    /// stand-in tools (`FakeTools`), so every spawn is recorded. The second apply of the same stick
+    /// spawns nothing, every daemon keeps its pid, and no entry under --root (the generation store,
+    /// the live links, the runtime directory with its pid files and logs) gets a new inode or mtime.
+    @Test("a second apply of the same stick touches no file (inodes, mtimes) and restarts nothing (pids, no spawn at all)")
+    func secondApplyTouchesNothing() throws {
+        if let missing = isolationMissing {
+            print("skipped: \(missing)")
+            return
+        }
+        try Scratch.with { scratch in
+            let fakes = try FakeTools(in: scratch)
+            let root = try scratch.makeRoot()
+            defer { FakeTools.stopDaemons(under: root) }
+            let stick = try scratch.stickImage("stick.img", serial: 1000)
+            func apply() throws -> ToolResult {
+                try runIsolated(["apply", "--root", root, "--stick", stick, "--services", "processes"], environment: fakes.environment)
+            }
+            let first = try apply()
+            try #require(first.status == 0, "\(first)")
+            #expect(first.stdout.contains("restarted (processes): sysctl, networkd, tunnel, nftables, keepalived, radvd"), "\(first)")
+            let processes = root + "/run/edgekit/processes"
+            func pids() -> [String: pid_t] {
+                var result: [String: pid_t] = [:]
+                for name in ["radvd", "keepalived", "wireguard-go"] {
+                    result[name] = pid_t(((try? String(contentsOfFile: "\(processes)/\(name).pid", encoding: .utf8)) ?? "")
+                        .trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                return result
+            }
+            let daemons = pids()
+            for (name, pid) in daemons { #expect(isRunning(pid ?? 0), "\(name) is not running after the first apply") }
+            let content = treeHash(root)
+            let identity = treeIdentity(root)
+            fakes.clear()
+
+            let second = try apply()
+            #expect(second.status == 0, "\(second)")
+            #expect(second.stdout == "generation 1 already applied (site site-a router 2, serial 1000): nothing changed, nothing restarted\n", "\(second)")
+            #expect(fakes.calls.isEmpty, "the second apply ran: \(fakes.calls)")
+            #expect(pids() == daemons)
+            for (name, pid) in daemons { #expect(isRunning(pid ?? 0), "\(name) was stopped by the second apply") }
+            #expect(treeHash(root) == content)
+            #expect(treeIdentity(root) == identity, "the second apply touched: \(changedEntries(identity, treeIdentity(root)))")
         }
     }
 

@@ -165,6 +165,28 @@ func treeHash(_ dir: String) -> [String: String] {
     return result
 }
 
+/// Inode number and modification time (to the nanosecond) of `dir` and every entry under it, links
+/// not followed: equal only when no file or directory was replaced, rewritten or gained or lost an
+/// entry, even with the same bytes (which `treeHash` cannot tell).
+func treeIdentity(_ dir: String) -> [String: String] {
+    var result: [String: String] = [:]
+    func record(_ relative: String, _ full: String) {
+        var info = stat()
+        guard lstat(full, &info) == 0 else { return }
+        result[relative] = "inode \(info.st_ino) mtime \(info.st_mtim.tv_sec).\(String(format: "%09ld", info.st_mtim.tv_nsec))"
+    }
+    record(".", dir)
+    guard let walker = FileManager.default.enumerator(atPath: dir) else { return result }
+    for case let relative as String in walker { record(relative, dir + "/" + relative) }
+    return result
+}
+
+/// The entries whose identity differs between two `treeIdentity` snapshots, for messages.
+func changedEntries(_ before: [String: String], _ after: [String: String]) -> [String] {
+    Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
+        .map { "\($0): \(before[$0] ?? "absent") -> \(after[$0] ?? "absent")" }
+}
+
 /// What every reader of the configuration sees: each file outside the agent's own state, links
 /// followed (a dangling link is no file), with mode, owner and bytes; plus the applied serial.
 func liveView(_ root: String) -> [String: String] {
