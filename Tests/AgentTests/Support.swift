@@ -344,11 +344,23 @@ struct FakeTools {
     let directory: String
     let record: String
 
-    init(in scratch: Scratch, _ name: String = "fakes") throws {
+    /// With `recording`, also wrappers on PATH for these real tools: each records its call, then
+    /// execs the tool (for the children the agent runs by name, such as the stick readers).
+    init(in scratch: Scratch, _ name: String = "fakes", recording real: [String] = []) throws {
         directory = scratch.path(name)
         record = scratch.path(name + ".record")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: record, contents: nil)
+        for tool in real {
+            let path = try #require(systemTool(tool), "\(tool) is not installed: run ./build.sh deps")
+            let body = """
+                #!/bin/sh
+                { printf 'call %s' '\(tool)'; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; env | sed 's/^/env /'; } >> '\(record)'
+                exec '\(path)' "$@"
+
+                """
+            FileManager.default.createFile(atPath: directory + "/" + tool, contents: Data(body.utf8), attributes: [.posixPermissions: 0o755])
+        }
         for tool in Self.names {
             var body = """
                 #!/bin/sh
@@ -423,11 +435,12 @@ func runIsolated(_ arguments: [String], environment: [String: String] = [:]) thr
     try runProgram(systemTool("unshare")!, isolatedCommand(arguments), environment: environment)
 }
 
-/// The `unshare` arguments of `runIsolated`, for `startProgram`.
-func isolatedCommand(_ arguments: [String]) -> [String] {
+/// The `unshare` arguments of `runIsolated`, for `startProgram`; `setup` is more shell run first.
+func isolatedCommand(_ arguments: [String], setup: String = "") -> [String] {
     let agent = binDirectory.appendingPathComponent("edgekit-agent").path
     return ["-m", "-n", "--propagation", "private", "sh", "-c",
-            "\(systemTool("ip")!) link set lo up && mount -t tmpfs tmpfs /run && exec \"$0\" \"$@\"", agent] + arguments
+            "\(systemTool("ip")!) link set lo up && mount -t tmpfs tmpfs /run && \(setup.isEmpty ? "" : setup + " && ")exec \"$0\" \"$@\"",
+            agent] + arguments
 }
 
 /// The tree under `root` as `treeHash` sees it, without the runtime directory (pid files and daemon logs).
