@@ -33,6 +33,9 @@ public struct ApplyReport: Sendable, Equatable {
     /// Services that had not come up with the current generation, restarted again now.
     public var retried: [RouterService] = []
 
+    /// The line that says what happened (the first one but for a recovery note).
+    public var summary: String? { lines.first { !$0.hasPrefix("recovered an interrupted apply") } }
+
     public var lines: [String] {
         var lines: [String] = []
         if !recovered.isEmpty {
@@ -421,16 +424,17 @@ public struct Agent {
     }
 }
 
-/// An exclusive lock (flock) so a manual `apply` and the running agent never apply at once.
+/// An exclusive lock (flock) so a manual `apply` and the running agent never apply at once (or
+/// write the runtime status at once: `wait`, for a lock held only for moments).
 struct Lock {
     let fd: Int32
 
-    init(path: String) throws {
+    init(path: String, wait: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.cannotWrite(path, DurableFiles.errorText()) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0 else {
             close(fd)
             throw AgentError.busy(path)
         }

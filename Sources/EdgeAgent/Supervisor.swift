@@ -62,8 +62,10 @@ public actor Supervisor {
         // Give a freshly started tunnel time for its first handshake before judging it.
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         lastVRRP = VRRPNotify.current(paths: paths)
+        let pid = getpid()
         state = RuntimeState(stick: "none", stickPath: nil, lastApply: nil, noStickAtBoot: false,
-                             registration: "not attempted yet", registeredAt: nil, services: services.name)
+                             registration: "not attempted yet", registeredAt: nil, services: services.name,
+                             pid: pid, pidStart: RuntimeState.startTime(of: pid))
     }
 
     var paths: AgentPaths { agent.paths }
@@ -97,7 +99,7 @@ public actor Supervisor {
             let report = try agent.apply(stick: stick, dryRun: false)
             state.stick = "found"
             state.stickPath = report.stick
-            state.lastApply = report.lines.first
+            state.lastApply = report.summary
             for line in report.lines { logger.info("\(line)") }
         } catch AgentError.noStick(let keeping) {
             state.stick = "none"
@@ -144,7 +146,7 @@ public actor Supervisor {
         guard let claim = claim() else {
             state.registration = "not attempted: no generation applied"
             logChange("registration", "registration: not attempted, no generation applied")
-            state.save(paths: paths)
+            saveOwnFields()
             return false
         }
         let role = claim.master ? "master" : "backup"
@@ -168,8 +170,29 @@ public actor Supervisor {
         }
         logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning,
                   ignoringNumbers: true)
-        state.save(paths: paths)
+        saveOwnFields()
         return accepted
+    }
+
+    /// Writes what this process owns in the runtime status (registration, services, pid, stopped),
+    /// keeping the stick fields a manual `apply` may have updated since the boot apply.
+    func saveOwnFields() {
+        let state = self.state
+        RuntimeState.update(paths: paths, onlyIfPresent: false) { disk in
+            disk.registration = state.registration
+            disk.registeredAt = state.registeredAt
+            disk.services = state.services
+            disk.pid = state.pid
+            disk.pidStart = state.pidStart
+            disk.stoppedAt = state.stoppedAt
+        }
+    }
+
+    /// Marks the runtime status stopped, so `status` says "not running" (the record stays: it holds
+    /// the last stick and registration).
+    public func markStopped() {
+        state.stoppedAt = DocumentCoding.timestamp(clock())
+        saveOwnFields()
     }
 
     // MARK: The loop
@@ -202,6 +225,7 @@ public actor Supervisor {
         listener?.cancel()
         let socket = listener == nil ? "" : "; removed \(paths.notifySocket)"
         if listener != nil { unlink(paths.notifySocket) }
+        markStopped()
         let why = Task.isShuttingDownGracefully ? "graceful shutdown (SIGTERM or SIGINT)" : "cancelled"
         logger.info("\(why): stopped supervising\(socket); the router's services keep running")
     }

@@ -5,10 +5,19 @@ import Foundation
 import Testing
 
 @Suite struct ApplyTests {
+    /// Every key `status --format json` prints, whether or not it has a value (null then).
+    static let statusKeys: Set<String> = [
+        "stick", "stick_path", "plan", "site", "slot", "generation", "previous_generation", "serial", "failed_services",
+        "vrrp", "handshake_age_seconds", "tunnel", "registration", "agent", "last_apply", "note",
+    ]
+
+    /// `status --format json`, checked to carry every key.
     static func status(_ root: String) throws -> [String: Any] {
         let result = try runTool("edgekit-agent", ["status", "--root", root, "--format", "json"])
         try #require(result.status == 0, "\(result)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(Set(fields.keys) == statusKeys, "status --format json must print every key: \(result.stdout)")
+        return fields
     }
 
     @Test("apply writes every rendered file and the key, a second apply changes nothing, serials only grow")
@@ -179,6 +188,9 @@ import Testing
             let root = try scratch.makeRoot()
             let empty = try runTool("edgekit-agent", ["run", "--once", "--root", root])
             #expect(empty.stderrLines.contains("edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"), "\(empty)")
+            let before = try ApplyTests.status(root)
+            #expect(before["generation"] is NSNull && before["serial"] is NSNull && before["stick_path"] is NSNull, "\(before)")
+            #expect(before["note"] as? String == "no stick at boot: nothing applied yet", "\(before)")
 
             #expect(try scratch.apply(root, try scratch.stickFolder("stick", serial: 1000)).status == 0)
             let started = Date()
@@ -198,6 +210,9 @@ import Testing
             #expect(status["generation"] as? Int == 1)
             #expect(status["serial"] as? Int == 1000)
             #expect((status["registration"] as? String)?.hasPrefix("failed: no answer from relay relay.example.net port 51821") == true, "\(status)")
+            // --once has ended: the record stays, but the agent is not running.
+            #expect((status["agent"] as? String)?.hasPrefix("not running (stopped at ") == true, "\(status)")
+            #expect(status["last_apply"] as? String == "edgekit-agent: no profile stick found (label EDGEPROFILE); keeping generation 1")
             let text = try runTool("edgekit-agent", ["status", "--root", root])
             #expect(text.stdout.contains("no stick at boot: running the last applied generation 1"), "\(text)")
         }

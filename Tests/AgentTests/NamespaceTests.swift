@@ -135,6 +135,9 @@ import Testing
             #expect(out["rollback"]?.contains(expected + "\nrc=1") == true, "\(result)")
             let status = try JSONSerialization.jsonObject(with: Data((out["status"] ?? "").utf8)) as? [String: Any]
             #expect(status?["generation"] as? Int == 1, "\(result)")
+            // The tunnel is there (wireguard-go), the relay is not: no handshake, and the age says so with null.
+            #expect(status?["tunnel"] as? String == "up, no handshake yet", "\(result)")
+            #expect(status?.keys.contains("handshake_age_seconds") == true && status?["handshake_age_seconds"] is NSNull, "\(result)")
             #expect(status?["serial"] as? Int == 1000, "\(result)")
             let keepalived = (out["pids3"] ?? "").split(separator: "\n").first { $0.hasPrefix("keepalived ") } ?? ""
             #expect(keepalived.contains("/usr/sbin/keepalived") || keepalived.contains(" keepalived "), "keepalived runs the old generation again: \(result)")
