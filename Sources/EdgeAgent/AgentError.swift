@@ -19,6 +19,8 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
     indirect case interrupted(String, AgentError)
     /// The current generation is applied, but one of its services still does not come up.
     case stillFailing(service: String, generation: Int, detail: String)
+    /// sethostname(2) failed.
+    case cannotSetHostname(String, String)
     /// Another apply holds the lock.
     case busy(String)
     /// `--root` is unusable (not a directory).
@@ -47,6 +49,8 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
         case .stillFailing(let service, let generation, let detail):
             "generation \(generation) is applied, but \(service) still does not come up with it (\(detail)); "
                 + "apply again once the cause is fixed, or apply a newer stick"
+        case .cannotSetHostname(let name, let why):
+            "cannot set the hostname to \(name): \(why); the agent needs CAP_SYS_ADMIN outside any private UTS namespace (no ProtectHostname= in its unit)"
         case .busy(let path):
             "another edgekit-agent is applying (lock \(path) is held); try again when it is done"
         case .badRoot(let root, let why):

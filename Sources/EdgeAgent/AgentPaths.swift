@@ -21,7 +21,8 @@ public struct AgentPaths: Sendable, Equatable {
 
     public var siteIdentity: String { live("/etc/edgekit/site.identity") }
     public var operatorKey: String { live("/etc/edgekit/operator.pub") }
-    public var siteStamp: String { live("/etc/edgekit/site.json") }
+    public var siteStamp: String { live(Self.stampPath) }
+    public static let stampPath = "/etc/edgekit/site.json"
 
     /// Persistent state: generations, the `current`/`previous` links, the transition journal.
     public var state: String { live(Self.stateDirectory) }

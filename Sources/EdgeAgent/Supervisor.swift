@@ -84,6 +84,12 @@ public actor Supervisor {
 
     /// The boot apply. No stick: keep the last generation and print the console line.
     public func applyAtBoot() {
+        // The site's hostname first: it does not depend on the stick (docs/agent.md, "Hostname").
+        do {
+            for line in try agent.syncHostname() { logger.info("\(line)") }
+        } catch {
+            logger.error("\(error)")
+        }
         do {
             let recovered = try agent.recover()
             if !recovered.isEmpty {

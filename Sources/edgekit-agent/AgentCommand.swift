@@ -64,6 +64,14 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         let agent = Agent(paths: options.paths, services: options.serviceControl())
+        // The site's hostname, whatever the stick turns out to be (docs/agent.md, "Hostname"); a
+        // problem with it is reported and does not stop the apply.
+        do {
+            let lines = try agent.syncHostname(dryRun: dryRun)
+            if !lines.isEmpty { Output.data(lines.joined(separator: "\n") + "\n") }
+        } catch {
+            Output.error("\(error)")
+        }
         let result = Result { try agent.apply(stick: stick, dryRun: dryRun) }
         // What `status` shows as the last apply, when a `run` keeps a runtime status on this root.
         if !dryRun { RuntimeState.recordApply(paths: options.paths, stick: stick, result: result) }

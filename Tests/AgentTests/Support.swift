@@ -99,7 +99,9 @@ struct Scratch {
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    /// A root laid out like a site-a image: site identity (0600), operator key, site stamp.
+    /// A root laid out like a site-a image: site identity (0600), operator key, site stamp, and
+    /// `/etc/hostname` already the stamp's (as the rootfs tarball has it; HostnameTests starts from
+    /// the disk image's shared `edgekit` instead).
     func makeRoot(_ name: String = "root", site: String = "site-a") throws -> String {
         let root = path(name)
         try FileManager.default.createDirectory(atPath: root + "/etc/edgekit", withIntermediateDirectories: true)
@@ -112,6 +114,7 @@ struct Scratch {
         try Data(operatorKey.utf8).write(to: URL(fileURLWithPath: root + "/etc/edgekit/operator.pub"))
         try Data("{\"plan\": \"example\", \"site\": \"\(site)\", \"hostname\": \"\(site)-edge\"}\n".utf8)
             .write(to: URL(fileURLWithPath: root + "/etc/edgekit/site.json"))
+        try Data("\(site)-edge\n".utf8).write(to: URL(fileURLWithPath: root + "/etc/hostname"))
         return root
     }
 

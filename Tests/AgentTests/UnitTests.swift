@@ -46,6 +46,9 @@ import Testing
                 }
             }
         }
+        // The agent sets the system hostname from the site stamp: ProtectHostname= would forbid
+        // sethostname(2) (and confine it to a private UTS namespace).
+        #expect(!unit.split(separator: "\n").contains { $0.hasPrefix("ProtectHostname=") }, "the agent must be able to set the hostname")
         // What the boot test needs of it: the console line, READY after the boot apply, enabled.
         #expect(unit.contains("StandardError=journal+console"))
         #expect(unit.contains("Type=notify"))
