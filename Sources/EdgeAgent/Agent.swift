@@ -30,6 +30,11 @@ public struct ApplyReport: Sendable, Equatable {
     public var serviceControl: String
     /// Services whose restart a crash had interrupted, finished now.
     public var recovered: [RouterService] = []
+    /// Services that had not come up with the current generation, restarted again now.
+    public var retried: [RouterService] = []
+
+    /// The line that says what happened (the first one but for a recovery note).
+    public var summary: String? { lines.first { !$0.hasPrefix("recovered an interrupted apply") } }
 
     public var lines: [String] {
         var lines: [String] = []
@@ -38,8 +43,11 @@ public struct ApplyReport: Sendable, Equatable {
         }
         let who = "site \(site) router \(slot), serial \(serial)"
         switch outcome {
-        case .unchanged:
+        case .unchanged where retried.isEmpty:
             lines.append("generation \(generation ?? 0) already applied (\(who)): nothing changed, nothing restarted")
+        case .unchanged:
+            lines.append("generation \(generation ?? 0) already applied (\(who)): nothing changed, but "
+                         + "\(retried.map(\.rawValue).joined(separator: ", ")) had not come up with it")
         case .applied(let previous):
             lines.append("applied generation \(generation ?? 0) (\(who)) from \(stick); previous generation \(previous) kept")
         case .wouldApply:
@@ -47,7 +55,7 @@ public struct ApplyReport: Sendable, Equatable {
         }
         let verb = outcome == .wouldApply ? "would " : ""
         lines += added.map { "\(verb)add \($0)" } + changed.map { "\(verb)change \($0)" } + removed.map { "\(verb)remove \($0)" }
-        if outcome != .unchanged {
+        if outcome != .unchanged || !retried.isEmpty {
             let list = services.isEmpty ? "nothing" : services.map(\.rawValue).joined(separator: ", ")
             if outcome == .wouldApply {
                 lines.append("would restart: \(list)")
@@ -203,7 +211,7 @@ public struct Agent {
         let lock = try Lock(path: paths.runtime + "/apply.lock")
         defer { lock.release() }
 
-        report.recovered = try restart(pending: try store.recover()).map { $0 }
+        report.recovered = try recoverLocked()
 
         if let current = store.current, current.manifest.sameContent(as: manifest) {
             let broken = entries.map(\.path).filter { !store.isOurLink($0) }
@@ -214,9 +222,12 @@ public struct Agent {
                 try store.ensureLinks(broken)
                 report.outcome = .applied(previous: current.number)
                 report.changed = broken
-                report.services = RouterService.services(for: broken)
-                try restartAll(report.services)
             }
+            // Services that did not come up with this generation are not "nothing to do": try again.
+            let failed = store.failedServices
+            report.retried = failed?.services ?? []
+            report.services = Array(Set(RouterService.services(for: broken) + report.retried)).sorted()
+            try restartCurrent(report.services, generation: current.number)
             return report
         }
 
@@ -227,10 +238,12 @@ public struct Agent {
         try store.commit(number: number, manifest: manifest, files: files)
         diff(old: old.manifest.files, new: entries, into: &report)
         let changedPaths = report.added + report.changed + report.removed
-        report.services = RouterService.services(for: changedPaths)
+        // A service that never came up with the old generation is restarted with the new one too.
+        let dead = store.failedServices
+        report.services = Array(Set(RouterService.services(for: changedPaths) + (dead?.services ?? []))).sorted()
         let union = Array(Set(old.manifest.paths + manifest.paths)).sorted()
-        try store.writeJournal(Transition(from: old.number, to: number, previousBefore: previousBefore, paths: union,
-                                          services: report.services.map(\.rawValue)))
+        try store.writeJournal(Transition(kind: .apply, from: old.number, to: number, previousBefore: previousBefore,
+                                          paths: union, services: report.services.map(\.rawValue)))
         try store.ensureLinks(manifest.paths)
         try store.switchLinks(current: number, previous: old.number)
         try store.removeDanglingLinks(old.manifest.paths)
@@ -240,20 +253,70 @@ public struct Agent {
         do {
             try restartAll(report.services)
         } catch let failure as ServiceFailure {
-            try rollback(from: number, to: old, previousBefore: previousBefore, paths: union, services: report.services, failure: failure)
+            try rollback(from: number, to: old, previousBefore: previousBefore, paths: union, services: report.services,
+                         failure: failure)
         }
-        try store.removeJournal()
+        try finishForward(carrying: dead)
         try store.prune(keeping: [number, old.number])
         return report
     }
 
     /// Finishes or undoes an apply a crash interrupted (docs/agent.md, "Recovery"); `run` calls it
-    /// at start so this happens even when no stick is present.
+    /// at start so this happens even when no stick is present. Returns the services it restarted;
+    /// throws `AgentError.interrupted` when it had to roll back (or finished a rollback).
     public func recover() throws -> [RouterService] {
         guard DurableFiles.exists(paths.state) else { return [] }
         let lock = try Lock(path: paths.runtime + "/apply.lock")
         defer { lock.release() }
-        return try restart(pending: try store.recover())
+        return try recoverLocked()
+    }
+
+    /// Recovery with the lock held. The journal says how far the interrupted transaction got:
+    /// - a rollback: it is completed (links to its target, services restarted, failed generation dropped);
+    /// - an apply that switched (`to` is current): its services are restarted, and if one does not
+    ///   come up, the switch is rolled back like any failed apply;
+    /// - an apply that had not switched: `previous` is put back and the new generation dropped.
+    func recoverLocked() throws -> [RouterService] {
+        let store = self.store
+        guard let journal = try store.recover(), let current = store.current else { return [] }
+        let list = journal.services.compactMap(RouterService.init(rawValue:)).sorted()
+        if journal.isRollback {
+            try completeRollback(journal, interrupted: "a rollback")
+        }
+        if journal.to == current.number {
+            do {
+                try restartAll(list)
+            } catch let failure as ServiceFailure {
+                guard let from = journal.from, let old = store.generation(from), from != current.number else {
+                    try store.setFailedServices(FailedServices(generation: current.number, services: [failure.service],
+                                                               detail: failure.detail))
+                    try store.removeJournal()
+                    try store.tidy(keeping: [current.number] + (store.previous.map { [$0.number] } ?? []), links: journal.paths)
+                    throw AgentError.interrupted("an apply", .serviceFailed(
+                        service: failure.service.rawValue, generation: current.number, detail: failure.detail,
+                        rolledBackTo: nil, rollbackProblem: nil))
+                }
+                try rollback(from: current.number, to: old, previousBefore: journal.previousBefore, paths: journal.paths,
+                             services: list, failure: failure, interrupted: "an apply")
+            }
+            try finishForward(carrying: store.failedServicesRecord)
+            try store.tidy(keeping: [current.number] + (store.previous.map { [$0.number] } ?? []), links: journal.paths)
+            return list
+        }
+        // The crash came before the switch: `current` is still the old generation. The switch may
+        // already have moved `previous`; put it back, so the generation kept for rollback is the one
+        // kept before.
+        var keep = [current.number]
+        if journal.from == current.number {
+            let before = journal.previousBefore.flatMap { store.generation($0) }?.number
+            try store.setPrevious(before)
+            keep += before.map { [$0] } ?? []
+        } else {
+            keep += store.previous.map { [$0.number] } ?? []
+        }
+        try store.removeJournal()
+        try store.tidy(keeping: keep, links: journal.paths)
+        return []
     }
 
     func restartAll(_ list: [RouterService]) throws {
@@ -263,30 +326,92 @@ public struct Agent {
         }
     }
 
-    func restart(pending: [String]) throws -> [RouterService] {
-        let list = pending.compactMap(RouterService.init(rawValue:)).sorted()
-        try restartAll(list)
-        return list
+    /// Restarts every service of `list`, whatever happens to the others; returns those that failed.
+    func restartEach(_ list: [RouterService]) -> [ServiceFailure] {
+        var failures: [ServiceFailure] = []
+        for service in list {
+            steps.step("restart \(service.rawValue)")
+            do {
+                try services.restart(service)
+            } catch let failure as ServiceFailure {
+                failures.append(failure)
+            } catch {
+                failures.append(ServiceFailure(service: service, detail: "\(error)"))
+            }
+        }
+        return failures
+    }
+
+    /// The services of the current generation came up: forget any failure, end the transaction.
+    /// With `--services none` nothing was restarted, so a service that had not come up with the
+    /// old generation is still down, now with this one.
+    func finishForward(carrying dead: FailedServices?) throws {
+        if services.name == "none" {
+            if let dead, let number = store.current?.number, dead.generation != number {
+                try store.setFailedServices(FailedServices(generation: number, services: dead.services, detail: dead.detail))
+            }
+        } else {
+            try store.setFailedServices(nil)
+        }
+        try store.removeJournal()
+    }
+
+    /// The same generation again, with `list` to restart (links repaired by hand, services that had
+    /// not come up). One that still fails is recorded and thrown; nothing is rolled back, since this
+    /// generation is the one to run.
+    func restartCurrent(_ list: [RouterService], generation: Int) throws {
+        guard !list.isEmpty, services.name != "none" else { return }
+        let failures = restartEach(list)
+        try store.setFailedServices(failures.isEmpty ? nil : FailedServices(
+            generation: generation, services: failures.map(\.service), detail: failures[0].detail))
+        if let first = failures.first {
+            throw AgentError.stillFailing(service: first.service.rawValue, generation: generation, detail: first.detail)
+        }
     }
 
     /// Puts `old` back as current, restarts the same services with its files, drops the failed
-    /// generation, and throws the failure with what was done.
+    /// generation, and throws the failure with what was done. The rollback is journalled as one, so
+    /// a crash anywhere in it is completed by the next recovery (`completeRollback`).
     func rollback(from failed: Int, to old: Generation, previousBefore: Int?, paths union: [String],
-                  services list: [RouterService], failure: ServiceFailure) throws -> Never {
+                  services list: [RouterService], failure: ServiceFailure, interrupted: String? = nil) throws -> Never {
+        let journal = Transition(kind: .rollback, from: failed, to: old.number, previousBefore: previousBefore, paths: union,
+                                 services: list.map(\.rawValue), failedService: failure.service.rawValue,
+                                 failureDetail: failure.detail)
+        try store.writeJournal(journal)
+        try completeRollback(journal, interrupted: interrupted)
+    }
+
+    /// Every step of a rollback, each harmless to repeat, so recovery can run it again from the
+    /// start whatever point a crash stopped it at.
+    func completeRollback(_ journal: Transition, interrupted: String?) throws -> Never {
         let store = self.store
-        try store.writeJournal(Transition(from: failed, to: old.number, previousBefore: previousBefore, paths: union,
-                                          services: list.map(\.rawValue)))
+        let service = journal.failedService ?? "a service"
+        let detail = journal.failureDetail ?? "no detail recorded"
+        func fail(_ error: AgentError) -> AgentError { interrupted.map { .interrupted($0, error) } ?? error }
+        guard let old = store.generation(journal.to) else {
+            // Nothing to go back to (cannot happen unless the store was changed by hand): keep what is current.
+            let current = store.current?.number ?? journal.from ?? 0
+            try store.setFailedServices(FailedServices(generation: current, services: RouterService(rawValue: service).map { [$0] } ?? [],
+                                                       detail: detail))
+            try store.removeJournal()
+            try store.tidy(keeping: [current] + (store.previous.map { [$0.number] } ?? []), links: journal.paths)
+            throw fail(.serviceFailed(service: service, generation: journal.from ?? current, detail: detail,
+                                      rolledBackTo: nil, rollbackProblem: nil))
+        }
+        let previous = journal.previousBefore.flatMap { store.generation($0) }?.number
         try store.ensureLinks(old.manifest.paths)
-        try store.switchLinks(current: old.number, previous: previousBefore)
-        try store.removeDanglingLinks(union)
-        var problem: String?
-        for service in list {
-            do { try services.restart(service) } catch { problem = problem ?? "\(error)" }
+        try store.switchLinks(current: old.number, previous: previous)
+        try store.removeDanglingLinks(journal.paths)
+        let list = journal.services.compactMap(RouterService.init(rawValue:)).sorted()
+        let failures = restartEach(list)
+        if services.name != "none" {
+            try store.setFailedServices(failures.isEmpty ? nil : FailedServices(
+                generation: old.number, services: failures.map(\.service), detail: failures[0].detail))
         }
         try store.removeJournal()
-        try store.prune(keeping: Set([old.number] + (previousBefore.map { [$0] } ?? [])))
-        throw AgentError.serviceFailed(service: failure.service.rawValue, generation: failed, detail: failure.detail,
-                                       rolledBackTo: old.number, rollbackProblem: problem)
+        try store.prune(keeping: Set([old.number] + (previous.map { [$0] } ?? [])))
+        throw fail(.serviceFailed(service: service, generation: journal.from ?? 0, detail: detail, rolledBackTo: old.number,
+                                  rollbackProblem: failures.first.map(\.description)))
     }
 
     func diff(old: [GenerationManifest.Entry], new: [GenerationManifest.Entry], into report: inout ApplyReport) {
@@ -299,16 +424,17 @@ public struct Agent {
     }
 }
 
-/// An exclusive lock (flock) so a manual `apply` and the running agent never apply at once.
+/// An exclusive lock (flock) so a manual `apply` and the running agent never apply at once (or
+/// write the runtime status at once: `wait`, for a lock held only for moments).
 struct Lock {
     let fd: Int32
 
-    init(path: String) throws {
+    init(path: String, wait: Bool = false) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.cannotWrite(path, DurableFiles.errorText()) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        guard flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0 else {
             close(fd)
             throw AgentError.busy(path)
         }

@@ -14,6 +14,13 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
     case cannotWrite(String, String)
     /// A service did not come up with the new files, and the previous generation was restored.
     case serviceFailed(service: String, generation: Int, detail: String, rolledBackTo: Int?, rollbackProblem: String?)
+    /// Recovery finished a transaction a crash had interrupted (`an apply`, `a rollback`), which
+    /// ended in `error` (a rollback).
+    indirect case interrupted(String, AgentError)
+    /// The current generation is applied, but one of its services still does not come up.
+    case stillFailing(service: String, generation: Int, detail: String)
+    /// sethostname(2) failed.
+    case cannotSetHostname(String, String)
     /// Another apply holds the lock.
     case busy(String)
     /// `--root` is unusable (not a directory).
@@ -37,12 +44,28 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
             "\(service) did not come up with generation \(generation) (\(detail)); "
                 + (rolledBackTo.map { "rolled back to generation \($0)" } ?? "no previous generation to roll back to")
                 + (problem.map { ", but after the rollback: \($0)" } ?? "")
+        case .interrupted(let what, let error):
+            "finishing \(what) that a crash interrupted: \(error)"
+        case .stillFailing(let service, let generation, let detail):
+            "generation \(generation) is applied, but \(service) still does not come up with it (\(detail)); "
+                + "apply again once the cause is fixed, or apply a newer stick"
+        case .cannotSetHostname(let name, let why):
+            "cannot set the hostname to \(name): \(why); the agent needs CAP_SYS_ADMIN outside any private UTS namespace (no ProtectHostname= in its unit)"
         case .busy(let path):
             "another edgekit-agent is applying (lock \(path) is held); try again when it is done"
         case .badRoot(let root, let why):
             "--root \(root): \(why); give the root the agent runs with (/ on the appliance)"
         case .cannotRecord(let path, let why):
             "cannot record the VRRP state in \(path): \(why)"
+        }
+    }
+
+    /// A service did not come up: the stick was fine, the device is not.
+    public var isServiceFailure: Bool {
+        switch self {
+        case .serviceFailed, .stillFailing: true
+        case .interrupted(_, let error): error.isServiceFailure
+        default: false
         }
     }
 

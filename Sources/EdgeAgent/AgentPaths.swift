@@ -21,7 +21,8 @@ public struct AgentPaths: Sendable, Equatable {
 
     public var siteIdentity: String { live("/etc/edgekit/site.identity") }
     public var operatorKey: String { live("/etc/edgekit/operator.pub") }
-    public var siteStamp: String { live("/etc/edgekit/site.json") }
+    public var siteStamp: String { live(Self.stampPath) }
+    public static let stampPath = "/etc/edgekit/site.json"
 
     /// Persistent state: generations, the `current`/`previous` links, the transition journal.
     public var state: String { live(Self.stateDirectory) }
@@ -32,6 +33,8 @@ public struct AgentPaths: Sendable, Equatable {
     public var previous: String { state + "/previous" }
     /// Written before a switch, removed when the services run the new files (docs/agent.md).
     public var journal: String { state + "/transition.json" }
+    /// Services of the current generation that did not come up (docs/agent.md, "Restarts and rollback").
+    public var failedServices: String { state + "/failed-services.json" }
 
     /// Runtime state, gone at reboot on the appliance (tmpfs): VRRP state, status, notify socket, pids.
     public var runtime: String { live("/run/edgekit") }

@@ -3,7 +3,9 @@ import EdgeRender
 import EdgeSystem
 import Foundation
 
-/// What `run` knows that the disk does not: kept in `/run/edgekit/status.json` while it runs.
+/// What `run` knows that the disk does not: kept in `/run/edgekit/status.json` while it runs, and
+/// left there when it stops, marked stopped. `run` owns the registration, service and process fields;
+/// the stick fields are the last apply's, by `run` at boot or by a manual `apply` since.
 public struct RuntimeState: Codable, Sendable, Equatable {
     /// `found`, `none` or `refused`.
     public var stick: String
@@ -14,9 +16,15 @@ public struct RuntimeState: Codable, Sendable, Equatable {
     public var registration: String
     public var registeredAt: String?
     public var services: String
+    /// The `run` process and its start time (clock ticks since boot, /proc/PID/stat field 22), so
+    /// `status` can tell it from a later process that reuses the pid.
+    public var pid: Int32?
+    public var pidStart: UInt64?
+    /// Set by `run` when it stops gracefully (SIGTERM/SIGINT, or the end of `--once`).
+    public var stoppedAt: String?
 
     public init(stick: String, stickPath: String?, lastApply: String?, noStickAtBoot: Bool, registration: String,
-                registeredAt: String?, services: String) {
+                registeredAt: String?, services: String, pid: Int32? = nil, pidStart: UInt64? = nil, stoppedAt: String? = nil) {
         self.stick = stick
         self.stickPath = stickPath
         self.lastApply = lastApply
@@ -24,17 +32,88 @@ public struct RuntimeState: Codable, Sendable, Equatable {
         self.registration = registration
         self.registeredAt = registeredAt
         self.services = services
+        self.pid = pid
+        self.pidStart = pidStart
+        self.stoppedAt = stoppedAt
     }
 
     public static func load(paths: AgentPaths) -> RuntimeState? {
         FileManager.default.contents(atPath: paths.statusFile).flatMap { try? JSONDecoder().decode(RuntimeState.self, from: $0) }
     }
 
+    /// Replaces the whole record (the boot apply of `run`).
     public func save(paths: AgentPaths) {
+        RuntimeState.update(paths: paths, onlyIfPresent: false) { $0 = self }
+    }
+
+    /// Changes some fields of the record under a lock (`status.lock`), so the running agent and a
+    /// manual `apply` never undo each other's fields; writes only when something changed (a repeated
+    /// apply of the same stick leaves the file alone). With `onlyIfPresent`, nothing is written when
+    /// no `run` ever created the record.
+    public static func update(paths: AgentPaths, onlyIfPresent: Bool, _ change: (inout RuntimeState) -> Void) {
+        if onlyIfPresent && !FileManager.default.fileExists(atPath: paths.statusFile) { return }
         try? FileManager.default.createDirectory(atPath: paths.runtime, withIntermediateDirectories: true)
+        let lock = try? Lock(path: paths.runtime + "/status.lock", wait: true)
+        defer { lock?.release() }
+        let before = load(paths: paths)
+        var state = before ?? RuntimeState(stick: "none", stickPath: nil, lastApply: nil, noStickAtBoot: false,
+                                           registration: "not attempted (agent not running)", registeredAt: nil, services: "none")
+        change(&state)
+        guard state != before else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
         let temporary = paths.statusFile + ".new"
-        guard let data = try? JSONEncoder().encode(self) else { return }
+        guard let data = try? encoder.encode(state) else { return }
         if (try? data.write(to: URL(fileURLWithPath: temporary))) != nil { rename(temporary, paths.statusFile) }
+    }
+
+    /// What a manual `apply` did, for `status` while (or after) `run` ran: the stick fields, only
+    /// when a `run` created the record (so an apply under a scratch --root writes nothing there).
+    public static func recordApply(paths: AgentPaths, stick given: String?, result: Result<ApplyReport, any Error>) {
+        update(paths: paths, onlyIfPresent: true) { state in
+            switch result {
+            case .success(let report):
+                state.stick = "found"
+                state.stickPath = report.stick
+                state.lastApply = report.summary
+                state.noStickAtBoot = false
+            case .failure(AgentError.noStick(let keeping)):
+                state.stick = "none"
+                state.stickPath = nil
+                state.lastApply = AgentError.noStickLine(keeping: keeping)
+            case .failure(let error):
+                let serviceFailure = (error as? AgentError)?.isServiceFailure == true
+                state.stick = serviceFailure ? "found" : "refused"
+                state.stickPath = given
+                state.lastApply = "\(error)"
+            }
+        }
+    }
+
+    /// Whether the recorded `run` process is still the one running: not stopped, pid alive and
+    /// not a zombie, started when it was (a reused pid is someone else).
+    public var runIsAlive: Bool {
+        guard stoppedAt == nil, let pid, pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let started = RuntimeState.startTime(of: pid) else { return false }
+        return pidStart == nil || pidStart == started
+    }
+
+    /// Field 22 of /proc/PID/stat (start time in clock ticks after boot), nil for a zombie or no such process.
+    public static func startTime(of pid: Int32) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After "PID (COMM)": field 3 (state) onwards.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, fields[0] != "Z" else { return nil }
+        return UInt64(fields[19])
+    }
+
+    /// `running (services: X)`, or why not.
+    var agentLine: String {
+        if runIsAlive { return "running (services: \(services))" }
+        if let stoppedAt { return "not running (stopped at \(stoppedAt))" }
+        if let pid { return "not running (pid \(pid) ended without stopping cleanly)" }
+        return "not running"
     }
 }
 
@@ -49,12 +128,16 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var generation: Int?
     public var previousGeneration: Int?
     public var serial: UInt64?
+    /// Services that did not come up with the current generation (and no rollback brought back).
+    public var failedServices: [String]?
     public var vrrp: String
     /// Seconds since the tunnel's last handshake; nil when there was none or the tunnel is absent.
     public var handshakeAgeSeconds: Int?
     public var tunnel: String
     public var registration: String
     public var agent: String
+    /// The last apply's result line (by `run` at boot or a manual `apply` since).
+    public var lastApply: String?
     public var note: String?
 
     enum CodingKeys: String, CodingKey {
@@ -62,12 +145,36 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         case stickPath = "stick_path"
         case previousGeneration = "previous_generation"
         case handshakeAgeSeconds = "handshake_age_seconds"
+        case failedServices = "failed_services"
+        case lastApply = "last_apply"
+    }
+
+    /// Every key, always: `null` where there is nothing (scripts can rely on the keys being there).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(stick, forKey: .stick)
+        try container.encode(stickPath, forKey: .stickPath)
+        try container.encode(plan, forKey: .plan)
+        try container.encode(site, forKey: .site)
+        try container.encode(slot, forKey: .slot)
+        try container.encode(generation, forKey: .generation)
+        try container.encode(previousGeneration, forKey: .previousGeneration)
+        try container.encode(serial, forKey: .serial)
+        try container.encode(failedServices, forKey: .failedServices)
+        try container.encode(vrrp, forKey: .vrrp)
+        try container.encode(handshakeAgeSeconds, forKey: .handshakeAgeSeconds)
+        try container.encode(tunnel, forKey: .tunnel)
+        try container.encode(registration, forKey: .registration)
+        try container.encode(agent, forKey: .agent)
+        try container.encode(lastApply, forKey: .lastApply)
+        try container.encode(note, forKey: .note)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
         let store = GenerationStore(paths: paths)
         let current = store.current
         let runtime = RuntimeState.load(paths: paths)
+        let failed = store.failedServices
         let stamp = try? SiteStamp.load(from: paths.siteStamp)
         let relayKey = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile))
             .flatMap { try? JSONDecoder().decode(ProfileDocument.self, from: $0) }?.plan.relay.publicKey
@@ -92,10 +199,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             stick: runtime?.stick ?? "unknown (agent not running)", stickPath: runtime?.stickPath,
             plan: current?.manifest.plan ?? stamp?.plan, site: current?.manifest.site ?? stamp?.site,
             slot: current?.manifest.slot, generation: current?.number, previousGeneration: store.previous?.number,
-            serial: current?.manifest.serial, vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
+            serial: current?.manifest.serial, failedServices: failed?.services.map(\.rawValue), vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
             handshakeAgeSeconds: age, tunnel: tunnel,
             registration: runtime?.registration ?? "not attempted (agent not running)",
-            agent: runtime == nil ? "not running" : "running (services: \(runtime!.services))", note: note)
+            agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note)
     }
 
     public var lines: [String] {
@@ -109,6 +216,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "registration  \(registration)",
             "agent         \(agent)",
         ]
+        if let lastApply { lines.append("last apply    \(lastApply)") }
+        if let failedServices {
+            lines.insert("services      not up with this generation: \(failedServices.joined(separator: ", ")) (apply its stick again to retry)", at: 4)
+        }
         if let note { lines.append(note) }
         return lines
     }

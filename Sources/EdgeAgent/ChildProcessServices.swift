@@ -156,7 +156,8 @@ public struct ChildProcessServices: ServiceControl {
         env.merge(environment) { $1 }
         // One log per start (the previous one kept as .1), so a failure quotes this start only.
         rename(logFile(name), logFile(name) + ".1")
-        let pid = try ChildProcessServices.spawnDetached(executable, Array(command.dropFirst()), environment: env, log: logFile(name))
+        let pid = try ChildProcessServices.spawnDetached(executable, Array(command.dropFirst()), environment: env, log: logFile(name),
+                                                         service: service)
         try Data("\(pid)\n".utf8).write(to: URL(fileURLWithPath: pidFile(name)))
     }
 
@@ -168,7 +169,9 @@ public struct ChildProcessServices: ServiceControl {
 
     /// Starts a process in its own session (so it outlives us and ignores our terminal), stdin from
     /// /dev/null, stdout and stderr appended to `log`, no other descriptor inherited, default signals.
-    static func spawnDetached(_ path: String, _ arguments: [String], environment: [String: String], log: String) throws -> pid_t {
+    /// A failure to start is `service`'s `ServiceFailure`.
+    static func spawnDetached(_ path: String, _ arguments: [String], environment: [String: String], log: String,
+                              service: RouterService) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -201,7 +204,7 @@ public struct ChildProcessServices: ServiceControl {
         }
         var pid: pid_t = 0
         let code = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
-        guard code == 0 else { throw ServiceFailure(service: .radvd, detail: "cannot start \(path): \(String(cString: strerror(code)))") }
+        guard code == 0 else { throw ServiceFailure(service: service, detail: "cannot start \(path): \(String(cString: strerror(code)))") }
         return pid
     }
 

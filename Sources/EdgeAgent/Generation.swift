@@ -61,11 +61,47 @@ public struct Generation: Sendable, Equatable {
 
 /// Written before a switch and removed once services run the files of `to` (docs/agent.md).
 struct Transition: Codable, Equatable {
+    enum Kind: String, Codable {
+        /// Forward, to a new generation.
+        case apply
+        /// Back from `from`, whose service `failedService` did not come up, to `to`.
+        case rollback
+    }
+
+    /// Nil in journals written before rollbacks were journalled as such: an apply.
+    var kind: Kind?
     var from: Int?
     var to: Int
     var previousBefore: Int?
     var paths: [String]
     var services: [String]
+    /// A rollback's reason, so a recovery that finishes it can say why.
+    var failedService: String?
+    var failureDetail: String?
+
+    init(kind: Kind, from: Int?, to: Int, previousBefore: Int?, paths: [String], services: [String],
+         failedService: String? = nil, failureDetail: String? = nil) {
+        self.kind = kind
+        self.from = from
+        self.to = to
+        self.previousBefore = previousBefore
+        self.paths = paths
+        self.services = services
+        self.failedService = failedService
+        self.failureDetail = failureDetail
+    }
+
+    var isRollback: Bool { kind == .rollback }
+}
+
+/// Services of the current generation that did not come up and that no rollback could bring back
+/// (`/var/lib/edgekit/failed-services.json`): an apply of the same stick restarts them instead of
+/// saying "nothing restarted", and a new generation restarts them along with what it changed.
+public struct FailedServices: Codable, Sendable, Equatable {
+    public var generation: Int
+    public var services: [RouterService]
+    /// The first failure, in the tool's words.
+    public var detail: String
 }
 
 /// The generation store under `/var/lib/edgekit`: `generations/N/{manifest.json,files/…}`, the
@@ -130,6 +166,42 @@ public final class GenerationStore {
 
     func transition() -> Transition? {
         FileManager.default.contents(atPath: paths.journal).flatMap { try? JSONDecoder().decode(Transition.self, from: $0) }
+    }
+
+    public func generation(_ number: Int) -> Generation? {
+        manifest(number).map { Generation(number: number, manifest: $0) }
+    }
+
+    /// The services known not to run with the current generation; nil when all came up.
+    public var failedServices: FailedServices? {
+        guard let record = failedServicesRecord, record.generation == current?.number, !record.services.isEmpty else { return nil }
+        return record
+    }
+
+    /// The record as written, whichever generation it names.
+    var failedServicesRecord: FailedServices? {
+        FileManager.default.contents(atPath: paths.failedServices).flatMap { try? JSONDecoder().decode(FailedServices.self, from: $0) }
+    }
+
+    /// Records (or with nil, forgets) which services of a generation did not come up; durable.
+    func setFailedServices(_ record: FailedServices?) throws {
+        guard let record, !record.services.isEmpty else {
+            guard DurableFiles.exists(paths.failedServices) else { return }
+            steps.step("remove failed-services")
+            unlink(paths.failedServices)
+            try DurableFiles.fsyncDirectory(paths.state, steps: steps)
+            return
+        }
+        let temporary = paths.failedServices + ".new"
+        unlink(temporary)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try DurableFiles.create(temporary, try encoder.encode(record), mode: 0o644, uid: 0, gid: 0, steps: steps)
+        steps.step("rename failed-services")
+        guard rename(temporary, paths.failedServices) == 0 else {
+            throw AgentError.cannotWrite(paths.failedServices, DurableFiles.errorText())
+        }
+        try DurableFiles.fsyncDirectory(paths.state, steps: steps)
     }
 
     // MARK: Writing a generation
@@ -217,14 +289,22 @@ public final class GenerationStore {
     /// The switch itself: `previous` first (harmless while `current` still names the same), then
     /// `current`, each a rename(2) of a new symlink.
     func switchLinks(current number: Int, previous: Int?) throws {
+        try setPrevious(previous)
+        if self.number(ofLink: paths.current) != number {
+            try DurableFiles.replaceSymlink(paths.current, target: "generations/\(number)", steps: steps)
+        }
+    }
+
+    /// Points `previous` at that generation, or removes it for nil; nothing when it already does.
+    func setPrevious(_ previous: Int?) throws {
         if let previous {
+            guard number(ofLink: paths.previous) != previous else { return }
             try DurableFiles.replaceSymlink(paths.previous, target: "generations/\(previous)", steps: steps)
         } else if DurableFiles.exists(paths.previous) {
             steps.step("unlink previous")
             unlink(paths.previous)
             try DurableFiles.fsyncDirectory(paths.state, steps: steps)
         }
-        try DurableFiles.replaceSymlink(paths.current, target: "generations/\(number)", steps: steps)
     }
 
     /// Removes every generation but `keep`, scrubbing their secrets.
@@ -257,14 +337,18 @@ public final class GenerationStore {
         return Generation(number: 0, manifest: manifest)
     }
 
-    /// Brings the store back to a committed state after a crash: scrubs staging, drops uncommitted
-    /// generations and dangling links, and returns the services whose restart a crash interrupted.
-    func recover() throws -> [String] {
+    /// Brings the store back to a committed state after a crash: scrubs staging, drops temporary
+    /// links and files, and with no `current` everything (nothing was ever live). Returns the
+    /// journal of an interrupted switch, if there is one, for `Agent` to finish (restart, roll
+    /// back, or complete a rollback): until it has, nothing the journal may need is pruned. With no
+    /// journal, dangling links and generations other than `current`/`previous` are removed.
+    func recover() throws -> Transition? {
         if DurableFiles.exists(paths.staging) {
             steps.step("remove staging")
             DurableFiles.removeTree(paths.staging)
         }
         unlink(paths.journal + ".new")
+        unlink(paths.failedServices + ".new")
         for link in [paths.current, paths.previous] {
             unlink((link as NSString).deletingLastPathComponent + "/.\((link as NSString).lastPathComponent).edgekit-new")
         }
@@ -272,15 +356,20 @@ public final class GenerationStore {
             // Nothing was ever switched to: whatever is in generations/ was never live.
             if DurableFiles.exists(paths.generations) { DurableFiles.removeTree(paths.generations) }
             try? removeJournal()
-            return []
+            try? setFailedServices(nil)
+            return nil
         }
-        let previous = self.previous
-        let journal = transition()
-        let candidates = current.manifest.paths + (previous?.manifest.paths ?? []) + (journal?.paths ?? [])
-        try removeDanglingLinks(candidates)
-        let pending = journal?.to == current.number ? journal?.services ?? [] : []
+        if let journal = transition() { return journal }
         try removeJournal()
-        try prune(keeping: Set([current.number] + (previous.map { [$0.number] } ?? [])))
-        return pending
+        try tidy(keeping: [current.number] + (previous.map { [$0.number] } ?? []), links: [])
+        return nil
+    }
+
+    /// After a switch (or its recovery): links that dangle are removed (of the live generations'
+    /// paths and `links`), generations not in `keep` pruned.
+    func tidy(keeping keep: [Int], links: [String]) throws {
+        let candidates = keep.flatMap { manifest($0)?.paths ?? [] } + links
+        try removeDanglingLinks(candidates)
+        try prune(keeping: Set(keep))
     }
 }

@@ -62,8 +62,10 @@ public actor Supervisor {
         // Give a freshly started tunnel time for its first handshake before judging it.
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         lastVRRP = VRRPNotify.current(paths: paths)
+        let pid = getpid()
         state = RuntimeState(stick: "none", stickPath: nil, lastApply: nil, noStickAtBoot: false,
-                             registration: "not attempted yet", registeredAt: nil, services: services.name)
+                             registration: "not attempted yet", registeredAt: nil, services: services.name,
+                             pid: pid, pidStart: RuntimeState.startTime(of: pid))
     }
 
     var paths: AgentPaths { agent.paths }
@@ -82,11 +84,20 @@ public actor Supervisor {
 
     /// The boot apply. No stick: keep the last generation and print the console line.
     public func applyAtBoot() {
+        // The site's hostname first: it does not depend on the stick (docs/agent.md, "Hostname").
+        do {
+            for line in try agent.syncHostname() { logger.info("\(line)") }
+        } catch {
+            logger.error("\(error)")
+        }
         do {
             let recovered = try agent.recover()
             if !recovered.isEmpty {
                 logger.info("recovered an interrupted apply: restarted \(recovered.map(\.rawValue).joined(separator: ", "))")
             }
+        } catch let error as AgentError {
+            // Finished by a rollback, or it could not be: either way one line says what happened.
+            logger.error("\(error)")
         } catch {
             logger.error("recovering an interrupted apply failed: \(error)")
         }
@@ -94,7 +105,7 @@ public actor Supervisor {
             let report = try agent.apply(stick: stick, dryRun: false)
             state.stick = "found"
             state.stickPath = report.stick
-            state.lastApply = report.lines.first
+            state.lastApply = report.summary
             for line in report.lines { logger.info("\(line)") }
         } catch AgentError.noStick(let keeping) {
             state.stick = "none"
@@ -102,6 +113,12 @@ public actor Supervisor {
             state.lastApply = AgentError.noStickLine(keeping: keeping)
             // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
             FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
+        } catch let error as AgentError where error.isServiceFailure {
+            // The stick was good; a service did not come up with it.
+            state.stick = "found"
+            state.stickPath = stick
+            state.lastApply = "\(error)"
+            logger.error("\(error)")
         } catch {
             state.stick = "refused"
             state.lastApply = "\(error)"
@@ -135,7 +152,7 @@ public actor Supervisor {
         guard let claim = claim() else {
             state.registration = "not attempted: no generation applied"
             logChange("registration", "registration: not attempted, no generation applied")
-            state.save(paths: paths)
+            saveOwnFields()
             return false
         }
         let role = claim.master ? "master" : "backup"
@@ -159,8 +176,29 @@ public actor Supervisor {
         }
         logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning,
                   ignoringNumbers: true)
-        state.save(paths: paths)
+        saveOwnFields()
         return accepted
+    }
+
+    /// Writes what this process owns in the runtime status (registration, services, pid, stopped),
+    /// keeping the stick fields a manual `apply` may have updated since the boot apply.
+    func saveOwnFields() {
+        let state = self.state
+        RuntimeState.update(paths: paths, onlyIfPresent: false) { disk in
+            disk.registration = state.registration
+            disk.registeredAt = state.registeredAt
+            disk.services = state.services
+            disk.pid = state.pid
+            disk.pidStart = state.pidStart
+            disk.stoppedAt = state.stoppedAt
+        }
+    }
+
+    /// Marks the runtime status stopped, so `status` says "not running" (the record stays: it holds
+    /// the last stick and registration).
+    public func markStopped() {
+        state.stoppedAt = DocumentCoding.timestamp(clock())
+        saveOwnFields()
     }
 
     // MARK: The loop
@@ -193,6 +231,7 @@ public actor Supervisor {
         listener?.cancel()
         let socket = listener == nil ? "" : "; removed \(paths.notifySocket)"
         if listener != nil { unlink(paths.notifySocket) }
+        markStopped()
         let why = Task.isShuttingDownGracefully ? "graceful shutdown (SIGTERM or SIGINT)" : "cancelled"
         logger.info("\(why): stopped supervising\(socket); the router's services keep running")
     }

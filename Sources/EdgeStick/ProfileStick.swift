@@ -103,10 +103,48 @@ public enum ProfileStick {
             throw StickError.unreadable(path, error.localizedDescription)
         }
         try checkNames(names, path)
-        let file = (path as NSString).appendingPathComponent(names.first { $0.lowercased() == profileName }!)
-        guard let handle = FileHandle(forReadingAtPath: file) else { throw StickError.unreadable(path, "cannot open \(file)") }
-        defer { try? handle.close() }
-        return try capped(handle.readData(ofLength: SealedProfile.maximumSize + 1), path)
+        let name = names.first { $0.lowercased() == profileName } ?? profileName
+        return try readRegularFile((path as NSString).appendingPathComponent(name), stick: path)
+    }
+
+    /// Reads at most `SealedProfile.maximumSize + 1` bytes of `file`, which must be a regular file
+    /// (links followed): a directory or a FIFO named profile.age is refused with one line, never
+    /// opened for a blocking read (a FIFO with no writer would hang the agent) or read as a file.
+    static func readRegularFile(_ file: String, stick path: String) throws -> Data {
+        var info = stat()
+        guard stat(file, &info) == 0 else { throw StickError.unreadable(path, "cannot open \(file): \(String(cString: strerror(errno)))") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw StickError.profileNotAFile(path, kind: fileKind(info.st_mode)) }
+        // O_NONBLOCK: should it have become a FIFO since the stat, open still returns at once.
+        let fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw StickError.unreadable(path, "cannot open \(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw StickError.profileNotAFile(path, kind: fileKind(info.st_mode))
+        }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while data.count <= SealedProfile.maximumSize {
+            let count = read(fd, &buffer, min(buffer.count, SealedProfile.maximumSize + 1 - data.count))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StickError.unreadable(path, "reading \(file): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            data.append(contentsOf: buffer[0..<count])
+        }
+        return try capped(data, path)
+    }
+
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "directory"
+        case S_IFIFO: "FIFO"
+        case S_IFSOCK: "socket"
+        case S_IFCHR: "character device"
+        case S_IFBLK: "block device"
+        case S_IFLNK: "symbolic link"
+        default: "special file"
+        }
     }
 
     /// Exactly one `*.age` file at the root, and it is `profile.age` (any case: FAT ignores it).
@@ -145,6 +183,8 @@ public enum StickError: Error, Equatable, CustomStringConvertible {
     case noProfile(String)
     case severalProfiles(String, [String])
     case profileTooLarge(String)
+    /// `profile.age` in a folder is a directory, FIFO, device or socket: not a sealed profile.
+    case profileNotAFile(String, kind: String)
     case unreadable(String, String)
     case cannotWrite(String, String)
 
@@ -164,6 +204,8 @@ public enum StickError: Error, Equatable, CustomStringConvertible {
             "stick \(path) holds \(names.count) profiles (\(names.joined(separator: ", "))); keep exactly one \(ProfileStick.profileName)"
         case .profileTooLarge(let path):
             "stick \(path): \(ProfileStick.profileName) is larger than \(SealedProfile.maximumSize) bytes: not a profile"
+        case .profileNotAFile(let path, let kind):
+            "stick \(path): \(ProfileStick.profileName) is a \(kind), not a file; put the sealed \(ProfileStick.profileName) from `edgekit profile seal` there"
         case .unreadable(let path, let why):
             "stick \(path) is unreadable: \(why)"
         case .cannotWrite(let path, let why):

@@ -64,8 +64,18 @@ struct Apply: AsyncParsableCommand {
 
     func run() async throws {
         let agent = Agent(paths: options.paths, services: options.serviceControl())
-        let report = try agent.apply(stick: stick, dryRun: dryRun)
-        Output.data(report.lines.joined(separator: "\n") + "\n")
+        // The site's hostname, whatever the stick turns out to be (docs/agent.md, "Hostname"); a
+        // problem with it is reported and does not stop the apply.
+        do {
+            let lines = try agent.syncHostname(dryRun: dryRun)
+            if !lines.isEmpty { Output.data(lines.joined(separator: "\n") + "\n") }
+        } catch {
+            Output.error("\(error)")
+        }
+        let result = Result { try agent.apply(stick: stick, dryRun: dryRun) }
+        // What `status` shows as the last apply, when a `run` keeps a runtime status on this root.
+        if !dryRun { RuntimeState.recordApply(paths: options.paths, stick: stick, result: result) }
+        Output.data(try result.get().lines.joined(separator: "\n") + "\n")
     }
 }
 
@@ -112,6 +122,7 @@ struct Run: AsyncParsableCommand {
                                         settings: settings, logger: logger, stick: stick)
             await supervisor.applyAtBoot()
             _ = await supervisor.registerOnce()
+            await supervisor.markStopped()
             return
         }
         let agent = AgentService(paths: options.paths, services: options.serviceControl(), registrar: registrar,

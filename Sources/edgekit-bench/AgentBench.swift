@@ -33,6 +33,8 @@ enum AgentBench {
         let planName = URL(fileURLWithPath: plan).lastPathComponent
         try Data("{\"plan\": \"\(planName)\", \"site\": \"site-a\", \"hostname\": \"site-a-edge\"}\n".utf8)
             .write(to: URL(fileURLWithPath: template + "/etc/edgekit/site.json"))
+        // Already the stamp's hostname (as the rootfs tarball has it): the figures are the stick's apply.
+        try Data("site-a-edge\n".utf8).write(to: URL(fileURLWithPath: template + "/etc/hostname"))
         let stick = work + "/stick.img"
         try check(edgekit, ["stick", "build", "--plan", plan, "--secrets", secrets, "--site", "site-a", "--router", "1",
                             "--serial", "1000", "--out", stick])

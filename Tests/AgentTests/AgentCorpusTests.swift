@@ -39,6 +39,52 @@ import Testing
         }
     }
 
+    /// Sticks the agent reads itself (folders, images) whose profile.age is not a file. Agent-only:
+    /// `edgekit profile inspect` takes a file, so these are not in the shared corpus.
+    static let notAFile = ["folder whose profile.age is a directory", "folder whose profile.age is a FIFO",
+                           "stick image whose profile.age is a directory"]
+
+    @Test(arguments: notAFile)
+    func profileThatIsNotAFile(_ name: String) throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let stick = scratch.path("stick")
+            try FileManager.default.createDirectory(atPath: stick, withIntermediateDirectories: true)
+            var given = stick
+            let expected: String
+            switch name {
+            case "folder whose profile.age is a directory":
+                try FileManager.default.createDirectory(atPath: stick + "/profile.age", withIntermediateDirectories: true)
+                expected = "stick \(stick): profile.age is a directory, not a file; put the sealed profile.age from `edgekit profile seal` there"
+            case "folder whose profile.age is a FIFO":
+                // Nobody ever writes to it: a blocking open or read would wait forever.
+                try #require(mkfifo(stick + "/profile.age", 0o644) == 0)
+                expected = "stick \(stick): profile.age is a FIFO, not a file; put the sealed profile.age from `edgekit profile seal` there"
+            default:
+                given = stick + "/stick.img"
+                try BadProfileCorpus.makeStick(given, label: "EDGEPROFILE", files: [:])
+                #expect(try runSystem("mmd", ["-i", given, "::/profile.age"]).status == 0)
+                expected = "stick \(given) holds no profile.age"
+            }
+            let before = treeHash(root)
+            let result = try runBounded(["apply", "--root", root, "--stick", given])
+            #expect(result.status == 1, "\(name): \(result)")
+            #expect(result.stderrLines == [expected], "\(name): \(result)")
+            #expect(result.stdout.isEmpty, "\(name): \(result)")
+            #expect(treeHash(root) == before, "\(name): the tree under --root changed")
+        }
+    }
+
+    /// `edgekit-agent ARGS`, killed (and failed) if it has not ended within 30 s: a hang is a failure, not a stuck run.
+    func runBounded(_ arguments: [String]) throws -> ToolResult {
+        let agent = try startProgram(binDirectory.appendingPathComponent("edgekit-agent").path, arguments)
+        defer { agent.discard() }
+        let ended = agent.wait(seconds: 30)
+        try #require(ended, "edgekit-agent \(arguments.joined(separator: " ")) still running after 30 s: \(agent.stderr)")
+        return ToolResult(status: agent.exitCode ?? -(agent.signal ?? 0), signalled: agent.signal != nil,
+                          stdout: agent.stdout, stderr: agent.stderr)
+    }
+
     @Test func missingImageFilesAreNamed() throws {
         try Scratch.with { scratch in
             let root = try scratch.makeRoot()

@@ -5,10 +5,19 @@ import Foundation
 import Testing
 
 @Suite struct ApplyTests {
+    /// Every key `status --format json` prints, whether or not it has a value (null then).
+    static let statusKeys: Set<String> = [
+        "stick", "stick_path", "plan", "site", "slot", "generation", "previous_generation", "serial", "failed_services",
+        "vrrp", "handshake_age_seconds", "tunnel", "registration", "agent", "last_apply", "note",
+    ]
+
+    /// `status --format json`, checked to carry every key.
     static func status(_ root: String) throws -> [String: Any] {
         let result = try runTool("edgekit-agent", ["status", "--root", root, "--format", "json"])
         try #require(result.status == 0, "\(result)")
-        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(Set(fields.keys) == statusKeys, "status --format json must print every key: \(result.stdout)")
+        return fields
     }
 
     @Test("apply writes every rendered file and the key, a second apply changes nothing, serials only grow")
@@ -63,12 +72,15 @@ import Testing
             #expect(status["slot"] as? Int == 2)
             #expect(status["site"] as? String == "site-a")
 
-            // Idempotent: same stick, not one byte changed and nothing restarted.
+            // Idempotent: same stick, not one byte changed and nothing restarted; not one file or
+            // directory under --root rewritten or replaced either (inode numbers and mtimes).
             let applied = treeHash(root)
+            let identity = treeIdentity(root)
             let again = try scratch.apply(root, stick)
             #expect(again.status == 0, "\(again)")
             #expect(again.stdout == "generation 1 already applied (site site-a router 2, serial 1000): nothing changed, nothing restarted\n")
             #expect(treeHash(root) == applied)
+            #expect(treeIdentity(root) == identity, "the second apply touched: \(changedEntries(identity, treeIdentity(root)))")
 
             // An older stick is refused, with nothing changed.
             let older = try scratch.stickImage("older.img", serial: 999)
@@ -103,6 +115,53 @@ import Testing
         }
     }
 
+    /// The idempotence, with services that really are started: `--services processes` with
+    /// stand-in tools (`FakeTools`), so every spawn is recorded. The second apply of the same stick
+    /// spawns nothing, every daemon keeps its pid, and no entry under --root (the generation store,
+    /// the live links, the runtime directory with its pid files and logs) gets a new inode or mtime.
+    @Test("a second apply of the same stick touches no file (inodes, mtimes) and restarts nothing (pids, no spawn at all)")
+    func secondApplyTouchesNothing() throws {
+        if let missing = isolationMissing {
+            print("skipped: \(missing)")
+            return
+        }
+        try Scratch.with { scratch in
+            let fakes = try FakeTools(in: scratch)
+            let root = try scratch.makeRoot()
+            defer { FakeTools.stopDaemons(under: root) }
+            let stick = try scratch.stickImage("stick.img", serial: 1000)
+            func apply() throws -> ToolResult {
+                try runIsolated(["apply", "--root", root, "--stick", stick, "--services", "processes"], environment: fakes.environment)
+            }
+            let first = try apply()
+            try #require(first.status == 0, "\(first)")
+            #expect(first.stdout.contains("restarted (processes): sysctl, networkd, tunnel, nftables, keepalived, radvd"), "\(first)")
+            let processes = root + "/run/edgekit/processes"
+            func pids() -> [String: pid_t] {
+                var result: [String: pid_t] = [:]
+                for name in ["radvd", "keepalived", "wireguard-go"] {
+                    result[name] = pid_t(((try? String(contentsOfFile: "\(processes)/\(name).pid", encoding: .utf8)) ?? "")
+                        .trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+                return result
+            }
+            let daemons = pids()
+            for (name, pid) in daemons { #expect(isRunning(pid ?? 0), "\(name) is not running after the first apply") }
+            let content = treeHash(root)
+            let identity = treeIdentity(root)
+            fakes.clear()
+
+            let second = try apply()
+            #expect(second.status == 0, "\(second)")
+            #expect(second.stdout == "generation 1 already applied (site site-a router 2, serial 1000): nothing changed, nothing restarted\n", "\(second)")
+            #expect(fakes.calls.isEmpty, "the second apply ran: \(fakes.calls)")
+            #expect(pids() == daemons)
+            for (name, pid) in daemons { #expect(isRunning(pid ?? 0), "\(name) was stopped by the second apply") }
+            #expect(treeHash(root) == content)
+            #expect(treeIdentity(root) == identity, "the second apply touched: \(changedEntries(identity, treeIdentity(root)))")
+        }
+    }
+
     @Test("the key file belongs to systemd-network when the root has that user")
     func keyOwner() throws {
         guard geteuid() == 0 else { return }  // only root can give files away
@@ -129,6 +188,9 @@ import Testing
             let root = try scratch.makeRoot()
             let empty = try runTool("edgekit-agent", ["run", "--once", "--root", root])
             #expect(empty.stderrLines.contains("edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"), "\(empty)")
+            let before = try ApplyTests.status(root)
+            #expect(before["generation"] is NSNull && before["serial"] is NSNull && before["stick_path"] is NSNull, "\(before)")
+            #expect(before["note"] as? String == "no stick at boot: nothing applied yet", "\(before)")
 
             #expect(try scratch.apply(root, try scratch.stickFolder("stick", serial: 1000)).status == 0)
             let started = Date()
@@ -148,6 +210,9 @@ import Testing
             #expect(status["generation"] as? Int == 1)
             #expect(status["serial"] as? Int == 1000)
             #expect((status["registration"] as? String)?.hasPrefix("failed: no answer from relay relay.example.net port 51821") == true, "\(status)")
+            // --once has ended: the record stays, but the agent is not running.
+            #expect((status["agent"] as? String)?.hasPrefix("not running (stopped at ") == true, "\(status)")
+            #expect(status["last_apply"] as? String == "edgekit-agent: no profile stick found (label EDGEPROFILE); keeping generation 1")
             let text = try runTool("edgekit-agent", ["status", "--root", root])
             #expect(text.stdout.contains("no stick at boot: running the last applied generation 1"), "\(text)")
         }

@@ -87,7 +87,10 @@ import Testing
                 echo "=== pids1"; pids
                 echo "=== lan"; ip -6 addr show dev lan0 2>&1
                 echo "=== forwarding"; sysctl -n net.ipv6.conf.all.forwarding
+                tree() { find \(root) -path '\(processes)/*.log' -prune -o -printf '%i %T@ %p\\n' | sort -k3; }
+                echo "=== tree1"; tree
                 echo "=== apply2"; \(agent) apply --root \(root) --stick \(stickA) --services processes 2>&1; echo "rc=$?"
+                echo "=== tree2"; tree
                 echo "=== pids2"; pids
                 echo "=== rollback"; EDGEKIT_AGENT_TOOL_KEEPALIVED=\(fake) \(agent) apply --root \(root) --stick \(stickB) --services processes 2>&1; echo "rc=$?"
                 echo "=== status"; \(agent) status --root \(root) --format json
@@ -122,11 +125,19 @@ import Testing
             }
             #expect(out["apply2"]?.contains("nothing changed, nothing restarted") == true, "\(result)")
             #expect(out["pids2"] == pids1, "a second apply must restart nothing")
+            // …and touch nothing: every inode number and mtime under --root as before, with the real
+            // daemons running. Their own logs are left out: keepalived appends to its log on its own
+            // (VRRP state changes), whatever the agent does.
+            #expect((out["tree1"] ?? "").split(separator: "\n").count > 40, "\(result)")
+            #expect(out["tree2"] == out["tree1"], "the second apply touched files under --root: \(result)")
 
             let expected = "keepalived did not come up with generation 2 (exited at start: keepalived: configuration rejected (test stand-in)); rolled back to generation 1"
             #expect(out["rollback"]?.contains(expected + "\nrc=1") == true, "\(result)")
             let status = try JSONSerialization.jsonObject(with: Data((out["status"] ?? "").utf8)) as? [String: Any]
             #expect(status?["generation"] as? Int == 1, "\(result)")
+            // The tunnel is there (wireguard-go), the relay is not: no handshake, and the age says so with null.
+            #expect(status?["tunnel"] as? String == "up, no handshake yet", "\(result)")
+            #expect(status?.keys.contains("handshake_age_seconds") == true && status?["handshake_age_seconds"] is NSNull, "\(result)")
             #expect(status?["serial"] as? Int == 1000, "\(result)")
             let keepalived = (out["pids3"] ?? "").split(separator: "\n").first { $0.hasPrefix("keepalived ") } ?? ""
             #expect(keepalived.contains("/usr/sbin/keepalived") || keepalived.contains(" keepalived "), "keepalived runs the old generation again: \(result)")

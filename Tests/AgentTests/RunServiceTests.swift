@@ -45,6 +45,9 @@ import Testing
                 #expect(stopLines.first?.hasSuffix("graceful shutdown (SIGTERM or SIGINT): stopped supervising; removed "
                                                    + root + "/run/edgekit/agent.sock; the router's services keep running") == true,
                         "\(agent.stderr)")
+                let status = try ApplyTests.status(root)
+                #expect((status["agent"] as? String)?.hasPrefix("not running (stopped at ") == true, "\(status)")
+                #expect(status["stick"] as? String == "found", "the last stick stays known: \(status)")
             }
         }
     }
@@ -56,6 +59,55 @@ import Testing
                 #expect(agent.exitCode == 0, "\(agent.stderr)")
                 #expect(elapsed < 1.5, "took \(elapsed) s to stop")
             }
+        }
+    }
+
+    @Test("status: running while run runs, not running once it is killed; a manual apply updates the stick fields")
+    func statusFollowsTheAgent() throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let stick = try scratch.stickFolder("stick", slot: 2, serial: 1000)
+            let agent = try startProgram(Self.agentPath, ["run", "--root", root, "--stick", stick, "--services", "none",
+                                                          "--registration-deadline", "2"])
+            defer { agent.discard() }
+            let socket = root + "/run/edgekit/agent.sock"
+            try #require(waitUntil(60) { FileManager.default.fileExists(atPath: socket) || agent.poll() } && !agent.poll(), "\(agent.stderr)")
+            var status = try ApplyTests.status(root)
+            #expect(status["agent"] as? String == "running (services: none)", "\(status)")
+            #expect(status["stick"] as? String == "found" && status["stick_path"] as? String == stick, "\(status)")
+            // No tunnel here: the keys are there all the same, empty ones null.
+            #expect(status["tunnel"] as? String == "absent" && status["handshake_age_seconds"] is NSNull, "\(status)")
+            #expect(status["failed_services"] is NSNull && status["note"] is NSNull, "\(status)")
+
+            // Killed, not stopped: the record says running, the pid says otherwise.
+            kill(agent.pid, SIGKILL)
+            #expect(agent.wait(seconds: 10))
+            status = try ApplyTests.status(root)
+            #expect(status["agent"] as? String == "not running (pid \(agent.pid) ended without stopping cleanly)", "\(status)")
+            let text = try runTool("edgekit-agent", ["status", "--root", root])
+            #expect(text.stdout.contains("agent         not running (pid \(agent.pid) ended without stopping cleanly)"), "\(text)")
+
+            // A manual apply updates what status says of the stick.
+            let newer = try scratch.stickFolder("newer", slot: 2, serial: 1001)
+            #expect(try scratch.apply(root, newer).status == 0)
+            status = try ApplyTests.status(root)
+            #expect(status["stick"] as? String == "found" && status["stick_path"] as? String == newer, "\(status)")
+            #expect((status["last_apply"] as? String)?.hasPrefix("applied generation 2 (site site-a router 2, serial 1001) from \(newer)") == true,
+                    "\(status)")
+            let older = try scratch.stickFolder("older", slot: 2, serial: 999)
+            let refused = try scratch.apply(root, older)
+            #expect(refused.status == 1)
+            status = try ApplyTests.status(root)
+            #expect(status["stick"] as? String == "refused" && status["stick_path"] as? String == older, "\(status)")
+            #expect(status["last_apply"] as? String == refused.stderrLines.first, "\(status)")
+
+            // The runtime record is the one file an apply of the same stick may rewrite (its last
+            // line changes from "applied" to "already applied"); once it says so, not even that.
+            #expect(try scratch.apply(root, newer).status == 0)
+            let identity = treeIdentity(root)
+            let again = try scratch.apply(root, newer)
+            #expect(again.stdout.hasPrefix("generation 2 already applied"), "\(again)")
+            #expect(treeIdentity(root) == identity, "\(changedEntries(identity, treeIdentity(root)))")
         }
     }
 

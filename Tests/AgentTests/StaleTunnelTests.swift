@@ -139,6 +139,14 @@ import Testing
                 guard pid > 0 else { return "" }
                 return (try? runSystem("nsenter", ["-t", "\(pid)", "-m", "-n", "wg", "show", "wg-relay", field]))?.stdout ?? ""
             }
+            /// `status --format json` inside the router (its mount namespace holds the tunnel's socket).
+            func routerStatus() -> [String: Any] {
+                let pid = daemonPid("wireguard-go")
+                let result = try? runSystem("nsenter", ["-t", "\(pid)", "-m", "-n", agentPath, "status", "--root", root, "--format", "json"])
+                let fields = (try? JSONSerialization.jsonObject(with: Data((result?.stdout ?? "").utf8))) as? [String: Any] ?? [:]
+                #expect(Set(fields.keys) == ApplyTests.statusKeys, "\(String(describing: result))")
+                return fields
+            }
             func routerEndpoint() -> String { routerTunnel("endpoints").split(separator: "\t").last.map(String.init)?
                 .trimmingCharacters(in: .whitespacesAndNewlines) ?? "" }
             func routerHandshake() -> Int { Int(routerTunnel("latest-handshakes").split(separator: "\t").last?
@@ -157,6 +165,11 @@ import Testing
                     "endpoint \(routerTunnel("endpoints")); agent: \(agent.stderr)")
             #expect(waitUntil(15) { routerHandshake() > 0 }, "no handshake after the endpoint was set: \(agent.stderr)")
             #expect(agent.stderr.components(separatedBy: unresolved).count == 2, "warned once: \(agent.stderr)")
+            // `status` sees the real handshake: the tunnel line and its age, while the agent runs.
+            let status = routerStatus()
+            #expect((status["tunnel"] as? String)?.hasPrefix("handshake ") == true, "\(status)")
+            #expect((status["handshake_age_seconds"] as? Int).map { $0 >= 0 && $0 < 60 } == true, "\(status)")
+            #expect(status["agent"] as? String == "running (services: processes)", "\(status)")
 
             // 3. The relay moves to .3 (old address gone) and DNS says so: with the handshake stale
             //    (--handshake-stale-after 3), the agent follows the name and registers at the new address.
@@ -187,6 +200,8 @@ import Testing
             #expect(elapsed < 2, "took \(elapsed) s")
             #expect(!FileManager.default.fileExists(atPath: root + "/run/edgekit/agent.sock"))
             #expect(agent.stderr.contains("stopped supervising"), "\(agent.stderr)")
+            let stopped = routerStatus()
+            #expect((stopped["agent"] as? String)?.hasPrefix("not running (stopped at ") == true, "\(stopped)")
             for (name, pid) in daemons {
                 #expect(isRunning(pid), "\(name) must outlive the agent (services are not the agent's to stop)")
             }

@@ -99,7 +99,9 @@ struct Scratch {
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    /// A root laid out like a site-a image: site identity (0600), operator key, site stamp.
+    /// A root laid out like a site-a image: site identity (0600), operator key, site stamp, and
+    /// `/etc/hostname` already the stamp's (as the rootfs tarball has it; HostnameTests starts from
+    /// the disk image's shared `edgekit` instead).
     func makeRoot(_ name: String = "root", site: String = "site-a") throws -> String {
         let root = path(name)
         try FileManager.default.createDirectory(atPath: root + "/etc/edgekit", withIntermediateDirectories: true)
@@ -112,6 +114,7 @@ struct Scratch {
         try Data(operatorKey.utf8).write(to: URL(fileURLWithPath: root + "/etc/edgekit/operator.pub"))
         try Data("{\"plan\": \"example\", \"site\": \"\(site)\", \"hostname\": \"\(site)-edge\"}\n".utf8)
             .write(to: URL(fileURLWithPath: root + "/etc/edgekit/site.json"))
+        try Data("\(site)-edge\n".utf8).write(to: URL(fileURLWithPath: root + "/etc/hostname"))
         return root
     }
 
@@ -163,6 +166,28 @@ func treeHash(_ dir: String) -> [String: String] {
         }
     }
     return result
+}
+
+/// Inode number and modification time (to the nanosecond) of `dir` and every entry under it, links
+/// not followed: equal only when no file or directory was replaced, rewritten or gained or lost an
+/// entry, even with the same bytes (which `treeHash` cannot tell).
+func treeIdentity(_ dir: String) -> [String: String] {
+    var result: [String: String] = [:]
+    func record(_ relative: String, _ full: String) {
+        var info = stat()
+        guard lstat(full, &info) == 0 else { return }
+        result[relative] = "inode \(info.st_ino) mtime \(info.st_mtim.tv_sec).\(String(format: "%09ld", info.st_mtim.tv_nsec))"
+    }
+    record(".", dir)
+    guard let walker = FileManager.default.enumerator(atPath: dir) else { return result }
+    for case let relative as String in walker { record(relative, dir + "/" + relative) }
+    return result
+}
+
+/// The entries whose identity differs between two `treeIdentity` snapshots, for messages.
+func changedEntries(_ before: [String: String], _ after: [String: String]) -> [String] {
+    Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted()
+        .map { "\($0): \(before[$0] ?? "absent") -> \(after[$0] ?? "absent")" }
 }
 
 /// What every reader of the configuration sees: each file outside the agent's own state, links
@@ -308,4 +333,120 @@ func isRunning(_ pid: pid_t) -> Bool {
           let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let state = stat.split(separator: ")").last?.split(separator: " ").first else { return false }
     return state != "Z"
+}
+
+/// Stand-ins for every tool `--services processes` runs, for tests about what the agent does with
+/// its services rather than about the daemons themselves (NamespaceTests runs the real ones). Each
+/// appends `call TOOL ARG…` and its whole environment (`env K=V` lines) to `record`; radvd,
+/// keepalived and wireguard-go then stay up (wireguard-go first creates the control socket path the
+/// agent waits for, so the agent must run with a private /run: `runIsolated`). keepalived exits 1
+/// at start when its config file contains `$EDGEKIT_TEST_KEEPALIVED_FAILS_ON` (passed down through
+/// the agent's environment). `wg show … latest-handshakes` says there was no handshake yet.
+struct FakeTools {
+    static let names = ["sysctl", "nft", "ip", "wg", "radvd", "keepalived", "wireguard-go"]
+    let directory: String
+    let record: String
+
+    /// With `recording`, also wrappers on PATH for these real tools: each records its call, then
+    /// execs the tool (for the children the agent runs by name, such as the stick readers).
+    init(in scratch: Scratch, _ name: String = "fakes", recording real: [String] = []) throws {
+        directory = scratch.path(name)
+        record = scratch.path(name + ".record")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: record, contents: nil)
+        for tool in real {
+            let path = try #require(systemTool(tool), "\(tool) is not installed: run ./build.sh deps")
+            let body = """
+                #!/bin/sh
+                { printf 'call %s' '\(tool)'; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; env | sed 's/^/env /'; } >> '\(record)'
+                exec '\(path)' "$@"
+
+                """
+            FileManager.default.createFile(atPath: directory + "/" + tool, contents: Data(body.utf8), attributes: [.posixPermissions: 0o755])
+        }
+        for tool in Self.names {
+            var body = """
+                #!/bin/sh
+                { printf 'call %s' '\(tool)'; for a in "$@"; do printf ' %s' "$a"; done; printf '\\n'; env | sed 's/^/env /'; } >> '\(record)'
+
+                """
+            switch tool {
+            case "wg":
+                body += """
+                    [ "$1" = show ] && [ "$3" = latest-handshakes ] && printf 'relay\\t0\\n'
+                    exit 0
+
+                    """
+            case "keepalived":
+                body += """
+                    cfg=""; prev=""
+                    for a in "$@"; do [ "$prev" = "-f" ] && cfg="$a"; prev="$a"; done
+                    if [ -n "$EDGEKIT_TEST_KEEPALIVED_FAILS_ON" ] && grep -q "$EDGEKIT_TEST_KEEPALIVED_FAILS_ON" "$cfg"; then
+                        echo "keepalived: configuration rejected (test stand-in)" >&2; exit 1
+                    fi
+                    exec sleep 600
+
+                    """
+            case "radvd":
+                body += "exec sleep 600\n"
+            case "wireguard-go":
+                body += "mkdir -p /run/wireguard && : > \"/run/wireguard/$2.sock\" && exec sleep 600\n"
+            default:
+                body += "exit 0\n"
+            }
+            FileManager.default.createFile(atPath: directory + "/" + tool, contents: Data(body.utf8), attributes: [.posixPermissions: 0o755])
+        }
+    }
+
+    /// For the agent: every tool replaced, by override and on PATH (the supervisor runs `wg` by name).
+    var environment: [String: String] {
+        var env = ["PATH": directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin")]
+        for tool in Self.names { env["EDGEKIT_AGENT_TOOL_" + tool.uppercased().replacingOccurrences(of: "-", with: "_")] = directory + "/" + tool }
+        return env
+    }
+
+    var text: String { (try? String(contentsOfFile: record, encoding: .utf8)) ?? "" }
+    /// `TOOL ARG…` of every call so far.
+    var calls: [String] { text.split(separator: "\n").filter { $0.hasPrefix("call ") }.map { String($0.dropFirst(5)) } }
+    func clear() { FileManager.default.createFile(atPath: record, contents: nil) }
+
+    /// Stops the stand-in daemons the agent started under `root` (their pid files) and forgets them.
+    static func stopDaemons(under root: String) {
+        let processes = root + "/run/edgekit/processes"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: processes)) ?? [] where name.hasSuffix(".pid") {
+            if let pid = pid_t(((try? String(contentsOfFile: processes + "/" + name, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 {
+                kill(pid, SIGKILL)
+            }
+        }
+        try? FileManager.default.removeItem(atPath: processes)
+    }
+}
+
+/// Why a test that needs a private mount and network namespace cannot run here, or nil.
+var isolationMissing: String? {
+    guard geteuid() == 0 else { return "needs root for a private mount and network namespace (unshare -m -n)" }
+    guard systemTool("unshare") != nil else { return "unshare is missing: run ./build.sh deps" }
+    return nil
+}
+
+/// `edgekit-agent ARGS` in a private mount namespace with its own tmpfs /run (wireguard-go's control
+/// socket path never meets the host's) and a network namespace of its own with only loopback (nothing
+/// it runs can touch the host's network), else as `runTool`. Loopback must be up: Foundation's
+/// Process needs it (CFSocket's wakeup pair), and without it the agent waits forever on its first child.
+func runIsolated(_ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    try runProgram(systemTool("unshare")!, isolatedCommand(arguments), environment: environment)
+}
+
+/// The `unshare` arguments of `runIsolated`, for `startProgram`; `setup` is more shell run first.
+func isolatedCommand(_ arguments: [String], setup: String = "") -> [String] {
+    let agent = binDirectory.appendingPathComponent("edgekit-agent").path
+    return ["-m", "-n", "--propagation", "private", "sh", "-c",
+            "\(systemTool("ip")!) link set lo up && mount -t tmpfs tmpfs /run && \(setup.isEmpty ? "" : setup + " && ")exec \"$0\" \"$@\"",
+            agent] + arguments
+}
+
+/// The tree under `root` as `treeHash` sees it, without the runtime directory (pid files and daemon logs).
+func storedTree(_ root: String) -> [String: String] {
+    treeHash(root).filter { !($0.key == "run" || $0.key.hasPrefix("run/")) }
 }

@@ -32,6 +32,23 @@ import Testing
             let broken = try verify(unit.replacingOccurrences(of: "ProtectHome=yes", with: "ProtectHomes=yes"), in: scratch)
             #expect(broken.stderr.contains("Unknown key 'ProtectHomes'"), "\(broken)")
         }
+        // Documentation= must lead somewhere on the device. The image has no docs, man or info
+        // pages (BaseRecipe excludes them), so only a file the overlay itself ships, or a web page, will do.
+        for line in unit.split(separator: "\n") where line.hasPrefix("Documentation=") {
+            for uri in line.dropFirst("Documentation=".count).split(separator: " ") {
+                if uri.hasPrefix("file://") {
+                    let path = String(uri.dropFirst("file://".count))
+                    #expect(FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent("overlays").path + path),
+                            "Documentation=\(uri): the image does not ship \(path)")
+                } else {
+                    #expect(uri.hasPrefix("https://") || uri.hasPrefix("http://"),
+                            "Documentation=\(uri): the image has no man or info pages")
+                }
+            }
+        }
+        // The agent sets the system hostname from the site stamp: ProtectHostname= would forbid
+        // sethostname(2) (and confine it to a private UTS namespace).
+        #expect(!unit.split(separator: "\n").contains { $0.hasPrefix("ProtectHostname=") }, "the agent must be able to set the hostname")
         // What the boot test needs of it: the console line, READY after the boot apply, enabled.
         #expect(unit.contains("StandardError=journal+console"))
         #expect(unit.contains("Type=notify"))
