@@ -9,7 +9,7 @@ enum SystemdUnits {
         # edgekit relay daemon: registers edge routers and keeps their WireGuard peers.
         [Unit]
         Description=edgekit relay (router registration and WireGuard peers)
-        Documentation=file:///usr/share/doc/edgekit/network.md
+        # No Documentation=: the relay bundle ships no docs; `edgekit-relay --help` and docs/relay.md.
         # The WireGuard interface must exist before the daemon restores peers into it.
         Wants=network-online.target
         After=network-online.target systemd-networkd.service

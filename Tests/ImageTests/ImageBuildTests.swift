@@ -302,17 +302,23 @@ final class SharedImage: @unchecked Sendable {
             process.waitUntilExit()
         }
         let expected = "edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"
+        // The root filesystem is every site's; the agent names the machine after its site stamp
+        // (site partition), so the serial login prompt carries the site's hostname.
+        let prompt = "site-b login:"
         let started = Date()
         var text = ""
+        var agentSeconds: Int?
         while Date().timeIntervalSince(started) < 420 {
-            text = (try? String(contentsOfFile: console, encoding: .utf8)) ?? String(decoding: (FileManager.default.contents(atPath: console) ?? Data()), as: UTF8.self)
-            if text.contains(expected) || !process.isRunning { break }
+            text = String(decoding: FileManager.default.contents(atPath: console) ?? Data(), as: UTF8.self)
+            if agentSeconds == nil && text.contains(expected) { agentSeconds = Int(Date().timeIntervalSince(started)) }
+            if (text.contains(expected) && text.contains(prompt)) || !process.isRunning { break }
             Thread.sleep(forTimeInterval: 2)
         }
         let seconds = Int(Date().timeIntervalSince(started))
-        print("boot: agent line after \(seconds) s under emulation")
+        print("boot: agent line after \(agentSeconds.map(String.init) ?? "-") s, \"\(prompt)\" after \(seconds) s under emulation")
         #expect(text.contains("Linux version"), "the kernel started")
         #expect(text.contains(expected), "console tail: \(text.suffix(3000))")
+        #expect(text.contains(prompt), "the site's hostname on the login prompt; console tail: \(text.suffix(3000))")
     }
 }
 
