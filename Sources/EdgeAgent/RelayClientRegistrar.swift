@@ -32,7 +32,8 @@ public struct RelayClientRegistrar: RelayRegistrar {
         do {
             let result = try await client.register(claim: claim.master ? .master : .backup)
             let prefix = result.sitePrefix.map { " and \($0)" } ?? ""
-            return .registered("\(result.claim) via \(result.relayAddress): relay routes \(result.tunnelAddress)\(prefix) here")
+            return .registered("\(result.claim) via \(result.relayAddress): relay routes \(result.tunnelAddress)\(prefix) here",
+                               relayAddress: result.relayAddress)
         } catch let failure as RegistrationFailure {
             if case .refused(let status, _) = failure { return .refused("\(status)") }
             throw failure

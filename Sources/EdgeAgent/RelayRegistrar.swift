@@ -32,8 +32,9 @@ public struct Claim: Sendable, Equatable {
 
 /// The relay's authenticated answer.
 public enum RegistrationOutcome: Sendable, Equatable {
-    /// The relay accepted the claim (its answer verified under the relay key).
-    case registered(String)
+    /// The relay accepted the claim (its answer verified under the relay key), answering from
+    /// `relayAddress` (`host:port`, IPv6 in brackets) when the registrar knows it.
+    case registered(String, relayAddress: String? = nil)
     /// The relay answered, authenticated, and said no (revoked, older certificate, …).
     case refused(String)
 }

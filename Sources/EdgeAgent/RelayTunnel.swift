@@ -13,6 +13,24 @@ public protocol RelayTunnel: Sendable {
     func resolve(host: String, port: UInt16) async -> String?
     /// Points the relay peer at `endpoint` and has WireGuard send to it right away.
     func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws
+    /// The relay peer's endpoint as WireGuard has it (`ADDRESS:PORT`), or nil when it has none.
+    func endpoint(relayPublicKey: String) -> String?
+}
+
+/// The host part of `ADDRESS:PORT` (IPv6 in brackets, as WireGuard and the registration client
+/// write them), without brackets.
+func endpointHost(_ endpoint: String) -> String? {
+    if endpoint.hasPrefix("[") {
+        guard let close = endpoint.firstIndex(of: "]") else { return nil }
+        return String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+    }
+    guard let colon = endpoint.lastIndex(of: ":") else { return nil }
+    return String(endpoint[..<colon])
+}
+
+/// `host` and `port` as a WireGuard endpoint.
+func wireGuardEndpoint(host: String, port: UInt16) -> String {
+    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
 }
 
 /// The tunnel through `wg(8)`.
@@ -49,6 +67,14 @@ public struct WireGuardTunnel: RelayTunnel {
             try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "persistent-keepalive", String(keepalive)],
                                     what: "re-arming the relay keepalive")
         }
+    }
+
+    public func endpoint(relayPublicKey: String) -> String? {
+        guard let result = try? SystemCommand.run("wg", ["show", interface, "endpoints"]), result.succeeded else { return nil }
+        // "KEY<TAB>ADDRESS:PORT", or "(none)" before the first endpoint.
+        let peers = result.output.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        guard let line = peers.first(where: { $0.first == relayPublicKey }), line.count >= 2, line[1] != "(none)" else { return nil }
+        return line[1]
     }
 
     /// `host:port` for WireGuard, IPv6 in brackets; nil when the name does not resolve.

@@ -162,10 +162,11 @@ public actor Supervisor {
                 try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
             }
             switch outcome {
-            case .registered(let detail):
+            case .registered(let detail, let relayAddress):
                 state.registration = "registered as \(role): \(detail)"
                 state.registeredAt = DocumentCoding.timestamp(clock())
                 accepted = true
+                if let relayAddress { followRegistration(to: relayAddress) }
             case .refused(let reason):
                 state.registration = "refused by the relay: \(reason)"
             }
@@ -178,6 +179,26 @@ public actor Supervisor {
                   ignoringNumbers: true)
         saveOwnFields()
         return accepted
+    }
+
+    /// Points the tunnel at the relay address the accepted registration reached, when WireGuard's
+    /// endpoint is another address of the relay. WireGuard resolves the relay's name once, when the
+    /// config is loaded; on a dual-stack uplink that can be before IPv6 is usable (duplicate
+    /// address detection still running), so getaddrinfo put the A record first and the tunnel
+    /// stayed on IPv4 while registrations, which resolve at every attempt, went over IPv6 (seen in
+    /// the lab). The registration's answer proves that address works from here now.
+    func followRegistration(to relayAddress: String) {
+        guard let profile = appliedProfile(), let host = endpointHost(relayAddress) else { return }
+        let relay = profile.plan.relay
+        let current = tunnel.endpoint(relayPublicKey: relay.publicKey)
+        guard let current, let currentHost = endpointHost(current), currentHost != host else { return }
+        let endpoint = wireGuardEndpoint(host: host, port: relay.wireguardPort)
+        do {
+            try tunnel.setEndpoint(relayPublicKey: relay.publicKey, endpoint: endpoint, keepalive: profile.plan.keepalive)
+            logChange("follow", "tunnel: relay endpoint moved from \(current) to \(endpoint), the address the registration reached")
+        } catch {
+            logChange("follow", "tunnel: cannot move the relay endpoint to \(endpoint): \(error)", level: .warning)
+        }
     }
 
     /// Writes what this process owns in the runtime status (registration, services, pid, stopped),

@@ -31,6 +31,8 @@ final class ScriptedTunnel: RelayTunnel {
     struct Script: Sendable {
         var handshake: Int? = 0
         var address: String?
+        /// What `wg show endpoints` would say for the relay peer.
+        var endpoint: String? = "198.51.100.10:51820"
     }
     let script = Mutex(Script())
     let journal: Journal
@@ -49,7 +51,9 @@ final class ScriptedTunnel: RelayTunnel {
     }
     func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws {
         journal.add("endpoint \(relayPublicKey) \(endpoint) keepalive \(keepalive)", at: clock.now)
+        script.withLock { $0.endpoint = endpoint }
     }
+    func endpoint(relayPublicKey: String) -> String? { script.withLock { $0.endpoint } }
 }
 
 struct RelayDown: Error, CustomStringConvertible {
@@ -60,6 +64,8 @@ struct RelayDown: Error, CustomStringConvertible {
 /// A relay that accepts or fails as the test says.
 final class ScriptedRegistrar: RelayRegistrar {
     let accepts = Mutex(true)
+    /// The relay address an accepted registration reports (nil: the registrar does not say).
+    let answersFrom = Mutex<String?>(nil)
     let journal: Journal
     let clock: FakeClock
 
@@ -71,7 +77,7 @@ final class ScriptedRegistrar: RelayRegistrar {
     func register(claim: Claim) async throws -> RegistrationOutcome {
         journal.add("register \(claim.master ? "master" : "backup")", at: clock.now)
         guard accepts.withLock({ $0 }) else { throw RelayDown(attempt: journal.events.count) }
-        return .registered("test relay")
+        return .registered("test relay", relayAddress: answersFrom.withLock { $0 })
     }
 }
 
@@ -174,6 +180,34 @@ struct CollectingLogHandler: LogHandler {
             rig.clock.advance(20)
             await rig.supervisor.step()
             #expect(rig.journal.events.isEmpty, "\(rig.journal.events)")
+        }
+    }
+
+    @Test("an accepted registration over another address of the relay moves the tunnel there, once; the same address changes nothing")
+    func tunnelFollowsTheRegistrationsAddress() async throws {
+        try await Scratch.withAsync { scratch in
+            let rig = try Self.rig(scratch, SupervisorSettings())
+            // WireGuard resolved the name early (IPv4); the registration reached the relay over IPv6.
+            rig.registrar.answersFrom.withLock { $0 = "[2001:db8:100::10]:51821" }
+            await rig.supervisor.step()
+            #expect(rig.journal.events == ["register backup", "endpoint \(rig.relayKey) [2001:db8:100::10]:51820 keepalive 25"],
+                    "the tunnel uses the WireGuard port on the address the registration reached: \(rig.journal.events)")
+            #expect(rig.log.count("tunnel: relay endpoint moved from 198.51.100.10:51820 to [2001:db8:100::10]:51820, the address the registration reached") == 1,
+                    "\(rig.log.all)")
+            // A master transition registers again over the same address: nothing to move.
+            rig.journal.clear()
+            try VRRPNotify.record(.master, paths: rig.paths)
+            await rig.supervisor.step()
+            #expect(rig.journal.events == ["register master"], "\(rig.journal.events)")
+            // IPv4 both ways: nothing to move either.
+            rig.tunnel.set { $0.endpoint = "198.51.100.10:51820" }
+            rig.registrar.answersFrom.withLock { $0 = "198.51.100.10:51821" }
+            rig.journal.clear()
+            try VRRPNotify.record(.backup, paths: rig.paths)
+            await rig.supervisor.step()
+            try VRRPNotify.record(.master, paths: rig.paths)
+            await rig.supervisor.step()
+            #expect(!rig.journal.events.contains { $0.hasPrefix("endpoint ") }, "\(rig.journal.events)")
         }
     }
 
