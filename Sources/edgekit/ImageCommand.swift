@@ -208,55 +208,12 @@ struct RelayCommand: AsyncParsableCommand {
         func run() async throws {
             let plan = try options.loadPlan()
             let keys = try options.loadKeys(for: plan)
-            try writeRelayBundle(plan: plan, keys: keys, binary: relayBinary ?? siblingExecutable("edgekit-relay"), to: out)
+            try RelayBundle.write(plan: plan, keys: keys, binary: relayBinary ?? siblingExecutable("edgekit-relay"), to: out)
             Output.error("wrote \(out)")
         }
     }
 }
 
-func writeRelayBundle(plan: Plan, keys: PlanKeys, binary: String, to path: String) throws {
-    guard let relayProgram = FileManager.default.contents(atPath: binary) else {
-        throw CommandError("relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
-    }
-    var entries = RelayConfig.files(plan: plan).map {
-        LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)
-    }
-    entries.append(LayerEntry(path: String(ConfigPaths.relayWireGuardKey.dropFirst()),
-                              kind: .file(Data((keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8)), mode: 0o600))
-    entries.append(LayerEntry(path: String(ConfigPaths.operatorPublicKey.dropFirst()),
-                              kind: .file(Data(keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)").utf8)), mode: 0o644))
-    entries.append(LayerEntry(path: "usr/local/bin/edgekit-relay", kind: .file(relayProgram), mode: 0o755))
-    entries.sort { $0.path < $1.path }
-    let temporary = path + ".partial-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]),
-        let handle = FileHandle(forWritingAtPath: temporary)
-    else { throw CommandError("cannot write \(path)") }
-    do {
-        let writer = try TarZstdLayerWriter(output: handle, isLast: true, mtime: try BaseRecipe.imageFileTime())
-        // Parent folders first, so extraction creates them with sane modes.
-        var folders = Set<String>()
-        for entry in entries {
-            var parent = (entry.path as NSString).deletingLastPathComponent
-            var chain: [String] = []
-            while !parent.isEmpty && !folders.contains(parent) {
-                chain.append(parent)
-                parent = (parent as NSString).deletingLastPathComponent
-            }
-            for folder in chain.reversed() {
-                folders.insert(folder)
-                try writer.add(LayerEntry(path: folder, kind: .directory, mode: 0o755))
-            }
-            try writer.add(entry)
-        }
-        try writer.finish()
-        try handle.close()
-        guard rename(temporary, path) == 0 else { throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))") }
-    } catch {
-        try? handle.close()
-        unlink(temporary)
-        throw error
-    }
-}
 
 struct BuildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -314,7 +271,7 @@ struct BuildCommand: AsyncParsableCommand {
                 return ((), "sticks: \(sealings.count) for \(sites.count) site(s), serial \(serial)")
             }
             try progress.step("relay bundle") { _ in
-                try writeRelayBundle(plan: plan, keys: keys, binary: relayProgram, to: out + "/relay.tar.zst")
+                try RelayBundle.write(plan: plan, keys: keys, binary: relayProgram, to: out + "/relay.tar.zst")
                 return ((), "relay bundle: relay.tar.zst")
             }
             // Sticks and the relay bundle join SHA256SUMS next to the images.
