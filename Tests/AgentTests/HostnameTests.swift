@@ -99,12 +99,10 @@ import Testing
 
     /// On `/` (the appliance), in a chroot holding a site-a image root, inside a private UTS and
     /// mount namespace: sethostname(2) really changes the (namespace's) running hostname.
-    @Test("on the system root the running hostname is set too, and /etc/hostname written")
+    @Test("on the system root the running hostname is set too, and /etc/hostname written",
+          .enabled(if: geteuid() == 0 && systemTool("unshare") != nil && systemTool("chroot") != nil && systemTool("hostname") != nil,
+                   "needs root, unshare, chroot and hostname for a private UTS namespace and a chroot"))
     func systemRootSetsTheRunningHostname() throws {
-        guard geteuid() == 0, systemTool("unshare") != nil, systemTool("chroot") != nil, systemTool("hostname") != nil else {
-            print("skipped: needs root, unshare, chroot and hostname for a private UTS namespace and a chroot")
-            return
-        }
         try Scratch.with { scratch in
             let root = try Self.imageRoot(scratch, "chroot")
             _ = try scratch.stickFolder("chroot/stick", serial: 1000)
