@@ -11,7 +11,9 @@
 #   BENCH_MAX_LOAD     before each timing, wait (30 s steps, at most 10 min) for the 1-minute load
 #                      average to drop below this (default 1.5)
 #   BENCH_REFLINK_DIR  a folder on a filesystem with reflinks (XFS, btrfs): the stamp and 20-site
-#                      figures are measured there too (stamping clones instead of copying)
+#                      figures are measured there too (stamping clones instead of copying). Without
+#                      one at hand: apt-get install xfsprogs; truncate -s 60G F; mkfs.xfs -m reflink=1 F;
+#                      mount -o loop F DIR (about 25 GB of F gets written)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
