@@ -13,7 +13,7 @@
 #   BENCH_REFLINK_DIR  a folder on a filesystem with reflinks (XFS, btrfs): the stamp and 20-site
 #                      figures are measured there too (stamping clones instead of copying). Without
 #                      one at hand: apt-get install xfsprogs; truncate -s 60G F; mkfs.xfs -m reflink=1 F;
-#                      mount -o loop F DIR (about 25 GB of F gets written)
+#                      mount -o loop F DIR (a sparse file: it takes only what the bench writes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

@@ -148,21 +148,29 @@ PFX=${ULA%%::/48}                           # fd5e:d9e1:7c2a
 SITE_A=$PFX:1::/64; SITE_B=$PFX:2::/64
 SA_ADDR=$PFX:1::10; SB_ADDR=$PFX:2::10       # servers use the SLAAC token ::10 (stable addresses)
 
-for r in a:1 a:2 b:1; do
-  site=site-${r%%:*}; slot=${r##*:}
-  "$BIN/edgekit" stick build --plan "$PLAN" --secrets "$SECRETS" --site "$site" --router "$slot" \
-    --out "$W/${r%%:*}$slot.stick.img" >/dev/null
-done
 "$BIN/edgekit" render --plan "$PLAN" --secrets "$SECRETS" --relay --out "$W/relayfiles" >/dev/null
 if [ "$LAB_QEMU" = 1 ]; then
-  # Site B's real disk image from the lab plan (same secrets, so b1's stick is sealed to its identity).
-  # The cache is shared with the test suite: the Debian base is built once (minutes) and reused.
-  log "site B's disk image for the qemu scenario (cache $IMAGE_CACHE)"
+  # What CI builds: `edgekit build` of the lab plan (every site image, every router's stick, the relay
+  # bundle); the routers get these sticks and the qemu scenario boots this site-b.img (same secrets,
+  # so b1's stick is sealed to its identity). The cache is shared with the test suite: the Debian
+  # base is built once (minutes) and reused; stamping takes seconds.
+  log "edgekit build of the lab plan: site images, sticks, relay bundle (cache $IMAGE_CACHE)"
   T_IMAGE=$(now)
-  "${EDGEKIT_RELEASE_BIN_DIR:-$BIN}/edgekit" image build --plan "$PLAN" --secrets "$SECRETS" --site site-b --out "$W/image" \
-    --cache "$IMAGE_CACHE" --agent "$APPLIANCE_AGENT" --overlays "$ROOT/overlays" >"$W/image-build.log" 2>&1 \
-    || fail "edgekit image build of site-b failed: $(tail -1 "$W/image-build.log")"
+  "${EDGEKIT_RELEASE_BIN_DIR:-$BIN}/edgekit" build --plan "$PLAN" --secrets "$SECRETS" --out "$W/build" \
+    --cache "$IMAGE_CACHE" --agent "$APPLIANCE_AGENT" --overlays "$ROOT/overlays" --relay-binary "$BIN/edgekit-relay" \
+    >"$W/build.log" 2>&1 || fail "edgekit build of the lab plan failed: $(tail -1 "$W/build.log")"
   IMAGE_SECONDS=$(elapsed "$T_IMAGE")
+  (cd "$W/build" && sha256sum -c --quiet SHA256SUMS) || fail "edgekit build's SHA256SUMS do not match its outputs"
+  for r in a:1 a:2 b:1; do
+    ln "$W/build/site-${r%%:*}-r${r##*:}.stick.img" "$W/${r%%:*}${r##*:}.stick.img"
+  done
+else
+  # Without the appliance agent or qemu there is no image to build: the sticks alone, as
+  # `edgekit stick build` writes them (the same code as `edgekit build`'s sticks).
+  for r in a:1 a:2 b:1; do
+    "$BIN/edgekit" stick build --plan "$PLAN" --secrets "$SECRETS" --site "site-${r%%:*}" --router "${r##*:}" \
+      --out "$W/${r%%:*}${r##*:}.stick.img" >/dev/null
+  done
 fi
 OPERATOR_PUB=$("$BIN/edgekit" keys show --plan "$PLAN" --secrets "$SECRETS" --format json \
   | sed -n 's/.*"operator_public_key" *: *"\(.*\)".*/\1/p' | sed 's/\\n/\n/g')
@@ -701,7 +709,7 @@ if [ "$LAB_QEMU" = 1 ]; then
   # -snapshot-like drives: the image and the stick stay as built. -no-reboot: a crash ends qemu.
   ip netns exec "$(ns qb)" qemu-system-x86_64 -machine q35 -m 1024 -smp 2 -display none -no-reboot \
     -drive if=pflash,format=raw,readonly=on,file="$OVMF_CODE" -drive if=pflash,format=raw,file="$W/qemu-vars.fd" \
-    -drive file="${LAB_QEMU_IMAGE:-$W/image/site-b.img}",if=virtio,format=raw,snapshot=on \
+    -drive file="${LAB_QEMU_IMAGE:-$W/build/site-b.img}",if=virtio,format=raw,snapshot=on \
     -device qemu-xhci,id=xhci -drive if=none,id=stick,file="$W/b1.stick.img",format=raw,snapshot=on \
     -device usb-storage,bus=xhci.0,drive=stick \
     -netdev tap,id=up,ifname=tup,script=no,downscript=no -device virtio-net-pci,netdev=up,mac=52:54:00:eb:0b:01 \
@@ -760,7 +768,7 @@ mkdir -p "$(dirname "$REPORT")"
   echo "The script stops at the first failing assertion, so a report exists only for a run whose assertions all passed."
   echo "Uplink DHCP: busybox udhcpc in each router namespace (networkd does it on the appliance)."
   if [ "$LAB_QEMU" = 1 ]; then
-    echo "qemu: site B's image built in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
+    echo "qemu: edgekit build of the lab plan (both site images, 3 sticks, relay bundle) in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
     echo "the agent with systemd service control, radvd, keepalived, nftables and kernel WireGuard."
   fi
 } > "$REPORT.tmp"
