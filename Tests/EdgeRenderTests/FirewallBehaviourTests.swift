@@ -7,6 +7,20 @@ extension RealTools {
     /// The rendered rulesets loaded into a namespace router, with real packets on both sides.
     @Suite("Firewall behaviour")
     struct FirewallBehaviour {
+        /// The relay namespace with a bridge named as its WireGuard interface and two peers on it (a
+        /// stand-in for the tunnel: the same interface in and out), forwarding on.
+        static func relayWithTwoPeers(_ lab: Lab, tunnel wg: String) throws -> (relay: String, a: String, b: String) {
+            let rl = try lab.namespace("r"), pa = try lab.namespace("a"), pb = try lab.namespace("b")
+            try lab.ip(rl, "link", "add", wg, "type", "bridge")
+            try lab.ip(rl, "link", "set", wg, "up")
+            try lab.veth(rl, "va", pa, "eth0")
+            try lab.veth(rl, "vb", pb, "eth0")
+            try lab.ip(rl, "link", "set", "va", "master", wg)
+            try lab.ip(rl, "link", "set", "vb", "master", wg)
+            try lab.sysctl(rl, "net.ipv6.conf.all.forwarding", "1")
+            return (rl, pa, pb)
+        }
+
         /// Router `r` (site-a slot 1) with its LAN (`lan0` → host `lanh`) and a veth named like the tunnel
         /// (`wg-relay` → `tunh`, standing in for the relay and every other site).
         @Test("edge router: LAN ↔ other sites pass, everything else is dropped")
@@ -83,14 +97,7 @@ extension RealTools {
             let ports = plan.defaults.serverWireGuardPorts
             let outside = try #require(IPv6Prefix("2001:db8::/32"))
 
-            let rl = try lab.namespace("r"), pa = try lab.namespace("a"), pb = try lab.namespace("b")
-            try lab.ip(rl, "link", "add", wg, "type", "bridge")
-            try lab.ip(rl, "link", "set", wg, "up")
-            try lab.veth(rl, "va", pa, "eth0")
-            try lab.veth(rl, "vb", pb, "eth0")
-            try lab.ip(rl, "link", "set", "va", "master", wg)
-            try lab.ip(rl, "link", "set", "vb", "master", wg)
-            try lab.sysctl(rl, "net.ipv6.conf.all.forwarding", "1")
+            let (rl, pa, pb) = try Self.relayWithTwoPeers(lab, tunnel: wg)
             for peer in [pa, pb] {
                 // The relay redirects a peer to the other (same interface in and out); following the
                 // redirect would bypass the relay and its firewall.
@@ -144,14 +151,7 @@ extension RealTools {
             let files = RelayConfig.files(plan: plan)
             let wg = InterfaceNames.relayTunnel
 
-            let rl = try lab.namespace("r"), pa = try lab.namespace("a"), pb = try lab.namespace("b")
-            try lab.ip(rl, "link", "add", wg, "type", "bridge")
-            try lab.ip(rl, "link", "set", wg, "up")
-            try lab.veth(rl, "va", pa, "eth0")
-            try lab.veth(rl, "vb", pb, "eth0")
-            try lab.ip(rl, "link", "set", "va", "master", wg)
-            try lab.ip(rl, "link", "set", "vb", "master", wg)
-            try lab.sysctl(rl, "net.ipv6.conf.all.forwarding", "1")
+            let (rl, pa, pb) = try Self.relayWithTwoPeers(lab, tunnel: wg)
 
             let relayAddress = plan.relay.tunnelAddress
             let peerA = try plan.tunnel.at(0xa), peerB = try plan.tunnel.at(0xb)
