@@ -45,9 +45,9 @@ public struct WireGuardTunnel: RelayTunnel {
         guard let result = try? SystemCommand.run("wg", ["show", interface, "latest-handshakes"]),
               result.succeeded else { return nil }
         // One "KEY<TAB>SECONDS" line per peer; the router has only the relay.
-        let peers = result.output.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
-        let line = peers.first { $0.first == relayPublicKey } ?? peers.first
-        return line.flatMap { $0.count >= 2 ? Int($0[1]) : nil } ?? 0
+        let peers = WireGuardShow.pairs(result.output)
+        let seconds = relayPublicKey.flatMap { peers[$0] } ?? peers.values.first
+        return seconds.flatMap { Int($0) } ?? 0
     }
 
     public func resolve(host: String, port: UInt16) async -> String? {
@@ -72,9 +72,8 @@ public struct WireGuardTunnel: RelayTunnel {
     public func endpoint(relayPublicKey: String) -> String? {
         guard let result = try? SystemCommand.run("wg", ["show", interface, "endpoints"]), result.succeeded else { return nil }
         // "KEY<TAB>ADDRESS:PORT", or "(none)" before the first endpoint.
-        let peers = result.output.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
-        guard let line = peers.first(where: { $0.first == relayPublicKey }), line.count >= 2, line[1] != "(none)" else { return nil }
-        return line[1]
+        guard let endpoint = WireGuardShow.pairs(result.output)[relayPublicKey], endpoint != "(none)" else { return nil }
+        return endpoint
     }
 
     /// `host:port` for WireGuard, IPv6 in brackets; nil when the name does not resolve.

@@ -78,12 +78,7 @@ public struct WireGuardControl: Sendable {
 
     /// `KEY<TAB>VALUE` lines, as `wg show IF endpoints|latest-handshakes` print them.
     public static func parsePairs(_ text: String) -> [String: String] {
-        var pairs: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-            if fields.count >= 2 { pairs[String(fields[0])] = String(fields[1]) }
-        }
-        return pairs
+        WireGuardShow.pairs(text)
     }
 
     /// The two `wg set` calls that make WireGuard start a handshake with each of `keys` now:
