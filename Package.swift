@@ -90,26 +90,29 @@ let package = Package(
         ]),
         // Benchmarks behind bench/*.sh: print measured figures next to their targets.
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
-        .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeCryptoTests", dependencies: ["EdgeCrypto"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeRenderTests", dependencies: ["EdgeModel", "EdgeRender"]),
+        // Shared by the test targets: the built products, system tools, scratch folders, unique
+        // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: ["TestSupport", "EdgeCrypto"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
-        .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
-        .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
-        .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
-        .testTarget(name: "RelayTests", dependencies: [
+        .testTarget(name: "ImageTests", dependencies: ["TestSupport", "EdgeImage"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "RegistrationTests", dependencies: ["TestSupport", "Registration", "EdgeCrypto", "EdgeModel"]),
+        .testTarget(name: "RelayTests", dependencies: ["TestSupport",
             "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
             // To lay down a database as an older release left it (migration tests).
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
-        .testTarget(name: "AgentTests", dependencies: [
+        .testTarget(name: "AgentTests", dependencies: ["TestSupport",
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
-        .testTarget(name: "LabTests"),
+        .testTarget(name: "LabTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

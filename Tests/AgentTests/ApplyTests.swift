@@ -3,6 +3,7 @@ import EdgeModel
 import EdgeRender
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ApplyTests {
     /// Every key `status --format json` prints, whether or not it has a value (null then).
@@ -119,7 +120,7 @@ import Testing
     /// stand-in tools (`FakeTools`), so every spawn is recorded. The second apply of the same stick
     /// spawns nothing, every daemon keeps its pid, and no entry under --root (the generation store,
     /// the live links, the runtime directory with its pid files and logs) gets a new inode or mtime.
-    @Test("a second apply of the same stick touches no file (inodes, mtimes) and restarts nothing (pids, no spawn at all)", .enabled(if: isolationMissing == nil, "needs root and unshare for a private mount and network namespace"))
+    @Test("a second apply of the same stick touches no file (inodes, mtimes) and restarts nothing (pids, no spawn at all)", .requiresRoot(andTools: "unshare"))
     func secondApplyTouchesNothing() throws {
         try Scratch.with { scratch in
             let fakes = try FakeTools(in: scratch)

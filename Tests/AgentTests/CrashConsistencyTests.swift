@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Kills the agent (SIGKILL, as a power cut would stop it) at every step of an apply, through the
 /// debug-only EDGEKIT_AGENT_CRASH_AT hook: what readers see must be exactly the old or the new
 /// generation, and the next apply must finish with exactly the tree of a clean apply.
-@Suite struct CrashConsistencyTests {
+@Suite(.slow) struct CrashConsistencyTests {
     func crashEveryStep(scratch: Scratch, start: String, stick: String, old: [String: String], new: [String: String],
                         clean: [String: String]) throws -> Int {
         var step = 1
@@ -58,7 +59,7 @@ import Testing
     /// rollback, (c) after it, while pruning. Each time the next apply of B must end the device on
     /// generation 1 exactly as a clean rollback does, with keepalived running A's config, and exit 1
     /// saying so; it must never call the half-applied B "already applied".
-    @Test("power loss after the switch to a generation whose service fails, or during its rollback: recovery rolls back", .enabled(if: isolationMissing == nil, "needs root and unshare for a private mount and network namespace"))
+    @Test("power loss after the switch to a generation whose service fails, or during its rollback: recovery rolls back", .requiresRoot(andTools: "unshare"))
     func crashDuringRollback() throws {
         try Scratch.with { scratch in
             let fakes = try FakeTools(in: scratch)
@@ -138,7 +139,7 @@ import Testing
     /// When even the rollback cannot bring a service back, the current generation is one whose
     /// service is down: an apply of its own stick retries it and says so, and only says "nothing
     /// restarted" once it runs.
-    @Test("a service that did not come up after a rollback is retried by the next apply of the same stick, never reported as fine", .enabled(if: isolationMissing == nil, "needs root and unshare for a private mount and network namespace"))
+    @Test("a service that did not come up after a rollback is retried by the next apply of the same stick, never reported as fine", .requiresRoot(andTools: "unshare"))
     func failedServiceIsRetried() throws {
         try Scratch.with { scratch in
             let fakes = try FakeTools(in: scratch)

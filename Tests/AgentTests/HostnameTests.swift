@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The site's hostname from the stamp (docs/agent.md, "Hostname"): every site's disk image boots
 /// with the shared rootfs's `/etc/hostname` = `edgekit`, and the agent makes it the stamp's at every
@@ -100,8 +101,7 @@ import Testing
     /// On `/` (the appliance), in a chroot holding a site-a image root, inside a private UTS and
     /// mount namespace: sethostname(2) really changes the (namespace's) running hostname.
     @Test("on the system root the running hostname is set too, and /etc/hostname written",
-          .enabled(if: geteuid() == 0 && systemTool("unshare") != nil && systemTool("chroot") != nil && systemTool("hostname") != nil,
-                   "needs root, unshare, chroot and hostname for a private UTS namespace and a chroot"))
+          .requiresRoot(andTools: "unshare", "chroot", "hostname"))
     func systemRootSetsTheRunningHostname() throws {
         try Scratch.with { scratch in
             let root = try Self.imageRoot(scratch, "chroot")

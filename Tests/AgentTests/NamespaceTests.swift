@@ -4,6 +4,7 @@ import EdgeRender
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 
 /// `apply --services processes` in a network namespace with `uplink0`/`lan0` veths: radvd,
 /// keepalived and the wireguard-go tunnel really run and the ruleset is loaded; a second apply
@@ -12,14 +13,6 @@ import Testing
 @Suite(.serialized) struct NamespaceTests {
     static let counter = Mutex(0)
 
-    static var missing: String? {
-        guard geteuid() == 0 else { return "needs root for network namespaces" }
-        for tool in ["ip", "unshare", "radvd", "keepalived", "wireguard-go", "wg", "nft"] {
-            let found = ["/usr/sbin/", "/usr/bin/", "/sbin/", "/bin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
-            if !found { return "\(tool) is missing: run ./build.sh" }
-        }
-        return nil
-    }
 
     /// Output of one script section (`=== NAME` … up to the next).
     static func sections(_ output: String) -> [String: String] {
@@ -32,7 +25,7 @@ import Testing
         return result
     }
 
-    @Test("apply with child processes in a namespace: daemons run, tunnel up, ruleset loaded; rollback on a failing service", .enabled(if: NamespaceTests.missing == nil, "needs root, network namespaces and the real daemons (see NamespaceTests.missing)"))
+    @Test("apply with child processes in a namespace: daemons run, tunnel up, ruleset loaded; rollback on a failing service", .requiresRoot(andTools: "ip", "unshare", "radvd", "keepalived", "wireguard-go", "wg", "nft"), .slow)
     func applyInNamespace() throws {
         try Scratch.with { scratch in
             let root = try scratch.makeRoot()

@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeRender
 import Foundation
 import Testing
+import TestSupport
 
 /// DESIGN.md "Secrets": the router's WireGuard private key and its router secret are never in a
 /// child's argv or environment, never printed or logged. Every tool the agent runs is replaced by a
@@ -11,7 +12,7 @@ import Testing
 /// restarts, registration attempts, a stale-tunnel check that re-resolves the relay and sets its
 /// endpoint) are searched for every form of both secrets of both sticks.
 @Suite struct SecretsTests {
-    @Test("the router key and secret never reach a child's argv or environment, stdout, stderr or the runtime logs", .enabled(if: isolationMissing == nil, "needs root and unshare for a private mount and network namespace"))
+    @Test("the router key and secret never reach a child's argv or environment, stdout, stderr or the runtime logs", .requiresRoot(andTools: "unshare"))
     func secretsStayOutOfChildrenAndLogs() throws {
         try Scratch.with { scratch in
             let fakes = try FakeTools(in: scratch, recording: ["blkid", "mdir", "mtype"])

@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeModel
 import Foundation
 import Testing
+import TestSupport
 
 /// `edgekit-agent run --services processes` in a network namespace with a real wireguard-go tunnel
 /// to a stand-in relay (wireguard-go in a second namespace) whose name a dnsmasq serves: the tunnel
@@ -9,16 +10,8 @@ import Testing
 /// again when the relay moves to another address. Then SIGTERM: exit 0, the daemons keep running and
 /// still take SIGTERM themselves. Needs root; skips with the reason otherwise.
 @Suite(.serialized) struct StaleTunnelTests {
-    static var missing: String? {
-        guard geteuid() == 0 else { return "needs root for network namespaces" }
-        for tool in ["ip", "unshare", "nsenter", "wireguard-go", "wg", "dnsmasq", "nft", "radvd", "keepalived", "sysctl"]
-        where systemTool(tool) == nil {
-            return "\(tool) is missing: run ./build.sh deps"
-        }
-        return nil
-    }
 
-    @Test("stale tunnel: the relay's name is resolved again through DNS and WireGuard follows it; SIGTERM leaves the daemons running", .enabled(if: StaleTunnelTests.missing == nil, "needs root, network namespaces, dnsmasq and wireguard-go (see StaleTunnelTests.missing)"))
+    @Test("stale tunnel: the relay's name is resolved again through DNS and WireGuard follows it; SIGTERM leaves the daemons running", .requiresRoot(andTools: "ip", "unshare", "nsenter", "wireguard-go", "wg", "dnsmasq", "nft", "radvd", "keepalived", "sysctl"), .slow)
     func staleTunnelFollowsDNS() throws {
         try Scratch.with { scratch in
             let root = try scratch.makeRoot()

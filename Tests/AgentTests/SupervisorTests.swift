@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import TestSupport
 
 /// What the fakes saw, in order, each stamped with the fake clock's second.
 final class Journal: Sendable {
@@ -102,7 +103,7 @@ struct CollectingLogHandler: LogHandler {
 
 /// The supervisor's decisions, driven one step at a time with a fake clock, tunnel and relay over a
 /// root where generation 1 (site-a router 2) is applied.
-@Suite struct SupervisorTests {
+@Suite(.slow) struct SupervisorTests {
     struct Rig {
         let supervisor: Supervisor
         let tunnel: ScriptedTunnel

@@ -2,20 +2,11 @@ import EdgeCrypto
 import EdgeModel
 import Foundation
 import Testing
+import TestSupport
 
-/// Where `swift build` put the executables: next to the test bundle that runs us.
-let binDirectory: URL = {
-    if let dir = ProcessInfo.processInfo.environment["EDGEKIT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = runner.deletingLastPathComponent()
-    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit-agent").path) {
-        dir = dir.deletingLastPathComponent()
-    }
-    return dir
-}()
-
-let packageRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// Where `swift build` put the executables (TestSupport's one locator).
+let binDirectory = Products.binDirectory
+let packageRoot = Products.packageRoot
 let examplePlanPath = packageRoot.appendingPathComponent("profiles/example").path
 
 struct ToolResult: CustomStringConvertible {
@@ -421,13 +412,6 @@ struct FakeTools {
         }
         try? FileManager.default.removeItem(atPath: processes)
     }
-}
-
-/// Why a test that needs a private mount and network namespace cannot run here, or nil.
-var isolationMissing: String? {
-    guard geteuid() == 0 else { return "needs root for a private mount and network namespace (unshare -m -n)" }
-    guard systemTool("unshare") != nil else { return "unshare is missing: run ./build.sh deps" }
-    return nil
 }
 
 /// `edgekit-agent ARGS` in a private mount namespace with its own tmpfs /run (wireguard-go's control

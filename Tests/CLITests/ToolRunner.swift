@@ -1,19 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 
-/// Where `swift build` put the executables: next to the test bundle that runs us.
-let binDirectory: URL = {
-    if let dir = ProcessInfo.processInfo.environment["EDGEKIT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = runner.deletingLastPathComponent()
-    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit").path) {
-        dir = dir.deletingLastPathComponent()
-    }
-    return dir
-}()
-
-let packageRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// Where `swift build` put the executables (TestSupport's one locator).
+let binDirectory = Products.binDirectory
+let packageRoot = Products.packageRoot
 
 struct ToolResult {
     var status: Int32

@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EdgeCrypto
 
 /// Our age files against the stock Debian `age`/`age-keygen`, in both directions.
-@Suite("age interop with the age CLI")
+@Suite("age interop with the age CLI", .requiresTool("age", "age-keygen"))
 struct AgeInteropTests {
     @Test(arguments: [0, 1, 65536, 65537, 200 * 1024])
     func ageDecryptsOurFiles(size: Int) throws {

@@ -1,6 +1,7 @@
 import EdgeCrypto
 import Foundation
 import Testing
+import TestSupport
 
 /// Derivation vectors: master = bytes 0x00…0x1f, plan "example". The expected values were
 /// computed independently (Python `cryptography` HKDF/X25519/Ed25519 following docs/keys.md), so a
@@ -46,7 +47,7 @@ import Testing
                 != PlanKeys(master: keys.master, planName: "examplea").siteIdentityKey(site: "b").publicKey.rawRepresentation)
     }
 
-    @Test func routerKeysAgreeWithWgPubkey() throws {
+    @Test(.requiresTool("wg")) func routerKeysAgreeWithWgPubkey() throws {
         for (site, slot) in [("site-a", 1), ("site-a", 2), ("site-b", 1)] {
             let key = keys.routerSecret(site: site, slot: slot, generation: 1).wireGuardKey
             let result = try Tool.run("wg", ["pubkey"], stdin: Data((key.privateKeyBase64 + "\n").utf8))

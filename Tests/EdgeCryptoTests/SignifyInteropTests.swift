@@ -1,9 +1,10 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import EdgeCrypto
 
 /// Our signify files against the stock Debian `signify-openbsd`, in both directions.
-@Suite("signify interop with signify-openbsd")
+@Suite("signify interop with signify-openbsd", .requiresTool("signify-openbsd"))
 struct SignifyInteropTests {
     static let tool = "signify-openbsd"
 

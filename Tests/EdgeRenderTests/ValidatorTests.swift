@@ -2,10 +2,11 @@ import EdgeModel
 import EdgeRender
 import Foundation
 import Testing
+import TestSupport
 
 /// The suite of everything that runs real tools in namespaces; serialized, so namespace tests never
 /// compete for the two CPUs and VRRP timing stays meaningful.
-@Suite("Real tools", .serialized, .enabled(if: Lab.isRoot, "network namespaces need root"))
+@Suite("Real tools", .serialized, .requiresRoot, .slow)
 struct RealTools {}
 
 extension RealTools {

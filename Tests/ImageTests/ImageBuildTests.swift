@@ -1,17 +1,12 @@
 import EdgeImage
 import Foundation
 import Testing
+import TestSupport
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let repositoryRoot = Products.packageRoot.path
 
-/// The executables next to the test bundle (like Tests/CLITests/ToolRunner.swift).
-let binaryDirectory: String = {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit").path) {
-        dir = dir.deletingLastPathComponent()
-    }
-    return dir.path
-}()
+/// The executables next to the test bundle (TestSupport's one locator).
+let binaryDirectory = Products.binDirectory.path
 
 /// The image tests share one Debian base cache across runs (it is keyed by content, so sharing is
 /// safe): the first run builds it with mmdebstrap, later runs stamp in seconds.
@@ -20,9 +15,8 @@ let imageCache = ProcessInfo.processInfo.environment["EDGEKIT_TEST_CACHE"] ?? "/
 /// The agent that goes into the image must run on the appliance: build.sh builds it in release mode
 /// with the static Swift stdlib and names it here.
 func staticAgent() throws -> String {
-    guard let path = ProcessInfo.processInfo.environment["EDGEKIT_AGENT_BINARY"], FileManager.default.isExecutableFile(atPath: path) else {
-        Issue.record("EDGEKIT_AGENT_BINARY must name the static edgekit-agent; run the suite with ./build.sh test")
-        throw CocoaError(.fileNoSuchFile)
+    guard let path = Products.applianceAgent else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSLocalizedDescriptionKey: "EDGEKIT_AGENT_BINARY is not set"])
     }
     return path
 }
@@ -80,7 +74,8 @@ final class SharedImage: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct ImageBuildTests {
+@Suite(.serialized, .requiresApplianceAgent, .requiresTool("mmdebstrap", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk"), .slow)
+struct ImageBuildTests {
     @Test func siteImageIsAcceptedByTheStandardTools() throws {
         let dir = try SharedImage.shared.build()
         let out = dir + "/out"
@@ -259,7 +254,7 @@ final class SharedImage: @unchecked Sendable {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: out))?.isEmpty ?? true, "nothing written")
     }
 
-    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    @Test(.requiresRoot)
     func aFullDiskFailsCleanly() throws {
         let dir = try SharedImage.shared.build()
         let small = dir + "/small"
@@ -329,10 +324,10 @@ final class RecordedEvents: @unchecked Sendable {
     var all: [BuildProgress.Event] { lock.lock(); defer { lock.unlock() }; return events }
 }
 
-@Suite struct BaseFailureTests {
+@Suite(.slow) struct BaseFailureTests {
     /// mmdebstrap failing (here: a mirror nobody answers on) is one error naming mmdebstrap's own
     /// error line and its log, and leaves no base (complete or partial) in the cache.
-    @Test(.enabled(if: getuid() == 0, "mmdebstrap's root mode needs root"))
+    @Test(.requiresRoot(andTools: "mmdebstrap"))
     func aFailingMmdebstrapLeavesNoBaseAndNamesItsLog() throws {
         try withScratch { dir in
             var recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)

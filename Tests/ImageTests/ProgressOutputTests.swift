@@ -1,6 +1,7 @@
 @testable import EdgeImage
 import Foundation
 import Testing
+import TestSupport
 
 /// A cache holding only the shared test cache's current Debian base (hard links: nothing is
 /// copied, and nothing of the base is ever written), so a build into it makes the system level
@@ -26,7 +27,7 @@ func shellWord(_ text: String) -> String {
 
 @Suite(.serialized) struct ProgressOutputTests {
     /// Not a terminal (CI logs, pipes): exactly one line per step, and not one control character.
-    @Test func withoutATerminalEveryStepIsOnePlainLine() throws {
+    @Test(.requiresApplianceAgent, .slow) func withoutATerminalEveryStepIsOnePlainLine() throws {
         let dir = try SharedImage.shared.build()
         let cache = try scratchCacheWithBase(in: dir, name: "cache-plain")
         defer { try? FileManager.default.removeItem(atPath: cache) }
@@ -60,7 +61,7 @@ func shellWord(_ text: String) -> String {
 
     /// On a terminal (a pseudo-terminal from util-linux `script`): long steps are a bar redrawn in
     /// place with `\r`, with percent and bytes, and every step still ends in its summary line.
-    @Test func onATerminalLongStepsAreABarRedrawnInPlace() throws {
+    @Test(.requiresApplianceAgent, .slow) func onATerminalLongStepsAreABarRedrawnInPlace() throws {
         let dir = try SharedImage.shared.build()
         let cache = try scratchCacheWithBase(in: dir, name: "cache-tty")
         defer { try? FileManager.default.removeItem(atPath: cache) }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -10,19 +11,12 @@ import Glibc
 /// functional check failed. Two tests read that one run: the namespace scenarios, and site B's image
 /// in qemu, each skipped with its reason (a trait, so the runner reports it skipped, not passed) when
 /// this machine cannot run it. A few minutes.
-@Suite(.serialized) struct LabTests {
+@Suite(.serialized, .slow) struct LabTests {
     static let packageRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Where `swift build` put the executables: next to the test bundle that runs us.
-    static let binDirectory: URL = {
-        if let dir = ProcessInfo.processInfo.environment["EDGEKIT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit-agent").path) {
-            dir = dir.deletingLastPathComponent()
-        }
-        return dir
-    }()
+    /// Where `swift build` put the executables (TestSupport's one locator).
+    static let binDirectory = Products.binDirectory
 
     /// Every tool lab.sh checks for before it starts (its `for tool in …` line), plus those it uses
     /// without checking that are not in every base system.

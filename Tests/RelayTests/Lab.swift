@@ -6,24 +6,15 @@ import Foundation
 import Logging
 import Registration
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Where `swift build` put the executables: next to the test bundle that runs us.
-let binDirectory: URL = {
-    if let dir = ProcessInfo.processInfo.environment["EDGEKIT_BIN_DIR"] { return URL(fileURLWithPath: dir) }
-    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var dir = runner.deletingLastPathComponent()
-    while dir.path != "/" && !FileManager.default.fileExists(atPath: dir.appendingPathComponent("edgekit-relay").path) {
-        dir = dir.deletingLastPathComponent()
-    }
-    return dir
-}()
-
-let packageRoot = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+/// Where `swift build` put the executables (TestSupport's one locator).
+let binDirectory = Products.binDirectory
+let packageRoot = Products.packageRoot
 
 @_silgen_name("setns") func c_setns(_ fd: Int32, _ nstype: Int32) -> Int32
 let CLONE_NEWNET_FLAG: Int32 = 0x4000_0000

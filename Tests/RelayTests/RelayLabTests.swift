@@ -4,13 +4,14 @@ import EdgeRelay
 import Foundation
 import Registration
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The real `edgekit-relay serve` with wireguard-go in a network namespace; routers in another.
-@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"))
+@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"), .slow)
 struct RelayLabTests {
     /// Runs `body` with a fresh lab and a running relay; always tears the lab down.
     func withLab(perSourcePerSecond: Double = 100_000, endpointSaveMilliseconds: Int = 10_000, _ body: (Lab) throws -> Void) throws {

@@ -26,7 +26,6 @@ final class Lab {
     private(set) var namespaces: [String] = []
     private var processes: [Process] = []
 
-    static var isRoot: Bool { geteuid() == 0 }
 
     init() throws {
         directory = FileManager.default.temporaryDirectory
