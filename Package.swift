@@ -29,8 +29,10 @@ let package = Package(
             "EdgeModel",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
+        .target(name: "CEdgeSystem"),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
-        .target(name: "EdgeSystem"),
+        .target(name: "EdgeSystem", dependencies: ["CEdgeSystem"]),
         // Profile sticks: FAT images built with mkfs.vfat + mtools, read back without mounting.
         .target(name: "EdgeStick", dependencies: ["EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
@@ -39,8 +41,7 @@ let package = Package(
         .target(name: "Registration", dependencies: [
             "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
         ]),
-        // libarchive and libzstd through pkg-config, plus syscall shims (copy_file_range, FICLONE, a pty);
-        // only EdgeImage uses it: Archive.swift for libarchive, the shims from DiskLayout and Mmdebstrap.
+        // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
