@@ -33,8 +33,8 @@ let package = Package(
         .target(name: "CEdgeSystem"),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
         .target(name: "EdgeSystem", dependencies: ["CEdgeSystem"]),
-        // Profile sticks: FAT images built with mkfs.vfat + mtools, read back without mounting.
-        .target(name: "EdgeStick", dependencies: ["EdgeCrypto", "EdgeSystem"]),
+        // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
+        .target(name: "EdgeStick", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
@@ -98,6 +98,7 @@ let package = Package(
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
         .testTarget(name: "ImageTests", dependencies: ["EdgeImage"]),
+        .testTarget(name: "EdgeStickTests", dependencies: ["EdgeStick", "EdgeSystem"]),
         .testTarget(name: "CLITests", dependencies: ["EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: ["Registration", "EdgeCrypto", "EdgeModel"]),
         .testTarget(name: "RelayTests", dependencies: [
