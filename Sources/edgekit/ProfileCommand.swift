@@ -3,6 +3,7 @@ import CLISupport
 import EdgeCrypto
 import EdgeModel
 import EdgeStick
+import EdgeSystem
 import Foundation
 
 struct ProfileCommand: AsyncParsableCommand {
@@ -71,11 +72,11 @@ struct ProfileCommand: AsyncParsableCommand {
                 } catch .sealedToAnotherIdentity where sites.count > 1 {
                     continue
                 } catch {
-                    throw CommandError("\(file): \(error)")
+                    throw CommandError("\(Printable.escaped(file)): \(error)")
                 }
             }
             guard let document else {
-                throw CommandError("\(file): profile is sealed to none of plan \(plan.name)'s site identities")
+                throw CommandError("\(Printable.escaped(file)): profile is sealed to none of plan \(plan.name)'s site identities")
             }
             let shown = document.redacted()
             switch format {

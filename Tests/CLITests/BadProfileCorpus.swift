@@ -3,7 +3,7 @@ import EdgeModel
 import Foundation
 import Testing
 
-/// The fail-closed corpus: 35 bad profiles and sticks, each with the exact line `edgekit profile
+/// The fail-closed corpus: 36 bad profiles and sticks, each with the exact line `edgekit profile
 /// inspect` prints. Shared by CLITests and AgentTests (a symlink there), so the device agent is held
 /// to the same inputs. Needs `packageRoot` and `runSystem` from the including target.
 enum BadProfileCorpus {
@@ -55,7 +55,7 @@ enum BadProfileCorpus {
         "folder with two profiles", "unformatted stick image", "missing file",
         "300 KB of garbage", "ext4 stick with a 1 GiB sparse profile", "FAT stick with a 300 KB profile",
         "ext4 stick whose profile.age is a symbolic link", "FAT stick with a looping cluster chain",
-        "blkid killed while probing", "folder with control characters in a profile's name",
+        "blkid killed while probing", "folder with control characters in a profile's name", "a FIFO given as the profile",
     ]
 
     /// Extra environment the case's run needs (a PATH whose blkid is killed as it starts).
@@ -234,6 +234,11 @@ enum BadProfileCorpus {
             try goodSealed.write(to: folder.appendingPathComponent("profile.age"))
             try goodSealed.write(to: folder.appendingPathComponent("evil\u{1b}[2J\n.age"))
             return (folder.path, [], "stick \(folder.path) holds 2 profiles (evil\\u{1b}[2J\\n.age, profile.age); keep exactly one profile.age")
+        case "a FIFO given as the profile":
+            // Never opened for a blocking read: with no writer, that would wait forever.
+            let fifo = dir.appendingPathComponent("profile.fifo").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            return (fifo, [], "\(fifo) is a FIFO: give a profile.age, a stick image or device, or a mounted stick's folder")
         case "missing file":
             let path = dir.appendingPathComponent("nothing-here.age").path
             return (path, [], "\(path) does not exist")
