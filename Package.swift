@@ -29,18 +29,19 @@ let package = Package(
             "EdgeModel",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
+        .target(name: "CEdgeSystem"),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
-        .target(name: "EdgeSystem"),
-        // Profile sticks: FAT images built with mkfs.vfat + mtools, read back without mounting.
-        .target(name: "EdgeStick", dependencies: ["EdgeCrypto", "EdgeSystem"]),
+        .target(name: "EdgeSystem", dependencies: ["CEdgeSystem"]),
+        // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
+        .target(name: "EdgeStick", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
             "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
         ]),
-        // libarchive and libzstd through pkg-config, plus syscall shims (copy_file_range, FICLONE, a pty);
-        // only EdgeImage uses it: Archive.swift for libarchive, the shims from DiskLayout and Mmdebstrap.
+        // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
@@ -100,6 +101,7 @@ let package = Package(
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
         .testTarget(name: "ImageTests", dependencies: ["TestSupport", "EdgeImage"]),
+        .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeStick", "EdgeSystem"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: ["TestSupport", "Registration", "EdgeCrypto", "EdgeModel"]),
         .testTarget(name: "RelayTests", dependencies: ["TestSupport",

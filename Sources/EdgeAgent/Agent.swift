@@ -116,17 +116,13 @@ public struct Agent {
     public func readProfile(stick given: String?) throws -> (document: ProfileDocument, stick: String) {
         let (stamp, identity, operatorKey) = try loadImageKeys()
         guard let stick = given ?? Agent.locateStick() else { throw AgentError.noStick(keeping: store.current?.number) }
-        let sealed: Data
+        let read: (sealed: Data, source: String)
         do {
-            sealed = try ProfileStick.readProfile(at: stick)
-        } catch let error as StickError {
-            throw AgentError.stick(error.description)
+            read = try ProfileStick.readProfile(at: stick)
         } catch {
-            throw AgentError.stick("stick \(stick) is unreadable: \(error)")
+            throw AgentError.stick("\(error)")
         }
-        var isDirectory: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: stick, isDirectory: &isDirectory)
-        let input = isDirectory.boolValue ? (stick as NSString).appendingPathComponent(ProfileStick.profileName) : stick
+        let (sealed, input) = read
         let expectation = SealedProfile.Expectation(identity: identity, operatorKey: operatorKey, plan: stamp.plan,
                                                     site: stamp.site, lastSerial: store.lastSerial)
         do {

@@ -1,4 +1,3 @@
-import CArchive
 import Crypto
 import EdgeSystem
 import Foundation
@@ -116,7 +115,7 @@ public enum SparseCopy {
             while inputOffset < hole {
                 if inKernel {
                     // At most 64 MiB per call, so progress moves.
-                    let copied = edgekit_copy_file_range(input, &inputOffset, output, &outputOffset, min(64 << 20, hole - Int(inputOffset)))
+                    let copied = KernelFiles.copyRange(input, &inputOffset, output, &outputOffset, min(64 << 20, hole - Int(inputOffset)))
                     if copied > 0 {
                         done += copied
                         progress?(done)
@@ -159,7 +158,7 @@ public enum SparseCopy {
             if input >= 0 { close(input) }
             if output >= 0 { close(output) }
         }
-        if input >= 0, output >= 0, edgekit_reflink(output, input) == 0 { return }
+        if input >= 0, output >= 0, KernelFiles.reflink(output, from: input) { return }
         try copy(source, into: destination, at: 0)
     }
 }

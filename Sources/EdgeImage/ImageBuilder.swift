@@ -403,34 +403,17 @@ public struct ImageBuilder: Sendable {
 
     /// The EFI system partition: systemd-boot as the removable-media loader, one entry, kernel, initrd.
     func makeESP(_ path: String, base: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), truncate(path, off_t(ImageBuilder.espBytes)) == 0 else {
-            throw ImageError("cannot create \(path)")
-        }
-        try SystemCommand.check("mkfs.vfat", ["--invariant", "-F", "32", "-n", "EFI", "-i", DiskLayout.espVolumeID, path], what: "formatting the ESP")
-        let scratch = path + ".files"
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let esp = try FATImage.format(path, bytes: ImageBuilder.espBytes, bits: 32, label: "EFI", volumeID: DiskLayout.espVolumeID,
+                                      environment: fatToolEnvironment)
         let entry = "title edgekit\nlinux /vmlinuz\ninitrd /initrd.img\noptions \(ImageBuilder.kernelCommandLine)\n"
-        let files: [(String, Data)] = [
-            ("BOOTX64.EFI", try Data(contentsOf: URL(fileURLWithPath: base + "/systemd-bootx64.efi"))),
-            ("loader.conf", Data("default edgekit.conf\ntimeout 0\n".utf8)),
-            ("edgekit.conf", Data(entry.utf8)),
-            ("vmlinuz", try Data(contentsOf: URL(fileURLWithPath: base + "/vmlinuz"))),
-            ("initrd.img", try Data(contentsOf: URL(fileURLWithPath: base + "/initrd.img"))),
-        ]
-        var times = [timespec(tv_sec: recipe.sourceDateEpoch, tv_nsec: 0), timespec(tv_sec: recipe.sourceDateEpoch, tv_nsec: 0)]
-        for (name, data) in files {
-            _ = FileManager.default.createFile(atPath: scratch + "/" + name, contents: data)
-            utimensat(AT_FDCWD, scratch + "/" + name, &times, 0)
-        }
-        try SystemCommand.check("mmd", ["-i", path, "::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"], what: "making ESP folders",
-                                environment: fatToolEnvironment)
-        let copies = [("BOOTX64.EFI", "::/EFI/BOOT/BOOTX64.EFI"), ("loader.conf", "::/loader/loader.conf"),
-                      ("edgekit.conf", "::/loader/entries/edgekit.conf"), ("vmlinuz", "::/vmlinuz"), ("initrd.img", "::/initrd.img")]
-        for (name, target) in copies {
-            try SystemCommand.check("mcopy", ["-m", "-i", path, scratch + "/" + name, target], what: "copying \(name) to the ESP",
-                                    environment: fatToolEnvironment)
-        }
+        try esp.makeFolders(["::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"])
+        try esp.add([
+            ("::/EFI/BOOT/BOOTX64.EFI", try Data(contentsOf: URL(fileURLWithPath: base + "/systemd-bootx64.efi"))),
+            ("::/loader/loader.conf", Data("default edgekit.conf\ntimeout 0\n".utf8)),
+            ("::/loader/entries/edgekit.conf", Data(entry.utf8)),
+            ("::/vmlinuz", try Data(contentsOf: URL(fileURLWithPath: base + "/vmlinuz"))),
+            ("::/initrd.img", try Data(contentsOf: URL(fileURLWithPath: base + "/initrd.img"))),
+        ], modified: Int(recipe.sourceDateEpoch))
     }
 
     // MARK: Level 3: site stamp

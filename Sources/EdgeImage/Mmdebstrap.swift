@@ -1,4 +1,3 @@
-import CArchive
 import EdgeSystem
 import Foundation
 
@@ -27,7 +26,7 @@ enum Mmdebstrap {
         process.standardOutput = FileHandle.nullDevice
         // A pseudo-terminal where there is one, else a pipe (phases without percentages).
         var terminal: Int32 = -1
-        let controller = edgekit_open_pty(&terminal, 100)
+        let controller = KernelFiles.openPseudoterminal(&terminal, columns: 100)
         let pipe = Pipe()
         let reader: FileHandle
         if controller >= 0 {

@@ -265,7 +265,7 @@ struct BuildCommand: AsyncParsableCommand {
             try progress.step("sticks", total: sealings.count, unit: .items) { step in
                 let done = Counter()
                 try forEachConcurrently(sealings) { stick in
-                    try writeStick(stick.sealing, to: output + "/" + stick.name)
+                    try stick.sealing.writeStick(to: output + "/" + stick.name)
                     step.advance(done.add(1), of: sealings.count, detail: stick.name)
                 }
                 return ((), "sticks: \(sealings.count) for \(sites.count) site(s), serial \(serial)")

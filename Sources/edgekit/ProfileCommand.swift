@@ -56,9 +56,9 @@ struct ProfileCommand: AsyncParsableCommand {
             let keys = try options.loadKeys(for: plan)
             let sealed: Data
             do {
-                sealed = try readSealedProfile(file)
-            } catch let error as StickError {
-                throw CommandError(error.description)
+                sealed = try ProfileInput.readSealed(file)
+            } catch {
+                throw CommandError("\(error)")
             }
             let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
             var document: ProfileDocument?
@@ -72,11 +72,11 @@ struct ProfileCommand: AsyncParsableCommand {
                 } catch .sealedToAnotherIdentity where sites.count > 1 {
                     continue
                 } catch {
-                    throw CommandError("\(file): \(error)")
+                    throw CommandError("\(Printable.escaped(file)): \(error)")
                 }
             }
             guard let document else {
-                throw CommandError("\(file): profile is sealed to none of plan \(plan.name)'s site identities")
+                throw CommandError("\(Printable.escaped(file)): profile is sealed to none of plan \(plan.name)'s site identities")
             }
             let shown = document.redacted()
             switch format {
@@ -101,30 +101,6 @@ struct ProfileCommand: AsyncParsableCommand {
     }
 }
 
-/// The bytes of a sealed profile from a plain file, a stick image/device, or a stick folder.
-func readSealedProfile(_ path: String) throws -> Data {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw CommandError("\(path) does not exist")
-    }
-    if isDirectory.boolValue { return try ProfileStick.readProfile(at: path) }
-    guard let handle = FileHandle(forReadingAtPath: path) else { throw CommandError("cannot read \(path)") }
-    defer { try? handle.close() }
-    let head = handle.readData(ofLength: 19)
-    // An age file starts with its version line; anything else may be a stick image.
-    if head.starts(with: Data("age-encryption.org/".utf8)) || head.isEmpty {
-        try handle.seek(toOffset: 0)
-        return handle.readData(ofLength: SealedProfile.maximumSize + 1)
-    }
-    let probe = try SystemCommand.run("blkid", ["-p", "-o", "value", "-s", "TYPE", path])
-    if probe.succeeded, !probe.output.isEmpty { return try ProfileStick.readProfile(at: path) }
-    try handle.seek(toOffset: 0)
-    let data = handle.readData(ofLength: SealedProfile.maximumSize + 1)
-    // Too big for a profile and no filesystem: most likely a blank or damaged stick image.
-    if data.count > SealedProfile.maximumSize { throw StickError.noFilesystem(path) }
-    return data
-}
-
 struct StickCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stick",
@@ -144,7 +120,7 @@ struct StickCommand: AsyncParsableCommand {
 
         func run() async throws {
             let sealing = try target.seal()
-            try writeStick(sealing, to: out)
+            try sealing.writeStick(to: out)
             Output.error("wrote \(out): stick for \(sealing.summary)")
         }
     }
@@ -163,36 +139,4 @@ struct RouterProfileOptions: ParsableArguments {
         let (serial, issuedAt) = try serialOption.resolve()
         return try Sealing(plan: plan, site: site, router: router!, keys: try options.loadKeys(for: plan), serial: serial, issuedAt: issuedAt)
     }
-}
-
-/// One router's `profile.age`, with what a stick needs around it.
-struct Sealing {
-    var plan: Plan
-    var site: Site
-    var router: Router
-    var keys: PlanKeys
-    var serial: UInt64
-    var sealed: Data
-
-    init(plan: Plan, site: Site, router: Router, keys: PlanKeys, serial: UInt64, issuedAt: Date) throws {
-        self.plan = plan
-        self.site = site
-        self.router = router
-        self.keys = keys
-        self.serial = serial
-        sealed = try keys.sealedProfile(plan: plan, site: site, router: router, serial: serial, issuedAt: issuedAt)
-    }
-
-    var summary: String { "plan \(plan.name), site \(site.name), router \(router.slot), serial \(serial)" }
-}
-
-/// Writes the stick image for `sealing` (FAT, label EDGEPROFILE, profile.age + README).
-func writeStick(_ sealing: Sealing, to path: String) throws {
-    // Volume id from the router's public identity: stable across rebuilds, distinct per router.
-    let volumeID = sealing.keys.routerSecret(site: sealing.site, router: sealing.router).wireGuardKey.publicKey.prefix(4)
-        .reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-    try ProfileStick.build(
-        profile: sealing.sealed,
-        readme: ProfileStick.readme(plan: sealing.plan.name, site: sealing.site.name, slot: sealing.router.slot, serial: sealing.serial),
-        output: path, volumeID: volumeID)
 }

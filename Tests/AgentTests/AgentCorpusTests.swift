@@ -22,7 +22,7 @@ import Testing
             var stick = path
             if path.hasSuffix("/profile.age") { stick = (path as NSString).deletingLastPathComponent }
             switch name {
-            case "10 MB of garbage":
+            case "10 MB of garbage", "300 KB of garbage":
                 // Read from a stick, the size cap is the stick reader's (it stops at 256 KiB + 1).
                 expected = "stick \(stick): profile.age is larger than 262144 bytes: not a profile"
             case "missing file":
@@ -31,7 +31,7 @@ import Testing
                 break
             }
             let before = treeHash(root)
-            let result = try scratch.apply(root, stick)
+            let result = try scratch.apply(root, stick, environment: try BadProfileCorpus.environment(name, in: caseDirectory))
             #expect(result.status == 1, "\(name): \(result)")
             #expect(result.stderrLines == [expected], "\(name)")
             #expect(result.stdout.isEmpty, "\(name): \(result)")
@@ -64,7 +64,7 @@ import Testing
                 given = stick + "/stick.img"
                 try BadProfileCorpus.makeStick(given, label: "EDGEPROFILE", files: [:])
                 #expect(try runSystem("mmd", ["-i", given, "::/profile.age"]).status == 0)
-                expected = "stick \(given) holds no profile.age"
+                expected = "stick \(given): profile.age is a directory, not a file; put the sealed profile.age from `edgekit profile seal` there"
             }
             let before = treeHash(root)
             let result = try runBounded(["apply", "--root", root, "--stick", given])
@@ -83,6 +83,48 @@ import Testing
         try #require(ended, "edgekit-agent \(arguments.joined(separator: " ")) still running after 30 s: \(agent.stderr)")
         return ToolResult(status: agent.exitCode ?? -(agent.signal ?? 0), signalled: agent.signal != nil,
                           stdout: agent.stdout, stderr: agent.stderr)
+    }
+
+    /// Issue "Hardening" 1: a stick whose profile.age is huge costs the agent no more memory than one
+    /// just over the cap: refused from its directory entry, and any read is cut at 256 KiB + 1.
+    @Test(arguments: ["ext4, 1 GiB sparse", "FAT, 64 MiB"])
+    func aHugeProfileIsRefusedInBoundedMemory(_ kind: String) throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let caseDirectory = scratch.dir.appendingPathComponent("case")
+            try FileManager.default.createDirectory(at: caseDirectory, withIntermediateDirectories: true)
+            let justOver = try BadProfileCorpus.make("FAT stick with a 300 KB profile", in: caseDirectory).path
+            let huge = scratch.path("huge.img")
+            if kind.hasPrefix("ext4") {
+                try BadProfileCorpus.makeExtStick(huge, in: scratch.dir) { folder in
+                    _ = FileManager.default.createFile(atPath: folder + "/profile.age", contents: nil)
+                    #expect(truncate(folder + "/profile.age", 1 << 30) == 0)
+                }
+            } else {
+                _ = FileManager.default.createFile(atPath: huge, contents: nil)
+                #expect(truncate(huge, 80 << 20) == 0)
+                #expect(try runSystem("mkfs.vfat", ["-n", "EDGEPROFILE", huge]).status == 0)
+                let source = scratch.path("big")
+                _ = FileManager.default.createFile(atPath: source, contents: nil)
+                #expect(truncate(source, 64 << 20) == 0)
+                #expect(try runSystem("mcopy", ["-i", huge, source, "::/profile.age"]).status == 0)
+            }
+            func peak(_ stick: String) throws -> (ToolResult, Int) {
+                let report = scratch.path("rss-\(UUID().uuidString)")
+                let result = try runProgram("/usr/bin/time", ["-f", "%M", "-o", report,
+                                                              binDirectory.appendingPathComponent("edgekit-agent").path,
+                                                              "apply", "--root", root, "--stick", stick])
+                let text = try String(contentsOfFile: report, encoding: .utf8)
+                let kilobytes = try #require(text.split(separator: "\n").last.flatMap { Int($0) }, "time -o: \(text)")
+                return (result, kilobytes)
+            }
+            let (baseline, baselineKB) = try peak(justOver)
+            let (result, hugeKB) = try peak(huge)
+            #expect(baseline.stderrLines == ["stick \(justOver): profile.age is larger than 262144 bytes: not a profile"])
+            #expect(result.status == 1, "\(result)")
+            #expect(result.stderrLines == ["stick \(huge): profile.age is larger than 262144 bytes: not a profile"])
+            #expect(hugeKB <= baselineKB + 16 * 1024, "\(kind): peak RSS \(hugeKB) KB against \(baselineKB) KB for a 300 KB profile")
+        }
     }
 
     @Test func missingImageFilesAreNamed() throws {

@@ -3,7 +3,7 @@ import EdgeModel
 import Foundation
 import Testing
 
-/// The fail-closed corpus: 28 bad profiles and sticks, each with the exact line `edgekit profile
+/// The fail-closed corpus: 36 bad profiles and sticks, each with the exact line `edgekit profile
 /// inspect` prints. Shared by CLITests and AgentTests (a symlink there), so the device agent is held
 /// to the same inputs. Needs `packageRoot` and `runSystem` from the including target.
 enum BadProfileCorpus {
@@ -53,7 +53,21 @@ enum BadProfileCorpus {
         "certificate for another slot", "router secret does not match the certificate", "age version 2 header",
         "stick with the wrong label", "stick with two profiles", "stick without a profile",
         "folder with two profiles", "unformatted stick image", "missing file",
+        "300 KB of garbage", "ext4 stick with a 1 GiB sparse profile", "FAT stick with a 300 KB profile",
+        "ext4 stick whose profile.age is a symbolic link", "FAT stick with a looping cluster chain",
+        "blkid killed while probing", "folder with control characters in a profile's name", "a FIFO given as the profile",
     ]
+
+    /// Extra environment the case's run needs (a PATH whose blkid is killed as it starts).
+    static func environment(_ name: String, in dir: URL) throws -> [String: String] {
+        guard name == "blkid killed while probing" else { return [:] }
+        let tools = dir.appendingPathComponent("tools")
+        try FileManager.default.createDirectory(at: tools, withIntermediateDirectories: true)
+        let blkid = tools.appendingPathComponent("blkid")
+        try Data("#!/bin/sh\nkill -KILL $$\n".utf8).write(to: blkid)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: blkid.path)
+        return ["PATH": tools.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")]
+    }
 
     /// Builds one bad input under `dir`; returns its path, extra flags and the expected line.
     static func make(_ name: String, in dir: URL) throws -> (path: String, flags: [String], expected: String) {
@@ -170,6 +184,61 @@ enum BadProfileCorpus {
             let image = dir.appendingPathComponent("blank.img")
             try Data(count: 1 << 20).write(to: image)
             return (image.path, [], "stick \(image.path) has no filesystem (expected FAT or ext4 labelled EDGEPROFILE)")
+        case "300 KB of garbage":
+            // No age header and no filesystem: a damaged profile, refused for its size (not "no filesystem").
+            return (try write(Data((0..<(300 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) })), [],
+                    "\(p): profile is larger than 262144 bytes, far more than any profile: not a profile")
+        case "ext4 stick with a 1 GiB sparse profile":
+            // Refused from its directory entry: the reader must never take 1 GiB into memory.
+            let image = dir.appendingPathComponent("stick.img").path
+            try makeExtStick(image, in: dir) { folder in
+                let file = folder + "/profile.age"
+                _ = FileManager.default.createFile(atPath: file, contents: nil)
+                #expect(truncate(file, 1 << 30) == 0)
+            }
+            return (image, [], "stick \(image): profile.age is larger than 262144 bytes: not a profile")
+        case "FAT stick with a 300 KB profile":
+            let image = dir.appendingPathComponent("stick.img").path
+            try makeStick(image, label: "EDGEPROFILE", files: ["profile.age": Data(repeating: 0x61, count: 300 * 1024)])
+            return (image, [], "stick \(image): profile.age is larger than 262144 bytes: not a profile")
+        case "ext4 stick whose profile.age is a symbolic link":
+            let image = dir.appendingPathComponent("stick.img").path
+            try makeExtStick(image, in: dir) { folder in
+                try goodSealed.write(to: URL(fileURLWithPath: folder + "/real"))
+                try FileManager.default.createSymbolicLink(atPath: folder + "/profile.age", withDestinationPath: "real")
+            }
+            return (image, [], "stick \(image): profile.age is a symbolic link, not a file; put the sealed profile.age from `edgekit profile seal` there")
+        case "FAT stick with a looping cluster chain":
+            // profile.age starts at cluster 2 (the first file on a fresh FAT12); make cluster 2 point
+            // to itself and its directory entry claim 100000 bytes: mtools stops with two lines.
+            let image = dir.appendingPathComponent("stick.img").path
+            try makeStick(image, label: "EDGEPROFILE", files: ["profile.age": Data(repeating: 0x61, count: 5000)])
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+            let fat = Int(bytes[14]) | Int(bytes[15]) << 8
+            let sector = Int(bytes[11]) | Int(bytes[12]) << 8
+            let entry = fat * sector + 3  // FAT12 entry 2: the low 12 bits at byte 3
+            bytes[entry] = 0x02
+            bytes[entry + 1] = bytes[entry + 1] & 0xF0
+            let name = try #require(bytes.firstRange(of: Data("PROFILE AGE".utf8)))
+            bytes.replaceSubrange((name.lowerBound + 28)..<(name.lowerBound + 32), with: [0xA0, 0x86, 0x01, 0x00])
+            try bytes.write(to: URL(fileURLWithPath: image))
+            return (image, [], "stick \(image) is unreadable: reading profile.age: mtype: loop detected! oldrel=1 newrel=2 abs=2")
+        case "blkid killed while probing":
+            // A probe that failed is not "no filesystem" (environment(_:in:) supplies the blkid).
+            let image = dir.appendingPathComponent("stick.img").path
+            try makeStick(image, label: "EDGEPROFILE", files: ["profile.age": goodSealed])
+            return (image, [], "stick \(image) is unreadable: blkid: killed by signal 9")
+        case "folder with control characters in a profile's name":
+            let folder = dir.appendingPathComponent("mounted")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try goodSealed.write(to: folder.appendingPathComponent("profile.age"))
+            try goodSealed.write(to: folder.appendingPathComponent("evil\u{1b}[2J\n.age"))
+            return (folder.path, [], "stick \(folder.path) holds 2 profiles (evil\\u{1b}[2J\\n.age, profile.age); keep exactly one profile.age")
+        case "a FIFO given as the profile":
+            // Never opened for a blocking read: with no writer, that would wait forever.
+            let fifo = dir.appendingPathComponent("profile.fifo").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            return (fifo, [], "\(fifo) is a FIFO: give a profile.age, a stick image or device, or a mounted stick's folder")
         case "missing file":
             let path = dir.appendingPathComponent("nothing-here.age").path
             return (path, [], "\(path) does not exist")
@@ -188,5 +257,16 @@ enum BadProfileCorpus {
             defer { try? FileManager.default.removeItem(at: source) }
             #expect(try runSystem("mcopy", ["-i", path, source.path, "::/\(name)"]).status == 0)
         }
+    }
+
+    /// An ext4 image labelled EDGEPROFILE made by mkfs.ext4 -d from a folder `fill` populates.
+    static func makeExtStick(_ path: String, in dir: URL, fill: (String) throws -> Void) throws {
+        let folder = dir.appendingPathComponent("ext4-contents").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try fill(folder)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        #expect(truncate(path, 16 << 20) == 0)
+        #expect(try runSystem("mkfs.ext4", ["-q", "-F", "-L", "EDGEPROFILE", "-d", folder, path]).status == 0)
     }
 }

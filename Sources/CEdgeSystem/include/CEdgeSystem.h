@@ -1,0 +1,20 @@
+#ifndef EDGEKIT_CEDGESYSTEM_H
+#define EDGEKIT_CEDGESYSTEM_H
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The syscalls EdgeSystem needs that Swift cannot reach through Glibc's headers as shipped: they
+   are declared only under _GNU_SOURCE/_XOPEN_SOURCE or are macros (FICLONE). Wrapped in Swift by
+   Sources/EdgeSystem/KernelFiles.swift; nothing else calls these. */
+
+/* copy_file_range(2): copy `length` bytes inside the kernel; the offsets advance. */
+ssize_t edgekit_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length);
+
+/* ioctl(FICLONE): share all blocks of `source` with `destination` (reflink) on filesystems that
+   can (btrfs, XFS, bcachefs); -1 elsewhere (ext4). */
+int edgekit_reflink(int destination, int source);
+
+/* A pseudo-terminal sized `columns` wide: returns the controlling side and stores the terminal
+   side in *terminal; -1 when the system has no pseudo-terminals. */
+int edgekit_open_pty(int *terminal, unsigned short columns);
+#endif
