@@ -27,6 +27,7 @@ let package = Package(
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
             "EdgeModel",
+            "EdgeSystem",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
