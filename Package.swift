@@ -27,6 +27,7 @@ let package = Package(
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
             "EdgeModel",
+            "EdgeSystem",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.

@@ -1,3 +1,4 @@
+import EdgeSystem
 import Foundation
 
 /// The folder holding `master.key` (`--secrets DIR`, default `$EDGEKIT_SECRETS`), kept outside the
@@ -41,17 +42,13 @@ public struct SecretsFolder: Sendable {
                 throw SecretsError("cannot create \(path): \(error.localizedDescription)")
             }
         }
-        // O_EXCL: if another process created the file meanwhile, fail rather than overwrite.
-        let fd = open(masterPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw SecretsError("cannot create \(masterPath): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        let bytes = Array(master.fileText.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
-            unlink(masterPath)
-            throw SecretsError("cannot write \(masterPath): \(String(cString: strerror(errno)))")
+        // Never replaces: if another process created the file meanwhile, fail rather than overwrite.
+        do {
+            try AtomicFile.write(Data(master.fileText.utf8), to: masterPath, mode: 0o600, replace: false)
+        } catch AtomicFileError.alreadyExists {
+            throw SecretsError("\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
+        } catch let error as AtomicFileError {
+            throw SecretsError(error.description)
         }
     }
 

@@ -70,68 +70,86 @@ struct PlanChecker {
         return .name(text)
     }
 
+    /// The plan, if every rule holds; otherwise nil, with one diagnostic per broken rule. Each step
+    /// checks what it can even when an earlier one failed, so one pass reports every problem.
     mutating func resolve(_ draft: PlanDraft) -> Plan? {
         let planName = name(draft.name, "plan name")
-        var ula = prefix(draft.ula, "ula")
-        if let located = draft.ula, let value = ula {
-            let ulaSpace = IPv6Prefix("fd00::/8")!
-            if value.length != 48 {
-                error(located.line, "ula must be a /48 (RFC 4193), found /\(value.length)")
-                ula = nil
-            } else if !ulaSpace.contains(value) {
-                error(located.line, "ula \(value) is not inside fd00::/8; generate one with `edgekit plan init` (RFC 4193 section 3.2)")
-                ula = nil
-            }
-        }
-        var tunnel = prefix(draft.tunnel, "tunnel")
-        if let located = draft.tunnel, let value = tunnel {
-            if value.length > 96 {
-                error(located.line, "tunnel \(value) is too small: use a /96 or larger (a /64 is usual)")
-                tunnel = nil
-            } else if let ula, value.overlaps(ula) {
-                error(located.line, "tunnel \(value) overlaps the plan's ula \(ula); tunnel addresses must lie outside the /48")
-                tunnel = nil
-            }
-        }
+        let ula = checkULA(draft.ula)
+        let tunnel = checkTunnel(draft.tunnel, outside: ula)
+        let relay = draft.relay.flatMap { checkRelay($0, tunnel: tunnel) }
+        let defaults = checkDefaults(draft.defaults)
+        let sites = checkSites(draft, ula: ula, tunnel: tunnel, relay: relay)
+        guard diagnostics.isEmpty, let planName, let ula, let tunnel, let relay else { return nil }
+        return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites)
+    }
 
-        // Relay.
-        var relay: Relay?
-        if let draftRelay = draft.relay {
-            var host: String?
-            if let located = draftRelay.host {
-                if PlanChecker.isDNSName(located.value) {
-                    host = located.value
-                } else {
-                    error(located.line, "relay.host \"\(located.value)\" is not a DNS name (lower-case labels separated by dots, e.g. relay.example.net)")
-                }
-            }
-            let wgPort = UInt16(draftRelay.wireguardPort?.value ?? Int(Relay.defaultWireGuardPort))
-            let regPort = UInt16(draftRelay.registrationPort?.value ?? Int(Relay.defaultRegistrationPort))
-            if wgPort == regPort {
-                error(draftRelay.registrationPort?.line ?? draftRelay.line, "relay.registration_port \(regPort) is the same as relay.wireguard_port; they must differ")
-            }
-            var tunnelAddress = tunnel.flatMap(Plan.Addressing.relayTunnelAddress)
-            if let located = draftRelay.tunnelAddress, let address = address(located, "relay.tunnel_address") {
-                tunnelAddress = address
-                if let tunnel, !tunnel.contains(address) {
-                    error(located.line, "relay.tunnel_address \(address) is outside tunnel \(tunnel)")
-                }
-            }
-            if let host, let tunnelAddress, wgPort != regPort {
-                relay = Relay(host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress)
+    // MARK: - The plan's prefixes
+
+    /// `ula`: a /48 inside fd00::/8 (RFC 4193).
+    mutating func checkULA(_ located: Located<String>?) -> IPv6Prefix? {
+        guard let located, let value = prefix(located, "ula") else { return nil }
+        if value.length != 48 {
+            error(located.line, "ula must be a /48 (RFC 4193), found /\(value.length)")
+            return nil
+        }
+        if !IPv6Prefix("fd00::/8")!.contains(value) {
+            error(located.line, "ula \(value) is not inside fd00::/8; generate one with `edgekit plan init` (RFC 4193 section 3.2)")
+            return nil
+        }
+        return value
+    }
+
+    /// `tunnel`: a /96 or larger that does not overlap the ula.
+    mutating func checkTunnel(_ located: Located<String>?, outside ula: IPv6Prefix?) -> IPv6Prefix? {
+        guard let located, let value = prefix(located, "tunnel") else { return nil }
+        if value.length > 96 {
+            error(located.line, "tunnel \(value) is too small: use a /96 or larger (a /64 is usual)")
+            return nil
+        }
+        if let ula, value.overlaps(ula) {
+            error(located.line, "tunnel \(value) overlaps the plan's ula \(ula); tunnel addresses must lie outside the /48")
+            return nil
+        }
+        return value
+    }
+
+    // MARK: - Relay and defaults
+
+    mutating func checkRelay(_ draft: PlanDraft.RelayDraft, tunnel: IPv6Prefix?) -> Relay? {
+        var host: String?
+        if let located = draft.host {
+            if PlanChecker.isDNSName(located.value) {
+                host = located.value
+            } else {
+                error(located.line, "relay.host \"\(located.value)\" is not a DNS name (lower-case labels separated by dots, e.g. relay.example.net)")
             }
         }
+        let wgPort = UInt16(draft.wireguardPort?.value ?? Int(Relay.defaultWireGuardPort))
+        let regPort = UInt16(draft.registrationPort?.value ?? Int(Relay.defaultRegistrationPort))
+        if wgPort == regPort {
+            error(draft.registrationPort?.line ?? draft.line, "relay.registration_port \(regPort) is the same as relay.wireguard_port; they must differ")
+        }
+        var tunnelAddress = tunnel.flatMap(Plan.Addressing.relayTunnelAddress)
+        if let located = draft.tunnelAddress, let address = address(located, "relay.tunnel_address") {
+            tunnelAddress = address
+            if let tunnel, !tunnel.contains(address) {
+                error(located.line, "relay.tunnel_address \(address) is outside tunnel \(tunnel)")
+            }
+        }
+        guard let host, let tunnelAddress, wgPort != regPort else { return nil }
+        return Relay(host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress)
+    }
 
-        // Defaults.
+    mutating func checkDefaults(_ draft: PlanDraft.DefaultsDraft) -> Defaults {
         var defaults = Defaults()
-        if let mtu = draft.defaults.uplinkMTU {
+        if let mtu = draft.uplinkMTU {
             defaults.uplinkMTU = mtu.value
             if defaults.innerMTU < 1280 {
                 error(mtu.line, "defaults.uplink_mtu \(mtu.value) leaves \(defaults.innerMTU) bytes inside two WireGuard layers; IPv6 needs 1280, so use \(1280 + 2 * Defaults.wireGuardOverhead) or more")
             }
         }
-        if let keepalive = draft.defaults.keepalive { defaults.keepalive = keepalive.value }
-        if let interval = draft.defaults.vrrpAdvertInterval {
+        if let keepalive = draft.keepalive { defaults.keepalive = keepalive.value }
+        if let interval = draft.vrrpAdvertInterval {
             // VRRPv3 carries the interval in centiseconds in 12 bits (RFC 5798 section 5.2.7).
             if let seconds = Double(interval.value), seconds.isFinite, (0.01...40.95).contains(seconds),
                 abs(seconds * 100 - (seconds * 100).rounded()) < 1e-6 {
@@ -140,7 +158,7 @@ struct PlanChecker {
                 error(interval.line, "defaults.vrrp_advert_interval \"\(interval.value)\" must be seconds between 0.01 and 40.95 in steps of 0.01 (VRRPv3)")
             }
         }
-        if let ports = draft.defaults.serverPorts {
+        if let ports = draft.serverPorts {
             let parts = ports.value.split(separator: "-", omittingEmptySubsequences: false)
             if parts.count == 2, let low = UInt16(parts[0].trimmingCharacters(in: .whitespaces)),
                 let high = UInt16(parts[1].trimmingCharacters(in: .whitespaces)), low >= 1, low <= high {
@@ -149,138 +167,185 @@ struct PlanChecker {
                 error(ports.line, "defaults.server_wireguard_ports \"\(ports.value)\" must be a port range LOW-HIGH within 1–65535, e.g. 58000-60000")
             }
         }
+        return defaults
+    }
 
-        // Sites.
-        var sites: [Site] = []
+    // MARK: - Sites
+
+    /// What must be unique across the whole plan, with where each value was first seen.
+    struct PlanWideUse {
         var siteNames: [String: Int] = [:]
-        var siteIndexes: [Int: (String, Int)] = [:]
-        var sitePrefixes: [(IPv6Prefix, String, Int)] = []
-        var tunnelAddresses: [IPv6Address: (String, Int)] = [:]
-        if let relay { tunnelAddresses[relay.tunnelAddress] = ("the relay", draft.relay?.tunnelAddress?.line ?? draft.relay?.line ?? 0) }
+        var siteIndexes: [Int: (site: String, line: Int)] = [:]
+        var sitePrefixes: [IPv6Prefix: (site: String, line: Int)] = [:]
+        var tunnelAddresses: [IPv6Address: (owner: String, line: Int)] = [:]
+    }
+
+    mutating func checkSites(_ draft: PlanDraft, ula: IPv6Prefix?, tunnel: IPv6Prefix?, relay: Relay?) -> [Site] {
+        var used = PlanWideUse()
+        if let relay {
+            used.tunnelAddresses[relay.tunnelAddress] = ("the relay", draft.relay?.tunnelAddress?.line ?? draft.relay?.line ?? 0)
+        }
         if draft.sites.isEmpty, draft.sitesLine > 0, !diagnostics.contains(where: { $0.line == draft.sitesLine }) {
             error(draft.sitesLine, "sites is empty; a plan needs at least one site")
         }
-        for siteDraft in draft.sites {
-            let what = siteDraft.what
-            let siteName = name(siteDraft.name, "site name")
-            if let siteName, let located = siteDraft.name {
-                if let first = siteNames[siteName] {
-                    error(located.line, "site name \"\(siteName)\" is already used on line \(first); site names must be unique")
-                } else {
-                    siteNames[siteName] = located.line
-                }
-            }
-            var siteDraft = siteDraft
-            if let index = siteDraft.index {
-                if let (other, line) = siteIndexes[index.value] {
-                    error(index.line, "\(what): index \(index.value) is already used by site \"\(other)\" (line \(line)); each site needs its own /64")
-                    // Addresses derived from a clashing index would only repeat this error.
-                    siteDraft.index = nil
-                } else {
-                    siteIndexes[index.value] = (siteName ?? what, index.line)
-                }
-            }
-            var sitePrefix: IPv6Prefix?
-            if let located = siteDraft.prefix {
-                if let value = prefix(located, "\(what) prefix") {
-                    if value.length != 64 {
-                        error(located.line, "\(what) prefix \(value) must be a /64 (SLAAC needs 64-bit interface ids)")
-                    } else if let ula, !ula.contains(value) {
-                        error(located.line, "\(what) prefix \(value) is not inside the plan's ula \(ula)")
-                    } else {
-                        sitePrefix = value
-                    }
-                }
-            } else if let ula, let index = siteDraft.index {
-                sitePrefix = ula.subnet(UInt64(index.value), length: 64)
-            }
-            if let sitePrefix {
-                let line = siteDraft.prefix?.line ?? siteDraft.index?.line ?? siteDraft.line
-                if let (_, other, otherLine) = sitePrefixes.first(where: { $0.0 == sitePrefix }) {
-                    error(line, "\(what) /64 \(sitePrefix) is already the /64 of \(other) (line \(otherLine))")
-                }
-                sitePrefixes.append((sitePrefix, what, line))
-            }
-            var vip = sitePrefix.flatMap(Plan.Addressing.siteVIP)
-            if let located = siteDraft.vip, let value = address(located, "\(what) vip") {
-                if let sitePrefix, !sitePrefix.contains(value) {
-                    error(located.line, "\(what) vip \(value) is not inside the site /64 \(sitePrefix)")
-                } else {
-                    vip = value
-                }
-            }
-            var linkLocalVIP = Plan.Addressing.defaultLinkLocalVIP
-            if let located = siteDraft.linkLocalVIP, let value = address(located, "\(what) link_local_vip") {
-                if value.isLinkLocal { linkLocalVIP = value } else {
-                    error(located.line, "\(what) link_local_vip \(value) is not link-local (fe80::/10); VRRPv3 needs a link-local first address")
-                }
-            }
+        return draft.sites.compactMap { checkSite($0, ula: ula, tunnel: tunnel, used: &used) }
+    }
 
-            // Routers.
-            var routers: [Router] = []
-            var slots: [Int: Int] = [:]
-            var priorities: [Int: (Int, Int)] = [:]
-            if siteDraft.routers.isEmpty, siteDraft.index != nil {
-                error(siteDraft.line, "\(what) has no routers; add at least one under \"routers\"")
-            }
-            for routerDraft in siteDraft.routers {
-                let rwhat = routerDraft.what
-                if let slot = routerDraft.slot {
-                    if let first = slots[slot.value] {
-                        error(slot.line, "\(what): slot \(slot.value) is used twice (first on line \(first))")
-                    }
-                    slots[slot.value] = slot.line
-                }
-                if let priority = routerDraft.priority, let slot = routerDraft.slot {
-                    if let (otherSlot, _) = priorities[priority.value] {
-                        error(priority.line, "\(rwhat): priority \(priority.value) equals router \(otherSlot)'s; priorities within a site must differ so VRRP has one clear master")
-                    } else {
-                        priorities[priority.value] = (slot.value, priority.line)
-                    }
-                }
-                let uplink = interface(routerDraft.uplink, "\(rwhat) uplink")
-                let lan = interface(routerDraft.lan, "\(rwhat) lan")
-                if uplink != .auto, uplink == lan, let line = routerDraft.lan?.line {
-                    error(line, "\(rwhat): uplink and lan are the same interface \"\(lan)\"")
-                }
-                var tunnelAddress: IPv6Address?
-                if let slot = routerDraft.slot, let index = siteDraft.index, let tunnel {
-                    tunnelAddress = Plan.Addressing.routerTunnelAddress(in: tunnel, siteIndex: index.value, slot: slot.value)
-                }
-                if let located = routerDraft.tunnelAddress, let value = address(located, "\(rwhat) tunnel_address") {
-                    tunnelAddress = value
-                    if let tunnel, !tunnel.contains(value) {
-                        error(located.line, "\(rwhat) tunnel_address \(value) is outside tunnel \(tunnel)")
-                    }
-                }
-                if let tunnelAddress {
-                    let line = routerDraft.tunnelAddress?.line ?? routerDraft.line
-                    if let ula, ula.contains(tunnelAddress) {
-                        error(line, "\(rwhat) tunnel address \(tunnelAddress) is inside the plan's ula \(ula); it must lie outside")
-                    }
-                    if let (other, otherLine) = tunnelAddresses[tunnelAddress] {
-                        error(line, "\(rwhat) tunnel address \(tunnelAddress) is already used by \(other) (line \(otherLine))")
-                    } else {
-                        tunnelAddresses[tunnelAddress] = (rwhat, line)
-                    }
-                }
-                let lanAddress = sitePrefix.flatMap { prefix in routerDraft.slot.flatMap { Plan.Addressing.routerLANAddress(in: prefix, slot: $0.value) } }
-                if let lanAddress, lanAddress == vip, let line = siteDraft.vip?.line {
-                    error(line, "\(what) vip \(lanAddress) is router \(routerDraft.slot!.value)'s own LAN address; pick another (routers use ::<slot+1>)")
-                }
-                if let slot = routerDraft.slot, let priority = routerDraft.priority, let tunnelAddress, let lanAddress {
-                    routers.append(Router(
-                        slot: slot.value, priority: priority.value, generation: routerDraft.generation?.value ?? 1,
-                        uplink: uplink, lan: lan, tunnelAddress: tunnelAddress, lanAddress: lanAddress))
-                }
-            }
-            if let siteName, let index = siteDraft.index, let sitePrefix, let vrrpID = siteDraft.vrrpID, let vip {
-                sites.append(Site(
-                    name: siteName, index: index.value, prefix: sitePrefix, vrrpID: vrrpID.value,
-                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }))
+    mutating func checkSite(_ draft: PlanDraft.SiteDraft, ula: IPv6Prefix?, tunnel: IPv6Prefix?, used: inout PlanWideUse) -> Site? {
+        let what = draft.what
+        let siteName = name(draft.name, "site name")
+        if let siteName, let located = draft.name {
+            if let first = used.siteNames[siteName] {
+                error(located.line, "site name \"\(siteName)\" is already used on line \(first); site names must be unique")
+            } else {
+                used.siteNames[siteName] = located.line
             }
         }
-        guard diagnostics.isEmpty, let planName, let ula, let tunnel, let relay else { return nil }
-        return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites)
+        var draft = draft
+        if let index = draft.index {
+            if let (other, line) = used.siteIndexes[index.value] {
+                error(index.line, "\(what): index \(index.value) is already used by site \"\(other)\" (line \(line)); each site needs its own /64")
+                // Addresses derived from a clashing index would only repeat this error.
+                draft.index = nil
+            } else {
+                used.siteIndexes[index.value] = (siteName ?? what, index.line)
+            }
+        }
+        let sitePrefix = checkSitePrefix(draft, ula: ula, used: &used)
+        let vip = checkVIP(draft, in: sitePrefix)
+        let linkLocalVIP = checkLinkLocalVIP(draft)
+        if draft.routers.isEmpty, draft.index != nil {
+            error(draft.line, "\(what) has no routers; add at least one under \"routers\"")
+        }
+        let routers = checkRouters(of: draft, sitePrefix: sitePrefix, vip: vip, ula: ula, tunnel: tunnel, used: &used)
+        guard let siteName, let index = draft.index, let sitePrefix, let vrrpID = draft.vrrpID, let vip else { return nil }
+        return Site(name: siteName, index: index.value, prefix: sitePrefix, vrrpID: vrrpID.value,
+                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot })
+    }
+
+    /// The site /64: `prefix` if given (a /64 inside the ula), else subnet `index` of the ula; and
+    /// no two sites share one.
+    mutating func checkSitePrefix(_ draft: PlanDraft.SiteDraft, ula: IPv6Prefix?, used: inout PlanWideUse) -> IPv6Prefix? {
+        let what = draft.what
+        var sitePrefix: IPv6Prefix?
+        if let located = draft.prefix {
+            if let value = prefix(located, "\(what) prefix") {
+                if value.length != 64 {
+                    error(located.line, "\(what) prefix \(value) must be a /64 (SLAAC needs 64-bit interface ids)")
+                } else if let ula, !ula.contains(value) {
+                    error(located.line, "\(what) prefix \(value) is not inside the plan's ula \(ula)")
+                } else {
+                    sitePrefix = value
+                }
+            }
+        } else if let ula, let index = draft.index {
+            sitePrefix = ula.subnet(UInt64(index.value), length: 64)
+        }
+        if let sitePrefix {
+            let line = draft.prefix?.line ?? draft.index?.line ?? draft.line
+            if let (other, otherLine) = used.sitePrefixes[sitePrefix] {
+                error(line, "\(what) /64 \(sitePrefix) is already the /64 of \(other) (line \(otherLine))")
+            } else {
+                used.sitePrefixes[sitePrefix] = (what, line)
+            }
+        }
+        return sitePrefix
+    }
+
+    /// The routers' shared LAN address: `vip` if given (inside the site /64), else `<site /64>::1`.
+    mutating func checkVIP(_ draft: PlanDraft.SiteDraft, in sitePrefix: IPv6Prefix?) -> IPv6Address? {
+        var vip = sitePrefix.flatMap(Plan.Addressing.siteVIP)
+        if let located = draft.vip, let value = address(located, "\(draft.what) vip") {
+            if let sitePrefix, !sitePrefix.contains(value) {
+                error(located.line, "\(draft.what) vip \(value) is not inside the site /64 \(sitePrefix)")
+            } else {
+                vip = value
+            }
+        }
+        return vip
+    }
+
+    mutating func checkLinkLocalVIP(_ draft: PlanDraft.SiteDraft) -> IPv6Address {
+        guard let located = draft.linkLocalVIP, let value = address(located, "\(draft.what) link_local_vip") else {
+            return Plan.Addressing.defaultLinkLocalVIP
+        }
+        guard value.isLinkLocal else {
+            error(located.line, "\(draft.what) link_local_vip \(value) is not link-local (fe80::/10); VRRPv3 needs a link-local first address")
+            return Plan.Addressing.defaultLinkLocalVIP
+        }
+        return value
+    }
+
+    // MARK: - Routers
+
+    mutating func checkRouters(of site: PlanDraft.SiteDraft, sitePrefix: IPv6Prefix?, vip: IPv6Address?,
+                               ula: IPv6Prefix?, tunnel: IPv6Prefix?, used: inout PlanWideUse) -> [Router] {
+        var slots: [Int: Int] = [:]
+        var priorities: [Int: Int] = [:]
+        var routers: [Router] = []
+        for draft in site.routers {
+            if let slot = draft.slot {
+                if let first = slots[slot.value] {
+                    error(slot.line, "\(site.what): slot \(slot.value) is used twice (first on line \(first))")
+                }
+                slots[slot.value] = slot.line
+            }
+            if let priority = draft.priority, let slot = draft.slot {
+                if let otherSlot = priorities[priority.value] {
+                    error(priority.line, "\(draft.what): priority \(priority.value) equals router \(otherSlot)'s; priorities within a site must differ so VRRP has one clear master")
+                } else {
+                    priorities[priority.value] = slot.value
+                }
+            }
+            let (uplink, lan) = checkPorts(draft)
+            let tunnelAddress = checkTunnelAddress(draft, site: site, ula: ula, tunnel: tunnel, used: &used)
+            let lanAddress = sitePrefix.flatMap { prefix in draft.slot.flatMap { Plan.Addressing.routerLANAddress(in: prefix, slot: $0.value) } }
+            if let lanAddress, lanAddress == vip, let line = site.vip?.line {
+                error(line, "\(site.what) vip \(lanAddress) is router \(draft.slot!.value)'s own LAN address; pick another (routers use ::<slot+1>)")
+            }
+            if let slot = draft.slot, let priority = draft.priority, let tunnelAddress, let lanAddress {
+                routers.append(Router(
+                    slot: slot.value, priority: priority.value, generation: draft.generation?.value ?? 1,
+                    uplink: uplink, lan: lan, tunnelAddress: tunnelAddress, lanAddress: lanAddress))
+            }
+        }
+        return routers
+    }
+
+    /// How the router finds its uplink and LAN ports; they must not be the same interface.
+    mutating func checkPorts(_ draft: PlanDraft.RouterDraft) -> (uplink: InterfaceMatch, lan: InterfaceMatch) {
+        let uplink = interface(draft.uplink, "\(draft.what) uplink")
+        let lan = interface(draft.lan, "\(draft.what) lan")
+        if uplink != .auto, uplink == lan, let line = draft.lan?.line {
+            error(line, "\(draft.what): uplink and lan are the same interface \"\(lan)\"")
+        }
+        return (uplink, lan)
+    }
+
+    /// The router's tunnel /128: given, or `<tunnel>::1:<index>:<slot>`; inside `tunnel`, outside the
+    /// ula, and used by no other router nor the relay.
+    mutating func checkTunnelAddress(_ draft: PlanDraft.RouterDraft, site: PlanDraft.SiteDraft, ula: IPv6Prefix?,
+                                     tunnel: IPv6Prefix?, used: inout PlanWideUse) -> IPv6Address? {
+        var tunnelAddress: IPv6Address?
+        if let slot = draft.slot, let index = site.index, let tunnel {
+            tunnelAddress = Plan.Addressing.routerTunnelAddress(in: tunnel, siteIndex: index.value, slot: slot.value)
+        }
+        if let located = draft.tunnelAddress, let value = address(located, "\(draft.what) tunnel_address") {
+            tunnelAddress = value
+            if let tunnel, !tunnel.contains(value) {
+                error(located.line, "\(draft.what) tunnel_address \(value) is outside tunnel \(tunnel)")
+            }
+        }
+        guard let tunnelAddress else { return nil }
+        let line = draft.tunnelAddress?.line ?? draft.line
+        if let ula, ula.contains(tunnelAddress) {
+            error(line, "\(draft.what) tunnel address \(tunnelAddress) is inside the plan's ula \(ula); it must lie outside")
+        }
+        if let (other, otherLine) = used.tunnelAddresses[tunnelAddress] {
+            error(line, "\(draft.what) tunnel address \(tunnelAddress) is already used by \(other) (line \(otherLine))")
+        } else {
+            used.tunnelAddresses[tunnelAddress] = (draft.what, line)
+        }
+        return tunnelAddress
     }
 }

@@ -13,8 +13,36 @@ public struct PlanDiagnostic: Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    /// Always one line: control characters that came from the plan (a `"\n"` or `"\0"` inside a
+    /// quoted value, a folder name with a newline) are shown escaped, never echoed raw.
     public var description: String {
-        if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
+        let text = if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
+        return PlanDiagnostic.escapingControlCharacters(text)
+    }
+
+    /// `text` with every control character (Unicode Cc, plus the line and paragraph separators)
+    /// written as a Swift-style escape: `\n`, `\r`, `\t`, `\0`, else `\u{HEX}`.
+    public static func escapingControlCharacters(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            guard needsEscape(scalar) else {
+                result.unicodeScalars.append(scalar)
+                continue
+            }
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case "\0": result += "\\0"
+            default: result += "\\u{\(String(scalar.value, radix: 16))}"
+            }
+        }
+        return result
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}"
     }
 }
 

@@ -59,7 +59,9 @@ struct PlanCommand: AsyncParsableCommand {
                 _ = try PlanLoader.parse(text)
             } catch let error as PlanError {
                 let reasons = error.diagnostics.map(\.message).joined(separator: "; ")
-                throw CommandError("cannot create a plan from --name \"\(name)\" --relay \"\(relay)\": \(reasons)")
+                // Escaped: --name and --relay are echoed, and must not break the line.
+                throw CommandError(PlanDiagnostic.escapingControlCharacters(
+                    "cannot create a plan from --name \"\(name)\" --relay \"\(relay)\": \(reasons)"))
             }
             let path = (directory as NSString).appendingPathComponent(PlanLoader.fileName)
             if FileManager.default.fileExists(atPath: path) {

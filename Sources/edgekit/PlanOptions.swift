@@ -2,6 +2,7 @@ import ArgumentParser
 import CLISupport
 import EdgeCrypto
 import EdgeModel
+import EdgeSystem
 import Foundation
 
 /// `--plan DIR [--secrets S]`, shared by every command that needs the plan's keys.
@@ -53,20 +54,14 @@ struct SerialOption: ParsableArguments {
     }
 }
 
-/// Writes `data` to `path` with `mode`, atomically (temp file + rename), refusing to replace an
-/// existing file unless `replace` is set.
+/// Writes `data` to `path` with `mode` through `AtomicFile` (0600 from the first byte for
+/// secrets), refusing to replace an existing file unless `replace` is set.
 func writeFile(_ data: Data, to path: String, mode: Int, replace: Bool) throws {
-    if !replace, FileManager.default.fileExists(atPath: path) {
+    do {
+        try AtomicFile.write(data, to: path, mode: mode, replace: replace)
+    } catch AtomicFileError.alreadyExists {
         throw CommandError("\(path) already exists; remove it or choose another --out")
-    }
-    let directory = (path as NSString).deletingLastPathComponent
-    let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).partial-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: mode]) else {
-        throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
-    }
-    guard rename(temporary, path) == 0 else {
-        let why = String(cString: strerror(errno))
-        unlink(temporary)
-        throw CommandError("cannot write \(path): \(why)")
+    } catch let error as AtomicFileError {
+        throw CommandError(error.description)
     }
 }

@@ -6,6 +6,20 @@ import Testing
         (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
     }
 
+    /// The strings of an strace line between `open` and `close` marks (quoted paths, `-y` fd paths).
+    static func paths(in line: String, between open: Character, and close: Character) -> [String] {
+        var result: [String] = []
+        var current: String?
+        for character in line {
+            if var text = current {
+                if character == close { result.append(text); current = nil } else { text.append(character); current = text }
+            } else if character == open {
+                current = ""
+            }
+        }
+        return result
+    }
+
     @Test func keysInitCreatesPrivateFilesAndRefusesToOverwrite() throws {
         try withTemporaryDirectory { dir in
             let secrets = dir.appendingPathComponent("secrets").path
@@ -18,6 +32,55 @@ import Testing
             #expect(again.status == 1)
             #expect(again.stderrLines == ["\(secrets)/master.key already exists; refusing to overwrite the plan's master secret (every key derives from it)"])
             #expect(try Data(contentsOf: URL(fileURLWithPath: secrets + "/master.key")) == key)
+        }
+    }
+
+    /// Issue 16 item 3: every file holding a secret is 0600 from the moment it exists, even with
+    /// umask 000. strace records each open(O_CREAT)/chmod/fchmod of the secret files (and their
+    /// temporaries): none may ever grant group or others a bit.
+    @Test func secretFilesAreNeverWiderThan0600EvenWithUmask000() throws {
+        guard let strace = ["/usr/bin/strace", "/bin/strace"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            Issue.record("strace is not installed (apt-get install strace); it observes the file modes at creation")
+            return
+        }
+        try withSecrets { secrets, dir in
+            let d = dir.path
+            let common = ["--plan", examplePlanPath, "--secrets", secrets]
+            let runs: [(args: [String], secret: String)] = [
+                (["keys", "identity", "--site", "site-a", "--out", d + "/site-a.identity"] + common, d + "/site-a.identity"),
+                (["render", "--site", "site-a", "--router", "1", "--out", d + "/r1"] + common, d + "/r1/etc/edgekit/wireguard.key"),
+                (["render", "--relay", "--out", d + "/relay"] + common, d + "/relay/etc/edgekit/relay-wireguard.key"),
+                (["keys", "init", "--plan", examplePlanPath, "--secrets", d + "/fresh"], d + "/fresh/master.key"),
+            ]
+            for (index, run) in runs.enumerated() {
+                let log = d + "/strace-\(index).log"
+                let traced = try runSystem("sh", ["-c", "umask 000 && exec \"$@\"", "sh", strace, "-f", "-y", "-qq", "-o", log,
+                                                  "-e", "trace=open,openat,creat,chmod,fchmod,fchmodat,rename,renameat,renameat2,link,linkat",
+                                                  binDirectory.appendingPathComponent("edgekit").path] + run.args)
+                #expect(traced.status == 0, "\(run.args.joined(separator: " ")): \(traced.stderr)")
+                let calls = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+                // Every name the secret had on its way (temporary files renamed or linked into place).
+                var names: Set<String> = [run.secret]
+                for call in calls.reversed() where call.contains("rename") || call.contains("link") {
+                    let quoted = Self.paths(in: call, between: "\"", and: "\"")
+                    if quoted.count >= 2, names.contains(quoted[quoted.count - 1]) { names.insert(quoted[quoted.count - 2]) }
+                }
+                let creations = calls.filter { call in
+                    (call.contains("O_CREAT") || call.contains("chmod("))
+                        && !Set(Self.paths(in: call, between: "\"", and: "\"") + Self.paths(in: call, between: "<", and: ">")).isDisjoint(with: names)
+                }
+                #expect(!creations.isEmpty, "strace saw no creation of \(run.secret)")
+                for call in creations {
+                    // The mode is the last argument: `…, 0600) = 3` or `fchmod(3</…>, 0600) = 0`.
+                    let mode = call.split(separator: ")").first.flatMap { $0.split(separator: ",").last }
+                        .map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { Int($0, radix: 8) }
+                    #expect(mode.map { $0 & 0o077 == 0 } == true, "\(run.secret) was created or chmodded wider than 0600: \(call)")
+                }
+            }
+            #expect(try mode(d + "/site-a.identity") == 0o600)
+            #expect(try mode(d + "/r1/etc/edgekit/wireguard.key") == 0o600)
+            #expect(try mode(d + "/relay/etc/edgekit/relay-wireguard.key") == 0o600)
+            #expect(try mode(d + "/fresh/master.key") == 0o600)
         }
     }
 

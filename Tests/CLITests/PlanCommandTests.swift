@@ -102,4 +102,34 @@ import Testing
         let json = try runTool("edgekit", ["plan", "show", packageRoot.appendingPathComponent("profiles/example").path, "--format", "json"])
         #expect(json.stdout == (try String(contentsOf: golden.appendingPathComponent("plan-show.json"), encoding: .utf8)))
     }
+
+    /// Issue 16 items 2 and 6 through the CLI: one line, exit 1, at once.
+    @Test func hostilePlansGetOneLineAtOnce() throws {
+        try withTemporaryDirectory { dir in
+            let planDir = dir.path
+            let bomb = packageRoot.appendingPathComponent("Tests/EdgeModelTests/Fixtures/bad-plans/31-alias-as-mapping-key.yaml")
+            try FileManager.default.copyItem(atPath: bomb.path, toPath: planDir + "/plan.yaml")
+            let start = Date()
+            let aliases = try runTool("edgekit", ["plan", "check", planDir])
+            #expect(Date().timeIntervalSince(start) < 5, "plan check of the alias plan must not expand it")
+            #expect(aliases.status == 1)
+            #expect(aliases.stderrLines == ["plan.yaml:1: YAML anchor \"&a0\": anchors and aliases are not allowed in a plan; write each value out"])
+
+            try FileManager.default.removeItem(atPath: planDir + "/plan.yaml")
+            try FileManager.default.createSymbolicLink(atPath: planDir + "/plan.yaml", withDestinationPath: "/dev/zero")
+            let zero = try runTool("edgekit", ["plan", "show", planDir])
+            #expect(zero.status == 1)
+            #expect(zero.stderrLines == ["\(planDir)/plan.yaml: not a file but a character device (a link to /dev/zero); plan.yaml must be a text file"])
+
+            try FileManager.default.removeItem(atPath: planDir + "/plan.yaml")
+            let newline = "name: \"net\\nwork\"\nula: fd00:1:2::/48\ntunnel: fd00:9:9::/64\nrelay:\n  host: relay.example.net\nsites: []\n"
+            try Data(newline.utf8).write(to: URL(fileURLWithPath: planDir + "/plan.yaml"))
+            let escaped = try runTool("edgekit", ["plan", "check", planDir])
+            #expect(escaped.status == 1)
+            #expect(escaped.stderrLines == [
+                "plan.yaml:1: plan name \"net\\nwork\" is not DNS-safe: use 1–63 lower-case letters, digits and inner hyphens",
+                "plan.yaml:6: sites is empty; a plan needs at least one site",
+            ])
+        }
+    }
 }

@@ -95,3 +95,78 @@ func expectGolden(_ actual: String, _ name: String, sourceLocation: SourceLocati
         #expect(seen.count == 1000, "40 random bits should not repeat in 1000 draws")
     }
 }
+
+/// Plans written to hurt: they must be refused in one line each, quickly, whatever the file is.
+@Suite struct HostilePlanTests {
+    /// Issue 16 item 2: nine levels of ten aliases used as a mapping key made the duplicate-key
+    /// check hash ten to the ninth nodes (minutes of CPU for half a kilobyte).
+    @Test func aliasBombIsRefusedBeforeAnyExpansion() throws {
+        let text = try String(contentsOf: fixtures.appendingPathComponent("bad-plans/31-alias-as-mapping-key.yaml"), encoding: .utf8)
+        #expect(text.utf8.count < 600)
+        let clock = ContinuousClock()
+        var lines: [String] = []
+        let elapsed = clock.measure {
+            do { _ = try PlanLoader.parse(text) } catch let error as PlanError {
+                lines = error.diagnostics.map(\.description)
+            } catch { lines = ["\(error)"] }
+        }
+        #expect(lines == ["plan.yaml:1: YAML anchor \"&a0\": anchors and aliases are not allowed in a plan; write each value out"])
+        #expect(elapsed < .milliseconds(100), "refusing the alias plan took \(elapsed)")
+    }
+
+    /// A deeply nested list must not exhaust the stack of the YAML composer.
+    @Test func deepNestingIsRefusedWithoutRecursion() throws {
+        let text = "name: " + String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000) + "\n"
+        #expect(throws: PlanError([PlanDiagnostic(file: "plan.yaml", line: 1, message: "lists and mappings nest more than 16 deep; a plan needs five levels")])) {
+            try PlanLoader.parse(text)
+        }
+    }
+
+    @Test func overLargePlanTextIsRefused() {
+        let text = "name: net\n" + String(repeating: "# padding\n", count: 110_000)
+        #expect(throws: PlanError([PlanDiagnostic(file: "plan.yaml", line: nil, message: "the plan is \(text.utf8.count) bytes, more than the 1048576 (1 MiB) a plan may hold; is this the right file?")])) {
+            try PlanLoader.parse(text)
+        }
+    }
+
+    @Test func controlCharactersAreEscapedInDiagnostics() {
+        let diagnostic = PlanDiagnostic(file: "plan.yaml", line: 3, message: "site name \"a\nb\0c\u{1b}[2J\u{2028}\" is bad")
+        #expect(diagnostic.description == "plan.yaml:3: site name \"a\\nb\\0c\\u{1b}[2J\\u{2028}\" is bad")
+    }
+
+    /// `plan.yaml` that is not a text file is named as what it is, at once (a FIFO is never waited on).
+    @Test func planFileThatIsNotAFileIsNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-hostile-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/plan.yaml"
+        func refusal() -> [String] {
+            do {
+                _ = try PlanLoader.load(directory: dir)
+                return ["accepted"]
+            } catch let error as PlanError {
+                return error.diagnostics.map(\.description)
+            } catch {
+                return ["\(error)"]
+            }
+        }
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: "/dev/zero")
+        #expect(refusal() == ["\(path): not a file but a character device (a link to /dev/zero); plan.yaml must be a text file"])
+        try FileManager.default.removeItem(atPath: path)
+
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: dir + "/gone.yaml")
+        #expect(refusal() == ["\(path): a link to \(dir)/gone.yaml, which does not exist"])
+        try FileManager.default.removeItem(atPath: path)
+
+        #expect(mkfifo(path, 0o600) == 0)
+        #expect(refusal() == ["\(path): not a file but a named pipe (FIFO); plan.yaml must be a text file"])
+        try FileManager.default.removeItem(atPath: path)
+
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        #expect(refusal() == ["\(path): not a file but a folder; plan.yaml must be a text file"])
+        try FileManager.default.removeItem(atPath: path)
+
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(count: (1 << 20) + 1)))
+        #expect(refusal() == ["\(path): the plan is 1048577 bytes, more than the 1048576 (1 MiB) a plan may hold; is this the right file?"])
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+
+/// Writes a whole file so that no one ever sees it half written or with a wider mode than asked:
+/// a temporary file beside the target is created owner-only (whatever the umask), set to `mode`
+/// while still empty, written, fsynced and only then renamed into place (or linked, when an
+/// existing file must not be replaced), and the folder is fsynced so the name survives power loss.
+///
+/// Every writer of a secret (`edgekit render`, `keys identity`, `keys init`, key files of the relay)
+/// goes through here, so "0600 from the first byte" holds in one place.
+public enum AtomicFile {
+    /// Writes `data` to `path` with permission bits `mode`.
+    /// - Parameter replace: when false, an existing `path` is an error and is left untouched.
+    public static func write(_ data: Data, to path: String, mode: Int, replace: Bool) throws {
+        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        if !replace, exists(path) { throw AtomicFileError.alreadyExists(path) }
+        let (fd, temporary) = try createTemporary(in: directory, for: name, path: path)
+        var placed = false
+        defer { if !placed { unlink(temporary) } }
+        do {
+            defer { close(fd) }
+            // Created with owner bits only; now the final mode, before the first byte is written.
+            guard fchmod(fd, mode_t(mode)) == 0 else { throw AtomicFileError.failed(path, "chmod: \(errorText())") }
+            try writeAll(fd, data, path: path)
+            guard fsync(fd) == 0 else { throw AtomicFileError.failed(path, "fsync: \(errorText())") }
+        }
+        if replace {
+            guard rename(temporary, path) == 0 else { throw AtomicFileError.failed(path, errorText()) }
+        } else {
+            // link(2) fails with EEXIST if the name appeared meanwhile: no replacement, ever.
+            guard link(temporary, path) == 0 else {
+                let code = errno
+                throw code == EEXIST ? AtomicFileError.alreadyExists(path) : AtomicFileError.failed(path, errorText(code))
+            }
+            unlink(temporary)
+        }
+        placed = true
+        syncDirectory(directory)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    /// A fresh `.NAME.partial-PID-RANDOM` beside the target, opened O_EXCL and owner-only.
+    static func createTemporary(in directory: String, for name: String, path: String) throws -> (Int32, String) {
+        for _ in 0..<8 {
+            let temporary = directory + "/.\(name).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(0o600))
+            if fd >= 0 { return (fd, temporary) }
+            if errno != EEXIST { throw AtomicFileError.failed(path, errorText()) }
+        }
+        throw AtomicFileError.failed(path, "no free temporary name in \(directory)")
+    }
+
+    static func writeAll(_ fd: Int32, _ data: Data, path: String) throws {
+        try data.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw AtomicFileError.failed(path, errorText())
+                }
+                offset += written
+            }
+        }
+    }
+
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    static func errorText(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
+}
+
+/// Why `AtomicFile.write` did not write; the target is unchanged in every case.
+public enum AtomicFileError: Error, Equatable, CustomStringConvertible {
+    /// The target exists and `replace` was false.
+    case alreadyExists(String)
+    /// The file could not be written: path and the system's reason.
+    case failed(String, String)
+
+    public var description: String {
+        switch self {
+        case .alreadyExists(let path): "\(path) already exists; remove it or choose another path"
+        case .failed(let path, let reason): "cannot write \(path): \(reason)"
+        }
+    }
+}
