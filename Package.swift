@@ -71,7 +71,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit", dependencies: [
             "CLISupport",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeAgent",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [

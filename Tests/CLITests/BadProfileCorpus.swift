@@ -3,7 +3,7 @@ import EdgeModel
 import Foundation
 import Testing
 
-/// The fail-closed corpus: 28 bad profiles and sticks, each with the exact line `edgekit profile
+/// The fail-closed corpus: 32 bad profiles and sticks, each with the exact line `edgekit profile
 /// inspect` prints. Shared by CLITests and AgentTests (a symlink there), so the device agent is held
 /// to the same inputs. Needs `packageRoot` and `runSystem` from the including target.
 enum BadProfileCorpus {
@@ -53,6 +53,8 @@ enum BadProfileCorpus {
         "certificate for another slot", "router secret does not match the certificate", "age version 2 header",
         "stick with the wrong label", "stick with two profiles", "stick without a profile",
         "folder with two profiles", "unformatted stick image", "missing file",
+        // Signed with the operator key, and still refused: the device checks every field as `plan check` does.
+        "uplink that adds a networkd section", "LAN address outside the site /64", "unknown field", "negative serial",
     ]
 
     /// Builds one bad input under `dir`; returns its path, extra flags and the expected line.
@@ -170,6 +172,26 @@ enum BadProfileCorpus {
             let image = dir.appendingPathComponent("blank.img")
             try Data(count: 1 << 20).write(to: image)
             return (image.path, [], "stick \(image.path) has no filesystem (expected FAT or ext4 labelled EDGEPROFILE)")
+        case "uplink that adds a networkd section":
+            var document = good()
+            document.router.uplink = .name("eth0\n[Match]\nName=*")
+            return (try write(sealDocument(document)), [],
+                    "\(p): profile document is malformed: router.uplink \"eth0\\n[Match]\\nName=*\" is neither \"auto\", an interface name (1–15 characters, no '/', ':' or spaces) nor a MAC address")
+        case "LAN address outside the site /64":
+            var document = good()
+            document.router.lanAddress = IPv6Address("::1")!
+            return (try write(sealDocument(document)), [],
+                    "\(p): profile document is malformed: router.lan_address ::1 is not inside the site /64 \(siteA.prefix)")
+        case "unknown field":
+            let body = String(decoding: try DocumentCoding.encode(good()), as: UTF8.self)
+                .replacingOccurrences(of: "\"router\":{", with: "\"router\":{\"comment\":\"x\",")
+            return (try write(seal(Data(body.utf8))), [],
+                    "\(p): profile document is malformed: router.comment is not a field this software knows; refusing rather than ignoring it")
+        case "negative serial":
+            let body = String(decoding: try DocumentCoding.encode(good()), as: UTF8.self)
+                .replacingOccurrences(of: "\"serial\":1000", with: "\"serial\":-1")
+            return (try write(seal(Data(body.utf8))), [],
+                    "\(p): profile document is malformed: serial is -1, not a whole number 0–18446744073709551615")
         case "missing file":
             let path = dir.appendingPathComponent("nothing-here.age").path
             return (path, [], "\(path) does not exist")
