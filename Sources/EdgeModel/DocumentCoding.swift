@@ -61,7 +61,10 @@ public enum DocumentCoding {
         if let object = received as? [String: Any] {
             let known = understood as? [String: Any] ?? [:]
             for key in object.keys.sorted() {
-                let field = path.isEmpty ? key : path + "." + key
+                let plain = key.utf8.count <= FieldRules.quotedLimit
+                    && key.utf8.allSatisfy { $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+                let shown = plain ? key : FieldRules.quoted(key)
+                let field = path.isEmpty ? shown : path + "." + shown
                 guard let inner = known[key] else { return field }
                 if let found = firstUnknownKey(object[key]!, inner, path: field) { return found }
             }

@@ -90,10 +90,14 @@ public enum FieldRules {
     }
 
     /// `text` in double quotes with control characters escaped, so a hostile value (`"eth0\n[Match]"`)
-    /// stays on the one line that reports it.
+    /// stays on the one line that reports it; past `quotedLimit` characters it is cut off with "…".
     public static func quoted(_ text: String) -> String {
         var result = "\""
-        for scalar in text.unicodeScalars {
+        for (count, scalar) in text.unicodeScalars.enumerated() {
+            if count == quotedLimit {
+                result += "…"
+                break
+            }
             switch scalar {
             case "\n": result += "\\n"
             case "\r": result += "\\r"
@@ -111,6 +115,9 @@ public enum FieldRules {
         }
         return result + "\""
     }
+
+    /// How much of a refused value a message shows: enough to recognise it, never a flood.
+    public static let quotedLimit = 64
 }
 
 /// Why one field's value is refused, without the field's name (the caller adds it).

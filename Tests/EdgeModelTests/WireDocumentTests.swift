@@ -96,4 +96,29 @@ import Testing
             #expect(byPlan == byRule, "\(text)")
         }
     }
+
+    /// Hostile sizes and shapes: one short line, no crash, no flood.
+    @Test func hostileSizesStayOneShortLine() throws {
+        let long = String(repeating: "e", count: 100_000)
+        let router = """
+            {"slot":1,"priority":200,"generation":1,"uplink":"\(long)","lan":"auto",
+             "tunnel_address":"fd3b:4f10:a8c6::1:1:1","lan_address":"fd5e:d9e1:7c2a:1::2"}
+            """
+        do {
+            _ = try DocumentCoding.decode(Router.self, from: Data(router.utf8))
+            Issue.record("a 100 000-character uplink was accepted")
+        } catch {
+            #expect(error.field == "uplink" && "\(error)".count < 300, "\(error)")
+        }
+        let stamp = #"{"hostname":"a","plan":"example","site":"site-a",""# + long + "\\n\":1}"
+        do {
+            _ = try DocumentCoding.decode(SiteStamp.self, from: Data(stamp.utf8))
+            Issue.record("an unknown 100 000-character key was accepted")
+        } catch {
+            #expect("\(error)".count < 300 && !"\(error)".contains("\n"), "\(error)")
+        }
+        let deep = #"{"hostname":"a","plan":"example","site":"site-a","x":"# + String(repeating: "[", count: 100_000)
+            + String(repeating: "]", count: 100_000) + "}"
+        #expect(throws: DocumentError.self) { try DocumentCoding.decode(SiteStamp.self, from: Data(deep.utf8)) }
+    }
 }
