@@ -121,4 +121,23 @@ import Testing
             + String(repeating: "]", count: 100_000) + "}"
         #expect(throws: DocumentError.self) { try DocumentCoding.decode(SiteStamp.self, from: Data(deep.utf8)) }
     }
+
+    /// The whole-number ranges a document is held to are the plan's: at each bound and one past it,
+    /// `plan check` and `FieldRules` agree.
+    @Test func numberRangesAreThePlans() throws {
+        let cases: [(String, String, ClosedRange<Int>)] = [
+            ("slot: 1", "slot", FieldRules.slots), ("priority: 200", "priority", FieldRules.priorities),
+            ("vrrp_id: 51", "vrrp_id", FieldRules.vrrpIDs), ("index: 1", "index", FieldRules.siteIndexes),
+        ]
+        for (line, key, range) in cases {
+            for value in [range.lowerBound - 1, range.lowerBound, range.upperBound, range.upperBound + 1] {
+                let yaml = plan(uplink: "auto").replacingOccurrences(of: line, with: "\(key): \(value)")
+                let byPlan = (try? PlanLoader.parse(yaml)) != nil
+                let byRule = (try? FieldRules.integer(value, in: range).get()) != nil
+                #expect(byPlan == byRule, "\(key) \(value): plan check \(byPlan), document rule \(byRule)")
+            }
+        }
+        let generation = plan(uplink: "auto").replacingOccurrences(of: "priority: 200", with: "priority: 200\n        generation: 1000001")
+        #expect((try? PlanLoader.parse(generation)) == nil && (try? FieldRules.integer(1_000_001, in: FieldRules.generations).get()) == nil)
+    }
 }
