@@ -107,23 +107,18 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         certificate = try c.field(.certificate, as: String.self)
     }
 
-    /// The plan's public parameters (no sites, no secrets) and the relay's public key.
+    /// The plan's public parameters (no sites, no secrets) and the relay's public key. On the wire
+    /// the defaults sit flat beside `name`, `ula`, `tunnel` and `relay` (schema 1); their wire form and
+    /// rules are `Defaults`' own (EdgeModel's `ModelCoding`).
     public struct PlanParameters: Codable, Sendable, Equatable {
         public var name: String
         public var ula: IPv6Prefix
         public var tunnel: IPv6Prefix
         public var relay: RelayParameters
-        public var uplinkMTU: Int
-        public var keepalive: Int
-        public var vrrpAdvertIntervalCentiseconds: Int
-        /// On the wire as `LOW-HIGH` text, read with the plan's own port-range rule.
-        public var serverWireguardPorts: ClosedRange<UInt16>
+        public var defaults: Defaults
 
         enum CodingKeys: String, CodingKey {
-            case name, ula, tunnel, relay, keepalive
-            case uplinkMTU = "uplink_mtu"
-            case vrrpAdvertIntervalCentiseconds = "vrrp_advert_interval_cs"
-            case serverWireguardPorts = "server_wireguard_ports"
+            case name, ula, tunnel, relay
         }
 
         public init(plan: Plan, relayPublicKey: String) {
@@ -131,10 +126,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             ula = plan.ula
             tunnel = plan.tunnel
             relay = RelayParameters(relay: plan.relay, publicKey: relayPublicKey)
-            uplinkMTU = plan.defaults.uplinkMTU
-            keepalive = plan.defaults.keepalive
-            vrrpAdvertIntervalCentiseconds = plan.defaults.vrrpAdvertIntervalCentiseconds
-            serverWireguardPorts = plan.defaults.serverWireGuardPorts
+            defaults = plan.defaults
         }
 
         public init(from decoder: any Decoder) throws {
@@ -143,12 +135,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             ula = try c.field(.ula, as: String.self, FieldRules.prefix)
             tunnel = try c.field(.tunnel, as: String.self, FieldRules.prefix)
             relay = try c.field(.relay, as: RelayParameters.self)
-            uplinkMTU = try c.field(.uplinkMTU, as: Int.self, FieldRules.uplinkMTU)
-            keepalive = try c.field(.keepalive, as: Int.self) { FieldRules.integer($0, in: FieldRules.keepalives) }
-            vrrpAdvertIntervalCentiseconds = try c.field(.vrrpAdvertIntervalCentiseconds, as: Int.self) {
-                FieldRules.integer($0, in: FieldRules.vrrpAdvertIntervalCentiseconds)
-            }
-            serverWireguardPorts = try c.field(.serverWireguardPorts, as: String.self, FieldRules.portRange)
+            defaults = try Defaults(from: decoder)
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -157,52 +144,37 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             try c.encode(ula, forKey: .ula)
             try c.encode(tunnel, forKey: .tunnel)
             try c.encode(relay, forKey: .relay)
-            try c.encode(uplinkMTU, forKey: .uplinkMTU)
-            try c.encode(keepalive, forKey: .keepalive)
-            try c.encode(vrrpAdvertIntervalCentiseconds, forKey: .vrrpAdvertIntervalCentiseconds)
-            try c.encode(FieldRules.portRangeText(serverWireguardPorts), forKey: .serverWireguardPorts)
+            try defaults.encode(to: encoder)
         }
 
-        /// The plan's defaults, as the renderers take them.
-        public var defaults: Defaults {
-            Defaults(uplinkMTU: uplinkMTU, keepalive: keepalive,
-                     vrrpAdvertIntervalCentiseconds: vrrpAdvertIntervalCentiseconds,
-                     serverWireGuardPorts: serverWireguardPorts)
-        }
+        /// WireGuard PersistentKeepalive towards the relay, in seconds.
+        public var keepalive: Int { defaults.keepalive }
     }
 
-    /// The plan's relay and its WireGuard public key (base64), which also authenticates its
-    /// registration answers.
+    /// The plan's relay (EdgeModel's `Relay`, flat on the wire) and its WireGuard public key (base64),
+    /// which also authenticates its registration answers.
     public struct RelayParameters: Codable, Sendable, Equatable {
-        public var host: String
-        public var wireguardPort: UInt16
-        public var registrationPort: UInt16
-        public var tunnelAddress: IPv6Address
+        public var relay: Relay
         public var publicKey: String
 
         enum CodingKeys: String, CodingKey {
-            case host
-            case wireguardPort = "wireguard_port"
-            case registrationPort = "registration_port"
-            case tunnelAddress = "tunnel_address"
             case publicKey = "public_key"
         }
 
         public init(relay: Relay, publicKey: String) {
-            host = relay.host
-            wireguardPort = relay.wireguardPort
-            registrationPort = relay.registrationPort
-            tunnelAddress = relay.tunnelAddress
+            self.relay = relay
             self.publicKey = publicKey
         }
 
         public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            host = try c.field(.host, as: String.self, FieldRules.host)
-            wireguardPort = try c.field(.wireguardPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
-            registrationPort = try c.field(.registrationPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
-            tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
-            publicKey = try c.field(.publicKey, as: String.self, Self.wireGuardKey)
+            relay = try Relay(from: decoder)
+            publicKey = try decoder.container(keyedBy: CodingKeys.self).field(.publicKey, as: String.self, Self.wireGuardKey)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try relay.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(publicKey, forKey: .publicKey)
         }
 
         /// A WireGuard public key: 32 bytes in standard base64, as `wg pubkey` prints it.
@@ -211,9 +183,10 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
                 : .failure(FieldProblem("\(FieldRules.quoted(text)) is not a WireGuard public key (32 bytes of base64, as `wg pubkey` prints)"))
         }
 
-        public var relay: Relay {
-            Relay(host: host, wireguardPort: wireguardPort, registrationPort: registrationPort, tunnelAddress: tunnelAddress)
-        }
+        public var host: String { relay.host }
+        public var wireguardPort: UInt16 { relay.wireguardPort }
+        public var registrationPort: UInt16 { relay.registrationPort }
+        public var tunnelAddress: IPv6Address { relay.tunnelAddress }
     }
 
     /// The document for router `router` of `site`, with the public parts of `plan`.

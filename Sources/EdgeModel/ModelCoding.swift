@@ -60,3 +60,59 @@ extension Site: Codable {
         try c.encode(routers, forKey: .routers)
     }
 }
+
+/// The relay as documents carry it (the profile's `plan.relay`, beside the relay's public key).
+extension Relay: Codable {
+    enum CodingKeys: String, CodingKey {
+        case host
+        case wireguardPort = "wireguard_port"
+        case registrationPort = "registration_port"
+        case tunnelAddress = "tunnel_address"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        host = try c.field(.host, as: String.self, FieldRules.host)
+        wireguardPort = try c.field(.wireguardPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
+        registrationPort = try c.field(.registrationPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
+        tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(host, forKey: .host)
+        try c.encode(wireguardPort, forKey: .wireguardPort)
+        try c.encode(registrationPort, forKey: .registrationPort)
+        try c.encode(tunnelAddress, forKey: .tunnelAddress)
+    }
+}
+
+/// The plan's defaults as documents carry them (flat in the profile's `plan`): the VRRP interval in
+/// centiseconds, the servers' ports as `LOW-HIGH` text, read with the plan's own rules.
+extension Defaults: Codable {
+    enum CodingKeys: String, CodingKey {
+        case keepalive
+        case uplinkMTU = "uplink_mtu"
+        case vrrpAdvertIntervalCentiseconds = "vrrp_advert_interval_cs"
+        case serverWireGuardPorts = "server_wireguard_ports"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            uplinkMTU: try c.field(.uplinkMTU, as: Int.self, FieldRules.uplinkMTU),
+            keepalive: try c.field(.keepalive, as: Int.self) { FieldRules.integer($0, in: FieldRules.keepalives) },
+            vrrpAdvertIntervalCentiseconds: try c.field(.vrrpAdvertIntervalCentiseconds, as: Int.self) {
+                FieldRules.integer($0, in: FieldRules.vrrpAdvertIntervalCentiseconds)
+            },
+            serverWireGuardPorts: try c.field(.serverWireGuardPorts, as: String.self, FieldRules.portRange))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(uplinkMTU, forKey: .uplinkMTU)
+        try c.encode(keepalive, forKey: .keepalive)
+        try c.encode(vrrpAdvertIntervalCentiseconds, forKey: .vrrpAdvertIntervalCentiseconds)
+        try c.encode(FieldRules.portRangeText(serverWireGuardPorts), forKey: .serverWireGuardPorts)
+    }
+}
