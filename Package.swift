@@ -73,7 +73,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit", dependencies: [
             "CLISupport",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeAgent",
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
@@ -85,7 +85,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",
-            "EdgeRelay",
+            "EdgeModel", "EdgeRelay",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,3 +1,4 @@
+import EdgeModel
 import Foundation
 
 /// Where the agent reads and writes, all under one root: `/` on the appliance, a scratch folder in
@@ -47,28 +48,17 @@ public struct AgentPaths: Sendable, Equatable {
     public func generation(_ number: Int) -> String { generations + "/\(number)" }
 }
 
-/// The public parameters the image was stamped with (`/etc/edgekit/site.json`), written by the image
-/// builder: `{"plan": "...", "site": "...", "hostname": "..."}`.
-public struct SiteStamp: Codable, Sendable, Equatable {
-    public var plan: String
-    public var site: String
-    public var hostname: String
-
-    public init(plan: String, site: String, hostname: String) {
-        self.plan = plan
-        self.site = site
-        self.hostname = hostname
-    }
-
-    /// Reads and decodes the stamp; a missing or malformed one is an `AgentError.badImageFile`.
+extension SiteStamp {
+    /// Reads and decodes the stamp (`EdgeModel.SiteStamp`); a missing or malformed one is an
+    /// `AgentError.badImageFile`.
     public static func load(from path: String) throws -> SiteStamp {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AgentError.badImageFile(path, "missing or unreadable; the image was not stamped for a site")
         }
         do {
-            return try JSONDecoder().decode(SiteStamp.self, from: data)
+            return try DocumentCoding.decode(SiteStamp.self, from: data)
         } catch {
-            throw AgentError.badImageFile(path, "not a site stamp ({\"plan\", \"site\", \"hostname\"})")
+            throw AgentError.badImageFile(path, "not a site stamp ({\"plan\", \"site\", \"hostname\"}): \(error)")
         }
     }
 }

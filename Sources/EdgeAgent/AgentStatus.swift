@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeModel
 import EdgeRender
 import EdgeSystem
 import Foundation

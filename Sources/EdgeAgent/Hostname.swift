@@ -1,3 +1,4 @@
+import EdgeModel
 import Foundation
 
 /// The hostname from the site stamp (docs/agent.md, "Hostname"). Every site's disk image shares one

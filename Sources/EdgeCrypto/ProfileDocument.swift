@@ -35,6 +35,19 @@ public struct SiteCertificate: Codable, Sendable, Equatable {
         case sitePrefix = "site_prefix"
     }
 
+    /// Every field read with its kind's rule (`FieldRules`); the relay trusts nothing else per site.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schema = try c.field(.schema, as: Int.self)
+        plan = try c.field(.plan, as: String.self, FieldRules.name)
+        site = try c.field(.site, as: String.self, FieldRules.name)
+        slot = try c.field(.slot, as: Int.self) { FieldRules.integer($0, in: FieldRules.slots) }
+        wireguardPublicKey = try c.field(.wireguardPublicKey, as: String.self, ProfileDocument.RelayParameters.wireGuardKey)
+        tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
+        sitePrefix = try c.field(.sitePrefix, as: String.self, FieldRules.prefix)
+        serial = try c.field(.serial, as: UInt64.self)
+    }
+
     /// Signs the certificate as a signify embedded-signature file (`signify -V -e` verifies it).
     public func signed(with key: Signify.SecretKey) throws -> String {
         let body = try DocumentCoding.encode(self)
@@ -55,13 +68,17 @@ public struct SiteCertificate: Codable, Sendable, Equatable {
 /// What a router needs to become itself: the plan's public parameters, its site and slot, a
 /// monotonic serial, the router secret, the relay's endpoint and key, and its site certificate.
 /// Signed by the operator and sealed to the site image identity (docs/keys.md, "Sealed profile").
+///
+/// `site` and `router` are the model's own types in their wire form (EdgeModel's `ModelCoding`);
+/// decoding reads every field with the rule `plan check` uses, and `open` then checks the rules
+/// between fields (`SiteRules`), so a device renders only what `plan check` would have accepted.
 public struct ProfileDocument: Codable, Sendable, Equatable {
     public static let currentSchema = 1
 
     public var schema: Int
     public var plan: PlanParameters
-    public var site: SiteParameters
-    public var router: RouterParameters
+    public var site: Site
+    public var router: Router
     /// Grows with every seal; an agent refuses a profile older than the last one it applied.
     public var serial: UInt64
     /// RFC 3339 UTC time of sealing; informational (devices may have no clock).
@@ -77,134 +94,141 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         case routerSecret = "router_secret"
     }
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schema = try c.field(.schema, as: Int.self)
+        plan = try c.field(.plan, as: PlanParameters.self)
+        // The router this device becomes is read (and named in a refusal) before the site's list.
+        router = try c.field(.router, as: Router.self)
+        site = try c.field(.site, as: Site.self)
+        serial = try c.field(.serial, as: UInt64.self)
+        issuedAt = try c.field(.issuedAt, as: String.self)
+        routerSecret = try c.field(.routerSecret, as: String.self)
+        certificate = try c.field(.certificate, as: String.self)
+    }
+
+    /// The plan's public parameters (no sites, no secrets) and the relay's public key. On the wire
+    /// the defaults sit flat beside `name`, `ula`, `tunnel` and `relay` (schema 1); their wire form and
+    /// rules are `Defaults`' own (EdgeModel's `ModelCoding`).
     public struct PlanParameters: Codable, Sendable, Equatable {
         public var name: String
         public var ula: IPv6Prefix
         public var tunnel: IPv6Prefix
         public var relay: RelayParameters
-        public var uplinkMTU: Int
-        public var keepalive: Int
-        public var vrrpAdvertIntervalCentiseconds: Int
-        public var serverWireguardPorts: String
+        public var defaults: Defaults
 
         enum CodingKeys: String, CodingKey {
-            case name, ula, tunnel, relay, keepalive
-            case uplinkMTU = "uplink_mtu"
-            case vrrpAdvertIntervalCentiseconds = "vrrp_advert_interval_cs"
-            case serverWireguardPorts = "server_wireguard_ports"
+            case name, ula, tunnel, relay
         }
+
+        public init(plan: Plan, relayPublicKey: String) {
+            name = plan.name
+            ula = plan.ula
+            tunnel = plan.tunnel
+            relay = RelayParameters(relay: plan.relay, publicKey: relayPublicKey)
+            defaults = plan.defaults
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.field(.name, as: String.self, FieldRules.name)
+            ula = try c.field(.ula, as: String.self, FieldRules.prefix)
+            tunnel = try c.field(.tunnel, as: String.self, FieldRules.prefix)
+            relay = try c.field(.relay, as: RelayParameters.self)
+            defaults = try Defaults(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(ula, forKey: .ula)
+            try c.encode(tunnel, forKey: .tunnel)
+            try c.encode(relay, forKey: .relay)
+            try defaults.encode(to: encoder)
+        }
+
+        /// WireGuard PersistentKeepalive towards the relay, in seconds.
+        public var keepalive: Int { defaults.keepalive }
     }
 
+    /// The plan's relay (EdgeModel's `Relay`, flat on the wire) and its WireGuard public key (base64),
+    /// which also authenticates its registration answers.
     public struct RelayParameters: Codable, Sendable, Equatable {
-        public var host: String
-        public var wireguardPort: UInt16
-        public var registrationPort: UInt16
-        public var tunnelAddress: IPv6Address
-        /// The relay's WireGuard public key (base64); also authenticates its registration answers.
+        public var relay: Relay
         public var publicKey: String
 
         enum CodingKeys: String, CodingKey {
-            case host
-            case wireguardPort = "wireguard_port"
-            case registrationPort = "registration_port"
-            case tunnelAddress = "tunnel_address"
             case publicKey = "public_key"
         }
-    }
 
-    public struct SiteParameters: Codable, Sendable, Equatable {
-        public var name: String
-        public var index: Int
-        public var prefix: IPv6Prefix
-        public var vrrpID: Int
-        public var vip: IPv6Address
-        public var linkLocalVIP: IPv6Address
-        /// Every router of the site (public parameters only): the VRRP policy depends on the peers'
-        /// priorities, so a router renders the same keepalived.conf as `edgekit render` does.
-        public var routers: [RouterParameters]
-
-        enum CodingKeys: String, CodingKey {
-            case name, index, prefix, vip, routers
-            case vrrpID = "vrrp_id"
-            case linkLocalVIP = "link_local_vip"
+        public init(relay: Relay, publicKey: String) {
+            self.relay = relay
+            self.publicKey = publicKey
         }
-    }
 
-    public struct RouterParameters: Codable, Sendable, Equatable {
-        public var slot: Int
-        public var priority: Int
-        public var generation: Int
-        public var uplink: String
-        public var lan: String
-        public var tunnelAddress: IPv6Address
-        public var lanAddress: IPv6Address
-
-        enum CodingKeys: String, CodingKey {
-            case slot, priority, generation, uplink, lan
-            case tunnelAddress = "tunnel_address"
-            case lanAddress = "lan_address"
+        public init(from decoder: any Decoder) throws {
+            relay = try Relay(from: decoder)
+            publicKey = try decoder.container(keyedBy: CodingKeys.self).field(.publicKey, as: String.self, Self.wireGuardKey)
         }
+
+        public func encode(to encoder: any Encoder) throws {
+            try relay.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(publicKey, forKey: .publicKey)
+        }
+
+        /// A WireGuard public key: 32 bytes in standard base64, as `wg pubkey` prints it.
+        static func wireGuardKey(_ text: String) -> Result<String, FieldProblem> {
+            text.utf8.count == 44 && Data(base64Encoded: text)?.count == 32 ? .success(text)
+                : .failure(FieldProblem("\(FieldRules.quoted(text)) is not a WireGuard public key (32 bytes of base64, as `wg pubkey` prints)"))
+        }
+
+        public var host: String { relay.host }
+        public var wireguardPort: UInt16 { relay.wireguardPort }
+        public var registrationPort: UInt16 { relay.registrationPort }
+        public var tunnelAddress: IPv6Address { relay.tunnelAddress }
     }
 
     /// The document for router `router` of `site`, with the public parts of `plan`.
     public init(plan: Plan, site: Site, router: Router, relayPublicKey: String, serial: UInt64,
                 issuedAt: Date, routerSecret: RouterSecret, certificate: String) {
         schema = ProfileDocument.currentSchema
-        let ports = plan.defaults.serverWireGuardPorts
-        self.plan = PlanParameters(
-            name: plan.name, ula: plan.ula, tunnel: plan.tunnel,
-            relay: RelayParameters(
-                host: plan.relay.host, wireguardPort: plan.relay.wireguardPort,
-                registrationPort: plan.relay.registrationPort, tunnelAddress: plan.relay.tunnelAddress,
-                publicKey: relayPublicKey),
-            uplinkMTU: plan.defaults.uplinkMTU, keepalive: plan.defaults.keepalive,
-            vrrpAdvertIntervalCentiseconds: plan.defaults.vrrpAdvertIntervalCentiseconds,
-            serverWireguardPorts: "\(ports.lowerBound)-\(ports.upperBound)")
-        func parameters(_ router: Router) -> RouterParameters {
-            RouterParameters(
-                slot: router.slot, priority: router.priority, generation: router.generation,
-                uplink: router.uplink.description, lan: router.lan.description,
-                tunnelAddress: router.tunnelAddress, lanAddress: router.lanAddress)
-        }
-        self.site = SiteParameters(
-            name: site.name, index: site.index, prefix: site.prefix, vrrpID: site.vrrpID, vip: site.vip,
-            linkLocalVIP: site.linkLocalVIP, routers: site.routers.map(parameters))
-        self.router = parameters(router)
+        self.plan = PlanParameters(plan: plan, relayPublicKey: relayPublicKey)
+        self.site = site
+        self.router = router
         self.serial = serial
         self.issuedAt = DocumentCoding.timestamp(issuedAt)
         self.routerSecret = routerSecret.bytes.base64EncodedString()
         self.certificate = certificate
     }
 
-    /// The model as the renderers take it: a one-site plan with every router of that site.
+    /// The first rule between fields this document breaks (`SiteRules`, the rules of `plan check`),
+    /// or nil: the router must be one of the site's routers, exactly as listed there.
+    public func problem() -> DocumentError? {
+        if let problem = SiteRules.planProblem(ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay) { return problem }
+        // The router this device becomes first, so its own field is the one named.
+        if let problem = SiteRules.routerProblem(router, field: "router", site: site, ula: plan.ula, tunnel: plan.tunnel) {
+            return problem
+        }
+        if let problem = SiteRules.siteProblem(site, ula: plan.ula, tunnel: plan.tunnel,
+                                               relayTunnelAddress: plan.relay.tunnelAddress) { return problem }
+        guard let listed = site.router(slot: router.slot) else {
+            return DocumentError(field: "router.slot", problem: "\(router.slot) is not one of site.routers")
+        }
+        guard listed == router else {
+            return DocumentError(field: "router", problem: "differs from slot \(router.slot) in site.routers")
+        }
+        return nil
+    }
+
+    /// The model as the renderers take it: a one-site plan with every router of that site. Throws
+    /// the first broken rule (`problem()`), so nothing is rendered from a document `open` would refuse.
     public func model() throws -> (plan: Plan, site: Site, router: Router) {
-        func interface(_ text: String) -> InterfaceMatch {
-            text == "auto" ? .auto : text.split(separator: ":").count == 6 ? .mac(text) : .name(text)
-        }
-        let portParts = plan.serverWireguardPorts.split(separator: "-").compactMap { UInt16($0) }
-        guard portParts.count == 2, portParts[0] <= portParts[1] else {
-            throw ProfileError.malformedDocument("server_wireguard_ports \"\(plan.serverWireguardPorts)\" is not LOW-HIGH")
-        }
-        func model(_ parameters: RouterParameters) -> Router {
-            Router(
-                slot: parameters.slot, priority: parameters.priority, generation: parameters.generation,
-                uplink: interface(parameters.uplink), lan: interface(parameters.lan),
-                tunnelAddress: parameters.tunnelAddress, lanAddress: parameters.lanAddress)
-        }
-        let router = model(self.router)
-        var routers = self.site.routers.map(model)
-        if !routers.contains(where: { $0.slot == router.slot }) { routers.append(router) }
-        let site = Site(
-            name: self.site.name, index: self.site.index, prefix: self.site.prefix, vrrpID: self.site.vrrpID,
-            vip: self.site.vip, linkLocalVIP: self.site.linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot })
-        let plan = Plan(
-            name: plan.name, ula: plan.ula, tunnel: plan.tunnel,
-            relay: Relay(host: plan.relay.host, wireguardPort: plan.relay.wireguardPort,
-                         registrationPort: plan.relay.registrationPort, tunnelAddress: plan.relay.tunnelAddress),
-            defaults: Defaults(uplinkMTU: plan.uplinkMTU, keepalive: plan.keepalive,
-                               vrrpAdvertIntervalCentiseconds: plan.vrrpAdvertIntervalCentiseconds,
-                               serverWireGuardPorts: portParts[0]...portParts[1]),
-            sites: [site])
+        if let problem = problem() { throw ProfileError.malformedDocument(problem.description) }
+        var site = site
+        site.routers.sort { $0.slot < $1.slot }
+        let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay,
+                        defaults: plan.defaults, sites: [site])
         return (plan, site, router)
     }
 
@@ -221,52 +245,5 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         var copy = self
         copy.routerSecret = "(redacted)"
         return copy
-    }
-}
-
-/// Canonical JSON for signed documents: sorted keys, no escaped slashes, so the same document always
-/// produces the same bytes (signatures are checked over the bytes as received, never re-encoded).
-public enum DocumentCoding {
-    public static func encode<T: Encodable>(_ value: T) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var data = try encoder.encode(value)
-        data.append(0x0a)
-        return data
-    }
-
-    public static func pretty<T: Encodable>(_ value: T) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
-        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
-    }
-
-    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        do {
-            return try JSONDecoder().decode(type, from: data)
-        } catch let error as DecodingError {
-            throw ProfileError.malformedDocument(describe(error))
-        } catch {
-            throw ProfileError.malformedDocument("not JSON")
-        }
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ context: DecodingError.Context) -> String {
-            context.codingPath.map(\.stringValue).joined(separator: ".")
-        }
-        switch error {
-        case .keyNotFound(let key, let context): return "missing \(path(context).isEmpty ? "" : path(context) + ".")\(key.stringValue)"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "wrong type at \(path(context))"
-        case .dataCorrupted(let context): return path(context).isEmpty ? "not JSON" : "\(path(context)): \(context.debugDescription)"
-        @unknown default: return "unreadable"
-        }
-    }
-
-    public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
     }
 }

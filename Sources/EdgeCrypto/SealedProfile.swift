@@ -1,4 +1,5 @@
 import Crypto
+import EdgeModel
 import Foundation
 
 /// `profile.age`: a profile document, signed by the operator (signify embedded form), sealed with
@@ -70,23 +71,18 @@ public enum SealedProfile {
         }
 
         // Read the schema alone first: a newer schema may not decode as this one.
-        struct SchemaOnly: Decodable { var schema: Int }
         let schema: Int
         do {
-            schema = try DocumentCoding.decode(SchemaOnly.self, from: body).schema
-        } catch let error as ProfileError {
-            throw error
+            schema = try DocumentCoding.schema(of: body)
         } catch {
-            throw .malformedDocument("\(error)")
+            throw .malformedDocument(error.description)
         }
         guard schema == ProfileDocument.currentSchema else { throw .unknownSchema(schema, what: "profile") }
         let document: ProfileDocument
         do {
             document = try DocumentCoding.decode(ProfileDocument.self, from: body)
-        } catch let error as ProfileError {
-            throw error
         } catch {
-            throw .malformedDocument("\(error)")
+            throw .malformedDocument(error.description)
         }
 
         guard document.plan.name == expected.plan else { throw .anotherPlan(found: document.plan.name, expected: expected.plan) }
@@ -94,6 +90,9 @@ public enum SealedProfile {
         if let last = expected.lastSerial, document.serial < last {
             throw .olderSerial(found: document.serial, last: last)
         }
+        // Signed is not enough: the device holds the document to the rules of `plan check`, in case
+        // the operator key leaked or a builder has a bug (docs/keys.md, "Fail closed").
+        if let problem = document.problem() { throw .malformedDocument(problem.description) }
 
         // The certificate inside must be the operator's and must describe this very router.
         let certificate: SiteCertificate

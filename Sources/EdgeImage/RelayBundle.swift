@@ -13,7 +13,7 @@ public enum RelayBundle {
         guard let relayProgram = FileManager.default.contents(atPath: binary) else {
             throw ImageError("relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
         }
-        var entries = RelayConfig.files(plan: plan).map {
+        var entries = RelayFiles.files(plan: plan).map {
             LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)
         }
         entries.append(LayerEntry(path: String(ConfigPaths.relayWireGuardKey.dropFirst()),

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

@@ -31,8 +31,8 @@ public enum EdgeRouterConfig {
     }
 }
 
-/// Every config file of the relay VPS, as installed.
-public enum RelayConfig {
+/// Every config file of the relay VPS, as installed (relay.json among them: `EdgeModel.RelayConfig`).
+public enum RelayFiles {
     /// The relay's files, sorted by path. Its private key is not among them (`ConfigPaths.relayWireGuardKey`).
     public static func files(plan: Plan) -> [RenderedFile] {
         [
@@ -40,7 +40,7 @@ public enum RelayConfig {
             RenderedFile(path: ConfigPaths.relayTunnelNetwork, contents: RelayNetworkd.tunnelNetwork(plan: plan)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.relay(plan: plan)),
             RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay()),
-            RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayDaemonConfig(plan: plan).encoded()),
+            RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayConfig(plan: plan).encoded()),
             RenderedFile(path: ConfigPaths.relayService, contents: SystemdUnits.relayService()),
         ].sorted { $0.path < $1.path }
     }

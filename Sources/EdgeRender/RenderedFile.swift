@@ -56,7 +56,7 @@ public enum ConfigPaths {
     public static let relayTunnelNetdev = "/etc/systemd/network/30-edgekit-relay.netdev"
     public static let relayTunnelNetwork = "/etc/systemd/network/30-edgekit-relay.network"
     public static let relaySysctl = "/etc/sysctl.d/90-edgekit-relay.conf"
-    /// The relay daemon's own config (`RelayDaemonConfig`, JSON).
+    /// The relay daemon's own config (`EdgeModel.RelayConfig`, JSON).
     public static let relayDaemonConfig = "/etc/edgekit/relay.json"
     public static let relayService = "/etc/systemd/system/edgekit-relay.service"
     public static let relayExecutable = "/usr/local/bin/edgekit-relay"

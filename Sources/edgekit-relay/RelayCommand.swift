@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLISupport
+import EdgeModel
 import EdgeRelay
 import Foundation
 import Logging

@@ -1,6 +1,5 @@
 import ArgumentParser
 import CLISupport
-import EdgeAgent
 import EdgeCrypto
 import EdgeImage
 import EdgeModel

@@ -35,7 +35,7 @@ struct RenderCommand: AsyncParsableCommand {
         var secretPath: String
         var secret: String
         if relay {
-            files = RelayConfig.files(plan: plan)
+            files = RelayFiles.files(plan: plan)
             secretPath = ConfigPaths.relayWireGuardKey
             secret = keys.relayWireGuardKey.privateKeyBase64
             files.append(RenderedFile(path: ConfigPaths.operatorPublicKey, contents: keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")))

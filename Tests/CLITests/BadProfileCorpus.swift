@@ -3,7 +3,7 @@ import EdgeModel
 import Foundation
 import Testing
 
-/// The fail-closed corpus: 36 bad profiles and sticks, each with the exact line `edgekit profile
+/// The fail-closed corpus: 40 bad profiles and sticks, each with the exact line `edgekit profile
 /// inspect` prints. Shared by CLITests and AgentTests (a symlink there), so the device agent is held
 /// to the same inputs. Needs `packageRoot` and `runSystem` from the including target.
 enum BadProfileCorpus {
@@ -56,6 +56,8 @@ enum BadProfileCorpus {
         "300 KB of garbage", "ext4 stick with a 1 GiB sparse profile", "FAT stick with a 300 KB profile",
         "ext4 stick whose profile.age is a symbolic link", "FAT stick with a looping cluster chain",
         "blkid killed while probing", "folder with control characters in a profile's name", "a FIFO given as the profile",
+        // Signed with the operator key, and still refused: the device checks every field as `plan check` does.
+        "uplink that adds a networkd section", "LAN address outside the site /64", "unknown field", "negative serial",
     ]
 
     /// Extra environment the case's run needs (a PATH whose blkid is killed as it starts).
@@ -239,6 +241,26 @@ enum BadProfileCorpus {
             let fifo = dir.appendingPathComponent("profile.fifo").path
             #expect(mkfifo(fifo, 0o600) == 0)
             return (fifo, [], "\(fifo) is a FIFO: give a profile.age, a stick image or device, or a mounted stick's folder")
+        case "uplink that adds a networkd section":
+            var document = good()
+            document.router.uplink = .name("eth0\n[Match]\nName=*")
+            return (try write(sealDocument(document)), [],
+                    "\(p): profile document is malformed: router.uplink \"eth0\\n[Match]\\nName=*\" is neither \"auto\", an interface name (1–15 characters, no '/', ':' or spaces) nor a MAC address")
+        case "LAN address outside the site /64":
+            var document = good()
+            document.router.lanAddress = IPv6Address("::1")!
+            return (try write(sealDocument(document)), [],
+                    "\(p): profile document is malformed: router.lan_address ::1 is not inside the site /64 \(siteA.prefix)")
+        case "unknown field":
+            let body = String(decoding: try DocumentCoding.encode(good()), as: UTF8.self)
+                .replacingOccurrences(of: "\"router\":{", with: "\"router\":{\"comment\":\"x\",")
+            return (try write(seal(Data(body.utf8))), [],
+                    "\(p): profile document is malformed: router.comment is not a field this software knows; refusing rather than ignoring it")
+        case "negative serial":
+            let body = String(decoding: try DocumentCoding.encode(good()), as: UTF8.self)
+                .replacingOccurrences(of: "\"serial\":1000", with: "\"serial\":-1")
+            return (try write(seal(Data(body.utf8))), [],
+                    "\(p): profile document is malformed: serial is -1, not a whole number 0–18446744073709551615")
         case "missing file":
             let path = dir.appendingPathComponent("nothing-here.age").path
             return (path, [], "\(path) does not exist")

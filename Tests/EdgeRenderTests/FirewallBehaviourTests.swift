@@ -92,7 +92,7 @@ extension RealTools {
             let lab = try Lab()
             defer { lab.tearDown() }
             let plan = try Fixtures.examplePlan()
-            let files = RelayConfig.files(plan: plan)
+            let files = RelayFiles.files(plan: plan)
             let wg = InterfaceNames.relayTunnel
             let ports = plan.defaults.serverWireGuardPorts
             let outside = try #require(IPv6Prefix("2001:db8::/32"))
@@ -148,7 +148,7 @@ extension RealTools {
             let lab = try Lab()
             defer { lab.tearDown() }
             let plan = try Fixtures.examplePlan()
-            let files = RelayConfig.files(plan: plan)
+            let files = RelayFiles.files(plan: plan)
             let wg = InterfaceNames.relayTunnel
 
             let (rl, pa, pb) = try Self.relayWithTwoPeers(lab, tunnel: wg)

@@ -29,7 +29,7 @@ struct RenderModelTests {
 
     @Test("the relay gets every file, sorted by path, 0644")
     func relayFileSet() throws {
-        let files = RelayConfig.files(plan: try Fixtures.examplePlan())
+        let files = RelayFiles.files(plan: try Fixtures.examplePlan())
         #expect(files.map(\.path) == [
             "/etc/edgekit/relay.json",
             "/etc/nftables.conf",
@@ -118,9 +118,9 @@ struct RenderModelTests {
     @Test("the relay daemon config round-trips and holds the plan's public parameters")
     func relayDaemonConfig() throws {
         let plan = try Fixtures.examplePlan()
-        let file = try RelayConfig.files(plan: plan).file(ConfigPaths.relayDaemonConfig)
-        let config = try RelayDaemonConfig.decode(file.contents)
-        #expect(config == RelayDaemonConfig(plan: plan))
+        let file = try RelayFiles.files(plan: plan).file(ConfigPaths.relayDaemonConfig)
+        let config = try RelayConfig.decode(file.contents)
+        #expect(config == RelayConfig(plan: plan))
         #expect(config.listenPort == 51821)
         #expect(config.interface == "wg-edgekit")
         #expect(config.operatorPublicKeyFile == "/etc/edgekit/operator.pub")

@@ -92,7 +92,7 @@ extension RealTools {
             _ = try Lab.tool("systemd-analyze", package: "systemd")
             let lab = try Lab()
             defer { lab.tearDown() }
-            let unit = try RelayConfig.files(plan: Fixtures.examplePlan()).file(ConfigPaths.relayService)
+            let unit = try RelayFiles.files(plan: Fixtures.examplePlan()).file(ConfigPaths.relayService)
 
             /// verify inside a scratch root holding systemd's own units, the unit and a stand-in for the
             /// daemon binary (verify checks that ExecStart= is executable).

@@ -24,8 +24,8 @@ import Testing
     @Test func renderedRelayConfigLoadsInTheDaemon() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let plan = try PlanLoader.load(directory: root.appendingPathComponent("profiles/example").path)
-        let file = try #require(EdgeRender.RelayConfig.files(plan: plan).first { $0.path == ConfigPaths.relayDaemonConfig })
-        let config = try withFile(file.contents) { try EdgeRelay.RelayConfig.load(path: $0) }
+        let file = try #require(RelayFiles.files(plan: plan).first { $0.path == ConfigPaths.relayDaemonConfig })
+        let config = try withFile(file.contents) { try RelayConfig.load(path: $0) }
         #expect(config.plan == "example")
         #expect(config.ula == plan.ula && config.tunnelPrefix == plan.tunnel)
         #expect(config.listenPort == plan.relay.registrationPort && config.wireguardPort == plan.relay.wireguardPort)
@@ -34,35 +34,53 @@ import Testing
     }
 
     @Test func configDefaultsAndRoundTrip() throws {
-        let config = try withFile(minimal) { try EdgeRelay.RelayConfig.load(path: $0) }
+        let config = try withFile(minimal) { try RelayConfig.load(path: $0) }
         #expect(config.listenAddress == "::" && config.listenPort == 51821 && config.wireguardPort == nil)
-        #expect(config.rateLimit == EdgeRelay.RelayConfig.RateLimit() && config.batchWindowMilliseconds == 5)
+        #expect(config.rateLimit == RelayConfig.RateLimit() && config.batchWindowMilliseconds == 5)
         let encoded = try JSONEncoder().encode(config)
-        #expect(try JSONDecoder().decode(EdgeRelay.RelayConfig.self, from: encoded) == config)
+        #expect(try JSONDecoder().decode(RelayConfig.self, from: encoded) == config)
     }
 
     @Test func configErrorsNameFileAndKey() throws {
         let typo = minimal.replacingOccurrences(of: "\"plan\"", with: "\"plna\"")
-        #expect(throws: RelayError.self) { try withFile(typo) { try EdgeRelay.RelayConfig.load(path: $0) } }
+        #expect(throws: RelayError.self) { try withFile(typo) { try RelayConfig.load(path: $0) } }
         do {
-            _ = try withFile(typo) { try EdgeRelay.RelayConfig.load(path: $0) }
+            _ = try withFile(typo) { try RelayConfig.load(path: $0) }
         } catch {
             #expect("\(error)".contains("has unknown key \"plna\""))
         }
         let inside = minimal.replacingOccurrences(of: "fd3b:4f10:a8c6::/64", with: "fd5e:d9e1:7c2a:ff::/64")
         do {
-            _ = try withFile(inside) { try EdgeRelay.RelayConfig.load(path: $0) }
+            _ = try withFile(inside) { try RelayConfig.load(path: $0) }
             Issue.record("a tunnel prefix inside the ULA must be refused")
         } catch {
             #expect("\(error)".hasSuffix("tunnel_prefix fd5e:d9e1:7c2a:ff::/64 must lie outside ula fd5e:d9e1:7c2a::/48"))
         }
         let badPrefix = minimal.replacingOccurrences(of: "fd5e:d9e1:7c2a::/48", with: "fd5e:d9e1:7c2a::1/48")
         do {
-            _ = try withFile(badPrefix) { try EdgeRelay.RelayConfig.load(path: $0) }
+            _ = try withFile(badPrefix) { try RelayConfig.load(path: $0) }
             Issue.record("host bits must be refused")
         } catch {
             #expect("\(error)".contains("bad value at \"ula\""))
         }
+    }
+
+    /// relay.json has one schema: what `edgekit render --relay` writes (plan keys only) and what
+    /// the daemon reads (with its tunables) are the same type.
+    @Test func relayConfigWritesTunablesOnlyWhenSet() throws {
+        var config = RelayConfig(interface: "wg0", privateKeyFile: "/k", operatorPublicKeyFile: "/o", plan: "example",
+                                 ula: IPv6Prefix("fd5e:d9e1:7c2a::/48")!, tunnelPrefix: IPv6Prefix("fd3b:4f10:a8c6::/64")!,
+                                 stateDatabase: "/s")
+        let plain = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any]
+        #expect(Set(plain?.keys ?? [:].keys) == ["listen_address", "listen_port", "interface", "private_key_file",
+                                                 "operator_public_key_file", "plan", "ula", "tunnel_prefix", "state_database"])
+        config.batchWindowMilliseconds = 20
+        config.rateLimit.buckets = 64
+        let tuned = try JSONEncoder().encode(config)
+        #expect(try JSONDecoder().decode(RelayConfig.self, from: tuned) == config)
+        #expect(config.problem() == nil)
+        config.plan = "Bad Plan"
+        #expect(config.problem() == #"plan "Bad Plan" is not DNS-safe: use 1–63 lower-case letters, digits and inner hyphens"#)
     }
 
     @Test func rateLimiterBoundsEachSourceAndRefills() {

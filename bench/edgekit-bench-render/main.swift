@@ -23,7 +23,7 @@ func renderAll() -> Int {
             }
         }
     }
-    for file in RelayConfig.files(plan: plan) { bytes += file.contents.utf8.count }
+    for file in RelayFiles.files(plan: plan) { bytes += file.contents.utf8.count }
     return bytes
 }
 

@@ -30,7 +30,7 @@ enum Fixtures {
                                                       relayPublicKey: relayPublicKey)))
             }
         }
-        result.append(("relay", RelayConfig.files(plan: plan)))
+        result.append(("relay", RelayFiles.files(plan: plan)))
         return result
     }
 

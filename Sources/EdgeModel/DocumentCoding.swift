@@ -1,0 +1,180 @@
+import Foundation
+
+/// Canonical JSON for the wire documents (profile, site certificate, site stamp): sorted keys, no
+/// escaped slashes, so the same document always produces the same bytes (signatures are checked over
+/// the bytes as received, never re-encoded). EdgeCrypto signs and seals these bytes.
+///
+/// Decoding is strict: a field this software does not know is refused by name, and every field is
+/// read with its kind's rule (`FieldRules`), so a document either becomes the model or fails with one
+/// line that names the field and the problem.
+public enum DocumentCoding {
+    public static func encode<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(value)
+        data.append(0x0a)
+        return data
+    }
+
+    public static func pretty<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
+
+    /// Decodes `data` as `type`, refusing unknown fields; every failure is a `DocumentError`.
+    public static func decode<T: Codable>(_ type: T.Type, from data: Data) throws(DocumentError) -> T {
+        let value: T
+        do {
+            value = try JSONDecoder().decode(type, from: data)
+        } catch let error as DocumentError {
+            throw error
+        } catch let error as DecodingError {
+            throw describe(error)
+        } catch {
+            throw DocumentError(field: nil, problem: "not JSON")
+        }
+        // Every field the document carries must be one this software reads: what it would write
+        // back is what it understood, so a key present only in the input is unknown.
+        guard let received = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+            let understood = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
+        else { throw DocumentError(field: nil, problem: "not JSON") }
+        if let unknown = firstUnknownKey(received, understood, path: "") {
+            throw DocumentError(field: unknown, problem: "is not a field this software knows; refusing rather than ignoring it")
+        }
+        return value
+    }
+
+    /// Reads only the `schema` number, so a newer schema is named as such before its fields are read.
+    public static func schema(of data: Data) throws(DocumentError) -> Int {
+        struct SchemaOnly: Decodable { var schema: Int }
+        do {
+            return try JSONDecoder().decode(SchemaOnly.self, from: data).schema
+        } catch let error as DecodingError {
+            throw describe(error)
+        } catch {
+            throw DocumentError(field: nil, problem: "not JSON")
+        }
+    }
+
+    static func firstUnknownKey(_ received: Any, _ understood: Any, path: String) -> String? {
+        if let object = received as? [String: Any] {
+            let known = understood as? [String: Any] ?? [:]
+            for key in object.keys.sorted() {
+                let plain = key.utf8.count <= FieldRules.quotedLimit
+                    && key.utf8.allSatisfy { $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+                let shown = plain ? key : FieldRules.quoted(key)
+                let field = path.isEmpty ? shown : path + "." + shown
+                guard let inner = known[key] else { return field }
+                if let found = firstUnknownKey(object[key]!, inner, path: field) { return found }
+            }
+        } else if let array = received as? [Any], let known = understood as? [Any] {
+            for (index, element) in array.enumerated() where index < known.count {
+                if let found = firstUnknownKey(element, known[index], path: "\(path)[\(index)]") { return found }
+            }
+        }
+        return nil
+    }
+
+    /// A field path as the documents spell it: `site.routers[1].lan_address`.
+    public static func fieldPath(_ codingPath: [any CodingKey]) -> String {
+        var path = ""
+        for key in codingPath {
+            if let index = key.intValue, key.stringValue.hasPrefix("Index ") || key.stringValue == "\(index)" {
+                path += "[\(index)]"
+            } else {
+                path += path.isEmpty ? key.stringValue : "." + key.stringValue
+            }
+        }
+        return path
+    }
+
+    static func describe(_ error: DecodingError) -> DocumentError {
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = fieldPath(context.codingPath + [key])
+            return DocumentError(field: nil, problem: "missing \(field)")
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            let field = fieldPath(context.codingPath)
+            return DocumentError(field: field.isEmpty ? nil : field, problem: "has the wrong type (expected \(kind(type)))")
+        case .dataCorrupted(let context):
+            let field = fieldPath(context.codingPath)
+            if field.isEmpty { return DocumentError(field: nil, problem: "not JSON") }
+            return DocumentError(field: field, problem: context.debugDescription)
+        @unknown default:
+            return DocumentError(field: nil, problem: "unreadable")
+        }
+    }
+
+    static func kind(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "text"
+        case is UInt64.Type: "a whole number 0–\(UInt64.max)"
+        case is UInt16.Type: "a whole number 0–65535"
+        case is Int.Type: "a whole number"
+        case is [Any].Type: "a list"
+        default: "\(type)"
+        }
+    }
+
+    public static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+}
+
+/// A wire document that does not decode, or a field that breaks its rule: one line naming the field.
+public struct DocumentError: Error, Equatable, CustomStringConvertible {
+    /// The field's path (`router.uplink`, `site.routers[1].lan_address`), nil for the whole document.
+    public var field: String?
+    public var problem: String
+
+    public init(field: String?, problem: String) {
+        self.field = field
+        self.problem = problem
+    }
+
+    /// One line: control characters a hostile value may carry are shown escaped.
+    public var description: String {
+        let line = field.map { "\($0) \(problem)" } ?? problem
+        guard line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { return line }
+        return String(String.UnicodeScalarView(line.unicodeScalars.flatMap { scalar -> [Unicode.Scalar] in
+            scalar.value < 0x20 || scalar.value == 0x7f ? Array("\\u{\(String(scalar.value, radix: 16))}".unicodeScalars) : [scalar]
+        }))
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// The value at `key`, checked by `rule`; a wrong type or a refused value names the field.
+    public func field<Raw: Decodable, Value>(_ key: Key, as raw: Raw.Type,
+                                      _ rule: (Raw) -> Result<Value, FieldProblem>) throws -> Value {
+        let value: Raw
+        do {
+            value = try decode(Raw.self, forKey: key)
+        } catch DecodingError.keyNotFound(let missing, let context) {
+            throw DocumentError(field: nil, problem: "missing \(DocumentCoding.fieldPath(context.codingPath + [missing]))")
+        } catch let error as DocumentError {
+            throw error
+        } catch {
+            // Foundation's JSONDecoder does not throw a DecodingError for every bad number.
+            let field = DocumentCoding.fieldPath(codingPath + [key])
+            // A number out of the type's range (`"serial": -1`) is named with its value.
+            if Raw.self is any FixedWidthInteger.Type, let number = try? decode(Double.self, forKey: key), number.isFinite {
+                let shown = number == number.rounded() && abs(number) < 1e18 ? String(Int64(number)) : "\(number)"
+                throw DocumentError(field: field, problem: "is \(shown), not \(DocumentCoding.kind(Raw.self))")
+            }
+            throw DocumentError(field: field, problem: "has the wrong type (expected \(DocumentCoding.kind(Raw.self)))")
+        }
+        switch rule(value) {
+        case .success(let checked): return checked
+        case .failure(let problem): throw DocumentError(field: DocumentCoding.fieldPath(codingPath + [key]), problem: problem.message)
+        }
+    }
+
+    /// The value at `key` with no rule beyond its type (addresses and prefixes check their syntax).
+    public func field<Value: Decodable>(_ key: Key, as type: Value.Type) throws -> Value {
+        try field(key, as: type) { .success($0) }
+    }
+}

@@ -1,0 +1,118 @@
+/// The wire form of the model types that documents carry (the profile's `site` and `router`): the
+/// same snake_case keys as plan.yaml, every field read with its kind's rule (`FieldRules`), so a
+/// document cannot carry a value `plan check` would refuse. docs/keys.md lists the fields.
+extension Router: Codable {
+    enum CodingKeys: String, CodingKey {
+        case slot, priority, generation, uplink, lan
+        case tunnelAddress = "tunnel_address"
+        case lanAddress = "lan_address"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        slot = try c.field(.slot, as: Int.self) { FieldRules.integer($0, in: FieldRules.slots) }
+        priority = try c.field(.priority, as: Int.self) { FieldRules.integer($0, in: FieldRules.priorities) }
+        generation = try c.field(.generation, as: Int.self) { FieldRules.integer($0, in: FieldRules.generations) }
+        uplink = try c.field(.uplink, as: String.self, FieldRules.interface)
+        lan = try c.field(.lan, as: String.self, FieldRules.interface)
+        tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
+        lanAddress = try c.field(.lanAddress, as: String.self, FieldRules.address)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(slot, forKey: .slot)
+        try c.encode(priority, forKey: .priority)
+        try c.encode(generation, forKey: .generation)
+        try c.encode(uplink.description, forKey: .uplink)
+        try c.encode(lan.description, forKey: .lan)
+        try c.encode(tunnelAddress, forKey: .tunnelAddress)
+        try c.encode(lanAddress, forKey: .lanAddress)
+    }
+}
+
+extension Site: Codable {
+    enum CodingKeys: String, CodingKey {
+        case name, index, prefix, vip, routers
+        case vrrpID = "vrrp_id"
+        case linkLocalVIP = "link_local_vip"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.field(.name, as: String.self, FieldRules.name)
+        index = try c.field(.index, as: Int.self) { FieldRules.integer($0, in: FieldRules.siteIndexes) }
+        prefix = try c.field(.prefix, as: String.self, FieldRules.prefix)
+        vrrpID = try c.field(.vrrpID, as: Int.self) { FieldRules.integer($0, in: FieldRules.vrrpIDs) }
+        vip = try c.field(.vip, as: String.self, FieldRules.address)
+        linkLocalVIP = try c.field(.linkLocalVIP, as: String.self, FieldRules.address)
+        routers = try c.field(.routers, as: [Router].self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(index, forKey: .index)
+        try c.encode(prefix, forKey: .prefix)
+        try c.encode(vrrpID, forKey: .vrrpID)
+        try c.encode(vip, forKey: .vip)
+        try c.encode(linkLocalVIP, forKey: .linkLocalVIP)
+        try c.encode(routers, forKey: .routers)
+    }
+}
+
+/// The relay as documents carry it (the profile's `plan.relay`, beside the relay's public key).
+extension Relay: Codable {
+    enum CodingKeys: String, CodingKey {
+        case host
+        case wireguardPort = "wireguard_port"
+        case registrationPort = "registration_port"
+        case tunnelAddress = "tunnel_address"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        host = try c.field(.host, as: String.self, FieldRules.host)
+        wireguardPort = try c.field(.wireguardPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
+        registrationPort = try c.field(.registrationPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
+        tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(host, forKey: .host)
+        try c.encode(wireguardPort, forKey: .wireguardPort)
+        try c.encode(registrationPort, forKey: .registrationPort)
+        try c.encode(tunnelAddress, forKey: .tunnelAddress)
+    }
+}
+
+/// The plan's defaults as documents carry them (flat in the profile's `plan`): the VRRP interval in
+/// centiseconds, the servers' ports as `LOW-HIGH` text, read with the plan's own rules.
+extension Defaults: Codable {
+    enum CodingKeys: String, CodingKey {
+        case keepalive
+        case uplinkMTU = "uplink_mtu"
+        case vrrpAdvertIntervalCentiseconds = "vrrp_advert_interval_cs"
+        case serverWireGuardPorts = "server_wireguard_ports"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            uplinkMTU: try c.field(.uplinkMTU, as: Int.self, FieldRules.uplinkMTU),
+            keepalive: try c.field(.keepalive, as: Int.self) { FieldRules.integer($0, in: FieldRules.keepalives) },
+            vrrpAdvertIntervalCentiseconds: try c.field(.vrrpAdvertIntervalCentiseconds, as: Int.self) {
+                FieldRules.integer($0, in: FieldRules.vrrpAdvertIntervalCentiseconds)
+            },
+            serverWireGuardPorts: try c.field(.serverWireGuardPorts, as: String.self, FieldRules.portRange))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(uplinkMTU, forKey: .uplinkMTU)
+        try c.encode(keepalive, forKey: .keepalive)
+        try c.encode(vrrpAdvertIntervalCentiseconds, forKey: .vrrpAdvertIntervalCentiseconds)
+        try c.encode(FieldRules.portRangeText(serverWireGuardPorts), forKey: .serverWireGuardPorts)
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+
+/// `/etc/edgekit/relay.json`: everything the relay daemon needs, and nothing per site (docs/relay.md).
+/// The one schema of the file: `edgekit render --relay` writes it (EdgeRender fills it from the plan),
+/// `edgekit-relay serve --config` reads it (EdgeRelay's `load(path:)`). Keys are snake_case; unknown
+/// keys are refused so a typo does not silently fall back to a default. The tuning keys (rate limits,
+/// timers) are written only when they differ from their defaults, so a rendered file carries the
+/// plan-derived keys alone.
+public struct RelayConfig: Codable, Sendable, Equatable {
+    /// Where the daemon looks by default (`edgekit-relay serve --config`).
+    public static let defaultPath = "/etc/edgekit/relay.json"
+
+    /// Address the registration socket binds to; `::` takes IPv4 and IPv6.
+    public var listenAddress: String
+    /// The plan's `registration_port`.
+    public var listenPort: UInt16
+    /// The relay's WireGuard interface (e.g. `wg0`), created beforehand (systemd-networkd, wg-quick, wireguard-go).
+    public var interface: String
+    /// When set, the relay also sets the interface's WireGuard listen port (the plan's `wireguard_port`).
+    public var wireguardPort: UInt16?
+    /// The relay's WireGuard private key, base64 as `wg genkey` prints it; file mode 0600.
+    public var privateKeyFile: String
+    /// The operator public key in signify form.
+    public var operatorPublicKeyFile: String
+    /// The plan name every certificate must carry.
+    public var plan: String
+    /// The plan's ULA /48: every site prefix must be a /64 inside it.
+    public var ula: IPv6Prefix
+    /// Where router tunnel /128s come from.
+    public var tunnelPrefix: IPv6Prefix
+    /// The SQLite state database (WAL mode; its folder must exist and be writable).
+    public var stateDatabase: String
+    public var rateLimit: RateLimit
+    /// How long accepted registrations are collected before one `wg set` applies them.
+    public var batchWindowMilliseconds: Int
+    /// How long a CHALLENGE cookie stays valid.
+    public var cookieLifetimeSeconds: Double
+    /// How often the daemon looks for new revocations.
+    public var revocationPollMilliseconds: Int
+    /// How often the daemon saves the peers' WireGuard endpoints (restored with the peers).
+    public var endpointSaveMilliseconds: Int
+
+    public struct RateLimit: Codable, Sendable, Equatable {
+        public var perSourcePerSecond: Double
+        public var perSourceBurst: Double
+        public var globalPerSecond: Double
+        /// Number of per-source buckets (fixed memory; sources hash onto them).
+        public var buckets: Int
+
+        public init(perSourcePerSecond: Double = 20, perSourceBurst: Double = 40, globalPerSecond: Double = 5000,
+                    buckets: Int = 4096) {
+            self.perSourcePerSecond = perSourcePerSecond
+            self.perSourceBurst = perSourceBurst
+            self.globalPerSecond = globalPerSecond
+            self.buckets = buckets
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case perSourcePerSecond = "per_source_per_second"
+            case perSourceBurst = "per_source_burst"
+            case globalPerSecond = "global_per_second"
+            case buckets
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = RateLimit()
+            perSourcePerSecond = try c.decodeIfPresent(Double.self, forKey: .perSourcePerSecond) ?? d.perSourcePerSecond
+            perSourceBurst = try c.decodeIfPresent(Double.self, forKey: .perSourceBurst) ?? d.perSourceBurst
+            globalPerSecond = try c.decodeIfPresent(Double.self, forKey: .globalPerSecond) ?? d.globalPerSecond
+            buckets = try c.decodeIfPresent(Int.self, forKey: .buckets) ?? d.buckets
+        }
+    }
+
+    public init(listenAddress: String = "::", listenPort: UInt16 = Relay.defaultRegistrationPort, interface: String,
+                wireguardPort: UInt16? = nil, privateKeyFile: String, operatorPublicKeyFile: String, plan: String,
+                ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
+                batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
+                endpointSaveMilliseconds: Int = 10_000) {
+        self.listenAddress = listenAddress
+        self.listenPort = listenPort
+        self.interface = interface
+        self.wireguardPort = wireguardPort
+        self.privateKeyFile = privateKeyFile
+        self.operatorPublicKeyFile = operatorPublicKeyFile
+        self.plan = plan
+        self.ula = ula
+        self.tunnelPrefix = tunnelPrefix
+        self.stateDatabase = stateDatabase
+        self.rateLimit = rateLimit
+        self.batchWindowMilliseconds = batchWindowMilliseconds
+        self.cookieLifetimeSeconds = cookieLifetimeSeconds
+        self.revocationPollMilliseconds = revocationPollMilliseconds
+        self.endpointSaveMilliseconds = endpointSaveMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listenAddress = "listen_address"
+        case listenPort = "listen_port"
+        case interface
+        case wireguardPort = "wireguard_port"
+        case privateKeyFile = "private_key_file"
+        case operatorPublicKeyFile = "operator_public_key_file"
+        case plan, ula
+        case tunnelPrefix = "tunnel_prefix"
+        case stateDatabase = "state_database"
+        case rateLimit = "rate_limit"
+        case batchWindowMilliseconds = "batch_window_ms"
+        case cookieLifetimeSeconds = "cookie_lifetime_seconds"
+        case revocationPollMilliseconds = "revocation_poll_ms"
+        case endpointSaveMilliseconds = "endpoint_save_ms"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listenAddress = try c.decodeIfPresent(String.self, forKey: .listenAddress) ?? "::"
+        listenPort = try c.decodeIfPresent(UInt16.self, forKey: .listenPort) ?? Relay.defaultRegistrationPort
+        interface = try c.decode(String.self, forKey: .interface)
+        wireguardPort = try c.decodeIfPresent(UInt16.self, forKey: .wireguardPort)
+        privateKeyFile = try c.decode(String.self, forKey: .privateKeyFile)
+        operatorPublicKeyFile = try c.decode(String.self, forKey: .operatorPublicKeyFile)
+        plan = try c.decode(String.self, forKey: .plan)
+        ula = try c.decode(IPv6Prefix.self, forKey: .ula)
+        tunnelPrefix = try c.decode(IPv6Prefix.self, forKey: .tunnelPrefix)
+        stateDatabase = try c.decode(String.self, forKey: .stateDatabase)
+        rateLimit = try c.decodeIfPresent(RateLimit.self, forKey: .rateLimit) ?? RateLimit()
+        batchWindowMilliseconds = try c.decodeIfPresent(Int.self, forKey: .batchWindowMilliseconds) ?? 5
+        cookieLifetimeSeconds = try c.decodeIfPresent(Double.self, forKey: .cookieLifetimeSeconds) ?? 30
+        revocationPollMilliseconds = try c.decodeIfPresent(Int.self, forKey: .revocationPollMilliseconds) ?? 1000
+        endpointSaveMilliseconds = try c.decodeIfPresent(Int.self, forKey: .endpointSaveMilliseconds) ?? 10_000
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        let defaults = RelayConfig(interface: interface, privateKeyFile: privateKeyFile, operatorPublicKeyFile: operatorPublicKeyFile,
+                                   plan: plan, ula: ula, tunnelPrefix: tunnelPrefix, stateDatabase: stateDatabase)
+        try c.encode(listenAddress, forKey: .listenAddress)
+        try c.encode(listenPort, forKey: .listenPort)
+        try c.encode(interface, forKey: .interface)
+        try c.encodeIfPresent(wireguardPort, forKey: .wireguardPort)
+        try c.encode(privateKeyFile, forKey: .privateKeyFile)
+        try c.encode(operatorPublicKeyFile, forKey: .operatorPublicKeyFile)
+        try c.encode(plan, forKey: .plan)
+        try c.encode(ula, forKey: .ula)
+        try c.encode(tunnelPrefix, forKey: .tunnelPrefix)
+        try c.encode(stateDatabase, forKey: .stateDatabase)
+        if rateLimit != defaults.rateLimit { try c.encode(rateLimit, forKey: .rateLimit) }
+        if batchWindowMilliseconds != defaults.batchWindowMilliseconds { try c.encode(batchWindowMilliseconds, forKey: .batchWindowMilliseconds) }
+        if cookieLifetimeSeconds != defaults.cookieLifetimeSeconds { try c.encode(cookieLifetimeSeconds, forKey: .cookieLifetimeSeconds) }
+        if revocationPollMilliseconds != defaults.revocationPollMilliseconds { try c.encode(revocationPollMilliseconds, forKey: .revocationPollMilliseconds) }
+        if endpointSaveMilliseconds != defaults.endpointSaveMilliseconds { try c.encode(endpointSaveMilliseconds, forKey: .endpointSaveMilliseconds) }
+    }
+
+    /// The first rule the values break, worded after the key (`ula … must be a /48`), or nil.
+    public func problem() -> String? {
+        if case .failure(let problem) = FieldRules.name(plan) { return "plan \(problem)" }
+        guard ula.length == 48 else { return "ula \(ula) must be a /48" }
+        guard !ula.overlaps(tunnelPrefix) else { return "tunnel_prefix \(tunnelPrefix) must lie outside ula \(ula)" }
+        guard !interface.isEmpty, interface.utf8.count <= 15 else {
+            return "interface \(FieldRules.quoted(interface)) must be 1 to 15 characters"
+        }
+        guard case .success(.name) = FieldRules.interface(interface) else {
+            return "interface \(FieldRules.quoted(interface)) is not an interface name (no '/', ':' or spaces)"
+        }
+        guard rateLimit.perSourcePerSecond > 0, rateLimit.perSourceBurst >= 1, rateLimit.globalPerSecond > 0,
+              (1...1_048_576).contains(rateLimit.buckets) else {
+            return "rate_limit values must be positive (burst ≥ 1, buckets 1…1048576)"
+        }
+        guard (0...1000).contains(batchWindowMilliseconds) else { return "batch_window_ms \(batchWindowMilliseconds) must be 0…1000" }
+        guard cookieLifetimeSeconds > 0, cookieLifetimeSeconds <= 300 else { return "cookie_lifetime_seconds must be in (0, 300]" }
+        guard revocationPollMilliseconds >= 10 else { return "revocation_poll_ms must be at least 10" }
+        guard endpointSaveMilliseconds >= 100 else { return "endpoint_save_ms must be at least 100" }
+        return nil
+    }
+
+    /// The keys the file may hold, for the loader's unknown-key check.
+    public static let keys = Set(CodingKeys.allCases.map(\.rawValue))
+    public static let rateLimitKeys = Set(RateLimit.CodingKeys.allCases.map(\.rawValue))
+}

@@ -1,0 +1,32 @@
+import EdgeModel
+import Foundation
+
+/// The relay daemon's own config file, `/etc/edgekit/relay.json` (`edgekit-relay serve --config`),
+/// filled from the plan. Its schema is `EdgeModel.RelayConfig`, the one the daemon reads
+/// (docs/relay.md). Only public parameters and file paths: the relay needs no per-site
+/// configuration, because every router brings an operator-signed site certificate. JSON with sorted
+/// keys, so it is deterministic; rate limits and timers keep the daemon's defaults and are not written.
+extension RelayConfig {
+    /// The config for `plan` with the standard paths of `ConfigPaths`.
+    public init(plan: Plan) {
+        self.init(
+            listenAddress: "::", listenPort: plan.relay.registrationPort, interface: InterfaceNames.relayTunnel,
+            wireguardPort: plan.relay.wireguardPort, privateKeyFile: ConfigPaths.relayWireGuardKey,
+            operatorPublicKeyFile: ConfigPaths.operatorPublicKey, plan: plan.name, ula: plan.ula,
+            tunnelPrefix: plan.tunnel, stateDatabase: ConfigPaths.relayStateDatabase)
+    }
+
+    /// Pretty-printed JSON with sorted keys and a final newline.
+    public func encoded() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Only strings, numbers and prefixes: encoding cannot fail.
+        let data = try! encoder.encode(self)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    /// Reads a config file's contents; throws `DecodingError` naming the bad field.
+    public static func decode(_ text: String) throws -> RelayConfig {
+        try JSONDecoder().decode(RelayConfig.self, from: Data(text.utf8))
+    }
+}
