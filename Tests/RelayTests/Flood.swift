@@ -150,9 +150,10 @@ struct ProcessUsage {
 extension Lab {
     /// The relay's shipped rate limits (docs/relay.md) instead of the lab's generous ones: the flood
     /// must meet the same global budget a deployed relay has.
-    func useDefaultRateLimits() throws {
+    /// `globalPerSecond` scales the global budget down (with the flood) for a debug relay.
+    func useDefaultRateLimits(globalPerSecond: Double = RelayConfig.RateLimit().globalPerSecond) throws {
         var config = try JSONDecoder().decode(RelayConfig.self, from: Data(contentsOf: URL(fileURLWithPath: configPath)))
-        config.rateLimit = RelayConfig.RateLimit()
+        config.rateLimit = RelayConfig.RateLimit(globalPerSecond: globalPerSecond)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(config).write(to: URL(fileURLWithPath: configPath))

@@ -13,7 +13,10 @@ struct FloodTests {
     @Test func aRegisteredRouterRegistersAgainDuringASpoofedHelloFlood() throws {
         let lab = try Lab()
         defer { lab.close() }
-        try lab.useDefaultRateLimits()
+        // The budget and the flood scaled down fivefold (a debug relay on a shared machine drains
+        // about 5,000 datagrams/s; beyond that the kernel drops real and spoofed ones alike);
+        // bench/flood.sh measures the shipped budget against 50,000/s with the release relay.
+        try lab.useDefaultRateLimits(globalPerSecond: 1000)
         try lab.startRelay()
         do {
             let router = try Fixture.router(site: "site-a", slot: 1)
@@ -22,11 +25,11 @@ struct FloodTests {
             #expect(try lab.stopRelay() == 0)
             try lab.startRelay()
 
-            let flood = try SpoofedHelloFlood(lab: lab, perSecond: 20_000)
+            let flood = try SpoofedHelloFlood(lab: lab, perSecond: 4_000)
             Thread.sleep(forTimeInterval: 1)
             let runs = (0..<3).map { _ in Result { try lab.timedRegistration(router, deadline: .seconds(5)) } }
             let (sent, rate) = try flood.stop()
-            #expect(rate > 15_000, "the flood ran at \(Int(rate))/s (\(sent) HELLOs)")
+            #expect(rate > 3_000, "the flood ran at \(Int(rate))/s (\(sent) HELLOs)")
             for run in runs {
                 let (seconds, attempts) = try run.get()
                 // At most one lost exchange: without the defence each datagram has a 1-in-4 chance.
