@@ -2,7 +2,8 @@ import Foundation
 
 /// Token buckets keyed by source address, in a fixed table (docs/protocol.md, "Rate limits"):
 /// memory does not grow with the number of sources; sources whose keyed hash collides share a
-/// bucket. A global bucket caps the total public-key work under a flood of spoofed sources.
+/// bucket. A global bucket caps the total public-key work under a flood of spoofed sources; only
+/// datagrams that need that work are charged to it (`allow(_:now:needsKeyAgreement:)`).
 public struct RateLimiter: Sendable {
     struct Bucket: Sendable {
         var tokens: Double
@@ -26,18 +27,22 @@ public struct RateLimiter: Sendable {
         seed = Int.random(in: .min ... .max)
     }
 
-    /// Takes one token from the source's bucket and the global one; false means drop the datagram.
+    /// Takes one token from the source's bucket, and from the global one when the datagram needs an
+    /// X25519 (its router key is not among the known ones); false means drop the datagram.
     /// `now` is in nanoseconds of a monotonic clock.
-    public mutating func allow(_ address: [UInt8], now: UInt64) -> Bool {
+    public mutating func allow(_ address: [UInt8], now: UInt64, needsKeyAgreement: Bool = true) -> Bool {
         var hasher = Hasher()
         hasher.combine(seed)
         hasher.combine(address)
         let index = Int(UInt(bitPattern: hasher.finalize()) % UInt(buckets.count))
         RateLimiter.refill(&buckets[index], rate: rate, cap: burst, now: now)
-        RateLimiter.refill(&global, rate: globalRate, cap: max(globalRate, 1), now: now)
-        guard buckets[index].tokens >= 1, global.tokens >= 1 else { return false }
+        guard buckets[index].tokens >= 1 else { return false }
+        if needsKeyAgreement {
+            RateLimiter.refill(&global, rate: globalRate, cap: max(globalRate, 1), now: now)
+            guard global.tokens >= 1 else { return false }
+            global.tokens -= 1
+        }
         buckets[index].tokens -= 1
-        global.tokens -= 1
         return true
     }
 

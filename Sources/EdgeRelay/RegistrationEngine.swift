@@ -3,11 +3,14 @@ import EdgeCrypto
 import EdgeModel
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import Registration
 
 /// The relay's side of docs/protocol.md for authenticated datagrams: MAC check, cookies, certificate
 /// checks, the SQLite decision, and batched WireGuard updates. Returns the reply to send, or nil
-/// for silence. One actor: decisions are serial, so the database is the one source of truth.
+/// for silence. One actor: decisions are serial, so the database is the one source of truth. The
+/// checks before a decision (MACs, cookies, X25519) are `nonisolated`: they touch no state but the
+/// `knownKeys` cache, so a flood of HELLOs never queues in front of a router's REGISTER.
 public actor RegistrationEngine {
     let config: RelayConfig
     let store: RelayStore
@@ -19,9 +22,8 @@ public actor RegistrationEngine {
     public let clock: RelayClock
     let logger: Logger
 
-    /// Session keys per router key: a registering router costs one X25519, not two. Bounded.
-    var sessionKeys: [[UInt8]: SessionKeys] = [:]
-    static let sessionKeyLimit = 8192
+    /// MAC keys of router keys that proved themselves (docs/protocol.md, "Flood defence").
+    public nonisolated let knownKeys = KnownRouterKeys()
 
     var dirty: Set<String> = []
     var waiters: [CheckedContinuation<Bool, Never>] = []
@@ -48,6 +50,22 @@ public actor RegistrationEngine {
         let revoked = try store.enforceRevocations()
         if !revoked.isEmpty { logger.info("removed revoked peers", metadata: ["count": "\(revoked.count)"]) }
         try await synchronise()
+        try pinStoredPeers()
+    }
+
+    /// Derives the MAC keys of every stored peer (one X25519 each, at start only), so registered
+    /// routers are checked with one HMAC and never wait for the global budget, from the first
+    /// datagram after a restart (docs/protocol.md, "Flood defence").
+    func pinStoredPeers() throws {
+        let started = ContinuousClock.now
+        var pinned = 0
+        for peer in try store.desiredPeers() {
+            guard let raw = Data(base64Encoded: peer.key), raw.count == Wire.keySize,
+                  let keys = try? SessionKeys(relay: relayKey, routerPublicKey: [UInt8](raw)) else { continue }
+            knownKeys.pin([UInt8](raw), keys)
+            pinned += 1
+        }
+        logger.info("registered router keys known", metadata: ["keys": "\(pinned)", "duration": "\(ContinuousClock.now - started)"])
     }
 
     /// Makes WireGuard hold exactly the database, endpoints included; then starts a handshake with
@@ -86,32 +104,57 @@ public actor RegistrationEngine {
         }
     }
 
-    func keys(for routerKey: [UInt8]) -> SessionKeys? {
-        if let cached = sessionKeys[routerKey] { return cached }
-        guard let derived = try? SessionKeys(relay: relayKey, routerPublicKey: routerKey) else { return nil }
-        if sessionKeys.count >= RegistrationEngine.sessionKeyLimit { sessionKeys.removeAll(keepingCapacity: true) }
-        sessionKeys[routerKey] = derived
-        return derived
+    /// The cheap checks of docs/protocol.md ("Flood defence"), before any public-key work and before
+    /// the global budget: a REGISTER's cookie (one HMAC: only a key whose HELLO passed the MAC, from
+    /// this address, holds one), then, for a known router key, the MAC (one HMAC).
+    public nonisolated func screen(_ message: ParsedMessage, from address: [UInt8]) -> Screening {
+        let routerKey: [UInt8]
+        switch message.body {
+        case .hello(let hello):
+            routerKey = hello.routerKey
+        case .register(let register):
+            guard cookies.check(register.cookie, routerKey: register.routerKey, address: address, now: clock.now) != nil
+            else { return .drop }
+            routerKey = register.routerKey
+        case .challenge, .result:
+            return .drop
+        }
+        guard let keys = knownKeys.lookup(routerKey) else { return .needsKeyAgreement }
+        return MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac) ? .authenticated : .drop
     }
 
     /// Handles one parsed datagram from `address` (16 bytes, IPv4 mapped). nil: stay silent.
-    public func handle(_ message: ParsedMessage, from address: [UInt8]) async -> [UInt8]? {
+    /// Only a REGISTER that passed its MAC and cookie reaches the actor.
+    public nonisolated func handle(_ message: ParsedMessage, from address: [UInt8]) async -> [UInt8]? {
         switch message.body {
         case .hello(let hello):
-            guard let keys = keys(for: hello.routerKey),
-                  MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac) else { return nil }
+            guard let keys = verifiedKeys(hello.routerKey, message) else { return nil }
             let cookie = cookies.issue(time: clock.now, routerKey: hello.routerKey, address: address)
             return MessageMAC.seal(Challenge(nonce: hello.nonce, cookie: cookie).authenticated, with: keys.responseKey)
         case .register(let register):
-            guard let keys = keys(for: register.routerKey),
-                  MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac),
+            guard let keys = verifiedKeys(register.routerKey, message),
                   let cookieTime = cookies.check(register.cookie, routerKey: register.routerKey, address: address, now: clock.now)
             else { return nil }
             guard let answer = await decide(register, cookieTime: cookieTime) else { return nil }
+            // A certificate the operator signed: this key stays known for the life of the process.
+            if answer.status == .accepted { knownKeys.pin(register.routerKey, keys) }
             return MessageMAC.seal(answer.authenticated, with: keys.responseKey)
         case .challenge, .result:
             return nil
         }
+    }
+
+    /// The router key's MAC keys when the message's MAC verifies under them; an X25519 only for a
+    /// key not yet known, which is remembered once its MAC verified (never before: random keys in a
+    /// flood must not push known ones out).
+    nonisolated func verifiedKeys(_ routerKey: [UInt8], _ message: ParsedMessage) -> SessionKeys? {
+        if let known = knownKeys.lookup(routerKey) {
+            return MessageMAC.verify(known.requestKey, message.authenticated, mac: message.mac) ? known : nil
+        }
+        guard let derived = try? SessionKeys(relay: relayKey, routerPublicKey: routerKey),
+              MessageMAC.verify(derived.requestKey, message.authenticated, mac: message.mac) else { return nil }
+        knownKeys.remember(routerKey, derived)
+        return derived
     }
 
     func refusal(_ status: RegistrationStatus, _ register: Register, _ cookieTime: UInt64) -> RegistrationAnswer {
@@ -240,5 +283,58 @@ public actor RegistrationEngine {
         } catch {
             logger.error("revocation poll failed", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// What the receive loop does with a datagram after `RegistrationEngine.screen`.
+public enum Screening: Sendable, Equatable {
+    /// Silence: a cookie or a MAC that does not verify.
+    case drop
+    /// Its MAC verified under a known router key: charge only its source's bucket.
+    case authenticated
+    /// Its router key is unknown: checking it costs an X25519, charged to the global budget too.
+    case needsKeyAgreement
+}
+
+/// MAC keys per router key, for keys that proved themselves: `pinned` for registered routers (from
+/// the state database at start and every accepted registration; bounded by the certificates the
+/// operator signed), `recent` for keys whose HELLO passed the MAC but that have not registered
+/// (bounded; an arbitrary entry makes room). Random keys that fail the MAC never enter.
+public final class KnownRouterKeys: Sendable {
+    struct Tables {
+        var pinned: [[UInt8]: SessionKeys] = [:]
+        var recent: [[UInt8]: SessionKeys] = [:]
+    }
+
+    let tables = NIOLockedValueBox(Tables())
+    /// Keys that passed a HELLO's MAC but have not registered yet (about 300 bytes each).
+    static let recentLimit = 8192
+
+    public init() {}
+
+    public func lookup(_ routerKey: [UInt8]) -> SessionKeys? {
+        tables.withLockedValue { $0.pinned[routerKey] ?? $0.recent[routerKey] }
+    }
+
+    func pin(_ routerKey: [UInt8], _ keys: SessionKeys) {
+        tables.withLockedValue { tables in
+            tables.recent[routerKey] = nil
+            tables.pinned[routerKey] = keys
+        }
+    }
+
+    func remember(_ routerKey: [UInt8], _ keys: SessionKeys) {
+        tables.withLockedValue { tables in
+            guard tables.pinned[routerKey] == nil else { return }
+            if tables.recent.count >= KnownRouterKeys.recentLimit, tables.recent[routerKey] == nil {
+                tables.recent.remove(at: tables.recent.startIndex)
+            }
+            tables.recent[routerKey] = keys
+        }
+    }
+
+    /// Known keys: (registered routers, recent HELLOs).
+    public var counts: (pinned: Int, recent: Int) {
+        tables.withLockedValue { ($0.pinned.count, $0.recent.count) }
     }
 }

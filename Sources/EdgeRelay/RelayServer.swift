@@ -94,22 +94,35 @@ public struct RelayServer: Service {
                 try await channel.executeThenClose { inbound, outbound in
                     var limiter = RateLimiter(perSecond: limits.perSourcePerSecond, burst: limits.perSourceBurst,
                                               globalPerSecond: limits.globalPerSecond, buckets: limits.buckets)
-                    let inFlight = NIOLockedValueBox(0)
+                    // Bounds on queued work: key agreements get a small share, so a flood of unknown
+                    // keys never fills the queue a registered router's datagrams need.
+                    let inFlight = NIOLockedValueBox((all: 0, keyAgreements: 0))
                     for try await envelope in inbound {
                         // Step 1: structure only, no crypto, no state.
                         guard let message = try? MessageCodec.parse(envelope.data.readableBytesView),
                               message.type == .hello || message.type == .register,
                               let address = SourceAddress.bytes(envelope.remoteAddress) else { continue }
-                        // Step 2: rate limit before any public-key work; a bound on queued work too.
-                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds) else { continue }
+                        // Steps 2-3: the cheap checks (cookie, MAC of a known key: one HMAC each), then
+                        // the source's bucket, then the global budget only for an X25519.
+                        let screening = engine.screen(message, from: address)
+                        guard screening != .drop else { continue }
+                        let agreement = screening == .needsKeyAgreement
+                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, needsKeyAgreement: agreement)
+                        else { continue }
                         guard inFlight.withLockedValue({ count in
-                            guard count < 4096 else { return false }
-                            count += 1
+                            guard count.all < 4096, !agreement || count.keyAgreements < 256 else { return false }
+                            count.all += 1
+                            if agreement { count.keyAgreements += 1 }
                             return true
                         }) else { continue }
                         let remote = envelope.remoteAddress
                         group.addTask {
-                            defer { inFlight.withLockedValue { $0 -= 1 } }
+                            defer {
+                                inFlight.withLockedValue { count in
+                                    count.all -= 1
+                                    if agreement { count.keyAgreements -= 1 }
+                                }
+                            }
                             guard let reply = await engine.handle(message, from: address) else { return }
                             do {
                                 try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: reply)))
