@@ -2,10 +2,11 @@ import EdgeStick
 import EdgeSystem
 import Foundation
 import Testing
+import TestSupport
 
 /// The one sniffing function, the bounded tool runner and the FAT helper, against the real tools
 /// (mkfs.vfat, mtools, mkfs.ext4, debugfs, blkid).
-@Suite struct ProfileInputTests {
+@Suite(.requiresTool("mkfs.vfat", "mtools", "mkfs.ext4", "debugfs", "blkid")) struct ProfileInputTests {
     @Test func everyKindOfInputIsToldApart() throws {
         try withTemporaryDirectory { dir in
             let age = dir + "/profile.age"
@@ -95,7 +96,7 @@ func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
 }
 
 /// The FAT helper as the ESP uses it: nested folders, fixed file times, same bytes every time.
-@Suite struct FATImageTests {
+@Suite(.requiresTool("mkfs.vfat", "mmd", "mcopy")) struct FATImageTests {
     @Test func foldersFilesAndTimesAreReproducible() throws {
         try withTemporaryDirectory { dir in
             var environment = ProcessInfo.processInfo.environment

@@ -1,3 +1,4 @@
+import EdgeModel
 import EdgeRelay
 import Foundation
 import Registration

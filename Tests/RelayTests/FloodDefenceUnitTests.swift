@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeModel
 @testable import EdgeRelay
 import Foundation
 import Logging

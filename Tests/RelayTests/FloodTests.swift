@@ -6,7 +6,7 @@ import Testing
 /// docs/protocol.md, "Flood defence": spoofed HELLOs take the global public-key budget, not a real
 /// router's registration. The real relay (shipped rate limits) and wireguard-go, flooded from 65,536
 /// spoofed sources by `SpoofedHelloFlood`.
-@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"))
+@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"), .slow)
 struct FloodTests {
     /// A router the relay has registered before (known from its state database after a restart)
     /// registers at the first attempt while spoofed HELLOs arrive at four times the global budget.
