@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // edgekit: network plan → per-site edge-router images, sealed profile sticks, relay.
-// Layering (docs/architecture.md): EdgeModel → EdgeCrypto → EdgeRender → Registration →
-// EdgeImage / EdgeAgent / EdgeRelay → executables.
+// Layering (docs/architecture.md): EdgeSystem, EdgeModel → EdgeCrypto → EdgeRender, EdgeStick,
+// Registration → EdgeImage / EdgeAgent / EdgeRelay → EdgeBuild → executables.
 import PackageDescription
 
 let package = Package(
@@ -22,7 +22,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
-        // Plan, prefix math, validation. No dependencies beyond YAML parsing.
+        // Plan, prefix math, validation, wire documents. No dependencies beyond YAML parsing (it also
+        // reads libyaml's events through Yams' CYaml module, which Yams does not export as a product).
         .target(name: "EdgeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
@@ -40,13 +41,15 @@ let package = Package(
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
-            "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
+            "EdgeModel", "EdgeCrypto",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
-        // Rootfs, overlays, archives, disk images, sticks.
+        // Rootfs, overlays, archives, disk images, the relay bundle.
         .target(name: "EdgeImage", dependencies: [
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -60,20 +63,28 @@ let package = Package(
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "Registration",
+            "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // The operator CLI's work: `edgekit build` (sites in parallel, sticks, relay bundle), plan
+        // creation, rendered trees, profile reports, output files. The edgekit executable only
+        // parses arguments and calls it.
+        .target(name: "EdgeBuild", dependencies: [
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeSystem",
         ]),
         // Shared by the three executables: error → exit code mapping, output helpers.
         .target(name: "CLISupport", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit", dependencies: [
-            "CLISupport",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick",
+            "CLISupport", "EdgeBuild",
+            "EdgeModel", "EdgeCrypto", "EdgeImage", "EdgeStick",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
@@ -95,23 +106,31 @@ let package = Package(
         // Shared by the test targets: the built products, system tools, scratch folders, unique
         // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeModel"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeCryptoTests", dependencies: ["TestSupport", "EdgeCrypto"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EdgeCryptoTests", dependencies: [
+            "TestSupport", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
+        ], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
-        .testTarget(name: "ImageTests", dependencies: ["TestSupport", "EdgeImage"]),
+        .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeImage"]),
         .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeStick", "EdgeSystem"]),
+        .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
+        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeBuild", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeModel", "EdgeCrypto"]),
-        .testTarget(name: "RegistrationTests", dependencies: ["TestSupport", "Registration", "EdgeCrypto", "EdgeModel"]),
-        .testTarget(name: "RelayTests", dependencies: ["TestSupport",
+        .testTarget(name: "RegistrationTests", dependencies: [
+            "Registration", "EdgeCrypto", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport",
             "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
             // To lay down a database as an older release left it (migration tests).
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
-        .testTarget(name: "AgentTests", dependencies: ["TestSupport",
+        .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport",
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Relay flood benchmark (needs root: network namespaces, raw sockets, wireguard-go): 50,000 spoofed
-# HELLOs/s from 65,536 IPv4 sources (Tests/RelayTests/Flood.swift, a raw-socket sender inside the
+# HELLOs/s from 65,536 IPv4 sources (Tests/EdgeRelayTests/Flood.swift, a raw-socket sender inside the
 # lab's namespaces; nothing leaves them) against the release relay with its shipped rate limits, and
 # meanwhile real routers register. Prints registration latency under flood, relay CPU and RSS, each
 # beside its target. EDGEKIT_FLOOD_RATE=N changes the flood's rate.

@@ -96,6 +96,12 @@ public final class ProgressDisplay: @unchecked Sendable {
         writeLine(text)
     }
 
+    /// Runs `body` and takes the bar off the screen afterwards, so an error starts on its own line.
+    public func showing<T>(_ body: () throws -> T) rethrows -> T {
+        defer { stop() }
+        return try body()
+    }
+
     /// Takes the bar off the screen so what follows (an error) starts on a clean line.
     public func stop() {
         lock.lock()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLISupport
+import EdgeBuild
 import EdgeCrypto
 import EdgeModel
 import Foundation
@@ -62,72 +63,10 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             let plan = try options.loadPlan()
-            _ = try options.locate(plan, site: site, router: nil)
+            _ = try plan.locate(site: site, router: nil)
             let text = try options.loadKeys(for: plan).siteIdentityFile(site: site)
-            try writeFile(Data(text.utf8), to: out, mode: 0o600, replace: false)
+            try writeOutputFile(Data(text.utf8), to: out, mode: 0o600, replace: false)
             Output.error("wrote \(out) (site \(site) identity, mode 0600)")
         }
-    }
-}
-
-/// Public keys only: what `keys show` prints and CI may publish.
-struct PublicKeySummary: Encodable {
-    var plan: String
-    var operatorKeyNumber: String
-    var operatorPublicKey: String
-    var relayWireguardPublicKey: String
-    var sites: [SiteKeys]
-
-    struct SiteKeys: Encodable {
-        var name: String
-        var imageRecipient: String
-        var routers: [RouterKeys]
-        enum CodingKeys: String, CodingKey { case name, routers, imageRecipient = "image_recipient" }
-    }
-
-    struct RouterKeys: Encodable {
-        var slot: Int
-        var generation: Int
-        var wireguardPublicKey: String
-        enum CodingKeys: String, CodingKey { case slot, generation, wireguardPublicKey = "wireguard_public_key" }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case plan, sites
-        case operatorKeyNumber = "operator_key_number"
-        case operatorPublicKey = "operator_public_key"
-        case relayWireguardPublicKey = "relay_wireguard_public_key"
-    }
-
-    init(plan: Plan, keys: PlanKeys) {
-        self.plan = plan.name
-        operatorKeyNumber = keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined()
-        operatorPublicKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
-        relayWireguardPublicKey = keys.relayWireGuardKey.publicKeyBase64
-        sites = plan.sites.map { site in
-            SiteKeys(
-                name: site.name, imageRecipient: keys.siteIdentity(site: site.name).recipient.text,
-                routers: site.routers.map { router in
-                    RouterKeys(slot: router.slot, generation: router.generation,
-                               wireguardPublicKey: keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64)
-                })
-        }
-    }
-
-    var text: String {
-        var lines = [
-            "plan \(plan)",
-            "operator key (signify, key number \(operatorKeyNumber)):",
-        ]
-        lines += operatorPublicKey.split(separator: "\n").map { "  \($0)" }
-        lines.append("relay wireguard public key: \(relayWireguardPublicKey)")
-        for site in sites {
-            lines.append("site \(site.name)")
-            lines.append("  image recipient (age): \(site.imageRecipient)")
-            for router in site.routers {
-                lines.append("  router \(router.slot) (generation \(router.generation)) wireguard public key: \(router.wireguardPublicKey)")
-            }
-        }
-        return lines.joined(separator: "\n") + "\n"
     }
 }

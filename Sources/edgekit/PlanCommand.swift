@@ -1,7 +1,7 @@
 import ArgumentParser
 import CLISupport
+import EdgeBuild
 import EdgeModel
-import Foundation
 
 extension PlanError: UserFacingError {
     public var lines: [String] { diagnostics.map(\.description) }
@@ -37,42 +37,7 @@ struct PlanCommand: AsyncParsableCommand {
         var sites: Int = 1
 
         func run() async throws {
-            let parts = relay.split(separator: ":", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), !parts[0].isEmpty else {
-                throw CommandError("--relay \"\(relay)\" must be HOST or HOST:PORT, e.g. relay.example.net:51820")
-            }
-            var port = Relay.defaultWireGuardPort
-            if parts.count == 2 {
-                guard let value = UInt16(parts[1]), value > 0 else {
-                    throw CommandError("--relay \"\(relay)\": port \"\(parts[1])\" must be 1-65535")
-                }
-                port = value
-            }
-            guard (1...1000).contains(sites) else {
-                throw CommandError("--sites \(sites) must be between 1 and 1000")
-            }
-            var generator = SystemRandomNumberGenerator()
-            let text = PlanTemplate.text(
-                name: name, relayHost: String(parts[0]), relayPort: port, sites: sites, using: &generator)
-            // Check before writing anything: a bad --name or --relay must leave no file behind.
-            do {
-                _ = try PlanLoader.parse(text)
-            } catch let error as PlanError {
-                let reasons = error.diagnostics.map(\.message).joined(separator: "; ")
-                // Escaped: --name and --relay are echoed, and must not break the line.
-                throw CommandError(PlanDiagnostic.escapingControlCharacters(
-                    "cannot create a plan from --name \"\(name)\" --relay \"\(relay)\": \(reasons)"))
-            }
-            let path = (directory as NSString).appendingPathComponent(PlanLoader.fileName)
-            if FileManager.default.fileExists(atPath: path) {
-                throw CommandError("\(path) already exists; edit it, or choose another folder")
-            }
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
-            } catch {
-                throw CommandError("cannot write \(path): \(error.localizedDescription)")
-            }
+            let path = try PlanCreation.write(directory: directory, name: name, relay: relay, sites: sites)
             Output.error("wrote \(path); next: edgekit keys init --plan \(directory)")
         }
     }

@@ -1,9 +1,8 @@
 import ArgumentParser
 import CLISupport
-import EdgeCrypto
+import EdgeBuild
 import EdgeModel
 import EdgeStick
-import EdgeSystem
 import Foundation
 
 struct ProfileCommand: AsyncParsableCommand {
@@ -27,7 +26,7 @@ struct ProfileCommand: AsyncParsableCommand {
 
         func run() async throws {
             let sealing = try target.seal()
-            try writeFile(sealing.sealed, to: out, mode: 0o600, replace: true)
+            try writeOutputFile(sealing.sealed, to: out, mode: 0o600, replace: true)
             Output.error("wrote \(out): \(sealing.summary)")
         }
     }
@@ -53,49 +52,11 @@ struct ProfileCommand: AsyncParsableCommand {
 
         func run() async throws {
             let plan = try options.loadPlan()
-            let keys = try options.loadKeys(for: plan)
-            let sealed: Data
-            do {
-                sealed = try ProfileInput.readSealed(file)
-            } catch {
-                throw CommandError("\(error)")
-            }
-            let sites = try site.map { [try options.locate(plan, site: $0, router: nil).0] } ?? plan.sites
-            var document: ProfileDocument?
-            for candidate in sites {
-                let expectation = SealedProfile.Expectation(
-                    identity: keys.siteIdentity(site: candidate.name), operatorKey: keys.operatorKey.publicKey,
-                    plan: plan.name, site: candidate.name, lastSerial: lastSerial)
-                do {
-                    document = try SealedProfile.open(sealed, expecting: expectation)
-                    break
-                } catch .sealedToAnotherIdentity where sites.count > 1 {
-                    continue
-                } catch {
-                    throw CommandError("\(Printable.escaped(file)): \(error)")
-                }
-            }
-            guard let document else {
-                throw CommandError("\(Printable.escaped(file)): profile is sealed to none of plan \(plan.name)'s site identities")
-            }
-            let shown = document.redacted()
+            let sites = try site.map { [try plan.locate(site: $0, router: nil).0] } ?? plan.sites
+            let report = try ProfileReport(input: file, plan: plan, keys: try options.loadKeys(for: plan), sites: sites, lastSerial: lastSerial)
             switch format {
-            case .json: Output.data(try DocumentCoding.pretty(shown))
-            case .text:
-                let wireGuard = try document.secret().wireGuardKey
-                Output.data("""
-                    profile \(shown.plan.name)/\(shown.site.name)/router \(shown.router.slot): valid
-                      sealed to        site \(shown.site.name)'s image identity
-                      signed by        operator key \(keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined())
-                      serial           \(shown.serial) (issued \(shown.issuedAt))
-                      site prefix      \(shown.site.prefix)  vip \(shown.site.vip)  vrrp \(shown.site.vrrpID)
-                      router           slot \(shown.router.slot) priority \(shown.router.priority) generation \(shown.router.generation)
-                      tunnel address   \(shown.router.tunnelAddress)
-                      wireguard key    \(wireGuard.publicKeyBase64) (certificate matches)
-                      relay            \(shown.plan.relay.host):\(shown.plan.relay.wireguardPort) key \(shown.plan.relay.publicKey)
-                      router secret    (redacted)
-
-                    """)
+            case .json: Output.data(try DocumentCoding.pretty(report.redacted))
+            case .text: Output.data(try report.text())
             }
         }
     }
@@ -135,8 +96,8 @@ struct RouterProfileOptions: ParsableArguments {
 
     func seal() throws -> Sealing {
         let plan = try options.loadPlan()
-        let (site, router) = try options.locate(plan, site: site, router: router)
-        let (serial, issuedAt) = try serialOption.resolve()
+        let (site, router) = try plan.locate(site: site, router: router)
+        let (serial, issuedAt) = try ProfileSerial.resolve(serialOption.serial)
         return try Sealing(plan: plan, site: site, router: router!, keys: try options.loadKeys(for: plan), serial: serial, issuedAt: issuedAt)
     }
 }

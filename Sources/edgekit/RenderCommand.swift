@@ -1,9 +1,6 @@
 import ArgumentParser
 import CLISupport
-import EdgeCrypto
-import EdgeModel
-import EdgeRender
-import Foundation
+import EdgeBuild
 
 struct RenderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,35 +27,14 @@ struct RenderCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try options.loadPlan()
-        let keys = try options.loadKeys(for: plan)
-        var files: [RenderedFile]
-        var secretPath: String
-        var secret: String
+        let target: RenderedTree.Target
         if relay {
-            files = RelayFiles.files(plan: plan)
-            secretPath = ConfigPaths.relayWireGuardKey
-            secret = keys.relayWireGuardKey.privateKeyBase64
-            files.append(RenderedFile(path: ConfigPaths.operatorPublicKey, contents: keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")))
+            target = .relay
         } else {
-            let (site, router) = try options.locate(plan, site: site!, router: router!)
-            files = EdgeRouterConfig.files(plan: plan, site: site, router: router!, relayPublicKey: keys.relayWireGuardKey.publicKeyBase64)
-            secretPath = ConfigPaths.routerWireGuardKey
-            secret = keys.routerSecret(site: site, router: router!).wireGuardKey.privateKeyBase64
+            let (site, router) = try plan.locate(site: site!, router: router!)
+            target = .router(site, router!)
         }
-        for file in files {
-            try place(Data(file.contents.utf8), at: file.path, mode: Int(file.mode))
-        }
-        try place(Data((secret + "\n").utf8), at: secretPath, mode: 0o600)
-        Output.data(files.map { out + $0.path }.joined(separator: "\n") + "\n" + out + secretPath + "\n")
-    }
-
-    func place(_ data: Data, at path: String, mode: Int) throws {
-        let target = out + path
-        do {
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        } catch {
-            throw CommandError("cannot create \((target as NSString).deletingLastPathComponent): \(error.localizedDescription)")
-        }
-        try writeFile(data, to: target, mode: mode, replace: true)
+        let written = try RenderedTree.write(RenderedTree.files(plan: plan, keys: try options.loadKeys(for: plan), target: target), under: out)
+        Output.data(written.joined(separator: "\n") + "\n")
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// The fail-closed corpus: 40 bad profiles and sticks, each with the exact line `edgekit profile
-/// inspect` prints. Shared by CLITests and AgentTests (a symlink there), so the device agent is held
+/// inspect` prints. Shared by CLITests and EdgeAgentTests (a symlink there), so the device agent is held
 /// to the same inputs. Needs `packageRoot` and `runSystem` from the including target.
 enum BadProfileCorpus {
     static let plan = try! PlanLoader.load(directory: packageRoot.appendingPathComponent("profiles/example").path)

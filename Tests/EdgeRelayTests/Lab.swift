@@ -58,7 +58,7 @@ enum LabSupport {
         return nil
     }()
     static var available: Bool {
-        if let missing { print("RelayTests lab skipped: \(missing)") }
+        if let missing { print("EdgeRelayTests lab skipped: \(missing)") }
         return missing == nil
     }
 }

@@ -1,0 +1,14 @@
+import Foundation
+
+/// Where the running program and the programs installed beside it are.
+public enum Executables {
+    /// This program's path, from /proc/self/exe (argv[0] where /proc is missing).
+    public static var current: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// `name` in the folder this program runs from (edgekit-agent and edgekit-relay next to edgekit).
+    public static func sibling(_ name: String) -> String {
+        (current as NSString).deletingLastPathComponent + "/" + name
+    }
+}

@@ -1,0 +1,79 @@
+import EdgeCrypto
+import EdgeImage
+import EdgeModel
+import EdgeStick
+import Foundation
+
+/// `edgekit build`: every (or one) site image of a plan, every router's stick and the relay bundle
+/// in one folder, with one SHA256SUMS over all of it (docs/ci.md).
+public struct FleetBuild: Sendable {
+    public var plan: Plan
+    public var sites: [Site]
+    public var keys: PlanKeys
+    public var serial: UInt64
+    public var issuedAt: Date
+    /// The `edgekit-relay` binary the relay bundle carries.
+    public var relayBinary: String
+    public var outputDirectory: String
+
+    /// Checks what can be checked before minutes of work: bad input fails first, not last.
+    public init(plan: Plan, sites: [Site], keys: PlanKeys, serial: UInt64, issuedAt: Date,
+                relayBinary: String, outputDirectory: String) throws {
+        guard FileManager.default.isReadableFile(atPath: relayBinary) else {
+            throw BuildError("relay binary \(relayBinary) is missing (build it with ./build.sh, or pass --relay-binary)")
+        }
+        self.plan = plan
+        self.sites = sites
+        self.keys = keys
+        self.serial = serial
+        self.issuedAt = issuedAt
+        self.relayBinary = relayBinary
+        self.outputDirectory = outputDirectory
+    }
+
+    /// The names of the sticks this build writes, with what is sealed onto each.
+    public func sealings() throws -> [(name: String, sealing: Sealing)] {
+        try sites.flatMap { site in
+            try site.routers.map { router in
+                (name: "\(site.name)-r\(router.slot).stick.img",
+                 sealing: try Sealing(plan: plan, site: site, router: router, keys: keys, serial: serial, issuedAt: issuedAt))
+            }
+        }
+    }
+
+    /// Stamps every site onto the builder's cached system, seals every stick and writes the relay
+    /// bundle, reporting each step on `progress`.
+    public func run(builder: ImageBuilder, progress: BuildProgress) throws {
+        let started = Date()
+        let system = try builder.system()
+        let output = outputDirectory
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        // Sites in parallel, as many at once as there are cores: a stamp is mostly in-kernel
+        // copying of the cached disk and tarball plus a few small tools.
+        let layers = try sites.map { try ImageBuilder.SiteLayer(plan: plan, site: $0, keys: keys) }
+        try forEachConcurrently(layers) { layer in
+            try builder.stamp(layer, system: system, outputDirectory: output, mergeChecksums: false)
+        }
+        let sticks = try sealings()
+        try progress.step("sticks", total: sticks.count, unit: .items) { step in
+            let done = Counter()
+            try forEachConcurrently(sticks) { stick in
+                try stick.sealing.writeStick(to: output + "/" + stick.name)
+                step.advance(done.add(1), of: sticks.count, detail: stick.name)
+            }
+            return ((), "sticks: \(sticks.count) for \(sites.count) site(s), serial \(serial)")
+        }
+        try progress.step("relay bundle") { _ in
+            try RelayBundle.write(plan: plan, keys: keys, binary: relayBinary, to: output + "/relay.tar.zst")
+            return ((), "relay bundle: relay.tar.zst")
+        }
+        // Sticks and the relay bundle join SHA256SUMS next to the images.
+        var sums = ""
+        for name in ["relay.tar.zst"] + sticks.map(\.name) { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
+        let part = output + "/sticks-and-relay.SHA256SUMS"
+        guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else { throw BuildError("cannot write \(part)") }
+        try ImageBuilder.mergeChecksums(in: output)
+        progress.note(String(format: "done: %d site image(s), %d stick(s) and the relay bundle in %@ (%.1f s)",
+                             sites.count, sticks.count, output, Date().timeIntervalSince(started)))
+    }
+}

@@ -1,0 +1,66 @@
+import EdgeCrypto
+import EdgeModel
+import Foundation
+
+/// Public keys only: what `keys show` prints and CI may publish.
+public struct PublicKeySummary: Encodable, Sendable {
+    public var plan: String
+    public var operatorKeyNumber: String
+    public var operatorPublicKey: String
+    public var relayWireguardPublicKey: String
+    public var sites: [SiteKeys]
+
+    public struct SiteKeys: Encodable, Sendable {
+        public var name: String
+        public var imageRecipient: String
+        public var routers: [RouterKeys]
+        enum CodingKeys: String, CodingKey { case name, routers, imageRecipient = "image_recipient" }
+    }
+
+    public struct RouterKeys: Encodable, Sendable {
+        public var slot: Int
+        public var generation: Int
+        public var wireguardPublicKey: String
+        enum CodingKeys: String, CodingKey { case slot, generation, wireguardPublicKey = "wireguard_public_key" }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case plan, sites
+        case operatorKeyNumber = "operator_key_number"
+        case operatorPublicKey = "operator_public_key"
+        case relayWireguardPublicKey = "relay_wireguard_public_key"
+    }
+
+    public init(plan: Plan, keys: PlanKeys) {
+        self.plan = plan.name
+        operatorKeyNumber = keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined()
+        operatorPublicKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
+        relayWireguardPublicKey = keys.relayWireGuardKey.publicKeyBase64
+        sites = plan.sites.map { site in
+            SiteKeys(
+                name: site.name, imageRecipient: keys.siteIdentity(site: site.name).recipient.text,
+                routers: site.routers.map { router in
+                    RouterKeys(slot: router.slot, generation: router.generation,
+                               wireguardPublicKey: keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64)
+                })
+        }
+    }
+
+    /// What `edgekit keys show` prints.
+    public var text: String {
+        var lines = [
+            "plan \(plan)",
+            "operator key (signify, key number \(operatorKeyNumber)):",
+        ]
+        lines += operatorPublicKey.split(separator: "\n").map { "  \($0)" }
+        lines.append("relay wireguard public key: \(relayWireguardPublicKey)")
+        for site in sites {
+            lines.append("site \(site.name)")
+            lines.append("  image recipient (age): \(site.imageRecipient)")
+            for router in site.routers {
+                lines.append("  router \(router.slot) (generation \(router.generation)) wireguard public key: \(router.wireguardPublicKey)")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,47 @@
+import EdgeCrypto
+import EdgeModel
+import EdgeRender
+import Foundation
+
+/// `edgekit render`: every file of one router or of the relay, with its WireGuard private key
+/// (0600), laid out under a folder exactly as the agent or the relay bundle installs them.
+public enum RenderedTree {
+    public enum Target: Sendable {
+        case router(Site, Router)
+        case relay
+    }
+
+    /// The rendered files followed by the target's private key file.
+    public static func files(plan: Plan, keys: PlanKeys, target: Target) -> [RenderedFile] {
+        switch target {
+        case .relay:
+            let operatorKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
+            return RelayFiles.files(plan: plan) + [
+                RenderedFile(path: ConfigPaths.operatorPublicKey, contents: operatorKey),
+                RenderedFile(path: ConfigPaths.relayWireGuardKey, mode: 0o600,
+                             contents: keys.relayWireGuardKey.privateKeyBase64 + "\n"),
+            ]
+        case .router(let site, let router):
+            let secret = keys.routerSecret(site: site, router: router).wireGuardKey.privateKeyBase64
+            return EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: keys.relayWireGuardKey.publicKeyBase64) + [
+                RenderedFile(path: ConfigPaths.routerWireGuardKey, mode: 0o600, contents: secret + "\n"),
+            ]
+        }
+    }
+
+    /// Writes `files` under `folder` (created; existing files replaced, secrets 0600 from their
+    /// first byte); returns the paths written.
+    public static func write(_ files: [RenderedFile], under folder: String) throws -> [String] {
+        try files.map { file in
+            let target = folder + file.path
+            let parent = (target as NSString).deletingLastPathComponent
+            do {
+                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+            } catch {
+                throw BuildError("cannot create \(parent): \(error.localizedDescription)")
+            }
+            try writeOutputFile(Data(file.contents.utf8), to: target, mode: Int(file.mode), replace: true)
+            return target
+        }
+    }
+}
