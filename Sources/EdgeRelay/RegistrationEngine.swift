@@ -16,6 +16,9 @@ public actor RegistrationEngine {
     let store: RelayStore
     let wireGuard: WireGuardControl
     let relayKey: WireGuardKeyPair
+    /// The key of HELLO's proof (`HelloProof`), derived once from the relay's public key (raw bytes:
+    /// swift-crypto's key types are not Sendable).
+    let helloProofKey: [UInt8]
     let relayPrivateKeyBase64: String
     let operatorKey: Signify.PublicKey
     let cookies: CookieJar
@@ -38,6 +41,7 @@ public actor RegistrationEngine {
         self.store = store
         wireGuard = WireGuardControl(interface: config.interface)
         relayKey = WireGuardKeyPair(privateKey: relayPrivateKey.agreementKey)
+        helloProofKey = HelloProof.key(relayPublicKey: relayKey.publicKey).withUnsafeBytes { Array($0) }
         relayPrivateKeyBase64 = relayPrivateKey.privateKeyBase64
         self.operatorKey = operatorKey
         cookies = CookieJar(lifetimeSeconds: config.cookieLifetimeSeconds)
@@ -119,7 +123,13 @@ public actor RegistrationEngine {
         case .challenge, .result:
             return .drop
         }
-        guard let keys = knownKeys.lookup(routerKey) else { return .needsKeyAgreement }
+        guard let keys = knownKeys.lookup(routerKey) else {
+            // An unknown key: a HELLO that proves it knows S gets the proven budget, one from a
+            // router before the proof (16 zero bytes) the global one, a wrong proof nothing.
+            guard case .hello(let hello) = message.body, hello.proof != HelloProof.none else { return .needsKeyAgreement }
+            return MessageMAC.verify(SymmetricKey(data: helloProofKey), message.authenticated.prefix(HelloProof.covered), mac: hello.proof)
+                ? .provenKeyAgreement : .drop
+        }
         return MessageMAC.verify(keys.requestKey, message.authenticated, mac: message.mac) ? .authenticated : .drop
     }
 
@@ -294,6 +304,18 @@ public enum Screening: Sendable, Equatable {
     case authenticated
     /// Its router key is unknown: checking it costs an X25519, charged to the global budget too.
     case needsKeyAgreement
+    /// A HELLO of an unknown key whose proof of knowing S verified: the X25519 is charged to the
+    /// proven budget, which a flood of made-up keys cannot reach.
+    case provenKeyAgreement
+
+    /// What the datagram's key agreement is charged to, if it needs one.
+    public var budget: RateLimiter.Budget {
+        switch self {
+        case .drop, .authenticated: .sourceOnly
+        case .needsKeyAgreement: .global
+        case .provenKeyAgreement: .proven
+        }
+    }
 }
 
 /// MAC keys per router key, for keys that proved themselves: `pinned` for registered routers (from

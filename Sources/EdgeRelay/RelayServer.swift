@@ -94,9 +94,9 @@ public struct RelayServer: Service {
                 try await channel.executeThenClose { inbound, outbound in
                     var limiter = RateLimiter(perSecond: limits.perSourcePerSecond, burst: limits.perSourceBurst,
                                               globalPerSecond: limits.globalPerSecond, buckets: limits.buckets)
-                    // Bounds on queued work: key agreements get a small share, so a flood of unknown
-                    // keys never fills the queue a registered router's datagrams need.
-                    let inFlight = NIOLockedValueBox((all: 0, keyAgreements: 0))
+                    // Bounds on queued work: key agreements get a small share (proven HELLOs their own),
+                    // so a flood of unknown keys never fills the queue a router's datagrams need.
+                    let inFlight = NIOLockedValueBox((all: 0, keyAgreements: 0, provenKeyAgreements: 0))
                     for try await envelope in inbound {
                         // Step 1: structure only, no crypto, no state.
                         guard let message = try? MessageCodec.parse(envelope.data.readableBytesView),
@@ -106,13 +106,21 @@ public struct RelayServer: Service {
                         // the source's bucket, then the global budget only for an X25519.
                         let screening = engine.screen(message, from: address)
                         guard screening != .drop else { continue }
-                        let agreement = screening == .needsKeyAgreement
-                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, needsKeyAgreement: agreement)
+                        let budget = screening.budget
+                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, budget: budget)
                         else { continue }
                         guard inFlight.withLockedValue({ count in
-                            guard count.all < 4096, !agreement || count.keyAgreements < 256 else { return false }
+                            guard count.all < 4096 else { return false }
+                            switch budget {
+                            case .sourceOnly: break
+                            case .global:
+                                guard count.keyAgreements < 256 else { return false }
+                                count.keyAgreements += 1
+                            case .proven:
+                                guard count.provenKeyAgreements < 256 else { return false }
+                                count.provenKeyAgreements += 1
+                            }
                             count.all += 1
-                            if agreement { count.keyAgreements += 1 }
                             return true
                         }) else { continue }
                         let remote = envelope.remoteAddress
@@ -120,7 +128,11 @@ public struct RelayServer: Service {
                             defer {
                                 inFlight.withLockedValue { count in
                                     count.all -= 1
-                                    if agreement { count.keyAgreements -= 1 }
+                                    switch budget {
+                                    case .sourceOnly: break
+                                    case .global: count.keyAgreements -= 1
+                                    case .proven: count.provenKeyAgreements -= 1
+                                    }
                                 }
                             }
                             guard let reply = await engine.handle(message, from: address) else { return }

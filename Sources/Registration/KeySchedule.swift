@@ -98,3 +98,25 @@ public enum MessageMAC {
         authenticated + compute(key, authenticated)
     }
 }
+
+/// HELLO's proof of knowing the relay's public key S (docs/protocol.md, "HELLO"), as WireGuard's
+/// `mac1` proves knowing the responder's: one HMAC, no key agreement, to check. S is in every profile
+/// and the relay bundle and never on the wire, so a spoofed flood of made-up router keys cannot make
+/// one, and the relay keeps a key-agreement budget for HELLOs that carry it.
+public enum HelloProof {
+    static let info = Array("edgekit/registration/v1/hello".utf8)
+    /// The proof covers bytes 0..<52 of the HELLO (header, R, N).
+    public static let covered = 52
+    /// A HELLO without a proof: a router from before it.
+    public static let none = [UInt8](repeating: 0, count: Wire.macSize)
+
+    /// `HKDF-SHA256(ikm = S, salt = "edgekit/registration/v1", info = "edgekit/registration/v1/hello", L = 32)`.
+    public static func key(relayPublicKey: [UInt8]) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: relayPublicKey), salt: SessionKeys.salt,
+                               info: info, outputByteCount: 32)
+    }
+
+    public static func compute(relayPublicKey: [UInt8], covering bytes: [UInt8]) -> [UInt8] {
+        MessageMAC.compute(key(relayPublicKey: relayPublicKey), bytes)
+    }
+}

@@ -69,16 +69,27 @@ public enum Wire {
 public struct Hello: Sendable, Equatable {
     public var routerKey: [UInt8]
     public var nonce: [UInt8]
+    /// Bytes 52..<68: `HelloProof` over bytes 0..<52, or 16 zero bytes (a router from before the
+    /// proof, docs/protocol.md "HELLO").
+    public var proof: [UInt8]
 
-    public init(routerKey: [UInt8], nonce: [UInt8]) {
+    public init(routerKey: [UInt8], nonce: [UInt8], proof: [UInt8] = HelloProof.none) {
         self.routerKey = routerKey
         self.nonce = nonce
+        self.proof = proof
     }
 
-    /// Everything the MAC covers (bytes 0..<112), padding included.
+    /// A HELLO that proves its sender knows the relay's public key S (read from a profile), so the
+    /// relay spends key agreement on it from a budget a spoofed flood cannot reach.
+    public init(routerKey: [UInt8], nonce: [UInt8], relayPublicKey: [UInt8]) {
+        self.init(routerKey: routerKey, nonce: nonce)
+        proof = HelloProof.compute(relayPublicKey: relayPublicKey, covering: Array(authenticated.prefix(HelloProof.covered)))
+    }
+
+    /// Everything the MAC covers (bytes 0..<112), proof and padding included.
     public var authenticated: [UInt8] {
         var bytes = header(.hello)
-        bytes += routerKey + nonce
+        bytes += routerKey + nonce + proof
         bytes += [UInt8](repeating: 0, count: Wire.helloSize - Wire.macSize - bytes.count)
         return bytes
     }
@@ -241,9 +252,9 @@ public enum MessageCodec {
         case .hello:
             try exact(Wire.helloSize)
             try zero(2..<4)
-            try zero(52..<112)
+            try zero(68..<112)
             let (auth, mac) = split(112)
-            return ParsedMessage(body: .hello(Hello(routerKey: slice(4, 32), nonce: slice(36, 16))),
+            return ParsedMessage(body: .hello(Hello(routerKey: slice(4, 32), nonce: slice(36, 16), proof: slice(52, 16))),
                                  authenticated: auth, mac: mac)
         case .challenge:
             try exact(Wire.challengeSize)

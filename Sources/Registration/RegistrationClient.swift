@@ -209,7 +209,7 @@ public struct RegistrationClient: Sendable {
             defer { socket.close() }
             var generator = SystemRandomNumberGenerator()
             let nonce = (0..<Wire.nonceSize).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            let hello = Hello(routerKey: routerPublicKey, nonce: nonce)
+            let hello = Hello(routerKey: routerPublicKey, nonce: nonce, relayPublicKey: configuration.relayPublicKey)
             try socket.send(MessageMAC.seal(hello.authenticated, with: keys.requestKey))
 
             guard let cookie = try wait(socket, milliseconds: waitMilliseconds, accept: { (message: ParsedMessage) -> [UInt8]? in

@@ -37,7 +37,7 @@ import Testing
             let router = try ManualRouter(Fixture.router(site: "site-a", slot: 1))
             let source = [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 10, 77, 0, 2]
             let hello = try MessageCodec.parse(router.hello(nonce: [UInt8](repeating: 1, count: 16)))
-            #expect(engine.screen(hello, from: source) == .needsKeyAgreement)
+            #expect(engine.screen(hello, from: source) == .provenKeyAgreement)
 
             // A flood of random keys: silence, and none of them is remembered.
             for index in 0..<300 {
@@ -70,6 +70,42 @@ import Testing
         }
     }
 
+    /// HELLO's proof of knowing S: a real router's new key gets the proven budget, one from before
+    /// the proof the global budget (and still registers), a made-up proof nothing at all.
+    @Test func aHelloThatProvesItKnowsTheRelayKeyGetsItsOwnBudget() async throws {
+        try await withEngine { engine in
+            let router = try ManualRouter(Fixture.router(site: "site-a", slot: 2))
+            let source = [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 10, 77, 0, 3]
+            let legacy = try MessageCodec.parse(router.hello(nonce: [UInt8](repeating: 3, count: 16), proven: false))
+            #expect(engine.screen(legacy, from: source) == .needsKeyAgreement)
+
+            var guessed = router.hello(nonce: [UInt8](repeating: 4, count: 16), proven: false)
+            guessed[52] = 1  // a proof that is not zero and not right
+            #expect(engine.screen(try MessageCodec.parse(guessed), from: source) == .drop)
+
+            // A proof made with another relay's key is wrong too.
+            let other = Hello(routerKey: router.publicKey, nonce: [UInt8](repeating: 5, count: 16),
+                              relayPublicKey: [UInt8](repeating: 0x33, count: 32))
+            let wrongRelay = try MessageCodec.parse(MessageMAC.seal(other.authenticated, with: router.keys.requestKey))
+            #expect(engine.screen(wrongRelay, from: source) == .drop)
+
+            let proven = try MessageCodec.parse(router.hello(nonce: [UInt8](repeating: 6, count: 16)))
+            #expect(engine.screen(proven, from: source) == .provenKeyAgreement)
+            #expect(Screening.provenKeyAgreement.budget == .proven)
+            let reply = try #require(await engine.handle(proven, from: source))
+            guard case .challenge = try MessageCodec.parse(reply).body else { throw LabError("not a CHALLENGE") }
+        }
+    }
+
+    @Test func theProvenBudgetIsNotTheFloodsBudget() {
+        var limiter = RateLimiter(perSecond: 1000, burst: 1000, globalPerSecond: 3, buckets: 64)
+        let now: UInt64 = 1_000_000_000
+        let flood = (0..<100).filter { limiter.allow([UInt8](repeating: UInt8($0), count: 16), now: now, budget: .global) }.count
+        #expect(flood == 3, "the flood gets the global budget and no more")
+        let proven = (100..<110).filter { limiter.allow([UInt8](repeating: UInt8($0), count: 16), now: now, budget: .proven) }.count
+        #expect(proven == 3, "proven HELLOs still find their whole budget")
+    }
+
     @Test func recentKeysAreBoundedAndPinnedKeysStay() throws {
         let table = KnownRouterKeys()
         let keys = try SessionKeys(relay: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey.agreementKey),
@@ -89,7 +125,7 @@ import Testing
         let unknown = (0..<10).filter { limiter.allow([UInt8](repeating: UInt8($0), count: 16), now: now) }.count
         #expect(unknown == 3, "the global budget holds 3 key agreements")
         let known = (0..<10).filter {
-            limiter.allow([UInt8](repeating: UInt8($0), count: 16), now: now, needsKeyAgreement: false)
+            limiter.allow([UInt8](repeating: UInt8($0), count: 16), now: now, budget: .sourceOnly)
         }.count
         #expect(known == 10, "datagrams under known keys do not wait for the global budget")
     }

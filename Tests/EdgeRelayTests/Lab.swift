@@ -398,8 +398,13 @@ struct ManualRouter {
                                relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
     }
 
-    func hello(nonce: [UInt8]) -> [UInt8] {
-        MessageMAC.seal(Hello(routerKey: publicKey, nonce: nonce).authenticated, with: keys.requestKey)
+    /// A HELLO as today's agent sends it (with the proof of knowing S), or as one from before the
+    /// proof (`proven: false`, 16 zero bytes).
+    func hello(nonce: [UInt8], proven: Bool = true) -> [UInt8] {
+        let hello = proven
+            ? Hello(routerKey: publicKey, nonce: nonce, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
+            : Hello(routerKey: publicKey, nonce: nonce)
+        return MessageMAC.seal(hello.authenticated, with: keys.requestKey)
     }
 
     func register(claim: Claim, nonce: [UInt8], cookie: [UInt8], certificate: [UInt8]? = nil) -> [UInt8] {

@@ -53,6 +53,20 @@ import Testing
         #expect(try MessageCodec.parse(result).body == .result(answer))
     }
 
+    /// docs/protocol.md, "HELLO": the proof at bytes 52..<68, checked against a value computed
+    /// outside Swift (Python's hmac and hashlib, HKDF written out from RFC 5869).
+    @Test func helloProofMatchesTheDocumentedDerivation() throws {
+        let relayKey = [UInt8](repeating: 0x33, count: 32)
+        let hello = Hello(routerKey: [UInt8](repeating: 0x42, count: 32), nonce: nonce, relayPublicKey: relayKey)
+        #expect(hello.proof.map { String(format: "%02x", $0) }.joined() == "4bd9e76bda775970b0fea3d48f278fbf")
+        #expect(Array(hello.authenticated[52..<68]) == hello.proof)
+        #expect(hello.authenticated[68...].allSatisfy { $0 == 0 }, "the rest of the padding stays zero")
+        let keys = try SessionKeys(router: router, relayPublicKey: relay.publicKey)
+        let parsed = try MessageCodec.parse(MessageMAC.seal(hello.authenticated, with: keys.requestKey))
+        #expect(parsed.body == .hello(hello))
+        #expect(Hello(routerKey: router.publicKey, nonce: nonce).proof == HelloProof.none)
+    }
+
     @Test func malformedDatagramsGiveTypedErrors() throws {
         let keys = try SessionKeys(router: router, relayPublicKey: relay.publicKey)
         let hello = MessageMAC.seal(Hello(routerKey: router.publicKey, nonce: nonce).authenticated, with: keys.requestKey)
@@ -63,8 +77,8 @@ import Testing
         #expect(throws: ParseError.unknownType(9)) { try MessageCodec.parse([1, 9]) }
         #expect(throws: ParseError.wrongLength(.hello, expected: 128, actual: 127)) { try MessageCodec.parse(hello.dropLast()) }
         var padded = hello
-        padded[60] = 1
-        #expect(throws: ParseError.nonZeroReserved(.hello, offset: 60)) { try MessageCodec.parse(padded) }
+        padded[70] = 1
+        #expect(throws: ParseError.nonZeroReserved(.hello, offset: 70)) { try MessageCodec.parse(padded) }
         var register = [UInt8](repeating: 0, count: 200)
         register[0] = 1; register[1] = 3; register[2] = 1
         register[76] = 0; register[77] = 106
