@@ -45,9 +45,10 @@ public struct WireGuardControl: Sendable {
                                                 attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appendingPathComponent("\(interface).conf")
-        guard FileManager.default.createFile(atPath: file.path, contents: Data(text.utf8),
-                                             attributes: [.posixPermissions: 0o600]) else {
-            throw RelayError.wireGuard("cannot write a temporary WireGuard config in \(folder.path)")
+        do {
+            try AtomicFile.write(Data(text.utf8), to: file.path, mode: 0o600, replace: true)
+        } catch {
+            throw RelayError.wireGuard("cannot write a temporary WireGuard config: \(error)")
         }
         try SystemCommand.check("wg", ["syncconf", interface, file.path], what: "restoring WireGuard interface \(interface)")
     }
