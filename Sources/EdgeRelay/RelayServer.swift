@@ -94,9 +94,7 @@ public struct RelayServer: Service {
                 try await channel.executeThenClose { inbound, outbound in
                     var limiter = RateLimiter(perSecond: limits.perSourcePerSecond, burst: limits.perSourceBurst,
                                               globalPerSecond: limits.globalPerSecond, buckets: limits.buckets)
-                    // Bounds on queued work: key agreements get a small share (proven HELLOs their own),
-                    // so a flood of unknown keys never fills the queue a router's datagrams need.
-                    let inFlight = NIOLockedValueBox((all: 0, keyAgreements: 0, provenKeyAgreements: 0))
+                    let queue = QueueShares()
                     for try await envelope in inbound {
                         // Step 1: structure only, no crypto, no state.
                         guard let message = try? MessageCodec.parse(envelope.data.readableBytesView),
@@ -109,32 +107,10 @@ public struct RelayServer: Service {
                         let budget = screening.budget
                         guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, budget: budget)
                         else { continue }
-                        guard inFlight.withLockedValue({ count in
-                            guard count.all < 4096 else { return false }
-                            switch budget {
-                            case .sourceOnly: break
-                            case .global:
-                                guard count.keyAgreements < 256 else { return false }
-                                count.keyAgreements += 1
-                            case .proven:
-                                guard count.provenKeyAgreements < 256 else { return false }
-                                count.provenKeyAgreements += 1
-                            }
-                            count.all += 1
-                            return true
-                        }) else { continue }
+                        guard queue.admit(budget) else { continue }
                         let remote = envelope.remoteAddress
                         group.addTask {
-                            defer {
-                                inFlight.withLockedValue { count in
-                                    count.all -= 1
-                                    switch budget {
-                                    case .sourceOnly: break
-                                    case .global: count.keyAgreements -= 1
-                                    case .proven: count.provenKeyAgreements -= 1
-                                    }
-                                }
-                            }
+                            defer { queue.release(budget) }
                             guard let reply = await engine.handle(message, from: address) else { return }
                             do {
                                 try await outbound.write(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: reply)))
@@ -152,6 +128,45 @@ public struct RelayServer: Service {
         // The latest endpoints for the next start (a kill -9 keeps those of the last periodic save).
         await engine.saveEndpoints()
         logger.info("registration socket closed")
+    }
+}
+
+/// Bounds on queued work: 4096 datagrams in all, of which key agreements get a small share (HELLOs
+/// that proved they know the relay key a share of their own), so a flood of unknown keys never fills
+/// the queue a router's datagrams need.
+struct QueueShares: Sendable {
+    static let total = 4096
+    static let keyAgreements = 256
+    private let counts = NIOLockedValueBox((all: 0, global: 0, proven: 0))
+
+    /// Takes a place for a datagram charged to `budget`; false: the queue or its share is full.
+    func admit(_ budget: RateLimiter.Budget) -> Bool {
+        counts.withLockedValue { count in
+            guard count.all < Self.total else { return false }
+            switch budget {
+            case .sourceOnly: break
+            case .global:
+                guard count.global < Self.keyAgreements else { return false }
+                count.global += 1
+            case .proven:
+                guard count.proven < Self.keyAgreements else { return false }
+                count.proven += 1
+            }
+            count.all += 1
+            return true
+        }
+    }
+
+    /// Gives back the place `admit` took once the datagram is handled.
+    func release(_ budget: RateLimiter.Budget) {
+        counts.withLockedValue { count in
+            count.all -= 1
+            switch budget {
+            case .sourceOnly: break
+            case .global: count.global -= 1
+            case .proven: count.proven -= 1
+            }
+        }
     }
 }
 
