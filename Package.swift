@@ -22,10 +22,13 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
+        // The one error shape (code, input, message, cause) every library's errors share.
+        .target(name: "EdgeErrors"),
         // Plan, prefix math, validation. No dependencies beyond YAML parsing.
-        .target(name: "EdgeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "EdgeModel", dependencies: ["EdgeErrors", .product(name: "Yams", package: "Yams")]),
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
+            "EdgeErrors",
             "EdgeModel",
             "EdgeSystem",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -33,14 +36,14 @@ let package = Package(
         // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
         .target(name: "CEdgeSystem"),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
-        .target(name: "EdgeSystem", dependencies: ["CEdgeSystem"]),
+        .target(name: "EdgeSystem", dependencies: ["EdgeErrors", "CEdgeSystem"]),
         // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
-        .target(name: "EdgeStick", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeSystem"]),
+        .target(name: "EdgeStick", dependencies: ["EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
-            "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", .product(name: "Logging", package: "swift-log"),
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
@@ -48,19 +51,19 @@ let package = Package(
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
         // Rootfs, overlays, archives, disk images, sticks.
         .target(name: "EdgeImage", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "Registration",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -94,7 +97,7 @@ let package = Package(
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
         // Shared by the test targets: the built products, system tools, scratch folders, unique
         // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
         .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: ["TestSupport", "EdgeCrypto"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
