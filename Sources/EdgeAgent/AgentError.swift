@@ -95,6 +95,14 @@ public enum AgentError: EdgeError, Equatable {
         }
     }
 
+    /// The line without its `PATH: ` prefix where the input leads the line.
+    public var message: String {
+        switch self {
+        case .badImageFile(_, let why, _), .profile(_, let why, _): why
+        default: description
+        }
+    }
+
     /// The StickError, ProfileError or other error behind a refused stick; the interrupted error.
     public var cause: (any Error)? {
         switch self {
