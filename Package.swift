@@ -22,11 +22,14 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
+        // The one error shape (code, input, message, cause) every library's errors share.
+        .target(name: "EdgeErrors"),
         // Plan, prefix math, validation, wire documents. No dependencies beyond YAML parsing (it also
         // reads libyaml's events through Yams' CYaml module, which Yams does not export as a product).
-        .target(name: "EdgeModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "EdgeModel", dependencies: ["EdgeErrors", .product(name: "Yams", package: "Yams")]),
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
+            "EdgeErrors",
             "EdgeModel",
             "EdgeSystem",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -34,14 +37,14 @@ let package = Package(
         // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
         .target(name: "CEdgeSystem"),
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
-        .target(name: "EdgeSystem", dependencies: ["CEdgeSystem"]),
+        .target(name: "EdgeSystem", dependencies: ["EdgeErrors", "CEdgeSystem"]),
         // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
-        .target(name: "EdgeStick", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeSystem"]),
+        .target(name: "EdgeStick", dependencies: ["EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
-            "EdgeModel", "EdgeCrypto",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -51,19 +54,19 @@ let package = Package(
             providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
         // Rootfs, overlays, archives, disk images, the relay bundle.
         .target(name: "EdgeImage", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -76,7 +79,7 @@ let package = Package(
         // creation, rendered trees, profile reports, output files. The edgekit executable only
         // parses arguments and calls it.
         .target(name: "EdgeBuild", dependencies: [
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeSystem",
+            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeSystem",
         ]),
         // Shared by the three executables: error → exit code mapping, output helpers.
         .target(name: "CLISupport", dependencies: [
@@ -105,24 +108,24 @@ let package = Package(
         .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
         // Shared by the test targets: the built products, system tools, scratch folders, unique
         // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "EdgeModelTests", dependencies: ["EdgeModel"], resources: [.copy("Fixtures")]),
+        .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
+        .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: [
-            "TestSupport", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
+            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
                           path: "bench/edgekit-bench-render"),
-        .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeImage"]),
-        .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeStick", "EdgeSystem"]),
+        .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage"]),
+        .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeStick", "EdgeSystem"]),
         .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
-        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeBuild", "EdgeModel", "EdgeCrypto"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: [
             "Registration", "EdgeCrypto", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport",
+        .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
             "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
@@ -130,7 +133,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
-        .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport",
+        .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
             "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.

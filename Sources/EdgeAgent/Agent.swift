@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import EdgeRender
 import EdgeStick
@@ -120,7 +121,7 @@ public struct Agent {
         do {
             read = try ProfileStick.readProfile(at: stick)
         } catch {
-            throw AgentError.stick("\(error)")
+            throw AgentError.stick("\(error)", cause: ErrorCause(error))
         }
         let (sealed, input) = read
         let expectation = SealedProfile.Expectation(identity: identity, operatorKey: operatorKey, plan: stamp.plan,
@@ -128,7 +129,7 @@ public struct Agent {
         do {
             return (try SealedProfile.open(sealed, expecting: expectation), stick)
         } catch {
-            throw AgentError.profile(input, error.description)
+            throw AgentError.profile(input, error.description, cause: ErrorCause(error))
         }
     }
 
@@ -140,7 +141,7 @@ public struct Agent {
             model = try document.model()
             secret = try document.secret()
         } catch {
-            throw AgentError.profile(input, "\(error)")
+            throw AgentError.profile(input, "\(error)", cause: ErrorCause(error))
         }
         var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
                                            relayPublicKey: document.plan.relay.publicKey)
@@ -148,7 +149,7 @@ public struct Agent {
         // The profile without its secret: what `run` needs to register (certificate, relay) and
         // what an operator reads to see which stick is applied.
         let publicProfile: String
-        do { publicProfile = try DocumentCoding.pretty(document.redacted()) } catch { throw AgentError.profile(input, "\(error)") }
+        do { publicProfile = try DocumentCoding.pretty(document.redacted()) } catch { throw AgentError.profile(input, "\(error)", cause: ErrorCause(error)) }
         files.append(DesiredFile(path: Agent.appliedProfile, contents: Data(publicProfile.utf8), mode: 0o644))
         let (uid, gid) = keyOwner()
         files.append(DesiredFile(path: ConfigPaths.routerWireGuardKey,
@@ -332,7 +333,7 @@ public struct Agent {
             } catch let failure as ServiceFailure {
                 failures.append(failure)
             } catch {
-                failures.append(ServiceFailure(service: service, detail: "\(error)"))
+                failures.append(ServiceFailure(service: service, detail: "\(error)", cause: error))
             }
         }
         return failures

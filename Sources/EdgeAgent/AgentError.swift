@@ -1,15 +1,17 @@
+import EdgeErrors
+import EdgeStick
 import Foundation
 
 /// Why the agent did not apply or run. Each prints as one line naming the input and the problem.
-public enum AgentError: Error, Equatable, CustomStringConvertible {
+public enum AgentError: EdgeError, Equatable {
     /// An image file (identity, operator key, stamp) is missing or unreadable.
-    case badImageFile(String, String)
+    case badImageFile(String, String, cause: ErrorCause = .none)
     /// No block device carries the label; `generation` is what keeps running.
     case noStick(keeping: Int?)
     /// A profile was refused; the first field names the input (`STICK/profile.age` or the device).
-    case profile(String, String)
-    /// The stick could not be read (StickError's text).
-    case stick(String)
+    case profile(String, String, cause: ErrorCause = .none)
+    /// The stick could not be read (StickError's text; the StickError is the cause).
+    case stick(String, cause: ErrorCause = .none)
     /// Writing the generation failed; nothing was switched.
     case cannotWrite(String, String)
     /// A service did not come up with the new files, and the previous generation was restored.
@@ -30,13 +32,13 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .badImageFile(let path, let why):
+        case .badImageFile(let path, let why, _):
             "\(path): \(why)"
         case .noStick(let keeping):
             AgentError.noStickLine(keeping: keeping)
-        case .profile(let input, let why):
+        case .profile(let input, let why, _):
             "\(input): \(why)"
-        case .stick(let line):
+        case .stick(let line, _):
             line
         case .cannotWrite(let path, let why):
             "cannot write \(path): \(why); nothing was switched"
@@ -57,6 +59,56 @@ public enum AgentError: Error, Equatable, CustomStringConvertible {
             "--root \(root): \(why); give the root the agent runs with (/ on the appliance)"
         case .cannotRecord(let path, let why):
             "cannot record the VRRP state in \(path): \(why)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .badImageFile: "agent.bad-image-file"
+        case .noStick: "agent.no-stick"
+        case .profile: "agent.profile-refused"
+        case .stick: "agent.stick-unreadable"
+        case .cannotWrite: "agent.cannot-write"
+        case .serviceFailed: "agent.service-failed"
+        case .interrupted: "agent.interrupted"
+        case .stillFailing: "agent.still-failing"
+        case .cannotSetHostname: "agent.cannot-set-hostname"
+        case .busy: "agent.busy"
+        case .badRoot: "agent.bad-root"
+        case .cannotRecord: "agent.cannot-record"
+        }
+    }
+
+    public var input: String? {
+        switch self {
+        case .badImageFile(let path, _, _), .profile(let path, _, _), .cannotWrite(let path, _), .busy(let path),
+             .badRoot(let path, _), .cannotRecord(let path, _):
+            path
+        case .stick(_, let cause):
+            (cause.error as? StickError)?.input
+        case .serviceFailed(let service, _, _, _, _), .stillFailing(let service, _, _):
+            service
+        case .cannotSetHostname(let name, _):
+            name
+        case .noStick, .interrupted:
+            nil
+        }
+    }
+
+    /// The line without its `PATH: ` prefix where the input leads the line.
+    public var message: String {
+        switch self {
+        case .badImageFile(_, let why, _), .profile(_, let why, _): why
+        default: description
+        }
+    }
+
+    /// The StickError, ProfileError or other error behind a refused stick; the interrupted error.
+    public var cause: (any Error)? {
+        switch self {
+        case .badImageFile(_, _, let cause), .profile(_, _, let cause), .stick(_, let cause): cause.error
+        case .interrupted(_, let error): error
+        default: nil
         }
     }
 

@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeModel
 import Foundation
 
@@ -58,7 +59,7 @@ extension SiteStamp {
         do {
             return try DocumentCoding.decode(SiteStamp.self, from: data)
         } catch {
-            throw AgentError.badImageFile(path, "not a site stamp ({\"plan\", \"site\", \"hostname\"}): \(error)")
+            throw AgentError.badImageFile(path, "not a site stamp ({\"plan\", \"site\", \"hostname\"}): \(error)", cause: ErrorCause(error))
         }
     }
 }

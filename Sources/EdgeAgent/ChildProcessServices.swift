@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeRender
 import EdgeSystem
 import Foundation
@@ -221,7 +222,7 @@ public struct ChildProcessServices: ServiceControl {
         do {
             result = try attempt(tool, arguments, environment: environment)
         } catch {
-            throw ServiceFailure(service: service, detail: "\(error)")
+            throw ServiceFailure(service: service, detail: "\(error)", cause: error)
         }
         guard result.succeeded else {
             let detail = result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"

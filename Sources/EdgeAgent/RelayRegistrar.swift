@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// The router's VRRP role, as keepalived reports it through `edgekit-agent notify`.
@@ -55,7 +56,8 @@ public struct UnavailableRegistrar: RelayRegistrar {
     }
 }
 
-public struct RegistrarUnavailable: Error, CustomStringConvertible {
+public struct RegistrarUnavailable: EdgeError {
     public init() {}
+    public var code: ErrorCode { "registration.unavailable" }
     public var description: String { "registration client not available in this build" }
 }

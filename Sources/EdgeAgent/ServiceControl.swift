@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeRender
 import EdgeSystem
 import Foundation
@@ -30,9 +31,13 @@ public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
 }
 
 /// A service that did not come up, with the tool's own words.
-public struct ServiceFailure: Error, CustomStringConvertible {
+public struct ServiceFailure: EdgeError {
     public var service: RouterService
     public var detail: String
+    public var cause: (any Error)? = nil
+    public var code: ErrorCode { "service.failed" }
+    public var input: String? { service.rawValue }
+    public var message: String { detail }
     public var description: String { "\(service.rawValue): \(detail)" }
 }
 
@@ -94,7 +99,7 @@ public struct SystemdServices: ServiceControl {
         do {
             result = try SystemCommand.run(tool, arguments)
         } catch {
-            throw ServiceFailure(service: service, detail: "\(error)")
+            throw ServiceFailure(service: service, detail: "\(error)", cause: error)
         }
         guard result.succeeded else {
             throw ServiceFailure(service: service, detail: "\(tool) \(arguments.joined(separator: " ")): "

@@ -20,7 +20,8 @@ public struct FleetBuild: Sendable {
     public init(plan: Plan, sites: [Site], keys: PlanKeys, serial: UInt64, issuedAt: Date,
                 relayBinary: String, outputDirectory: String) throws {
         guard FileManager.default.isReadableFile(atPath: relayBinary) else {
-            throw BuildError("relay binary \(relayBinary) is missing (build it with ./build.sh, or pass --relay-binary)")
+            throw BuildError("relay binary \(relayBinary) is missing (build it with ./build.sh, or pass --relay-binary)",
+                             code: "build.missing-input", input: relayBinary)
         }
         self.plan = plan
         self.sites = sites
@@ -71,7 +72,9 @@ public struct FleetBuild: Sendable {
         var sums = ""
         for name in ["relay.tar.zst"] + sticks.map(\.name) { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
         let part = output + "/sticks-and-relay.SHA256SUMS"
-        guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else { throw BuildError("cannot write \(part)") }
+        guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else {
+            throw BuildError("cannot write \(part)", code: "build.cannot-write", input: part)
+        }
         try ImageBuilder.mergeChecksums(in: output)
         progress.note(String(format: "done: %d site image(s), %d stick(s) and the relay bundle in %@ (%.1f s)",
                              sites.count, sticks.count, output, Date().timeIntervalSince(started)))

@@ -8,11 +8,13 @@ extension Plan {
     /// that lists what exists.
     public func locate(site name: String, router slot: Int?) throws(BuildError) -> (Site, Router?) {
         guard let site = site(named: name) else {
-            throw BuildError("--site \(name): no such site in plan \(self.name) (sites: \(sites.map(\.name).joined(separator: ", ")))")
+            throw BuildError("--site \(name): no such site in plan \(self.name) (sites: \(sites.map(\.name).joined(separator: ", ")))",
+                             code: "build.no-such-site", input: name)
         }
         guard let slot else { return (site, nil) }
         guard let router = site.router(slot: slot) else {
-            throw BuildError("--router \(slot): site \(name) has no router \(slot) (slots: \(site.routers.map { String($0.slot) }.joined(separator: ", ")))")
+            throw BuildError("--router \(slot): site \(name) has no router \(slot) (slots: \(site.routers.map { String($0.slot) }.joined(separator: ", ")))",
+                             code: "build.no-such-router", input: String(slot))
         }
         return (site, router)
     }
@@ -35,7 +37,7 @@ public enum ProfileSerial {
         if let serial { return (serial, Date(timeIntervalSince1970: TimeInterval(serial))) }
         if let text = environment["SOURCE_DATE_EPOCH"] {
             guard let epoch = UInt64(text) else {
-                throw BuildError("SOURCE_DATE_EPOCH \"\(text)\" is not a whole number of seconds")
+                throw BuildError("SOURCE_DATE_EPOCH \"\(text)\" is not a whole number of seconds", code: "build.bad-serial", input: text)
             }
             return (epoch, Date(timeIntervalSince1970: TimeInterval(epoch)))
         }
@@ -49,7 +51,7 @@ public enum ProfileSerial {
 public func writeOutputFile(_ data: Data, to path: String, mode: Int, replace: Bool) throws {
     do {
         try AtomicFile.write(data, to: path, mode: mode, replace: replace)
-    } catch AtomicFileError.alreadyExists {
-        throw BuildError("\(path) already exists; remove it or choose another --out")
+    } catch let error as AtomicFileError where error.code == "file.exists" {
+        throw BuildError("\(path) already exists; remove it or choose another --out", code: "build.output-exists", input: path, cause: error)
     }
 }

@@ -17,7 +17,7 @@ public struct ProfileReport: Sendable {
         do {
             sealed = try ProfileInput.readSealed(input)
         } catch {
-            throw BuildError("\(error)")
+            throw BuildError("\(error)", code: "build.unreadable-profile", input: input, cause: error)
         }
         for candidate in sites {
             let expectation = SealedProfile.Expectation(
@@ -30,10 +30,11 @@ public struct ProfileReport: Sendable {
             } catch .sealedToAnotherIdentity where sites.count > 1 {
                 continue
             } catch {
-                throw BuildError("\(Printable.escaped(input)): \(error)")
+                throw BuildError("\(Printable.escaped(input)): \(error)", code: "build.invalid-profile", input: input, cause: error)
             }
         }
-        throw BuildError("\(Printable.escaped(input)): profile is sealed to none of plan \(plan.name)'s site identities")
+        throw BuildError("\(Printable.escaped(input)): profile is sealed to none of plan \(plan.name)'s site identities",
+                         code: "build.invalid-profile", input: input)
     }
 
     /// The document with the router secret taken out, for `--format json`.

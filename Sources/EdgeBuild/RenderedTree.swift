@@ -38,7 +38,7 @@ public enum RenderedTree {
             do {
                 try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
             } catch {
-                throw BuildError("cannot create \(parent): \(error.localizedDescription)")
+                throw BuildError("cannot create \(parent): \(error.localizedDescription)", code: "build.cannot-write", input: parent, cause: error)
             }
             try writeOutputFile(Data(file.contents.utf8), to: target, mode: Int(file.mode), replace: true)
             return target

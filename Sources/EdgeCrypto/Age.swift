@@ -1,10 +1,11 @@
 import Crypto
+import EdgeErrors
 import Foundation
 
-/// Why an age operation failed. `code` is what callers branch on; `message` says what was
-/// wrong and where, for logs and users.
-public struct AgeError: Error, Equatable, CustomStringConvertible {
-    public enum Code: Sendable, Equatable {
+/// Why an age operation failed. `kind` is what callers branch on (`code` names it for tests and
+/// programs); `message` says what was wrong and where, for logs and users.
+public struct AgeError: EdgeError, Equatable {
+    public enum Kind: Sendable, Equatable {
         /// None of the identities could unwrap any recipient stanza.
         case noMatch
         /// The header is malformed, or a stanza we understand is malformed (the file is broken,
@@ -24,12 +25,25 @@ public struct AgeError: Error, Equatable, CustomStringConvertible {
         case noRecipients
     }
 
-    public let code: Code
+    public let kind: Kind
     public let message: String
 
-    public init(_ code: Code, _ message: String) {
-        self.code = code
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
         self.message = message
+    }
+
+    public var code: ErrorCode {
+        switch kind {
+        case .noMatch: "age.no-match"
+        case .headerFailure: "age.header"
+        case .hmacFailure: "age.header-mac"
+        case .payloadFailure: "age.payload"
+        case .unsupportedVersion: "age.unsupported-version"
+        case .invalidIdentity: "age.invalid-identity"
+        case .invalidRecipient: "age.invalid-recipient"
+        case .noRecipients: "age.no-recipients"
+        }
     }
 
     public var description: String { "age: \(message)" }

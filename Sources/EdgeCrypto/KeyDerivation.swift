@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 
@@ -147,7 +148,7 @@ public struct PlanKeys: Sendable {
 }
 
 /// Problems with key material, worded for the operator.
-public enum KeyError: Error, Equatable, CustomStringConvertible {
+public enum KeyError: EdgeError, Equatable {
     case masterWrongLength(Int)
     case masterNotBase64
     case wireGuardKeyWrongLength(Int)
@@ -159,6 +160,15 @@ public enum KeyError: Error, Equatable, CustomStringConvertible {
         case .masterNotBase64: "the master secret is not one line of base64"
         case .wireGuardKeyWrongLength(let n): "a WireGuard key must be 32 bytes, found \(n)"
         case .routerSecretWrongLength(let n): "a router secret must be 32 bytes, found \(n)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .masterWrongLength: "key.master-length"
+        case .masterNotBase64: "key.master-not-base64"
+        case .wireGuardKeyWrongLength: "key.wireguard-length"
+        case .routerSecretWrongLength: "key.router-secret-length"
         }
     }
 }

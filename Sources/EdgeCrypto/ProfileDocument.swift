@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeModel
 import Foundation
 
@@ -224,7 +225,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
     /// The model as the renderers take it: a one-site plan with every router of that site. Throws
     /// the first broken rule (`problem()`), so nothing is rendered from a document `open` would refuse.
     public func model() throws -> (plan: Plan, site: Site, router: Router) {
-        if let problem = problem() { throw ProfileError.malformedDocument(problem.description) }
+        if let problem = problem() { throw ProfileError.malformedDocument(problem.description, cause: ErrorCause(problem)) }
         var site = site
         site.routers.sort { $0.slot < $1.slot }
         let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay,

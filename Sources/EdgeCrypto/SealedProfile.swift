@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 
@@ -48,20 +49,20 @@ public enum SealedProfile {
         do {
             plaintext = try Age.decrypt(sealed, with: [expected.identity])
         } catch let error as AgeError {
-            switch error.code {
+            switch error.kind {
             case .noMatch: throw .sealedToAnotherIdentity(site: expected.site)
             case .unsupportedVersion: throw .notAge
-            default: throw .damaged(error.message)
+            default: throw .damaged(error.message, cause: ErrorCause(error))
             }
         } catch {
-            throw .damaged("\(error)")
+            throw .damaged("\(error)", cause: ErrorCause(error))
         }
 
         let body: Data
         do {
             body = try Signify.verifyEmbedded(plaintext, publicKey: expected.operatorKey)
         } catch let error as SignifyError {
-            switch error.code {
+            switch error.kind {
             case .wrongKey: throw .signedByAnotherKey
             case .badSignature: throw .badSignature
             default: throw .unsigned
@@ -75,14 +76,14 @@ public enum SealedProfile {
         do {
             schema = try DocumentCoding.schema(of: body)
         } catch {
-            throw .malformedDocument(error.description)
+            throw .malformedDocument(error.description, cause: ErrorCause(error))
         }
         guard schema == ProfileDocument.currentSchema else { throw .unknownSchema(schema, what: "profile") }
         let document: ProfileDocument
         do {
             document = try DocumentCoding.decode(ProfileDocument.self, from: body)
         } catch {
-            throw .malformedDocument(error.description)
+            throw .malformedDocument(error.description, cause: ErrorCause(error))
         }
 
         guard document.plan.name == expected.plan else { throw .anotherPlan(found: document.plan.name, expected: expected.plan) }
@@ -92,14 +93,14 @@ public enum SealedProfile {
         }
         // Signed is not enough: the device holds the document to the rules of `plan check`, in case
         // the operator key leaked or a builder has a bug (docs/keys.md, "Fail closed").
-        if let problem = document.problem() { throw .malformedDocument(problem.description) }
+        if let problem = document.problem() { throw .malformedDocument(problem.description, cause: ErrorCause(problem)) }
 
         // The certificate inside must be the operator's and must describe this very router.
         let certificate: SiteCertificate
         do {
             certificate = try SiteCertificate.verify(Data(document.certificate.utf8), operatorKey: expected.operatorKey)
         } catch {
-            throw .certificateInvalid("\(error)")
+            throw .certificateInvalid("\(error)", cause: ErrorCause(error))
         }
         let secret: RouterSecret
         do {
@@ -122,21 +123,23 @@ public enum SealedProfile {
 }
 
 /// Why a profile was refused. Each case prints as one line that names the layer that failed.
-public enum ProfileError: Error, Equatable, CustomStringConvertible {
+public enum ProfileError: EdgeError, Equatable {
     case empty
     case tooLarge
     case notAge
     case sealedToAnotherIdentity(site: String)
-    case damaged(String)
+    /// The age layer failed; the `AgeError` is the cause.
+    case damaged(String, cause: ErrorCause = .none)
     case unsigned
     case signedByAnotherKey
     case badSignature
-    case malformedDocument(String)
+    /// The document does not decode or breaks a rule; the `DocumentError` is the cause.
+    case malformedDocument(String, cause: ErrorCause = .none)
     case unknownSchema(Int, what: String)
     case anotherPlan(found: String, expected: String)
     case anotherSite(found: String, expected: String)
     case olderSerial(found: UInt64, last: UInt64)
-    case certificateInvalid(String)
+    case certificateInvalid(String, cause: ErrorCause = .none)
     case certificateMismatch(String)
 
     public var description: String {
@@ -149,7 +152,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
             "profile is not an age v1 file (no age-encryption.org/v1 header)"
         case .sealedToAnotherIdentity(let site):
             "profile is sealed to another site's identity, not this image's (site \(site))"
-        case .damaged(let detail):
+        case .damaged(let detail, _):
             "profile is damaged or tampered: \(detail)"
         case .unsigned:
             "profile is not signed: the sealed content is not a signify-signed document"
@@ -157,7 +160,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
             "profile is signed by another operator key, not this plan's"
         case .badSignature:
             "profile signature does not match its content: tampered"
-        case .malformedDocument(let detail):
+        case .malformedDocument(let detail, _):
             "profile document is malformed: \(detail)"
         case .unknownSchema(let schema, let what):
             "\(what) has unknown schema \(schema) (this software understands \(ProfileDocument.currentSchema)); update the image"
@@ -167,10 +170,38 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
             "profile is for site \"\(found)\", this image is site \"\(expected)\""
         case .olderSerial(let found, let last):
             "profile serial \(found) is older than the last applied serial \(last); use the newest stick"
-        case .certificateInvalid(let detail):
+        case .certificateInvalid(let detail, _):
             "profile's site certificate is not valid: \(detail)"
         case .certificateMismatch(let field):
             "profile's site certificate does not match the profile (\(field) differs)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .empty: "profile.empty"
+        case .tooLarge: "profile.too-large"
+        case .notAge: "profile.not-age"
+        case .sealedToAnotherIdentity: "profile.another-identity"
+        case .damaged: "profile.tampered"
+        case .unsigned: "profile.unsigned"
+        case .signedByAnotherKey: "profile.another-key"
+        case .badSignature: "profile.bad-signature"
+        case .malformedDocument: "profile.malformed"
+        case .unknownSchema: "profile.unknown-schema"
+        case .anotherPlan: "profile.another-plan"
+        case .anotherSite: "profile.another-site"
+        case .olderSerial: "profile.older-serial"
+        case .certificateInvalid: "profile.certificate-invalid"
+        case .certificateMismatch: "profile.certificate-mismatch"
+        }
+    }
+
+    /// The age, document or certificate error behind `damaged`, `malformedDocument` or `certificateInvalid`.
+    public var cause: (any Error)? {
+        switch self {
+        case .damaged(_, let cause), .malformedDocument(_, let cause), .certificateInvalid(_, let cause): cause.error
+        default: nil
         }
     }
 }

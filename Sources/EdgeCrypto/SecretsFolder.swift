@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -17,7 +18,7 @@ public struct SecretsFolder: Sendable {
     public static func resolve(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SecretsFolder {
         if let option, !option.isEmpty { return SecretsFolder(path: option) }
         if let value = environment[environmentVariable], !value.isEmpty { return SecretsFolder(path: value) }
-        throw SecretsError("no secrets folder: pass --secrets DIR or set \(environmentVariable) (the folder holding \(masterFileName))")
+        throw SecretsError("secrets.no-folder", "no secrets folder: pass --secrets DIR or set \(environmentVariable) (the folder holding \(masterFileName))")
     }
 
     public var masterPath: String { (path as NSString).appendingPathComponent(SecretsFolder.masterFileName) }
@@ -27,54 +28,54 @@ public struct SecretsFolder: Sendable {
         let files = FileManager.default
         var isDirectory: ObjCBool = false
         if files.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw SecretsError("\(path) is a file; --secrets needs a folder") }
+            guard isDirectory.boolValue else { throw SecretsError("secrets.not-a-folder", "\(path) is a file; --secrets needs a folder") }
             if files.fileExists(atPath: masterPath) {
-                throw SecretsError("\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
+                throw SecretsError("secrets.exists", "\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
             }
             let mode = try permissions(path)
             if mode & 0o077 != 0 {
-                throw SecretsError("\(path) is accessible by group or others (mode \(octal(mode))); run chmod 700 \(path) first")
+                throw SecretsError("secrets.permissions", "\(path) is accessible by group or others (mode \(octal(mode))); run chmod 700 \(path) first")
             }
         } else {
             do {
                 try files.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw SecretsError("cannot create \(path): \(error.localizedDescription)")
+                throw SecretsError("secrets.cannot-write", "cannot create \(path): \(error.localizedDescription)", cause: error)
             }
         }
         // Never replaces: if another process created the file meanwhile, fail rather than overwrite.
         do {
             try AtomicFile.write(Data(master.fileText.utf8), to: masterPath, mode: 0o600, replace: false)
         } catch AtomicFileError.alreadyExists {
-            throw SecretsError("\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
+            throw SecretsError("secrets.exists", "\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
         } catch let error as AtomicFileError {
-            throw SecretsError(error.description)
+            throw SecretsError("secrets.cannot-write", error.description, cause: error)
         }
     }
 
     /// Reads the master secret, refusing a file others can read.
     public func loadMaster() throws -> MasterSecret {
         guard FileManager.default.fileExists(atPath: masterPath) else {
-            throw SecretsError("\(masterPath) does not exist; create it with `edgekit keys init --plan DIR --secrets \(path)` or restore it from your secret store")
+            throw SecretsError("secrets.missing", "\(masterPath) does not exist; create it with `edgekit keys init --plan DIR --secrets \(path)` or restore it from your secret store")
         }
         let mode = try permissions(masterPath)
         if mode & 0o077 != 0 {
-            throw SecretsError("\(masterPath) is readable by group or others (mode \(octal(mode))); run chmod 600 \(masterPath)")
+            throw SecretsError("secrets.permissions", "\(masterPath) is readable by group or others (mode \(octal(mode))); run chmod 600 \(masterPath)")
         }
         guard let data = FileManager.default.contents(atPath: masterPath) else {
-            throw SecretsError("cannot read \(masterPath)")
+            throw SecretsError("secrets.unreadable", "cannot read \(masterPath)")
         }
         do {
             return try MasterSecret(fileText: String(decoding: data, as: UTF8.self))
         } catch let error as KeyError {
-            throw SecretsError("\(masterPath): \(error)")
+            throw SecretsError("secrets.malformed", "\(masterPath): \(error)", cause: error)
         }
     }
 
     private func permissions(_ path: String) throws -> Int {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw SecretsError("cannot stat \(path): \(String(cString: strerror(errno)))")
+            throw SecretsError("secrets.unreadable", "cannot stat \(path): \(String(cString: strerror(errno)))")
         }
         return Int(info.st_mode) & 0o777
     }
@@ -83,8 +84,17 @@ public struct SecretsFolder: Sendable {
 }
 
 /// A problem with the secrets folder, in one line that says how to fix it.
-public struct SecretsError: Error, Equatable, CustomStringConvertible {
+public struct SecretsError: EdgeError, Equatable {
+    public let code: ErrorCode
     public let message: String
-    public init(_ message: String) { self.message = message }
+    private let underlying: ErrorCause
+
+    public init(_ code: ErrorCode, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = ErrorCause(cause)
+    }
+
+    public var cause: (any Error)? { underlying.error }
     public var description: String { message }
 }

@@ -1,10 +1,11 @@
 import Crypto
+import EdgeErrors
 import Foundation
 
-/// Why a signify operation failed. `code` is what callers branch on; `message` says what
-/// was wrong and in which input.
-public struct SignifyError: Error, Equatable, CustomStringConvertible {
-    public enum Code: Sendable, Equatable {
+/// Why a signify operation failed. `kind` is what callers branch on (`code` names it for tests
+/// and programs); `message` says what was wrong and in which input.
+public struct SignifyError: EdgeError, Equatable {
+    public enum Kind: Sendable, Equatable {
         /// The key or signature file (or raw input) is not well-formed; the message says what.
         case malformed
         /// The signature names a different key number than the public key: it was signed by
@@ -18,12 +19,21 @@ public struct SignifyError: Error, Equatable, CustomStringConvertible {
         case unsupported
     }
 
-    public let code: Code
+    public let kind: Kind
     public let message: String
 
-    public init(_ code: Code, _ message: String) {
-        self.code = code
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
         self.message = message
+    }
+
+    public var code: ErrorCode {
+        switch kind {
+        case .malformed: "signify.malformed"
+        case .wrongKey: "signify.wrong-key"
+        case .badSignature: "signify.bad-signature"
+        case .unsupported: "signify.unsupported"
+        }
     }
 
     public var description: String { "signify: \(message)" }

@@ -1,4 +1,5 @@
 import CArchive
+import EdgeErrors
 import Foundation
 
 /// One member of a tar layer, with owners, mode and time already normalised.
@@ -170,7 +171,7 @@ public final class TarZstdLayerWriter {
             do {
                 names = try FileManager.default.contentsOfDirectory(atPath: full)
             } catch {
-                throw ArchiveError("cannot list \(full): \(error.localizedDescription)")
+                throw ArchiveError("cannot list \(full): \(error.localizedDescription)", cause: error)
             }
             for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
                 try addNode(root: root, relative: relative.isEmpty ? name : relative + "/" + name)
@@ -230,7 +231,7 @@ public final class TarZstdLayerWriter {
             failure = error
             return false
         } catch {
-            failure = ArchiveError("\(error)")
+            failure = ArchiveError("\(error)", cause: error)
             return false
         }
         pending = Data(pending.suffix(keep))
@@ -253,7 +254,7 @@ public final class TarZstdLayerWriter {
                     do {
                         try output.write(contentsOf: compressedBuffer[0..<produced])
                     } catch {
-                        throw ArchiveError("cannot write the archive: \(error.localizedDescription)")
+                        throw ArchiveError("cannot write the archive: \(error.localizedDescription)", cause: error)
                     }
                 }
                 let done = end ? remaining == 0 : input.pos == input.size
@@ -280,8 +281,17 @@ public final class TarZstdLayerWriter {
 }
 
 /// A failure while writing an archive, in one line.
-public struct ArchiveError: Error, Equatable, CustomStringConvertible {
+public struct ArchiveError: EdgeError, Equatable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    private let underlying: ErrorCause
+
+    public init(_ message: String, cause: (any Error)? = nil) {
+        self.message = message
+        self.underlying = ErrorCause(cause)
+    }
+
+    /// libarchive, libzstd and the files they read fail the same way for a caller: the layer is not written.
+    public var code: ErrorCode { "archive.failed" }
+    public var cause: (any Error)? { underlying.error }
     public var description: String { message }
 }

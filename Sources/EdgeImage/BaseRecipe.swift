@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import Foundation
 
 /// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
@@ -54,7 +55,7 @@ public struct BaseRecipe: Sendable, Equatable {
     public static func imageFileTime(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
         guard let text = environment["SOURCE_DATE_EPOCH"] else { return latestFileTime }
         guard let epoch = Int(text), epoch >= 0 else {
-            throw ImageError("SOURCE_DATE_EPOCH \"\(text)\" is not a whole number of seconds since 1970; set it to e.g. $(git log -1 --format=%ct) or unset it")
+            throw ImageError("image.bad-setting", "SOURCE_DATE_EPOCH \"\(text)\" is not a whole number of seconds since 1970; set it to e.g. $(git log -1 --format=%ct) or unset it")
         }
         return min(epoch, latestFileTime)
     }

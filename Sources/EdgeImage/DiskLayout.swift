@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -164,8 +165,23 @@ public enum SparseCopy {
 }
 
 /// A failure while building an image, in one line that names the input.
-public struct ImageError: Error, Equatable, CustomStringConvertible {
+///
+/// Codes: `image.missing-input` (a binary or folder the build needs is absent), `image.tool-failed`
+/// (mmdebstrap, mke2fs or the overlay writer failed), `image.bad-setting` (an environment value),
+/// and `image.io` for reading and writing files.
+public struct ImageError: EdgeError, Equatable {
+    public let code: ErrorCode
     public let message: String
-    public init(_ message: String) { self.message = message }
+    private let underlying: ErrorCause
+
+    public init(_ message: String) { self.init("image.io", message) }
+
+    public init(_ code: ErrorCode, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = ErrorCause(cause)
+    }
+
+    public var cause: (any Error)? { underlying.error }
     public var description: String { message }
 }

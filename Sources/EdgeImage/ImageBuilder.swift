@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -90,7 +91,7 @@ public struct ImageBuilder: Sendable {
         try progress.step("base: mmdebstrap", unit: .percent) { step in
             let outcome = try Mmdebstrap.run(arguments, environment: environment, log: log, step: step)
             guard outcome.status == 0 else {
-                throw ImageError("mmdebstrap failed building the base (exit \(outcome.status)): \(outcome.lastError ?? "no error line") (full log: \(log))")
+                throw ImageError("image.tool-failed", "mmdebstrap failed building the base (exit \(outcome.status)): \(outcome.lastError ?? "no error line") (full log: \(log))")
             }
             return ((), "base \(key): mmdebstrap \(recipe.suite), \(recipe.packages.count) packages and their dependencies")
         }
@@ -101,7 +102,7 @@ public struct ImageBuilder: Sendable {
             // user namespace they read as root again, which is what the archive and ext4 must record.
             let status = try SystemCommand.runShowingProgress(
                 "mmdebstrap", ["--unshare-helper", packerExecutable, "image", "pack-base", tree, staging, "--epoch", String(recipe.sourceDateEpoch)])
-            guard status == 0 else { throw ImageError("packing the base failed (exit \(status)); its messages are above") }
+            guard status == 0 else { throw ImageError("image.tool-failed", "packing the base failed (exit \(status)); its messages are above") }
         }
         try progress.step("base: removing the build tree") { _ in
             try removeBuildTree(tree)
@@ -161,7 +162,7 @@ public struct ImageBuilder: Sendable {
                     "mke2fs", ["-q", "-F", "-t", "ext4", "-L", "edgekit-root", "-U", uuid, "-E", "hash_seed=\(uuid)", "-d", root, ext4],
                     environment: environment)
             }
-            guard result.succeeded else { throw ImageError("mke2fs failed making the base's ext4 root: \(result.errorText)") }
+            guard result.succeeded else { throw ImageError("image.tool-failed", "mke2fs failed making the base's ext4 root: \(result.errorText)") }
         }
         defer { mke2fs.wait() }
         let tarPath = output + "/base.tar.zst"
@@ -234,10 +235,10 @@ public struct ImageBuilder: Sendable {
     func overlayFiles() throws -> [OverlayFile] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: overlayDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ImageError("overlay folder \(overlayDirectory) does not exist (expected the repository's overlays/)")
+            throw ImageError("image.missing-input", "overlay folder \(overlayDirectory) does not exist (expected the repository's overlays/)")
         }
         guard FileManager.default.isExecutableFile(atPath: agentBinary) else {
-            throw ImageError("agent binary \(agentBinary) is missing or not executable (build it with ./build.sh)")
+            throw ImageError("image.missing-input", "agent binary \(agentBinary) is missing or not executable (build it with ./build.sh)")
         }
         var files: [OverlayFile] = []
         guard let walker = FileManager.default.enumerator(atPath: overlayDirectory) else { return files }
@@ -387,11 +388,11 @@ public struct ImageBuilder: Sendable {
                 && !line.contains("ext2fs_mkdir: Ext2 directory already exists")
         }
         guard result.succeeded, failures.isEmpty else {
-            throw ImageError("writing the overlay into the root filesystem failed: \(failures.first.map(String.init) ?? result.errorText)")
+            throw ImageError("image.tool-failed", "writing the overlay into the root filesystem failed: \(failures.first.map(String.init) ?? result.errorText)")
         }
         let check = try SystemCommand.run("e2fsck", ["-fn", device])
         guard check.succeeded else {
-            throw ImageError("the root filesystem is not clean after the overlay: \(check.output.split(separator: "\n").prefix(3).joined(separator: "; "))")
+            throw ImageError("image.tool-failed", "the root filesystem is not clean after the overlay: \(check.output.split(separator: "\n").prefix(3).joined(separator: "; "))")
         }
     }
 

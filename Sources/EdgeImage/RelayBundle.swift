@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import EdgeRender
 import Foundation
@@ -11,7 +12,7 @@ public enum RelayBundle {
     /// /usr/local/bin/edgekit-relay, owned by root, times `BaseRecipe.imageFileTime()`.
     public static func write(plan: Plan, keys: PlanKeys, binary: String, to path: String) throws {
         guard let relayProgram = FileManager.default.contents(atPath: binary) else {
-            throw ImageError("relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
+            throw ImageError("image.missing-input", "relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
         }
         var entries = RelayFiles.files(plan: plan).map {
             LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)

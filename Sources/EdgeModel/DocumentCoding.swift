@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// Canonical JSON for the wire documents (profile, site certificate, site stamp): sorted keys, no
@@ -32,15 +33,15 @@ public enum DocumentCoding {
         } catch let error as DecodingError {
             throw describe(error)
         } catch {
-            throw DocumentError(field: nil, problem: "not JSON")
+            throw DocumentError(field: nil, problem: "not JSON", code: "document.not-json")
         }
         // Every field the document carries must be one this software reads: what it would write
         // back is what it understood, so a key present only in the input is unknown.
         guard let received = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
             let understood = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
-        else { throw DocumentError(field: nil, problem: "not JSON") }
+        else { throw DocumentError(field: nil, problem: "not JSON", code: "document.not-json") }
         if let unknown = firstUnknownKey(received, understood, path: "") {
-            throw DocumentError(field: unknown, problem: "is not a field this software knows; refusing rather than ignoring it")
+            throw DocumentError(field: unknown, problem: "is not a field this software knows; refusing rather than ignoring it", code: "document.unknown-field")
         }
         return value
     }
@@ -53,7 +54,7 @@ public enum DocumentCoding {
         } catch let error as DecodingError {
             throw describe(error)
         } catch {
-            throw DocumentError(field: nil, problem: "not JSON")
+            throw DocumentError(field: nil, problem: "not JSON", code: "document.not-json")
         }
     }
 
@@ -93,16 +94,16 @@ public enum DocumentCoding {
         switch error {
         case .keyNotFound(let key, let context):
             let field = fieldPath(context.codingPath + [key])
-            return DocumentError(field: nil, problem: "missing \(field)")
+            return DocumentError(field: nil, problem: "missing \(field)", code: "document.missing-field")
         case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
             let field = fieldPath(context.codingPath)
-            return DocumentError(field: field.isEmpty ? nil : field, problem: "has the wrong type (expected \(kind(type)))")
+            return DocumentError(field: field.isEmpty ? nil : field, problem: "has the wrong type (expected \(kind(type)))", code: "document.wrong-type")
         case .dataCorrupted(let context):
             let field = fieldPath(context.codingPath)
-            if field.isEmpty { return DocumentError(field: nil, problem: "not JSON") }
-            return DocumentError(field: field, problem: context.debugDescription)
+            if field.isEmpty { return DocumentError(field: nil, problem: "not JSON", code: "document.not-json") }
+            return DocumentError(field: field, problem: context.debugDescription, code: "document.bad-value", cause: error)
         @unknown default:
-            return DocumentError(field: nil, problem: "unreadable")
+            return DocumentError(field: nil, problem: "unreadable", code: "document.not-json", cause: error)
         }
     }
 
@@ -126,15 +127,27 @@ public enum DocumentCoding {
 }
 
 /// A wire document that does not decode, or a field that breaks its rule: one line naming the field.
-public struct DocumentError: Error, Equatable, CustomStringConvertible {
+///
+/// Codes: `document.not-json`, `document.unknown-field`, `document.missing-field`,
+/// `document.wrong-type`, `document.bad-value` (a field rule refused the value) and
+/// `document.invalid` (the fields break a rule together, e.g. a prefix outside the ula).
+public struct DocumentError: EdgeError, Equatable {
     /// The field's path (`router.uplink`, `site.routers[1].lan_address`), nil for the whole document.
     public var field: String?
     public var problem: String
+    public var code: ErrorCode
+    private var underlying: ErrorCause
 
-    public init(field: String?, problem: String) {
+    public init(field: String?, problem: String, code: ErrorCode = "document.invalid", cause: (any Error)? = nil) {
         self.field = field
         self.problem = problem
+        self.code = code
+        self.underlying = ErrorCause(cause)
     }
+
+    public var input: String? { field }
+    public var message: String { problem }
+    public var cause: (any Error)? { underlying.error }
 
     /// One line: control characters a hostile value may carry are shown escaped.
     public var description: String {
@@ -154,7 +167,7 @@ extension KeyedDecodingContainer {
         do {
             value = try decode(Raw.self, forKey: key)
         } catch DecodingError.keyNotFound(let missing, let context) {
-            throw DocumentError(field: nil, problem: "missing \(DocumentCoding.fieldPath(context.codingPath + [missing]))")
+            throw DocumentError(field: nil, problem: "missing \(DocumentCoding.fieldPath(context.codingPath + [missing]))", code: "document.missing-field")
         } catch let error as DocumentError {
             throw error
         } catch {
@@ -163,13 +176,13 @@ extension KeyedDecodingContainer {
             // A number out of the type's range (`"serial": -1`) is named with its value.
             if Raw.self is any FixedWidthInteger.Type, let number = try? decode(Double.self, forKey: key), number.isFinite {
                 let shown = number == number.rounded() && abs(number) < 1e18 ? String(Int64(number)) : "\(number)"
-                throw DocumentError(field: field, problem: "is \(shown), not \(DocumentCoding.kind(Raw.self))")
+                throw DocumentError(field: field, problem: "is \(shown), not \(DocumentCoding.kind(Raw.self))", code: "document.wrong-type")
             }
-            throw DocumentError(field: field, problem: "has the wrong type (expected \(DocumentCoding.kind(Raw.self)))")
+            throw DocumentError(field: field, problem: "has the wrong type (expected \(DocumentCoding.kind(Raw.self)))", code: "document.wrong-type")
         }
         switch rule(value) {
         case .success(let checked): return checked
-        case .failure(let problem): throw DocumentError(field: DocumentCoding.fieldPath(codingPath + [key]), problem: problem.message)
+        case .failure(let problem): throw DocumentError(field: DocumentCoding.fieldPath(codingPath + [key]), problem: problem.message, code: "document.bad-value", cause: problem)
         }
     }
 

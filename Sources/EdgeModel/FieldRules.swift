@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// One parser per field kind, shared by `plan check` (`PlanChecker`) and the wire documents a device
@@ -121,8 +122,9 @@ public enum FieldRules {
 }
 
 /// Why one field's value is refused, without the field's name (the caller adds it).
-public struct FieldProblem: Error, Equatable, CustomStringConvertible {
+public struct FieldProblem: EdgeError, Equatable {
     public var message: String
     public init(_ message: String) { self.message = message }
+    public var code: ErrorCode { "field.refused" }
     public var description: String { message }
 }

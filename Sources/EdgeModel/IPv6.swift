@@ -1,3 +1,5 @@
+import EdgeErrors
+
 /// A 128-bit IPv6 address as a value: parse, print in RFC 5952 canonical form, do arithmetic.
 ///
 /// This is the only place in edgekit that turns addresses into text or text into addresses;
@@ -167,9 +169,22 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible, Codable {
     }
 
     /// Why a text is not a prefix, in words an operator can act on.
-    public enum ParseError: Error, Equatable, CustomStringConvertible {
+    public enum ParseError: EdgeError, Equatable {
         case syntax(String)
         case hostBitsSet(String, canonical: String)
+
+        public var code: ErrorCode {
+            switch self {
+            case .syntax: "prefix.syntax"
+            case .hostBitsSet: "prefix.host-bits"
+            }
+        }
+
+        public var input: String? {
+            switch self {
+            case .syntax(let text), .hostBitsSet(let text, _): text
+            }
+        }
 
         public var description: String {
             switch self {

@@ -1,3 +1,5 @@
+import EdgeErrors
+
 /// One problem found in a plan file, printed as `plan.yaml:LINE: message` like a compiler would.
 public struct PlanDiagnostic: Sendable, Equatable, CustomStringConvertible {
     /// The file name as the operator should see it (usually `plan.yaml`).
@@ -47,12 +49,24 @@ public struct PlanDiagnostic: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Every problem of a plan at once; thrown by `PlanLoader` so the operator can fix them in one pass.
-public struct PlanError: Error, Sendable, Equatable, CustomStringConvertible {
+///
+/// Codes: `plan.unreadable`, `plan.too-large`, `plan.not-utf8`, `plan.alias` (YAML anchors and
+/// aliases), `plan.too-deep`, `plan.yaml-syntax`, `plan.empty`, and `plan.invalid` for everything
+/// the checker finds (the diagnostics say what).
+public struct PlanError: EdgeError, Sendable, Equatable {
     public var diagnostics: [PlanDiagnostic]
+    public var code: ErrorCode
+    private var underlying: ErrorCause
 
-    public init(_ diagnostics: [PlanDiagnostic]) {
+    public init(_ diagnostics: [PlanDiagnostic], code: ErrorCode = "plan.invalid", cause: (any Error)? = nil) {
         self.diagnostics = diagnostics
+        self.code = code
+        self.underlying = ErrorCause(cause)
     }
+
+    /// The file of the first problem (`plan.yaml`, or the path that could not be read).
+    public var input: String? { diagnostics.first?.file }
+    public var cause: (any Error)? { underlying.error }
 
     public var description: String {
         diagnostics.map(\.description).joined(separator: "\n")

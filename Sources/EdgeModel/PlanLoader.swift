@@ -1,4 +1,5 @@
 import CYaml
+import EdgeErrors
 import Foundation
 import Yams
 
@@ -21,7 +22,7 @@ public enum PlanLoader {
         let path = (directory as NSString).appendingPathComponent(fileName)
         let bytes = try PlanFile.contents(path, directory: directory)
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw PlanError([PlanDiagnostic(file: fileName, line: nil, message: "not UTF-8 text")])
+            throw PlanError([PlanDiagnostic(file: fileName, line: nil, message: "not UTF-8 text")], code: "plan.not-utf8")
         }
         return try parse(text, file: fileName)
     }
@@ -30,19 +31,21 @@ public enum PlanLoader {
     public static func parse(_ text: String, file: String = fileName) throws -> Plan {
         var reader = NodeReader(file: file)
         guard text.utf8.count <= maximumBytes else {
-            throw PlanError([PlanDiagnostic(file: file, line: nil, message: PlanFile.tooLarge(text.utf8.count))])
+            throw PlanError([PlanDiagnostic(file: file, line: nil, message: PlanFile.tooLarge(text.utf8.count))], code: "plan.too-large")
         }
         // Before Yams builds anything: an alias expands to a copy of its anchor, and Yams hashes
         // mapping keys whole, so a few hundred bytes of nested aliases cost minutes of CPU.
-        if let refusal = YAMLShape.refusal(text, file: file) { throw PlanError([refusal]) }
+        if let refusal = YAMLShape.refusal(text, file: file) {
+            throw PlanError([refusal], code: refusal.message == YAMLShape.tooDeep ? "plan.too-deep" : "plan.alias")
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw PlanError([reader.diagnostic(for: error)])
+            throw PlanError([reader.diagnostic(for: error)], code: "plan.yaml-syntax", cause: error)
         }
         guard let root else {
-            throw PlanError([PlanDiagnostic(file: file, line: nil, message: "the plan is empty")])
+            throw PlanError([PlanDiagnostic(file: file, line: nil, message: "the plan is empty")], code: "plan.empty")
         }
         let draft = PlanDraft.read(root, &reader)
         // Shape problems leave holes in the draft; the checker still runs on what was readable,
@@ -62,8 +65,8 @@ public enum PlanLoader {
 /// is, never waited on or read without end.
 enum PlanFile {
     static func contents(_ path: String, directory: String) throws -> [UInt8] {
-        func refuse(_ message: String) -> PlanError {
-            PlanError([PlanDiagnostic(file: path, line: nil, message: message)])
+        func refuse(_ message: String, code: ErrorCode = "plan.unreadable") -> PlanError {
+            PlanError([PlanDiagnostic(file: path, line: nil, message: message)], code: code)
         }
         // O_NONBLOCK: opening a FIFO must not wait for a writer.
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -78,7 +81,7 @@ enum PlanFile {
         guard kind == S_IFREG else {
             throw refuse("not a file but \(describe(kind))\(linkNote(path)); \(PlanLoader.fileName) must be a text file")
         }
-        guard info.st_size <= PlanLoader.maximumBytes else { throw refuse(tooLarge(Int(info.st_size))) }
+        guard info.st_size <= PlanLoader.maximumBytes else { throw refuse(tooLarge(Int(info.st_size)), code: "plan.too-large") }
         // Read at most one byte past the limit: the file may grow after fstat.
         var bytes = [UInt8](repeating: 0, count: PlanLoader.maximumBytes + 1)
         var count = 0
@@ -91,7 +94,7 @@ enum PlanFile {
             }
             count += got
         }
-        guard count <= PlanLoader.maximumBytes else { throw refuse(tooLarge(count)) }
+        guard count <= PlanLoader.maximumBytes else { throw refuse(tooLarge(count), code: "plan.too-large") }
         return Array(bytes[..<count])
     }
 

@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeModel
 import Foundation
 
@@ -50,18 +51,47 @@ extension RelayConfig {
 }
 
 /// Relay failures worded for the operator: what failed, on which input, what to do.
-public enum RelayError: Error, Equatable, CustomStringConvertible {
+public enum RelayError: EdgeError, Equatable {
     case config(String, String)
-    case key(String, String)
-    case database(String, String)
+    case key(String, String, cause: ErrorCause = .none)
+    case database(String, String, cause: ErrorCause = .none)
     case wireGuard(String)
 
     public var description: String {
         switch self {
         case .config(let path, let why): "\(path): \(why)"
-        case .key(let path, let why): "\(path): \(why)"
-        case .database(let path, let why): "state database \(path): \(why)"
+        case .key(let path, let why, _): "\(path): \(why)"
+        case .database(let path, let why, _): "state database \(path): \(why)"
         case .wireGuard(let why): why
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .config: "relay.config"
+        case .key: "relay.key"
+        case .database: "relay.database"
+        case .wireGuard: "relay.wireguard"
+        }
+    }
+
+    public var input: String? {
+        switch self {
+        case .config(let path, _), .key(let path, _, _), .database(let path, _, _): path
+        case .wireGuard: nil
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .config(_, let why), .key(_, let why, _), .database(_, let why, _), .wireGuard(let why): why
+        }
+    }
+
+    public var cause: (any Error)? {
+        switch self {
+        case .key(_, _, let cause), .database(_, _, let cause): cause.error
+        case .config, .wireGuard: nil
         }
     }
 }

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 import Logging
@@ -46,7 +47,7 @@ public struct RelayServer: Service {
         do {
             return try Signify.PublicKey(parsing: String(decoding: data, as: UTF8.self))
         } catch {
-            throw RelayError.key(path, "is not a signify public key: \(error)")
+            throw RelayError.key(path, "is not a signify public key: \(error)", cause: ErrorCause(error))
         }
     }
 

@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeModel
 import Foundation
 import GRDB
@@ -93,7 +94,8 @@ public final class RelayStore: Sendable {
             queue = try DatabaseQueue(path: path, configuration: configuration)
             try RelayStore.migrator.migrate(queue)
         } catch let error as DatabaseError {
-            throw RelayError.database(path, "\(error.message ?? error.description) (check that its folder exists and is writable)")
+            throw RelayError.database(path, "\(error.message ?? error.description) (check that its folder exists and is writable)",
+                                      cause: ErrorCause(error))
         }
     }
 

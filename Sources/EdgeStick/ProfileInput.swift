@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -44,7 +45,7 @@ public enum ProfileInput: Equatable, Sendable {
         do {
             probe = try SystemCommand.runBounded("blkid", ["-p", "-o", "export", path], outputLimit: 64 * 1024)
         } catch {
-            throw .unreadable(path, "\(error)")
+            throw .unreadable(path, "\(error)", cause: ErrorCause(error))
         }
         // blkid -p: 0 found something, 2 found nothing; anything else (8: ambivalent signatures,
         // 4: usage, a signal) means we do not know what the input is.

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -76,7 +77,7 @@ public enum ProfileStick {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: path)
         } catch {
-            throw .unreadable(path, error.localizedDescription)
+            throw .unreadable(path, error.localizedDescription, cause: ErrorCause(error))
         }
         let name = try findProfile(in: names, path)
         let file = (path as NSString).appendingPathComponent(name)

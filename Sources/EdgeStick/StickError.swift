@@ -1,10 +1,11 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeSystem
 
 /// Why a profile input (stick, image, folder or file) could not be read. One line each, naming
 /// the input; every value that came from the input (path, label, names, a tool's words) is
 /// printed with control characters escaped.
-public enum StickError: Error, Equatable, CustomStringConvertible {
+public enum StickError: EdgeError, Equatable {
     case missing(String)
     /// `edgekit profile inspect` of a path that does not exist (it may be a file, not a stick).
     case fileMissing(String)
@@ -20,7 +21,8 @@ public enum StickError: Error, Equatable, CustomStringConvertible {
     case notAnInput(String, kind: String)
     /// The filesystem contradicts itself (a directory entry's size against the file's clusters).
     case damaged(String, String)
-    case unreadable(String, String)
+    /// The input could not be read; `cause` is the tool or system failure behind the words.
+    case unreadable(String, String, cause: ErrorCause = .none)
     case cannotWrite(String, String)
 
     public var description: String {
@@ -49,10 +51,42 @@ public enum StickError: Error, Equatable, CustomStringConvertible {
             "\(e(path)) is a \(kind): give a \(profile), a stick image or device, or a mounted stick's folder"
         case .damaged(let path, let why):
             "stick \(e(path)) is damaged: \(e(why)); rebuild it with `edgekit stick build`"
-        case .unreadable(let path, let why):
+        case .unreadable(let path, let why, _):
             "stick \(e(path)) is unreadable: \(e(why))"
         case .cannotWrite(let path, let why):
             "cannot write stick image \(e(path)): \(e(why))"
         }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .missing, .fileMissing: "stick.missing"
+        case .noFilesystem: "stick.no-filesystem"
+        case .wrongLabel: "stick.wrong-label"
+        case .unsupportedFilesystem: "stick.unsupported-filesystem"
+        case .noProfile: "stick.no-profile"
+        case .severalProfiles: "stick.several-profiles"
+        case .profileTooLarge: "stick.too-large"
+        case .profileNotAFile: "stick.profile-not-a-file"
+        case .notAnInput: "stick.not-an-input"
+        case .damaged: "stick.damaged"
+        case .unreadable: "stick.unreadable"
+        case .cannotWrite: "stick.cannot-write"
+        }
+    }
+
+    public var input: String? {
+        switch self {
+        case .missing(let path), .fileMissing(let path), .noFilesystem(let path), .wrongLabel(let path, _),
+             .unsupportedFilesystem(let path, _), .noProfile(let path), .severalProfiles(let path, _),
+             .profileTooLarge(let path), .profileNotAFile(let path, _), .notAnInput(let path, _),
+             .damaged(let path, _), .unreadable(let path, _, _), .cannotWrite(let path, _):
+            path
+        }
+    }
+
+    public var cause: (any Error)? {
+        if case .unreadable(_, _, let cause) = self { return cause.error }
+        return nil
     }
 }

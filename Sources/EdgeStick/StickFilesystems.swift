@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -51,7 +52,7 @@ extension StickFilesystem {
     /// Runs the listing tool, bounded, and returns its stdout or throws its one-line complaint.
     func list(_ tool: String, _ arguments: [String]) throws(StickError) -> String {
         let result: BoundedResult
-        do { result = try SystemCommand.runBounded(tool, arguments, outputLimit: Self.listingLimit) } catch { throw .unreadable(path, "\(error)") }
+        do { result = try SystemCommand.runBounded(tool, arguments, outputLimit: Self.listingLimit) } catch { throw .unreadable(path, "\(error)", cause: ErrorCause(error)) }
         if result.exceeded { throw .damaged(path, "its root folder lists more than \(Self.listingLimit) bytes of entries") }
         guard result.succeeded, result.stderrLines(skipping: banner).isEmpty else {
             throw .unreadable(path, "listing it: \(tool): \(result.reason(skipping: banner))")
@@ -63,7 +64,7 @@ extension StickFilesystem {
         do {
             return try SystemCommand.runBounded(tool, arguments, outputLimit: SealedProfile.maximumSize)
         } catch {
-            throw .unreadable(path, "\(error)")
+            throw .unreadable(path, "\(error)", cause: ErrorCause(error))
         }
     }
 }

@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// Writes a whole file so that no one ever sees it half written or with a wider mode than asked:
@@ -20,17 +21,17 @@ public enum AtomicFile {
         do {
             defer { close(fd) }
             // Created with owner bits only; now the final mode, before the first byte is written.
-            guard fchmod(fd, mode_t(mode)) == 0 else { throw AtomicFileError.failed(path, "chmod: \(errorText())") }
+            guard fchmod(fd, mode_t(mode)) == 0 else { throw AtomicFileError.systemFailure(path, step: "chmod") }
             try writeAll(fd, data, path: path)
-            guard fsync(fd) == 0 else { throw AtomicFileError.failed(path, "fsync: \(errorText())") }
+            guard fsync(fd) == 0 else { throw AtomicFileError.systemFailure(path, step: "fsync") }
         }
         if replace {
-            guard rename(temporary, path) == 0 else { throw AtomicFileError.failed(path, errorText()) }
+            guard rename(temporary, path) == 0 else { throw AtomicFileError.systemFailure(path) }
         } else {
             // link(2) fails with EEXIST if the name appeared meanwhile: no replacement, ever.
             guard link(temporary, path) == 0 else {
                 let code = errno
-                throw code == EEXIST ? AtomicFileError.alreadyExists(path) : AtomicFileError.failed(path, errorText(code))
+                throw code == EEXIST ? AtomicFileError.alreadyExists(path) : AtomicFileError.systemFailure(path, errno: code)
             }
             unlink(temporary)
         }
@@ -49,7 +50,7 @@ public enum AtomicFile {
             let temporary = directory + "/.\(name).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode_t(0o600))
             if fd >= 0 { return (fd, temporary) }
-            if errno != EEXIST { throw AtomicFileError.failed(path, errorText()) }
+            if errno != EEXIST { throw AtomicFileError.systemFailure(path) }
         }
         throw AtomicFileError.failed(path, "no free temporary name in \(directory)")
     }
@@ -61,7 +62,7 @@ public enum AtomicFile {
                 let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw AtomicFileError.failed(path, errorText())
+                    throw AtomicFileError.systemFailure(path)
                 }
                 offset += written
             }
@@ -79,16 +80,50 @@ public enum AtomicFile {
 }
 
 /// Why `AtomicFile.write` did not write; the target is unchanged in every case.
-public enum AtomicFileError: Error, Equatable, CustomStringConvertible {
+public enum AtomicFileError: EdgeError, Equatable {
     /// The target exists and `replace` was false.
     case alreadyExists(String)
-    /// The file could not be written: path and the system's reason.
-    case failed(String, String)
+    /// The file could not be written: path, the system's reason, and the `POSIXError` it came from.
+    case failed(String, String, cause: ErrorCause = .none)
+
+    /// A failed system call on `path`: its reason in words, the errno kept as the cause.
+    static func systemFailure(_ path: String, step: String? = nil, errno code: Int32 = errno) -> AtomicFileError {
+        let reason = AtomicFile.errorText(code)
+        return .failed(path, step.map { "\($0): \(reason)" } ?? reason,
+                       cause: ErrorCause(POSIXErrorCode(rawValue: code).map { POSIXError($0) }))
+    }
 
     public var description: String {
         switch self {
         case .alreadyExists(let path): "\(path) already exists; remove it or choose another path"
-        case .failed(let path, let reason): "cannot write \(path): \(reason)"
+        case .failed(let path, let reason, _): "cannot write \(path): \(reason)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .alreadyExists: "file.exists"
+        case .failed: "file.cannot-write"
+        }
+    }
+
+    public var input: String? {
+        switch self {
+        case .alreadyExists(let path), .failed(let path, _, _): path
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .alreadyExists: "already exists; remove it or choose another path"
+        case .failed(_, let reason, _): reason
+        }
+    }
+
+    public var cause: (any Error)? {
+        switch self {
+        case .alreadyExists: nil
+        case .failed(_, _, let cause): cause.error
         }
     }
 }

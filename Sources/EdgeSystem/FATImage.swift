@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// A FAT filesystem image made with the standard tools, without root, loop devices or mounts:
@@ -55,8 +56,11 @@ public struct FATImage: Sendable {
 }
 
 /// A FAT image that could not be made: which and why.
-public struct FATImageError: Error, Equatable, CustomStringConvertible {
+public struct FATImageError: EdgeError, Equatable {
     public var path: String
     public var reason: String
+    public var code: ErrorCode { "system.fat-image" }
+    public var input: String? { path }
+    public var message: String { reason }
     public var description: String { "cannot make FAT image \(path): \(reason)" }
 }

@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 
 /// One run of a system tool: what it printed and how it ended.
@@ -111,7 +112,9 @@ final class LockedData: @unchecked Sendable {
     func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
 }
 
-public enum SystemCommandError: Error, Equatable, CustomStringConvertible {
+/// A system tool that is missing, would not start, or failed. Codes: `system.missing-tool`,
+/// `system.cannot-start`, `system.tool-failed`; the input is the tool's name.
+public enum SystemCommandError: EdgeError, Equatable {
     case missingTool(String)
     case cannotStart(String, String)
     case failed(String, what: String, detail: String)
@@ -121,6 +124,20 @@ public enum SystemCommandError: Error, Equatable, CustomStringConvertible {
         case .missingTool(let tool): "\(tool) is not installed (./build.sh installs it; on an appliance it is part of the image)"
         case .cannotStart(let tool, let why): "cannot start \(tool): \(why)"
         case .failed(let tool, let what, let detail): "\(what) failed: \(tool): \(detail)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .missingTool: "system.missing-tool"
+        case .cannotStart: "system.cannot-start"
+        case .failed: "system.tool-failed"
+        }
+    }
+
+    public var input: String? {
+        switch self {
+        case .missingTool(let tool), .cannotStart(let tool, _), .failed(let tool, _, _): tool
         }
     }
 }

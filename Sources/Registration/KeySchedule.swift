@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import Foundation
 
 /// The two MAC keys that only the router and the relay can compute (docs/protocol.md, "Keys"):
@@ -64,7 +65,7 @@ public struct WireGuardKeyPair: Sendable {
     }
 }
 
-public enum KeyScheduleError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum KeyScheduleError: EdgeError, Equatable, Sendable {
     case badPublicKey
     case lowOrderPoint
 
@@ -72,6 +73,13 @@ public enum KeyScheduleError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case .badPublicKey: "a public key is not 32 bytes"
         case .lowOrderPoint: "the X25519 result is all zero (low-order public key)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .badPublicKey: "registration.bad-public-key"
+        case .lowOrderPoint: "registration.low-order-point"
         }
     }
 }

@@ -1,3 +1,5 @@
+import EdgeErrors
+
 // The four messages of docs/protocol.md as values, with an encoder and a parser that never traps.
 //
 // This file depends on nothing but the standard library, so fuzz/run.sh can compile it alone with
@@ -195,7 +197,7 @@ public struct ParsedMessage: Sendable, Equatable {
 
 /// Why a datagram is not a version-1 message. The relay drops such datagrams silently; the cases
 /// exist for tests, logs at debug level and the fuzzer.
-public enum ParseError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum ParseError: EdgeError, Equatable, Sendable {
     case empty
     case tooLarge(Int)
     case unknownVersion(UInt8)
@@ -219,6 +221,21 @@ public enum ParseError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unknownStatus(let s): "status \(s) is unknown"
         case .unknownFlags(let f): "flags \(f) has unknown bits"
         case .certificateLength(let n): "certificate length \(n) is outside 1...\(Wire.maximumCertificateSize)"
+        }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .empty: "message.empty"
+        case .tooLarge: "message.too-large"
+        case .unknownVersion: "message.unknown-version"
+        case .unknownType: "message.unknown-type"
+        case .wrongLength: "message.wrong-length"
+        case .nonZeroReserved: "message.reserved-not-zero"
+        case .unknownClaim: "message.unknown-claim"
+        case .unknownStatus: "message.unknown-status"
+        case .unknownFlags: "message.unknown-flags"
+        case .certificateLength: "message.certificate-length"
         }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 import Logging
@@ -20,21 +21,34 @@ public struct RegistrationResult: Sendable, Equatable {
 }
 
 /// Why a registration did not happen, in words for the device's status and logs.
-public enum RegistrationFailure: Error, Equatable, Sendable, CustomStringConvertible {
+public enum RegistrationFailure: EdgeError, Equatable, Sendable {
     /// The relay answered (authenticated) and refused; retrying will not help.
     case refused(RegistrationStatus, relay: String)
     /// No verified answer before the deadline.
     case timedOut(host: String, port: UInt16, attempts: Int, lastProblem: String)
     /// The client's own inputs are unusable (relay public key, certificate size, …).
-    case invalidConfiguration(String)
+    case invalidConfiguration(String, cause: ErrorCause = .none)
 
     public var description: String {
         switch self {
         case .refused(let status, let relay): "relay \(relay) \(status)"
         case .timedOut(let host, let port, let attempts, let problem):
             "no answer from relay \(host) port \(port) after \(attempts) attempts (last: \(problem)); check the relay's DNS name, that UDP port \(port) is open, and that the relay's public key in the profile is current"
-        case .invalidConfiguration(let why): "cannot register: \(why)"
+        case .invalidConfiguration(let why, _): "cannot register: \(why)"
         }
+    }
+
+    public var code: ErrorCode {
+        switch self {
+        case .refused: "registration.refused"
+        case .timedOut: "registration.timed-out"
+        case .invalidConfiguration: "registration.invalid-configuration"
+        }
+    }
+
+    public var cause: (any Error)? {
+        if case .invalidConfiguration(_, let cause) = self { return cause.error }
+        return nil
     }
 }
 
@@ -88,7 +102,7 @@ public struct RegistrationClient: Sendable {
         do {
             keys = try SessionKeys(router: pair, relayPublicKey: configuration.relayPublicKey)
         } catch {
-            throw RegistrationFailure.invalidConfiguration("the relay public key is unusable: \(error)")
+            throw RegistrationFailure.invalidConfiguration("the relay public key is unusable: \(error)", cause: ErrorCause(error))
         }
         routerPublicKey = pair.publicKey
         self.configuration = configuration

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 import Testing
@@ -31,6 +32,44 @@ import Testing
             #expect(result.status == 1, "\(name): exit status")
             #expect(result.stderrLines == [expected], "\(name)")
             #expect(result.stdout.isEmpty, "\(name): nothing on stdout")
+        }
+    }
+
+    /// The code `SealedProfile.open` gives each corpus case that is a profile file (not a stick):
+    /// what a program matches, while the CLI's line above is what a person reads.
+    static let openCodes: [String: ErrorCode] = [
+        "empty file": "profile.empty", "10 MB of garbage": "profile.too-large", "300 KB of garbage": "profile.too-large",
+        "1 KB of garbage": "profile.not-age", "age version 2 header": "profile.not-age",
+        "tampered ciphertext": "profile.tampered", "tampered header": "profile.tampered",
+        "truncated in the header": "profile.tampered", "truncated payload": "profile.tampered", "trailing data": "profile.tampered",
+        "sealed to another site": "profile.another-identity", "another operator's key": "profile.another-key",
+        "tampered signature": "profile.bad-signature", "signature over a different document": "profile.bad-signature",
+        "valid age but unsigned plaintext": "profile.unsigned", "unknown schema version": "profile.unknown-schema",
+        "another plan": "profile.another-plan", "another site": "profile.another-site",
+        "older serial than the last applied": "profile.older-serial", "malformed document": "profile.malformed",
+        "certificate by another key": "profile.certificate-invalid",
+        "certificate for another slot": "profile.certificate-mismatch",
+        "router secret does not match the certificate": "profile.certificate-mismatch",
+        "uplink that adds a networkd section": "profile.malformed", "LAN address outside the site /64": "profile.malformed",
+        "unknown field": "profile.malformed", "negative serial": "profile.malformed",
+    ]
+
+    @Test(arguments: openCodes.keys.sorted())
+    func openRefusesWithTheCasesCode(_ name: String) throws {
+        try withTemporaryDirectory { dir in
+            let (path, flags, _) = try BadProfileCorpus.make(name, in: dir)
+            let lastSerial = flags.firstIndex(of: "--last-serial").map { UInt64(flags[$0 + 1])! }
+            let keys = BadProfileCorpus.keys
+            let expectation = SealedProfile.Expectation(
+                identity: keys.siteIdentity(site: "site-a"), operatorKey: keys.operatorKey.publicKey,
+                plan: "example", site: "site-a", lastSerial: lastSerial)
+            let sealed = try Data(contentsOf: URL(fileURLWithPath: path))
+            do {
+                _ = try SealedProfile.open(sealed, expecting: expectation)
+                Issue.record("\(name): opened")
+            } catch let error as ProfileError {
+                #expect(error.code == Self.openCodes[name], "\(name): \(error)")
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import EdgeBuild
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import Foundation
 import Synchronization
@@ -21,20 +22,16 @@ import TestSupport
         try TemporaryDirectory.with { dir in
             let plan = try planFolder(dir, sites: 3)
             #expect(plan.sites.count == 3 && plan.relay.wireguardPort == 4500)
-            #expect(throws: BuildError("\(dir.path)/plan/plan.yaml already exists; edit it, or choose another folder")) {
+            expectCode("build.output-exists") {
                 _ = try PlanCreation.write(directory: dir.path + "/plan", name: "corp", relay: "r.example", sites: 1)
             }
         }
     }
 
-    @Test(arguments: [
-        ("r.example:0", "--relay \"r.example:0\": port \"0\" must be 1-65535"),
-        (":51820", "--relay \":51820\" must be HOST or HOST:PORT, e.g. relay.example.net:51820"),
-        ("a:1:2", "--relay \"a:1:2\" must be HOST or HOST:PORT, e.g. relay.example.net:51820"),
-    ])
-    func aBadRelayWritesNothing(relay: String, line: String) throws {
+    @Test(arguments: ["r.example:0", ":51820", "a:1:2", "r.example:65536"])
+    func aBadRelayWritesNothing(relay: String) throws {
         try TemporaryDirectory.with { dir in
-            #expect(throws: BuildError(line)) {
+            expectCode("build.bad-flag") {
                 _ = try PlanCreation.write(directory: dir.path + "/plan", name: "corp", relay: relay, sites: 1)
             }
             #expect(!FileManager.default.fileExists(atPath: dir.path + "/plan"))
@@ -46,10 +43,10 @@ import TestSupport
             let plan = try planFolder(dir)
             let (site, router) = try plan.locate(site: "site2", router: 1)
             #expect(site.name == "site2" && router?.slot == 1)
-            #expect(throws: BuildError("--site nowhere: no such site in plan corp (sites: site1, site2)")) {
+            expectCode("build.no-such-site") {
                 _ = try plan.locate(site: "nowhere", router: nil)
             }
-            #expect(throws: BuildError("--router 7: site site1 has no router 7 (slots: 1, 2)")) {
+            expectCode("build.no-such-router") {
                 _ = try plan.locate(site: "site1", router: 7)
             }
         }
@@ -58,7 +55,7 @@ import TestSupport
     @Test func serialsComeFromTheFlagThenSourceDateEpoch() throws {
         #expect(try ProfileSerial.resolve(42, environment: ["SOURCE_DATE_EPOCH": "7"]).serial == 42)
         #expect(try ProfileSerial.resolve(nil, environment: ["SOURCE_DATE_EPOCH": "7"]).serial == 7)
-        #expect(throws: BuildError("SOURCE_DATE_EPOCH \"soon\" is not a whole number of seconds")) {
+        expectCode("build.bad-serial") {
             _ = try ProfileSerial.resolve(nil, environment: ["SOURCE_DATE_EPOCH": "soon"])
         }
         let now = UInt64(Date().timeIntervalSince1970)
@@ -83,7 +80,7 @@ import TestSupport
     @Test func aMissingRelayBinaryFailsBeforeAnyWork() throws {
         try TemporaryDirectory.with { dir in
             let plan = try planFolder(dir)
-            #expect(throws: BuildError("relay binary /nonexistent/edgekit-relay is missing (build it with ./build.sh, or pass --relay-binary)")) {
+            expectCode("build.missing-input") {
                 _ = try FleetBuild(plan: plan, sites: plan.sites, keys: Self.keys, serial: 1, issuedAt: Date(),
                                    relayBinary: "/nonexistent/edgekit-relay", outputDirectory: dir.path + "/out")
             }

@@ -1,4 +1,5 @@
 import Crypto
+import EdgeErrors
 import Foundation
 import Testing
 @testable import EdgeCrypto
@@ -101,7 +102,7 @@ struct AgeCCTVTests {
         let identities = try vector.values("identity").map { try Age.Identity(parsing: $0) }
         let expect = try #require(vector.value("expect"))
         var hasher = SHA256()
-        var outcome: AgeError.Code?
+        var outcome: ErrorCode?
         var other: (any Error)?
         do {
             try Age.decrypt(vector.file, with: identities) { hasher.update(data: $0) }
@@ -114,10 +115,10 @@ struct AgeCCTVTests {
 
         switch expect {
         case "success": #expect(outcome == nil)
-        case "no match": #expect(outcome == .noMatch)
-        case "HMAC failure": #expect(outcome == .hmacFailure)
-        case "header failure": #expect(outcome == .headerFailure || outcome == .unsupportedVersion)
-        case "payload failure": #expect(outcome == .payloadFailure)
+        case "no match": #expect(outcome == "age.no-match")
+        case "HMAC failure": #expect(outcome == "age.header-mac")
+        case "header failure": #expect(outcome == "age.header" || outcome == "age.unsupported-version")
+        case "payload failure": #expect(outcome == "age.payload")
         default: Issue.record("unknown expectation \(expect)")
         }
 

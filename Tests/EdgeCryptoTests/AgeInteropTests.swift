@@ -1,6 +1,7 @@
+import EdgeErrors
 import Foundation
-import Testing
 import TestSupport
+import Testing
 @testable import EdgeCrypto
 
 /// Our age files against the stock Debian `age`/`age-keygen`, in both directions.
@@ -73,7 +74,7 @@ struct AgeInteropTests {
         let trailing = try temp.write("trailing.age", file + Data([0]))
         let result = try Tool.run("age", ["-d", "-i", keyFile.path, "-o", temp.file("out").path, trailing.path])
         #expect(result.status != 0)
-        #expect { try Age.decrypt(file + Data([0]), with: [identity]) } throws: { ($0 as? AgeError)?.code == .payloadFailure }
+        #expect { try Age.decrypt(file + Data([0]), with: [identity]) } throws: { ($0 as? AgeError)?.code == "age.payload" }
         // Someone else's identity: both report no match.
         let otherKey = try temp.write("other.txt", Age.Identity.generate().text + "\n")
         let encrypted = try temp.write("file.age", file)

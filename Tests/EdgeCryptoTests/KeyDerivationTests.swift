@@ -1,7 +1,8 @@
 import EdgeCrypto
+import EdgeErrors
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Derivation vectors: master = bytes 0x00…0x1f, plan "example". The expected values were
 /// computed independently (Python `cryptography` HKDF/X25519/Ed25519 following docs/keys.md), so a
@@ -62,7 +63,7 @@ import TestSupport
     @Test func masterFileRoundTripAndRejectsBadText() throws {
         let master = MasterSecret.generate()
         #expect(try MasterSecret(fileText: master.fileText) == master)
-        #expect(throws: KeyError.masterNotBase64) { try MasterSecret(fileText: "not base64!") }
-        #expect(throws: KeyError.masterWrongLength(16)) { try MasterSecret(fileText: Data(count: 16).base64EncodedString()) }
+        expectCode("key.master-not-base64") { _ = try MasterSecret(fileText: "not base64!") }
+        expectCode("key.master-length") { _ = try MasterSecret(fileText: Data(count: 16).base64EncodedString()) }
     }
 }

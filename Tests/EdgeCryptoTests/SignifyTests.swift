@@ -1,3 +1,4 @@
+import EdgeErrors
 import Foundation
 import Testing
 @testable import EdgeCrypto
@@ -11,7 +12,7 @@ func hexData(_ hex: String) -> Data {
     return out
 }
 
-func signifyCode(_ body: () throws -> Void) -> SignifyError.Code? {
+func signifyCode(_ body: () throws -> Void) -> ErrorCode? {
     do {
         try body()
         return nil
@@ -95,8 +96,8 @@ struct SignifyTests {
         let key = Signify.SecretKey.generate()
         var file = Signify.signEmbedded(Data("release 1.0".utf8), with: key, comment: "c")
         file[file.count - 1] ^= 1
-        #expect(signifyCode { _ = try Signify.verifyEmbedded(file, publicKey: key.publicKey) } == .badSignature)
-        #expect(signifyCode { _ = try Signify.verifyEmbedded(file + Data("x".utf8), publicKey: key.publicKey) } == .badSignature)
+        #expect(signifyCode { _ = try Signify.verifyEmbedded(file, publicKey: key.publicKey) } == "signify.bad-signature")
+        #expect(signifyCode { _ = try Signify.verifyEmbedded(file + Data("x".utf8), publicKey: key.publicKey) } == "signify.bad-signature")
     }
 
     @Test func tamperedSignatureIsBadSignature() throws {
@@ -105,36 +106,36 @@ struct SignifyTests {
         var bytes = signature.bytes
         bytes[5] ^= 0x40
         let tampered = try Signify.Signature(keyNumber: signature.keyNumber, bytes: bytes)
-        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: tampered, publicKey: key.publicKey) } == .badSignature)
+        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: tampered, publicKey: key.publicKey) } == "signify.bad-signature")
     }
 
     @Test func otherKeyIsWrongKey() throws {
         let key = Signify.SecretKey.generate(), other = Signify.SecretKey.generate()
         let signature = Signify.sign(Data("m".utf8), with: key)
-        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: signature, publicKey: other.publicKey) } == .wrongKey)
+        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: signature, publicKey: other.publicKey) } == "signify.wrong-key")
         let file = Signify.signEmbedded(Data("m".utf8), with: key, comment: "c")
-        #expect(signifyCode { _ = try Signify.verifyEmbedded(file, publicKey: other.publicKey) } == .wrongKey)
+        #expect(signifyCode { _ = try Signify.verifyEmbedded(file, publicKey: other.publicKey) } == "signify.wrong-key")
         // Same key number, different key: the signature check catches it.
         let impostor = try Signify.PublicKey(keyNumber: key.keyNumber, key: other.publicKey.key)
-        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: signature, publicKey: impostor) } == .badSignature)
+        #expect(signifyCode { try Signify.verify(Data("m".utf8), signature: signature, publicKey: impostor) } == "signify.bad-signature")
     }
 
     @Test func malformedFiles() throws {
         let key = Signify.SecretKey.generate()
         let good = key.publicKey.fileText(comment: "c")
         let base64 = String(good.split(separator: "\n")[1])
-        let cases: [(String, SignifyError.Code)] = [
-            ("", .malformed),
-            ("trusted comment: c\n\(base64)\n", .malformed),
-            ("untrusted comment: \n\(base64)\n", .malformed),                       // empty comment
-            ("untrusted comment: c\n\(base64)", .malformed),                         // no final newline
-            ("untrusted comment: c\n\(base64)\r\n", .malformed),                     // CR
-            ("untrusted comment: c\n \(base64)\n", .malformed),                      // whitespace
-            ("untrusted comment: c\n\(base64)=\n", .malformed),                      // extra padding
-            ("untrusted comment: c\n\(base64.dropLast(4))\n", .malformed),           // too short
-            ("untrusted comment: c\n\(base64)\nextra", .malformed),                  // trailing data
-            ("untrusted comment: \(String(repeating: "x", count: 1024))\n\(base64)\n", .malformed),
-            (Signify.fileText(comment: "c", defaultComment: "", payload: Data("Xx".utf8) + Data(count: 40)), .unsupported),
+        let cases: [(String, ErrorCode)] = [
+            ("", "signify.malformed"),
+            ("trusted comment: c\n\(base64)\n", "signify.malformed"),
+            ("untrusted comment: \n\(base64)\n", "signify.malformed"),                       // empty comment
+            ("untrusted comment: c\n\(base64)", "signify.malformed"),                         // no final newline
+            ("untrusted comment: c\n\(base64)\r\n", "signify.malformed"),                     // CR
+            ("untrusted comment: c\n \(base64)\n", "signify.malformed"),                      // whitespace
+            ("untrusted comment: c\n\(base64)=\n", "signify.malformed"),                      // extra padding
+            ("untrusted comment: c\n\(base64.dropLast(4))\n", "signify.malformed"),           // too short
+            ("untrusted comment: c\n\(base64)\nextra", "signify.malformed"),                  // trailing data
+            ("untrusted comment: \(String(repeating: "x", count: 1024))\n\(base64)\n", "signify.malformed"),
+            (Signify.fileText(comment: "c", defaultComment: "", payload: Data("Xx".utf8) + Data(count: 40)), "signify.unsupported"),
         ]
         for (text, expected) in cases {
             #expect(signifyCode { _ = try Signify.PublicKey(parsing: text) } == expected, "\(text.debugDescription)")
@@ -148,7 +149,7 @@ struct SignifyTests {
         let index = try #require(alphabet.firstIndex(of: chars[chars.count - 2]))
         chars[chars.count - 2] = alphabet[index + 1]
         sigLines[1] = String(chars)
-        #expect(signifyCode { _ = try Signify.Signature(parsing: sigLines.joined(separator: "\n") + "\n") } == .malformed)
+        #expect(signifyCode { _ = try Signify.Signature(parsing: sigLines.joined(separator: "\n") + "\n") } == "signify.malformed")
     }
 
     @Test func secretKeyChecks() throws {
@@ -159,15 +160,15 @@ struct SignifyTests {
 
         var encrypted = raw
         encrypted[7] = 42
-        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(encrypted)) } == .unsupported)
+        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(encrypted)) } == "signify.unsupported")
         var otherKDF = raw
         otherKDF[2] = UInt8(ascii: "X")
-        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(otherKDF)) } == .unsupported)
+        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(otherKDF)) } == "signify.unsupported")
         var badChecksum = raw
         badChecksum[24] ^= 1
-        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(badChecksum)) } == .malformed)
-        #expect(signifyCode { _ = try Signify.SecretKey(seed: Data(count: 31), keyNumber: Data(count: 8)) } == .malformed)
-        #expect(signifyCode { _ = try Signify.SecretKey(seed: Data(count: 32), keyNumber: Data(count: 7)) } == .malformed)
+        #expect(signifyCode { _ = try Signify.SecretKey(parsing: file(badChecksum)) } == "signify.malformed")
+        #expect(signifyCode { _ = try Signify.SecretKey(seed: Data(count: 31), keyNumber: Data(count: 8)) } == "signify.malformed")
+        #expect(signifyCode { _ = try Signify.SecretKey(seed: Data(count: 32), keyNumber: Data(count: 7)) } == "signify.malformed")
     }
 }
 

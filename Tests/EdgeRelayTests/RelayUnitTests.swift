@@ -1,9 +1,11 @@
+import EdgeErrors
 import EdgeModel
-@testable import EdgeRelay
 import EdgeRender
 import Foundation
 import GRDB
+import TestSupport
 import Testing
+@testable import EdgeRelay
 
 @Suite struct RelayUnitTests {
     func withFile<T>(_ text: String, _ body: (String) throws -> T) throws -> T {
@@ -44,25 +46,13 @@ import Testing
     @Test func configErrorsNameFileAndKey() throws {
         let typo = minimal.replacingOccurrences(of: "\"plan\"", with: "\"plna\"")
         #expect(throws: RelayError.self) { try withFile(typo) { try RelayConfig.load(path: $0) } }
-        do {
-            _ = try withFile(typo) { try RelayConfig.load(path: $0) }
-        } catch {
-            #expect("\(error)".contains("has unknown key \"plna\""))
-        }
+        expectCode("relay.config") { _ = try withFile(typo) { try RelayConfig.load(path: $0) } }
         let inside = minimal.replacingOccurrences(of: "fd3b:4f10:a8c6::/64", with: "fd5e:d9e1:7c2a:ff::/64")
-        do {
+        expectCode("relay.config", "a tunnel prefix inside the ULA must be refused") {
             _ = try withFile(inside) { try RelayConfig.load(path: $0) }
-            Issue.record("a tunnel prefix inside the ULA must be refused")
-        } catch {
-            #expect("\(error)".hasSuffix("tunnel_prefix fd5e:d9e1:7c2a:ff::/64 must lie outside ula fd5e:d9e1:7c2a::/48"))
         }
         let badPrefix = minimal.replacingOccurrences(of: "fd5e:d9e1:7c2a::/48", with: "fd5e:d9e1:7c2a::1/48")
-        do {
-            _ = try withFile(badPrefix) { try RelayConfig.load(path: $0) }
-            Issue.record("host bits must be refused")
-        } catch {
-            #expect("\(error)".contains("bad value at \"ula\""))
-        }
+        expectCode("relay.config", "host bits must be refused") { _ = try withFile(badPrefix) { try RelayConfig.load(path: $0) } }
     }
 
     /// relay.json has one schema: what `edgekit render --relay` writes (plan keys only) and what

@@ -1,8 +1,9 @@
+import EdgeErrors
 import EdgeStick
 import EdgeSystem
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The one sniffing function, the bounded tool runner and the FAT helper, against the real tools
 /// (mkfs.vfat, mtools, mkfs.ext4, debugfs, blkid).
@@ -67,9 +68,7 @@ import TestSupport
             let entry = try #require(bytes.firstRange(of: Data("PROFILE AGE".utf8)))
             bytes.replaceSubrange((entry.lowerBound + 28)..<(entry.lowerBound + 32), with: [0x50, 0xC3, 0x00, 0x00])  // 50000
             try bytes.write(to: URL(fileURLWithPath: image))
-            #expect(throws: StickError.damaged(image, "profile.age is 50000 bytes by its directory entry, but 4096 could be read")) {
-                try ProfileStick.readProfile(at: image)
-            }
+            expectCode("stick.damaged") { _ = try ProfileStick.readProfile(at: image) }
         }
     }
 
