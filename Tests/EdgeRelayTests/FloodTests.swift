@@ -9,15 +9,16 @@ import Testing
 @Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"), .slow)
 struct FloodTests {
     /// A router the relay has registered before (known from its state database after a restart), and
-    /// routers it has never seen, register at the first attempt while spoofed HELLOs arrive at four
+    /// routers it has never seen, register at the first attempt while spoofed HELLOs arrive at eight
     /// times the global budget.
     @Test func aRegisteredRouterRegistersAgainDuringASpoofedHelloFlood() throws {
         let lab = try Lab()
         defer { lab.close() }
-        // The budget and the flood scaled down fivefold (a debug relay on a shared machine drains
-        // about 5,000 datagrams/s; beyond that the kernel drops real and spoofed ones alike);
+        // The budget scaled down twentyfold and the flood to eight times it: a debug relay on a
+        // machine busy with the rest of the suite drains a few thousand datagrams/s, and beyond that
+        // the kernel drops real and spoofed ones alike (a 4,000/s flood failed this way in CI);
         // bench/flood.sh measures the shipped budget against 50,000/s with the release relay.
-        try lab.useDefaultRateLimits(globalPerSecond: 1000)
+        try lab.useDefaultRateLimits(globalPerSecond: 250)
         try lab.startRelay()
         do {
             let router = try Fixture.router(site: "site-a", slot: 1)
@@ -26,7 +27,7 @@ struct FloodTests {
             #expect(try lab.stopRelay() == 0)
             try lab.startRelay()
 
-            let flood = try SpoofedHelloFlood(lab: lab, perSecond: 4_000)
+            let flood = try SpoofedHelloFlood(lab: lab, perSecond: 2_000)
             Thread.sleep(forTimeInterval: 1)
             let runs = (0..<3).map { _ in Result { try lab.timedRegistration(router, deadline: .seconds(5)) } }
             // Keys the relay has never seen: their HELLO carries the proof of knowing S, so its key
@@ -36,16 +37,18 @@ struct FloodTests {
                 return Result { try lab.timedRegistration(newcomer, deadline: .seconds(5)) }
             }
             let (sent, rate) = try flood.stop()
-            #expect(rate > 3_000, "the flood ran at \(Int(rate))/s (\(sent) HELLOs)")
+            #expect(rate > 1_500, "the flood ran at \(Int(rate))/s (\(sent) HELLOs)")
             for run in runs {
                 let (seconds, attempts) = try run.get()
-                // At most one lost exchange: without the defence each datagram has a 1-in-4 chance.
-                #expect(attempts <= 2 && seconds < 2, "registration under flood took \(seconds) s, \(attempts) attempts")
+                // At most two lost exchanges (a loaded machine drops some datagrams): without the
+                // defence each datagram has a 1-in-8 chance, an attempt (two datagrams) 1 in 64.
+                #expect(attempts <= 3 && seconds < 3, "registration under flood took \(seconds) s, \(attempts) attempts")
             }
             for run in newcomers {
-                // Without the proof each attempt had a 1-in-4 chance (two datagrams at the global budget).
+                // Without the proof each attempt had a 1-in-8 chance (its HELLO at the global budget):
+                // all three within three attempts by luck is about 4 %.
                 let (seconds, attempts) = try run.get()
-                #expect(attempts <= 2 && seconds < 2, "a first registration under flood took \(seconds) s, \(attempts) attempts")
+                #expect(attempts <= 3 && seconds < 3, "a first registration under flood took \(seconds) s, \(attempts) attempts")
             }
             #expect(try lab.wireGuardPeers()[router.key.publicKeyBase64]?.contains("\(router.tunnel)/128") == true)
         } catch {
