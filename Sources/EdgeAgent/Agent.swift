@@ -199,9 +199,15 @@ public struct Agent {
         if dryRun {
             let old = store.current
             diff(old: old?.manifest.files ?? [], new: entries, into: &report)
-            if let old, old.manifest.sameContent(as: manifest), entries.allSatisfy({ store.isOurLink($0.path) }) {
+            let drifted = old.map { store.drift(of: $0) } ?? []
+            if let old, old.manifest.sameContent(as: manifest), drifted.isEmpty {
                 report.outcome = .unchanged
                 report.generation = old.number
+            } else if let old, old.manifest.sameContent(as: manifest) {
+                // The same stick restores what drifted (below): say which files and services.
+                report.generation = old.number
+                report.changed = drifted.map(\.path)
+                report.services = RouterService.services(for: report.changed)
             } else if old == nil {
                 // Without a generation the live files are the image's: compare with what is there.
                 report.added = []; report.changed = []

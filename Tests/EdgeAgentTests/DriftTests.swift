@@ -80,6 +80,12 @@ import TestSupport
             #expect(dry.stdout.hasPrefix("dry run: would repair generation 1: drift=3; nothing was changed\n"), "\(dry)")
             #expect(dry.stdout.hasSuffix("would restart: nftables, keepalived, radvd\n"), "\(dry)")
             #expect(treeHash(root) == drifted)
+            // So does a dry run of the same stick, which would restore the same files.
+            let dryStick = try scratch.apply(root, stick, ["--dry-run"])
+            #expect(dryStick.status == 0, "\(dryStick)")
+            for path in [Self.keepalived, Self.nftables, Self.radvd] { #expect(dryStick.stdout.contains("would change \(path)\n"), "\(dryStick)") }
+            #expect(dryStick.stdout.hasSuffix("would restart: nftables, keepalived, radvd\n"), "\(dryStick)")
+            #expect(treeHash(root) == drifted)
 
             // No stick: every file back as generation 1 had it, only their services named.
             let repair = try Self.agent(["apply", "--repair", "--root", root])
