@@ -135,27 +135,36 @@ public struct Agent {
 
     /// Every file of the router (rendered) plus its WireGuard key (0600, owned by systemd-network).
     public func desiredFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
-        let model: (plan: Plan, site: Site, router: Router)
         let secret: RouterSecret
         do {
-            model = try document.model()
             secret = try document.secret()
         } catch {
             throw AgentError.profile(input, "\(error)", cause: ErrorCause(error))
         }
-        var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
-                                           relayPublicKey: document.plan.relay.publicKey)
-            .map { DesiredFile(path: $0.path, contents: Data($0.contents.utf8), mode: $0.mode) }
-        // The profile without its secret: what `run` needs to register (certificate, relay) and
-        // what an operator reads to see which stick is applied.
-        let publicProfile: String
-        do { publicProfile = try DocumentCoding.pretty(document.redacted()) } catch { throw AgentError.profile(input, "\(error)", cause: ErrorCause(error)) }
-        files.append(DesiredFile(path: Agent.appliedProfile, contents: Data(publicProfile.utf8), mode: 0o644))
+        var files = try publicFiles(for: document, input: input)
         let (uid, gid) = keyOwner()
         files.append(DesiredFile(path: ConfigPaths.routerWireGuardKey,
                                  contents: Data((secret.wireGuardKey.privateKeyBase64 + "\n").utf8),
                                  mode: 0o600, uid: uid, gid: gid, secret: true))
         return files.sorted { $0.path < $1.path }
+    }
+
+    /// Every file but the key: what the profile renders to, and the applied profile itself. Needs
+    /// no secret, so `apply --repair` can render it again from the applied (redacted) profile.
+    func publicFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
+        do {
+            let model = try document.model()
+            var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
+                                               relayPublicKey: document.plan.relay.publicKey)
+                .map { DesiredFile(path: $0.path, contents: Data($0.contents.utf8), mode: $0.mode) }
+            // The profile without its secret: what `run` needs to register (certificate, relay) and
+            // what an operator reads to see which stick is applied.
+            let publicProfile = try DocumentCoding.pretty(document.redacted())
+            files.append(DesiredFile(path: Agent.appliedProfile, contents: Data(publicProfile.utf8), mode: 0o644))
+            return files
+        } catch {
+            throw AgentError.profile(input, "\(error)", cause: ErrorCause(error))
+        }
     }
 
     /// systemd-network from the root's /etc/passwd (networkd opens PrivateKeyFile= as that user),
@@ -190,9 +199,15 @@ public struct Agent {
         if dryRun {
             let old = store.current
             diff(old: old?.manifest.files ?? [], new: entries, into: &report)
-            if let old, old.manifest.sameContent(as: manifest), entries.allSatisfy({ store.isOurLink($0.path) }) {
+            let drifted = old.map { store.drift(of: $0) } ?? []
+            if let old, old.manifest.sameContent(as: manifest), drifted.isEmpty {
                 report.outcome = .unchanged
                 report.generation = old.number
+            } else if let old, old.manifest.sameContent(as: manifest) {
+                // The same stick restores what drifted (below): say which files and services.
+                report.generation = old.number
+                report.changed = drifted.map(\.path)
+                report.services = RouterService.services(for: report.changed)
             } else if old == nil {
                 // Without a generation the live files are the image's: compare with what is there.
                 report.added = []; report.changed = []
@@ -211,6 +226,16 @@ public struct Agent {
         report.recovered = try recoverLocked()
 
         if let current = store.current, current.manifest.sameContent(as: manifest) {
+            // The generation's own copies were changed in place (an editor writes through the
+            // link), chmod-ed or chown-ed: put them back from the stick, as `apply --repair` would.
+            if store.drift(of: current).contains(where: { !$0.copyIntact }) {
+                let repaired = try repairLocked(current, fresh: files)
+                report.outcome = .applied(previous: repaired.previous ?? current.number)
+                report.generation = repaired.repairedAs ?? current.number
+                report.changed = repaired.restored.map(\.path)
+                report.services = repaired.services
+                return report
+            }
             let broken = entries.map(\.path).filter { !store.isOurLink($0) }
             report.outcome = .unchanged
             report.generation = current.number

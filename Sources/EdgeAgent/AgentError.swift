@@ -29,6 +29,12 @@ public enum AgentError: EdgeError, Equatable {
     case badRoot(String, String)
     /// `notify` could not record the VRRP state.
     case cannotRecord(String, String)
+    /// `apply --repair` with no generation applied under the root.
+    case nothingApplied(String)
+    /// The current generation has no (readable) manifest to compare the live files with.
+    case noManifest(generation: Int)
+    /// `apply --repair` found no copy with the manifest's SHA-256 for a drifted file.
+    case cannotRepair(path: String, generation: Int)
 
     public var description: String {
         switch self {
@@ -59,6 +65,13 @@ public enum AgentError: EdgeError, Equatable {
             "--root \(root): \(why); give the root the agent runs with (/ on the appliance)"
         case .cannotRecord(let path, let why):
             "cannot record the VRRP state in \(path): \(why)"
+        case .nothingApplied(let root):
+            "apply --repair: nothing applied yet under \(root), so there is nothing to repair; apply the stick first"
+        case .noManifest(let generation):
+            DriftCheck.noManifestLine(generation)
+        case .cannotRepair(let path, let generation):
+            "apply --repair: \(path) changed in generation \(generation) itself and no copy with its recorded SHA-256 is left "
+                + "(previous generation, applied profile); nothing was changed: apply the stick (without --repair) to restore it"
         }
     }
 
@@ -76,13 +89,16 @@ public enum AgentError: EdgeError, Equatable {
         case .busy: "agent.busy"
         case .badRoot: "agent.bad-root"
         case .cannotRecord: "agent.cannot-record"
+        case .nothingApplied: "agent.nothing-applied"
+        case .noManifest: "agent.no-manifest"
+        case .cannotRepair: "agent.cannot-repair"
         }
     }
 
     public var input: String? {
         switch self {
         case .badImageFile(let path, _, _), .profile(let path, _, _), .cannotWrite(let path, _), .busy(let path),
-             .badRoot(let path, _), .cannotRecord(let path, _):
+             .badRoot(let path, _), .cannotRecord(let path, _), .nothingApplied(let path), .cannotRepair(let path, _):
             path
         case .stick(_, let cause):
             (cause.error as? StickError)?.input
@@ -90,7 +106,7 @@ public enum AgentError: EdgeError, Equatable {
             service
         case .cannotSetHostname(let name, _):
             name
-        case .noStick, .interrupted:
+        case .noStick, .interrupted, .noManifest:
             nil
         }
     }

@@ -140,9 +140,18 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     /// The last apply's result line (by `run` at boot or a manual `apply` since).
     public var lastApply: String?
     public var note: String?
+    /// How many live files differ from the current generation's manifest; nil when nothing is
+    /// applied or the generation has no manifest (`driftProblem` says so).
+    public var drift: Int?
+    /// Each drifted file and what differs (never its content); nil when `drift` is.
+    public var driftedFiles: [DriftedFile]?
+    /// Why drift could not be checked (`generation N has no manifest; …`), else nil.
+    public var driftProblem: String?
 
     enum CodingKeys: String, CodingKey {
-        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift
+        case driftedFiles = "drifted_files"
+        case driftProblem = "drift_problem"
         case stickPath = "stick_path"
         case previousGeneration = "previous_generation"
         case handshakeAgeSeconds = "handshake_age_seconds"
@@ -169,6 +178,9 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         try container.encode(agent, forKey: .agent)
         try container.encode(lastApply, forKey: .lastApply)
         try container.encode(note, forKey: .note)
+        try container.encode(drift, forKey: .drift)
+        try container.encode(driftedFiles, forKey: .driftedFiles)
+        try container.encode(driftProblem, forKey: .driftProblem)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
@@ -196,14 +208,29 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             note = current.map { "no stick at boot: running the last applied generation \($0.number)" }
                 ?? "no stick at boot: nothing applied yet"
         }
+        var drift: Int?
+        var drifted: [DriftedFile]?
+        var driftProblem: String?
+        var generation = current?.number
+        switch store.drift() {
+        case .nothingApplied:
+            break
+        case .noManifest(let number):
+            generation = number
+            driftProblem = DriftCheck.noManifestLine(number)
+        case .checked(_, let files):
+            drift = files.count
+            drifted = files
+        }
         return AgentStatus(
             stick: runtime?.stick ?? "unknown (agent not running)", stickPath: runtime?.stickPath,
             plan: current?.manifest.plan ?? stamp?.plan, site: current?.manifest.site ?? stamp?.site,
-            slot: current?.manifest.slot, generation: current?.number, previousGeneration: store.previous?.number,
+            slot: current?.manifest.slot, generation: generation, previousGeneration: store.previous?.number,
             serial: current?.manifest.serial, failedServices: failed?.services.map(\.rawValue), vrrp: VRRPNotify.current(paths: paths)?.rawValue ?? "unknown",
             handshakeAgeSeconds: age, tunnel: tunnel,
             registration: runtime?.registration ?? "not attempted (agent not running)",
-            agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note)
+            agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note,
+            drift: drift, driftedFiles: drifted, driftProblem: driftProblem)
     }
 
     public var lines: [String] {
@@ -218,6 +245,14 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "agent         \(agent)",
         ]
         if let lastApply { lines.append("last apply    \(lastApply)") }
+        // `drift=N` leads the line so a script or a metric can take it as it is.
+        if let driftProblem {
+            lines.append("drift         unknown: \(driftProblem)")
+        } else if let drift, let generation {
+            lines.append("drift         drift=\(drift)" + (drift == 0 ? " (the live files are generation \(generation)'s)"
+                                                          : " (files differ from generation \(generation); apply --repair restores them)"))
+            lines += (driftedFiles ?? []).map { "drifted       \($0.line)" }
+        }
         if let failedServices {
             lines.insert("services      not up with this generation: \(failedServices.joined(separator: ", ")) (apply its stick again to retry)", at: 4)
         }

@@ -61,9 +61,19 @@ struct Apply: AsyncParsableCommand {
     var stick: String?
     @Flag(help: "Print what would change; change nothing.")
     var dryRun = false
+    @Flag(help: "Restore the files that drifted from the applied generation (see status), without the stick; restart only their services.")
+    var repair = false
 
     func run() async throws {
         let agent = Agent(paths: options.paths, services: options.serviceControl())
+        if repair {
+            // A repair puts the applied generation back; a stick would be a new one.
+            if let stick {
+                throw CommandError("apply: --repair restores the applied generation without a stick; drop --stick \(stick), or drop --repair to apply the stick")
+            }
+            Output.data(try agent.repair(dryRun: dryRun).lines.joined(separator: "\n") + "\n")
+            return
+        }
         // The site's hostname, whatever the stick turns out to be (docs/agent.md, "Hostname"); a
         // problem with it is reported and does not stop the apply.
         do {
@@ -164,7 +174,7 @@ struct Notify: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stick, site, slot, generation, serial, VRRP state, tunnel handshake and registration.")
+        abstract: "Stick, site, slot, generation, serial, VRRP state, tunnel handshake, registration and drift.")
 
     @Option(help: "Root of the tree (default /).")
     var root: String = "/"
