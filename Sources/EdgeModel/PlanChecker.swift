@@ -159,12 +159,9 @@ struct PlanChecker {
             }
         }
         if let ports = draft.serverPorts {
-            let parts = ports.value.split(separator: "-", omittingEmptySubsequences: false)
-            if parts.count == 2, let low = UInt16(parts[0].trimmingCharacters(in: .whitespaces)),
-                let high = UInt16(parts[1].trimmingCharacters(in: .whitespaces)), low >= 1, low <= high {
-                defaults.serverWireGuardPorts = low...high
-            } else {
-                error(ports.line, "defaults.server_wireguard_ports \"\(ports.value)\" must be a port range LOW-HIGH within 1–65535, e.g. 58000-60000")
+            switch FieldRules.portRange(ports.value) {
+            case .success(let range): defaults.serverWireGuardPorts = range
+            case .failure(let problem): error(ports.line, "defaults.server_wireguard_ports \(problem)")
             }
         }
         return defaults
