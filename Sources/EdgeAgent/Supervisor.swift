@@ -324,6 +324,13 @@ public actor Supervisor {
         }
     }
 
+    /// One pass, then waits for the registration attempt it started, if any: for tests that drive
+    /// the loop with a fake clock and look at its effects pass by pass.
+    func stepAndSettle() async {
+        await step()
+        await inFlight?.value
+    }
+
     func abandonRegistration() {
         inFlight?.cancel()
         inFlight = nil
