@@ -21,6 +21,22 @@ public struct ChildProcessServices: ServiceControl {
 
     func tool(_ name: String) -> String { tools[name] ?? name }
 
+    public var ipTool: String { tool("ip") }
+
+    /// A daemon whose pid file is there (it was started and not stopped on purpose: `stop` removes
+    /// the file first) but whose process is gone. This manager restarts nothing by itself; the
+    /// supervisor acts on the answer (keepalived gone: the VIPs are released).
+    public func isRunning(_ service: RouterService) -> Bool? {
+        let name: String
+        switch service {
+        case .keepalived, .radvd: name = service.rawValue
+        case .tunnel: name = "wireguard-go"
+        case .sysctl, .networkd, .nftables: return nil
+        }
+        guard FileManager.default.fileExists(atPath: pidFile(name)) else { return nil }
+        return alivePid(name) != nil
+    }
+
     public func restart(_ service: RouterService) throws {
         try FileManager.default.createDirectory(atPath: paths.processes, withIntermediateDirectories: true)
         switch service {

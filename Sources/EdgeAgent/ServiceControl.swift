@@ -48,6 +48,17 @@ public protocol ServiceControl: Sendable {
     var name: String { get }
     /// Makes `service` run with the live files and checks it came up; throws `ServiceFailure`.
     func restart(_ service: RouterService) throws
+    /// Whether a daemon this manager started still runs: false only when it was started and has
+    /// ended since (crashed, killed) without being stopped on purpose; nil when this manager does
+    /// not watch it (systemd watches its own units, `ExecStopPost=` in the overlays).
+    func isRunning(_ service: RouterService) -> Bool?
+    /// The `ip` tool this manager uses (a test or the lab may replace it).
+    var ipTool: String { get }
+}
+
+extension ServiceControl {
+    public func isRunning(_ service: RouterService) -> Bool? { nil }
+    public var ipTool: String { "ip" }
 }
 
 /// Changes no service: for `--root` trees that no daemon reads (an image being prepared, tests).

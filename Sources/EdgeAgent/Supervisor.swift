@@ -11,6 +11,9 @@ public struct SupervisorSettings: Sendable, Equatable {
     /// The loop wakes at least this often (VRRP state file, due timers, graceful shutdown); a
     /// `notify` poke wakes it at once.
     public var tick: Duration = .seconds(1)
+    /// How often the daemons the agent started itself (`--services processes`) are looked at: a
+    /// keepalived that is gone must not leave its VIPs behind for longer than this (issue 17.3).
+    public var daemonCheck: Duration = .milliseconds(250)
     /// Seconds between reads of the tunnel's last handshake while it is fresh.
     public var tunnelCheckInterval: TimeInterval = 30
     /// A handshake older than this many seconds is stale. WireGuard rekeys every 2 minutes while
@@ -25,7 +28,7 @@ public struct SupervisorSettings: Sendable, Equatable {
 }
 
 /// `edgekit-agent run`: apply at boot, register with the relay, then watch: register again on every
-/// VRRP transition to master and when the tunnel's handshake goes stale (after re-resolving the
+/// VRRP transition (at once, abandoning an attempt still waiting for the relay) and when the tunnel's handshake goes stale (after re-resolving the
 /// relay's name and pointing WireGuard at the new address), retrying with exponential backoff and
 /// jitter. Logs each state change once. Ends on graceful shutdown or cancellation.
 public actor Supervisor {
@@ -47,6 +50,13 @@ public actor Supervisor {
     /// While the handshake stays stale, the relay is re-resolved no sooner than this.
     var nextResolve = Date.distantPast
     var staleAttempts = 0
+    /// The registration attempt waiting for the relay, if any. It runs beside the loop, so a VRRP
+    /// transition is never held up behind it (a relay that does not answer keeps an attempt for up to
+    /// `--registration-deadline`); a transition abandons it and starts one with the new claim.
+    var inFlight: Task<Void, Never>?
+    var attemptNumber = 0
+    /// keepalived (started by this agent's service manager) was seen gone and its VIPs released.
+    var keepalivedGone = false
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
@@ -162,6 +172,8 @@ public actor Supervisor {
             let outcome = try await cancelWhenGracefulShutdown { [registrar] in
                 try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
             }
+            // Abandoned for a newer claim (a VRRP transition): its answer is about a role we no longer hold.
+            if Task.isCancelled { return false }
             switch outcome {
             case .registered(let detail, let relayAddress):
                 state.registration = "registered as \(role): \(detail)"
@@ -240,6 +252,14 @@ public actor Supervisor {
                     wake.yield()
                 }
             }
+            // Apart from the loop, so a slow pass (a DNS lookup) never delays it.
+            let daemonCheck = settings.daemonCheck
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: daemonCheck)
+                    await self.watchKeepalived()
+                }
+            }
             await withTaskCancellationOrGracefulShutdownHandler {
                 for await _ in wakeups {
                     if stopping { break }
@@ -250,6 +270,8 @@ public actor Supervisor {
             }
             group.cancelAll()
         }
+        inFlight?.cancel()
+        inFlight = nil
         listener?.cancel()
         let socket = listener == nil ? "" : "; removed \(paths.notifySocket)"
         if listener != nil { unlink(paths.notifySocket) }
@@ -265,24 +287,85 @@ public actor Supervisor {
         if vrrp != lastVRRP {
             lastVRRP = vrrp
             logChange("vrrp", "VRRP state: \(vrrp?.rawValue ?? "unknown")")
-            if vrrp == .master {
-                registrationDue = now
-                registrationFailures = 0
-            }
+            // Every transition re-registers at once with the new claim: to master so the relay routes
+            // the site /64 here, to backup or fault so it stops listing this router as master (issue
+            // 17.3: a router that lost the VIP back stayed "master" at the relay). An attempt still
+            // waiting for the relay claims the old role: abandon it rather than wait for it.
+            abandonRegistration()
+            registrationDue = now
+            registrationFailures = 0
         }
         if now >= nextTunnelCheck { await checkTunnel(now: now) }
         if stopping { return }
-        if clock() >= registrationDue {
-            let accepted = await registerOnce()
-            if stopping { return }
-            if accepted {
-                registrationFailures = 0
-                registrationDue = .distantFuture
-            } else {
-                registrationFailures += 1
-                registrationDue = clock().addingTimeInterval(retryDelay(after: registrationFailures))
-            }
+        if clock() >= registrationDue && inFlight == nil { startRegistration() }
+    }
+
+    /// Starts one registration attempt beside the loop; its end schedules the next one.
+    func startRegistration() {
+        attemptNumber += 1
+        let number = attemptNumber
+        registrationDue = .distantFuture
+        inFlight = Task {
+            let accepted = await self.registerOnce()
+            await self.finishRegistration(number, accepted: accepted)
         }
+    }
+
+    func finishRegistration(_ number: Int, accepted: Bool) {
+        // Abandoned meanwhile (a transition started a newer attempt) or stopping: nothing to schedule.
+        guard number == attemptNumber, !stopping else { return }
+        inFlight = nil
+        if accepted {
+            registrationFailures = 0
+            registrationDue = .distantFuture
+        } else {
+            registrationFailures += 1
+            registrationDue = clock().addingTimeInterval(retryDelay(after: registrationFailures))
+        }
+    }
+
+    /// One pass, then waits for the registration attempt it started, if any: for tests that drive
+    /// the loop with a fake clock and look at its effects pass by pass.
+    func stepAndSettle() async {
+        await step()
+        await inFlight?.value
+    }
+
+    func abandonRegistration() {
+        inFlight?.cancel()
+        inFlight = nil
+        attemptNumber += 1
+    }
+
+    /// keepalived started by this agent (`--services processes`) and gone since (kill -9, a crash):
+    /// take its VIPs off the LAN port at once, which also silences radvd (it sends only from the
+    /// link-local VIP), and record VRRP `fault`, which re-registers this router as not master. The
+    /// peer's keepalived takes the VIPs over after its Master_Down_Interval; when keepalived runs
+    /// again it starts as backup and the election decides. systemd units do the same through
+    /// `ExecStopPost=` (overlays); there `isRunning` is nil and this does nothing.
+    func watchKeepalived() {
+        guard let running = agent.services.isRunning(.keepalived) else {
+            keepalivedGone = false
+            return
+        }
+        if running {
+            if keepalivedGone {
+                keepalivedGone = false
+                logChange("keepalived", "keepalived runs again: VRRP decides which router is master")
+            }
+            return
+        }
+        guard !keepalivedGone else { return }
+        keepalivedGone = true
+        let removed = VirtualAddresses.release(paths: paths, ip: agent.services.ipTool)
+        do {
+            try VRRPNotify.record(.fault, paths: paths)
+        } catch {
+            logger.error("\(error)")
+        }
+        let what = removed.isEmpty ? "no VIP was left on the LAN port" : "removed \(removed.joined(separator: ", ")) from the LAN port"
+        logChange("keepalived", "keepalived is not running (nothing restarts it here): \(what); radvd is silent without the link-local VIP; VRRP state fault",
+                  level: .error)
     }
 
     /// Reads the relay peer's last handshake; when it is stale (or there never was one), resolves the

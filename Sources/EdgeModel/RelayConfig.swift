@@ -39,6 +39,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public var revocationPollMilliseconds: Int
     /// How often the daemon saves the peers' WireGuard endpoints (restored with the peers).
     public var endpointSaveMilliseconds: Int
+    /// The routers' `PersistentKeepalive` (the plan's keepalive, 25 s by default): `status` shows a
+    /// router silent for longer than 3 of these as down (docs/relay.md, "Status").
+    public var keepaliveSeconds: Int
 
     public struct RateLimit: Codable, Sendable, Equatable {
         public var perSourcePerSecond: Double
@@ -76,7 +79,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 wireguardPort: UInt16? = nil, privateKeyFile: String, operatorPublicKeyFile: String, plan: String,
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
                 batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
-                endpointSaveMilliseconds: Int = 10_000) {
+                endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25) {
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.interface = interface
@@ -92,6 +95,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         self.cookieLifetimeSeconds = cookieLifetimeSeconds
         self.revocationPollMilliseconds = revocationPollMilliseconds
         self.endpointSaveMilliseconds = endpointSaveMilliseconds
+        self.keepaliveSeconds = keepaliveSeconds
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -109,6 +113,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case cookieLifetimeSeconds = "cookie_lifetime_seconds"
         case revocationPollMilliseconds = "revocation_poll_ms"
         case endpointSaveMilliseconds = "endpoint_save_ms"
+        case keepaliveSeconds = "keepalive_seconds"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -128,6 +133,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         cookieLifetimeSeconds = try c.decodeIfPresent(Double.self, forKey: .cookieLifetimeSeconds) ?? 30
         revocationPollMilliseconds = try c.decodeIfPresent(Int.self, forKey: .revocationPollMilliseconds) ?? 1000
         endpointSaveMilliseconds = try c.decodeIfPresent(Int.self, forKey: .endpointSaveMilliseconds) ?? 10_000
+        keepaliveSeconds = try c.decodeIfPresent(Int.self, forKey: .keepaliveSeconds) ?? 25
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -149,6 +155,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         if cookieLifetimeSeconds != defaults.cookieLifetimeSeconds { try c.encode(cookieLifetimeSeconds, forKey: .cookieLifetimeSeconds) }
         if revocationPollMilliseconds != defaults.revocationPollMilliseconds { try c.encode(revocationPollMilliseconds, forKey: .revocationPollMilliseconds) }
         if endpointSaveMilliseconds != defaults.endpointSaveMilliseconds { try c.encode(endpointSaveMilliseconds, forKey: .endpointSaveMilliseconds) }
+        if keepaliveSeconds != defaults.keepaliveSeconds { try c.encode(keepaliveSeconds, forKey: .keepaliveSeconds) }
     }
 
     /// The first rule the values break, worded after the key (`ula … must be a /48`), or nil.
@@ -170,6 +177,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         guard cookieLifetimeSeconds > 0, cookieLifetimeSeconds <= 300 else { return "cookie_lifetime_seconds must be in (0, 300]" }
         guard revocationPollMilliseconds >= 10 else { return "revocation_poll_ms must be at least 10" }
         guard endpointSaveMilliseconds >= 100 else { return "endpoint_save_ms must be at least 100" }
+        guard (1...65535).contains(keepaliveSeconds) else { return "keepalive_seconds must be 1…65535" }
         return nil
     }
 

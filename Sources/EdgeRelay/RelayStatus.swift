@@ -1,19 +1,69 @@
 import Foundation
 
-/// `edgekit-relay status`: the database as text or JSON (data for stdout).
+/// How one registered router looks from the relay now: its claim, whether WireGuard still hears
+/// from it, and when it last registered (issue 17.5).
+public struct RouterLiveness: Codable, Sendable, Equatable {
+    public var site: String
+    public var slot: Int
+    public var publicKey: String
+    /// "master" or "backup", the claim of its last accepted registration.
+    public var claim: String
+    /// `up`, or `down` when WireGuard has not heard from it for longer than 3 keepalives (or never).
+    public var state: String
+    /// Seconds since the peer's last handshake (`wg show IF latest-handshakes`); nil: none yet, or unreadable.
+    public var handshakeAgeSeconds: Int?
+    /// When it last registered (relay clock, ISO 8601) and how long ago.
+    public var registeredAt: String
+    public var registeredAgeSeconds: Int
+    public var serial: Int64
+    /// Whether the relay routes its site /64 to it.
+    public var routesSitePrefix: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case site, slot, claim, state, serial
+        case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds"
+        case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
+        case routesSitePrefix = "routes_site_prefix"
+    }
+
+    /// One row per peer, sites without a live master first, then by site and slot.
+    /// `handshakes` maps public key → UNIX time of the last handshake (0: never).
+    public static func rows(_ snapshot: RelaySnapshot, handshakes: [String: Int], keepaliveSeconds: Int, now: Date) -> [RouterLiveness] {
+        let owners = Set(snapshot.owners.map { $0.publicKey + " " + $0.sitePrefix })
+        let nowSeconds = Int(now.timeIntervalSince1970)
+        let rows = snapshot.peers.map { peer in
+            let age = handshakes[peer.publicKey].flatMap { $0 > 0 ? max(0, nowSeconds - $0) : nil }
+            let up = age.map { $0 <= 3 * keepaliveSeconds } ?? false
+            return RouterLiveness(site: peer.site, slot: peer.slot, publicKey: peer.publicKey, claim: peer.claim,
+                                  state: up ? "up" : "down", handshakeAgeSeconds: age,
+                                  registeredAt: RelayStatus.iso(peer.lastSeen),
+                                  registeredAgeSeconds: max(0, nowSeconds - Int(peer.lastSeen / 1_000_000)),
+                                  serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix))
+        }
+        let liveMaster = Set(rows.filter { $0.claim == "master" && $0.state == "up" }.map(\.site))
+        return rows.sorted {
+            let a = liveMaster.contains($0.site), b = liveMaster.contains($1.site)
+            if a != b { return !a }
+            return ($0.site, $0.slot) < ($1.site, $1.slot)
+        }
+    }
+}
+
+/// `edgekit-relay status`: the database and the interface's handshakes as text or JSON (data for stdout).
 public enum RelayStatus {
-    public static func text(_ snapshot: RelaySnapshot) -> String {
+    public static func text(_ snapshot: RelaySnapshot, routers: [RouterLiveness]) -> String {
         var lines: [String] = []
-        lines.append("peers: \(snapshot.peers.count)")
-        let owners = Dictionary(uniqueKeysWithValues: snapshot.owners.map { ($0.publicKey + $0.sitePrefix, true) })
-        for peer in snapshot.peers {
-            let owns = owners[peer.publicKey + peer.sitePrefix] != nil
-            lines.append("  \(peer.site) router \(peer.slot) \(peer.claim) \(peer.publicKey) tunnel \(peer.tunnelAddress)\(owns ? " routes \(peer.sitePrefix)" : "") serial \(peer.serial) last seen \(iso(peer.lastSeen))")
+        lines.append("routers: \(routers.count)")
+        let tunnels = Dictionary(snapshot.peers.map { ($0.publicKey, $0) }, uniquingKeysWith: { a, _ in a })
+        for row in routers {
+            let peer = tunnels[row.publicKey]
+            let handshake = row.handshakeAgeSeconds.map { "handshake \($0) s ago" } ?? "no handshake"
+            let routes = row.routesSitePrefix ? " routes \(peer?.sitePrefix ?? "?")" : ""
+            lines.append("  \(row.site) router \(row.slot) \(row.claim) \(row.state), \(handshake), registered \(row.registeredAgeSeconds) s ago (\(row.registeredAt)) serial \(row.serial) \(row.publicKey) tunnel \(peer?.tunnelAddress ?? "?")\(routes)")
         }
         lines.append("site prefixes: \(snapshot.owners.count)")
-        let bySite = Dictionary(snapshot.peers.map { ($0.publicKey, $0) }, uniquingKeysWith: { a, _ in a })
         for owner in snapshot.owners {
-            let peer = bySite[owner.publicKey]
+            let peer = tunnels[owner.publicKey]
             lines.append("  \(owner.sitePrefix) → \(peer.map { "\($0.site) router \($0.slot)" } ?? "?") \(owner.publicKey)")
         }
         lines.append("revocations: \(snapshot.revocations.count)")
@@ -25,10 +75,18 @@ public enum RelayStatus {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    public static func json(_ snapshot: RelaySnapshot) throws -> String {
+    struct Document: Encodable {
+        var routers: [RouterLiveness]
+        var peers: [PeerRecord]
+        var owners: [PrefixOwner]
+        var revocations: [Revocation]
+    }
+
+    public static func json(_ snapshot: RelaySnapshot, routers: [RouterLiveness]) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(snapshot), as: UTF8.self) + "\n"
+        let document = Document(routers: routers, peers: snapshot.peers, owners: snapshot.owners, revocations: snapshot.revocations)
+        return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 
     static func iso(_ micros: Int64) -> String {

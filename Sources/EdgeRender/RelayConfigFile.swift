@@ -13,7 +13,9 @@ extension RelayConfig {
             listenAddress: "::", listenPort: plan.relay.registrationPort, interface: InterfaceNames.relayTunnel,
             wireguardPort: plan.relay.wireguardPort, privateKeyFile: ConfigPaths.relayWireGuardKey,
             operatorPublicKeyFile: ConfigPaths.operatorPublicKey, plan: plan.name, ula: plan.ula,
-            tunnelPrefix: plan.tunnel, stateDatabase: ConfigPaths.relayStateDatabase)
+            tunnelPrefix: plan.tunnel, stateDatabase: ConfigPaths.relayStateDatabase,
+            // The routers' PersistentKeepalive: `status` judges a router down after 3 of them silent.
+            keepaliveSeconds: plan.defaults.keepalive)
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.

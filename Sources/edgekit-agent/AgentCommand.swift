@@ -157,18 +157,26 @@ struct Notify: AsyncParsableCommand {
             Writes RUNTIME/vrrp-state and pokes RUNTIME/agent.sock, RUNTIME being /run/edgekit under
             --root: the same root as the `run` to tell. A state other than master, backup or fault, or a
             --root that is not a directory: one line, exit 1, nothing written.
+            `stopped` is keepalived.service's ExecStopPost= (keepalived ended, even by kill -9): remove
+            the VIPs it may have left on the LAN port, then record fault.
             """)
 
     @Option(help: "Root of the tree (default /).")
     var root: String = "/"
-    @Argument(help: "master, backup or fault.")
+    @Argument(help: "master, backup, fault, or stopped (keepalived has ended).")
     var state: String
 
     func run() async throws {
-        guard let vrrp = VRRPState(rawValue: state.lowercased()) else {
-            throw CommandError("notify: VRRP state \"\(state)\" is not master, backup or fault; nothing was recorded")
+        let paths = AgentPaths(root: root)
+        if state.lowercased() == "stopped" {
+            try VRRPNotify.record(.fault, paths: paths)
+            VirtualAddresses.release(paths: paths)
+            return
         }
-        try VRRPNotify.record(vrrp, paths: AgentPaths(root: root))
+        guard let vrrp = VRRPState(rawValue: state.lowercased()) else {
+            throw CommandError("notify: VRRP state \"\(state)\" is not master, backup, fault or stopped; nothing was recorded")
+        }
+        try VRRPNotify.record(vrrp, paths: paths)
     }
 }
 

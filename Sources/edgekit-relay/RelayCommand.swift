@@ -65,7 +65,8 @@ struct Serve: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the registered peers, the owner of each site /64 and the revocations (from the state database).")
+        abstract: "Print each registered router (claim, up/down, handshake age, last registration), the owner of each site /64 and the revocations.",
+        discussion: "A router is down when WireGuard has not heard from it for longer than 3 keepalives (keepalive_seconds). Sites without a live master come first. Docs: docs/relay.md, \"Status\".")
 
     @OptionGroup var options: ConfigOption
 
@@ -75,9 +76,17 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let snapshot = try RelayStore(path: config.stateDatabase).snapshot()
+        var handshakes: [String: Int] = [:]
+        do {
+            handshakes = try WireGuardControl(interface: config.interface).latestHandshakes()
+        } catch {
+            // Without the interface every router shows down, and this line says why.
+            Output.error("edgekit-relay: status: \(error); every router is shown down")
+        }
+        let routers = RouterLiveness.rows(snapshot, handshakes: handshakes, keepaliveSeconds: config.keepaliveSeconds, now: Date())
         switch format {
-        case .json: Output.data(try RelayStatus.json(snapshot))
-        case .text: Output.data(RelayStatus.text(snapshot))
+        case .json: Output.data(try RelayStatus.json(snapshot, routers: routers))
+        case .text: Output.data(RelayStatus.text(snapshot, routers: routers))
         }
     }
 }

@@ -14,7 +14,7 @@ import Testing
 
             let bad = try runTool("edgekit-agent", ["notify", "--root", root, "sideways"])
             #expect(bad.status == 1, "\(bad)")
-            #expect(bad.stderrLines == ["notify: VRRP state \"sideways\" is not master, backup or fault; nothing was recorded"], "\(bad)")
+            #expect(bad.stderrLines == ["notify: VRRP state \"sideways\" is not master, backup, fault or stopped; nothing was recorded"], "\(bad)")
             #expect(treeHash(root) == before, "a refused state writes nothing under --root")
 
             let missing = scratch.path("no-such-root")

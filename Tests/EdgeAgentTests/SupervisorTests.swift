@@ -135,7 +135,7 @@ struct CollectingLogHandler: LogHandler {
     /// Steps once per fake second for `seconds`.
     static func run(_ rig: Rig, seconds: Int) async {
         for _ in 0..<seconds {
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             rig.clock.advance(1)
         }
     }
@@ -147,7 +147,7 @@ struct CollectingLogHandler: LogHandler {
         try await Scratch.withAsync { scratch in
             let rig = try Self.rig(scratch, settings)
             let start = Int(rig.clock.now.timeIntervalSince1970)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events == ["register backup"], "the boot registration")
             rig.journal.clear()
 
@@ -156,7 +156,7 @@ struct CollectingLogHandler: LogHandler {
             for _ in 0..<12 {
                 rig.clock.advance(5)
                 rig.tunnel.set { $0.handshake = Int(rig.clock.now.timeIntervalSince1970) - 5 }
-                await rig.supervisor.step()
+                await rig.supervisor.stepAndSettle()
             }
             #expect(rig.journal.events.isEmpty, "a fresh handshake must not resolve, set or register: \(rig.journal.events)")
             #expect(rig.log.count("tunnel: handshake with the relay is fresh") == 1, "\(rig.log.all)")
@@ -164,7 +164,7 @@ struct CollectingLogHandler: LogHandler {
             // The last handshake 181 s ago.
             rig.tunnel.set { $0.handshake = Int(rig.clock.now.timeIntervalSince1970) }
             rig.clock.advance(181)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events == [
                 "resolve relay.example.net 51820",
                 "endpoint \(rig.relayKey) [2001:db8::7]:51820 keepalive 25",
@@ -179,7 +179,7 @@ struct CollectingLogHandler: LogHandler {
             rig.journal.clear()
             rig.tunnel.set { $0.handshake = Int(rig.clock.now.timeIntervalSince1970) + 20 - 180 }
             rig.clock.advance(20)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events.isEmpty, "\(rig.journal.events)")
         }
     }
@@ -190,7 +190,7 @@ struct CollectingLogHandler: LogHandler {
             let rig = try Self.rig(scratch, SupervisorSettings())
             // WireGuard resolved the name early (IPv4); the registration reached the relay over IPv6.
             rig.registrar.answersFrom.withLock { $0 = "[2001:db8:100::10]:51821" }
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events == ["register backup", "endpoint \(rig.relayKey) [2001:db8:100::10]:51820 keepalive 25"],
                     "the tunnel uses the WireGuard port on the address the registration reached: \(rig.journal.events)")
             #expect(rig.log.count("tunnel: relay endpoint moved from 198.51.100.10:51820 to [2001:db8:100::10]:51820, the address the registration reached") == 1,
@@ -198,16 +198,16 @@ struct CollectingLogHandler: LogHandler {
             // A master transition registers again over the same address: nothing to move.
             rig.journal.clear()
             try VRRPNotify.record(.master, paths: rig.paths)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events == ["register master"], "\(rig.journal.events)")
             // IPv4 both ways: nothing to move either.
             rig.tunnel.set { $0.endpoint = "198.51.100.10:51820" }
             rig.registrar.answersFrom.withLock { $0 = "198.51.100.10:51821" }
             rig.journal.clear()
             try VRRPNotify.record(.backup, paths: rig.paths)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             try VRRPNotify.record(.master, paths: rig.paths)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(!rig.journal.events.contains { $0.hasPrefix("endpoint ") }, "\(rig.journal.events)")
         }
     }
@@ -275,7 +275,7 @@ struct CollectingLogHandler: LogHandler {
             rig.journal.clear()
             rig.registrar.accepts.withLock { $0 = true }
             try VRRPNotify.record(.master, paths: rig.paths)
-            await rig.supervisor.step()
+            await rig.supervisor.stepAndSettle()
             #expect(rig.journal.events == ["register master"])
             #expect(RuntimeState.load(paths: rig.paths)?.registration == "registered as master: test relay")
             await Self.run(rig, seconds: 100)

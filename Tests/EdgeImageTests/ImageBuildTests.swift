@@ -114,6 +114,9 @@ struct ImageBuildTests {
                 let dropIn = (try? String(contentsOfFile: tree + "/etc/systemd/system/\(unit).service.d/edgekit.conf", encoding: .utf8)) ?? ""
                 #expect(dropIn.contains("\nRestart=on-failure\n"), "\(tool.0): \(unit) is restarted when it dies")
             }
+            // A keepalived that stays dead (start limit, kill -9 between restarts) must not leave its VIPs (issue 17.3).
+            let keepalivedDropIn = (try? String(contentsOfFile: tree + "/etc/systemd/system/keepalived.service.d/edgekit.conf", encoding: .utf8)) ?? ""
+            #expect(keepalivedDropIn.contains("\nExecStopPost=-/usr/local/bin/edgekit-agent notify stopped\n"), "\(tool.0): keepalived's end releases the VIPs")
         }
         let verify = try system("sfdisk", ["--verify", out + "/site-b.img"])
         #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify: \(verify.stdout)")
