@@ -5,14 +5,14 @@ import Foundation
 /// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
 /// changed input rebuilds the base and an unchanged one never does (docs/image.md, "Cache").
 public struct BaseRecipe: Sendable, Equatable {
-    public var suite = "bookworm"
+    /// Debian 13: Debian 12 (bookworm) left regular security support in June 2026 (docs/image.md,
+    /// "Debian suite"). The suite is in `cacheKey`, so a base of another suite is never reused.
+    public var suite = "trixie"
     public var architecture = "amd64"
-    public var mirrors = [
-        "deb http://deb.debian.org/debian bookworm main",
-        "deb http://deb.debian.org/debian bookworm-updates main",
-        "deb http://deb.debian.org/debian-security bookworm-security main",
-    ]
+    /// The suite's main archive, its updates and its security archive.
+    public var mirrors: [String]
     /// minbase + what an edge router runs. No docs, man pages or locales (see `dpkgOptions`).
+    /// systemd-networkd is still part of `systemd` in trixie (its own package only after it).
     public var packages = [
         "systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
         "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
@@ -37,6 +37,17 @@ public struct BaseRecipe: Sendable, Equatable {
 
     public init(sourceDateEpoch: Int) {
         self.sourceDateEpoch = sourceDateEpoch
+        self.mirrors = BaseRecipe.debianMirrors(suite: suite)
+    }
+
+    /// sources.list lines for `suite` on Debian's own mirrors: main, `SUITE-updates` and
+    /// `SUITE-security` (the security archive's layout since bullseye).
+    public static func debianMirrors(suite: String) -> [String] {
+        [
+            "deb http://deb.debian.org/debian \(suite) main",
+            "deb http://deb.debian.org/debian \(suite)-updates main",
+            "deb http://deb.debian.org/debian-security \(suite)-security main",
+        ]
     }
 
     /// The mmdebstrap options that depend on the recipe (hooks are added by the builder).

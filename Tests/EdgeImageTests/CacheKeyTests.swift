@@ -11,9 +11,10 @@ import Testing
         let recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
         #expect(recipe.cacheKey == BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime).cacheKey, "same inputs, same key")
         var changes: [(String, BaseRecipe)] = []
-        var suite = recipe; suite.suite = "trixie"; changes.append(("suite", suite))
+        // Only the suite changed (same mirror lines): a bookworm base is never found for trixie.
+        var suite = recipe; suite.suite = "bookworm"; changes.append(("suite", suite))
         var arch = recipe; arch.architecture = "arm64"; changes.append(("architecture", arch))
-        var mirror = recipe; mirror.mirrors[0] = "deb http://mirror.example/debian bookworm main"; changes.append(("mirror", mirror))
+        var mirror = recipe; mirror.mirrors[0] = "deb http://mirror.example/debian trixie main"; changes.append(("mirror", mirror))
         var packages = recipe; packages.packages.append("tcpdump"); changes.append(("package list", packages))
         var order = recipe; order.packages.swapAt(0, 1); changes.append(("package order", order))
         var filters = recipe; filters.dpkgOptions.removeLast(); changes.append(("dpkg filters", filters))
@@ -22,6 +23,18 @@ import Testing
             #expect(changed.cacheKey != recipe.cacheKey, "a changed \(what) must rebuild the base")
         }
         #expect(Set(changes.map(\.1.cacheKey)).count == changes.count)
+    }
+
+    /// The appliance is Debian 13, and every archive it installs from is that suite's: a mirror
+    /// line left on the old suite would mix two releases in one base.
+    @Test func theBaseIsTrixieFromTrixieArchivesOnly() {
+        let recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
+        #expect(recipe.suite == "trixie")
+        #expect(recipe.mirrors == [
+            "deb http://deb.debian.org/debian trixie main",
+            "deb http://deb.debian.org/debian trixie-updates main",
+            "deb http://deb.debian.org/debian-security trixie-security main",
+        ])
     }
 
     @Test func theSystemKeyFollowsOverlayBytesModesPathsAndTheBase() {

@@ -43,6 +43,13 @@ func buildSiteB(out: String, secrets: String, overlays: String = repositoryRoot 
                  "--out", out, "--cache", imageCache, "--agent", try staticAgent(), "--overlays", overlays])
 }
 
+/// Runs a program of an unpacked image tree with the tree's own dynamic loader and libraries, so
+/// the image's version of a tool answers without root, chroot or /proc (ld.so(8), `--library-path`).
+func imageProgram(_ tree: String, _ program: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let libraries = [tree + "/usr/lib/x86_64-linux-gnu", tree + "/usr/lib/x86_64-linux-gnu/systemd"].joined(separator: ":")
+    return try system(tree + "/usr/lib64/ld-linux-x86-64.so.2", ["--library-path", libraries, tree + "/" + program] + arguments)
+}
+
 /// The shared image's folder, removed when the test process exits (a 1.2 GB image per run
 /// otherwise stays in the temporary folder).
 nonisolated(unsafe) var sharedImageFolder: String?
@@ -107,8 +114,11 @@ struct ImageBuildTests {
             #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/local/bin/edgekit-agent"))
             #expect(FileManager.default.isExecutableFile(atPath: tree + "/usr/sbin/radvd"))
             // The image's own systemd accepts the agent's unit and the drop-ins that restart a
-            // crashed keepalived or radvd, as they lie in the image's tree.
-            let verify = try system("systemd-analyze", ["verify", "--man=no", "--root=" + tree, "edgekit-agent.service", "keepalived.service", "radvd.service"])
+            // crashed keepalived or radvd, as they lie in the image's tree. Its own systemd-analyze
+            // (trixie's 257), run through the image's loader and libraries: the host's (252 on
+            // Debian 12) warns about every newer key in the image's units (ImportCredential=, …).
+            let verify = try imageProgram(tree, "usr/bin/systemd-analyze", ["verify", "--man=no", "--root=" + tree,
+                                                                              "edgekit-agent.service", "keepalived.service", "radvd.service"])
             #expect(verify.status == 0 && verify.stderr.isEmpty, "\(tool.0): systemd-analyze verify: \(verify.stderr)")
             for unit in ["keepalived", "radvd"] {
                 let dropIn = (try? String(contentsOfFile: tree + "/etc/systemd/system/\(unit).service.d/edgekit.conf", encoding: .utf8)) ?? ""
@@ -257,6 +267,55 @@ struct ImageBuildTests {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: out))?.isEmpty ?? true, "nothing written")
     }
 
+    /// The daemons in the image (trixie's keepalived, radvd, nftables) accept the files the agent
+    /// renders for every router of the example plan, and refuse a broken copy. RealTools'
+    /// validators run the host's versions (Debian 12), which are older; here each runs chrooted in
+    /// the image's tree (keepalived -t needs its own /proc/self/exe, so not through ld.so).
+    @Test(.requiresRoot)
+    func theImagesOwnDaemonsAcceptTheRenderedConfigs() throws {
+        let dir = try SharedImage.shared.build()
+        let tree = dir + "/daemons-root"
+        try? FileManager.default.removeItem(atPath: tree)
+        try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        let unpack = try system("tar", ["--zstd", "-xpf", dir + "/out/site-b.rootfs.tar.zst", "-C", tree])
+        #expect(unpack.status == 0, "tar: \(unpack.stderr.suffix(1000))")
+        /// Runs `command` inside the tree, in a network namespace of its own holding the LAN port
+        /// the files name (keepalived -t refuses an instance on a missing interface), with a private
+        /// /proc mount; both end with the command.
+        func inImage(_ command: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            try system("unshare", ["--mount", "--net", "--propagation", "private", "--", "sh", "-c",
+                                   #"ip link add lan0 type veth peer name lan0-peer && ip link set lan0 up && "#
+                                   + #"mount -t proc proc "$0/proc" && exec chroot "$0" "$@""#, tree] + command)
+        }
+        let checks: [(tool: String, command: (String) -> [String], file: String, broken: (String) -> String)] = [
+            ("keepalived", { ["keepalived", "-t", "-f", $0] }, "etc/keepalived/keepalived.conf",
+             { $0.replacingOccurrences(of: "virtual_router_id", with: "virtual_router_idd") }),
+            ("radvd", { ["radvd", "--configtest", "-C", $0] }, "etc/radvd.conf",
+             { $0.replacingOccurrences(of: "AdvSendAdvert on;", with: "AdvSendAdvert maybe;") }),
+            ("nft", { ["nft", "-c", "-f", $0] }, "etc/nftables.conf", { $0 + "\nnot a rule\n" }),
+        ]
+        for (site, router) in [("site-a", 1), ("site-a", 2), ("site-b", 1)] {
+            let out = "/tmp/rendered-\(site)-r\(router)"
+            let render = try edgekit(["render", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+                                      "--site", site, "--router", String(router), "--out", tree + out])
+            #expect(render.status == 0, "render \(site) r\(router): \(render.stderr)")
+            for check in checks {
+                let result = try inImage(check.command(out + "/" + check.file))
+                #expect(result.status == 0, "\(check.tool), \(site) r\(router): \(result)")
+                if check.tool == "keepalived" { #expect(result.stdout.isEmpty && result.stderr.isEmpty, "keepalived warned: \(result)") }
+                if check.tool == "radvd" { #expect(result.stderr.contains("syntax ok"), "\(result)") }
+            }
+        }
+        // The checks can fail: a broken copy of each file is refused by the image's tool.
+        for check in checks {
+            let good = try String(contentsOfFile: tree + "/tmp/rendered-site-a-r1/" + check.file, encoding: .utf8)
+            try check.broken(good).write(toFile: tree + "/tmp/broken", atomically: true, encoding: .utf8)
+            let result = try inImage(check.command("/tmp/broken"))
+            #expect(result.status != 0, "\(check.tool) accepted a broken file: \(result)")
+        }
+    }
+
     @Test(.requiresRoot)
     func aFullDiskFailsCleanly() throws {
         let dir = try SharedImage.shared.build()
@@ -334,7 +393,7 @@ final class RecordedEvents: @unchecked Sendable {
     func aFailingMmdebstrapLeavesNoBaseAndNamesItsLog() throws {
         try withScratch { dir in
             var recipe = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime)
-            recipe.mirrors = ["deb http://127.0.0.1:9/debian bookworm main"]
+            recipe.mirrors = ["deb http://127.0.0.1:9/debian trixie main"]
             let events = RecordedEvents()
             let builder = ImageBuilder(cacheDirectory: dir + "/cache", recipe: recipe, overlayDirectory: dir, agentBinary: "/bin/true",
                                        packerExecutable: "/bin/false", progress: BuildProgress { events.add($0) })
