@@ -130,6 +130,12 @@ public final class RelayStore: Sendable {
         migrator.registerMigration("v2: peer endpoint") { db in
             try db.alter(table: "peer") { t in t.add(column: "endpoint", .text) }
         }
+        // Every registration deletes and reads a router's /64 ownership by its key, and deleting a
+        // peer checks the foreign key: without this index each was a scan of the whole table, so a
+        // registration cost grew with the fleet (bench/relay.sh 10000, docs/benchmarks.md).
+        migrator.registerMigration("v3: prefix owner by key") { db in
+            try db.create(index: "prefix_owner_public_key", on: "prefix_owner", columns: ["public_key"])
+        }
         return migrator
     }
 

@@ -133,7 +133,8 @@ final class Lab: @unchecked Sendable {
     var configPath: String { directory.appendingPathComponent("relay.json").path }
     var databasePath: String { directory.appendingPathComponent("state.sqlite").path }
 
-    init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5, endpointSaveMilliseconds: Int = 10_000) throws {
+    init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5, endpointSaveMilliseconds: Int = 10_000,
+         globalPerSecond: Double = 1_000_000) throws {
         labCounterLock.lock()
         labCounter += 1
         let n = labCounter
@@ -156,7 +157,7 @@ final class Lab: @unchecked Sendable {
             }
             wireGuardProcess = try startWireGuard(in: relayNamespace, interface)
             try writeConfig(perSourcePerSecond: perSourcePerSecond, batchWindowMilliseconds: batchWindowMilliseconds,
-                            endpointSaveMilliseconds: endpointSaveMilliseconds)
+                            endpointSaveMilliseconds: endpointSaveMilliseconds, globalPerSecond: globalPerSecond)
         } catch {
             close()
             throw error
@@ -213,7 +214,8 @@ final class Lab: @unchecked Sendable {
         try sh("ip", ["netns", "exec", clientNamespace, "wg"] + arguments).out
     }
 
-    func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int) throws {
+    func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int,
+                     globalPerSecond: Double = 1_000_000) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
         FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
@@ -224,7 +226,7 @@ final class Lab: @unchecked Sendable {
             privateKeyFile: keyFile.path, operatorPublicKeyFile: operatorFile.path, plan: Fixture.plan.name,
             ula: Fixture.plan.ula, tunnelPrefix: Fixture.plan.tunnel, stateDatabase: databasePath,
             rateLimit: .init(perSourcePerSecond: perSourcePerSecond, perSourceBurst: max(10, perSourcePerSecond / 10),
-                             globalPerSecond: 1_000_000, buckets: 1024),
+                             globalPerSecond: globalPerSecond, buckets: 1024),
             batchWindowMilliseconds: batchWindowMilliseconds, revocationPollMilliseconds: 200,
             endpointSaveMilliseconds: endpointSaveMilliseconds)
         let encoder = JSONEncoder()
