@@ -47,6 +47,7 @@ extension Site: Codable {
         vip = try c.field(.vip, as: String.self, FieldRules.address)
         linkLocalVIP = try c.field(.linkLocalVIP, as: String.self, FieldRules.address)
         routers = try c.field(.routers, as: [Router].self)
+        board = .default  // a build input, not carried by documents (see `Site.board`)
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -91,9 +91,12 @@ public struct Site: Sendable, Equatable {
     /// The link-local VIP that VRRPv3 needs first and radvd sends RAs from (default `fe80::1`).
     public var linkLocalVIP: IPv6Address
     public var routers: [Router]
+    /// The device kind the site's image boots on (`board:`, default `pc-uefi`). A build input
+    /// only: not part of the profile's wire form, so a profile reads the same on every board.
+    public var board: Board
 
     public init(name: String, index: Int, prefix: IPv6Prefix, vrrpID: Int, vip: IPv6Address,
-                linkLocalVIP: IPv6Address, routers: [Router]) {
+                linkLocalVIP: IPv6Address, routers: [Router], board: Board = .default) {
         self.name = name
         self.index = index
         self.prefix = prefix
@@ -101,6 +104,7 @@ public struct Site: Sendable, Equatable {
         self.vip = vip
         self.linkLocalVIP = linkLocalVIP
         self.routers = routers
+        self.board = board
     }
 
     /// The router in `slot`, if the plan has it.

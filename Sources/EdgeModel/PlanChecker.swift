@@ -211,13 +211,28 @@ struct PlanChecker {
         let sitePrefix = checkSitePrefix(draft, ula: ula, used: &used)
         let vip = checkVIP(draft, in: sitePrefix)
         let linkLocalVIP = checkLinkLocalVIP(draft)
+        let board = checkBoard(draft)
         if draft.routers.isEmpty, draft.index != nil {
             error(draft.line, "\(what) has no routers; add at least one under \"routers\"")
         }
         let routers = checkRouters(of: draft, sitePrefix: sitePrefix, vip: vip, ula: ula, tunnel: tunnel, used: &used)
         guard let siteName, let index = draft.index, let sitePrefix, let vrrpID = draft.vrrpID, let vip else { return nil }
         return Site(name: siteName, index: index.value, prefix: sitePrefix, vrrpID: vrrpID.value,
-                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot })
+                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }, board: board)
+    }
+
+    /// The site's board: a row of `Board.all` that this version builds (default `pc-uefi`).
+    mutating func checkBoard(_ draft: PlanDraft.SiteDraft) -> Board {
+        guard let located = draft.board else { return .default }
+        guard let board = Board.named(located.value) else {
+            error(located.line, "\(draft.what) board \"\(located.value)\" is not a board edgekit knows; boards: \(Board.all.map(\.name).joined(separator: ", "))")
+            return .default
+        }
+        guard board.status == .built else {
+            error(located.line, "\(draft.what) board \"\(board.name)\" is known but not built by this version of edgekit; built boards: \(Board.builtNames.joined(separator: ", "))")
+            return .default
+        }
+        return board
     }
 
     /// The site /64: `prefix` if given (a /64 inside the ula), else subnet `index` of the ula; and

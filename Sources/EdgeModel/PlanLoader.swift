@@ -375,6 +375,7 @@ struct PlanDraft {
         var vrrpID: Located<Int>?
         var vip: Located<String>?
         var linkLocalVIP: Located<String>?
+        var board: Located<String>?
         var routers: [RouterDraft] = []
     }
 
@@ -392,7 +393,7 @@ struct PlanDraft {
     static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports"]
-    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "routers"]
+    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "routers"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address"]
 
     static func read(_ root: Node, _ r: inout NodeReader) -> PlanDraft {
@@ -432,7 +433,8 @@ struct PlanDraft {
                 prefix: r.string(f, "prefix", required: false),
                 vrrpID: r.integer(Fields(what: what, line: f.line, values: f.values), "vrrp_id", 1...255),
                 vip: r.string(f, "vip", required: false),
-                linkLocalVIP: r.string(f, "link_local_vip", required: false))
+                linkLocalVIP: r.string(f, "link_local_vip", required: false),
+                board: r.string(f, "board", required: false))
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
                 let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"
                 guard let rf = r.fields(routerNode, routerLabel, allowed: routerKeys) else { continue }

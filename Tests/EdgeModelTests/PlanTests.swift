@@ -40,6 +40,36 @@ func expectGolden(_ actual: String, _ name: String, sourceLocation: SourceLocati
         #expect(plan.site(named: "site-b")?.routers.count == 1)
     }
 
+    /// `board:` picks a row of the board table per site; a site without one is `pc-uefi`.
+    @Test func boardIsPerSiteAndDefaultsToPCUEFI() throws {
+        let example = try PlanLoader.load(directory: examplePlan)
+        #expect(example.sites.map(\.board) == [.pcUEFI, .pcUEFI])
+        let text = try String(contentsOfFile: examplePlan + "/plan.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: pc-bios\n")
+        let mixed = try PlanLoader.parse(text)
+        #expect(mixed.sites.map(\.board.name) == ["pc-uefi", "pc-bios"])
+        #expect(mixed.site(named: "site-b")?.board.firmware == [.bios, .uefi])
+        // A build input only: the profile's wire form of the site is the same on every board.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let wire = try encoder.encode(try #require(mixed.site(named: "site-b")))
+        #expect(wire == (try encoder.encode(try #require(example.site(named: "site-b")))))
+        #expect(!String(decoding: wire, as: UTF8.self).contains("board"))
+    }
+
+    /// The board table: unique names, every built board says how to boot it under qemu with each
+    /// firmware it claims, and a BIOS boot partition goes with GRUB.
+    @Test func boardTableIsConsistent() {
+        #expect(Set(Board.all.map(\.name)).count == Board.all.count)
+        #expect(Board.builtNames == ["pc-uefi", "pc-bios"])
+        #expect(Board.named("pc-uefi") == Board.default)
+        for board in Board.all where board.status == .built {
+            #expect(board.emulation.map(\.firmware) == board.firmware, "\(board)")
+            #expect(board.partitions.hasBIOSBootPartition == board.bootloaders.contains(.grubPC), "\(board)")
+            #expect(board.packages.contains { $0.hasPrefix("linux-image-") }, "\(board)")
+        }
+    }
+
     @Test func planShowGoldenText() throws {
         try expectGolden(PlanSummary(try PlanLoader.load(directory: examplePlan)).text(), "plan-show.txt")
     }
