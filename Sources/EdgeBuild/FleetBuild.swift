@@ -46,14 +46,23 @@ public struct FleetBuild: Sendable {
     /// bundle, reporting each step on `progress`.
     public func run(builder: ImageBuilder, progress: BuildProgress) throws {
         let started = Date()
-        let system = try builder.system()
+        // One system level per board the sites use (each on its own base), in plan order.
+        var systems: [(builder: ImageBuilder, system: String)] = []
+        var boards: [Board] = []
+        for board in sites.map(\.board) where !boards.contains(board) {
+            boards.append(board)
+            let boardBuilder = builder.on(board)
+            systems.append((boardBuilder, try boardBuilder.system()))
+        }
         let output = outputDirectory
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         // Sites in parallel, as many at once as there are cores: a stamp is mostly in-kernel
         // copying of the cached disk and tarball plus a few small tools.
-        let layers = try sites.map { try ImageBuilder.SiteLayer(plan: plan, site: $0, keys: keys) }
-        try forEachConcurrently(layers) { layer in
-            try builder.stamp(layer, system: system, outputDirectory: output, mergeChecksums: false)
+        let stamps = try sites.map { site in
+            (layer: try ImageBuilder.SiteLayer(plan: plan, site: site, keys: keys), level: systems[boards.firstIndex(of: site.board)!])
+        }
+        try forEachConcurrently(stamps) { stamp in
+            try stamp.level.builder.stamp(stamp.layer, system: stamp.level.system, outputDirectory: output, mergeChecksums: false)
         }
         let sticks = try sealings()
         try progress.step("sticks", total: sticks.count, unit: .items) { step in

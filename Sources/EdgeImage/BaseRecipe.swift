@@ -1,5 +1,6 @@
 import Crypto
 import EdgeErrors
+import EdgeModel
 import Foundation
 
 /// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
@@ -8,14 +9,17 @@ public struct BaseRecipe: Sendable, Equatable {
     /// Debian 13: Debian 12 (bookworm) left regular security support in June 2026 (docs/image.md,
     /// "Debian suite"). The suite is in `cacheKey`, so a base of another suite is never reused.
     public var suite = "trixie"
-    public var architecture = "amd64"
+    /// The board the base is for: its architecture and boot packages are part of the recipe.
+    public var board: Board
+    public var architecture: String
     /// The suite's main archive, its updates and its security archive.
     public var mirrors: [String]
-    /// minbase + what an edge router runs. No docs, man pages or locales (see `dpkgOptions`).
-    /// systemd-networkd is still part of `systemd` in trixie (its own package only after it).
-    public var packages = [
-        "systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
-        "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
+    /// minbase + the system, the board's kernel and boot packages, and what an edge router runs. No
+    /// docs, man pages or locales (see `dpkgOptions`). systemd-networkd is still part of `systemd`
+    /// in trixie (its own package only after it). The order is part of the cache key.
+    public var packages: [String]
+    static let systemPackages = ["systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod"]
+    static let routerPackages = [
         "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
         "e2fsprogs", "mtools", "procps",
     ]
@@ -35,8 +39,11 @@ public struct BaseRecipe: Sendable, Equatable {
     /// (empty /etc/machine-id, no apt lists, caches or logs), straight from its output folder.
     public static let packVersion = 2
 
-    public init(sourceDateEpoch: Int) {
+    public init(sourceDateEpoch: Int, board: Board = .default) {
         self.sourceDateEpoch = sourceDateEpoch
+        self.board = board
+        self.architecture = board.architecture
+        self.packages = BaseRecipe.systemPackages + board.packages + BaseRecipe.routerPackages
         self.mirrors = BaseRecipe.debianMirrors(suite: suite)
     }
 
@@ -53,7 +60,13 @@ public struct BaseRecipe: Sendable, Equatable {
     /// The mmdebstrap options that depend on the recipe (hooks are added by the builder).
     public var mmdebstrapOptions: [String] {
         ["--variant=minbase", "--arch=\(architecture)", "--include=\(packages.joined(separator: ","))"]
-            + dpkgOptions.map { "--dpkgopt=\($0)" }
+            + dpkgOptions.map { "--dpkgopt=\($0)" } + bootloaderHooks
+    }
+
+    /// Boot loader images made inside the finished tree with the tree's own tools (so the build
+    /// host needs no boot loader packages): for GRUB on PCs, core.img (`GrubPC.makeCoreImage`).
+    var bootloaderHooks: [String] {
+        board.bootloaders.contains(.grubPC) ? ["--customize-hook=" + GrubPC.makeCoreImage] : []
     }
 
     /// 2025-01-01T00:00:00Z, the latest file time an image carries.

@@ -3,8 +3,10 @@ import EdgeErrors
 import EdgeSystem
 import Foundation
 
-/// The x86-64 UEFI disk: GPT with an EFI system partition, the ext4 root and a small site partition.
-/// Offsets and sizes are in 512-byte sectors; every identifier is fixed from a seed.
+/// A GPT disk: an EFI system partition, the ext4 root and a small site partition, and on boards that
+/// boot legacy BIOS with GRUB a BIOS boot partition in front of the ESP (numbered 4, so the others
+/// keep their numbers on every board). Offsets and sizes are in 512-byte sectors; every identifier
+/// is fixed from a seed.
 public struct DiskLayout: Sendable, Equatable {
     public static let sector = 512
     public static let alignment = 2048  // 1 MiB
@@ -12,8 +14,10 @@ public struct DiskLayout: Sendable, Equatable {
     public var espSectors: Int
     public var rootSectors: Int
     public var siteSectors: Int
+    /// 0 on boards without GRUB for BIOS, whose disks are as they were before boards existed.
+    public var biosBootSectors: Int
 
-    public init(espBytes: Int, rootBytes: Int, siteBytes: Int) {
+    public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0) {
         func sectors(_ bytes: Int) -> Int {
             let raw = (bytes + DiskLayout.sector - 1) / DiskLayout.sector
             return (raw + DiskLayout.alignment - 1) / DiskLayout.alignment * DiskLayout.alignment
@@ -21,9 +25,11 @@ public struct DiskLayout: Sendable, Equatable {
         espSectors = sectors(espBytes)
         rootSectors = sectors(rootBytes)
         siteSectors = sectors(siteBytes)
+        biosBootSectors = sectors(biosBootBytes)
     }
 
-    public var espStart: Int { DiskLayout.alignment }
+    public var biosBootStart: Int { DiskLayout.alignment }
+    public var espStart: Int { biosBootStart + biosBootSectors }
     public var rootStart: Int { espStart + espSectors }
     public var siteStart: Int { rootStart + rootSectors }
     /// Room for the backup GPT after the last partition.
@@ -34,12 +40,14 @@ public struct DiskLayout: Sendable, Equatable {
     static let espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
     static let rootType = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  // root, x86-64
     static let dataType = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  // Linux filesystem data
+    static let biosBootType = "21686148-6449-6E6F-744E-656564454649"  // GRUB's BIOS boot partition
 
     /// The fixed identifiers: the root's PARTUUID is on the kernel command line and in fstab.
     public static let diskID = uuid(seed: "disk")
     public static let espUUID = uuid(seed: "esp")
     public static let rootUUID = uuid(seed: "root")
     public static let siteUUID = uuid(seed: "site")
+    public static let biosBootUUID = uuid(seed: "bios-boot")
     public static let rootFilesystemUUID = uuid(seed: "root-filesystem")
     public static let siteLabel = "EDGESITE"
     public static let espVolumeID = "EDC0BE01"
@@ -66,7 +74,10 @@ public struct DiskLayout: Sendable, Equatable {
         start=\(rootStart), size=\(rootSectors), type=\(DiskLayout.rootType), uuid=\(DiskLayout.rootUUID), name="edgekit-root"
         start=\(siteStart), size=\(siteSectors), type=\(DiskLayout.dataType), uuid=\(DiskLayout.siteUUID), name="edgekit-site"
 
-        """
+        """ + (biosBootSectors == 0 ? "" : """
+        start=\(biosBootStart), size=\(biosBootSectors), type=\(DiskLayout.biosBootType), uuid=\(DiskLayout.biosBootUUID), name="bios-boot"
+
+        """)
     }
 
     /// Creates the disk file at `path` with its partition table (sparse; no root, no loop device).

@@ -1,5 +1,6 @@
 import Crypto
 import EdgeErrors
+import EdgeModel
 import EdgeSystem
 import Foundation
 
@@ -53,6 +54,15 @@ public struct ImageBuilder: Sendable {
 
     static let espBytes = 128 << 20
     static let siteBytes = 8 << 20
+    /// GRUB's BIOS boot partition (`pc-bios`): core.img is about 100 KiB; 1 MiB keeps the ESP aligned.
+    static let biosBootBytes = 1 << 20
+
+    /// The same builder for another board: its own base (recipe) and system level, same cache.
+    public func on(_ board: Board) -> ImageBuilder {
+        var builder = self
+        builder.recipe = BaseRecipe(sourceDateEpoch: recipe.sourceDateEpoch, board: board)
+        return builder
+    }
     /// `net.ifnames=0`: ports keep the kernel's names (eth0, eth1) until the agent's `.link` files
     /// rename them; their `OriginalName=eth0` must still match when the first apply re-triggers udev
     /// on a running system, which it would not after udev's predictable renaming (docs/network.md).
@@ -96,12 +106,13 @@ public struct ImageBuilder: Sendable {
             return ((), "base \(key): mmdebstrap \(recipe.suite), \(recipe.packages.count) packages and their dependencies")
         }
         if geteuid() == 0 {
-            try ImageBuilder.packBase(root: tree, output: staging, epoch: recipe.sourceDateEpoch, progress: progress)
+            try ImageBuilder.packBase(root: tree, output: staging, epoch: recipe.sourceDateEpoch, board: recipe.board, progress: progress)
         } else {
             // Unshare mode: seen from here the tree belongs to subordinate ids; inside mmdebstrap's
             // user namespace they read as root again, which is what the archive and ext4 must record.
             let status = try SystemCommand.runShowingProgress(
-                "mmdebstrap", ["--unshare-helper", packerExecutable, "image", "pack-base", tree, staging, "--epoch", String(recipe.sourceDateEpoch)])
+                "mmdebstrap", ["--unshare-helper", packerExecutable, "image", "pack-base", tree, staging, "--epoch", String(recipe.sourceDateEpoch),
+                               "--board", recipe.board.name])
             guard status == 0 else { throw ImageError("image.tool-failed", "packing the base failed (exit \(status)); its messages are above") }
         }
         try progress.step("base: removing the build tree") { _ in
@@ -140,7 +151,7 @@ public struct ImageBuilder: Sendable {
     /// Packs a finished mmdebstrap tree into `output`: the base tar layer, the ext4 root filesystem
     /// and the boot files. Run where the tree's owners read as they will on the appliance (as root,
     /// or inside mmdebstrap's user namespace).
-    public static func packBase(root: String, output: String, epoch: Int, progress: BuildProgress) throws {
+    public static func packBase(root: String, output: String, epoch: Int, board: Board = .default, progress: BuildProgress) throws {
         // mke2fs -d copies file times: set them to the epoch (reproducible filesystem), and measure
         // what will be packed, in one walk.
         let contentBytes = try prepareTree(root, epoch: epoch)
@@ -181,12 +192,16 @@ public struct ImageBuilder: Sendable {
         stat(ext4, &info)
         progress.report(.end(step: ext4Step, summary: "base: ext4 root \(size >> 20) MiB, \(byteCount(Int(info.st_blocks) * 512)) allocated"))
 
-        // Boot files for the ESP: the kernel and initrd the base installed, and systemd-boot.
-        let boot = [
+        // Boot files for the ESP: the kernel and initrd the base installed, and systemd-boot; for
+        // GRUB on PCs its boot sector and the core image the hook made (GrubPC).
+        var boot = [
             ("vmlinuz", root + "/vmlinuz"),
             ("initrd.img", root + "/initrd.img"),
             ("systemd-bootx64.efi", root + "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
         ]
+        if board.bootloaders.contains(.grubPC) {
+            boot += [("grub-boot.img", root + GrubPC.bootImageInTree), ("grub-core.img", root + GrubPC.coreImageInTree)]
+        }
         for (name, source) in boot {
             let resolved = (try? FileManager.default.destinationOfSymbolicLink(atPath: source)).map {
                 $0.hasPrefix("/") ? root + $0 : (source as NSString).deletingLastPathComponent + "/" + $0
@@ -271,7 +286,9 @@ public struct ImageBuilder: Sendable {
     /// (v3: the ESP's folders carry the image file time, not the build's).
     func systemKey(baseKey: String, overlay: [OverlayFile]) -> String {
         var hasher = SHA256()
-        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine)".utf8))
+        // The default board's key is what it was before boards: its cached systems stay valid.
+        let board = recipe.board == .default ? "" : " board \(recipe.board.name)"
+        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine)\(board)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -319,7 +336,9 @@ public struct ImageBuilder: Sendable {
         // (debugfs and e2fsck open the filesystem at its offset in the disk file).
         var rootInfo = stat()
         stat(base + "/root.ext4", &rootInfo)
-        let layout = DiskLayout(espBytes: ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size), siteBytes: ImageBuilder.siteBytes)
+        let grub = recipe.board.bootloaders.contains(.grubPC)
+        let layout = DiskLayout(espBytes: ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size), siteBytes: ImageBuilder.siteBytes,
+                                biosBootBytes: recipe.board.partitions.hasBIOSBootPartition ? ImageBuilder.biosBootBytes : 0)
         let disk = staging + "/disk.img"
         try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
             try layout.createDisk(at: disk)
@@ -331,11 +350,17 @@ public struct ImageBuilder: Sendable {
             try makeESP(esp, base: base)
             try SparseCopy.copy(esp, into: disk, at: layout.espStart * DiskLayout.sector)
             try? FileManager.default.removeItem(atPath: esp)
+            if grub {
+                try GrubPC.install(bootImage: base + "/grub-boot.img", coreImage: base + "/grub-core.img", into: disk,
+                                   at: layout.biosBootStart, sectors: layout.biosBootSectors)
+            }
             var info = stat()
             stat(disk, &info)
             return ((), "system \(key): disk image \(byteCount(layout.totalBytes)), \(byteCount(Int(info.st_blocks) * 512)) allocated")
         }
-        let encoded = try JSONEncoder().encode(["esp": layout.espSectors, "root": layout.rootSectors, "site": layout.siteSectors])
+        var sizes = ["esp": layout.espSectors, "root": layout.rootSectors, "site": layout.siteSectors]
+        if layout.biosBootSectors > 0 { sizes["bios-boot"] = layout.biosBootSectors }
+        let encoded = try JSONEncoder().encode(sizes)
         _ = FileManager.default.createFile(atPath: staging + "/layout.json", contents: encoded)
 
         // Hash once what every site shares, so stamping hashes only the site's own bytes: the
@@ -402,7 +427,8 @@ public struct ImageBuilder: Sendable {
                 "sif \(quoted) mtime @\(epoch)", "sif \(quoted) atime @\(epoch)", "sif \(quoted) ctime @\(epoch)"]
     }
 
-    /// The EFI system partition: systemd-boot as the removable-media loader, one entry, kernel, initrd.
+    /// The EFI system partition: systemd-boot as the removable-media loader, one entry, kernel, initrd;
+    /// with GRUB for BIOS also its grub.cfg (GrubPC).
     func makeESP(_ path: String, base: String) throws {
         let esp = try FATImage.format(path, bytes: ImageBuilder.espBytes, bits: 32, label: "EFI", volumeID: DiskLayout.espVolumeID,
                                       environment: fatToolEnvironment)
@@ -415,6 +441,11 @@ public struct ImageBuilder: Sendable {
             ("::/vmlinuz", try Data(contentsOf: URL(fileURLWithPath: base + "/vmlinuz"))),
             ("::/initrd.img", try Data(contentsOf: URL(fileURLWithPath: base + "/initrd.img"))),
         ], modified: Int(recipe.sourceDateEpoch))
+        if recipe.board.bootloaders.contains(.grubPC) {
+            try esp.makeFolders(["::/grub"])
+            try esp.add([("::/grub/grub.cfg", Data(GrubPC.configuration(kernelCommandLine: ImageBuilder.kernelCommandLine).utf8))],
+                        modified: Int(recipe.sourceDateEpoch))
+        }
     }
 
     // MARK: Level 3: site stamp
@@ -466,6 +497,7 @@ public struct ImageBuilder: Sendable {
             layout.espSectors = sizes["esp"] ?? 0
             layout.rootSectors = sizes["root"] ?? 0
             layout.siteSectors = sizes["site"] ?? 0
+            layout.biosBootSectors = sizes["bios-boot"] ?? 0
             let sitePartition = partial + "/site.vfat"
             try makeSitePartition(sitePartition, files: layer.files.filter { $0.path.hasPrefix("etc/edgekit/") }, bytes: layout.siteSectors * DiskLayout.sector)
             let image = partial + "/\(site).img"

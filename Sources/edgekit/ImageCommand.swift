@@ -71,7 +71,7 @@ struct ImageCommand: AsyncParsableCommand {
             let keys = try options.loadKeys(for: plan)
             let display = ProgressDisplay()
             let outputs = try display.showing {
-                let builder = try image.builder(progress: display.buildProgress)
+                let builder = try image.builder(progress: display.buildProgress).on(site.board)
                 let system = try builder.system()
                 return try builder.stamp(try ImageBuilder.SiteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
             }
@@ -87,11 +87,13 @@ struct ImageCommand: AsyncParsableCommand {
         @Argument var root: String
         @Argument var output: String
         @Option var epoch: Int
+        @Option var board: String = Board.default.name
 
         func run() async throws {
+            guard let board = Board.named(board) else { throw CommandError("--board \(board): no such board") }
             let display = ProgressDisplay()
             try display.showing {
-                try ImageBuilder.packBase(root: root, output: output, epoch: epoch, progress: display.buildProgress)
+                try ImageBuilder.packBase(root: root, output: output, epoch: epoch, board: board, progress: display.buildProgress)
             }
         }
     }

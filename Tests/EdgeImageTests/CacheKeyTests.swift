@@ -25,6 +25,42 @@ import Testing
         #expect(Set(changes.map(\.1.cacheKey)).count == changes.count)
     }
 
+    /// The base is cached per (suite, architecture, board packages): a board that adds packages or
+    /// boot loader hooks gets its own base, and the default board's key is the one it had before
+    /// boards existed (its cached bases and the images made from them stay valid).
+    @Test func eachBoardWithOtherPackagesHasItsOwnBase() {
+        let uefi = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .pcUEFI)
+        let bios = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .pcBIOS)
+        #expect(uefi == BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime))
+        #expect(uefi.cacheKey == "815c453608f95fa8", "pc-uefi's base key is unchanged by the board table")
+        #expect(uefi.packages == ["systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
+                                  "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
+                                  "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
+                                  "e2fsprogs", "mtools", "procps"])
+        #expect(bios.cacheKey != uefi.cacheKey)
+        #expect(bios.packages == uefi.packages.prefix(9) + ["grub-pc-bin"] + uefi.packages.dropFirst(9))
+        #expect(bios.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") && $0.contains("grub-mkimage --format=i386-pc") })
+        #expect(!uefi.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") })
+        let builder = ImageBuilder(cacheDirectory: "/nonexistent", recipe: uefi, overlayDirectory: "/nonexistent", agentBinary: "/nonexistent",
+                                   packerExecutable: "/bin/false", progress: .silent)
+        #expect(builder.on(.pcBIOS).recipe == bios)
+        #expect(builder.on(.pcBIOS).systemKey(baseKey: "base", overlay: []) != builder.systemKey(baseKey: "base", overlay: []))
+    }
+
+    /// The disk of the default board is as before; pc-bios adds GRUB's BIOS boot partition as
+    /// number 4 in front of the ESP, so partitions 1–3 keep their numbers (grub.cfg's `(,gpt1)`).
+    @Test func biosBootPartitionIsNumberFourInFrontOfTheESP() {
+        let uefi = DiskLayout(espBytes: 128 << 20, rootBytes: 680 << 20, siteBytes: 8 << 20)
+        let bios = DiskLayout(espBytes: 128 << 20, rootBytes: 680 << 20, siteBytes: 8 << 20, biosBootBytes: 1 << 20)
+        #expect(uefi.espStart == 2048 && uefi.biosBootSectors == 0)
+        #expect(!uefi.sfdiskScript.contains("bios-boot"))
+        #expect(bios.biosBootStart == 2048 && bios.espStart == 4096 && bios.totalSectors == uefi.totalSectors + 2048)
+        let lines = bios.sfdiskScript.split(separator: "\n").filter { $0.hasPrefix("start=") }
+        #expect(lines.count == 4)
+        #expect(lines.last?.contains("type=21686148-6449-6E6F-744E-656564454649") == true)
+        #expect(lines.first?.contains("name=\"esp\"") == true)
+    }
+
     /// The appliance is Debian 13, and every archive it installs from is that suite's: a mirror
     /// line left on the old suite would mix two releases in one base.
     @Test func theBaseIsTrixieFromTrixieArchivesOnly() {

@@ -1,4 +1,5 @@
 import EdgeImage
+import EdgeModel
 import Foundation
 import Testing
 import TestSupport
@@ -336,17 +337,48 @@ struct ImageBuildTests {
     /// serial console that there is no stick.
     @Test(.timeLimit(.minutes(10))) func imageBootsAndTheAgentReportsNoStick() throws {
         let dir = try SharedImage.shared.build()
-        let vars = dir + "/OVMF_VARS.fd"
-        try? FileManager.default.removeItem(atPath: vars)
-        try FileManager.default.copyItem(atPath: "/usr/share/OVMF/OVMF_VARS_4M.fd", toPath: vars)
-        let console = dir + "/console.log"
+        // The root filesystem is every site's; the agent names the machine after its site stamp
+        // (site partition), so the serial login prompt carries the site's hostname.
+        let prompt = "site-b login:"
+        let boot = try EmulatedBoot.run(dir + "/out/site-b.img", Board.pcUEFI.emulation[0], scratch: dir,
+                                        waitingFor: [EmulatedBoot.noStickLine, prompt])
+        print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s under emulation")
+        #expect(boot.console.contains("Linux version"), "the kernel started")
+        #expect(boot.console.contains(EmulatedBoot.noStickLine), "console tail: \(boot.console.suffix(3000))")
+        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; console tail: \(boot.console.suffix(3000))")
+    }
+}
+
+/// A disk image booted under qemu (software emulation) the way a board's table row says, its serial
+/// console watched until every awaited line has appeared, qemu stopped or the time is up.
+struct EmulatedBoot {
+    /// What the agent says at boot with no stick attached: the appliance got as far as the agent.
+    static let noStickLine = "edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"
+
+    var console: String
+    /// Seconds from qemu's start until each awaited line first appeared.
+    var seen: [String: Int]
+
+    func seconds(_ line: String) -> String { seen[line].map(String.init) ?? "-" }
+
+    /// Boots `image` (a snapshot: the file is not changed) with `emulation`'s firmware; `name`
+    /// keeps the console logs and firmware variables of boots running side by side apart.
+    static func run(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String = "boot", cpus: Int = 2,
+                    limit: TimeInterval = 420, waitingFor lines: [String]) throws -> EmulatedBoot {
+        var arguments = emulation.arguments
+        if let variables = emulation.variables {
+            let copy = scratch + "/\(name).vars.fd"
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: variables, toPath: copy)
+            arguments += ["-drive", "if=pflash,format=raw,file=\(copy)"]
+        }
+        let console = scratch + "/\(name).console.log"
+        try? FileManager.default.removeItem(atPath: console)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-system-x86_64")
-        process.arguments = [
-            "-machine", "q35", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot", "-nic", "none",
-            "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "-drive", "if=pflash,format=raw,file=\(vars)",
-            "-drive", "file=\(dir)/out/site-b.img,if=virtio,format=raw,snapshot=on",
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/" + emulation.emulator)
+        process.arguments = arguments + [
+            "-m", "1024", "-smp", String(cpus), "-nographic", "-no-reboot", "-nic", "none",
+            "-drive", "file=\(image),if=virtio,format=raw,snapshot=on",
             "-serial", "file:\(console)", "-monitor", "none",
         ]
         process.standardOutput = FileHandle.nullDevice
@@ -358,24 +390,17 @@ struct ImageBuildTests {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        let expected = "edgekit-agent: no profile stick found (label EDGEPROFILE); nothing applied yet"
-        // The root filesystem is every site's; the agent names the machine after its site stamp
-        // (site partition), so the serial login prompt carries the site's hostname.
-        let prompt = "site-b login:"
         let started = Date()
-        var text = ""
-        var agentSeconds: Int?
-        while Date().timeIntervalSince(started) < 420 {
-            text = String(decoding: FileManager.default.contents(atPath: console) ?? Data(), as: UTF8.self)
-            if agentSeconds == nil && text.contains(expected) { agentSeconds = Int(Date().timeIntervalSince(started)) }
-            if (text.contains(expected) && text.contains(prompt)) || !process.isRunning { break }
+        var boot = EmulatedBoot(console: "", seen: [:])
+        while Date().timeIntervalSince(started) < limit {
+            boot.console = String(decoding: FileManager.default.contents(atPath: console) ?? Data(), as: UTF8.self)
+            for line in lines where boot.seen[line] == nil && boot.console.contains(line) {
+                boot.seen[line] = Int(Date().timeIntervalSince(started))
+            }
+            if boot.seen.count == lines.count || !process.isRunning { break }
             Thread.sleep(forTimeInterval: 2)
         }
-        let seconds = Int(Date().timeIntervalSince(started))
-        print("boot: agent line after \(agentSeconds.map(String.init) ?? "-") s, \"\(prompt)\" after \(seconds) s under emulation")
-        #expect(text.contains("Linux version"), "the kernel started")
-        #expect(text.contains(expected), "console tail: \(text.suffix(3000))")
-        #expect(text.contains(prompt), "the site's hostname on the login prompt; console tail: \(text.suffix(3000))")
+        return boot
     }
 }
 
