@@ -60,6 +60,7 @@ struct FleetMetricsLabTests {
         let exposition = try lab.relayMetrics()
         #expect(try Promtool.problems(inMetrics: exposition) == nil)
         #expect(exposition.contains(#"edgekit_relay_site_master_up{site="site-b"} 1"#))
+        #expect(try lab.relayHTTP("/").hasPrefix("HTTP/1.0 404"))
 
         // site-a's master dies hard (its exporter and its tunnel killed): Prometheus records it
         // down within two scrape intervals (the sample's own timestamp, not when we asked).
@@ -307,7 +308,16 @@ final class FleetLab: @unchecked Sendable {
 
     /// The relay's own exposition from `::1` in its namespace (what Prometheus scrapes).
     func relayMetrics() throws -> String {
-        let response = try Lab.inNamespace(relayNamespace) { () -> String in
+        let response = try relayHTTP("/metrics")
+        let parts = response.components(separatedBy: "\r\n\r\n")
+        try #require(parts.count >= 2 && parts[0].hasPrefix("HTTP/1.0 200"), "\(response.prefix(300))")
+        #expect(parts[0].contains("text/plain; version=0.0.4"))
+        return parts.dropFirst().joined(separator: "\r\n\r\n")
+    }
+
+    /// One HTTP/1.0 GET of `target` from the relay's endpoint at `[::1]:9821`; the whole response.
+    func relayHTTP(_ target: String) throws -> String {
+        try Lab.inNamespace(relayNamespace) { () -> String in
             let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw LabError("socket failed") }
             defer { Glibc.close(fd) }
@@ -319,7 +329,7 @@ final class FleetLab: @unchecked Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
             }
             guard connected == 0 else { throw LabError("cannot connect to [::1]:\(RelayConfig.defaultMetricsPort)") }
-            let request = Array("GET /metrics HTTP/1.0\r\n\r\n".utf8)
+            let request = Array("GET \(target) HTTP/1.0\r\n\r\n".utf8)
             _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
             var response = [UInt8]()
             var buffer = [UInt8](repeating: 0, count: 65536)
@@ -330,10 +340,6 @@ final class FleetLab: @unchecked Sendable {
             }
             return String(decoding: response, as: UTF8.self)
         }
-        let parts = response.components(separatedBy: "\r\n\r\n")
-        try #require(parts.count >= 2 && parts[0].hasPrefix("HTTP/1.0 200"), "\(response.prefix(300))")
-        #expect(parts[0].contains("text/plain; version=0.0.4"))
-        return parts.dropFirst().joined(separator: "\r\n\r\n")
     }
 
     /// An instant query: each result's `instance` (or label `by`) → value.
