@@ -22,6 +22,7 @@ PACKAGES=(
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
   systemd udev python3-minimal
+  prometheus prometheus-node-exporter
 )
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }

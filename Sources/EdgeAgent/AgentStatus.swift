@@ -13,6 +13,9 @@ public struct RuntimeState: Codable, Sendable, Equatable {
     public var stickPath: String?
     /// The last apply's result line (or refusal).
     public var lastApply: String?
+    /// What that apply came to, for the metrics (`AgentMetrics`): `applied`, `no_stick`, `refused`
+    /// or `service_failed`; nil in a record an older agent wrote.
+    public var lastApplyResult: String?
     public var noStickAtBoot: Bool
     public var registration: String
     public var registeredAt: String?
@@ -77,16 +80,19 @@ public struct RuntimeState: Codable, Sendable, Equatable {
                 state.stick = "found"
                 state.stickPath = report.stick
                 state.lastApply = report.summary
+                state.lastApplyResult = "applied"
                 state.noStickAtBoot = false
             case .failure(AgentError.noStick(let keeping)):
                 state.stick = "none"
                 state.stickPath = nil
                 state.lastApply = AgentError.noStickLine(keeping: keeping)
+                state.lastApplyResult = "no_stick"
             case .failure(let error):
                 let serviceFailure = (error as? AgentError)?.isServiceFailure == true
                 state.stick = serviceFailure ? "found" : "refused"
                 state.stickPath = given
                 state.lastApply = "\(error)"
+                state.lastApplyResult = serviceFailure ? "service_failed" : "refused"
             }
         }
     }

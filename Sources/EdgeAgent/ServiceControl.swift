@@ -93,6 +93,9 @@ public struct SystemdServices: ServiceControl {
             // delete the link so the reload creates it from the new files.
             _ = try? SystemCommand.run("ip", ["link", "delete", InterfaceNames.routerTunnel])
             try run(service, "networkctl", ["reload"])
+            // The node exporter listens on the tunnel address (its ARGS change only with it): make
+            // it bind the new one. Metrics never fail an apply; the unit retries until the address is up.
+            _ = try? SystemCommand.run("systemctl", ["try-restart", "prometheus-node-exporter.service"])
         case .nftables, .keepalived, .radvd:
             let unit = "\(service.rawValue).service"
             try run(service, "systemctl", ["restart", unit])

@@ -57,6 +57,8 @@ public actor Supervisor {
     var attemptNumber = 0
     /// keepalived (started by this agent's service manager) was seen gone and its VIPs released.
     var keepalivedGone = false
+    /// When the metrics are rewritten next without a state change (drift, handshake).
+    var nextMetrics = Date.distantPast
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
@@ -117,11 +119,13 @@ public actor Supervisor {
             state.stick = "found"
             state.stickPath = report.stick
             state.lastApply = report.summary
+            state.lastApplyResult = "applied"
             for line in report.lines { logger.info("\(line)") }
         } catch AgentError.noStick(let keeping) {
             state.stick = "none"
             state.noStickAtBoot = true
             state.lastApply = AgentError.noStickLine(keeping: keeping)
+            state.lastApplyResult = "no_stick"
             // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
             FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
         } catch let error as AgentError where error.isServiceFailure {
@@ -129,14 +133,27 @@ public actor Supervisor {
             state.stick = "found"
             state.stickPath = stick
             state.lastApply = "\(error)"
+            state.lastApplyResult = "service_failed"
             logger.error("\(error)")
         } catch {
             state.stick = "refused"
             state.lastApply = "\(error)"
+            state.lastApplyResult = "refused"
             let keeping = agent.store.current.map { "keeping generation \($0.number)" } ?? "nothing applied yet"
             logger.error("\(error) (\(keeping))")
         }
         state.save(paths: paths)
+        publishMetrics()
+    }
+
+    /// Rewrites the textfile collector's `edgekit.prom` when what it says changed (`AgentMetrics`).
+    func publishMetrics() {
+        nextMetrics = clock().addingTimeInterval(settings.tunnelCheckInterval)
+        do {
+            try AgentMetrics.publish(paths: paths, now: clock())
+        } catch {
+            logChange("metrics", "metrics: \(error)", level: .warning)
+        }
     }
 
     // MARK: Registration
@@ -191,6 +208,7 @@ public actor Supervisor {
         logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning,
                   ignoringNumbers: true)
         saveOwnFields()
+        publishMetrics()
         return accepted
     }
 
@@ -233,6 +251,7 @@ public actor Supervisor {
     public func markStopped() {
         state.stoppedAt = DocumentCoding.timestamp(clock())
         saveOwnFields()
+        publishMetrics()
     }
 
     // MARK: The loop
@@ -294,8 +313,10 @@ public actor Supervisor {
             abandonRegistration()
             registrationDue = now
             registrationFailures = 0
+            publishMetrics()
         }
         if now >= nextTunnelCheck { await checkTunnel(now: now) }
+        if now >= nextMetrics { publishMetrics() }
         if stopping { return }
         if clock() >= registrationDue && inFlight == nil { startRegistration() }
     }

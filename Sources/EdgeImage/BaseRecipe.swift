@@ -22,6 +22,8 @@ public struct BaseRecipe: Sendable, Equatable {
     static let routerPackages = [
         "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
         "e2fsprogs", "mtools", "procps",
+        // Metrics: scraped through the tunnel by Prometheus on the relay (docs/fleet.md).
+        "prometheus-node-exporter",
     ]
     public var dpkgOptions = [
         "path-exclude=/usr/share/man/*",

@@ -42,6 +42,13 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     /// The routers' `PersistentKeepalive` (the plan's keepalive, 25 s by default): `status` shows a
     /// router silent for longer than 3 of these as down (docs/relay.md, "Status").
     public var keepaliveSeconds: Int
+    /// Addresses the Prometheus endpoint (`GET /metrics`) listens on, each on `metricsPort`; empty:
+    /// no endpoint. The rendered file has `::1` and the relay's tunnel address (docs/relay.md, "Metrics").
+    public var metricsAddresses: [String]
+    /// TCP port of the Prometheus endpoint.
+    public var metricsPort: UInt16
+    /// The default `metrics_port`.
+    public static let defaultMetricsPort: UInt16 = 9821
 
     public struct RateLimit: Codable, Sendable, Equatable {
         public var perSourcePerSecond: Double
@@ -79,7 +86,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 wireguardPort: UInt16? = nil, privateKeyFile: String, operatorPublicKeyFile: String, plan: String,
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
                 batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
-                endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25) {
+                endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25, metricsAddresses: [String] = [],
+                metricsPort: UInt16 = RelayConfig.defaultMetricsPort) {
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.interface = interface
@@ -96,6 +104,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         self.revocationPollMilliseconds = revocationPollMilliseconds
         self.endpointSaveMilliseconds = endpointSaveMilliseconds
         self.keepaliveSeconds = keepaliveSeconds
+        self.metricsAddresses = metricsAddresses
+        self.metricsPort = metricsPort
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -114,6 +124,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case revocationPollMilliseconds = "revocation_poll_ms"
         case endpointSaveMilliseconds = "endpoint_save_ms"
         case keepaliveSeconds = "keepalive_seconds"
+        case metricsAddresses = "metrics_addresses"
+        case metricsPort = "metrics_port"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -134,6 +146,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         revocationPollMilliseconds = try c.decodeIfPresent(Int.self, forKey: .revocationPollMilliseconds) ?? 1000
         endpointSaveMilliseconds = try c.decodeIfPresent(Int.self, forKey: .endpointSaveMilliseconds) ?? 10_000
         keepaliveSeconds = try c.decodeIfPresent(Int.self, forKey: .keepaliveSeconds) ?? 25
+        metricsAddresses = try c.decodeIfPresent([String].self, forKey: .metricsAddresses) ?? []
+        metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? RelayConfig.defaultMetricsPort
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -156,6 +170,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         if revocationPollMilliseconds != defaults.revocationPollMilliseconds { try c.encode(revocationPollMilliseconds, forKey: .revocationPollMilliseconds) }
         if endpointSaveMilliseconds != defaults.endpointSaveMilliseconds { try c.encode(endpointSaveMilliseconds, forKey: .endpointSaveMilliseconds) }
         if keepaliveSeconds != defaults.keepaliveSeconds { try c.encode(keepaliveSeconds, forKey: .keepaliveSeconds) }
+        if !metricsAddresses.isEmpty { try c.encode(metricsAddresses, forKey: .metricsAddresses) }
+        if metricsPort != defaults.metricsPort { try c.encode(metricsPort, forKey: .metricsPort) }
     }
 
     /// The first rule the values break, worded after the key (`ula … must be a /48`), or nil.
@@ -178,7 +194,17 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         guard revocationPollMilliseconds >= 10 else { return "revocation_poll_ms must be at least 10" }
         guard endpointSaveMilliseconds >= 100 else { return "endpoint_save_ms must be at least 100" }
         guard (1...65535).contains(keepaliveSeconds) else { return "keepalive_seconds must be 1…65535" }
+        if let bad = metricsAddresses.first(where: { IPv6Address($0) == nil && !RelayConfig.isIPv4($0) }) {
+            return "metrics_addresses entry \(FieldRules.quoted(bad)) is not an IP address (e.g. \"::1\" or the relay's tunnel address)"
+        }
+        guard metricsPort != 0 else { return "metrics_port must be 1…65535" }
         return nil
+    }
+
+    /// A dotted IPv4 address (`127.0.0.1`).
+    static func isIPv4(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { $0.count <= 3 && UInt8($0) != nil }
     }
 
     /// The keys the file may hold, for the loader's unknown-key check.

@@ -27,6 +27,8 @@ public actor RegistrationEngine {
 
     /// MAC keys of router keys that proved themselves (docs/protocol.md, "Flood defence").
     public nonisolated let knownKeys = KnownRouterKeys()
+    /// Registrations by result and dropped datagrams, for the metrics endpoint.
+    public nonisolated let counters = RelayCounters()
 
     var dirty: Set<String> = []
     var waiters: [CheckedContinuation<Bool, Never>] = []
@@ -181,6 +183,7 @@ public actor RegistrationEngine {
             certificate = try SiteCertificate.verify(Data(register.certificate), operatorKey: operatorKey)
         } catch {
             logger.notice("refused: certificate invalid", metadata: ["key": "\(routerKey)", "why": "\(error)"])
+            counters.count(.certificateInvalid)
             return refusal(.certificateInvalid, register, cookieTime)
         }
         guard certificate.plan == config.plan, certificate.sitePrefix.length == 64,
@@ -189,10 +192,12 @@ public actor RegistrationEngine {
             logger.notice("refused: certificate for another plan or outside its prefixes", metadata: [
                 "key": "\(routerKey)", "plan": "\(certificate.plan)", "site_prefix": "\(certificate.sitePrefix)",
                 "tunnel": "\(certificate.tunnelAddress)"])
+            counters.count(.certificateForeign)
             return refusal(.certificateForeign, register, cookieTime)
         }
         guard Data(base64Encoded: certificate.wireguardPublicKey) == Data(register.routerKey) else {
             logger.notice("refused: certificate names another key", metadata: ["key": "\(routerKey)"])
+            counters.count(.keyMismatch)
             return refusal(.keyMismatch, register, cookieTime)
         }
         let fields = SiteCertificateFields(
@@ -205,23 +210,28 @@ public actor RegistrationEngine {
                                           cookieTime: Int64(cookieTime), now: Int64(clock.now))
         } catch {
             logger.error("state database write failed", metadata: ["error": "\(error)"])
+            counters.count(.temporaryFailure)
             return refusal(.temporaryFailure, register, cookieTime)
         }
         switch decision {
         case .replay:
             logger.debug("dropped: cookie not newer than the last accepted one", metadata: ["key": "\(routerKey)"])
+            counters.count(.replay)
             return nil
         case .revoked:
             logger.notice("refused: revoked", metadata: ["key": "\(routerKey)", "site": "\(certificate.site)", "slot": "\(certificate.slot)"])
+            counters.count(.revoked)
             return refusal(.revoked, register, cookieTime)
         case .superseded:
             logger.notice("refused: superseded by a newer certificate", metadata: ["key": "\(routerKey)", "site": "\(certificate.site)", "slot": "\(certificate.slot)"])
+            counters.count(.superseded)
             return refusal(.superseded, register, cookieTime)
         case .accepted(let touched, let holdsPrefix):
             let applied = await applySoon(touched)
             logger.info("registered", metadata: [
                 "site": "\(certificate.site)", "slot": "\(certificate.slot)", "claim": "\(register.claim)",
                 "holds_site_prefix": "\(holdsPrefix)", "applied": "\(applied)"])
+            counters.count(applied ? .accepted : .temporaryFailure)
             guard applied else { return refusal(.temporaryFailure, register, cookieTime) }
             return RegistrationAnswer(
                 status: .accepted, routesSitePrefix: holdsPrefix, claimedMaster: register.claim == .master,

@@ -17,11 +17,15 @@ public struct RelayServer: Service {
     let logger: Logger
     /// Called with the bound address once the socket is up (tests and the benchmark wait for it).
     let onListening: @Sendable (String) -> Void
+    /// Called with each address the metrics endpoint bound.
+    let onMetricsListening: @Sendable (String) -> Void
 
-    public init(config: RelayConfig, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(config: RelayConfig, logger: Logger, onListening: @escaping @Sendable (String) -> Void = { _ in },
+                onMetricsListening: @escaping @Sendable (String) -> Void = { _ in }) {
         self.config = config
         self.logger = logger
         self.onListening = onListening
+        self.onMetricsListening = onMetricsListening
     }
 
     /// The relay's private WireGuard key from `private_key_file` (base64, as `wg genkey` prints).
@@ -75,9 +79,12 @@ public struct RelayServer: Service {
         let pollInterval = config.revocationPollMilliseconds
         let endpointInterval = config.endpointSaveMilliseconds
         let logger = logger
+        let counters = engine.counters
+        let metrics = MetricsEndpoint(config: config, store: store, counters: counters, logger: logger, onListening: onMetricsListening)
         // Graceful shutdown closes the socket: the receive loop ends, then the poller is cancelled.
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await metrics.run() }
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(pollInterval))
@@ -100,15 +107,26 @@ public struct RelayServer: Service {
                         // Step 1: structure only, no crypto, no state.
                         guard let message = try? MessageCodec.parse(envelope.data.readableBytesView),
                               message.type == .hello || message.type == .register,
-                              let address = SourceAddress.bytes(envelope.remoteAddress) else { continue }
+                              let address = SourceAddress.bytes(envelope.remoteAddress) else {
+                            counters.count(.malformed)
+                            continue
+                        }
                         // Steps 2-3: the cheap checks (cookie, MAC of a known key: one HMAC each), then
                         // the source's bucket, then the global budget only for an X25519.
                         let screening = engine.screen(message, from: address)
-                        guard screening != .drop else { continue }
+                        guard screening != .drop else {
+                            counters.count(.unauthenticated)
+                            continue
+                        }
                         let budget = screening.budget
-                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, budget: budget)
-                        else { continue }
-                        guard queue.admit(budget) else { continue }
+                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, budget: budget) else {
+                            counters.count(.rateLimited)
+                            continue
+                        }
+                        guard queue.admit(budget) else {
+                            counters.count(.queueFull)
+                            continue
+                        }
                         let remote = envelope.remoteAddress
                         group.addTask {
                             defer { queue.release(budget) }

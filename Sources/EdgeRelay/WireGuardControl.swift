@@ -105,10 +105,18 @@ public struct WireGuardControl: Sendable {
     public struct DumpPeer: Sendable, Equatable {
         public var publicKey: String
         public var allowedIPs: [String]
+        /// UNIX time of the last handshake, 0 for none.
+        public var latestHandshake: Int
+        /// Bytes received from and sent to the peer since the interface holds it.
+        public var receiveBytes: UInt64
+        public var transmitBytes: UInt64
 
-        public init(publicKey: String, allowedIPs: [String]) {
+        public init(publicKey: String, allowedIPs: [String], latestHandshake: Int = 0, receiveBytes: UInt64 = 0, transmitBytes: UInt64 = 0) {
             self.publicKey = publicKey
             self.allowedIPs = allowedIPs
+            self.latestHandshake = latestHandshake
+            self.receiveBytes = receiveBytes
+            self.transmitBytes = transmitBytes
         }
     }
 
@@ -125,7 +133,9 @@ public struct WireGuardControl: Sendable {
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard fields.count >= 4 else { return nil }
             let allowed = fields[3] == "(none)" ? [] : fields[3].split(separator: ",").map(String.init).sorted()
-            return DumpPeer(publicKey: fields[0], allowedIPs: allowed)
+            func number(_ index: Int) -> UInt64 { index < fields.count ? UInt64(fields[index]) ?? 0 : 0 }
+            return DumpPeer(publicKey: fields[0], allowedIPs: allowed, latestHandshake: Int(number(4)),
+                            receiveBytes: number(5), transmitBytes: number(6))
         }.sorted { $0.publicKey < $1.publicKey }
     }
 }

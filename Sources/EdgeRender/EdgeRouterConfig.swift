@@ -18,6 +18,7 @@ public enum EdgeRouterConfig {
             RenderedFile(path: ConfigPaths.keepalived, contents: Keepalived.config(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.edgeRouter(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.routerSysctl, contents: Sysctl.edgeRouter()),
+            RenderedFile(path: ConfigPaths.nodeExporterArguments, contents: NodeExporter.arguments(plan: plan, site: site, router: router)),
         ]
         if let link = RouterNetworkd.link(router.uplink, stableName: InterfaceNames.stableUplink,
                                           role: "uplink", autoKernelName: "eth0") {
@@ -42,6 +43,9 @@ public enum RelayFiles {
             RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay()),
             RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayConfig(plan: plan).encoded()),
             RenderedFile(path: ConfigPaths.relayService, contents: SystemdUnits.relayService()),
+            RenderedFile(path: ConfigPaths.prometheusConfig, contents: PrometheusFiles.config(plan: plan)),
+            RenderedFile(path: ConfigPaths.prometheusRules, contents: PrometheusFiles.rules()),
+            RenderedFile(path: ConfigPaths.prometheusRouterTargets, contents: PrometheusFiles.routerTargets(plan: plan)),
         ].sorted { $0.path < $1.path }
     }
 }

@@ -15,7 +15,9 @@ extension RelayConfig {
             operatorPublicKeyFile: ConfigPaths.operatorPublicKey, plan: plan.name, ula: plan.ula,
             tunnelPrefix: plan.tunnel, stateDatabase: ConfigPaths.relayStateDatabase,
             // The routers' PersistentKeepalive: `status` judges a router down after 3 of them silent.
-            keepaliveSeconds: plan.defaults.keepalive)
+            keepaliveSeconds: plan.defaults.keepalive,
+            // Prometheus on the relay itself scrapes `::1`; one elsewhere comes through a tunnel.
+            metricsAddresses: ["::1", plan.relay.tunnelAddress.description])
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.

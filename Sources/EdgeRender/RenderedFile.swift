@@ -48,6 +48,8 @@ public enum ConfigPaths {
     /// Debian's `nftables.service` loads this file at boot (`nft -f /etc/nftables.conf`).
     public static let nftables = "/etc/nftables.conf"
     public static let routerSysctl = "/etc/sysctl.d/90-edgekit.conf"
+    /// Debian's prometheus-node-exporter.service reads `ARGS` from here (`EnvironmentFile=`).
+    public static let nodeExporterArguments = "/etc/default/prometheus-node-exporter"
     /// keepalived's notify hook.
     public static let agentExecutable = "/usr/local/bin/edgekit-agent"
 
@@ -63,6 +65,11 @@ public enum ConfigPaths {
     /// Created by systemd (`StateDirectory=edgekit-relay`).
     public static let relayStateDirectory = "/var/lib/edgekit-relay"
     public static let relayStateDatabase = "/var/lib/edgekit-relay/relay.sqlite"
+    /// Debian's `prometheus` reads this config (its `--config.file` default); the rules and the
+    /// routers' file_sd targets sit beside it and are named relative to it.
+    public static let prometheusConfig = "/etc/prometheus/prometheus.yml"
+    public static let prometheusRules = "/etc/prometheus/edgekit-rules.yml"
+    public static let prometheusRouterTargets = "/etc/prometheus/edgekit-routers.json"
 }
 
 /// Interface names the rendered files use. They are fixed at render time so every file agrees.

@@ -71,7 +71,9 @@ struct Apply: AsyncParsableCommand {
             if let stick {
                 throw CommandError("apply: --repair restores the applied generation without a stick; drop --stick \(stick), or drop --repair to apply the stick")
             }
-            Output.data(try agent.repair(dryRun: dryRun).lines.joined(separator: "\n") + "\n")
+            let repaired = Result { try agent.repair(dryRun: dryRun) }
+            if !dryRun { publishMetrics(options.paths) }
+            Output.data(try repaired.get().lines.joined(separator: "\n") + "\n")
             return
         }
         // The site's hostname, whatever the stick turns out to be (docs/agent.md, "Hostname"); a
@@ -84,8 +86,21 @@ struct Apply: AsyncParsableCommand {
         }
         let result = Result { try agent.apply(stick: stick, dryRun: dryRun) }
         // What `status` shows as the last apply, when a `run` keeps a runtime status on this root.
-        if !dryRun { RuntimeState.recordApply(paths: options.paths, stick: stick, result: result) }
+        if !dryRun {
+            RuntimeState.recordApply(paths: options.paths, stick: stick, result: result)
+            publishMetrics(options.paths)
+        }
         Output.data(try result.get().lines.joined(separator: "\n") + "\n")
+    }
+}
+
+/// The textfile collector's `edgekit.prom` after an apply or repair (docs/agent.md, "Metrics"); a
+/// failure to write it is one line on stderr and does not change the apply's outcome.
+func publishMetrics(_ paths: AgentPaths) {
+    do {
+        try AgentMetrics.publish(paths: paths)
+    } catch {
+        Output.error("edgekit-agent: metrics: \(error)")
     }
 }
 

@@ -10,6 +10,7 @@ struct RenderModelTests {
     func routerFileSet() throws {
         let (_, _, _, files) = try Fixtures.router("site-a", slot: 1)
         #expect(files.map(\.path) == [
+            "/etc/default/prometheus-node-exporter",
             "/etc/edgekit/wg-relay.conf",
             "/etc/keepalived/keepalived.conf",
             "/etc/nftables.conf",
@@ -33,6 +34,9 @@ struct RenderModelTests {
         #expect(files.map(\.path) == [
             "/etc/edgekit/relay.json",
             "/etc/nftables.conf",
+            "/etc/prometheus/edgekit-routers.json",
+            "/etc/prometheus/edgekit-rules.yml",
+            "/etc/prometheus/prometheus.yml",
             "/etc/sysctl.d/90-edgekit-relay.conf",
             "/etc/systemd/network/30-edgekit-relay.netdev",
             "/etc/systemd/network/30-edgekit-relay.network",

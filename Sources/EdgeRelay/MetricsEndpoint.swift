@@ -1,0 +1,142 @@
+import EdgeModel
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// `GET /metrics` over HTTP/1.1 on each of `metrics_addresses` (docs/relay.md, "Metrics"): what
+/// `edgekit-relay status` reads (the state database and `wg show IF dump`), rendered by
+/// `RelayMetrics` at every scrape, plus the daemon's counters. Anything else is 404 (405 for
+/// other methods). A failed bind is logged and leaves registrations alone: metrics never stop the relay.
+struct MetricsEndpoint: Sendable {
+    let config: RelayConfig
+    let store: RelayStore
+    let counters: RelayCounters
+    let logger: Logger
+    /// Called with each bound address (tests wait for it).
+    let onListening: @Sendable (String) -> Void
+
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    /// The exposition now: one database snapshot and one `wg show IF dump` (blocking: call off the event loop).
+    static func scrape(config: RelayConfig, store: RelayStore, counters: RelayCounters, now: Date = Date()) throws -> String {
+        let snapshot = try store.snapshot()
+        var handshakes: [String: Int] = [:]
+        var transfers: [String: RelayMetrics.Transfer] = [:]
+        var readable = true
+        do {
+            for peer in try WireGuardControl(interface: config.interface).dump() {
+                handshakes[peer.publicKey] = peer.latestHandshake
+                transfers[peer.publicKey] = .init(receiveBytes: peer.receiveBytes, transmitBytes: peer.transmitBytes)
+            }
+        } catch {
+            readable = false
+        }
+        let routers = RouterLiveness.rows(snapshot, handshakes: handshakes, keepaliveSeconds: config.keepaliveSeconds, now: now)
+        return RelayMetrics.exposition(snapshot: snapshot, routers: routers, transfers: transfers,
+                                       counters: counters.values, interfaceReadable: readable)
+    }
+
+    /// Serves on every address until cancelled.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            for address in config.metricsAddresses {
+                group.addTask { await serve(on: address) }
+            }
+        }
+    }
+
+    func serve(on address: String) async {
+        let server: NIOAsyncChannel<Connection, Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // IP_FREEBIND (ip(7)): bind the tunnel address even before networkd has put it on the
+                // interface, so the relay's start does not depend on that ordering.
+                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
+                                                                       name: .init(rawValue: 15)), value: 1)
+                .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: address, port: Int(config.metricsPort)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        return try Connection(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            logger.error("metrics endpoint not started", metadata: [
+                "address": "\(address)", "port": "\(config.metricsPort)", "error": "\(error)"])
+            return
+        }
+        let bound = server.channel.localAddress.map { "\($0)" } ?? "\(address):\(config.metricsPort)"
+        logger.info("serving metrics", metadata: ["address": "\(bound)"])
+        onListening(bound)
+        let channel = server.channel
+        await withTaskCancellationHandler {
+            do {
+                try await server.executeThenClose { connections in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in connections {
+                            group.addTask { await respond(connection) }
+                        }
+                    }
+                }
+            } catch {
+                logger.debug("metrics endpoint closed", metadata: ["address": "\(bound)", "error": "\(error)"])
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    func respond(_ connection: Connection) async {
+        let config = config, store = store, counters = counters
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var head: HTTPRequestHead?
+                for try await part in inbound {
+                    switch part {
+                    case .head(let request):
+                        head = request
+                    case .body:
+                        break
+                    case .end:
+                        guard let request = head else { return }
+                        var status = HTTPResponseStatus.ok
+                        var body: String
+                        var type = RelayMetrics.contentType
+                        let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
+                        if request.method != .GET && request.method != .HEAD {
+                            status = .methodNotAllowed
+                            body = "only GET /metrics\n"
+                            type = "text/plain; charset=utf-8"
+                        } else if path != "/metrics" {
+                            status = .notFound
+                            body = "not found: the relay serves GET /metrics\n"
+                            type = "text/plain; charset=utf-8"
+                        } else {
+                            do {
+                                body = try await offThread { try MetricsEndpoint.scrape(config: config, store: store, counters: counters) }
+                            } catch {
+                                status = .internalServerError
+                                body = "edgekit-relay: metrics: \(error)\n"
+                                type = "text/plain; charset=utf-8"
+                            }
+                        }
+                        var headers = HTTPHeaders()
+                        headers.add(name: "Content-Type", value: type)
+                        headers.add(name: "Content-Length", value: String(body.utf8.count))
+                        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
+                        try await outbound.write(.head(HTTPResponseHead(version: request.version, status: status, headers: headers)))
+                        if request.method != .HEAD { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
+                        try await outbound.write(.end(nil))
+                        if !request.isKeepAlive { return }
+                        head = nil
+                    }
+                }
+            }
+        } catch {
+            logger.debug("metrics request failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,406 @@
+import EdgeCrypto
+import EdgeModel
+import EdgeRender
+import Foundation
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Debian's `prometheus` in the relay's namespace scrapes the real `edgekit-relay serve` and each
+/// router's real `prometheus-node-exporter` through real wireguard-go tunnels, with the config,
+/// rules and file_sd targets of the relay bundle (scrape interval shortened to 1 s). Each router is
+/// a namespace with its own uplink veth to the relay: the real `edgekit-agent` applies its stick
+/// there (`--services none`), registers with the relay and writes `edgekit.prom`; the tunnel is
+/// wireguard-go with the agent's rendered `wg-relay.conf` and key, and the node exporter runs with
+/// the agent's rendered `ARGS`. Not covered here: keepalived, radvd, nftables and systemd (the
+/// agent's other tests and lab/lab.sh run those).
+@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"),
+       .requiresTool("prometheus", "prometheus-node-exporter", "promtool"), .slow)
+struct FleetMetricsLabTests {
+    static let scrapeSeconds = 1
+
+    @Test func prometheusScrapesRelayAndRoutersThroughTheTunnels() throws {
+        let lab = try FleetLab()
+        defer { lab.close() }
+        do {
+            try lab.start()
+            try check(lab)
+        } catch {
+            Issue.record("relay log:\n\(lab.log("relay").suffix(3000))\nprometheus log:\n\(lab.log("prometheus").suffix(2000))")
+            throw error
+        }
+    }
+
+    func check(_ lab: FleetLab) throws {
+        // Every target of the bundle's config answers: the relay and the plan's three routers.
+        let up = try lab.waitForValue("up == 1 for the relay and 3 routers", timeout: 30) { () -> [String: Double]? in
+            let values = try lab.query("up")
+            return values.count == 4 && values.values.allSatisfy { $0 == 1 } ? values : nil
+        }
+        #expect(up.keys.sorted() == ["[::1]:9821", "[fd3b:4f10:a8c6::1:1:1]:9100", "[fd3b:4f10:a8c6::1:1:2]:9100",
+                                     "[fd3b:4f10:a8c6::1:2:1]:9100"])
+        // The relay's view, through Prometheus: three peers, site-a's master is slot 1, every router up.
+        #expect(try lab.query("edgekit_relay_peers").values.first == 3)
+        #expect(try lab.query(#"edgekit_relay_site_master_slot{site="site-a"}"#).values.first == 1)
+        _ = try lab.waitForValue("every router up at the relay", timeout: 15) { () -> Bool? in
+            let values = try lab.query("edgekit_relay_router_up", by: "tunnel")
+            return values.count == 3 && values.values.allSatisfy { $0 == 1 } ? true : nil
+        }
+        #expect(try lab.query(#"edgekit_relay_registrations_total{result="accepted"}"#).values.first == 3)
+        // The agents' series, carried by the node exporters' textfile collector, with the plan's labels.
+        let generations = try lab.query(#"edgekit_agent_generation{job="edgekit-routers"}"#, by: "hostname")
+        #expect(generations == ["site-a-r1": 1, "site-a-r2": 1, "site-b-r1": 1])
+        #expect(try lab.query(#"edgekit_agent_vrrp_state{state="master"}"#, by: "hostname")
+                == ["site-a-r1": 1, "site-a-r2": 0, "site-b-r1": 1])
+        #expect(try lab.query("edgekit_agent_registered", by: "hostname") == ["site-a-r1": 1, "site-a-r2": 1, "site-b-r1": 1])
+        // What the relay serves, as scraped, passes promtool's lint.
+        let exposition = try lab.relayMetrics()
+        #expect(try Promtool.problems(inMetrics: exposition) == nil)
+        #expect(exposition.contains(#"edgekit_relay_site_master_up{site="site-b"} 1"#))
+        #expect(try lab.relayHTTP("/").hasPrefix("HTTP/1.0 404"))
+
+        // site-a's master dies hard (its exporter and its tunnel killed): Prometheus records it
+        // down within two scrape intervals (the sample's own timestamp, not when we asked).
+        let master = "[fd3b:4f10:a8c6::1:1:1]:9100"
+        let killed = Date().timeIntervalSince1970
+        lab.killRouter(0)
+        let downAt = try lab.waitForValue("the killed master down", timeout: 15) { () -> Double? in
+            guard try lab.query(#"up{instance="\#(master)"}"#).values.first == 0 else { return nil }
+            return try lab.query(#"timestamp(up{instance="\#(master)"})"#).values.first
+        }
+        let seen = Date().timeIntervalSince1970 - killed
+        print("FleetMetricsLabTests: master killed -> up=0 sample after \(String(format: "%.2f", downAt - killed)) s (scrape interval \(Self.scrapeSeconds) s); seen through the API after \(String(format: "%.2f", seen)) s")
+        #expect(downAt - killed <= Double(2 * Self.scrapeSeconds), "up=0 sampled \(downAt - killed) s after the kill")
+        #expect(try lab.query(#"up{job="edgekit-routers"}"#, by: "hostname") == ["site-a-r1": 0, "site-a-r2": 1, "site-b-r1": 1])
+        // Its alert is pending (for: 2m in the bundle's rules).
+        _ = try lab.waitForValue("EdgekitRouterDown pending for site-a-r1", timeout: 10) { () -> Bool? in
+            try lab.query(#"ALERTS{alertname="EdgekitRouterDown",alertstate="pending"}"#, by: "hostname") == ["site-a-r1": 1] ? true : nil
+        }
+
+        // An apply that fails on site-a-r2 (an older stick, refused) fires EdgekitApplyFailed.
+        #expect(try lab.query(#"ALERTS{alertname="EdgekitApplyFailed"}"#).isEmpty)
+        let refused = try lab.agent(1, ["apply", "--stick", lab.stick(1, serial: 999), "--services", "none"])
+        #expect(refused.status == 1, "\(refused.err)")
+        #expect(refused.err.contains("older"), "\(refused.err)")
+        _ = try lab.waitForValue("EdgekitApplyFailed firing for site-a-r2", timeout: 15) { () -> Bool? in
+            try lab.query(#"ALERTS{alertname="EdgekitApplyFailed",alertstate="firing"}"#, by: "hostname") == ["site-a-r2": 1] ? true : nil
+        }
+    }
+}
+
+/// A relay namespace (wireguard-go, edgekit-relay serve, prometheus) and one namespace per router of
+/// the example plan, each joined to the relay by its own veth pair. Unique names; `close()` kills
+/// every process in them and removes namespaces, sockets and files, also after a failure.
+final class FleetLab: @unchecked Sendable {
+    struct Member {
+        var site: Site
+        var router: Router
+        var namespace: String
+        var tunnel: String
+        var root: String
+        var relaySide: String
+    }
+
+    let tag: String
+    let relayNamespace: String
+    let relayInterface: String
+    let directory: URL
+    var members: [Member] = []
+    var namespaces: [String] { [relayNamespace] + members.map(\.namespace) }
+    var interfaces: [String] { [relayInterface] + members.map(\.tunnel) }
+    let prometheusPort = 9090
+
+    init() throws {
+        labCounterLock.lock()
+        labCounter += 1
+        tag = "\(getpid() % 100_000)\(labCounter)"
+        labCounterLock.unlock()
+        relayNamespace = "ekmR\(tag)"
+        relayInterface = "ekm\(tag)w"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-fleet-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for (site, router) in Fixture.plan.sites.flatMap({ site in site.routers.map { (site, $0) } }) {
+            let index = members.count
+            members.append(Member(site: site, router: router, namespace: "ekmN\(tag)x\(index)", tunnel: "ekm\(tag)t\(index)",
+                                  root: directory.appendingPathComponent("root\(index)").path, relaySide: "10.79.\(index).1"))
+        }
+    }
+
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    func log(_ name: String) -> String { (try? String(contentsOfFile: path("\(name).log"), encoding: .utf8)) ?? "" }
+
+    func start() throws {
+        try sh("ip", ["netns", "add", relayNamespace])
+        try sh("ip", ["-n", relayNamespace, "link", "set", "lo", "up"])
+        try startWireGuard(relayNamespace, relayInterface)
+        try sh("ip", ["-n", relayNamespace, "-6", "addr", "add", "\(Fixture.plan.relay.tunnelAddress)/\(Fixture.plan.tunnel.length)",
+                      "dev", relayInterface, "nodad"])
+        for (index, member) in members.enumerated() {
+            try sh("ip", ["netns", "add", member.namespace])
+            try sh("ip", ["-n", member.namespace, "link", "set", "lo", "up"])
+            try sh("ip", ["-n", relayNamespace, "link", "add", "ekm\(tag)a\(index)", "type", "veth", "peer", "name", "ekm\(tag)b\(index)",
+                          "netns", member.namespace])
+            try sh("ip", ["-n", relayNamespace, "addr", "add", "\(member.relaySide)/30", "dev", "ekm\(tag)a\(index)"])
+            try sh("ip", ["-n", relayNamespace, "link", "set", "ekm\(tag)a\(index)", "up"])
+            try sh("ip", ["-n", member.namespace, "addr", "add", "10.79.\(index).2/30", "dev", "ekm\(tag)b\(index)"])
+            try sh("ip", ["-n", member.namespace, "link", "set", "ekm\(tag)b\(index)", "up"])
+            // `ip netns exec` shows /etc/netns/NAME/hosts as /etc/hosts: the relay's name resolves
+            // to this router's own link to the relay.
+            try FileManager.default.createDirectory(atPath: "/etc/netns/\(member.namespace)", withIntermediateDirectories: true)
+            try "\(member.relaySide) \(Fixture.plan.relay.host)\n".write(toFile: "/etc/netns/\(member.namespace)/hosts", atomically: true, encoding: .utf8)
+        }
+        try startRelay()
+        for index in members.indices { try startRouter(index) }
+        try startPrometheus()
+    }
+
+    @discardableResult
+    func spawn(_ namespace: String, _ arguments: [String], log name: String, environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", namespace] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        FileManager.default.createFile(atPath: path("\(name).log"), contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path("\(name).log")))
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func startWireGuard(_ namespace: String, _ interface: String) throws {
+        try spawn(namespace, ["wireguard-go", "-f", interface], log: "wg-\(interface)",
+                  environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"])
+        try waitFor("wireguard-go \(interface)") {
+            (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
+        }
+        try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
+    }
+
+    func startRelay() throws {
+        let key = path("relay.key")
+        FileManager.default.createFile(atPath: key, contents: Data((Fixture.keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8),
+                                       attributes: [.posixPermissions: 0o600])
+        try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(toFile: path("operator.pub"), atomically: true, encoding: .utf8)
+        // The rendered relay.json, pointed at this lab's interface and files.
+        var config = RelayConfig(plan: Fixture.plan)
+        config.interface = relayInterface
+        config.listenAddress = "0.0.0.0"
+        config.privateKeyFile = key
+        config.operatorPublicKeyFile = path("operator.pub")
+        config.stateDatabase = path("state.sqlite")
+        #expect(config.metricsAddresses == ["::1", Fixture.plan.relay.tunnelAddress.description])
+        try config.encoded().write(toFile: path("relay.json"), atomically: true, encoding: .utf8)
+        try spawn(relayNamespace, [binDirectory.appendingPathComponent("edgekit-relay").path, "serve", "--config", path("relay.json")], log: "relay")
+        try waitFor("edgekit-relay to serve metrics on ::1 and the tunnel address") {
+            self.log("relay").components(separatedBy: "serving metrics").count == 3
+        }
+    }
+
+    /// A sealed stick folder for member `index` (the plan's router) with `serial`.
+    func stick(_ index: Int, serial: UInt64) throws -> String {
+        let member = members[index]
+        let folder = path("stick\(index)-\(serial)")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Fixture.keys.sealedProfile(plan: Fixture.plan, site: member.site, router: member.router, serial: serial,
+                                       issuedAt: Date(timeIntervalSince1970: TimeInterval(serial)))
+            .write(to: URL(fileURLWithPath: folder + "/profile.age"))
+        return folder
+    }
+
+    /// `edgekit-agent ARGUMENTS --root ROOT` in member `index`'s namespace.
+    func agent(_ index: Int, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let member = members[index]
+        return try sh("ip", ["netns", "exec", member.namespace, binDirectory.appendingPathComponent("edgekit-agent").path]
+                      + arguments + ["--root", member.root], allowFailure: true)
+    }
+
+    /// The image's files (identity, operator key, stamp) and the node exporter's textfile folder;
+    /// the agent applies the stick, claims master for slot 1, registers; then the tunnel and the exporter.
+    func startRouter(_ index: Int) throws {
+        let member = members[index]
+        let root = member.root
+        try FileManager.default.createDirectory(atPath: root + "/etc/edgekit", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + NodeExporter.textfileDirectory, withIntermediateDirectories: true)
+        try Fixture.keys.siteIdentityFile(site: member.site.name).write(toFile: root + "/etc/edgekit/site.identity", atomically: true, encoding: .utf8)
+        chmod(root + "/etc/edgekit/site.identity", 0o600)
+        try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(toFile: root + "/etc/edgekit/operator.pub", atomically: true, encoding: .utf8)
+        let hostname = member.site.hostname(slot: member.router.slot)
+        try "{\"plan\": \"example\", \"site\": \"\(member.site.name)\", \"hostname\": \"\(hostname)\"}\n"
+            .write(toFile: root + "/etc/edgekit/site.json", atomically: true, encoding: .utf8)
+        try "\(hostname)\n".write(toFile: root + "/etc/hostname", atomically: true, encoding: .utf8)
+
+        let notify = try agent(index, ["notify", member.router.slot == 1 ? "master" : "backup"])
+        try #require(notify.status == 0, "\(notify.err)")
+        let run = try agent(index, ["run", "--once", "--stick", stick(index, serial: 1000), "--services", "none", "--registration-deadline", "10"])
+        try #require(run.status == 0, "\(run.err)")
+        try #require(run.err.contains("registered as"), "\(run.err)")
+
+        // The tunnel as the agent rendered it (wg-relay.conf: the relay by name, its /128 and the /48),
+        // under this lab's interface name.
+        try startWireGuard(member.namespace, member.tunnel)
+        try sh("ip", ["netns", "exec", member.namespace, "wg", "setconf", member.tunnel, root + ConfigPaths.routerTunnelSetconf])
+        try sh("ip", ["netns", "exec", member.namespace, "wg", "set", member.tunnel, "private-key", root + ConfigPaths.routerWireGuardKey])
+        try sh("ip", ["-n", member.namespace, "-6", "addr", "add", "\(member.router.tunnelAddress)/128", "dev", member.tunnel, "nodad"])
+        try sh("ip", ["-n", member.namespace, "-6", "route", "add", "\(Fixture.plan.relay.tunnelAddress)/128", "dev", member.tunnel])
+
+        // The node exporter with the rendered ARGS; only the textfile folder moves under the root.
+        let defaults = try String(contentsOfFile: root + ConfigPaths.nodeExporterArguments, encoding: .utf8)
+        let line = try #require(defaults.split(separator: "\n").first { $0.hasPrefix("ARGS=") })
+        let arguments = line.dropFirst("ARGS=\"".count).dropLast().split(separator: " ").map { argument -> String in
+            argument.hasPrefix("--collector.textfile.directory=")
+                ? "--collector.textfile.directory=" + root + NodeExporter.textfileDirectory : String(argument)
+        }
+        #expect(arguments.contains("--web.listen-address=[\(member.router.tunnelAddress)]:9100"))
+        try spawn(member.namespace, ["prometheus-node-exporter"] + arguments, log: "node-exporter-\(index)")
+    }
+
+    func startPrometheus() throws {
+        let folder = path("prometheus")
+        try FileManager.default.createDirectory(atPath: folder + "/data", withIntermediateDirectories: true)
+        for file in RelayFiles.files(plan: Fixture.plan) where file.path.hasPrefix("/etc/prometheus/") {
+            var contents = file.contents
+            if file.path == ConfigPaths.prometheusConfig {
+                contents = PrometheusFiles.config(plan: Fixture.plan, scrapeIntervalSeconds: FleetMetricsLabTests.scrapeSeconds)
+            }
+            try contents.write(toFile: folder + "/" + (file.path as NSString).lastPathComponent, atomically: true, encoding: .utf8)
+        }
+        try spawn(relayNamespace, ["prometheus", "--config.file=\(folder)/prometheus.yml", "--storage.tsdb.path=\(folder)/data",
+                                   "--web.listen-address=127.0.0.1:\(prometheusPort)"], log: "prometheus")
+        try waitFor("prometheus to answer", timeout: 30) {
+            (try? self.http("/-/ready").hasPrefix("HTTP/1.0 200")) == true || (try? self.http("/-/ready").hasPrefix("HTTP/1.1 200")) == true
+        }
+    }
+
+    /// One HTTP/1.0 GET to 127.0.0.1:PORT in the relay's namespace; the whole response.
+    func http(_ target: String, port: Int? = nil) throws -> String {
+        let port = UInt16(port ?? prometheusPort)
+        return try Lab.inNamespace(relayNamespace) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw LabError("socket failed") }
+            defer { Glibc.close(fd) }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { throw LabError("cannot connect to 127.0.0.1:\(port)") }
+            let request = Array("GET \(target) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var response = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                response += buffer[0..<n]
+            }
+            return String(decoding: response, as: UTF8.self)
+        }
+    }
+
+    /// The relay's own exposition from `::1` in its namespace (what Prometheus scrapes).
+    func relayMetrics() throws -> String {
+        let response = try relayHTTP("/metrics")
+        let parts = response.components(separatedBy: "\r\n\r\n")
+        try #require(parts.count >= 2 && parts[0].hasPrefix("HTTP/1.0 200"), "\(response.prefix(300))")
+        #expect(parts[0].contains("text/plain; version=0.0.4"))
+        return parts.dropFirst().joined(separator: "\r\n\r\n")
+    }
+
+    /// One HTTP/1.0 GET of `target` from the relay's endpoint at `[::1]:9821`; the whole response.
+    func relayHTTP(_ target: String) throws -> String {
+        try Lab.inNamespace(relayNamespace) { () -> String in
+            let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw LabError("socket failed") }
+            defer { Glibc.close(fd) }
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = UInt16(RelayConfig.defaultMetricsPort).bigEndian
+            inet_pton(AF_INET6, "::1", &address.sin6_addr)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+            guard connected == 0 else { throw LabError("cannot connect to [::1]:\(RelayConfig.defaultMetricsPort)") }
+            let request = Array("GET \(target) HTTP/1.0\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var response = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                response += buffer[0..<n]
+            }
+            return String(decoding: response, as: UTF8.self)
+        }
+    }
+
+    /// An instant query: each result's `instance` (or label `by`) → value.
+    func query(_ expression: String, by label: String = "instance") throws -> [String: Double] {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&+=#")
+        let encoded = expression.addingPercentEncoding(withAllowedCharacters: allowed) ?? expression
+        let response = try http("/api/v1/query?query=\(encoded)")
+        guard let body = response.components(separatedBy: "\r\n\r\n").dropFirst().first,
+              let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+              object["status"] as? String == "success",
+              let data = object["data"] as? [String: Any], let results = data["result"] as? [[String: Any]] else {
+            throw LabError("query \(expression) failed: \(response.suffix(500))")
+        }
+        var values: [String: Double] = [:]
+        for result in results {
+            let metric = result["metric"] as? [String: String] ?? [:]
+            let value = (result["value"] as? [Any])?.last as? String
+            values[metric[label] ?? ""] = value.flatMap(Double.init)
+        }
+        return values
+    }
+
+    /// site-a's router `index` dies hard: every process in its namespace killed (-9).
+    func killRouter(_ index: Int) {
+        let namespace = members[index].namespace
+        if let pids = try? sh("ip", ["netns", "pids", namespace], allowFailure: true).out {
+            for pid in pids.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+        }
+    }
+
+    func waitFor(_ what: String, timeout: TimeInterval = 15, _ condition: () throws -> Bool) throws {
+        _ = try waitForValue(what, timeout: timeout) { try condition() ? true : nil }
+    }
+
+    func waitForValue<T>(_ what: String, timeout: TimeInterval = 15, _ value: () throws -> T?) throws -> T {
+        let deadline = Date().addingTimeInterval(timeout)
+        var lastError: (any Error)?
+        while Date() < deadline {
+            do {
+                if let found = try value() { return found }
+            } catch {
+                lastError = error
+            }
+            usleep(100_000)
+        }
+        throw LabError("timed out waiting for \(what)" + (lastError.map { " (last error: \($0))" } ?? ""))
+    }
+
+    func close() {
+        for namespace in namespaces {
+            if let pids = try? sh("ip", ["netns", "pids", namespace], allowFailure: true).out {
+                for pid in pids.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+            }
+        }
+        usleep(200_000)
+        for namespace in namespaces {
+            _ = try? sh("ip", ["netns", "del", namespace], allowFailure: true)
+            try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
+        }
+        for interface in interfaces { try? FileManager.default.removeItem(atPath: "/var/run/wireguard/\(interface).sock") }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
