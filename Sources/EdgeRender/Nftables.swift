@@ -46,7 +46,7 @@ enum Nftables {
                     # WireGuard from the relay; the tunnel listens on this fixed port.
                     iifname "\(uplink)" udp dport \(plan.relay.wireguardPort) accept
                     # VRRPv3 adverts from the peer router: IP protocol 112 to ff02::12 (RFC 5798 section 5.1.2).
-                    iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept
+                    iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept\(SSHServer.firewallRules(plan: plan, site: site, router: router))
                 }
 
                 chain forward {
