@@ -111,8 +111,11 @@ import TestSupport
             #expect(applied.stdout.contains("rc=0"), "\(applied)")
 
             // The relay's end of the tunnel: wireguard-go with the relay key, the router as its peer.
-            let wgGo = try inRelay(["wireguard-go", relayWG], ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"])
-            try #require(wgGo.status == 0, "\(wgGo)")
+            // In the foreground: a daemonizing wireguard-go leaves a child this process would wait on.
+            let wgGo = try startProgram("/usr/sbin/ip", ["netns", "exec", relayNS, "wireguard-go", "-f", relayWG],
+                                        environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"])
+            defer { wgGo.discard() }
+            try #require(waitUntil(5) { FileManager.default.fileExists(atPath: "/run/wireguard/\(relayWG).sock") }, "wireguard-go did not start")
             func peer(endpoint: String) throws {
                 let set = try inRelay(["wg", "set", relayWG, "private-key", scratch.path("relay.key"), "peer", routerPublic,
                                        "allowed-ips", "\(router.tunnelAddress)/128", "endpoint", "[\(endpoint)]:\(plan.relay.wireguardPort)",

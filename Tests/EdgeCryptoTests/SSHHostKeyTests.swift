@@ -90,7 +90,7 @@ import Testing
     /// Signed by the operator key, and still refused: a key line with a newline would add an
     /// unchecked line to authorized_keys; a weak RSA key; an empty list.
     @Test(arguments: [
-        ("\(operatorKey)\\nssh-ed25519 AAAA evil", "plan.operators[0].ssh_keys[0] \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH12wi39GXd7gq6X7QV6xQ+xv9DHIgI/…\" holds a control character (a line break?); give one key per list entry, on one line"),
+        ("\(operatorKey)\\nssh-ed25519 AAAA evil", "plan.operators[0].ssh_keys[0] \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH12wi39GXd7gq6X7QV6xQ+xv9DH…\" holds a control character (a line break?); give one key per list entry, on one line"),
         ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCnH3zY58bafjT3TuS9gIlyJDRvDj6srQnPaPkW+IWYz52bCx6htyR/Qogcs24OkutC4QushNfnJB3hzxDoSO9UmCPiSuHtuSYU31Dp6GuX20bNBWSf/PZ1OLdnmWBz1FIUPOAVrcgJ2uhSXZ0h09cB6A0uJundSJnjci4dFipPCQ== r1024",
          "plan.operators[0].ssh_keys[0] \"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCnH3zY58bafjT3TuS9gIlyJDRv…\" is an RSA key of 1024 bits; use 2048 bits or more (or ssh-keygen -t ed25519)"),
     ])
