@@ -18,6 +18,8 @@ public struct BaseRecipe: Sendable, Equatable {
         "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
         "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
         "e2fsprogs", "mtools", "procps",
+        // Operator SSH (docs/fleet.md): started only with an applied profile that has operators.
+        "openssh-server",
     ]
     public var dpkgOptions = [
         "path-exclude=/usr/share/man/*",
