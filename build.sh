@@ -18,7 +18,7 @@ PACKAGES=(
   pkg-config libarchive-dev libzstd-dev zstd libarchive-tools
   age signify-openbsd
   wireguard-tools wireguard-go iproute2 iputils-ping nftables radvd keepalived dnsmasq-base
-  ndisc6 socat tcpdump procps util-linux busybox bc
+  ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
   systemd udev python3-minimal

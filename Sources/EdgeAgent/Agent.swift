@@ -133,7 +133,8 @@ public struct Agent {
         }
     }
 
-    /// Every file of the router (rendered) plus its WireGuard key (0600, owned by systemd-network).
+    /// Every file of the router (rendered) plus its WireGuard key (0600, owned by systemd-network)
+    /// and, when the plan has operators, its SSH host key (0600, root).
     public func desiredFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
         let secret: RouterSecret
         do {
@@ -146,6 +147,15 @@ public struct Agent {
         files.append(DesiredFile(path: ConfigPaths.routerWireGuardKey,
                                  contents: Data((secret.wireGuardKey.privateKeyBase64 + "\n").utf8),
                                  mode: 0o600, uid: uid, gid: gid, secret: true))
+        // The SSH host key, like the WireGuard key, comes from the router secret: the stick brings it.
+        // sshd (root) reads it and refuses a key others can read (sshd(8), HostKey).
+        if !document.plan.operators.isEmpty {
+            let hostname = document.site.hostname(slot: document.router.slot)
+            files.append(DesiredFile(path: ConfigPaths.sshHostKey,
+                                     contents: Data(secret.sshHostKey.openSSHPrivateKey(comment: "root@\(hostname)").utf8),
+                                     mode: 0o600, uid: geteuid() == 0 ? 0 : geteuid(), gid: geteuid() == 0 ? 0 : getegid(),
+                                     secret: true))
+        }
         return files.sorted { $0.path < $1.path }
     }
 

@@ -30,6 +30,7 @@ public struct ChildProcessServices: ServiceControl {
         let name: String
         switch service {
         case .keepalived, .radvd: name = service.rawValue
+        case .ssh: name = "sshd"
         case .tunnel: name = "wireguard-go"
         case .sysctl, .networkd, .nftables: return nil
         }
@@ -68,7 +69,45 @@ public struct ChildProcessServices: ServiceControl {
                                "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], marker: config)
         case .tunnel:
             try restartTunnel()
+        case .ssh:
+            try restartSSH()
         }
+    }
+
+    // MARK: OpenSSH
+
+    /// sshd in the foreground (`-D -e`), on a copy of the live config whose file paths point under
+    /// `--root` (the rendered one names the appliance's paths). Without a config (a profile without
+    /// operators) it is stopped. sshd needs its privilege-separation directory, /run/sshd (compiled
+    /// in), and an absolute path to re-execute itself.
+    func restartSSH() throws {
+        let config = paths.live(ConfigPaths.sshdConfig)
+        guard FileManager.default.fileExists(atPath: config) else {
+            stop("sshd")
+            return
+        }
+        let text = try String(contentsOfFile: config, encoding: .utf8)
+        let rooted = [
+            "HostKey": paths.live(ConfigPaths.sshHostKey),
+            "AuthorizedKeysFile": paths.live(ConfigPaths.sshAuthorizedKeys),
+        ]
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            let key = line.split(separator: " ").first.map(String.init) ?? ""
+            return rooted[key].map { "\(key) \($0)" } ?? String(line)
+        }
+        lines.insert("PidFile \(paths.processes)/sshd.daemon.pid", at: 0)
+        let copy = paths.processes + "/sshd_config"
+        try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: copy))
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: "/run/sshd", isDirectory: &isDirectory) {
+            try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+        }
+        guard let sshd = SystemCommand.find(tool("sshd")) ?? ["/usr/sbin/sshd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw ServiceFailure(service: .ssh, detail: "sshd is not installed (Debian package openssh-server)")
+        }
+        try check(.ssh, sshd, ["-t", "-f", copy])
+        try restartDaemon(.ssh, name: "sshd", [sshd, "-D", "-e", "-f", copy], marker: copy)
     }
 
     // MARK: WireGuard through wireguard-go

@@ -5,7 +5,7 @@ import Foundation
 
 /// A daemon (or kernel setting) that reads some of the rendered files, in the order they are restarted.
 public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
-    case sysctl, networkd, tunnel, nftables, keepalived, radvd
+    case sysctl, networkd, tunnel, nftables, keepalived, radvd, ssh
 
     public static func < (a: RouterService, b: RouterService) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
@@ -18,6 +18,7 @@ public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
         case ConfigPaths.keepalived: [.keepalived]
         case ConfigPaths.nftables: [.nftables]
         case ConfigPaths.routerSysctl: [.sysctl]
+        case ConfigPaths.sshdConfig, ConfigPaths.sshAuthorizedKeys, ConfigPaths.sshHostKey: [.ssh]
         case ConfigPaths.routerTunnelNetdev, ConfigPaths.routerTunnelNetwork, ConfigPaths.routerTunnelSetconf,
              ConfigPaths.routerWireGuardKey: [.tunnel]
         case _ where path.hasPrefix(ConfigPaths.networkdDirectory + "/"): [.networkd]
@@ -96,7 +97,11 @@ public struct SystemdServices: ServiceControl {
             // The node exporter listens on the tunnel address (its ARGS change only with it): make
             // it bind the new one. Metrics never fail an apply; the unit retries until the address is up.
             _ = try? SystemCommand.run("systemctl", ["try-restart", "prometheus-node-exporter.service"])
-        case .nftables, .keepalived, .radvd:
+        case .ssh where !FileManager.default.fileExists(atPath: ConfigPaths.sshdConfig):
+            // A profile without operators: no sshd (the unit's ConditionPathExists= would skip it).
+            try run(service, "systemctl", ["stop", "ssh.service"])
+        case .nftables, .keepalived, .radvd, .ssh:
+            // Debian names sshd's unit ssh.service; the overlay's drop-in points it at our config.
             let unit = "\(service.rawValue).service"
             try run(service, "systemctl", ["restart", unit])
             // A daemon that exits right after start (bad config) shows as failed a moment later.

@@ -22,10 +22,16 @@ public enum RenderedTree {
                              contents: keys.relayWireGuardKey.privateKeyBase64 + "\n"),
             ]
         case .router(let site, let router):
-            let secret = keys.routerSecret(site: site, router: router).wireGuardKey.privateKeyBase64
-            return EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: keys.relayWireGuardKey.publicKeyBase64) + [
+            let routerSecret = keys.routerSecret(site: site, router: router)
+            let secret = routerSecret.wireGuardKey.privateKeyBase64
+            var files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: keys.relayWireGuardKey.publicKeyBase64) + [
                 RenderedFile(path: ConfigPaths.routerWireGuardKey, mode: 0o600, contents: secret + "\n"),
             ]
+            if !plan.operators.isEmpty {
+                files.append(RenderedFile(path: ConfigPaths.sshHostKey, mode: 0o600,
+                                          contents: routerSecret.sshHostKey.openSSHPrivateKey(comment: "root@\(site.hostname(slot: router.slot))")))
+            }
+            return files
         }
     }
 

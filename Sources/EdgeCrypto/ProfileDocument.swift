@@ -117,9 +117,12 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         public var tunnel: IPv6Prefix
         public var relay: RelayParameters
         public var defaults: Defaults
+        /// Who may log in over SSH; a new stick rotates them. Absent on the wire when there are none,
+        /// so a profile of a plan without operators is byte for byte what it was before the field.
+        public var operators: [Operator]
 
         enum CodingKeys: String, CodingKey {
-            case name, ula, tunnel, relay
+            case name, ula, tunnel, relay, operators
         }
 
         public init(plan: Plan, relayPublicKey: String) {
@@ -128,6 +131,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             tunnel = plan.tunnel
             relay = RelayParameters(relay: plan.relay, publicKey: relayPublicKey)
             defaults = plan.defaults
+            operators = plan.operators
         }
 
         public init(from decoder: any Decoder) throws {
@@ -137,6 +141,13 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             tunnel = try c.field(.tunnel, as: String.self, FieldRules.prefix)
             relay = try c.field(.relay, as: RelayParameters.self)
             defaults = try Defaults(from: decoder)
+            operators = c.contains(.operators) ? try c.field(.operators, as: [Operator].self) { list in
+                list.isEmpty ? .failure(FieldProblem("is empty; a plan without operators leaves the field out")) : .success(list)
+            } : []
+            var seen = Set<String>()
+            for (index, person) in operators.enumerated() where !seen.insert(person.name).inserted {
+                throw DocumentError(field: "plan.operators[\(index)].name", problem: "\(FieldRules.quoted(person.name)) appears twice; operator names are unique")
+            }
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -145,6 +156,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             try c.encode(ula, forKey: .ula)
             try c.encode(tunnel, forKey: .tunnel)
             try c.encode(relay, forKey: .relay)
+            if !operators.isEmpty { try c.encode(operators, forKey: .operators) }
             try defaults.encode(to: encoder)
         }
 
@@ -229,7 +241,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         var site = site
         site.routers.sort { $0.slot < $1.slot }
         let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay,
-                        defaults: plan.defaults, sites: [site])
+                        defaults: plan.defaults, sites: [site], operators: plan.operators)
         return (plan, site, router)
     }
 

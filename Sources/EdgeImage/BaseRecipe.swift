@@ -24,6 +24,8 @@ public struct BaseRecipe: Sendable, Equatable {
         "e2fsprogs", "mtools", "procps",
         // Metrics: scraped through the tunnel by Prometheus on the relay (docs/fleet.md).
         "prometheus-node-exporter",
+        // Operator SSH (docs/fleet.md): started only with an applied profile that has operators.
+        "openssh-server",
     ]
     public var dpkgOptions = [
         "path-exclude=/usr/share/man/*",

@@ -96,6 +96,7 @@ extension Defaults: Codable {
         case uplinkMTU = "uplink_mtu"
         case vrrpAdvertIntervalCentiseconds = "vrrp_advert_interval_cs"
         case serverWireGuardPorts = "server_wireguard_ports"
+        case sshOnLAN = "ssh_on_lan"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -106,7 +107,9 @@ extension Defaults: Codable {
             vrrpAdvertIntervalCentiseconds: try c.field(.vrrpAdvertIntervalCentiseconds, as: Int.self) {
                 FieldRules.integer($0, in: FieldRules.vrrpAdvertIntervalCentiseconds)
             },
-            serverWireGuardPorts: try c.field(.serverWireGuardPorts, as: String.self, FieldRules.portRange))
+            serverWireGuardPorts: try c.field(.serverWireGuardPorts, as: String.self, FieldRules.portRange),
+            // Absent means false: profiles sealed before the field existed, or with it off, are unchanged.
+            sshOnLAN: c.contains(.sshOnLAN) ? try c.field(.sshOnLAN, as: Bool.self) : false)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -115,5 +118,6 @@ extension Defaults: Codable {
         try c.encode(keepalive, forKey: .keepalive)
         try c.encode(vrrpAdvertIntervalCentiseconds, forKey: .vrrpAdvertIntervalCentiseconds)
         try c.encode(FieldRules.portRangeText(serverWireGuardPorts), forKey: .serverWireGuardPorts)
+        if sshOnLAN { try c.encode(true, forKey: .sshOnLAN) }
     }
 }

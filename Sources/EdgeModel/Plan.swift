@@ -12,14 +12,18 @@ public struct Plan: Sendable, Equatable {
     public var relay: Relay
     public var defaults: Defaults
     public var sites: [Site]
+    /// Who may log in to the routers over SSH (docs/plan.md, `operators:`). None: no router runs sshd.
+    public var operators: [Operator]
 
-    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site]) {
+    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site],
+                operators: [Operator] = []) {
         self.name = name
         self.ula = ula
         self.tunnel = tunnel
         self.relay = relay
         self.defaults = defaults
         self.sites = sites
+        self.operators = operators
     }
 
     /// The site called `name`, if any.
@@ -58,13 +62,17 @@ public struct Defaults: Sendable, Equatable {
     public var vrrpAdvertIntervalCentiseconds: Int
     /// UDP ports of the servers' own WireGuard mesh, which the relay forwards inside the /48.
     public var serverWireGuardPorts: ClosedRange<UInt16>
+    /// Whether sshd also listens on the site LAN (the VIP and the router's own LAN address), besides
+    /// the tunnel address; only matters when the plan has operators.
+    public var sshOnLAN: Bool
 
     public init(uplinkMTU: Int = 1500, keepalive: Int = 25, vrrpAdvertIntervalCentiseconds: Int = 100,
-                serverWireGuardPorts: ClosedRange<UInt16> = 58000...60000) {
+                serverWireGuardPorts: ClosedRange<UInt16> = 58000...60000, sshOnLAN: Bool = false) {
         self.uplinkMTU = uplinkMTU
         self.keepalive = keepalive
         self.vrrpAdvertIntervalCentiseconds = vrrpAdvertIntervalCentiseconds
         self.serverWireGuardPorts = serverWireGuardPorts
+        self.sshOnLAN = sshOnLAN
     }
 
     /// WireGuard over IPv6 costs 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard).

@@ -79,8 +79,10 @@ struct PlanChecker {
         let relay = draft.relay.flatMap { checkRelay($0, tunnel: tunnel) }
         let defaults = checkDefaults(draft.defaults)
         let sites = checkSites(draft, ula: ula, tunnel: tunnel, relay: relay)
+        let operators = checkOperators(draft.operators)
         guard diagnostics.isEmpty, let planName, let ula, let tunnel, let relay else { return nil }
-        return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites)
+        return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites,
+                    operators: operators)
     }
 
     // MARK: - The plan's prefixes
@@ -158,6 +160,13 @@ struct PlanChecker {
                 error(interval.line, "defaults.vrrp_advert_interval \"\(interval.value)\" must be seconds between 0.01 and 40.95 in steps of 0.01 (VRRPv3)")
             }
         }
+        if let flag = draft.sshOnLAN {
+            switch flag.value {
+            case "true": defaults.sshOnLAN = true
+            case "false": defaults.sshOnLAN = false
+            default: error(flag.line, "defaults.ssh_on_lan \(FieldRules.quoted(flag.value)) must be true or false")
+            }
+        }
         if let ports = draft.serverPorts {
             switch FieldRules.portRange(ports.value) {
             case .success(let range): defaults.serverWireGuardPorts = range
@@ -165,6 +174,36 @@ struct PlanChecker {
             }
         }
         return defaults
+    }
+
+    // MARK: - Operators
+
+    /// `operators:`: unique DNS-label names, each with at least one SSH public key that
+    /// `FieldRules.sshPublicKey` accepts (the rule the agent reads the profile's copy with).
+    mutating func checkOperators(_ drafts: [PlanDraft.OperatorDraft]) -> [Operator] {
+        var names: [String: Int] = [:]
+        var operators: [Operator] = []
+        for draft in drafts {
+            let operatorName = name(draft.name, "operator name")
+            if let operatorName, let located = draft.name {
+                if let first = names[operatorName] {
+                    error(located.line, "operator name \"\(operatorName)\" is already used on line \(first); operator names must be unique")
+                }
+                names[operatorName] = located.line
+            }
+            if draft.sshKeys.isEmpty, draft.sshKeysLine != nil {
+                error(draft.sshKeysLine, "\(draft.what) ssh_keys is empty; give at least one public key (the line of ~/.ssh/id_ed25519.pub)")
+            }
+            var keys: [SSHPublicKey] = []
+            for (index, line) in draft.sshKeys.enumerated() {
+                switch FieldRules.sshPublicKey(line.value) {
+                case .success(let key): keys.append(key)
+                case .failure(let problem): error(line.line, "\(draft.what) ssh_keys[\(index)] \(problem.message)")
+                }
+            }
+            if let operatorName, !keys.isEmpty { operators.append(Operator(name: operatorName, sshKeys: keys)) }
+        }
+        return operators
     }
 
     // MARK: - Sites

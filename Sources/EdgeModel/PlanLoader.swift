@@ -349,6 +349,7 @@ struct PlanDraft {
     var defaults = DefaultsDraft()
     var sites: [SiteDraft] = []
     var sitesLine = 0
+    var operators: [OperatorDraft] = []
 
     struct RelayDraft {
         var line: Int
@@ -364,6 +365,15 @@ struct PlanDraft {
         var keepalive: Located<Int>?
         var vrrpAdvertInterval: Located<String>?
         var serverPorts: Located<String>?
+        var sshOnLAN: Located<String>?
+    }
+
+    struct OperatorDraft {
+        var line: Int
+        var what: String
+        var name: Located<String>?
+        var sshKeys: [Located<String>] = []
+        var sshKeysLine: Int?
     }
 
     struct SiteDraft {
@@ -390,9 +400,10 @@ struct PlanDraft {
         var tunnelAddress: Located<String>?
     }
 
-    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites"]
+    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites", "operators"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
-    static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports"]
+    static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
+    static let operatorKeys = ["name", "ssh_keys"]
     static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "routers"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address"]
 
@@ -419,7 +430,22 @@ struct PlanDraft {
                 uplinkMTU: r.integer(f, "uplink_mtu", 576...65535, required: false),
                 keepalive: r.integer(f, "keepalive", 0...65535, required: false),
                 vrrpAdvertInterval: r.string(f, "vrrp_advert_interval", required: false),
-                serverPorts: r.string(f, "server_wireguard_ports", required: false))
+                serverPorts: r.string(f, "server_wireguard_ports", required: false),
+                sshOnLAN: r.string(f, "ssh_on_lan", required: false))
+        }
+        if top.has("operators") {
+            for (i, node) in (r.list(top, "operators") ?? []).enumerated() {
+                let label = NodeReader.peek(node, "name").map { "operator \"\($0)\"" } ?? "operators[\(i)]"
+                guard let f = r.fields(node, label, allowed: operatorKeys) else { continue }
+                var person = OperatorDraft(line: f.line, what: label, name: r.string(f, "name"))
+                person.sshKeysLine = f.values["ssh_keys"].map(NodeReader.line)
+                let keys = Fields(what: label, line: f.line, values: f.values)
+                for keyNode in r.list(keys, "ssh_keys") ?? [] {
+                    let entry = Fields(what: label, line: NodeReader.line(keyNode), values: ["ssh_keys": keyNode])
+                    if let line = r.string(entry, "ssh_keys") { person.sshKeys.append(line) }
+                }
+                draft.operators.append(person)
+            }
         }
         draft.sitesLine = top.values["sites"].map(NodeReader.line) ?? top.line
         for (i, node) in (r.list(top, "sites") ?? []).enumerated() {

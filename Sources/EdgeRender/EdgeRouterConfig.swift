@@ -3,7 +3,8 @@ import EdgeModel
 /// Every config file of one edge router, as installed (docs/network.md lists them and why).
 public enum EdgeRouterConfig {
     /// The router's files, sorted by path. `relayPublicKey` is the relay's WireGuard public key (base64).
-    /// The router's private key is not among them: the agent writes `ConfigPaths.routerWireGuardKey`.
+    /// The router's private keys are not among them: the agent writes `ConfigPaths.routerWireGuardKey`
+    /// (and, when the plan has operators, `ConfigPaths.sshHostKey`).
     public static func files(plan: Plan, site: Site, router: Router, relayPublicKey: String) -> [RenderedFile] {
         var files = [
             RenderedFile(path: ConfigPaths.uplinkNetwork, contents: RouterNetworkd.uplinkNetwork(router: router)),
@@ -17,9 +18,13 @@ public enum EdgeRouterConfig {
             RenderedFile(path: ConfigPaths.radvd, contents: Radvd.config(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.keepalived, contents: Keepalived.config(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.edgeRouter(plan: plan, site: site, router: router)),
-            RenderedFile(path: ConfigPaths.routerSysctl, contents: Sysctl.edgeRouter()),
+            RenderedFile(path: ConfigPaths.routerSysctl, contents: Sysctl.edgeRouter(sshd: !plan.operators.isEmpty)),
             RenderedFile(path: ConfigPaths.nodeExporterArguments, contents: NodeExporter.arguments(plan: plan, site: site, router: router)),
         ]
+        if !plan.operators.isEmpty {
+            files.append(RenderedFile(path: ConfigPaths.sshdConfig, contents: SSHServer.config(plan: plan, site: site, router: router)))
+            files.append(RenderedFile(path: ConfigPaths.sshAuthorizedKeys, contents: SSHServer.authorizedKeys(plan: plan)))
+        }
         if let link = RouterNetworkd.link(router.uplink, stableName: InterfaceNames.stableUplink,
                                           role: "uplink", autoKernelName: "eth0") {
             files.append(RenderedFile(path: ConfigPaths.uplinkLink, contents: link))

@@ -48,7 +48,7 @@ enum Nftables {
                     # Prometheus on the relay scrapes the node exporter, which listens on the tunnel address only.
                     iifname "\(tunnel)" ip6 saddr \(plan.relay.tunnelAddress) ip6 daddr \(router.tunnelAddress) tcp dport \(NodeExporter.port) accept
                     # VRRPv3 adverts from the peer router: IP protocol 112 to ff02::12 (RFC 5798 section 5.1.2).
-                    iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept
+                    iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept\(SSHServer.firewallRules(plan: plan, site: site, router: router))
                 }
 
                 chain forward {

@@ -2,14 +2,23 @@ import EdgeModel
 
 /// sysctl.d(5) files (keys: Linux Documentation/networking/ip-sysctl.rst).
 enum Sysctl {
-    static func edgeRouter() -> String {
-        """
+    /// `sshd`: the plan has operators, so sshd must bind addresses that may not be there yet.
+    static func edgeRouter(sshd: Bool = false) -> String {
+        let base = """
         # edgekit: kernel settings of an edge router.
         # Route IPv6 between the site LAN and the tunnel. The kernel then ignores RAs on links with
         # accept_ra=1; the uplink still takes them because networkd handles RAs itself (IPv6AcceptRA=yes).
         net.ipv6.conf.all.forwarding = 1
         # No IPv4 routing: sites talk over IPv6 only, the uplink's IPv4 is for the router itself.
         net.ipv4.ip_forward = 0
+
+        """
+        guard sshd else { return base }
+        return base + """
+        # sshd listens on the tunnel address, which networkd adds after sshd may have started, and on
+        # the LAN VIP, which only the VRRP master holds: let it bind them before they exist
+        # (ip-sysctl.rst, ip_nonlocal_bind). nftables still admits tcp/22 only to those addresses.
+        net.ipv6.ip_nonlocal_bind = 1
 
         """
     }

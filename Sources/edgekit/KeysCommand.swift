@@ -13,7 +13,7 @@ struct KeysCommand: AsyncParsableCommand {
             Every key derives from one 32-byte master secret (docs/keys.md). Keep the secrets folder
             outside the repository; CI needs exactly master.key (one line of base64).
             """,
-        subcommands: [Init.self, Show.self, Identity.self])
+        subcommands: [Init.self, Show.self, Identity.self, KnownHostsLines.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -67,6 +67,28 @@ struct KeysCommand: AsyncParsableCommand {
             let text = try options.loadKeys(for: plan).siteIdentityFile(site: site)
             try writeOutputFile(Data(text.utf8), to: out, mode: 0o600, replace: false)
             Output.error("wrote \(out) (site \(site) identity, mode 0600)")
+        }
+    }
+
+    struct KnownHostsLines: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "known-hosts",
+            abstract: "Print a known_hosts line for every router's tunnel address (its SSH host key).",
+            discussion: """
+                Host keys derive from the master secret per router (docs/keys.md), so the lines hold
+                across a stick swap to a spare. Append them to ~/.ssh/known_hosts, then:
+                ssh -J root@RELAY root@TUNNEL_ADDRESS
+                """)
+
+        @OptionGroup var options: PlanOptions
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let keys = try options.loadKeys(for: plan)
+            if plan.operators.isEmpty {
+                Output.error("note: plan \(plan.name) has no operators, so no router runs sshd yet (docs/plan.md, operators:)")
+            }
+            Output.data(KnownHosts.lines(plan: plan, keys: keys).map { $0 + "\n" }.joined())
         }
     }
 }
