@@ -59,7 +59,7 @@ import TestSupport
     @Test func helpTeachesTheCommands() throws {
         let help = try runTool("edgekit", ["mesh", "--help"])
         #expect(help.status == 0)
-        #expect(help.stdout.contains("edgekit mesh render --plan P --server db1 --out db1"))
+        #expect(help.stdout.contains("edgekit mesh render --plan P --server db1 --out db1\n"), "\(help.stdout)")
         #expect(help.stdout.contains("docs/mesh.md"))
         let render = try runTool("edgekit", ["mesh", "render", "--help"])
         #expect(render.stdout.contains("--format <format>"))
