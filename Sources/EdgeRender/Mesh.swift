@@ -115,7 +115,9 @@ public enum MeshFiles {
             \(addressComment(server))
             [Interface]
             PrivateKey = \(privateKey)
-            Address = \(IPv6Prefix.host(server.meshAddress))
+            # The server's /128 with the mesh range's length: the whole range is routed into the mesh,
+            # so a server added later needs only `wg syncconf`, no new route (wg-quick adds routes at up only).
+            Address = \(server.meshAddress)/\(mesh.prefix.length)
             # mesh.port: inside defaults.server_wireguard_ports, the only ports the relay forwards between sites.
             ListenPort = \(mesh.port)
             \(mtuComment(plan))

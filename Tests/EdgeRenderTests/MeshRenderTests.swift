@@ -31,7 +31,7 @@ struct MeshRenderTests {
         #expect(files.map(\.mode) == [0o600])
         let text = files[0].contents
         #expect(text.contains("PrivateKey = \(Fixtures.meshKeys["sa"]!.privateKey)\n"))
-        #expect(text.contains("Address = \(server.meshAddress)/128\n"))
+        #expect(text.contains("Address = \(server.meshAddress)/64\n"), "the /128 with the mesh range's length")
         #expect(text.contains("ListenPort = 58001\n"))
         #expect(text.contains("MTU = \(plan.defaults.innerMTU)\n"))
     }
