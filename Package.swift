@@ -88,7 +88,7 @@ let package = Package(
         ]),
         .executableTarget(name: "edgekit", dependencies: [
             "CLISupport", "EdgeBuild",
-            "EdgeModel", "EdgeCrypto", "EdgeImage", "EdgeStick",
+            "EdgeModel", "EdgeCrypto", "EdgeImage", "EdgeStick", "EdgeRender",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage", "EdgeModel"]),
         .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeStick", "EdgeSystem"]),
         .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
-        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto"]),
+        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: [
             "Registration", "EdgeCrypto", .product(name: "Crypto", package: "swift-crypto"),

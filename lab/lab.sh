@@ -3,8 +3,9 @@
 #
 # World: "internet" (bridge + dnsmasq DNS knowing relay.lab.example, A and AAAA), the relay (IPv4 and
 # IPv6; wireguard-go + edgekit-relay serve + the rendered relay nftables), ISP A (IPv4 only, DHCP, NAT),
-# ISP B (DHCPv4 + NAT, IPv6 RA, routed), site A LAN (routers a1/a2 = VRRP pair, server sa), site B LAN
-# (router b1, server sb).
+# ISP B (DHCPv4 + NAT, IPv6 RA, routed), site A LAN (routers a1/a2 = VRRP pair, servers sa and later
+# sc), site B LAN (router b1, server sb). The servers' WireGuard mesh runs on the files
+# `edgekit mesh bundle` generates from the lab plan.
 # Routers run `edgekit-agent run --services processes` with their own stick image.
 # Scenarios are asserted (exit 1 with "lab: FAIL: ..." on failure) and measured; the figures go to
 # $LAB_REPORT (default out/lab-report.md), timing targets as met or MISSED. See lab/README.md.
@@ -112,7 +113,7 @@ first_reply_after() { awk -v t="$1" -F'[][]' '/bytes from/ && $2 > t + 0 { print
 # ---------------------------------------------------------------------------------------------------
 # Inputs: a lab copy of the example plan whose relay is relay.lab.example, the fixed test master
 # secret (bytes 0..31, as the test suite), sticks and the relay's rendered files.
-for tool in ip nft wg wireguard-go radvd keepalived dnsmasq busybox tcpdump mcopy nsenter unshare; do
+for tool in ip nft wg wg-quick wireguard-go python3 radvd keepalived dnsmasq busybox tcpdump mcopy nsenter unshare; do
   command -v "$tool" >/dev/null || fail "$tool is missing: run ./build.sh deps"
 done
 for exe in edgekit edgekit-agent edgekit-relay; do [ -x "$BIN/$exe" ] || fail "$BIN/$exe is not built (swift build)"; done
@@ -136,6 +137,23 @@ PLAN=$W/plan
 mkdir -p "$PLAN"
 sed 's/^\(  host: \).*/\1relay.lab.example/' "$ROOT/profiles/example/plan.yaml" > "$PLAN/plan.yaml"
 grep -q 'host: relay.lab.example' "$PLAN/plan.yaml" || fail "could not set the lab relay name in the plan copy"
+# The servers' mesh (docs/mesh.md): servers sa and sb, SLAAC token ::10 on their site LANs. A third
+# server (sc) is added later, to show that it joins with new mesh files only.
+MESH_PORT=58001
+cat >> "$PLAN/plan.yaml" <<EOF_MESH
+
+mesh:
+  prefix: fd9a:61c4:b7e:1::/64
+  port: $MESH_PORT
+
+servers:
+  - name: sa
+    site: site-a
+    token: "::10"
+  - name: sb
+    site: site-b
+    token: "::10"
+EOF_MESH
 SECRETS=$W/secrets
 mkdir -m 0700 "$SECRETS"
 ( umask 077; printf "$(printf '\\%03o' $(seq 0 31))" | base64 > "$SECRETS/master.key" )
@@ -295,13 +313,13 @@ ip netns exec "$(ns ispb)" dnsmasq --conf-file=/dev/null --keep-in-foreground --
 log "site LANs and servers"
 mkns lana; mkbridge lana
 mkns lanb; mkbridge lanb
-server() { # server NAME LAN
+server() { # server NAME LAN [TOKEN]: a server on a site LAN with a stable SLAAC token (default ::10)
   mkns "$1"
   veth "$1" eth0 "$2" "$1"; port "$2" "$1"
   ip -n "$(ns "$1")" link set eth0 down
   nsx "$1" sysctl -qw net.ipv6.conf.eth0.accept_ra=2 net.ipv6.conf.eth0.accept_ra_rt_info_max_plen=48 \
     net.ipv6.conf.eth0.forwarding=0
-  ip -n "$(ns "$1")" token set ::10 dev eth0
+  ip -n "$(ns "$1")" token set "${3:-::10}" dev eth0
   ip -n "$(ns "$1")" link set eth0 up
 }
 server sa lana
@@ -450,26 +468,49 @@ B1_AT_RELAY=$(relay_endpoint_of b1); A1_AT_RELAY=$(relay_endpoint_of a1); A2_AT_
 FIGURES+=("dual stack|relay endpoint of b1 / a1 / a2 (wg show in each router)|$B1_ENDPOINT / $A1_ENDPOINT / $A2_ENDPOINT|IPv6 / IPv4 / IPv4|met")
 FIGURES+=("dual stack|b1 / a1 / a2 as the relay sees them|$B1_AT_RELAY / $A1_AT_RELAY / $A2_AT_RELAY|ISP B IPv6 / ISP A NAT / ISP A NAT|met")
 
-log "scenario: the servers' own WireGuard mesh over their ULA addresses"
-MESH_PORT=58001
-for s in sa sb; do (umask 077; wg genkey > "$W/$s.mesh.key"); wg pubkey < "$W/$s.mesh.key" > "$W/$s.mesh.pub"; done
-mesh() { # mesh SERVER IF OWN_IP PEER_SERVER PEER_ADDR PEER_IP
-  ip netns exec "$(ns "$1")" wireguard-go -f "$2" >>"$W/$1.mesh.log" 2>&1 &
-  disown $!
-  wait_until 10 "wireguard-go $2" test -S "/var/run/wireguard/$2.sock"
-  nsx "$1" wg set "$2" listen-port "$MESH_PORT" private-key "$W/$1.mesh.key" \
-    peer "$(cat "$W/$4.mesh.pub")" endpoint "[$5]:$MESH_PORT" allowed-ips "$6/32"
-  ip -n "$(ns "$1")" addr add "$3/24" dev "$2"
-  ip -n "$(ns "$1")" link set "$2" mtu 1340 up
+log "scenario: the servers' own WireGuard mesh from the generated files (edgekit mesh bundle), over their ULA addresses"
+# Each server runs wg-quick on the file `edgekit mesh bundle --format wg-quick` wrote for it. The file
+# is only renamed: wg-quick names the interface after the file, and wireguard-go's control sockets
+# (/var/run/wireguard) are shared by every namespace, so each server's interface name is unique to
+# this run. wg-quick falls back to wireguard-go (there is no WireGuard kernel module here).
+plan_json() { "$BIN/edgekit" plan show "$PLAN" --format json; }
+server_field() { # server_field NAME FIELD: a server's resolved field (plan show --format json)
+  plan_json | python3 -c 'import json,sys; print(next(s[sys.argv[2]] for s in json.load(sys.stdin)["servers"] if s["name"] == sys.argv[1]))' "$1" "$2"
 }
+mesh_bundle() { # mesh_bundle DIR: every server's wg-quick file under DIR/<server>/
+  EK mesh bundle --format wg-quick --out "$1" >"$W/mesh-bundle.log" || fail "edgekit mesh bundle failed: $(cat "$W/mesh-bundle.log")"
+}
+declare -A MESH_IF MESH_ADDR
+mesh_up() { # mesh_up SERVER BUNDLE: wg-quick up the server's generated file (renamed to its unique interface)
+  local conf="$W/meshconf/${MESH_IF[$1]}.conf"
+  mkdir -p "$W/meshconf"
+  install -m 0600 "$2/$1/etc/wireguard/wg-mesh.conf" "$conf"
+  nsx "$1" wg-quick up "$conf" >>"$W/$1.mesh.log" 2>&1 || fail "wg-quick up $conf in $1: $(tail -3 "$W/$1.mesh.log")"
+}
+mesh_sync() { # mesh_sync SERVER BUNDLE: apply a re-rendered file to a running interface (docs/mesh.md)
+  local conf="$W/meshconf/${MESH_IF[$1]}.conf"
+  install -m 0600 "$2/$1/etc/wireguard/wg-mesh.conf" "$conf"
+  nsx "$1" bash -c 'wg syncconf "$1" <(wg-quick strip "$2")' _ "${MESH_IF[$1]}" "$conf" || fail "wg syncconf of $1's new mesh file"
+}
+MESH_IF[sa]=${P}ma; MESH_IF[sb]=${P}mb; MESH_IF[sc]=${P}mc
+for s in sa sb; do MESH_ADDR[$s]=$(server_field "$s" mesh_address); done
+[ "$(server_field sa site_address)" = "$SA_ADDR" ] || fail "plan show: server sa's site address is not $SA_ADDR"
+mesh_bundle "$W/mesh1"
+[ "$(stat -c %a "$W/mesh1/sa/etc/wireguard/wg-mesh.conf")" = 600 ] || fail "mesh bundle wrote sa's wg-quick file wider than 0600"
 tcpdump_relay() { ip netns exec "$(ns relay)" tcpdump -n -U -i "$1" -w "$2" 2>>"$W/tcpdump.log" & TCPDUMP=$!; sleep 1; }
 tcpdump_relay "$RWG" "$W/relay-inner.pcap"; TCPDUMP_INNER=$TCPDUMP
 tcpdump_relay eth0 "$W/relay-outer.pcap"; TCPDUMP_OUTER=$TCPDUMP
-mesh sa "${P}ma" 10.99.0.1 sb "$SB_ADDR" 10.99.0.2
-mesh sb "${P}mb" 10.99.0.2 sa "$SA_ADDR" 10.99.0.1
-wait_until 20 "mesh ping 10.99.0.1 → 10.99.0.2" nsx sa ping -n -c 1 -W 1 10.99.0.2
-nsx sa ping -n -c 10 -i 0.1 -W 2 10.99.0.2 >/dev/null || fail "mesh ping lost packets"
-nsx sb ping -n -c 10 -i 0.1 -W 2 10.99.0.1 >/dev/null || fail "mesh ping (B → A) lost packets"
+T_MESH=$(now)
+mesh_up sa "$W/mesh1"
+mesh_up sb "$W/mesh1"
+[ "$(ip -n "$(ns sa)" -o link show "${MESH_IF[sa]}" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')" = 1340 ] || fail "sa's mesh interface MTU is not 1340 (uplink 1500 - 2 x 80)"
+mesh_ping() { nsx "$1" ping -6 -n -c 1 -W 1 "$2"; }
+wait_until 20 "mesh ping sa → sb (${MESH_ADDR[sa]} → ${MESH_ADDR[sb]})" mesh_ping sa "${MESH_ADDR[sb]}"
+figure "mesh" "wg-quick up of the generated files → first reply sa → sb over the mesh /128s" "$(elapsed "$T_MESH")" "-"
+nsx sa ping -6 -n -c 10 -i 0.1 -W 2 "${MESH_ADDR[sb]}" >/dev/null || fail "mesh ping lost packets"
+nsx sb ping -6 -n -c 10 -i 0.1 -W 2 "${MESH_ADDR[sa]}" >/dev/null || fail "mesh ping (B → A) lost packets"
+# The mesh carries full-size packets: 1340 bytes of IPv6 inside two WireGuard layers, no fragments.
+nsx sa ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1340 - 48)) "${MESH_ADDR[sb]}" >/dev/null || fail "a 1340-byte packet did not cross the mesh unfragmented"
 sleep 1
 kill "$TCPDUMP_INNER" "$TCPDUMP_OUTER"; wait "$TCPDUMP_INNER" "$TCPDUMP_OUTER" 2>/dev/null || true
 INNER_ALL=$(tcpdump -n -r "$W/relay-inner.pcap" 2>/dev/null | wc -l)
@@ -479,6 +520,50 @@ OUTER_OTHER=$(tcpdump -n -r "$W/relay-outer.pcap" "not (udp port 51820 or udp po
 [ "$INNER_ALL" -eq "$INNER_MESH" ] || fail "relay capture: $((INNER_ALL - INNER_MESH)) packets on $RWG besides WireGuard UDP to port $MESH_PORT: $(tcpdump -n -r "$W/relay-inner.pcap" "not udp port $MESH_PORT" 2>/dev/null | head -3)"
 [ "$OUTER_OTHER" -eq 0 ] || fail "relay capture: $OUTER_OTHER unexpected packets on the relay uplink"
 FIGURES+=("mesh|relay capture on $RWG during 20 mesh pings: packets / of them WireGuard UDP to port $MESH_PORT|$INNER_ALL / $INNER_MESH|all|met")
+
+log "scenario: a third server (sc, site A, default token) joins the mesh with new files only"
+# What routers run must not change: their rendered files (keys included) and what their sticks hold.
+router_snapshot() { # router_snapshot DIR: every router's rendered tree and its profile document
+  for r in a:1 a:2 b:1; do
+    EK render --site "site-${r%%:*}" --router "${r##*:}" --out "$1/site-${r%%:*}-r${r##*:}" >/dev/null
+    EK stick build --site "site-${r%%:*}" --router "${r##*:}" --serial 1 --out "$1/${r%%:*}${r##*:}.img" >/dev/null
+    EK profile inspect "$1/${r%%:*}${r##*:}.img" --format json > "$1/${r%%:*}${r##*:}.profile.json"
+    rm "$1/${r%%:*}${r##*:}.img"   # sealed to the site identity with a fresh age key each time
+  done
+}
+router_snapshot "$W/routers-before"
+GENERATIONS_BEFORE=$(for r in a1 a2 b1; do agent_status "$r" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["generation"], d["serial"])'; done)
+cat >> "$PLAN/plan.yaml" <<'EOF_SC'
+  - name: sc
+    site: site-a
+EOF_SC
+"$BIN/edgekit" plan check "$PLAN" >/dev/null || fail "the lab plan with server sc does not check"
+router_snapshot "$W/routers-after"
+diff -r "$W/routers-before" "$W/routers-after" >"$W/routers.diff" || fail "adding server sc changed a router's files or stick: $(head -5 "$W/routers.diff")"
+mesh_bundle "$W/mesh2"
+# sa's and sb's files gain sc as a peer and change nowhere else: 7 lines (blank, comment, section,
+# key, endpoint, AllowedIPs, blank) added, none removed.
+for s in sa sb; do
+  changes=$(diff "$W/mesh1/$s/etc/wireguard/wg-mesh.conf" "$W/mesh2/$s/etc/wireguard/wg-mesh.conf" | grep -c '^[<>]' || true)
+  removed=$(diff "$W/mesh1/$s/etc/wireguard/wg-mesh.conf" "$W/mesh2/$s/etc/wireguard/wg-mesh.conf" | grep -c '^<' || true)
+  [ "$removed" -eq 0 ] && [ "$changes" -ge 5 ] || fail "server $s's mesh file changed other than by sc's peer ($changes lines, $removed removed)"
+done
+SC_TOKEN=$(server_field sc token); SC_ADDR=$(server_field sc site_address); MESH_ADDR[sc]=$(server_field sc mesh_address)
+server sc lana "$SC_TOKEN"
+wait_until 60 "server C: SLAAC $SC_ADDR (token $SC_TOKEN from the plan) and the $ULA route via fe80::1" server_ready sc "$SC_ADDR"
+T_JOIN=$(now)
+mesh_sync sa "$W/mesh2"
+mesh_sync sb "$W/mesh2"
+mesh_up sc "$W/mesh2"
+wait_until 20 "mesh ping sc → sb across sites (${MESH_ADDR[sc]} → ${MESH_ADDR[sb]})" mesh_ping sc "${MESH_ADDR[sb]}"
+figure "mesh" "third server sc: new files applied → first reply sc → sb across sites" "$(elapsed "$T_JOIN")" "-"
+nsx sc ping -6 -n -c 5 -i 0.1 -W 2 "${MESH_ADDR[sb]}" >/dev/null || fail "mesh ping sc → sb lost packets"
+nsx sb ping -6 -n -c 5 -i 0.1 -W 2 "${MESH_ADDR[sc]}" >/dev/null || fail "mesh ping sb → sc lost packets"
+nsx sc ping -6 -n -c 5 -i 0.1 -W 2 "${MESH_ADDR[sa]}" >/dev/null || fail "mesh ping sc → sa (same site) lost packets"
+nsx sa ping -6 -n -c 5 -i 0.1 -W 2 "${MESH_ADDR[sb]}" >/dev/null || fail "mesh ping sa → sb lost packets after the syncconf"
+GENERATIONS_AFTER=$(for r in a1 a2 b1; do agent_status "$r" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["generation"], d["serial"])'; done)
+[ "$GENERATIONS_BEFORE" = "$GENERATIONS_AFTER" ] || fail "a router applied something while sc joined: $GENERATIONS_BEFORE → $GENERATIONS_AFTER"
+FIGURES+=("mesh|third server sc joins: routers' rendered files and sticks / routers' applied generations / sc ↔ sb, sc ↔ sa over the mesh|unchanged / unchanged (${GENERATIONS_AFTER//$'\n'/, }) / 20 of 20 replies|files only|met")
 
 # LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image).
 if [ "${LAB_ONLY:-}" != qemu ]; then

@@ -9,6 +9,15 @@ public struct PublicKeySummary: Encodable, Sendable {
     public var operatorPublicKey: String
     public var relayWireguardPublicKey: String
     public var sites: [SiteKeys]
+    /// The servers' mesh keys; absent (not in the JSON) when the plan has no servers.
+    public var servers: [ServerKeys]?
+
+    public struct ServerKeys: Encodable, Sendable {
+        public var name: String
+        public var generation: Int
+        public var wireguardPublicKey: String
+        enum CodingKeys: String, CodingKey { case name, generation, wireguardPublicKey = "wireguard_public_key" }
+    }
 
     public struct SiteKeys: Encodable, Sendable {
         public var name: String
@@ -25,7 +34,7 @@ public struct PublicKeySummary: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case plan, sites
+        case plan, sites, servers
         case operatorKeyNumber = "operator_key_number"
         case operatorPublicKey = "operator_public_key"
         case relayWireguardPublicKey = "relay_wireguard_public_key"
@@ -44,6 +53,12 @@ public struct PublicKeySummary: Encodable, Sendable {
                                wireguardPublicKey: keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64)
                 })
         }
+        if !plan.servers.isEmpty {
+            servers = plan.servers.map { server in
+                ServerKeys(name: server.name, generation: server.generation,
+                           wireguardPublicKey: keys.serverWireGuardKey(server).publicKeyBase64)
+            }
+        }
     }
 
     /// What `edgekit keys show` prints.
@@ -60,6 +75,9 @@ public struct PublicKeySummary: Encodable, Sendable {
             for router in site.routers {
                 lines.append("  router \(router.slot) (generation \(router.generation)) wireguard public key: \(router.wireguardPublicKey)")
             }
+        }
+        for server in servers ?? [] {
+            lines.append("server \(server.name) (generation \(server.generation)) mesh wireguard public key: \(server.wireguardPublicKey)")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -145,6 +145,19 @@ public struct PlanKeys: Sendable {
     public func routerSecret(site: Site, router: Router) -> RouterSecret {
         routerSecret(site: site.name, slot: router.slot, generation: router.generation)
     }
+
+    /// The WireGuard key of server `name` in the servers' mesh at `generation`; bumping the
+    /// generation in the plan rotates it. Derived on the operator's machine or CI (the mesh files
+    /// carry it), so unlike a router's it needs no intermediate secret.
+    public func serverWireGuardKey(server name: String, generation: Int) -> WireGuardKey {
+        try! WireGuardKey(privateKey: KeyDerivation.expand(
+            master.bytes, label: "server-wireguard",
+            fields: [KeyDerivation.text(planName), KeyDerivation.text(name), KeyDerivation.number(generation, bytes: 4)]))
+    }
+
+    public func serverWireGuardKey(_ server: Server) -> WireGuardKey {
+        serverWireGuardKey(server: server.name, generation: server.generation)
+    }
 }
 
 /// Problems with key material, worded for the operator.

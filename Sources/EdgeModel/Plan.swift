@@ -14,9 +14,13 @@ public struct Plan: Sendable, Equatable {
     public var sites: [Site]
     /// Who may log in to the routers over SSH (docs/plan.md, `operators:`). None: no router runs sshd.
     public var operators: [Operator]
+    /// The servers' own WireGuard mesh (`mesh:`), nil when the plan has none.
+    public var mesh: Mesh?
+    /// The servers at the sites that join the mesh (`servers:`); empty without a mesh.
+    public var servers: [Server]
 
     public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site],
-                operators: [Operator] = []) {
+                operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = []) {
         self.name = name
         self.ula = ula
         self.tunnel = tunnel
@@ -24,11 +28,61 @@ public struct Plan: Sendable, Equatable {
         self.defaults = defaults
         self.sites = sites
         self.operators = operators
+        self.mesh = mesh
+        self.servers = servers
     }
 
     /// The site called `name`, if any.
     public func site(named name: String) -> Site? {
         sites.first { $0.name == name }
+    }
+
+    /// The server called `name`, if any.
+    public func server(named name: String) -> Server? {
+        servers.first { $0.name == name }
+    }
+}
+
+/// The servers' end-to-end WireGuard mesh: a third ULA range (outside `ula` and `tunnel`) from which
+/// each server gets a /128, and the one UDP port every server listens on.
+public struct Mesh: Sendable, Equatable {
+    /// Where the servers' mesh /128s come from; never overlaps the plan's `ula` or `tunnel`.
+    public var prefix: IPv6Prefix
+    /// The UDP port every server's mesh interface listens on; inside `defaults.server_wireguard_ports`,
+    /// the only ports the relay forwards between sites.
+    public var port: UInt16
+
+    public init(prefix: IPv6Prefix, port: UInt16) {
+        self.prefix = prefix
+        self.port = port
+    }
+}
+
+/// A server at a site that joins the mesh. Its endpoint is its stable address on the site LAN
+/// (`<site /64>` + `token`); inside the mesh it is `meshAddress`.
+public struct Server: Sendable, Equatable {
+    /// DNS label, unique among the plan's servers; names its files and its keys.
+    public var name: String
+    /// The site whose LAN the server is on.
+    public var site: String
+    /// The SLAAC interface identifier the server uses on its LAN (`ip token set ::10`), as an
+    /// address whose upper 64 bits are zero.
+    public var token: IPv6Address
+    /// The server's stable address on the site LAN: the site /64 with `token`; the mesh endpoint.
+    public var siteAddress: IPv6Address
+    /// The server's /128 inside the mesh.
+    public var meshAddress: IPv6Address
+    /// Bump to rotate the server's mesh key (an input of its derivation).
+    public var generation: Int
+
+    public init(name: String, site: String, token: IPv6Address, siteAddress: IPv6Address,
+                meshAddress: IPv6Address, generation: Int) {
+        self.name = name
+        self.site = site
+        self.token = token
+        self.siteAddress = siteAddress
+        self.meshAddress = meshAddress
+        self.generation = generation
     }
 }
 
@@ -194,5 +248,34 @@ extension Plan {
 
         /// `fe80::1` is the default link-local VIP.
         public static let defaultLinkLocalVIP = IPv6Address("fe80::1")!
+
+        /// A server's default interface identifier: 64-bit FNV-1a of its name. Stable when servers
+        /// are added or removed (no numbering by position); the checker refuses the rare clash.
+        public static func serverInterfaceID(name: String) -> UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for byte in name.utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x0000_0100_0000_01b3
+            }
+            return hash
+        }
+
+        /// A server's default token: `::<interface id>` (the id's 64 bits as the lower half).
+        public static func serverToken(name: String) -> IPv6Address {
+            IPv6Address(high: 0, low: serverInterfaceID(name: name))
+        }
+
+        /// A server's default mesh /128: the mesh prefix with the interface id's low bits as host
+        /// part (all 64 of them for a /64 mesh, the low 32 for a /96).
+        public static func serverMeshAddress(in mesh: IPv6Prefix, name: String) -> IPv6Address? {
+            let hostBits = min(64, 128 - mesh.length)
+            let id = serverInterfaceID(name: name)
+            return mesh.host(hostBits == 64 ? id : id & ((1 << UInt64(hostBits)) - 1))
+        }
+
+        /// The server's address on its site LAN: the site /64 with the token's lower 64 bits.
+        public static func serverSiteAddress(in prefix: IPv6Prefix, token: IPv6Address) -> IPv6Address {
+            IPv6Address(high: prefix.address.high, low: token.low)
+        }
     }
 }

@@ -80,9 +80,11 @@ struct PlanChecker {
         let defaults = checkDefaults(draft.defaults)
         let sites = checkSites(draft, ula: ula, tunnel: tunnel, relay: relay)
         let operators = checkOperators(draft.operators)
+        let mesh = draft.mesh.flatMap { checkMesh($0, ula: ula, tunnel: tunnel, defaults: defaults) }
+        let servers = checkServers(draft, sites: sites, mesh: mesh)
         guard diagnostics.isEmpty, let planName, let ula, let tunnel, let relay else { return nil }
         return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites,
-                    operators: operators)
+                    operators: operators, mesh: mesh, servers: servers)
     }
 
     // MARK: - The plan's prefixes
@@ -398,5 +400,141 @@ struct PlanChecker {
             used.tunnelAddresses[tunnelAddress] = (draft.what, line)
         }
         return tunnelAddress
+    }
+}
+
+// MARK: - The servers' mesh
+
+extension PlanChecker {
+    /// `mesh.prefix`: a ULA range of /96 or larger, outside the plan's `ula` and `tunnel`;
+    /// `mesh.port`: inside `defaults.server_wireguard_ports`, the ports the relay forwards.
+    mutating func checkMesh(_ draft: PlanDraft.MeshDraft, ula: IPv6Prefix?, tunnel: IPv6Prefix?, defaults: Defaults) -> Mesh? {
+        let ports = defaults.serverWireGuardPorts
+        var port = ports.lowerBound
+        if let located = draft.port {
+            port = UInt16(located.value)
+            if !ports.contains(port) {
+                error(located.line, "mesh.port \(port) is outside defaults.server_wireguard_ports \(FieldRules.portRangeText(ports)); the relay forwards only those ports between sites")
+            }
+        }
+        guard let located = draft.prefix, let value = prefix(located, "mesh.prefix") else { return nil }
+        if !IPv6Prefix("fd00::/8")!.contains(value) {
+            error(located.line, "mesh.prefix \(value) is not a unique local range inside fd00::/8 (RFC 4193): use fd plus 40 random bits, as `edgekit plan init` makes the tunnel")
+            return nil
+        }
+        if value.length > 96 {
+            error(located.line, "mesh.prefix \(value) is too small: use a /96 or larger (a /64 is usual)")
+            return nil
+        }
+        if let ula, value.overlaps(ula) {
+            error(located.line, "mesh.prefix \(value) overlaps the plan's ula \(ula); the mesh needs its own range")
+            return nil
+        }
+        if let tunnel, value.overlaps(tunnel) {
+            error(located.line, "mesh.prefix \(value) overlaps the plan's tunnel \(tunnel); the mesh needs its own range")
+            return nil
+        }
+        guard ports.contains(port) else { return nil }
+        return Mesh(prefix: value, port: port)
+    }
+
+    /// Every server: a unique DNS-safe name on a site of the plan, a token that gives it its own
+    /// address on the site LAN (not the VIP's, not a router's, not another server's), a unique
+    /// /128 inside the mesh.
+    mutating func checkServers(_ draft: PlanDraft, sites: [Site], mesh: Mesh?) -> [Server] {
+        guard !draft.servers.isEmpty else { return [] }
+        if draft.mesh == nil {
+            error(draft.serversLine, "servers need a mesh: add \"mesh:\" with a \"prefix\" (a ULA range outside ula and tunnel, e.g. a /64)")
+        }
+        var names: [String: Int] = [:]
+        var siteAddresses: [IPv6Address: (owner: String, line: Int)] = [:]
+        var meshAddresses: [IPv6Address: (owner: String, line: Int)] = [:]
+        var servers: [Server] = []
+        for server in draft.servers {
+            let what = server.what
+            let serverName = name(server.name, "server name")
+            if let serverName, let located = server.name {
+                if let first = names[serverName] {
+                    error(located.line, "server name \"\(serverName)\" is already used on line \(first); server names must be unique")
+                } else {
+                    names[serverName] = located.line
+                }
+            }
+            var site: Site?
+            if let located = server.site {
+                site = sites.first { $0.name == located.value }
+                if site == nil, !sites.isEmpty {
+                    error(located.line, "\(what) site \(FieldRules.quoted(located.value)) is not a site of the plan (sites: \(sites.map(\.name).joined(separator: ", ")))")
+                }
+            }
+            let token = checkToken(server, name: serverName)
+            var siteAddress: IPv6Address?
+            if let site, let token {
+                let address = Plan.Addressing.serverSiteAddress(in: site.prefix, token: token)
+                let line = server.token?.line ?? server.line
+                if address == site.vip || address == site.linkLocalVIP {
+                    error(line, "\(what) address \(address) on site \"\(site.name)\" is the site's VIP; pick another token")
+                } else if let router = site.routers.first(where: { $0.lanAddress == address }) {
+                    error(line, "\(what) address \(address) on site \"\(site.name)\" is router \(router.slot)'s LAN address; pick another token (routers use ::<slot+1>)")
+                } else if let (other, otherLine) = siteAddresses[address] {
+                    error(line, "\(what) address \(address) on site \"\(site.name)\" is already \(other)'s (line \(otherLine)); give one of them another token")
+                } else {
+                    siteAddresses[address] = (what, line)
+                    siteAddress = address
+                }
+            }
+            let meshAddress = checkMeshAddress(server, name: serverName, mesh: mesh, used: &meshAddresses)
+            if let serverName, let site, let token, let siteAddress, let meshAddress {
+                servers.append(Server(name: serverName, site: site.name, token: token, siteAddress: siteAddress,
+                                      meshAddress: meshAddress, generation: server.generation?.value ?? 1))
+            }
+        }
+        return servers
+    }
+
+    /// `token`: an interface identifier written as an address, `::10`: upper 64 bits zero, not `::`.
+    /// Default: `::<FNV-1a of the name>` (docs/plan.md, "Addressing").
+    mutating func checkToken(_ server: PlanDraft.ServerDraft, name: String?) -> IPv6Address? {
+        guard let located = server.token else { return name.map(Plan.Addressing.serverToken) }
+        guard let value = IPv6Address(located.value) else {
+            error(located.line, "\(server.what) token \(FieldRules.quoted(located.value)) is not an interface token such as ::10")
+            return nil
+        }
+        guard value.high == 0, value.low != 0 else {
+            error(located.line, "\(server.what) token \(value) must be an interface identifier such as ::10: only the lower 64 bits set, not ::")
+            return nil
+        }
+        return value
+    }
+
+    /// `address`: the server's mesh /128, inside `mesh.prefix` and not its first address; unique.
+    /// Default: the mesh prefix with the name's FNV-1a as host part.
+    mutating func checkMeshAddress(_ server: PlanDraft.ServerDraft, name: String?, mesh: Mesh?,
+                                   used: inout [IPv6Address: (owner: String, line: Int)]) -> IPv6Address? {
+        guard let mesh else {
+            if let located = server.address { _ = address(located, "\(server.what) address") }
+            return nil
+        }
+        var meshAddress = name.flatMap { Plan.Addressing.serverMeshAddress(in: mesh.prefix, name: $0) }
+        if let located = server.address {
+            guard let value = address(located, "\(server.what) address") else { return nil }
+            guard mesh.prefix.contains(value) else {
+                error(located.line, "\(server.what) address \(value) is outside mesh.prefix \(mesh.prefix)")
+                return nil
+            }
+            meshAddress = value
+        }
+        guard let meshAddress else { return nil }
+        let line = server.address?.line ?? server.line
+        if meshAddress == mesh.prefix.address {
+            error(line, "\(server.what) mesh address \(meshAddress) is mesh.prefix's first address (the subnet-router anycast, RFC 4291 section 2.6.1); set \"address\" to another")
+            return nil
+        }
+        if let (other, otherLine) = used[meshAddress] {
+            error(line, "\(server.what) mesh address \(meshAddress) is already \(other)'s (line \(otherLine)); set \"address\" for one of them")
+            return nil
+        }
+        used[meshAddress] = (server.what, line)
+        return meshAddress
     }
 }

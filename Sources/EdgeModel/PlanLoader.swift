@@ -333,7 +333,7 @@ struct Fields {
     func label(_ key: String) -> String {
         switch what {
         case "the plan": key
-        case "relay", "defaults": "\(what).\(key)"
+        case "relay", "defaults", "mesh": "\(what).\(key)"
         default: "\(what) \(key)"
         }
     }
@@ -350,6 +350,26 @@ struct PlanDraft {
     var sites: [SiteDraft] = []
     var sitesLine = 0
     var operators: [OperatorDraft] = []
+    var mesh: MeshDraft?
+    var servers: [ServerDraft] = []
+    /// Line of `servers:`, 0 when the plan has none.
+    var serversLine = 0
+
+    struct MeshDraft {
+        var line: Int
+        var prefix: Located<String>?
+        var port: Located<Int>?
+    }
+
+    struct ServerDraft {
+        var line: Int
+        var what: String
+        var name: Located<String>?
+        var site: Located<String>?
+        var token: Located<String>?
+        var address: Located<String>?
+        var generation: Located<Int>?
+    }
 
     struct RelayDraft {
         var line: Int
@@ -400,7 +420,9 @@ struct PlanDraft {
         var tunnelAddress: Located<String>?
     }
 
-    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites", "operators"]
+    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites", "operators", "mesh", "servers"]
+    static let meshKeys = ["prefix", "port"]
+    static let serverKeys = ["name", "site", "token", "address", "generation"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
     static let operatorKeys = ["name", "ssh_keys"]
@@ -477,6 +499,30 @@ struct PlanDraft {
             }
             draft.sites.append(site)
         }
+        readMesh(top, into: &draft, &r)
         return draft
+    }
+
+    /// `mesh:` and `servers:`, both optional: a plan without them is read exactly as before.
+    static func readMesh(_ top: Fields, into draft: inout PlanDraft, _ r: inout NodeReader) {
+        if let node = top.values["mesh"], let f = r.fields(node, "mesh", allowed: meshKeys) {
+            draft.mesh = MeshDraft(line: f.line, prefix: r.string(f, "prefix"),
+                                   port: r.integer(f, "port", 1...65535, required: false))
+        }
+        guard top.has("servers") else { return }
+        draft.serversLine = top.values["servers"].map(NodeReader.line) ?? top.line
+        for (i, node) in (r.list(top, "servers") ?? []).enumerated() {
+            let label = NodeReader.peek(node, "name").map { "server \(FieldRules.quoted($0))" } ?? "servers[\(i)]"
+            guard let f = r.fields(node, label, allowed: serverKeys) else { continue }
+            let name = r.string(f, "name")
+            let what = name.map { "server \(FieldRules.quoted($0.value))" } ?? "servers[\(i)]"
+            let named = Fields(what: what, line: f.line, values: f.values)
+            draft.servers.append(ServerDraft(
+                line: f.line, what: what, name: name,
+                site: r.string(named, "site"),
+                token: r.string(named, "token", required: false),
+                address: r.string(named, "address", required: false),
+                generation: r.integer(named, "generation", 1...1_000_000, required: false)))
+        }
     }
 }

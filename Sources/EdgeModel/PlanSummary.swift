@@ -8,6 +8,24 @@ public struct PlanSummary: Codable, Sendable, Equatable {
     public var relay: RelaySummary
     public var defaults: DefaultsSummary
     public var sites: [SiteSummary]
+    /// Absent (not in the JSON) when the plan has no mesh, so older plans print as before.
+    public var mesh: MeshSummary?
+    public var servers: [ServerSummary]?
+
+    public struct MeshSummary: Codable, Sendable, Equatable {
+        public var prefix: String
+        public var port: UInt16
+        public var mtu: Int
+    }
+
+    public struct ServerSummary: Codable, Sendable, Equatable {
+        public var name: String
+        public var site: String
+        public var token: String
+        public var siteAddress: String
+        public var meshAddress: String
+        public var generation: Int
+    }
 
     public struct RelaySummary: Codable, Sendable, Equatable {
         public var host: String
@@ -70,6 +88,14 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                         uplink: router.uplink.description, lan: router.lan.description)
                 })
         }
+        if let planMesh = plan.mesh {
+            mesh = MeshSummary(prefix: planMesh.prefix.description, port: planMesh.port, mtu: plan.defaults.innerMTU)
+            servers = plan.servers.map { server in
+                ServerSummary(name: server.name, site: server.site, token: server.token.description,
+                              siteAddress: server.siteAddress.description, meshAddress: server.meshAddress.description,
+                              generation: server.generation)
+            }
+        }
     }
 
     /// Stable, pretty JSON (sorted keys, snake_case) for scripts and CI matrices.
@@ -109,6 +135,22 @@ public struct PlanSummary: Codable, Sendable, Equatable {
             }
             out += cells.joined(separator: "  ") + "\n"
         }
+        if let mesh {
+            out += "\nmesh \(mesh.prefix)  udp \(mesh.port)  mtu \(mesh.mtu)\n"
+            out += Self.table([["SERVER", "SITE", "GEN", "SITE ADDRESS (ENDPOINT)", "MESH ADDRESS"]]
+                + (servers ?? []).map { [$0.name, $0.site, String($0.generation), $0.siteAddress, $0.meshAddress] })
+        }
         return out
+    }
+
+    /// Rows padded to their columns' widths, two spaces apart, the last column unpadded.
+    static func table(_ rows: [[String]]) -> String {
+        guard let header = rows.first else { return "" }
+        let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ") + "\n"
+        }.joined()
     }
 }

@@ -6,7 +6,8 @@ import EdgeModel
 public struct RenderedFile: Sendable, Equatable {
     /// Absolute path on the target machine, e.g. `/etc/radvd.conf`.
     public var path: String
-    /// Permission bits, e.g. `0o644`. Rendered files never hold secrets, so none is 0600.
+    /// Permission bits, e.g. `0o644`. A router's and the relay's rendered files never hold secrets;
+    /// a server's mesh key file and wg-quick file do, and are `0o600`.
     public var mode: UInt16
     public var contents: String
 
@@ -70,6 +71,17 @@ public enum ConfigPaths {
     public static let prometheusConfig = "/etc/prometheus/prometheus.yml"
     public static let prometheusRules = "/etc/prometheus/edgekit-rules.yml"
     public static let prometheusRouterTargets = "/etc/prometheus/edgekit-routers.json"
+
+    // MARK: A server in the servers' mesh (edgekit mesh render)
+
+    public static let meshNetdev = "/etc/systemd/network/50-edgekit-mesh.netdev"
+    public static let meshNetwork = "/etc/systemd/network/50-edgekit-mesh.network"
+    /// The server's mesh private key (base64), 0600; networkd reads it as `systemd-network`, so it
+    /// must be owned by that user on the server (docs/mesh.md, "Install"). In
+    /// /etc/systemd/network, not /etc/wireguard, which is 0700 root on Debian.
+    public static let meshKey = "/etc/systemd/network/50-edgekit-mesh.key"
+    /// The wg-quick form: the interface is named after the file (`wg-quick up wg-mesh`). 0600.
+    public static let meshWgQuick = "/etc/wireguard/wg-mesh.conf"
 }
 
 /// Interface names the rendered files use. They are fixed at render time so every file agrees.
@@ -78,6 +90,8 @@ public enum InterfaceNames {
     public static let routerTunnel = "wg-relay"
     /// The relay's single WireGuard interface, one peer per registered router.
     public static let relayTunnel = "wg-edgekit"
+    /// A server's interface in the servers' mesh.
+    public static let serverMesh = "wg-mesh"
     /// The name a `.link` file gives the uplink NIC when the plan says `auto` or a MAC address.
     public static let stableUplink = "uplink0"
     /// The name a `.link` file gives the LAN NIC when the plan says `auto` or a MAC address.

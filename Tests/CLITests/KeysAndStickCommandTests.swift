@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct KeysAndStickCommandTests {
     func mode(_ path: String) throws -> Int {
@@ -46,7 +47,12 @@ import Testing
         try withSecrets { secrets, dir in
             let d = dir.path
             let common = ["--plan", examplePlanPath, "--secrets", secrets]
+            try FileManager.default.createDirectory(atPath: d + "/meshplan", withIntermediateDirectories: true)
+            try Data(MeshPlanFixture.text().utf8).write(to: URL(fileURLWithPath: d + "/meshplan/plan.yaml"))
+            let mesh = ["--plan", d + "/meshplan", "--secrets", secrets]
             let runs: [(args: [String], secret: String)] = [
+                (["mesh", "render", "--server", "sa", "--out", d + "/m1"] + mesh, d + "/m1/etc/systemd/network/50-edgekit-mesh.key"),
+                (["mesh", "render", "--server", "sb", "--format", "wg-quick", "--out", d + "/m2"] + mesh, d + "/m2/etc/wireguard/wg-mesh.conf"),
                 (["keys", "identity", "--site", "site-a", "--out", d + "/site-a.identity"] + common, d + "/site-a.identity"),
                 (["render", "--site", "site-a", "--router", "1", "--out", d + "/r1"] + common, d + "/r1/etc/edgekit/wireguard.key"),
                 (["render", "--relay", "--out", d + "/relay"] + common, d + "/relay/etc/edgekit/relay-wireguard.key"),
@@ -81,6 +87,8 @@ import Testing
             #expect(try mode(d + "/r1/etc/edgekit/wireguard.key") == 0o600)
             #expect(try mode(d + "/relay/etc/edgekit/relay-wireguard.key") == 0o600)
             #expect(try mode(d + "/fresh/master.key") == 0o600)
+            #expect(try mode(d + "/m1/etc/systemd/network/50-edgekit-mesh.key") == 0o600)
+            #expect(try mode(d + "/m2/etc/wireguard/wg-mesh.conf") == 0o600)
         }
     }
 

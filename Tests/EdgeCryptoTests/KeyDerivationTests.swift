@@ -38,6 +38,18 @@ import Testing
         #expect(routerSecret.wireGuardKey.publicKeyBase64 == publicKey)
     }
 
+    /// Servers' mesh keys (docs/keys.md, `server-wireguard`), computed with Python `cryptography`.
+    @Test(arguments: [
+        ("db1", 1, "8FK2DIb/ixl3P7Sa5qbMN+dCHCaQlOiJ0YWboIKs10Y=", "uNBqTl97PvHqNTaabDsTH2o1AA0Ppw7UIx/uIYZlv18="),
+        ("db1", 2, "IGaMm1/Mwg0w5XkGfT/v0QO6j4ziDfGDv/P+hCriXHE=", "TeKjC6gaqJAd0uMqnEY0bv7I2Vs+ChyoQ+7qhf7q9mM="),
+        ("web", 1, "gKUmvGxq/LnmuVM7yaP4bud3bDdLjG+UTfQ97KTYX2k=", "twt7xwy0BqbxvKKRRsZ0Bx8dBLrU0iLqqxCNcKG3FXk="),
+    ])
+    func serverKeys(server: String, generation: Int, privateKey: String, publicKey: String) {
+        let key = keys.serverWireGuardKey(server: server, generation: generation)
+        #expect(key.privateKeyBase64 == privateKey)
+        #expect(key.publicKeyBase64 == publicKey)
+    }
+
     @Test func generationRotatesAndInputsSeparate() {
         let a = keys.routerSecret(site: "site-a", slot: 1, generation: 1)
         #expect(a != keys.routerSecret(site: "site-a", slot: 1, generation: 2))
@@ -55,6 +67,9 @@ import Testing
             #expect(result.status == 0)
             #expect(result.stdoutText == key.publicKeyBase64 + "\n")
         }
+        let server = keys.serverWireGuardKey(server: "db1", generation: 1)
+        let serverResult = try Tool.run("wg", ["pubkey"], stdin: Data((server.privateKeyBase64 + "\n").utf8))
+        #expect(serverResult.stdoutText == server.publicKeyBase64 + "\n")
         let relay = keys.relayWireGuardKey
         let result = try Tool.run("wg", ["pubkey"], stdin: Data((relay.privateKeyBase64 + "\n").utf8))
         #expect(result.stdoutText == relay.publicKeyBase64 + "\n")

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// `operators:` and `defaults.ssh_on_lan` in the plan, and the SSH key rule the agent shares
-/// (`FieldRules.sshPublicKey`). Refusals of bad keys in a plan: bad-plans/40-operator-ssh-keys.
+/// (`FieldRules.sshPublicKey`). Refusals of bad keys in a plan: bad-plans/46-operator-ssh-keys.
 struct OperatorTests {
     /// Made with ssh-keygen (OpenSSH 9.2) for these tests.
     static let ed25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH12wi39GXd7gq6X7QV6xQ+xv9DHIgI/8bkkI8CZahk2 alice@laptop"

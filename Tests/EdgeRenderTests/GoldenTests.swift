@@ -3,8 +3,8 @@ import EdgeRender
 import Foundation
 import Testing
 
-/// Every file of every router of the example plan, and of the relay, byte for byte against
-/// `Golden/<router-or-relay>/<path>`. `EDGEKIT_RECORD_GOLDEN=1 swift test` re-records them, and
+/// Every file of every router of the example plan, of the relay, and of every server of its mesh
+/// variant (`Golden/mesh-<server>-<format>/`), byte for byte against `Golden/<name>/<path>`. `EDGEKIT_RECORD_GOLDEN=1 swift test` re-records them, and
 /// then fails, so a run that records can never pass.
 @Suite("Golden files")
 struct GoldenTests {
@@ -12,7 +12,7 @@ struct GoldenTests {
 
     @Test("rendered files match the golden files")
     func matchesGolden() throws {
-        let renderings = try Fixtures.allRenderings()
+        let renderings = try Fixtures.allRenderings() + Fixtures.meshRenderings()
         let fileManager = FileManager.default
         if Self.recording {
             try? fileManager.removeItem(at: Fixtures.goldenDirectory)

@@ -135,9 +135,16 @@ extension RealTools {
                 ],
             ]
             var checked = 0
-            for (name, files) in try Fixtures.allRenderings() {
+            var endpoints = 0
+            for (name, files) in try Fixtures.allRenderings() + Fixtures.meshRenderings() {
                 for file in files where file.path.hasPrefix(ConfigPaths.networkdDirectory + "/") {
                     let type = String(file.path.split(separator: ".").last ?? "")
+                    // A server's mesh key (PrivateKeyFile=): one line of base64, 32 bytes.
+                    if type == "key" {
+                        let key = file.contents.trimmingCharacters(in: .newlines)
+                        #expect(file.mode == 0o600 && Data(base64Encoded: key)?.count == 32, "\(name)\(file.path)")
+                        continue
+                    }
                     let table = try #require(allowed[type], "\(file.path): unknown networkd file type")
                     let binary = type == "link" ? udevd : networkd
                     var section: String?
@@ -162,11 +169,19 @@ extension RealTools {
                                     && IPv6Address(parts[1].split(separator: "/")[0]) != nil,
                                     "\(name)\(file.path): \(key)=\(parts[1]) is not an IPv6 prefix")
                         }
+                        // A mesh peer's endpoint is a literal address: [IPv6]:port (systemd.netdev(5), Endpoint=).
+                        if key == "Endpoint", parts[1].hasPrefix("[") {
+                            let pieces = parts[1].dropFirst().split(separator: "]:", maxSplits: 1)
+                            #expect(pieces.count == 2 && IPv6Address(pieces[0]) != nil && UInt16(pieces[1]) != nil,
+                                    "\(name)\(file.path): Endpoint=\(parts[1])")
+                            endpoints += 1
+                        }
                         checked += 1
                     }
                 }
             }
             #expect(checked > 50)
+            #expect(endpoints == 6, "the three mesh servers have two peers each")
             // The check itself must be able to fail.
             #expect(networkd.range(of: Data([0] + Array("Network.IPv6AcceptRAs".utf8) + [0])) == nil)
         }
@@ -214,6 +229,71 @@ extension RealTools {
             #expect(peer[2] == "192.0.2.10:\(plan.relay.wireguardPort)")
             #expect(peer[3] == "\(IPv6Prefix.host(plan.relay.tunnelAddress)),\(plan.ula)")
             #expect(peer[7] == "\(plan.defaults.keepalive)")
+        }
+    
+        /// wg-quick's own parser (`wg-quick strip`) reads every server's wg-quick file, and `wg setconf`
+        /// loads what it leaves into a wireguard-go interface: key, port, peers, endpoints and
+        /// AllowedIPs as rendered. A broken file is refused.
+        @Test("wg-quick strip and wg setconf accept every server's wg-quick file and refuse a broken one")
+        func wgQuickMesh() throws {
+            _ = try Lab.tool("wg", package: "wireguard-tools")
+            _ = try Lab.tool("wg-quick", package: "wireguard-tools")
+            _ = try Lab.tool("wireguard-go")
+            _ = try Lab.tool("unshare", package: "util-linux")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let ns = try lab.namespace("m")
+            let plan = try Fixtures.meshPlan()
+            let interface = InterfaceNames.serverMesh
+
+            /// strip, then setconf into a fresh wireguard-go interface in a private /run; prints the dump.
+            func load(_ contents: String, as label: String) throws -> ProgramResult {
+                let folder = lab.directory.appendingPathComponent("wgq-\(label)-\(Lab.nextNumber())")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let path = try lab.write(folder.lastPathComponent + "/\(interface).conf", contents, mode: 0o600)
+                let script = """
+                    set -e
+                    mount -t tmpfs tmpfs /run
+                    wg-quick strip \(path) > \(folder.path)/stripped.conf
+                    WG_PROCESS_FOREGROUND=1 wireguard-go \(interface) >/dev/null 2>&1 &
+                    pid=$!
+                    trap 'kill $pid' EXIT
+                    i=0
+                    while [ ! -S /run/wireguard/\(interface).sock ]; do
+                        i=$((i + 1)); [ $i -lt 100 ] || { echo "wireguard-go did not start" >&2; exit 3; }
+                        sleep 0.1
+                    done
+                    wg setconf \(interface) \(folder.path)/stripped.conf
+                    wg show \(interface) dump
+                    """
+                return try lab.exec(ns, ["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
+                                         "unshare", "-m", "--propagation", "private", "sh", "-c", script])
+            }
+
+            for server in plan.servers {
+                let (_, _, files) = try Fixtures.mesh(server.name, format: .wgQuick, plan: plan)
+                let result = try load(files[0].contents, as: server.name)
+                #expect(result.status == 0, "\(server.name): \(result)")
+                let lines = result.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+                // Interface: private-key public-key listen-port fwmark.
+                #expect(lines.first?[0] == Fixtures.meshKeys[server.name]!.privateKey, "\(result)")
+                #expect(lines.first?[1] == Fixtures.meshKeys[server.name]!.publicKey, "\(result)")
+                #expect(lines.first?[2] == "58001", "\(result)")
+                // Peers: public-key preshared-key endpoint allowed-ips ...; every other server.
+                let peers = lines.dropFirst().map { ($0[0], $0[2], $0[3]) }
+                let expected = plan.servers.filter { $0.name != server.name }.map {
+                    (Fixtures.meshKeys[$0.name]!.publicKey, "[\($0.siteAddress)]:58001", "\($0.meshAddress)/128")
+                }
+                #expect(peers.map(\.0).sorted() == expected.map(\.0).sorted(), "\(result)")
+                for (key, endpoint, allowed) in expected {
+                    #expect(peers.contains { $0 == (key, endpoint, allowed) }, "\(server.name): no peer \(key) \(endpoint) \(allowed) in \(result)")
+                }
+            }
+            let good = try Fixtures.mesh("sa", format: .wgQuick, plan: plan).files[0].contents
+            let broken = good.replacingOccurrences(of: "AllowedIPs = fd9a:61c4:b7e:1::b/128", with: "AllowedIPs = fd9a:61c4:b7e:1::zz/128")
+            #expect(broken != good)
+            let refused = try load(broken, as: "broken")
+            #expect(refused.status != 0, "a broken AllowedIPs was accepted: \(refused)")
         }
     }
 }

@@ -20,7 +20,7 @@ import Glibc
 
     /// Every tool lab.sh checks for before it starts (its `for tool in …` line), plus those it uses
     /// without checking that are not in every base system.
-    static let tools = ["ip", "nft", "wg", "wireguard-go", "radvd", "keepalived", "dnsmasq", "busybox", "tcpdump",
+    static let tools = ["ip", "nft", "wg", "wg-quick", "wireguard-go", "python3", "radvd", "keepalived", "dnsmasq", "busybox", "tcpdump",
                         "mcopy", "nsenter", "unshare", "sysctl", "ping"]
 
     static func installed(_ tool: String) -> Bool {
@@ -63,7 +63,10 @@ import Glibc
         ("ULA ping", "first reply server A → server B"),
         ("dual stack", "relay endpoint of b1 / a1 / a2"),
         ("dual stack", "b1 / a1 / a2 as the relay sees them"),
+        ("mesh", "wg-quick up of the generated files → first reply sa → sb over the mesh /128s"),
         ("mesh", "relay capture on"),
+        ("mesh", "third server sc: new files applied → first reply sc → sb across sites"),
+        ("mesh", "third server sc joins: routers' rendered files and sticks"),
         ("failover (kill -9 master)", "traffic gap server A → server B"),
         ("failover (kill -9 master)", "VIPs left on the killed a1's lan0"),
         ("stick swap", "spare start → registered with the relay"),

@@ -39,3 +39,39 @@ public enum Products {
         return path
     }
 }
+
+/// The example plan with the servers' mesh added (docs/plan.md, "The servers' mesh"): three servers
+/// on two sites, one with the default token. Routers, relay and sites are those of
+/// `profiles/example`, so tests can show that adding servers changes none of their files.
+public enum MeshPlanFixture {
+    /// `mesh:` and `servers:` as an operator appends them to the example plan.
+    public static let meshSection = """
+
+        mesh:
+          prefix: fd9a:61c4:0b7e:1::/64
+          port: 58001
+
+        servers:
+          - name: sa
+            site: site-a
+            token: "::10"
+          - name: sb
+            site: site-b
+            token: "::10"
+            address: fd9a:61c4:0b7e:1::b
+          - name: sc
+            site: site-a
+            generation: 2
+
+        """
+
+    /// The example plan's text (`profiles/example/plan.yaml`).
+    public static func exampleText() throws -> String {
+        try String(contentsOfFile: Products.examplePlan + "/plan.yaml", encoding: .utf8)
+    }
+
+    /// The example plan's text with `meshSection` (or `section`) appended.
+    public static func text(section: String = meshSection) throws -> String {
+        try exampleText() + section
+    }
+}

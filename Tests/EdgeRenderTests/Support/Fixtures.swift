@@ -2,6 +2,7 @@ import EdgeModel
 import EdgeRender
 import Foundation
 import Testing
+import TestSupport
 
 /// The example plan and what the renderers make of it.
 enum Fixtures {
@@ -32,6 +33,38 @@ enum Fixtures {
         }
         result.append(("relay", RelayFiles.files(plan: plan)))
         return result
+    }
+
+    /// The example plan with three servers in a mesh (TestSupport's `MeshPlanFixture`).
+    static func meshPlan() throws -> Plan {
+        try PlanLoader.parse(try MeshPlanFixture.text())
+    }
+
+    /// Fixed WireGuard key pairs of the mesh plan's servers (`wg genkey | wg pubkey`, once): the
+    /// renderers take keys as text; EdgeCrypto's derivation has its own tests.
+    static let meshKeys: [String: (privateKey: String, publicKey: String)] = [
+        "sa": ("wNkeqsNsPpUh+pvBKHP/IKfX5/Uu3Sud/sm3e7mT130=", "NP3XYy5Cf0Qrvyi54rxPN9ViuYeftmSZE5wmUsS6r3M="),
+        "sb": ("EPJmOwDxqwGgaG89NhAEgfCdvXp7/wXDTN4yupmP4Uc=", "NEGB6a9eJbxOTM7jfH8HzCKjHVoMNVkg/PTi2vO7yFQ="),
+        "sc": ("iBf87Ouo0sGhB5bJVGJcOWRSXiRDJZFUV3D4uU0/QUo=", "ubiGmXzgokCJD062H5iXgJIIztw8KqJLs5gZPUFObW8="),
+    ]
+
+    /// One server's mesh files in `format`.
+    static func mesh(_ name: String, format: MeshFormat, plan: Plan? = nil) throws -> (plan: Plan, server: Server, files: [RenderedFile]) {
+        let plan = try plan ?? meshPlan()
+        let server = try #require(plan.server(named: name))
+        let keys = try #require(meshKeys[name])
+        return (plan, server, MeshFiles.files(plan: plan, server: server, privateKey: keys.privateKey,
+                                              publicKeys: meshKeys.mapValues(\.publicKey), format: format))
+    }
+
+    /// Every server's mesh files in both formats, named `mesh-<server>-<format>`.
+    static func meshRenderings() throws -> [(name: String, files: [RenderedFile])] {
+        let plan = try meshPlan()
+        return try plan.servers.flatMap { server in
+            try MeshFormat.allCases.map { format in
+                ("mesh-\(server.name)-\(format.rawValue)", try mesh(server.name, format: format, plan: plan).files)
+            }
+        }
     }
 
     /// The files of router `slot` of `siteName` in the example plan.
