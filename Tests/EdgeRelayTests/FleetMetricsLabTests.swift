@@ -276,34 +276,9 @@ final class FleetLab: @unchecked Sendable {
         }
     }
 
-    /// One HTTP/1.0 GET to 127.0.0.1:PORT in the relay's namespace; the whole response.
+    /// One HTTP/1.0 GET to 127.0.0.1:PORT (Prometheus) in the relay's namespace; the whole response.
     func http(_ target: String, port: Int? = nil) throws -> String {
-        let port = UInt16(port ?? prometheusPort)
-        return try Lab.inNamespace(relayNamespace) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw LabError("socket failed") }
-            defer { Glibc.close(fd) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else { throw LabError("cannot connect to 127.0.0.1:\(port)") }
-            let request = Array("GET \(target) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-            var response = [UInt8]()
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { break }
-                response += buffer[0..<n]
-            }
-            return String(decoding: response, as: UTF8.self)
-        }
+        try get(target, host: "127.0.0.1", port: UInt16(port ?? prometheusPort), headers: "Host: localhost\r\n")
     }
 
     /// The relay's own exposition from `::1` in its namespace (what Prometheus scrapes).
@@ -317,19 +292,45 @@ final class FleetLab: @unchecked Sendable {
 
     /// One HTTP/1.0 GET of `target` from the relay's endpoint at `[::1]:9821`; the whole response.
     func relayHTTP(_ target: String) throws -> String {
+        try get(target, host: "::1", port: UInt16(RelayConfig.defaultMetricsPort))
+    }
+
+    /// One HTTP/1.0 GET to `host` (an IPv4 or IPv6 literal) in the relay's namespace; reads until the
+    /// server closes (HTTP/1.0), with a 5 s receive timeout.
+    private func get(_ target: String, host: String, port: UInt16, headers: String = "") throws -> String {
         try Lab.inNamespace(relayNamespace) { () -> String in
-            let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+            let family = host.contains(":") ? AF_INET6 : AF_INET
+            let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw LabError("socket failed") }
             defer { Glibc.close(fd) }
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = UInt16(RelayConfig.defaultMetricsPort).bigEndian
-            inet_pton(AF_INET6, "::1", &address.sin6_addr)
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var storage = sockaddr_storage()
+            let length: Int
+            if family == AF_INET6 {
+                length = withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                        address.pointee.sin6_family = sa_family_t(AF_INET6)
+                        address.pointee.sin6_port = port.bigEndian
+                        inet_pton(AF_INET6, host, &address.pointee.sin6_addr)
+                        return MemoryLayout<sockaddr_in6>.size
+                    }
+                }
+            } else {
+                length = withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                        address.pointee.sin_family = sa_family_t(AF_INET)
+                        address.pointee.sin_port = port.bigEndian
+                        inet_pton(AF_INET, host, &address.pointee.sin_addr)
+                        return MemoryLayout<sockaddr_in>.size
+                    }
+                }
             }
-            guard connected == 0 else { throw LabError("cannot connect to [::1]:\(RelayConfig.defaultMetricsPort)") }
-            let request = Array("GET \(target) HTTP/1.0\r\n\r\n".utf8)
+            let connected = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(length)) }
+            }
+            guard connected == 0 else { throw LabError("cannot connect to [\(host)]:\(port)") }
+            let request = Array("GET \(target) HTTP/1.0\r\n\(headers)\r\n".utf8)
             _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
             var response = [UInt8]()
             var buffer = [UInt8](repeating: 0, count: 65536)

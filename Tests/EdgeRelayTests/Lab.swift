@@ -175,7 +175,8 @@ final class Lab: @unchecked Sendable {
         wg.standardOutput = FileHandle.nullDevice
         wg.standardError = FileHandle.nullDevice
         try wg.run()
-        try waitFor("wireguard-go \(interface)") {
+        // 60 s: while the suite builds images beside it, wireguard-go took over 15 s to open its socket.
+        try waitFor("wireguard-go \(interface)", timeout: 60) {
             (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
         }
         try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
