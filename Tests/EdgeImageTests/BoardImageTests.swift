@@ -6,22 +6,9 @@ import TestSupport
 
 /// The example plan with site-b on `pc-bios` and site-a on the default `pc-uefi`, built once with
 /// `edgekit build` (both boards in one run) and shared by the checks below.
-final class MixedBoardBuild: @unchecked Sendable {
-    static let shared = MixedBoardBuild()
-    private let lock = NSLock()
-    private var directory: String?
-
-    func build() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if let directory { return directory }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-boards-\(getpid())").path
-        try? FileManager.default.removeItem(atPath: dir)
+enum MixedBoardBuild {
+    static let shared = BuiltOnce("boards") { dir in
         try FileManager.default.createDirectory(atPath: dir + "/plan", withIntermediateDirectories: true)
-        mixedBoardFolder = dir
-        atexit {
-            if let folder = mixedBoardFolder { try? FileManager.default.removeItem(atPath: folder) }
-        }
         let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
         let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: pc-bios\n")
         guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
@@ -33,12 +20,8 @@ final class MixedBoardBuild: @unchecked Sendable {
             Issue.record("edgekit build of the mixed-board plan failed: \(result.stderr.suffix(2000))")
             throw CocoaError(.fileWriteUnknown)
         }
-        directory = dir
-        return dir
     }
 }
-
-nonisolated(unsafe) var mixedBoardFolder: String?
 
 /// Reads `count` bytes of `file` at byte `offset`.
 func bytes(of file: String, at offset: Int, count: Int) throws -> [UInt8] {

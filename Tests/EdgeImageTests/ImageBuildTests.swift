@@ -51,34 +51,50 @@ func imageProgram(_ tree: String, _ program: String, _ arguments: [String]) thro
     return try system(tree + "/usr/lib64/ld-linux-x86-64.so.2", ["--library-path", libraries, tree + "/" + program] + arguments)
 }
 
-/// The shared image's folder, removed when the test process exits (a 1.2 GB image per run
+/// Folders of `BuiltOnce` builds, removed when the test process exits (a 1.2 GB image per run
 /// otherwise stays in the temporary folder).
-nonisolated(unsafe) var sharedImageFolder: String?
+nonisolated(unsafe) private var builtOnceFolders: [String] = []
 
-/// One image shared by the checks below (building it is the expensive part).
-final class SharedImage: @unchecked Sendable {
-    static let shared = SharedImage()
+/// A folder built once per test process and shared by the checks that read it (the build is the
+/// expensive part): `TMP/edgekit-NAME-PID`, made by `make`, removed at exit.
+final class BuiltOnce: @unchecked Sendable {
+    private let name: String
+    private let make: (String) throws -> Void
     private let lock = NSLock()
     private var directory: String?
+
+    init(_ name: String, make: @escaping (String) throws -> Void) {
+        self.name = name
+        self.make = make
+    }
 
     func build() throws -> String {
         lock.lock()
         defer { lock.unlock() }
         if let directory { return directory }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-image-\(getpid())").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-\(name)-\(getpid())").path
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        sharedImageFolder = dir
-        atexit {
-            if let folder = sharedImageFolder { try? FileManager.default.removeItem(atPath: folder) }
+        if builtOnceFolders.isEmpty {
+            atexit {
+                for folder in builtOnceFolders { try? FileManager.default.removeItem(atPath: folder) }
+            }
         }
+        builtOnceFolders.append(dir)
+        try make(dir)
+        directory = dir
+        return dir
+    }
+}
+
+/// One image shared by the checks below.
+enum SharedImage {
+    static let shared = BuiltOnce("image") { dir in
         let result = try buildSiteB(out: dir + "/out", secrets: try makeSecrets(in: dir))
         guard result.status == 0 else {
             Issue.record("image build failed: \(result.stderr.suffix(2000))")
             throw CocoaError(.fileWriteUnknown)
         }
-        directory = dir
-        return dir
     }
 }
 
