@@ -65,7 +65,13 @@ appliance_agent() {
 
 main_job() {
   log "building release binaries (static Swift stdlib)"
-  swift build -c release --static-swift-stdlib 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build failed"
+  # Product by product: a plain `swift build` would also build TestSupport, which imports Testing
+  # and cannot build outside `swift build --build-tests`.
+  local product
+  for product in edgekit edgekit-relay; do
+    swift build -c release --static-swift-stdlib --product "$product" 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
+      || die "release build of $product failed"
+  done
   local bin agent secrets
   bin="$(swift build -c release --show-bin-path)"
   agent="$(appliance_agent)"
