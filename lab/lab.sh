@@ -349,6 +349,10 @@ set -e
 name=$1 root=$2 stick=$3 bin=$4 work=$5 stack=$6
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=0755 tmpfs /usr/local/bin
+# keepalived reads the agent's health from /run/edgekit/health (its track file); the agent writes it
+# under its --root.
+mkdir -p "$root/run/edgekit"
+ln -s "$root/run/edgekit" /run/edgekit
 printf '#!/bin/sh\n[ "$1" = notify ] && { shift; exec %s/edgekit-agent notify --root %s "$@"; }\nexec %s/edgekit-agent "$@"\n' \
   "$bin" "$root" "$bin" > /usr/local/bin/edgekit-agent
 chmod 0755 /usr/local/bin/edgekit-agent
@@ -417,8 +421,8 @@ log "routers: a1, a2 (site A, VRRP pair behind ISP A's NAT), b1 (site B on ISP B
 T_ROUTERS=$(now)
 start_router a1 lana ispa "$W/a1.stick.img" site-a
 start_router b1 lanb ispb "$W/b1.stick.img" site-b
-# a1 first, as an operator installs a site: routers start as BACKUP and a returning higher priority
-# waits preempt_delay (30 s), so the first one up is master; this makes a1 the master of site A.
+# a1 first, as an operator installs a site (routers start as BACKUP; a1 has the higher priority, so
+# it would take the site over anyway once healthy).
 wait_until 60 "a1 becomes VRRP master of site A (log $W/a1.agent.log)" is_master a1
 start_router a2 lana ispa "$W/a2.stick.img" site-a
 
@@ -513,11 +517,15 @@ nsx sb ping -6 -n -c 10 -i 0.1 -W 2 "${MESH_ADDR[sa]}" >/dev/null || fail "mesh 
 nsx sa ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1340 - 48)) "${MESH_ADDR[sb]}" >/dev/null || fail "a 1340-byte packet did not cross the mesh unfragmented"
 sleep 1
 kill "$TCPDUMP_INNER" "$TCPDUMP_OUTER"; wait "$TCPDUMP_INNER" "$TCPDUMP_OUTER" 2>/dev/null || true
-INNER_ALL=$(tcpdump -n -r "$W/relay-inner.pcap" 2>/dev/null | wc -l)
+# Besides the mesh, only the routers' health probes (ICMPv6 echo to and from the relay's tunnel
+# address, one per router per second) may cross the relay's tunnel interface.
+RELAY_TUNNEL_ADDRESS=$(plan_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["relay"]["tunnel_address"])')
+PROBES="icmp6 and (ip6[40] == 128 or ip6[40] == 129) and host $RELAY_TUNNEL_ADDRESS"
+INNER_ALL=$(tcpdump -n -r "$W/relay-inner.pcap" "not ($PROBES)" 2>/dev/null | wc -l)
 INNER_MESH=$(tcpdump -n -r "$W/relay-inner.pcap" "ip6 and udp and (dst port $MESH_PORT or src port $MESH_PORT) and src net $ULA and dst net $ULA" 2>/dev/null | wc -l)
 OUTER_OTHER=$(tcpdump -n -r "$W/relay-outer.pcap" "not (udp port 51820 or udp port 51821 or arp or icmp6 or (udp port 53))" 2>/dev/null | wc -l)
 [ "$INNER_MESH" -ge 20 ] || fail "relay capture: only $INNER_MESH mesh packets on $RWG (expected the 20 pings' worth)"
-[ "$INNER_ALL" -eq "$INNER_MESH" ] || fail "relay capture: $((INNER_ALL - INNER_MESH)) packets on $RWG besides WireGuard UDP to port $MESH_PORT: $(tcpdump -n -r "$W/relay-inner.pcap" "not udp port $MESH_PORT" 2>/dev/null | head -3)"
+[ "$INNER_ALL" -eq "$INNER_MESH" ] || fail "relay capture: $((INNER_ALL - INNER_MESH)) packets on $RWG besides WireGuard UDP to port $MESH_PORT and health probes: $(tcpdump -n -r "$W/relay-inner.pcap" "not udp port $MESH_PORT and not ($PROBES)" 2>/dev/null | head -3)"
 [ "$OUTER_OTHER" -eq 0 ] || fail "relay capture: $OUTER_OTHER unexpected packets on the relay uplink"
 FIGURES+=("mesh|relay capture on $RWG during 20 mesh pings: packets / of them WireGuard UDP to port $MESH_PORT|$INNER_ALL / $INNER_MESH|all|met")
 
@@ -567,6 +575,58 @@ FIGURES+=("mesh|third server sc joins: routers' rendered files and sticks / rout
 
 # LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image).
 if [ "${LAB_ONLY:-}" != qemu ]; then
+# Health-tracked VRRP (docs/network.md, "Health"): a master whose uplink dies, or whose ISP swallows
+# everything while the link stays up, is unhealthy; keepalived takes the difference of the site's
+# priorities off its own (track file), so the healthy backup preempts, registers as master and the
+# relay moves the /64. Back to health, the higher priority takes the site back.
+a1_is_master_at_relay() { relay_owner_has "$A1_PUB_HEALTH" "$SITE_A"; }
+A1_PUB_HEALTH=$(in_router a1 wg show wg-relay public-key)
+health_of() { agent_status "$1" | python3 -c 'import json,sys; h = json.load(sys.stdin)["health"]; print(h["verdict"] if h else "none")'; }
+is_healthy() { [ "$(health_of "$1")" = healthy ]; }
+wait_until 30 "a1 healthy before the health scenarios ($(health_of a1 2>&1))" is_healthy a1
+wait_until 30 "a2 healthy before the health scenarios ($(health_of a2 2>&1))" is_healthy a2
+is_master a1 || fail "a1 is not site A's master before the health scenarios"
+
+# health_fault NAME BREAK MEND TARGET_DOWN TARGET_BACK: break a1's uplink with BREAK, wait for a2 to
+# take over (VIP and relay claim), mend it with MEND, wait for a1 to take the site back.
+health_fault() {
+  local name=$1 break_it=$2 mend_it=$3 down_target=$4 back_target=$5
+  log "scenario: $name on site A's master (a1), the router otherwise up"
+  start_pinger "$W/ping-$name.log"
+  wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-$name.log"
+  sleep 1
+  local t_break; t_break=$(now)
+  eval "$break_it"
+  wait_until 15 "a2 takes site A over after a1's $name ($(health_of a1 2>&1))" is_master a2
+  wait_until 15 "a1 drops the VIPs after its $name" eval '! is_master a1'
+  wait_until 15 "traffic A → B again after a1's $name" replied_after "$t_break" "$W/ping-$name.log"
+  local unhealthy; unhealthy=$(health_of a1)
+  [ "$unhealthy" = unhealthy ] || fail "a1 says it is $unhealthy during its $name"
+  sleep 3
+  stop_pinger
+  figure "$name (master)" "traffic gap server A → server B" "$(max_gap "$W/ping-$name.log")" "$down_target"
+  start_pinger "$W/ping-$name-mended.log"
+  sleep 1
+  local t_mend; t_mend=$(now)
+  eval "$mend_it"
+  wait_until 30 "a1 takes site A back once healthy after its $name ($(health_of a1 2>&1))" is_master a1
+  wait_until 15 "the relay routes site A to a1 again" a1_is_master_at_relay
+  local back; back=$(elapsed "$t_mend")
+  sleep 3
+  stop_pinger
+  figure "$name mended" "a1 master again after the mend (3 answered probes)" "$back" "-"
+  figure "$name mended" "traffic gap server A → server B while a1 takes the site back" "$(max_gap "$W/ping-$name-mended.log")" "$back_target"
+}
+# The cable pulled: ISP A's end of a1's uplink goes down, so a1's uplink0 loses its carrier.
+health_fault "uplink down" 'ip -n "$(ns ispa)" link set a1 down' 'ip -n "$(ns ispa)" link set a1 up' "<3 s" "<1 s"
+# A black hole: the link stays up, ISP A's bridge drops every frame to and from a1 (DHCP and ARP
+# included), as an ISP outage upstream of the modem looks from the router.
+BLACKHOLE='table bridge edgekit_lab_blackhole {
+  chain pre { type filter hook prerouting priority 0; iifname "a1" drop; }
+  chain post { type filter hook postrouting priority 0; oifname "a1" drop; }
+}'
+health_fault "black hole" 'printf "%s\n" "$BLACKHOLE" | nsx ispa nft -f -' 'nsx ispa nft delete table bridge edgekit_lab_blackhole' "<5 s" "<1 s"
+
 log "scenario: failover, kill -9 of site A's master (a1)"
 A1_PUB=$(in_router a1 wg show wg-relay public-key)
 start_pinger "$W/ping-kill.log"
@@ -602,8 +662,9 @@ figure "stick swap" "spare start → registered with the relay (same WireGuard k
 wait_until 10 "traffic A → B with the spare on the LAN" replied_after "$T_SPARE" "$W/ping-swap.log"
 FIRST=$(first_reply_after "$T_SPARE" "$W/ping-swap.log")
 figure "stick swap" "spare start → first reply A → B (a2 carries the site meanwhile)" "$(elapsed "$T_SPARE" "$FIRST")" "-"
-# The spare has priority 200: it takes the site back after preempt_delay (30 s), once registered.
-wait_until 90 "the spare (priority 200) becomes master after preempt_delay" is_master a1
+# The spare has priority 200: it takes the site back once healthy (its relay answers three probes
+# through the tunnel; until then keepalived runs it 101 below its priority).
+wait_until 90 "the spare (priority 200) becomes master once healthy" is_master a1
 wait_until 20 "the relay routes site A's /64 to the spare" relay_owner_has "$SPARE_PUB" "$SITE_A"
 T_PREEMPT_DONE=$(now)
 sleep 2

@@ -57,6 +57,14 @@ public enum AgentMetrics {
         if let age = status.handshakeAgeSeconds {
             sample("edgekit_agent_tunnel_last_handshake_timestamp_seconds", [], Int(now.timeIntervalSince1970) - age)
         }
+        family("edgekit_agent_healthy", "1 while the router is healthy (uplink up, relay answering; keepalived tracks it), 0 while not; absent when no agent runs.")
+        if let health = status.health { sample("edgekit_agent_healthy", [], health.verdict == .healthy ? 1 : 0) }
+        family("edgekit_agent_relay_probe_success", "1 when the last health probe of the relay (ICMPv6 echo through the tunnel) was answered.")
+        if let health = status.health { sample("edgekit_agent_relay_probe_success", [("relay", health.relay)], health.probeAnswered ? 1 : 0) }
+        family("edgekit_agent_relay_probe_rtt_seconds", "Round trip of the last answered health probe of the relay.")
+        if let health = status.health, let rtt = health.roundTripSeconds {
+            out.append("edgekit_agent_relay_probe_rtt_seconds{relay=\"\(escape(health.relay))\"} \(String(format: "%.6f", rtt))")
+        }
         family("edgekit_agent_drift_files", "Live files that differ from the applied generation's manifest; absent when that cannot be checked.")
         if let drift = status.drift { sample("edgekit_agent_drift_files", [], drift) }
         family("edgekit_agent_drift_checkable", "1 when the applied generation has a manifest drift is checked against.")

@@ -153,9 +153,11 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var driftedFiles: [DriftedFile]?
     /// Why drift could not be checked (`generation N has no manifest; …`), else nil.
     public var driftProblem: String?
+    /// The running agent's health verdict and last relay probe; nil when no agent runs.
+    public var health: HealthReport?
 
     enum CodingKeys: String, CodingKey {
-        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health
         case driftedFiles = "drifted_files"
         case driftProblem = "drift_problem"
         case stickPath = "stick_path"
@@ -187,6 +189,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         try container.encode(drift, forKey: .drift)
         try container.encode(driftedFiles, forKey: .driftedFiles)
         try container.encode(driftProblem, forKey: .driftProblem)
+        try container.encode(health, forKey: .health)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
@@ -236,7 +239,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             handshakeAgeSeconds: age, tunnel: tunnel,
             registration: runtime?.registration ?? "not attempted (agent not running)",
             agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note,
-            drift: drift, driftedFiles: drifted, driftProblem: driftProblem)
+            drift: drift, driftedFiles: drifted, driftProblem: driftProblem,
+            health: runtime?.agentLine.hasPrefix("running") == true ? HealthReport.load(paths: paths) : nil)
     }
 
     public var lines: [String] {
@@ -250,6 +254,10 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "registration  \(registration)",
             "agent         \(agent)",
         ]
+        if let health {
+            let probe = health.roundTripSeconds.map { String(format: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
+            lines.append("health        \(health.verdict.rawValue) since \(health.since): \(health.reason); last probe of \(health.relay) \(probe)")
+        }
         if let lastApply { lines.append("last apply    \(lastApply)") }
         // `drift=N` leads the line so a script or a metric can take it as it is.
         if let driftProblem {

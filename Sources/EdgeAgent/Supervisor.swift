@@ -14,6 +14,12 @@ public struct SupervisorSettings: Sendable, Equatable {
     /// How often the daemons the agent started itself (`--services processes`) are looked at: a
     /// keepalived that is gone must not leave its VIPs behind for longer than this (issue 17.3).
     public var daemonCheck: Duration = .milliseconds(250)
+    /// How often the health watch looks at the uplink and probes the relay (docs/network.md, "Health").
+    public var healthInterval: Duration = .seconds(1)
+    /// Unanswered probes in a row that make a healthy router unhealthy.
+    public var healthMisses = 3
+    /// Answered probes in a row (uplink up) that make an unhealthy router healthy again.
+    public var healthRise = 3
     /// Seconds between reads of the tunnel's last handshake while it is fresh.
     public var tunnelCheckInterval: TimeInterval = 30
     /// A handshake older than this many seconds is stale. WireGuard rekeys every 2 minutes while
@@ -55,8 +61,6 @@ public actor Supervisor {
     /// `--registration-deadline`); a transition abandons it and starts one with the new claim.
     var inFlight: Task<Void, Never>?
     var attemptNumber = 0
-    /// keepalived (started by this agent's service manager) was seen gone and its VIPs released.
-    var keepalivedGone = false
     /// When the metrics are rewritten next without a state change (drift, handshake).
     var nextMetrics = Date.distantPast
 
@@ -271,14 +275,17 @@ public actor Supervisor {
                     wake.yield()
                 }
             }
-            // Apart from the loop, so a slow pass (a DNS lookup) never delays it.
-            let daemonCheck = settings.daemonCheck
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: daemonCheck)
-                    await self.watchKeepalived()
-                }
+            // Its own thread; a change wakes the loop, which re-registers on the `fault` it recorded.
+            let watch = KeepalivedWatch(agent: agent, every: settings.daemonCheck) { change in
+                wake.yield()
+                Task { await self.log(change) }
             }
+            watch.start()
+            let health = HealthWatch(paths: paths, every: settings.healthInterval, misses: settings.healthMisses,
+                                     rise: settings.healthRise) { report in
+                Task { await self.log(report) }
+            }
+            health.start()
             await withTaskCancellationOrGracefulShutdownHandler {
                 for await _ in wakeups {
                     if stopping { break }
@@ -288,6 +295,8 @@ public actor Supervisor {
                 wake.finish()
             }
             group.cancelAll()
+            watch.stop()
+            health.stop()
         }
         inFlight?.cancel()
         inFlight = nil
@@ -358,35 +367,24 @@ public actor Supervisor {
         attemptNumber += 1
     }
 
-    /// keepalived started by this agent (`--services processes`) and gone since (kill -9, a crash):
-    /// take its VIPs off the LAN port at once, which also silences radvd (it sends only from the
-    /// link-local VIP), and record VRRP `fault`, which re-registers this router as not master. The
-    /// peer's keepalived takes the VIPs over after its Master_Down_Interval; when keepalived runs
-    /// again it starts as backup and the election decides. systemd units do the same through
-    /// `ExecStopPost=` (overlays); there `isRunning` is nil and this does nothing.
-    func watchKeepalived() {
-        guard let running = agent.services.isRunning(.keepalived) else {
-            keepalivedGone = false
-            return
+    /// A health verdict that changed (keepalived has read it from the track file already); the
+    /// metrics follow at once.
+    func log(_ health: HealthReport) {
+        logChange("health", "health: \(health.verdict.rawValue) (\(health.reason))", level: health.verdict == .healthy ? .info : .warning)
+        publishMetrics()
+    }
+
+    /// What the `KeepalivedWatch` did, logged once per change.
+    func log(_ change: KeepalivedWatch.Change) {
+        switch change {
+        case .back:
+            logChange("keepalived", "keepalived runs again: VRRP decides which router is master")
+        case .gone(let removed, let recordFailure):
+            if let recordFailure { logger.error("\(recordFailure)") }
+            let what = removed.isEmpty ? "no VIP was left on the LAN port" : "removed \(removed.joined(separator: ", ")) from the LAN port"
+            logChange("keepalived", "keepalived is not running (nothing restarts it here): \(what); radvd is silent without the link-local VIP; VRRP state fault",
+                      level: .error)
         }
-        if running {
-            if keepalivedGone {
-                keepalivedGone = false
-                logChange("keepalived", "keepalived runs again: VRRP decides which router is master")
-            }
-            return
-        }
-        guard !keepalivedGone else { return }
-        keepalivedGone = true
-        let removed = VirtualAddresses.release(paths: paths, ip: agent.services.ipTool)
-        do {
-            try VRRPNotify.record(.fault, paths: paths)
-        } catch {
-            logger.error("\(error)")
-        }
-        let what = removed.isEmpty ? "no VIP was left on the LAN port" : "removed \(removed.joined(separator: ", ")) from the LAN port"
-        logChange("keepalived", "keepalived is not running (nothing restarts it here): \(what); radvd is silent without the link-local VIP; VRRP state fault",
-                  level: .error)
     }
 
     /// Reads the relay peer's last handshake; when it is stale (or there never was one), resolves the

@@ -4,21 +4,22 @@ import EdgeModel
 enum Keepalived {
     /// How a router of this site handles a higher-priority peer coming back (docs/network.md, "VRRP").
     enum PreemptPolicy: Equatable {
-        /// Single-router site: there is no peer to preempt.
+        /// Single-router site: there is no peer to preempt, and its VIPs stay whatever its health.
         case alone
         /// Equal priorities: the master keeps the role until it fails; never flap on address ties.
         case nopreempt
-        /// Distinct priorities (plan: "the highest live router is master"): take the role back, but
-        /// only after `seconds`, so a router that just booted has its tunnel up and registered first.
-        case preemptAfter(seconds: Int)
+        /// Distinct priorities (plan: "the highest live router is master"), tracked by health: an
+        /// unhealthy router's priority drops by `weight`, below every healthy peer's, so a master
+        /// whose uplink or relay is gone yields, and a router that just booted (unhealthy until
+        /// the relay answers through its tunnel) does not take over before its tunnel works.
+        case healthTracked(weight: Int)
     }
-
-    static let preemptDelaySeconds = 30
 
     static func preemptPolicy(site: Site) -> PreemptPolicy {
         guard site.routers.count > 1 else { return .alone }
-        let priorities = Set(site.routers.map(\.priority))
-        return priorities.count == 1 ? .nopreempt : .preemptAfter(seconds: preemptDelaySeconds)
+        let priorities = site.routers.map(\.priority)
+        guard Set(priorities).count > 1, let highest = priorities.max(), let lowest = priorities.min() else { return .nopreempt }
+        return .healthTracked(weight: highest - lowest + 1)
     }
 
     /// VRRPv3 advertisement interval in seconds with two decimals (RFC 5798 section 5.2.7: centiseconds).
@@ -29,11 +30,13 @@ enum Keepalived {
 
     static func config(plan: Plan, site: Site, router: Router) -> String {
         let lan = InterfaceNames.lan(of: router)
+        let policy = preemptPolicy(site: site)
         let preempt: String
-        switch preemptPolicy(site: site) {
+        switch policy {
         case .alone:
             preempt = """
-                    # Only router of the site: there is no peer to preempt or defer to.
+                    # Only router of the site: there is no peer to preempt or defer to, and it keeps the
+                    # VIPs whatever its health (no track file).
                 """
         case .nopreempt:
             preempt = """
@@ -41,14 +44,41 @@ enum Keepalived {
                     # fails, instead of flapping on address ties (keepalived.conf(5), nopreempt).
                     nopreempt
                 """
-        case .preemptAfter(let seconds):
+        case .healthTracked(let weight):
             preempt = """
-                    # Priorities differ, so the highest live router is master (plan), but a router that just
-                    # came back waits \(seconds) s for its tunnel and registration before it takes over.
-                    preempt_delay \(seconds)
+                    # Priorities differ, so the highest healthy router is master (plan). The agent writes
+                    # its health to the track file (0 healthy, 1 not: uplink down, or the relay silent
+                    # through the tunnel); unhealthy takes \(weight) off this priority, below every healthy
+                    # peer's. No preempt_delay: a router that just booted is unhealthy until its tunnel
+                    # answers. A master that turns unhealthy yields at once: the agent sets the yield
+                    # file for two seconds, a FAULT whose priority-0 advertisement lets the backup take
+                    # over after its skew time instead of three advertisement intervals.
+                    track_file {
+                        edgekit_health weight -\(weight)
+                        edgekit_yield weight 0
+                    }
                 """
         }
         let agent = ConfigPaths.agentExecutable
+        var trackFile = ""
+        if case .healthTracked = policy {
+            trackFile = """
+                # The agent's health verdict (docs/network.md, "Health"). A router starts unhealthy:
+                # keepalived writes 1 when the file is not there yet (at boot /run is empty).
+                track_file edgekit_health {
+                    file "\(ConfigPaths.healthTrackFile)"
+                    init_file 1
+                }
+
+                # Set by the agent only while a master hands over; 0 whenever keepalived starts.
+                track_file edgekit_yield {
+                    file "\(ConfigPaths.yieldTrackFile)"
+                    init_file 0 overwrite
+                }
+
+
+                """
+        }
         return """
             # edgekit: VRRPv3 for the \(site.name) LAN (RFC 5798, keepalived.conf(5)).
             global_defs {
@@ -61,7 +91,7 @@ enum Keepalived {
                 script_user root
             }
 
-            vrrp_instance \(site.name) {
+            \(trackFile)vrrp_instance \(site.name) {
                 # Every router starts as backup; the election decides, so a reboot never forces a takeover.
                 state BACKUP
                 interface \(lan)

@@ -53,6 +53,11 @@ public enum ConfigPaths {
     public static let nodeExporterArguments = "/etc/default/prometheus-node-exporter"
     /// keepalived's notify hook.
     public static let agentExecutable = "/usr/local/bin/edgekit-agent"
+    /// The agent's health verdict for keepalived's `track_file`: `0` healthy, `1` not (docs/network.md, "Health").
+    public static let healthTrackFile = "/run/edgekit/health"
+    /// Non-zero puts this router's VRRP instance in FAULT: the agent's way to make keepalived hand
+    /// the VIPs over at once (its priority-0 advertisement) when the master turns unhealthy.
+    public static let yieldTrackFile = "/run/edgekit/yield"
 
     // MARK: Relay
 

@@ -60,8 +60,9 @@ import TestSupport
             }
             let both: Set<String> = [llVIP, siteVIP]
 
-            // Each router: a private /run (wireguard-go's socket) and a private /usr/local/bin whose
-            // edgekit-agent (keepalived's notify hook) adds the router's --root, as lab/lab.sh does.
+            // Each router: a private /run (wireguard-go's socket; /run/edgekit, keepalived's track file,
+            // is the agent's under its --root) and a private /usr/local/bin whose edgekit-agent
+            // (keepalived's notify hook) adds the router's --root, as lab/lab.sh does.
             let agent = binDirectory.appendingPathComponent("edgekit-agent").path
             var roots: [String: String] = [:]
             for (slot, ns) in [(1, r1), (2, r2)] {
@@ -70,6 +71,7 @@ import TestSupport
                 let stick = try scratch.stickFolder("stick\(slot)", slot: slot, serial: 1000)
                 let script = """
                     mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=0755 tmpfs /usr/local/bin || exit 90
+                    mkdir -p '\(root)/run/edgekit' && ln -s '\(root)/run/edgekit' /run/edgekit || exit 91
                     printf '#!/bin/sh\\nexec %s "$@" --root %s\\n' '\(agent)' '\(root)' > /usr/local/bin/edgekit-agent
                     chmod 0755 /usr/local/bin/edgekit-agent
                     exec '\(agent)' run --root '\(root)' --stick '\(stick)' --services processes
@@ -89,6 +91,10 @@ import TestSupport
             started.append(ping)
             let answering = waitUntil(15) { ping.stdout.contains("bytes from") }
             try #require(answering, "the server gets no answer from \(site.linkLocalVIP): \(ping.stdout)\(ping.stderr)")
+            // The kernel's address events on router 1, stamped as they arrive: when the VIPs left its
+            // LAN port, without the delay of starting an `ip` per look on a loaded machine.
+            let addressEvents = try startProgram(ipTool, ["-n", r1, "-ts", "monitor", "address"])
+            started.append(addressEvents)
             Thread.sleep(forTimeInterval: 1)
 
             // kill -9 of every keepalived process of router 1 (parent and VRRP child).
@@ -100,17 +106,19 @@ import TestSupport
             let killedAt = Date()
             for pid in keepalived { kill(pid, SIGKILL) }
 
-            var dropped: TimeInterval?, takenOver: TimeInterval?
+            var seenDropped: TimeInterval?, takenOver: TimeInterval?
             var r1HeldAgain = false, r2LostIt = false
             while Date().timeIntervalSince(killedAt) < 25 {
                 let now = Date().timeIntervalSince(killedAt)
                 let held1 = vips(r1), held2 = vips(r2)
-                if dropped == nil, held1.isEmpty { dropped = now }
-                if dropped != nil, !held1.isEmpty { r1HeldAgain = true }
+                if seenDropped == nil, held1.isEmpty { seenDropped = now }
+                if seenDropped != nil, !held1.isEmpty { r1HeldAgain = true }
                 if takenOver == nil, held2 == both { takenOver = now }
                 if takenOver != nil, held2 != both { r2LostIt = true }
                 usleep(50_000)
             }
+            kill(addressEvents.pid, SIGTERM)
+            _ = addressEvents.wait(seconds: 3)
             kill(capture.pid, SIGTERM)
             kill(ping.pid, SIGINT)
             _ = capture.wait(seconds: 3)
@@ -127,6 +135,22 @@ import TestSupport
                 }
             }
             let adverts = seen("router advertisement"), replies = seen("echo reply")
+            // "[2026-12-06T01:15:26.107092] Deleted 3: lan0    inet6 fe80::1/64 scope link": both VIPs
+            // gone is the later of their deletions; the polling loop only confirms they stayed gone.
+            let stamp = DateFormatter()
+            stamp.locale = Locale(identifier: "en_US_POSIX")
+            stamp.timeZone = .current
+            stamp.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
+            let deletions = addressEvents.stdout.split(separator: "\n").filter { $0.contains("Deleted") && $0.contains(" lan0 ") }
+            func deleted(_ vip: String) -> TimeInterval? {
+                deletions.filter { $0.split(separator: " ").contains(Substring(vip)) }.compactMap { line -> TimeInterval? in
+                    guard line.hasPrefix("["), let end = line.firstIndex(of: "]"),
+                          let date = stamp.date(from: String(line[line.index(after: line.startIndex)..<end])) else { return nil }
+                    return date.timeIntervalSince(killedAt)
+                }.first { $0 >= 0 }
+            }
+            let deletedAt = both.compactMap(deleted)
+            let dropped = seenDropped != nil && deletedAt.count == both.count ? deletedAt.max() : nil
             // ping -D: "[EPOCH] 64 bytes from …"; the longest silence from the kill to the end.
             let answered = ping.stdout.split(separator: "\n").filter { $0.contains("bytes from") }.compactMap { line -> Double? in
                 guard line.hasPrefix("["), let end = line.firstIndex(of: "]") else { return nil }
@@ -135,10 +159,11 @@ import TestSupport
             let times = [killEpoch] + answered.filter { $0 > killEpoch }
             let gap = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? .infinity
 
-            let figures = "VIPs dropped by the crashed master \(dropped.map { String(format: "%.2f s", $0) } ?? "never") after the kill (target ≤ 3 s); "
+            let figures = "VIPs dropped by the crashed master \(dropped.map { String(format: "%.2f s", $0) } ?? "never") after the kill (target ≤ 3 s; "
+                + "seen by polling \(seenDropped.map { String(format: "%.2f s", $0) } ?? "never")); "
                 + "backup holds both \(takenOver.map { String(format: "%.2f s", $0) } ?? "never"); longest gap in answers from \(site.linkLocalVIP) \(String(format: "%.2f s", gap))"
             print("split brain: \(figures)")
-            let context = "\(figures)\nr1 \(mac1), r2 \(mac2)\n\(capture.stdout.suffix(4000))\n\(logs())"
+            let context = "\(figures)\nr1 \(mac1), r2 \(mac2)\n\(deletions.joined(separator: "\n"))\n\(capture.stdout.suffix(4000))\n\(logs())"
 
             #expect(replies.contains { $0.time < 0 && $0.mac == mac1 }, "before the kill router 1 answers for the VIP: \(context)")
             #expect(dropped.map { $0 <= 3 } == true, "the crashed master keeps its VIPs: \(context)")

@@ -68,7 +68,7 @@ struct RenderModelTests {
         #expect(try files.file(ConfigPaths.keepalived).contents.contains("interface lan0\n"))
     }
 
-    @Test("nopreempt only when all routers of the site share one priority")
+    @Test("health tracking with distinct priorities, nopreempt with equal ones, neither for one router")
     func preemptPolicy() throws {
         let plan = try Fixtures.examplePlan()
         var siteA = try #require(plan.site(named: "site-a"))
@@ -76,16 +76,29 @@ struct RenderModelTests {
             EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
                 .first { $0.path == ConfigPaths.keepalived }?.contents ?? ""
         }
-        // Distinct priorities (200, 100): preempt, after a delay.
-        #expect(keepalived(siteA).contains("    preempt_delay 30\n"))
+        // Distinct priorities (200, 100): the agent's health is tracked with a weight that puts an
+        // unhealthy 200 (99) below a healthy 100, and no preempt_delay holds the backup back.
+        #expect(keepalived(siteA).contains("track_file edgekit_health {\n    file \"/run/edgekit/health\"\n    init_file 1\n}\n"))
+        #expect(keepalived(siteA).contains("        edgekit_health weight -101\n"))
+        #expect(!keepalived(siteA).contains("    preempt_delay "))
         #expect(!keepalived(siteA).contains("nopreempt"))
-        // Equal priorities: nopreempt.
+        // Three routers 250, 120, 30: the weight spans the whole range (221).
+        var three = siteA
+        three.routers.append(three.routers[1])
+        three.routers[0].priority = 250
+        three.routers[1].priority = 120
+        three.routers[2].priority = 30
+        three.routers[2].slot = 3
+        #expect(keepalived(three).contains("        edgekit_health weight -221\n"))
+        // Equal priorities: nopreempt, and nothing to track (a lower priority would not be preempted).
         siteA.routers[1].priority = siteA.routers[0].priority
         #expect(keepalived(siteA).contains("    nopreempt\n"))
-        // One router: neither.
+        #expect(!keepalived(siteA).contains("track_file"))
+        // One router: none of them; it keeps its VIPs whatever its health.
         let siteB = try #require(plan.site(named: "site-b"))
         #expect(!keepalived(siteB).contains("preempt_delay"))
         #expect(!keepalived(siteB).contains("nopreempt"))
+        #expect(!keepalived(siteB).contains("track_file"))
     }
 
     @Test("advert_int is seconds with two decimals", arguments: [(100, "1.00"), (5, "0.05"), (150, "1.50"), (4095, "40.95")])

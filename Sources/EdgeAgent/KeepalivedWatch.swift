@@ -1,0 +1,71 @@
+import Foundation
+
+/// keepalived started by this agent (`--services processes`) and gone since (kill -9, a crash):
+/// takes its VIPs off the LAN port at once, which also silences radvd (it sends only from the
+/// link-local VIP), and records VRRP `fault`, which re-registers this router as not master. The
+/// peer's keepalived takes the VIPs over after its Master_Down_Interval; when keepalived runs again
+/// it starts as backup and the election decides. systemd units do the same through `ExecStopPost=`
+/// (overlays); there `isRunning` is nil and this does nothing.
+///
+/// It looks from a thread of its own, not from the supervisor's actor: neither a slow pass of the
+/// loop nor a cooperative pool kept busy by other work (a CI machine building images beside the
+/// router) may hold the VIPs on a crashed master (issue 17.3, "at once").
+final class KeepalivedWatch: @unchecked Sendable {
+    enum Change: Sendable {
+        /// keepalived was found gone: the VIPs removed (none left is `[]`), and why recording
+        /// `fault` failed, if it did.
+        case gone(removed: [String], recordFailure: String?)
+        /// keepalived runs again after it was found gone.
+        case back
+    }
+
+    private let agent: Agent
+    private let interval: TimeInterval
+    private let report: @Sendable (Change) -> Void
+    private let lock = NSLock()
+    private var stopped = false
+
+    init(agent: Agent, every interval: Duration, report: @escaping @Sendable (Change) -> Void) {
+        self.agent = agent
+        let (seconds, attoseconds) = interval.components
+        self.interval = Double(seconds) + Double(attoseconds) / 1e18
+        self.report = report
+    }
+
+    func start() {
+        let thread = Thread { [self] in watch() }
+        thread.name = "keepalived-watch"
+        thread.start()
+    }
+
+    /// The thread ends within one interval.
+    func stop() {
+        lock.withLock { stopped = true }
+    }
+
+    private func watch() {
+        var gone = false
+        while !lock.withLock({ stopped }) {
+            Thread.sleep(forTimeInterval: interval)
+            guard let running = agent.services.isRunning(.keepalived) else {
+                gone = false
+                continue
+            }
+            if running {
+                if gone { report(.back) }
+                gone = false
+                continue
+            }
+            guard !gone else { continue }
+            gone = true
+            let removed = VirtualAddresses.release(paths: agent.paths, ip: agent.services.ipTool)
+            var recordFailure: String?
+            do {
+                try VRRPNotify.record(.fault, paths: agent.paths)
+            } catch {
+                recordFailure = "\(error)"
+            }
+            report(.gone(removed: removed, recordFailure: recordFailure))
+        }
+    }
+}
