@@ -2,10 +2,11 @@ import Foundation
 
 /// keepalived started by this agent (`--services processes`) and gone since (kill -9, a crash):
 /// takes its VIPs off the LAN port at once, which also silences radvd (it sends only from the
-/// link-local VIP), and records VRRP `fault`, which re-registers this router as not master. The
-/// peer's keepalived takes the VIPs over after its Master_Down_Interval; when keepalived runs again
-/// it starts as backup and the election decides. systemd units do the same through `ExecStopPost=`
-/// (overlays); there `isRunning` is nil and this does nothing.
+/// link-local VIP), sends the priority-0 advertisement a stopping master sends, so the peer takes
+/// over after its skew time rather than three advertisement intervals (`VirtualAddresses.handOver`),
+/// and records VRRP `fault`, which re-registers this router as not master. When keepalived runs
+/// again it starts as backup and the election decides. systemd units do the same through
+/// `ExecStopPost=` (overlays); there `isRunning` is nil and this does nothing.
 ///
 /// It looks from a thread of its own, not from the supervisor's actor: neither a slow pass of the
 /// loop nor a cooperative pool kept busy by other work (a CI machine building images beside the
@@ -58,7 +59,7 @@ final class KeepalivedWatch: @unchecked Sendable {
             }
             guard !gone else { continue }
             gone = true
-            let removed = VirtualAddresses.release(paths: agent.paths, ip: agent.services.ipTool)
+            let removed = VirtualAddresses.handOver(paths: agent.paths, ip: agent.services.ipTool)
             var recordFailure: String?
             do {
                 try VRRPNotify.record(.fault, paths: agent.paths)

@@ -31,4 +31,15 @@ public enum VirtualAddresses {
             (try? SystemCommand.run(ip, ["-6", "addr", "del", address, "dev", interface]))?.succeeded ?? false
         }
     }
+
+    /// keepalived has ended (killed, crashed, stopped): its VIPs off the LAN port and, when this
+    /// router was master, the priority-0 advertisement it could not send, so the backup takes over
+    /// after its skew time (`VRRPResignation`). Call before recording `fault`. Returns the VIPs removed.
+    @discardableResult
+    public static func handOver(paths: AgentPaths, ip: String = "ip") -> [String] {
+        let wasMaster = VRRPNotify.current(paths: paths) == .master
+        let removed = release(paths: paths, ip: ip)
+        if wasMaster { VRRPResignation.send(paths: paths) }
+        return removed
+    }
 }

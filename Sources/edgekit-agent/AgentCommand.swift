@@ -173,7 +173,8 @@ struct Notify: AsyncParsableCommand {
             --root: the same root as the `run` to tell. A state other than master, backup or fault, or a
             --root that is not a directory: one line, exit 1, nothing written.
             `stopped` is keepalived.service's ExecStopPost= (keepalived ended, even by kill -9): remove
-            the VIPs it may have left on the LAN port, then record fault.
+            the VIPs it may have left on the LAN port, send the priority-0 advertisement a master that
+            stops sends (when it was master), then record fault.
             """)
 
     @Option(help: "Root of the tree (default /).")
@@ -184,8 +185,8 @@ struct Notify: AsyncParsableCommand {
     func run() async throws {
         let paths = AgentPaths(root: root)
         if state.lowercased() == "stopped" {
+            VirtualAddresses.handOver(paths: paths)
             try VRRPNotify.record(.fault, paths: paths)
-            VirtualAddresses.release(paths: paths)
             return
         }
         guard let vrrp = VRRPState(rawValue: state.lowercased()) else {

@@ -1,4 +1,5 @@
 @testable import EdgeAgent
+import EdgeModel
 import Foundation
 import Testing
 import TestSupport
@@ -111,6 +112,41 @@ import TestSupport
         #expect(inet_pton(AF_INET6, "fd00::2", &b) == 1)
         #expect(!RelayProbe.same(a, b))
         #expect(RelayProbe(address: "not an address") == nil)
+    }
+
+    @Test("the priority-0 advertisement: RFC 5798 section 5.1, byte by byte")
+    func resignationPacket() throws {
+        let instance = VRRPResignation.Instance(interface: "lan0", vrid: 51, intervalCentiseconds: 100,
+                                                addresses: [try #require(IPv6Address("fe80::1")), try #require(IPv6Address("fd00:1:2:3::1"))])
+        let packet = VRRPResignation.packet(instance)
+        #expect(packet.count == 8 + 2 * 16)
+        // Version 3 and type 1; VRID 51; priority 0; 2 addresses; interval 100 cs (0x064); checksum 0.
+        #expect(Array(packet.prefix(8)) == [0x31, 51, 0, 2, 0x00, 0x64, 0, 0])
+        #expect(Array(packet[8..<24]) == [0xfe, 0x80] + [UInt8](repeating: 0, count: 13) + [1])
+        // The 12-bit interval field holds 40.95 s at most.
+        var slow = instance
+        slow.intervalCentiseconds = 4095
+        #expect(Array(VRRPResignation.packet(slow)[4..<6]) == [0x0f, 0xff])
+    }
+
+    @Test("the router's own link-local address, never the link-local VIP")
+    func ownLinkLocal() throws {
+        try Scratch.with { scratch in
+            let table = scratch.path("if_inet6")
+            try Data("""
+                fe800000000000000000000000000001 03 40 20 80     lan0
+                fd000001000200030000000000000001 03 40 00 80     lan0
+                fe8000000000000024a1b2fffec3d4e5 03 40 20 80     lan0
+                fe80000000000000000000000000abcd 02 40 20 80  uplink0
+
+                """.utf8).write(to: URL(fileURLWithPath: table))
+            let vip = try #require(IPv6Address("fe80::1"))
+            let own = try #require(VRRPResignation.ownLinkLocal(interface: "lan0", except: [vip], table: table))
+            var expected = in6_addr()
+            #expect(inet_pton(AF_INET6, "fe80::24a1:b2ff:fec3:d4e5", &expected) == 1)
+            #expect(RelayProbe.same(own, expected))
+            #expect(VRRPResignation.ownLinkLocal(interface: "lan9", except: [vip], table: table) == nil)
+        }
     }
 }
 

@@ -78,12 +78,20 @@ import Testing
             // No tunnel here: the keys are there all the same, empty ones null.
             #expect(status["tunnel"] as? String == "absent" && status["handshake_age_seconds"] is NSNull, "\(status)")
             #expect(status["failed_services"] is NSNull && status["note"] is NSNull, "\(status)")
+            // Health while run runs: unhealthy here (no uplink port, no relay), with the reason.
+            let healthy = waitUntil(10) { ((try? ApplyTests.status(root))?["health"] as? [String: Any]) != nil }
+            status = try ApplyTests.status(root)
+            let health = try #require(status["health"] as? [String: Any], "\(status)")
+            #expect(health["verdict"] as? String == "unhealthy" && (health["reason"] as? String)?.contains("uplink") == true, "\(health)")
+            #expect(healthy && health["probe_answered"] as? Bool == false, "\(health)")
+            #expect(try String(contentsOfFile: root + "/run/edgekit/health", encoding: .utf8) == "1\n")
 
             // Killed, not stopped: the record says running, the pid says otherwise.
             kill(agent.pid, SIGKILL)
             #expect(agent.wait(seconds: 10))
             status = try ApplyTests.status(root)
             #expect(status["agent"] as? String == "not running (pid \(agent.pid) ended without stopping cleanly)", "\(status)")
+            #expect(status["health"] is NSNull, "no agent, no health: \(status)")
             let text = try runTool("edgekit-agent", ["status", "--root", root])
             #expect(text.stdout.contains("agent         not running (pid \(agent.pid) ended without stopping cleanly)"), "\(text)")
 

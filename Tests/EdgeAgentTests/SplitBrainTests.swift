@@ -9,7 +9,8 @@ import TestSupport
 /// nftables and wireguard-go) in namespaces whose LAN ports meet on a bridge in a third, "server",
 /// namespace, which pings the link-local VIP every 100 ms and captures ICMPv6 with the senders' MACs.
 /// The crashed router must drop both VIPs at once and send no RA afterwards, the backup must take
-/// over, and from then on every answer for `fe80::1` must come from the backup (no flapping).
+/// over (after the priority-0 advertisement the agent sends for the dead keepalived), and from then
+/// on every answer for `fe80::1` must come from the backup (no flapping).
 @Suite(.serialized) struct SplitBrainTests {
     @Test("kill -9 of keepalived on the master: its VIPs and RAs go at once, the backup takes over, no next-hop flapping",
           .requiresRoot(andTools: "ip", "unshare", "radvd", "keepalived", "wireguard-go", "wg", "nft", "tcpdump", "ping"), .slow)
@@ -168,7 +169,9 @@ import TestSupport
             #expect(replies.contains { $0.time < 0 && $0.mac == mac1 }, "before the kill router 1 answers for the VIP: \(context)")
             #expect(dropped.map { $0 <= 3 } == true, "the crashed master keeps its VIPs: \(context)")
             #expect(!r1HeldAgain, "the crashed master held a VIP again: \(context)")
-            #expect(takenOver.map { $0 <= 10 } == true, "the backup does not take over: \(context)")
+            // The agent sends the priority-0 advertisement the dead master could not: the backup
+            // takes over after its skew time (0.6 s), well before the 3.6 s Master_Down_Interval.
+            #expect(takenOver.map { $0 <= 3.5 } == true, "the backup does not take over before Master_Down_Interval: \(context)")
             #expect(!r2LostIt, "the new master lost the VIPs again: \(context)")
             if let dropped {
                 let late = adverts.filter { $0.mac == mac1 && $0.time > dropped + 0.2 }
@@ -180,7 +183,7 @@ import TestSupport
                 #expect(after.count > 50 && after.allSatisfy { $0.mac == mac2 }, "next hop flapping after the takeover: \(after.filter { $0.mac != mac2 }.count) of \(after.count) answers from router 1: \(context)")
                 #expect(adverts.contains { $0.mac == mac2 && $0.time > takenOver }, "the new master advertises: \(context)")
             }
-            #expect(gap <= 6, "the VIP went unanswered for \(gap) s: \(context)")
+            #expect(gap <= 3, "the VIP went unanswered for \(gap) s (target ≤ 3 s): \(context)")
             // The crashed router's agent says what it did, and no longer claims master.
             let status = try runTool("edgekit-agent", ["status", "--root", try #require(roots[r1]), "--format", "json"])
             let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
