@@ -20,6 +20,8 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var healthMisses = 3
     /// Answered probes in a row (uplink up) that make an unhealthy router healthy again.
     public var healthRise = 3
+    /// Seconds between looks for a stick that appeared after boot (`Supervisor.lookForLateStick`).
+    public var stickCheckInterval: TimeInterval = 1
     /// Seconds between reads of the tunnel's last handshake while it is fresh.
     public var tunnelCheckInterval: TimeInterval = 30
     /// A handshake older than this many seconds is stale. WireGuard rekeys every 2 minutes while
@@ -61,6 +63,9 @@ public actor Supervisor {
     /// `--registration-deadline`); a transition abandons it and starts one with the new claim.
     var inFlight: Task<Void, Never>?
     var attemptNumber = 0
+    /// Block devices at the last look for a stick, so only a new one makes the agent run blkid.
+    var knownBlockDevices: Set<String> = []
+    var nextStickLook = Date.distantPast
     /// When the metrics are rewritten next without a state change (drift, handshake).
     var nextMetrics = Date.distantPast
 
@@ -118,20 +123,37 @@ public actor Supervisor {
         } catch {
             logger.error("recovering an interrupted apply failed: \(error)")
         }
+        applyStick(atBoot: true)
+        knownBlockDevices = StickWatch.blockDevices()
+    }
+
+    /// Applies the stick (`--stick`, else the device labelled EDGEPROFILE) and records the result.
+    /// At boot, no stick means keeping the last generation, with the console line; later (a stick
+    /// that appeared, `lookForLateStick`) the apply is the same as at boot, and a new generation is
+    /// registered at once.
+    func applyStick(atBoot: Bool) {
         do {
+            // Under `run`, a `--stick` path that is not there yet is no stick yet (a device that
+            // has not enumerated), not a refused one: it is applied when it appears.
+            if let stick, !FileManager.default.fileExists(atPath: stick) {
+                throw AgentError.noStick(keeping: agent.store.current?.number)
+            }
             let report = try agent.apply(stick: stick, dryRun: false)
             state.stick = "found"
             state.stickPath = report.stick
             state.lastApply = report.summary
             state.lastApplyResult = "applied"
+            state.noStickAtBoot = false
             for line in report.lines { logger.info("\(line)") }
         } catch AgentError.noStick(let keeping) {
             state.stick = "none"
-            state.noStickAtBoot = true
             state.lastApply = AgentError.noStickLine(keeping: keeping)
             state.lastApplyResult = "no_stick"
-            // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
-            FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
+            if atBoot {
+                state.noStickAtBoot = true
+                // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
+                FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
+            }
         } catch let error as AgentError where error.isServiceFailure {
             // The stick was good; a service did not come up with it.
             state.stick = "found"
@@ -148,6 +170,33 @@ public actor Supervisor {
         }
         state.save(paths: paths)
         publishMetrics()
+        if !atBoot {
+            // A new generation may carry a new certificate or claim: register it now.
+            abandonRegistration()
+            registrationDue = clock()
+            registrationFailures = 0
+        }
+    }
+
+    /// A stick that appears while `run` runs (USB enumerates late on a Pi; an operator plugs one into
+    /// a running router) is applied without a reboot (docs/agent.md, "A stick inserted later"): with
+    /// `--stick PATH`, when PATH appears after the boot found nothing there; otherwise when a block
+    /// device appears (`/sys/class/block`, read once a look: no process unless something is new) and
+    /// blkid finds the EDGEPROFILE label. A stick already applied applies as "already applied".
+    func lookForLateStick(now: Date) {
+        nextStickLook = now.addingTimeInterval(settings.stickCheckInterval)
+        if let stick {
+            guard state.stick == "none", FileManager.default.fileExists(atPath: stick) else { return }
+            logger.info("stick: \(stick) appeared; applying it")
+            applyStick(atBoot: false)
+            return
+        }
+        let devices = StickWatch.blockDevices()
+        let added = devices.subtracting(knownBlockDevices).sorted()
+        knownBlockDevices = devices
+        guard !added.isEmpty, let device = Agent.locateStick() else { return }
+        logger.info("stick: \(device) appeared (new block devices: \(added.joined(separator: ", "))); applying it")
+        applyStick(atBoot: false)
     }
 
     /// Rewrites the textfile collector's `edgekit.prom` when what it says changed (`AgentMetrics`).
@@ -324,6 +373,7 @@ public actor Supervisor {
             registrationFailures = 0
             publishMetrics()
         }
+        if now >= nextStickLook { lookForLateStick(now: now) }
         if now >= nextTunnelCheck { await checkTunnel(now: now) }
         if now >= nextMetrics { publishMetrics() }
         if stopping { return }

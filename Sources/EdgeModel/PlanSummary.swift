@@ -50,6 +50,8 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         public var vrrpID: Int
         public var vip: String
         public var linkLocalVIP: String
+        /// The board its image is built for (docs/image.md, "Boards").
+        public var board: String
         public var routers: [RouterSummary]
     }
 
@@ -79,7 +81,7 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         sites = plan.sites.map { site in
             SiteSummary(
                 name: site.name, index: site.index, prefix: site.prefix.description, vrrpID: site.vrrpID,
-                vip: site.vip.description, linkLocalVIP: site.linkLocalVIP.description,
+                vip: site.vip.description, linkLocalVIP: site.linkLocalVIP.description, board: site.board.name,
                 routers: site.routers.map { router in
                     RouterSummary(
                         slot: router.slot, hostname: site.hostname(slot: router.slot), priority: router.priority,
@@ -117,12 +119,12 @@ public struct PlanSummary: Codable, Sendable, Equatable {
               vrrp     advert every \(String(format: "%.2f", defaults.vrrpAdvertInterval)) s; keepalive \(defaults.keepalive) s; relay forwards udp \(defaults.serverWireguardPorts)
 
             """
-        let header = ["SITE", "INDEX", "PREFIX", "VRRP", "VIP", "SLOT", "HOSTNAME", "PRIO", "GEN", "LAN ADDRESS", "TUNNEL ADDRESS", "UPLINK", "LAN"]
+        let header = ["SITE", "INDEX", "BOARD", "PREFIX", "VRRP", "VIP", "SLOT", "HOSTNAME", "PRIO", "GEN", "LAN ADDRESS", "TUNNEL ADDRESS", "UPLINK", "LAN"]
         var rows: [[String]] = [header]
         for site in sites {
             for router in site.routers {
                 rows.append([
-                    site.name, String(site.index), site.prefix, String(site.vrrpID), "\(site.linkLocalVIP), \(site.vip)",
+                    site.name, String(site.index), site.board, site.prefix, String(site.vrrpID), "\(site.linkLocalVIP), \(site.vip)",
                     String(router.slot), router.hostname, String(router.priority), String(router.generation),
                     router.lanAddress, router.tunnelAddress, router.uplink, router.lan,
                 ])

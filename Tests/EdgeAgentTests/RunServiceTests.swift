@@ -62,6 +62,38 @@ import Testing
         }
     }
 
+    @Test("a stick that appears after the boot found none is applied without a restart, and registered")
+    func stickInsertedLater() throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let late = scratch.path("late-stick")
+            let agent = try startProgram(Self.agentPath, ["run", "--root", root, "--stick", late, "--services", "none",
+                                                          "--registration-deadline", "2"])
+            defer { agent.discard() }
+            let noStick = "no profile stick found (label EDGEPROFILE); nothing applied yet"
+            try #require(waitUntil(60) { agent.stderr.contains(noStick) || agent.poll() } && !agent.poll(), "\(agent.stderr)")
+            #expect(try ApplyTests.status(root)["stick"] as? String == "none")
+            // Plugged in: the folder appears at once (built beside it, then renamed into place).
+            let built = try scratch.stickFolder("stick-built", slot: 2, serial: 1000)
+            let inserted = Date()
+            #expect(rename(built, late) == 0)
+            let applied = waitUntil(20) { (try? ApplyTests.status(root))?["generation"] as? Int == 1 }
+            let seconds = Date().timeIntervalSince(inserted)
+            let status = try ApplyTests.status(root)
+            #expect(applied, "the late stick was not applied: \(status)\n\(agent.stderr)")
+            print("late stick: applied \(String(format: "%.2f", seconds)) s after it appeared (target: without a reboot, within seconds)")
+            #expect(status["stick"] as? String == "found" && status["stick_path"] as? String == late, "\(status)")
+            #expect(status["note"] is NSNull, "the boot's no-stick note goes with the apply: \(status)")
+            #expect(agent.stderr.contains("stick: \(late) appeared; applying it"), "\(agent.stderr)")
+            // And it registers the new generation (no relay here: the attempt fails, but it is made).
+            let attempted = waitUntil(20) { ((try? ApplyTests.status(root))?["registration"] as? String)?.hasPrefix("failed") == true }
+            #expect(attempted, "\((try? ApplyTests.status(root)) ?? [:])")
+            // Still there a while later: applied once, not again at every look.
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(agent.stderr.components(separatedBy: "appeared; applying it").count == 2, "\(agent.stderr)")
+        }
+    }
+
     @Test("status: running while run runs, not running once it is killed; a manual apply updates the stick fields")
     func statusFollowsTheAgent() throws {
         try Scratch.with { scratch in

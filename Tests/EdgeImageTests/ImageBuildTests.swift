@@ -351,17 +351,34 @@ struct ImageBuildTests {
 
     /// The disk image boots under qemu (software emulation) with OVMF, and the agent says on the
     /// serial console that there is no stick.
-    @Test(.timeLimit(.minutes(10))) func imageBootsAndTheAgentReportsNoStick() throws {
+    /// One boot, two checks: the agent says "no stick" at boot, and a stick plugged in afterwards
+    /// (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied without a reboot.
+    @Test(.timeLimit(.minutes(10))) func imageBootsWithoutAStickAndAppliesOnePluggedInLater() throws {
         let dir = try SharedImage.shared.build()
+        // Router 1's stick of site B, sealed to this image's identity (the same test secrets).
+        let stick = dir + "/late.stick.img"
+        try? FileManager.default.removeItem(atPath: stick)
+        let built = try edgekit(["stick", "build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+                                 "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
+        try #require(built.status == 0, "\(built.stderr)")
         // The root filesystem is every site's; the agent names the machine after its site stamp
         // (site partition), so the serial login prompt carries the site's hostname.
         let prompt = "site-b login:"
-        let boot = try EmulatedBoot.run(dir + "/out/site-b.img", Board.pcUEFI.emulation[0], scratch: dir,
-                                        waitingFor: [EmulatedBoot.noStickLine, prompt])
-        print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s under emulation")
+        let applied = "applied generation 1 (site site-b router 1"
+        // Two NICs (uplink and LAN, user-mode networking: no relay answers) so the apply has its ports.
+        let nics = ["-nic", "user,model=virtio-net-pci", "-nic", "user,model=virtio-net-pci", "-device", "qemu-xhci,id=xhci"]
+        let plug = ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
+                    "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
+        let boot = try EmulatedBoot.run(dir + "/out/site-b.img", Board.pcUEFI.emulation[0], scratch: dir, extra: nics,
+                                        after: (prompt, plug), waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
+        print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
+              + "stick plugged in then, applied after \(boot.seconds(applied)) s under emulation")
+        let tail = "console tail: \(boot.console.suffix(3000))\nmonitor: \(boot.monitor.joined(separator: "\n"))"
         #expect(boot.console.contains("Linux version"), "the kernel started")
-        #expect(boot.console.contains(EmulatedBoot.noStickLine), "console tail: \(boot.console.suffix(3000))")
-        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; console tail: \(boot.console.suffix(3000))")
+        #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
+        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+        #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
+        #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
     }
 }
 
@@ -374,6 +391,8 @@ struct EmulatedBoot {
     var console: String
     /// Seconds from qemu's start until each awaited line first appeared.
     var seen: [String: Int]
+    /// What the monitor answered to the `after` commands.
+    var monitor: [String] = []
 
     func seconds(_ line: String) -> String { seen[line].map(String.init) ?? "-" }
 
@@ -381,8 +400,11 @@ struct EmulatedBoot {
     /// keeps the console logs and firmware variables of boots running side by side apart. One vCPU:
     /// with two, multi-threaded TCG lets trixie's kernel (6.12) run code another vCPU is patching
     /// with int3 and it panics at boot now and then ("Oops: int3" in sched_clock_idle_wakeup_event).
+    /// `extra`: more qemu arguments (devices); `after`: once its line has appeared on the console,
+    /// its commands go to the qemu monitor (e.g. hot-plugging a USB stick), in order.
     static func run(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String = "boot", cpus: Int = 1,
-                    limit: TimeInterval = 420, waitingFor lines: [String]) throws -> EmulatedBoot {
+                    limit: TimeInterval = 420, extra: [String] = ["-nic", "none"], after: (line: String, monitor: [String])? = nil,
+                    waitingFor lines: [String]) throws -> EmulatedBoot {
         var arguments = emulation.arguments
         if let variables = emulation.variables {
             let copy = scratch + "/\(name).vars.fd"
@@ -394,10 +416,12 @@ struct EmulatedBoot {
         try? FileManager.default.removeItem(atPath: console)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/" + emulation.emulator)
-        process.arguments = arguments + [
-            "-m", "1024", "-smp", String(cpus), "-nographic", "-no-reboot", "-nic", "none",
+        let monitor = scratch + "/\(name).monitor"
+        try? FileManager.default.removeItem(atPath: monitor)
+        process.arguments = arguments + extra + [
+            "-m", "1024", "-smp", String(cpus), "-nographic", "-no-reboot",
             "-drive", "file=\(image),if=virtio,format=raw,snapshot=on",
-            "-serial", "file:\(console)", "-monitor", "none",
+            "-serial", "file:\(console)", "-monitor", "unix:\(monitor),server=on,wait=off",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -409,11 +433,20 @@ struct EmulatedBoot {
             process.waitUntilExit()
         }
         let started = Date()
-        var boot = EmulatedBoot(console: "", seen: [:])
+        var boot = EmulatedBoot(console: "", seen: [:], monitor: [])
+        var acted = after == nil
         while Date().timeIntervalSince(started) < limit {
             boot.console = String(decoding: FileManager.default.contents(atPath: console) ?? Data(), as: UTF8.self)
             for line in lines where boot.seen[line] == nil && boot.console.contains(line) {
                 boot.seen[line] = Int(Date().timeIntervalSince(started))
+            }
+            if !acted, let after, boot.console.contains(after.line) {
+                acted = true
+                for command in after.monitor {
+                    let sent = try system("sh", ["-c", "printf '%s\\n' \"$1\" | socat - UNIX-CONNECT:\"$2\"", "monitor", command, monitor])
+                    boot.monitor.append("(qemu) \(command)\n\(sent.stdout)\(sent.stderr)")
+                }
+                boot.monitor.append("(sent \(Int(Date().timeIntervalSince(started))) s after qemu started)")
             }
             if boot.seen.count == lines.count || !process.isRunning { break }
             Thread.sleep(forTimeInterval: 2)
