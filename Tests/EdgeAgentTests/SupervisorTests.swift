@@ -75,8 +75,12 @@ final class ScriptedRegistrar: RelayRegistrar {
         self.clock = clock
     }
 
+    /// The relay takes the packet and never answers: the attempt waits until it is cancelled.
+    let hangs = Mutex(false)
+
     func register(claim: Claim) async throws -> RegistrationOutcome {
         journal.add("register \(claim.master ? "master" : "backup")", at: clock.now)
+        if hangs.withLock({ $0 }) { try await Task.sleep(for: .seconds(3600)) }
         guard accepts.withLock({ $0 }) else { throw RelayDown(attempt: journal.events.count) }
         return .registered("test relay", relayAddress: answersFrom.withLock { $0 })
     }
@@ -280,6 +284,36 @@ struct CollectingLogHandler: LogHandler {
             #expect(RuntimeState.load(paths: rig.paths)?.registration == "registered as master: test relay")
             await Self.run(rig, seconds: 100)
             #expect(rig.journal.events == ["register master"], "registered: nothing more until something changes")
+        }
+    }
+
+    @Test("a VRRP transition never waits behind a registration the relay does not answer", .timeLimit(.minutes(1)))
+    func transitionDoesNotWaitBehindARegistration() async throws {
+        var settings = SupervisorSettings()
+        settings.tunnelCheckInterval = 100_000
+        try await Scratch.withAsync { scratch in
+            let rig = try Self.rig(scratch, settings)
+            // A relay that swallows the registration: the attempt (as backup) waits, and without
+            // the abandon it would wait for --registration-deadline (60 s on the appliance).
+            rig.registrar.hangs.withLock { $0 = true }
+            await rig.supervisor.step()
+            let waited = Date()
+            while rig.journal.events.isEmpty, Date().timeIntervalSince(waited) < 10 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(rig.journal.events == ["register backup"])
+            // keepalived makes this router master meanwhile: the next pass abandons the hung attempt and
+            // registers the new claim at once.
+            rig.registrar.hangs.withLock { $0 = false }
+            try VRRPNotify.record(.master, paths: rig.paths)
+            let transition = Date()
+            await rig.supervisor.stepAndSettle()
+            let seconds = Date().timeIntervalSince(transition)
+            #expect(rig.journal.events == ["register backup", "register master"], "\(rig.journal.events)")
+            #expect(RuntimeState.load(paths: rig.paths)?.registration == "registered as master: test relay")
+            #expect(seconds < 5, "the master registration waited \(seconds) s")
+            // The abandoned attempt leaves nothing behind: no failure logged for it, no retry scheduled.
+            await Self.run(rig, seconds: 30)
+            #expect(rig.journal.events == ["register backup", "register master"], "\(rig.journal.events)")
+            #expect(rig.log.count("registration (backup): failed") == 0, "\(rig.log.all)")
         }
     }
 
