@@ -1,4 +1,5 @@
 import EdgeErrors
+import EdgeModel
 import EdgeRender
 import EdgeSystem
 import Foundation
@@ -89,11 +90,13 @@ public struct SystemdServices: ServiceControl {
             try run(service, "udevadm", ["trigger", "--action=add", "--subsystem-match=net"])
             try run(service, "udevadm", ["settle", "--timeout=30"])
             try run(service, "networkctl", ["reload"])
+            try waitForAddresses(of: service, file: ConfigPaths.lanNetwork)
         case .tunnel:
             // networkd does not change an existing WireGuard netdev on reload (key, peer, MTU):
             // delete the link so the reload creates it from the new files.
             _ = try? SystemCommand.run("ip", ["link", "delete", InterfaceNames.routerTunnel])
             try run(service, "networkctl", ["reload"])
+            try waitForAddresses(of: service, file: ConfigPaths.routerTunnelNetwork)
             // The node exporter listens on the tunnel address (its ARGS change only with it): make
             // it bind the new one. Metrics never fail an apply; the unit retries until the address is up.
             _ = try? SystemCommand.run("systemctl", ["try-restart", "prometheus-node-exporter.service"])
@@ -111,6 +114,32 @@ public struct SystemdServices: ServiceControl {
                 throw ServiceFailure(service: service, detail: "\(unit) is \(active.output.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
         }
+    }
+
+    /// networkd does not fail a reload over a file it cannot use: it leaves the port unmanaged, or
+    /// creates no tunnel. So the apply waits (up to `seconds`) for the addresses the file gives its
+    /// port (`Name=`, `Address=`: the LAN address, set even without carrier; the tunnel address),
+    /// and a port without them fails the service, which rolls the generation back like a
+    /// keepalived that does not start (issue 17.4).
+    func waitForAddresses(of service: RouterService, file: String, seconds: TimeInterval = 15) throws {
+        let network = NetworkdFile(file)
+        guard let name = network.values("Name").first else { return }
+        let wanted = network.values("Address").compactMap { IPv6Address(String($0.split(separator: "/")[0])) }
+        guard !wanted.isEmpty else { return }
+        let deadline = Date().addingTimeInterval(seconds)
+        var missing = wanted
+        while true {
+            // `ip -o` lines: "3: lan0    inet6 fd5e:d9e1:7c2a:1::2/64 scope global …".
+            let shown = (try? SystemCommand.run("ip", ["-6", "-o", "addr", "show", "dev", name]))?.output ?? ""
+            let addresses = Set(shown.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { word in
+                word.contains("/") ? IPv6Address(String(word.split(separator: "/")[0])) : nil
+            })
+            missing = wanted.filter { !addresses.contains($0) }
+            if missing.isEmpty { return }
+            if Date() >= deadline { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw ServiceFailure(service: service, detail: "\(name) has no \(missing.map(\.description).joined(separator: ", ")) \(Int(seconds)) s after networkctl reload (networkd did not take \(file))")
     }
 
     func run(_ service: RouterService, _ tool: String, _ arguments: [String]) throws {
