@@ -74,6 +74,9 @@ public struct RegistrationClient: Sendable {
         public var maximumBackoff: Duration = .seconds(8)
         /// The whole call gives up after this long.
         public var deadline: Duration = .seconds(60)
+        /// Generation, agent version and health, sent with every REGISTER (docs/protocol.md,
+        /// "Report"); nil sends the REGISTER of agents before the report.
+        public var report: RouterReport?
 
         public init(relayHost: String, relayPort: UInt16, relayPublicKey: [UInt8], routerKey: WireGuardKey,
                     certificate: [UInt8]) {
@@ -202,6 +205,12 @@ public struct RegistrationClient: Sendable {
         return ceiling * Double.random(in: 0...1)
     }
 
+    /// The report, its reason cut to what the datagram has room for beside the certificate; nil
+    /// (a REGISTER without report) when not even its fixed fields fit: the claim matters more.
+    var fittingReport: RouterReport? {
+        configuration.report?.fitting(Wire.maximumSize - Wire.registerOverhead - Wire.reportLengthSize - configuration.certificate.count)
+    }
+
     enum AttemptOutcome {
         case answer(RegistrationAnswer, relay: String, claim: Claim)
         case problem(String)
@@ -233,7 +242,7 @@ public struct RegistrationClient: Sendable {
             }) else { return .problem("no CHALLENGE from \(address.text) within \(waitLimit)") }
 
             let register = Register(claim: claim, routerKey: routerPublicKey, nonce: nonce, cookie: cookie,
-                                    certificate: configuration.certificate)
+                                    certificate: configuration.certificate, report: fittingReport)
             try socket.send(MessageMAC.seal(register.authenticated, with: keys.requestKey))
             guard let answer = try wait(socket, milliseconds: waitMilliseconds, accept: { (message: ParsedMessage) -> RegistrationAnswer? in
                 guard case .result(let answer) = message.body, answer.nonce == nonce,
