@@ -135,7 +135,7 @@ let package = Package(
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", .product(name: "Logging", package: "swift-log"),
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration", .product(name: "Logging", package: "swift-log"),
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
         .testTarget(name: "LabTests", dependencies: ["TestSupport"]),

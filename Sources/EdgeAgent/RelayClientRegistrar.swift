@@ -28,6 +28,7 @@ public struct RelayClientRegistrar: RelayRegistrar {
             relayHost: claim.relayHost, relayPort: claim.registrationPort, relayPublicKey: [UInt8](relayKey),
             routerKey: try WireGuardKey(privateKey: raw), certificate: Array(claim.certificate.utf8))
         configuration.deadline = deadline
+        configuration.report = claim.report.map(RouterReport.init)
         let client = try RegistrationClient(configuration: configuration, logger: logger)
         do {
             let result = try await client.register(claim: claim.master ? .master : .backup)
@@ -38,5 +39,18 @@ public struct RelayClientRegistrar: RelayRegistrar {
             if case .refused(let status, _) = failure { return .refused("\(status)") }
             throw failure
         }
+    }
+}
+
+extension RouterReport {
+    /// The wire form of the agent's report (docs/protocol.md, "Report").
+    init(_ report: ClaimReport) {
+        let health: Health = switch report.health?.verdict {
+        case .healthy: .healthy
+        case .unhealthy: .unhealthy
+        case nil: .unknown
+        }
+        self.init(generation: UInt64(max(0, report.generation)), health: health, agentVersion: report.agentVersion,
+                  healthReason: report.health?.reason ?? "no health verdict yet")
     }
 }

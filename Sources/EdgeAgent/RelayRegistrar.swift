@@ -19,10 +19,13 @@ public struct Claim: Sendable, Equatable {
     /// The router's WireGuard private key file; the key itself never travels through the agent's
     /// arguments, environment or logs.
     public var privateKeyFile: String
+    /// Generation, agent version and health for the relay's fleet view; nil sends none.
+    public var report: ClaimReport?
 
     public init(master: Bool, certificate: String, relayHost: String, registrationPort: UInt16,
-                relayPublicKey: String, privateKeyFile: String) {
+                relayPublicKey: String, privateKeyFile: String, report: ClaimReport? = nil) {
         self.master = master
+        self.report = report
         self.certificate = certificate
         self.relayHost = relayHost
         self.registrationPort = registrationPort

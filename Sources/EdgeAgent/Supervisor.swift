@@ -223,7 +223,8 @@ public actor Supervisor {
         guard let document = appliedProfile() else { return nil }
         return Claim(master: VRRPNotify.current(paths: paths) == .master, certificate: document.certificate,
                      relayHost: document.plan.relay.host, registrationPort: document.plan.relay.registrationPort,
-                     relayPublicKey: document.plan.relay.publicKey, privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey))
+                     relayPublicKey: document.plan.relay.publicKey, privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey),
+                     report: ClaimReport.current(paths: paths, generation: agent.store.current?.number))
     }
 
     var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
@@ -422,6 +423,7 @@ public actor Supervisor {
     func log(_ health: HealthReport) {
         logChange("health", "health: \(health.verdict.rawValue) (\(health.reason))", level: health.verdict == .healthy ? .info : .warning)
         publishMetrics()
+        registerAgainForHealth()
     }
 
     /// What the `KeepalivedWatch` did, logged once per change.

@@ -207,7 +207,7 @@ public actor RegistrationEngine {
         let decision: RelayStore.Decision
         do {
             decision = try store.register(publicKey: routerKey, certificate: fields, claim: register.claim.description,
-                                          cookieTime: Int64(cookieTime), now: Int64(clock.now))
+                                          cookieTime: Int64(cookieTime), now: Int64(clock.now), report: register.report)
         } catch {
             logger.error("state database write failed", metadata: ["error": "\(error)"])
             counters.count(.temporaryFailure)

@@ -119,6 +119,20 @@ public enum RelayMetrics {
         for row in ordered {
             if let transfer = transfers[row.publicKey] { out.sample("edgekit_relay_router_transmit_bytes_total", labels(row), Double(transfer.transmitBytes)) }
         }
+        // What each router reported in its last registration (docs/protocol.md, "Report"); absent
+        // for a router whose agent sends no report.
+        out.family("edgekit_relay_router_generation", .gauge, "The generation the router reported applied in its last registration.")
+        for row in ordered {
+            if let generation = row.generation { out.sample("edgekit_relay_router_generation", labels(row), Double(generation)) }
+        }
+        out.family("edgekit_relay_router_healthy", .gauge, "1 when the router reported itself healthy in its last registration, 0 unhealthy; absent when it had no verdict.")
+        for row in ordered where row.health == "healthy" || row.health == "unhealthy" {
+            out.sample("edgekit_relay_router_healthy", labels(row), row.health == "healthy" ? 1 : 0)
+        }
+        out.family("edgekit_relay_router_agent_info", .gauge, "Always 1; the version label is the agent version the router reported.")
+        for row in ordered {
+            if let version = row.agentVersion { out.sample("edgekit_relay_router_agent_info", labels(row) + [("version", version)], 1) }
+        }
         return out.text
     }
 }

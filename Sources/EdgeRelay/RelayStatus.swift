@@ -18,12 +18,20 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
     public var serial: Int64
     /// Whether the relay routes its site /64 to it.
     public var routesSitePrefix: Bool
+    /// What the router reported in its last registration (docs/protocol.md, "Report"): applied
+    /// generation, agent version, health verdict and its reason. Absent for an agent that sends no
+    /// report (older than the fleet view).
+    public var generation: Int64?
+    public var agentVersion: String?
+    public var health: String?
+    public var healthReason: String?
 
     enum CodingKeys: String, CodingKey {
-        case site, slot, claim, state, serial
+        case site, slot, claim, state, serial, generation, health
         case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds"
         case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
         case routesSitePrefix = "routes_site_prefix"
+        case agentVersion = "agent_version", healthReason = "health_reason"
     }
 
     /// One row per peer, sites without a live master first, then by site and slot.
@@ -38,7 +46,9 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
                                   state: up ? "up" : "down", handshakeAgeSeconds: age,
                                   registeredAt: RelayStatus.iso(peer.lastSeen),
                                   registeredAgeSeconds: max(0, nowSeconds - Int(peer.lastSeen / 1_000_000)),
-                                  serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix))
+                                  serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix),
+                                  generation: peer.generation, agentVersion: peer.agentVersion, health: peer.health,
+                                  healthReason: peer.healthReason)
         }
         let liveMaster = Set(rows.filter { $0.claim == "master" && $0.state == "up" }.map(\.site))
         return rows.sorted {
@@ -46,6 +56,17 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
             if a != b { return !a }
             return ($0.site, $0.slot) < ($1.site, $1.slot)
         }
+    }
+}
+
+extension RouterLiveness {
+    /// "generation 3, agent 0.1.0, healthy", the reason added when not healthy; "no report" for an
+    /// agent that sends none.
+    public var reportText: String {
+        guard generation != nil || agentVersion != nil || health != nil else { return "no report (an agent from before the report)" }
+        let health = health ?? "unknown"
+        let reason = health == "healthy" ? "" : healthReason.map { " (\($0))" } ?? ""
+        return "generation \(generation.map(String.init) ?? "?"), agent \(agentVersion ?? "?"), \(health)\(reason)"
     }
 }
 
@@ -59,7 +80,7 @@ public enum RelayStatus {
             let peer = tunnels[row.publicKey]
             let handshake = row.handshakeAgeSeconds.map { "handshake \($0) s ago" } ?? "no handshake"
             let routes = row.routesSitePrefix ? " routes \(peer?.sitePrefix ?? "?")" : ""
-            lines.append("  \(row.site) router \(row.slot) \(row.claim) \(row.state), \(handshake), registered \(row.registeredAgeSeconds) s ago (\(row.registeredAt)) serial \(row.serial) \(row.publicKey) tunnel \(peer?.tunnelAddress ?? "?")\(routes)")
+            lines.append("  \(row.site) router \(row.slot) \(row.claim) \(row.state), \(handshake), \(row.reportText), registered \(row.registeredAgeSeconds) s ago (\(row.registeredAt)) serial \(row.serial) \(row.publicKey) tunnel \(peer?.tunnelAddress ?? "?")\(routes)")
         }
         lines.append("site prefixes: \(snapshot.owners.count)")
         for owner in snapshot.owners {

@@ -2,6 +2,7 @@ import EdgeErrors
 import EdgeModel
 import Foundation
 import GRDB
+import Registration
 
 /// One registered router, as stored (docs/protocol.md, "State").
 public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
@@ -25,11 +26,27 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
     /// interface saw it, saved every `endpoint_save_ms`; nil until it first handshook. Restored with
     /// the peer, so a re-created interface can handshake with the router at once.
     public var endpoint: String? = nil
+    /// What the router reported in its last accepted REGISTER (docs/protocol.md, "Report"); all nil
+    /// when that REGISTER carried no report (an agent from before it). Migration v4.
+    public var generation: Int64? = nil
+    public var agentVersion: String? = nil
+    /// "healthy", "unhealthy" or "unknown" (the agent had no verdict yet).
+    public var health: String? = nil
+    public var healthReason: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case publicKey = "public_key", plan, site, slot, serial
         case tunnelAddress = "tunnel_address", sitePrefix = "site_prefix", claim
         case lastSeen = "last_seen", lastCookieTime = "last_cookie_time", endpoint
+        case generation, agentVersion = "agent_version", health, healthReason = "health_reason"
+    }
+
+    /// Sets the report columns from a REGISTER's report (nil clears them: the router said nothing).
+    mutating func record(_ report: RouterReport?) {
+        generation = report.map { Int64(clamping: $0.generation) }
+        agentVersion = report?.agentVersion
+        health = report?.health.description
+        healthReason = report?.healthReason
     }
 }
 
@@ -136,6 +153,16 @@ public final class RelayStore: Sendable {
         migrator.registerMigration("v3: prefix owner by key") { db in
             try db.create(index: "prefix_owner_public_key", on: "prefix_owner", columns: ["public_key"])
         }
+        // The router's own report (issue 18.2, the fleet view): NULL for rows written before it and
+        // for routers whose agent sends none.
+        migrator.registerMigration("v4: router report") { db in
+            try db.alter(table: "peer") { t in
+                t.add(column: "generation", .integer)
+                t.add(column: "agent_version", .text)
+                t.add(column: "health", .text)
+                t.add(column: "health_reason", .text)
+            }
+        }
         return migrator
     }
 
@@ -205,8 +232,9 @@ public final class RelayStore: Sendable {
     }
 
     /// The checks and effects of docs/protocol.md steps 5 (replay), 7 and 8, in one transaction.
+    /// `report`: what the router said about itself; stored as given (nil clears the columns).
     public func register(publicKey: String, certificate: SiteCertificateFields, claim: String,
-                         cookieTime: Int64, now: Int64) throws -> Decision {
+                         cookieTime: Int64, now: Int64, report: RouterReport? = nil) throws -> Decision {
         try queue.write { db in
             let existing = try PeerRecord.fetchOne(db, key: publicKey)
             if let existing, existing.lastCookieTime >= cookieTime { return .replay }
@@ -224,11 +252,12 @@ public final class RelayStore: Sendable {
                 try other.delete(db)
                 touched.insert(other.publicKey)
             }
-            let record = PeerRecord(
+            var record = PeerRecord(
                 publicKey: publicKey, plan: certificate.plan, site: certificate.site, slot: certificate.slot,
                 serial: certificate.serial, tunnelAddress: certificate.tunnelAddress,
                 sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime,
                 endpoint: existing?.endpoint)
+            record.record(report)
             try record.save(db)
             // A certificate for another /64 than before: the old one is no longer this router's.
             try db.execute(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?",

@@ -52,6 +52,8 @@ public enum Wire {
     /// REGISTER = 78 header bytes + certificate + 16 MAC bytes.
     public static let registerOverhead = 94
     public static let maximumCertificateSize = maximumSize - registerOverhead
+    /// A REGISTER with a report (flag bit 0) adds 2 length bytes and the report itself.
+    public static let reportLengthSize = 2
 
     public enum MessageType: UInt8, Sendable, CustomStringConvertible {
         case hello = 1, challenge = 2, register = 3, result = 4
@@ -117,25 +119,146 @@ public struct Register: Sendable, Equatable {
     public var nonce: [UInt8]
     public var cookie: [UInt8]
     public var certificate: [UInt8]
+    /// What the router says about itself (generation, agent version, health); nil in a REGISTER
+    /// from an agent before the report (flags bit 0 clear, docs/protocol.md "REGISTER").
+    public var report: RouterReport?
 
-    public init(claim: Claim, routerKey: [UInt8], nonce: [UInt8], cookie: [UInt8], certificate: [UInt8]) {
+    public init(claim: Claim, routerKey: [UInt8], nonce: [UInt8], cookie: [UInt8], certificate: [UInt8],
+                report: RouterReport? = nil) {
         self.claim = claim
         self.routerKey = routerKey
         self.nonce = nonce
         self.cookie = cookie
         self.certificate = certificate
+        self.report = report
     }
 
+    /// Byte 3: bit 0 = a report follows the certificate.
+    public var flags: UInt8 { report == nil ? 0 : RouterReport.flag }
+
     public var authenticated: [UInt8] {
-        var bytes: [UInt8] = [Wire.version, Wire.MessageType.register.rawValue, claim.rawValue, 0]
+        var bytes: [UInt8] = [Wire.version, Wire.MessageType.register.rawValue, claim.rawValue, flags]
         bytes += routerKey + nonce + cookie
-        bytes += [UInt8(truncatingIfNeeded: certificate.count >> 8), UInt8(truncatingIfNeeded: certificate.count)]
+        bytes += uint16Bytes(certificate.count)
         bytes += certificate
+        if let report {
+            let encoded = report.encoded
+            bytes += uint16Bytes(encoded.count)
+            bytes += encoded
+        }
         return bytes
     }
 
     /// The relay timestamp inside the cookie.
     public var cookieTime: UInt64 { readUInt64(cookie, at: 0) }
+}
+
+/// What a router reports about itself in a REGISTER (docs/protocol.md, "Report"): the relay cannot
+/// know these, and `edgekit-relay status` shows them per router (the fleet view, docs/fleet.md).
+///
+/// Values are made wire-safe when the report is made (text cut to its limit on a character
+/// boundary, control characters replaced by spaces), so every report encodes to bytes the parser
+/// accepts, and a parsed report compares equal to the one sent.
+public struct RouterReport: Sendable, Equatable {
+    /// The agent's health verdict (`HealthReport`), or unknown when it has none yet.
+    public enum Health: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+        case unknown = 0, healthy = 1, unhealthy = 2
+
+        public var description: String {
+            switch self {
+            case .unknown: "unknown"
+            case .healthy: "healthy"
+            case .unhealthy: "unhealthy"
+            }
+        }
+    }
+
+    /// REGISTER byte 3, bit 0.
+    public static let flag: UInt8 = 1
+    /// Generation (8) + health (1) + two length bytes.
+    public static let fixedSize = 11
+    public static let maximumVersionSize = 32
+    public static let maximumReasonSize = 200
+    public static let maximumSize = fixedSize + maximumVersionSize + maximumReasonSize
+
+    /// The applied generation's number (0: none applied).
+    public private(set) var generation: UInt64
+    public private(set) var health: Health
+    /// The agent's version: printable ASCII without spaces, at most 32 bytes.
+    public private(set) var agentVersion: String
+    /// One line of UTF-8, at most 200 bytes.
+    public private(set) var healthReason: String
+
+    public init(generation: UInt64, health: Health, agentVersion: String, healthReason: String) {
+        self.generation = generation
+        self.health = health
+        let version = String(String.UnicodeScalarView(agentVersion.unicodeScalars.map { (0x21...0x7e).contains($0.value) ? $0 : "_" }))
+        self.agentVersion = RouterReport.prefix(version, bytes: RouterReport.maximumVersionSize)
+        let line = String(String.UnicodeScalarView(healthReason.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) ? " " : $0 }))
+        self.healthReason = RouterReport.prefix(line, bytes: RouterReport.maximumReasonSize)
+    }
+
+    /// This report with its reason cut so the encoded report takes at most `size` bytes; nil when
+    /// even an empty reason does not fit.
+    public func fitting(_ size: Int) -> RouterReport? {
+        let room = size - RouterReport.fixedSize - agentVersion.utf8.count
+        guard room >= 0 else { return nil }
+        var copy = self
+        copy.healthReason = RouterReport.prefix(healthReason, bytes: room)
+        return copy
+    }
+
+    /// The report's bytes (docs/protocol.md, "Report").
+    public var encoded: [UInt8] {
+        var bytes = uint64Bytes(generation)
+        bytes.append(health.rawValue)
+        bytes.append(UInt8(truncatingIfNeeded: agentVersion.utf8.count))
+        bytes += Array(agentVersion.utf8)
+        bytes.append(UInt8(truncatingIfNeeded: healthReason.utf8.count))
+        bytes += Array(healthReason.utf8)
+        return bytes
+    }
+
+    /// Parses a report's bytes; any input gives a report or a `ParseError`, never a trap.
+    public static func parse(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> RouterReport {
+        let bytes = Array(bytes)
+        guard bytes.count >= fixedSize else { throw .report("\(bytes.count) bytes is shorter than \(fixedSize)") }
+        guard bytes.count <= maximumSize else { throw .report("\(bytes.count) bytes is longer than \(maximumSize)") }
+        guard let health = Health(rawValue: bytes[8]) else { throw .report("health \(bytes[8]) is not 0, 1 or 2") }
+        let versionLength = Int(bytes[9])
+        guard versionLength <= maximumVersionSize else { throw .report("agent version of \(versionLength) bytes is longer than \(maximumVersionSize)") }
+        guard bytes.count >= fixedSize + versionLength else { throw .report("agent version runs past the report") }
+        let version = bytes[10..<(10 + versionLength)]
+        guard version.allSatisfy({ (0x21...0x7e).contains($0) }) else { throw .report("agent version is not printable ASCII") }
+        let reasonLength = Int(bytes[10 + versionLength])
+        guard reasonLength <= maximumReasonSize else { throw .report("health reason of \(reasonLength) bytes is longer than \(maximumReasonSize)") }
+        guard bytes.count == fixedSize + versionLength + reasonLength else {
+            throw .report("\(bytes.count) bytes, but its fields take \(fixedSize + versionLength + reasonLength)")
+        }
+        let reasonBytes = bytes[(11 + versionLength)...]
+        guard let reason = String(validating: reasonBytes, as: UTF8.self) else { throw .report("health reason is not UTF-8") }
+        guard !reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) }) else {
+            throw .report("health reason holds a control character")
+        }
+        var report = RouterReport(generation: 0, health: health, agentVersion: "", healthReason: "")
+        report.generation = readUInt64(bytes, at: 0)
+        report.agentVersion = String(decoding: version, as: UTF8.self)
+        report.healthReason = reason
+        return report
+    }
+
+    /// The longest prefix of `text` whose UTF-8 takes at most `bytes` bytes (never half a character).
+    static func prefix(_ text: String, bytes: Int) -> String {
+        var result = ""
+        var used = 0
+        for character in text {
+            let size = character.utf8.count
+            guard used + size <= bytes else { break }
+            result.append(character)
+            used += size
+        }
+        return result
+    }
 }
 
 /// RESULT: relay → router, what the relay did.
@@ -208,6 +331,8 @@ public enum ParseError: EdgeError, Equatable, Sendable {
     case unknownStatus(UInt8)
     case unknownFlags(UInt8)
     case certificateLength(Int)
+    case reportLength(Int)
+    case report(String)
 
     public var description: String {
         switch self {
@@ -221,6 +346,8 @@ public enum ParseError: EdgeError, Equatable, Sendable {
         case .unknownStatus(let s): "status \(s) is unknown"
         case .unknownFlags(let f): "flags \(f) has unknown bits"
         case .certificateLength(let n): "certificate length \(n) is outside 1...\(Wire.maximumCertificateSize)"
+        case .reportLength(let n): "report length \(n) is outside \(RouterReport.fixedSize)...\(RouterReport.maximumSize) or runs past the datagram"
+        case .report(let why): "report: \(why)"
         }
     }
 
@@ -236,6 +363,8 @@ public enum ParseError: EdgeError, Equatable, Sendable {
         case .unknownStatus: "message.unknown-status"
         case .unknownFlags: "message.unknown-flags"
         case .certificateLength: "message.certificate-length"
+        case .reportLength: "message.report-length"
+        case .report: "message.bad-report"
         }
     }
 }
@@ -284,13 +413,31 @@ public enum MessageCodec {
                 throw .wrongLength(type, expected: Wire.registerOverhead + 1, actual: bytes.count)
             }
             guard let claim = Claim(rawValue: bytes[2]) else { throw .unknownClaim(bytes[2]) }
-            try zero(3..<4)
+            guard bytes[3] & ~RouterReport.flag == 0 else { throw .unknownFlags(bytes[3]) }
             let length = Int(bytes[76]) << 8 | Int(bytes[77])
             guard (1...Wire.maximumCertificateSize).contains(length) else { throw .certificateLength(length) }
-            try exact(Wire.registerOverhead + length)
-            let (auth, mac) = split(78 + length)
+            var report: RouterReport?
+            var macAt = 78 + length
+            if bytes[3] & RouterReport.flag != 0 {
+                // Certificate, 2 length bytes, the report, the MAC: all inside the datagram.
+                guard bytes.count >= macAt + Wire.reportLengthSize + RouterReport.fixedSize + Wire.macSize else {
+                    throw .wrongLength(type, expected: macAt + Wire.reportLengthSize + RouterReport.fixedSize + Wire.macSize, actual: bytes.count)
+                }
+                let reportLength = Int(bytes[macAt]) << 8 | Int(bytes[macAt + 1])
+                guard (RouterReport.fixedSize...RouterReport.maximumSize).contains(reportLength),
+                      macAt + Wire.reportLengthSize + reportLength + Wire.macSize <= Wire.maximumSize else {
+                    throw .reportLength(reportLength)
+                }
+                try exact(macAt + Wire.reportLengthSize + reportLength + Wire.macSize)
+                let start = macAt + Wire.reportLengthSize
+                report = try RouterReport.parse(bytes[start..<(start + reportLength)])
+                macAt = start + reportLength
+            } else {
+                try exact(Wire.registerOverhead + length)
+            }
+            let (auth, mac) = split(macAt)
             let register = Register(claim: claim, routerKey: slice(4, 32), nonce: slice(36, 16),
-                                    cookie: slice(52, 24), certificate: slice(78, length))
+                                    cookie: slice(52, 24), certificate: slice(78, length), report: report)
             return ParsedMessage(body: .register(register), authenticated: auth, mac: mac)
         case .result:
             try exact(Wire.resultSize)
@@ -307,6 +454,10 @@ public enum MessageCodec {
 }
 
 func header(_ type: Wire.MessageType) -> [UInt8] { [Wire.version, type.rawValue, 0, 0] }
+
+func uint16Bytes(_ value: Int) -> [UInt8] {
+    [UInt8(truncatingIfNeeded: value >> 8), UInt8(truncatingIfNeeded: value)]
+}
 
 func uint64Bytes(_ value: UInt64) -> [UInt8] {
     (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) }

@@ -74,6 +74,9 @@ public struct RegistrationClient: Sendable {
         public var maximumBackoff: Duration = .seconds(8)
         /// The whole call gives up after this long.
         public var deadline: Duration = .seconds(60)
+        /// Generation, agent version and health, sent with every REGISTER (docs/protocol.md,
+        /// "Report"); nil sends the REGISTER of agents before the report.
+        public var report: RouterReport?
 
         public init(relayHost: String, relayPort: UInt16, relayPublicKey: [UInt8], routerKey: WireGuardKey,
                     certificate: [UInt8]) {
@@ -127,17 +130,20 @@ public struct RegistrationClient: Sendable {
         let started = ContinuousClock.now
         var attempts = 0
         var lastProblem = "no attempt made"
+        var fallback = ReportFallback()
         while true {
             try Task.checkCancellation()
             let remaining = configuration.deadline - (ContinuousClock.now - started)
             guard remaining > .zero else { throw timedOut(attempts, lastProblem) }
             attempts += 1
             let number = attempts
+            let report = fallback.sendReport ? fittingReport : nil
             let outcome = await withCheckedContinuation { continuation in
                 DispatchQueue.global().async {
-                    continuation.resume(returning: self.attempt(claim: claim, number: number, remaining: remaining))
+                    continuation.resume(returning: self.attempt(claim: claim, number: number, remaining: remaining, report: report))
                 }
             }
+            if fallback.record(outcome, reported: report != nil) { logFallback() }
             if let result = try decide(outcome, attempts: attempts, problem: &lastProblem) { return result }
             let pause = min(backoff(after: attempts), configuration.deadline - (ContinuousClock.now - started))
             if pause > .zero { try await Task.sleep(for: pause) }
@@ -150,11 +156,14 @@ public struct RegistrationClient: Sendable {
         let started = ContinuousClock.now
         var attempts = 0
         var lastProblem = "no attempt made"
+        var fallback = ReportFallback()
         while true {
             let remaining = configuration.deadline - (ContinuousClock.now - started)
             guard remaining > .zero else { throw timedOut(attempts, lastProblem) }
             attempts += 1
-            let outcome = attempt(claim: claim, number: attempts, remaining: remaining)
+            let report = fallback.sendReport ? fittingReport : nil
+            let outcome = attempt(claim: claim, number: attempts, remaining: remaining, report: report)
+            if fallback.record(outcome, reported: report != nil) { logFallback() }
             if let result = try decide(outcome, attempts: attempts, problem: &lastProblem) { return result }
             let pause = min(backoff(after: attempts), configuration.deadline - (ContinuousClock.now - started))
             if pause > .zero { Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18) }
@@ -167,7 +176,7 @@ public struct RegistrationClient: Sendable {
 
     func decide(_ outcome: AttemptOutcome, attempts: Int, problem: inout String) throws -> RegistrationResult? {
         switch outcome {
-        case .problem(let text):
+        case .problem(let text), .unanswered(let text):
             problem = text
             logger.debug("registration attempt failed", metadata: ["attempt": "\(attempts)", "problem": "\(text)"])
             return nil
@@ -202,13 +211,49 @@ public struct RegistrationClient: Sendable {
         return ceiling * Double.random(in: 0...1)
     }
 
+    /// The report, its reason cut to what the datagram has room for beside the certificate; nil
+    /// (a REGISTER without report) when not even its fixed fields fit: the claim matters more.
+    var fittingReport: RouterReport? {
+        configuration.report?.fitting(Wire.maximumSize - Wire.registerOverhead - Wire.reportLengthSize - configuration.certificate.count)
+    }
+
     enum AttemptOutcome {
         case answer(RegistrationAnswer, relay: String, claim: Claim)
         case problem(String)
+        /// The relay sent a CHALLENGE, but no RESULT came for the REGISTER.
+        case unanswered(String)
+    }
+
+    /// A relay from before the report drops a REGISTER that carries one, silently (docs/protocol.md,
+    /// "Versions"): after two attempts in a row whose REGISTER with a report got a CHALLENGE but no
+    /// RESULT, the rest of this registration sends none. The next registration tries again.
+    struct ReportFallback {
+        static let unansweredLimit = 2
+        private(set) var sendReport = true
+        var unansweredInARow = 0
+
+        /// Counts `outcome`; true when this attempt made the registration give up the report.
+        mutating func record(_ outcome: AttemptOutcome, reported: Bool) -> Bool {
+            guard reported, sendReport else { return false }
+            guard case .unanswered = outcome else {
+                unansweredInARow = 0
+                return false
+            }
+            unansweredInARow += 1
+            guard unansweredInARow >= Self.unansweredLimit else { return false }
+            sendReport = false
+            return true
+        }
+    }
+
+    func logFallback() {
+        logger.notice("the relay answered no REGISTER with a report twice in a row; registering without the report (update the relay, docs/protocol.md \"Versions\")",
+                      metadata: ["relay": "\(configuration.relayHost)"])
     }
 
     /// One HELLO/CHALLENGE/REGISTER/RESULT exchange on a fresh socket, with a fresh nonce.
-    func attempt(claim: Claim, number: Int, remaining: Duration) -> AttemptOutcome {
+    /// `report`: sent with the REGISTER (nil: the REGISTER of agents before the report).
+    func attempt(claim: Claim, number: Int, remaining: Duration, report: RouterReport?) -> AttemptOutcome {
         let addresses: [ResolvedAddress]
         switch UDPExchange.resolve(host: configuration.relayHost, port: configuration.relayPort) {
         case .success(let list): addresses = list
@@ -233,14 +278,14 @@ public struct RegistrationClient: Sendable {
             }) else { return .problem("no CHALLENGE from \(address.text) within \(waitLimit)") }
 
             let register = Register(claim: claim, routerKey: routerPublicKey, nonce: nonce, cookie: cookie,
-                                    certificate: configuration.certificate)
+                                    certificate: configuration.certificate, report: report)
             try socket.send(MessageMAC.seal(register.authenticated, with: keys.requestKey))
             guard let answer = try wait(socket, milliseconds: waitMilliseconds, accept: { (message: ParsedMessage) -> RegistrationAnswer? in
                 guard case .result(let answer) = message.body, answer.nonce == nonce,
                       answer.cookieTime == register.cookieTime,
                       MessageMAC.verify(keys.responseKey, message.authenticated, mac: message.mac) else { return nil }
                 return answer
-            }) else { return .problem("no RESULT from \(address.text) within \(waitLimit)") }
+            }) else { return .unanswered("no RESULT from \(address.text) within \(waitLimit)") }
             return .answer(answer, relay: address.text, claim: claim)
         } catch {
             return .problem(error.text)

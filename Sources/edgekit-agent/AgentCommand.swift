@@ -20,7 +20,7 @@ struct AgentCommand: AsyncParsableCommand {
             Exit codes: 0 success, 1 a refused stick or a failed apply (one line says which), 2 usage.
             Docs: docs/agent.md.
             """,
-        version: "0.1.0",
+        version: AgentVersion.current,
         subcommands: [Apply.self, Run.self, Notify.self, Status.self])
 }
 

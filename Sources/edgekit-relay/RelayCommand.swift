@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print each registered router (claim, up/down, handshake age, last registration), the owner of each site /64 and the revocations.",
+        abstract: "Print each registered router (claim, up/down, handshake age, generation, agent version, health, last registration), the owner of each site /64 and the revocations.",
         discussion: "A router is down when WireGuard has not heard from it for longer than 3 keepalives (keepalive_seconds). Sites without a live master come first. Docs: docs/relay.md, \"Status\".")
 
     @OptionGroup var options: ConfigOption

@@ -56,6 +56,11 @@ struct FleetMetricsLabTests {
         #expect(try lab.query(#"edgekit_agent_vrrp_state{state="master"}"#, by: "hostname")
                 == ["site-a-r1": 1, "site-a-r2": 0, "site-b-r1": 1])
         #expect(try lab.query("edgekit_agent_registered", by: "hostname") == ["site-a-r1": 1, "site-a-r2": 1, "site-b-r1": 1])
+        // What each real agent reported in its REGISTER (issue 18.2, the fleet view), as the relay serves it:
+        // generation 1 applied, this build's agent version.
+        #expect(try lab.query("edgekit_relay_router_generation", by: "tunnel")
+                == ["fd3b:4f10:a8c6::1:1:1": 1, "fd3b:4f10:a8c6::1:1:2": 1, "fd3b:4f10:a8c6::1:2:1": 1])
+        #expect(try lab.query("edgekit_relay_router_agent_info", by: "version") == ["0.1.0": 1])
         // What the relay serves, as scraped, passes promtool's lint.
         let exposition = try lab.relayMetrics()
         #expect(try Promtool.problems(inMetrics: exposition) == nil)

@@ -100,10 +100,13 @@ struct LabRouter: Sendable {
     var tunnel: IPv6Address
     var prefix: IPv6Prefix
 
-    func client(relay: String, port: UInt16, deadline: Duration = .seconds(10)) throws -> RegistrationClient {
+    /// `report`: generation, agent version and health sent with each REGISTER; nil sends the
+    /// REGISTER of an agent from before the report.
+    func client(relay: String, port: UInt16, deadline: Duration = .seconds(10), report: RouterReport? = nil) throws -> RegistrationClient {
         var configuration = RegistrationClient.Configuration(
             relayHost: relay, relayPort: port, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey),
             routerKey: key, certificate: certificate)
+        configuration.report = report
         configuration.attemptTimeout = .milliseconds(500)
         configuration.initialBackoff = .milliseconds(50)
         configuration.maximumBackoff = .milliseconds(500)

@@ -73,6 +73,75 @@ struct RelayLabTests {
         }
     }
 
+    /// The fleet view end to end (issue 18.2): a router's report (generation, agent version, health)
+    /// travels in its REGISTER to the real relay, lands in the state database and shows in
+    /// `edgekit-relay status --format json` and, through `edgekit fleet status --ssh-command` run
+    /// against that relay's state, in the operator's table; a router whose agent sends no report (the
+    /// v1 REGISTER) still registers and shows without one.
+    @Test func fleetViewShowsEachRoutersReport() throws {
+        try withLab { lab in
+            let r1 = try Fixture.router(site: "site-a", slot: 1)
+            let r2 = try Fixture.router(site: "site-a", slot: 2)
+            let healthy = RouterReport(generation: 3, health: .healthy, agentVersion: "0.1.0",
+                                       healthReason: "uplink up; the relay fd3b:4f10:a8c6::1 answered 3 probes in a row")
+            let c1 = try r1.client(relay: lab.relayAddress, port: lab.port, report: healthy)
+            let old = try r2.client(relay: lab.relayAddress, port: lab.port)
+            let m1 = try lab.inClient { try c1.registerBlocking(claim: .master) }
+            #expect(m1.sitePrefix != nil)
+            let b2 = try lab.inClient { try old.registerBlocking(claim: .backup) }
+            #expect(b2.tunnelAddress == r2.tunnel, "a REGISTER without a report registers as before")
+
+            func routers() throws -> [[String: Any]] {
+                let status = try lab.relayTool(["status", "--config", lab.configPath, "--format", "json"])
+                #expect(status.status == 0, "\(status.err)")
+                let object = try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any]
+                return try #require(object?["routers"] as? [[String: Any]])
+            }
+            var rows = try routers()
+            #expect(rows.map { $0["slot"] as? Int ?? 0 } == [1, 2])
+            #expect(rows[0]["generation"] as? Int == 3 && rows[0]["agent_version"] as? String == "0.1.0")
+            #expect(rows[0]["health"] as? String == "healthy" && rows[0]["health_reason"] as? String == healthy.healthReason)
+            #expect(rows[1]["generation"] == nil && rows[1]["agent_version"] == nil && rows[1]["health"] == nil)
+
+            // The master turns unhealthy and says so in its next registration.
+            let unhealthy = RouterReport(generation: 3, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)")
+            let c1b = try r1.client(relay: lab.relayAddress, port: lab.port, report: unhealthy)
+            _ = try lab.inClient { try c1b.registerBlocking(claim: .master) }
+            rows = try routers()
+            #expect(rows[0]["health"] as? String == "unhealthy" && rows[0]["health_reason"] as? String == unhealthy.healthReason)
+            let text = try lab.relayTool(["status", "--config", lab.configPath])
+            #expect(text.out.contains("site-a router 1 master down, no handshake, generation 3, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), registered"), "\(text.out)")
+            #expect(text.out.contains("site-a router 2 backup down, no handshake, no report (an agent from before the report), registered"), "\(text.out)")
+
+            // The operator's view: `edgekit fleet status` with an ssh that runs the real status on this relay's state.
+            let edgekit = binDirectory.appendingPathComponent("edgekit").path
+            try #require(FileManager.default.isExecutableFile(atPath: edgekit), "edgekit is not built next to the tests")
+            let ssh = lab.directory.appendingPathComponent("ssh").path
+            let relayTool = binDirectory.appendingPathComponent("edgekit-relay").path
+            try Data("""
+                #!/bin/sh
+                [ "$1" = relay.lab ] && [ "$2" = edgekit-relay ] || { echo "unexpected: $*" >&2; exit 9; }
+                shift 2
+                exec \(relayTool) "$@" --config \(lab.configPath)
+
+                """.utf8).write(to: URL(fileURLWithPath: ssh))
+            chmod(ssh, 0o755)
+            let fleet = try sh(edgekit, ["fleet", "status", "--relay", "relay.lab", "--ssh-command", ssh], allowFailure: true)
+            #expect(fleet.status == 0, "\(fleet.err)")
+            let lines = fleet.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
+            #expect(lines == [
+                "SITE SLOT CLAIM STATE HANDSHAKE GENERATION AGENT HEALTH",
+                "site-a 1 master down never 3 0.1.0 unhealthy (uplink eth0 has no carrier (link down))",
+                "site-a 2 backup down never - - - (no report: agent older than the fleet view)",
+            ], "\(fleet.out)")
+
+            // The report survives a relay restart (it is in the state database).
+            _ = try lab.stopRelay()
+            try lab.startRelay()
+            #expect(try routers()[0]["generation"] as? Int == 3)
+        }
+    }
+
     /// Everything that must get silence (or, for a key holder, an authenticated refusal) and change nothing.
     @Test func unauthenticatedReplayedForeignAndRevokedInputChangesNothing() throws {
         try withLab { lab in

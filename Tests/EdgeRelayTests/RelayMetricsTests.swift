@@ -14,13 +14,25 @@ import Testing
                    lastCookieTime: 1, endpoint: nil)
     }
 
+    /// A router's report (docs/protocol.md, "Report"); site-b and site-c send none.
+    static func reported(_ peer: PeerRecord, generation: Int64, version: String, health: String) -> PeerRecord {
+        var peer = peer
+        peer.generation = generation
+        peer.agentVersion = version
+        peer.health = health
+        peer.healthReason = "a reason"
+        return peer
+    }
+
     /// site-a: router 1 master (owns the /64) and up, router 2 backup and up; site-b: its only
     /// router claims master but has been silent for 100 s (down after 3 × 25 s); site-c: a master
     /// that never handshook. Quotes and backslashes in a site name would break the format unescaped.
     static let snapshot = RelaySnapshot(
         peers: [
-            peer("site-a", 1, key: "A1=", claim: "master", tunnel: "fd3b::1:1:1", prefix: "fd5e::1:0:0:0/64"),
-            peer("site-a", 2, key: "A2=", claim: "backup", tunnel: "fd3b::1:1:2", prefix: "fd5e::1:0:0:0/64"),
+            reported(peer("site-a", 1, key: "A1=", claim: "master", tunnel: "fd3b::1:1:1", prefix: "fd5e::1:0:0:0/64"),
+                     generation: 3, version: "0.1.0", health: "healthy"),
+            reported(peer("site-a", 2, key: "A2=", claim: "backup", tunnel: "fd3b::1:1:2", prefix: "fd5e::1:0:0:0/64"),
+                     generation: 2, version: "0.1.0\"x", health: "unhealthy"),
             peer("site-b", 1, key: "B1=", claim: "master", tunnel: "fd3b::1:2:1", prefix: "fd5e::2:0:0:0/64"),
             peer("site-\"c\\", 1, key: "C1=", claim: "master", tunnel: "fd3b::1:3:1", prefix: "fd5e::3:0:0:0/64"),
         ],
@@ -77,8 +89,16 @@ import Testing
             "edgekit_relay_router_registered_age_seconds{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 40",
             "edgekit_relay_router_receive_bytes_total{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 123456",
             "edgekit_relay_router_transmit_bytes_total{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 654321",
+            "edgekit_relay_router_generation{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 3",
+            "edgekit_relay_router_generation{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\"} 2",
+            "edgekit_relay_router_healthy{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 1",
+            "edgekit_relay_router_healthy{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\"} 0",
+            "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\",version=\"0.1.0\"} 1",
+            "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\",version=\"0.1.0\\\"x\"} 1",
         ]
         for line in expected { #expect(lines.contains(line), "missing: \(line)") }
+        #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_generation{site=\"site-b\"") || $0.hasPrefix("edgekit_relay_router_healthy{site=\"site-b\"") },
+                "a router without a report has no report samples")
         // No handshake yet: no age sample rather than a made-up one.
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_handshake_age_seconds{site=\"site-\\\"c") })
     }

@@ -1,5 +1,7 @@
 @testable import EdgeRelay
 import Foundation
+import GRDB
+import Registration
 import Testing
 
 /// `edgekit-relay status` liveness (issue 17.5): handshake age, claim, last registration, and `down`
@@ -36,12 +38,69 @@ import Testing
         let text = RelayStatus.text(snapshot, routers: rows)
         let lines = text.split(separator: "\n")
         #expect(lines.first == "routers: 3")
-        #expect(lines[1].hasPrefix("  site-a router 1 master down, handshake 76 s ago, registered 1000 s ago ("), "\(text)")
+        #expect(lines[1].hasPrefix("  site-a router 1 master down, handshake 76 s ago, no report (an agent from before the report), registered 1000 s ago ("), "\(text)")
         #expect(lines[1].hasSuffix("routes fd5e:d9e1:7c2a:1::/64"), "\(text)")
         #expect(lines[3].contains("site-b router 1 master down, no handshake,"), "\(text)")
         let json = try JSONSerialization.jsonObject(with: Data(RelayStatus.json(snapshot, routers: rows).utf8)) as? [String: Any]
         let first = (json?["routers"] as? [[String: Any]])?.first
         #expect(first?["state"] as? String == "down" && first?["handshake_age_seconds"] as? Int == 76 && first?["claim"] as? String == "master")
         #expect((json?["peers"] as? [Any])?.count == 3)
+    }
+
+    /// The fleet view (issue 18.2): a database as the previous release left it (v3, no report
+    /// columns) migrates in place keeping its peers; a registration with a report stores it, one
+    /// without clears it (the router said nothing), and status shows both in text and JSON.
+    @Test("a v3 database migrates; generation, agent version and health reach status")
+    func reportColumnsMigrateAndShow() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("relay-report-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("state.sqlite").path
+        do {
+            let old = try DatabaseQueue(path: path)
+            try RelayStore.migrator.migrate(old, upTo: "v3: prefix owner by key")
+            try old.write { db in
+                try db.execute(sql: """
+                    INSERT INTO peer (public_key, plan, site, slot, serial, tunnel_address, site_prefix, claim, last_seen, last_cookie_time, endpoint)
+                    VALUES ('A1=', 'example', 'site-a', 1, 1000, 'fd3b:4f10:a8c6::1', 'fd5e:d9e1:7c2a:1::/64', 'master', 9000000000, 10, '198.51.100.2:4000')
+                    """)
+                try db.execute(sql: "INSERT INTO prefix_owner (site_prefix, public_key) VALUES ('fd5e:d9e1:7c2a:1::/64', 'A1=')")
+            }
+        }
+        let store = try RelayStore(path: path)
+        let migrated = try store.snapshot()
+        #expect(migrated.peers.count == 1 && migrated.owners.count == 1, "the migration keeps every row")
+        #expect(migrated.peers[0].endpoint == "198.51.100.2:4000" && migrated.peers[0].generation == nil && migrated.peers[0].health == nil)
+        let columns = try DatabaseQueue(path: path).read { db in try db.columns(in: "peer").map(\.name) }
+        #expect(columns.suffix(4) == ["generation", "agent_version", "health", "health_reason"])
+        // Opening it again is a no-op (the migration is recorded).
+        _ = try RelayStore(path: path)
+
+        let fields = SiteCertificateFields(plan: "example", site: "site-a", slot: 2, serial: 1000,
+                                           tunnelAddress: "fd3b:4f10:a8c6::2", sitePrefix: "fd5e:d9e1:7c2a:1::/64")
+        let report = RouterReport(generation: 4, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)")
+        _ = try store.register(publicKey: "A2=", certificate: fields, claim: "backup", cookieTime: 11, now: 9_500_000_000, report: report)
+        var a1 = SiteCertificateFields(plan: "example", site: "site-a", slot: 1, serial: 1000,
+                                       tunnelAddress: "fd3b:4f10:a8c6::1", sitePrefix: "fd5e:d9e1:7c2a:1::/64")
+        _ = try store.register(publicKey: "A1=", certificate: a1, claim: "master", cookieTime: 12, now: 9_600_000_000,
+                               report: RouterReport(generation: 3, health: .healthy, agentVersion: "0.1.0", healthReason: "uplink up"))
+        #expect(try store.snapshot().peers.first { $0.publicKey == "A1=" }?.generation == 3)
+        // The same router registering from an agent without a report: the columns are cleared, not kept stale.
+        a1.serial = 1000
+        _ = try store.register(publicKey: "A1=", certificate: a1, claim: "master", cookieTime: 13, now: 9_700_000_000)
+        let snapshot = try store.snapshot()
+        let peer = try #require(snapshot.peers.first { $0.publicKey == "A1=" })
+        #expect(peer.generation == nil && peer.agentVersion == nil && peer.health == nil && peer.healthReason == nil)
+
+        let rows = RouterLiveness.rows(snapshot, handshakes: ["A1=": 9_990, "A2=": 9_995], keepaliveSeconds: 25, now: Date(timeIntervalSince1970: 10_000))
+        #expect(rows.map { "\($0.slot) \($0.generation.map(String.init) ?? "-") \($0.agentVersion ?? "-") \($0.health ?? "-")" } == ["1 - - -", "2 4 0.1.0 unhealthy"])
+        let text = RelayStatus.text(snapshot, routers: rows)
+        #expect(text.contains("site-a router 1 master up, handshake 10 s ago, no report (an agent from before the report), registered"), "\(text)")
+        #expect(text.contains("site-a router 2 backup up, handshake 5 s ago, generation 4, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), registered"), "\(text)")
+        let json = try JSONSerialization.jsonObject(with: Data(RelayStatus.json(snapshot, routers: rows).utf8)) as? [String: Any]
+        let routers = try #require(json?["routers"] as? [[String: Any]])
+        #expect(routers[0]["generation"] == nil && routers[0]["health"] == nil, "no report: the keys are absent")
+        #expect(routers[1]["generation"] as? Int == 4 && routers[1]["agent_version"] as? String == "0.1.0")
+        #expect(routers[1]["health"] as? String == "unhealthy" && routers[1]["health_reason"] as? String == "uplink eth0 has no carrier (link down)")
     }
 }

@@ -1,0 +1,47 @@
+import Foundation
+
+/// The agent's version: `edgekit-agent --version`, and what each registration reports to the relay
+/// (the fleet view, docs/fleet.md). The one place it is written down.
+public enum AgentVersion {
+    public static let current = "0.1.0"
+}
+
+/// What a registration tells the relay about this router beside its claim (docs/protocol.md,
+/// "Report"): the applied generation, the agent's version and its health verdict, so
+/// `edgekit-relay status` and `edgekit fleet status` show them per router.
+public struct ClaimReport: Sendable, Equatable {
+    /// The applied generation's number (0: none).
+    public var generation: Int
+    public var agentVersion: String
+    /// The running agent's verdict (RUNTIME/health.json); nil before its first look.
+    public var health: HealthReport?
+
+    public init(generation: Int, agentVersion: String = AgentVersion.current, health: HealthReport?) {
+        self.generation = generation
+        self.agentVersion = agentVersion
+        self.health = health
+    }
+
+    /// The report for now: the applied generation, this agent, the last verdict the health watch wrote.
+    static func current(paths: AgentPaths, generation: Int?) -> ClaimReport {
+        ClaimReport(generation: generation ?? 0, health: HealthReport.load(paths: paths))
+    }
+}
+
+extension Supervisor {
+    /// A changed health verdict registers again, so the relay's view of this router is current
+    /// (the claim reads the verdict when it is made). An attempt in flight carries the old verdict:
+    /// once it ends, look again. A retry already scheduled (the relay did not accept yet) will carry
+    /// the new verdict itself, so nothing is moved forward then.
+    func registerAgainForHealth() {
+        if let pending = inFlight {
+            Task {
+                await pending.value
+                await self.registerAgainForHealth()
+            }
+            return
+        }
+        guard registrationDue == .distantFuture, !stopping else { return }
+        registrationDue = clock()
+    }
+}
