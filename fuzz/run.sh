@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the registration packet parser with libFuzzer + AddressSanitizer.
 #   fuzz/run.sh [RUNS]      (default 1000000 executions; extra args go to libFuzzer)
-# Compiles Sources/Registration/Messages.swift (it depends on the standard library only) with the
-# entry in fuzz/FuzzMessages.swift; independent of `swift build` / `swift test`.
+# Compiles Sources/Registration/Messages.swift with the entry in fuzz/FuzzMessages.swift;
+# independent of `swift build` / `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
@@ -10,8 +10,13 @@ shift || true
 out="${TMPDIR:-/tmp}/edgekit-fuzz-$$"
 mkdir -p "$out/corpus"
 trap 'rm -rf "$out"' EXIT
-swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name Registration \
-  Sources/Registration/Messages.swift fuzz/FuzzMessages.swift -o "$out/fuzz-messages" 2>&1 \
+# Messages.swift imports EdgeErrors (standard library only: built first as its own module) and
+# uses HelloProof only to build HELLOs (fuzz/HelloProofStub.swift stands in; KeySchedule.swift
+# would bring swift-crypto).
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name EdgeErrors -emit-module -emit-module-path "$out/EdgeErrors.swiftmodule" \
+  -emit-object -o "$out/EdgeErrors.o" Sources/EdgeErrors/EdgeError.swift 2>&1 | grep -v "Cannot export local symbol" >&2 || true
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name Registration -I "$out" \
+  Sources/Registration/Messages.swift fuzz/HelloProofStub.swift fuzz/FuzzMessages.swift "$out/EdgeErrors.o" -o "$out/fuzz-messages" 2>&1 \
   | grep -v "Cannot export local symbol" >&2 || true
 test -x "$out/fuzz-messages"
 # Work on a copy so the committed seed corpus stays small; new inputs are merged back minimised.

@@ -2,7 +2,8 @@ import EdgeErrors
 
 // The four messages of docs/protocol.md as values, with an encoder and a parser that never traps.
 //
-// This file depends on nothing but the standard library, so fuzz/run.sh can compile it alone with
+// This file depends on the standard library, EdgeErrors (itself standard library only) and, to
+// build a HELLO, `HelloProof`, so fuzz/run.sh can compile it with a stand-in for that one and
 // libFuzzer. MACs are computed elsewhere (KeySchedule.swift): a parsed message carries the bytes
 // its MAC covers (`authenticated`) and the MAC itself.
 
