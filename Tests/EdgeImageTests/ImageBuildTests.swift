@@ -355,10 +355,18 @@ struct ImageBuildTests {
     /// (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied without a reboot.
     @Test(.timeLimit(.minutes(10))) func imageBootsWithoutAStickAndAppliesOnePluggedInLater() throws {
         let dir = try SharedImage.shared.build()
-        // Router 1's stick of site B, sealed to this image's identity (the same test secrets).
+        // Router 1's stick of site B, sealed to this image's identity (the same test secrets), from
+        // the example plan with an operator added: the apply then starts sshd under the image's own
+        // systemd, and a unit that does not come up would roll the generation back.
+        let plan = dir + "/plan-with-operator"
+        try? FileManager.default.removeItem(atPath: plan)
+        try FileManager.default.createDirectory(atPath: plan, withIntermediateDirectories: true)
+        let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
+        try Data((example + "\noperators:\n  - name: alice\n    ssh_keys:\n      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH12wi39GXd7gq6X7QV6xQ+xv9DHIgI/8bkkI8CZahk2 alice@laptop\n").utf8)
+            .write(to: URL(fileURLWithPath: plan + "/plan.yaml"))
         let stick = dir + "/late.stick.img"
         try? FileManager.default.removeItem(atPath: stick)
-        let built = try edgekit(["stick", "build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+        let built = try edgekit(["stick", "build", "--plan", plan, "--secrets", dir + "/secrets",
                                  "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
         try #require(built.status == 0, "\(built.stderr)")
         // The root filesystem is every site's; the agent names the machine after its site stamp
@@ -379,6 +387,9 @@ struct ImageBuildTests {
         #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
         #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
         #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
+        #expect(!boot.console.contains("did not come up with generation"), "every service came up, sshd included; \(tail)")
+        let restarted = boot.console.split(separator: "\n").first { $0.contains("restarted (systemd): ") }
+        #expect(restarted?.contains("ssh") == true, "sshd started for the operator: \(restarted.map(String.init) ?? "no restart line"); \(tail)")
     }
 }
 
