@@ -39,12 +39,14 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
     public static func rows(_ snapshot: RelaySnapshot, handshakes: [String: Int], keepaliveSeconds: Int, now: Date) -> [RouterLiveness] {
         let owners = Set(snapshot.owners.map { $0.publicKey + " " + $0.sitePrefix })
         let nowSeconds = Int(now.timeIntervalSince1970)
+        // One formatter for every row, not one per row (10k rows at 10k routers).
+        let formatter = ISO8601DateFormatter()
         let rows = snapshot.peers.map { peer in
             let age = handshakes[peer.publicKey].flatMap { $0 > 0 ? max(0, nowSeconds - $0) : nil }
             let up = age.map { $0 <= 3 * keepaliveSeconds } ?? false
             return RouterLiveness(site: peer.site, slot: peer.slot, publicKey: peer.publicKey, claim: peer.claim,
                                   state: up ? "up" : "down", handshakeAgeSeconds: age,
-                                  registeredAt: RelayStatus.iso(peer.lastSeen),
+                                  registeredAt: RelayStatus.iso(peer.lastSeen, formatter),
                                   registeredAgeSeconds: max(0, nowSeconds - Int(peer.lastSeen / 1_000_000)),
                                   serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix),
                                   generation: peer.generation, agentVersion: peer.agentVersion, health: peer.health,
@@ -110,7 +112,7 @@ public enum RelayStatus {
         return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 
-    static func iso(_ micros: Int64) -> String {
-        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(micros) / 1e6))
+    static func iso(_ micros: Int64, _ formatter: ISO8601DateFormatter = ISO8601DateFormatter()) -> String {
+        formatter.string(from: Date(timeIntervalSince1970: Double(micros) / 1e6))
     }
 }

@@ -104,7 +104,7 @@ struct RelayBenchmark {
         line("  wg set calls: \(batches), \(String(format: "%.1f", Double(storm.accepted) / Double(max(1, batches)))) registrations each")
         line("  relay: RSS \(mib(idle.residentMiB)) idle -> \(mib(after.residentMiB)) (\(String(format: "%.1f", (after.residentMiB - idle.residentMiB) * 1024 / Double(count))) KiB per peer; peak \(mib(after.peakResidentMiB))); CPU \(s(relayCPU)) = \(String(format: "%.2f", relayCPU / storm.seconds)) cores, \(String(format: "%.0f", relayCPU / Double(count) * 1e6)) us per registration")
         line("  wireguard-go: RSS \(mib(wgIdle.residentMiB)) -> \(mib(wgAfter.residentMiB)); CPU \(s(wgAfter.cpuSeconds - wgIdle.cpuSeconds))")
-        line("  load generator (debug test process, 2 threads): CPU \(s(storm.generatorCPU)) = \(String(format: "%.2f", storm.generatorCPU / storm.seconds)) cores")
+        line("  load generator (test process, 2 threads): CPU \(s(storm.generatorCPU)) = \(String(format: "%.2f", storm.generatorCPU / storm.seconds)) cores")
         #expect(storm.accepted == count)
         let held = try lab.wireGuardPeers()
         #expect(held.count == count)
