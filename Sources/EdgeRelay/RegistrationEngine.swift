@@ -147,7 +147,17 @@ public actor RegistrationEngine {
             guard let keys = verifiedKeys(register.routerKey, message),
                   let cookieTime = cookies.check(register.cookie, routerKey: register.routerKey, address: address, now: clock.now)
             else { return nil }
-            guard let answer = await decide(register, cookieTime: cookieTime) else { return nil }
+            // Steps 6-7 outside the actor: the certificate's signature and fields depend on nothing
+            // it holds, so registrations verify on every core and only the database decision waits
+            // its turn (a 10k-router storm had the relay at one core, the Ed25519 inside the actor).
+            let answer: RegistrationAnswer
+            switch checkCertificate(register, cookieTime: cookieTime) {
+            case .refused(let refusal):
+                answer = refusal
+            case .valid(let certificate):
+                guard let decided = await decide(register, certificate: certificate, cookieTime: cookieTime) else { return nil }
+                answer = decided
+            }
             // A certificate the operator signed: this key stays known for the life of the process.
             if answer.status == .accepted { knownKeys.pin(register.routerKey, keys) }
             return MessageMAC.seal(answer.authenticated, with: keys.responseKey)
@@ -169,14 +179,20 @@ public actor RegistrationEngine {
         return derived
     }
 
-    func refusal(_ status: RegistrationStatus, _ register: Register, _ cookieTime: UInt64) -> RegistrationAnswer {
+    nonisolated func refusal(_ status: RegistrationStatus, _ register: Register, _ cookieTime: UInt64) -> RegistrationAnswer {
         RegistrationAnswer(status: status, routesSitePrefix: false, claimedMaster: register.claim == .master,
                            nonce: register.nonce, cookieTime: cookieTime,
                            tunnelAddress: [UInt8](repeating: 0, count: 16), sitePrefix: [UInt8](repeating: 0, count: 16))
     }
 
-    /// Steps 5 (replay) to 9 of docs/protocol.md for an authenticated REGISTER with a valid cookie.
-    func decide(_ register: Register, cookieTime: UInt64) async -> RegistrationAnswer? {
+    enum CertificateCheck: Sendable {
+        case valid(SiteCertificate)
+        case refused(RegistrationAnswer)
+    }
+
+    /// Steps 6 and 7 of docs/protocol.md: the certificate is the operator's, for this plan, inside its
+    /// prefixes and for the key that sent it. Outside the actor (it reads only constants).
+    nonisolated func checkCertificate(_ register: Register, cookieTime: UInt64) -> CertificateCheck {
         let routerKey = Data(register.routerKey).base64EncodedString()
         let certificate: SiteCertificate
         do {
@@ -184,7 +200,7 @@ public actor RegistrationEngine {
         } catch {
             logger.notice("refused: certificate invalid", metadata: ["key": "\(routerKey)", "why": "\(error)"])
             counters.count(.certificateInvalid)
-            return refusal(.certificateInvalid, register, cookieTime)
+            return .refused(refusal(.certificateInvalid, register, cookieTime))
         }
         guard certificate.plan == config.plan, certificate.sitePrefix.length == 64,
               config.ula.contains(certificate.sitePrefix), config.tunnelPrefix.contains(certificate.tunnelAddress),
@@ -193,13 +209,20 @@ public actor RegistrationEngine {
                 "key": "\(routerKey)", "plan": "\(certificate.plan)", "site_prefix": "\(certificate.sitePrefix)",
                 "tunnel": "\(certificate.tunnelAddress)"])
             counters.count(.certificateForeign)
-            return refusal(.certificateForeign, register, cookieTime)
+            return .refused(refusal(.certificateForeign, register, cookieTime))
         }
         guard Data(base64Encoded: certificate.wireguardPublicKey) == Data(register.routerKey) else {
             logger.notice("refused: certificate names another key", metadata: ["key": "\(routerKey)"])
             counters.count(.keyMismatch)
-            return refusal(.keyMismatch, register, cookieTime)
+            return .refused(refusal(.keyMismatch, register, cookieTime))
         }
+        return .valid(certificate)
+    }
+
+    /// Steps 5 (replay), 8 and 9 of docs/protocol.md for an authenticated REGISTER with a valid cookie
+    /// and a certificate `checkCertificate` accepted: the serial decision against the database.
+    func decide(_ register: Register, certificate: SiteCertificate, cookieTime: UInt64) async -> RegistrationAnswer? {
+        let routerKey = Data(register.routerKey).base64EncodedString()
         let fields = SiteCertificateFields(
             plan: certificate.plan, site: certificate.site, slot: certificate.slot,
             serial: Int64(bitPattern: certificate.serial), tunnelAddress: certificate.tunnelAddress.description,

@@ -233,43 +233,70 @@ public final class RelayStore: Sendable {
 
     /// The checks and effects of docs/protocol.md steps 5 (replay), 7 and 8, in one transaction.
     /// `report`: what the router said about itself; stored as given (nil clears the columns).
+    ///
+    /// Every registration of a storm comes through here one at a time (the relay's one writer), so
+    /// it is written as a few cached SQL statements rather than record types: fetching and saving
+    /// `PeerRecord`s (Codable, a query built per call, `save` as an update then an insert) took
+    /// 525 µs per registration into a table growing to 10k rows, half of the relay's CPU per
+    /// registration; these statements take 91 µs (release build, 2026-12-06).
     public func register(publicKey: String, certificate: SiteCertificateFields, claim: String,
                          cookieTime: Int64, now: Int64, report: RouterReport? = nil) throws -> Decision {
         try queue.write { db in
-            let existing = try PeerRecord.fetchOne(db, key: publicKey)
-            if let existing, existing.lastCookieTime >= cookieTime { return .replay }
-            let revocations = try Revocation.filter(Column("site") == certificate.site).fetchAll(db)
+            let lastCookie = try Int64.fetchOne(
+                db.cachedStatement(sql: "SELECT last_cookie_time FROM peer WHERE public_key = ?"), arguments: [publicKey])
+            if let lastCookie, lastCookie >= cookieTime { return .replay }
+            let revocations = try Revocation.fetchAll(
+                db.cachedStatement(sql: "SELECT * FROM revocation WHERE site = ?"), arguments: [certificate.site])
             if revocations.contains(where: { $0.covers(site: certificate.site, slot: certificate.slot, serial: certificate.serial) }) {
                 return .revoked
             }
-            let others = try PeerRecord
-                .filter(Column("site") == certificate.site && Column("slot") == certificate.slot && Column("public_key") != publicKey)
-                .fetchAll(db)
-            if others.contains(where: { $0.serial > certificate.serial }) { return .superseded }
+            let others = try Row.fetchAll(
+                db.cachedStatement(sql: "SELECT public_key, serial FROM peer WHERE site = ? AND slot = ? AND public_key != ?"),
+                arguments: [certificate.site, certificate.slot, publicKey])
+            if others.contains(where: { ($0["serial"] as Int64) > certificate.serial }) { return .superseded }
             var touched: Set<String> = [publicKey]
             for other in others {
-                // The slot has one router: a newer certificate's key replaces the older one.
-                try other.delete(db)
-                touched.insert(other.publicKey)
+                // The slot has one router: a newer certificate's key replaces the older one (its /64
+                // ownership goes with it, ON DELETE CASCADE).
+                let key: String = other["public_key"]
+                try db.cachedStatement(sql: "DELETE FROM peer WHERE public_key = ?").execute(arguments: [key])
+                touched.insert(key)
             }
             var record = PeerRecord(
                 publicKey: publicKey, plan: certificate.plan, site: certificate.site, slot: certificate.slot,
                 serial: certificate.serial, tunnelAddress: certificate.tunnelAddress,
-                sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime,
-                endpoint: existing?.endpoint)
+                sitePrefix: certificate.sitePrefix, claim: claim, lastSeen: now, lastCookieTime: cookieTime)
             record.record(report)
-            try record.save(db)
+            // Insert or update in one statement; the saved endpoint of an existing row stays.
+            try db.cachedStatement(sql: """
+                INSERT INTO peer (public_key, plan, site, slot, serial, tunnel_address, site_prefix, claim, last_seen,
+                                  last_cookie_time, generation, agent_version, health, health_reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (public_key) DO UPDATE SET
+                  plan = excluded.plan, site = excluded.site, slot = excluded.slot, serial = excluded.serial,
+                  tunnel_address = excluded.tunnel_address, site_prefix = excluded.site_prefix, claim = excluded.claim,
+                  last_seen = excluded.last_seen, last_cookie_time = excluded.last_cookie_time,
+                  generation = excluded.generation, agent_version = excluded.agent_version, health = excluded.health,
+                  health_reason = excluded.health_reason
+                """).execute(arguments: [
+                    record.publicKey, record.plan, record.site, record.slot, record.serial, record.tunnelAddress,
+                    record.sitePrefix, record.claim, record.lastSeen, record.lastCookieTime, record.generation,
+                    record.agentVersion, record.health, record.healthReason,
+                ])
             // A certificate for another /64 than before: the old one is no longer this router's.
-            try db.execute(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?",
-                           arguments: [publicKey, certificate.sitePrefix])
-            if claim == "master" {
-                if let previous = try PrefixOwner.fetchOne(db, key: certificate.sitePrefix), previous.publicKey != publicKey {
-                    touched.insert(previous.publicKey)
-                }
-                try PrefixOwner(sitePrefix: certificate.sitePrefix, publicKey: publicKey).save(db)
+            try db.cachedStatement(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?")
+                .execute(arguments: [publicKey, certificate.sitePrefix])
+            let owner = try String.fetchOne(
+                db.cachedStatement(sql: "SELECT public_key FROM prefix_owner WHERE site_prefix = ?"), arguments: [certificate.sitePrefix])
+            guard claim == "master" else {
+                return .accepted(touched: touched, holdsPrefix: owner == publicKey)
             }
-            let holds = try PrefixOwner.fetchOne(db, key: certificate.sitePrefix)?.publicKey == publicKey
-            return .accepted(touched: touched, holdsPrefix: holds)
+            if let owner, owner != publicKey { touched.insert(owner) }
+            try db.cachedStatement(sql: """
+                INSERT INTO prefix_owner (site_prefix, public_key) VALUES (?, ?)
+                ON CONFLICT (site_prefix) DO UPDATE SET public_key = excluded.public_key
+                """).execute(arguments: [certificate.sitePrefix, publicKey])
+            return .accepted(touched: touched, holdsPrefix: true)
         }
     }
 
