@@ -119,7 +119,12 @@ public struct RelayServer: Service {
                             continue
                         }
                         let budget = screening.budget
-                        guard limiter.allow(address, now: DispatchTime.now().uptimeNanoseconds, budget: budget) else {
+                        // A datagram whose MAC verified under a known key is charged to that key's bucket,
+                        // not its address's: routers behind one CG-NAT address each keep their own
+                        // budget, and replays of a router's datagrams from many forged sources still
+                        // share one. Everything else is charged to its source address.
+                        let bucketKey = screening == .authenticated ? message.routerKey ?? address : address
+                        guard limiter.allow(bucketKey, now: DispatchTime.now().uptimeNanoseconds, budget: budget) else {
                             counters.count(.rateLimited)
                             continue
                         }

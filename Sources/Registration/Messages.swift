@@ -309,6 +309,15 @@ public struct ParsedMessage: Sendable, Equatable {
     public var authenticated: ArraySlice<UInt8>
     public var mac: ArraySlice<UInt8>
 
+    /// The router key a HELLO or REGISTER names (R); nil for the relay's messages.
+    public var routerKey: [UInt8]? {
+        switch body {
+        case .hello(let hello): hello.routerKey
+        case .register(let register): register.routerKey
+        case .challenge, .result: nil
+        }
+    }
+
     public var type: Wire.MessageType {
         switch body {
         case .hello: .hello

@@ -143,6 +143,29 @@ struct RelayLabTests {
     }
 
     /// Everything that must get silence (or, for a key holder, an authenticated refusal) and change nothing.
+    /// Routers behind one address (a CG-NAT: the lab's client namespace is one address) with the
+    /// shipped per-source limit (20/s): once their keys are known (here: from the state database
+    /// after a restart) each router's datagrams are charged to its own key's bucket, so the fleet
+    /// re-registers at once instead of queueing behind the one address's 20 datagrams a second.
+    @Test func knownRoutersBehindOneAddressAreNotThrottledByIt() throws {
+        let shipped = RelayConfig.RateLimit()
+        let lab = try Lab(perSourcePerSecond: shipped.perSourcePerSecond, globalPerSecond: shipped.globalPerSecond)
+        defer { lab.close() }
+        let count = 120
+        let routers = try (0..<count).map { try ManualRouter(Fixture.synthetic($0)) }
+        try lab.startRelay()
+        // Cold: every HELLO is a new key, charged to the one address's bucket (burst 10, 20/s).
+        let cold = RegistrationStorm(routers: routers, window: 16).run(lab: lab, timeout: 60)
+        #expect(cold.accepted == count, "\(cold)")
+        #expect(try lab.stopRelay() == 0)
+        try lab.startRelay()
+        // Known keys: 2 datagrams per router, 240 from one address; at 20/s that alone was 11 s.
+        let known = RegistrationStorm(routers: routers, window: 16).run(lab: lab, timeout: 60)
+        print("behind one address, shipped per-source limit: \(count) routers cold \(String(format: "%.2f", cold.seconds)) s, again with known keys \(String(format: "%.2f", known.seconds)) s")
+        #expect(known.accepted == count, "\(known)")
+        #expect(known.seconds < 3, "known routers behind one address were throttled: \(known.seconds) s")
+    }
+
     @Test func unauthenticatedReplayedForeignAndRevokedInputChangesNothing() throws {
         try withLab { lab in
             let r1 = try ManualRouter(Fixture.router(site: "site-a", slot: 1))
