@@ -68,6 +68,8 @@ public actor Supervisor {
     var nextStickLook = Date.distantPast
     /// When the metrics are rewritten next without a state change (drift, handshake).
     var nextMetrics = Date.distantPast
+    /// The tunnel MTU that follows the uplink (TunnelMTU.swift).
+    var tunnelMTU = TunnelMTUWatch()
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
@@ -376,6 +378,7 @@ public actor Supervisor {
         }
         if now >= nextStickLook { lookForLateStick(now: now) }
         if now >= nextTunnelCheck { await checkTunnel(now: now) }
+        checkTunnelMTU(now: now)
         if now >= nextMetrics { publishMetrics() }
         if stopping { return }
         if clock() >= registrationDue && inFlight == nil { startRegistration() }

@@ -80,12 +80,14 @@ public enum FieldRules {
             : .failure(FieldProblem("is \(value), outside \(range.lowerBound)–\(range.upperBound)"))
     }
 
-    /// The uplink MTU: in range, and leaving IPv6's 1280 bytes inside two WireGuard layers.
+    /// An uplink MTU (`defaults.uplink_mtu`, a site's or a router's): in range, and big enough that the
+    /// servers' mesh still carries IPv6's 1280 bytes inside two WireGuard layers: 80 bytes for the
+    /// mesh (over IPv6) and 60 for the tunnel to the relay at its cheapest (over IPv4).
     public static func uplinkMTU(_ value: Int) -> Result<Int, FieldProblem> {
         if case .failure(let problem) = integer(value, in: uplinkMTUs) { return .failure(problem) }
-        let inner = Defaults(uplinkMTU: value).innerMTU
-        guard inner >= 1280 else {
-            return .failure(FieldProblem("\(value) leaves \(inner) bytes inside two WireGuard layers; IPv6 needs 1280, so use \(1280 + 2 * Defaults.wireGuardOverhead) or more"))
+        guard value >= Defaults.minimumUplinkMTU else {
+            let inner = value - Defaults.wireGuardOverheadIPv4 - Defaults.wireGuardOverhead
+            return .failure(FieldProblem("\(value) is too small: minus 60 (tunnel to the relay over IPv4) and 80 (servers' mesh) it leaves \(inner) bytes, and IPv6 needs 1280; use \(Defaults.minimumUplinkMTU) or more (docs/network.md, \"MTU\")"))
         }
         return .success(value)
     }

@@ -6,6 +6,7 @@ extension Router: Codable {
         case slot, priority, generation, uplink, lan
         case tunnelAddress = "tunnel_address"
         case lanAddress = "lan_address"
+        case uplinkMTU = "uplink_mtu"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -17,6 +18,8 @@ extension Router: Codable {
         lan = try c.field(.lan, as: String.self, FieldRules.interface)
         tunnelAddress = try c.field(.tunnelAddress, as: String.self, FieldRules.address)
         lanAddress = try c.field(.lanAddress, as: String.self, FieldRules.address)
+        // Absent: the plan's defaults.uplink_mtu (profiles sealed before the override are unchanged).
+        uplinkMTU = c.contains(.uplinkMTU) ? try c.field(.uplinkMTU, as: Int.self, FieldRules.uplinkMTU) : nil
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -28,6 +31,7 @@ extension Router: Codable {
         try c.encode(lan.description, forKey: .lan)
         try c.encode(tunnelAddress, forKey: .tunnelAddress)
         try c.encode(lanAddress, forKey: .lanAddress)
+        if let uplinkMTU { try c.encode(uplinkMTU, forKey: .uplinkMTU) }
     }
 }
 

@@ -41,6 +41,29 @@ public struct Plan: Sendable, Equatable {
     public func server(named name: String) -> Server? {
         servers.first { $0.name == name }
     }
+
+    /// The uplink MTU that applies to `router`: its own or its site's `uplink_mtu`, else the plan's.
+    public func uplinkMTU(of router: Router) -> Int {
+        router.uplinkMTU ?? defaults.uplinkMTU
+    }
+
+    /// The tunnel MTU the plan renders for `router` (uplink - 80, WireGuard over IPv6). The agent
+    /// re-sets it at run time from the uplink's real MTU and the relay's address family.
+    public func tunnelMTU(of router: Router) -> Int {
+        uplinkMTU(of: router) - Defaults.wireGuardOverhead
+    }
+
+    /// The smallest uplink MTU of any router in the plan (`defaults.uplink_mtu` without routers).
+    public var smallestUplinkMTU: Int {
+        sites.flatMap(\.routers).map(uplinkMTU(of:)).min() ?? defaults.uplinkMTU
+    }
+
+    /// The servers' mesh MTU: every mesh packet crosses two routers' tunnels, so the smallest uplink
+    /// minus two WireGuard layers of 80 bytes, but never below IPv6's 1280 (an uplink of 1420-1439
+    /// carries 1280 only with its tunnel over IPv4; docs/network.md, "MTU").
+    public var meshMTU: Int {
+        max(Defaults.ipv6MinimumMTU, smallestUplinkMTU - 2 * Defaults.wireGuardOverhead)
+    }
 }
 
 /// The servers' end-to-end WireGuard mesh: a third ULA range (outside `ula` and `tunnel`) from which
@@ -108,7 +131,9 @@ public struct Relay: Sendable, Equatable {
 
 /// Plan-wide defaults that sites inherit.
 public struct Defaults: Sendable, Equatable {
-    /// MTU of the uplink the router gets by DHCP; the tunnel uses `uplinkMTU - 80`.
+    /// The most the routers' uplinks carry unless a site or router says otherwise (`uplink_mtu`): the
+    /// tunnel MTU the plan renders (`uplinkMTU - 80`) and the ceiling of the one the agent sets from
+    /// the link at run time (docs/network.md, "MTU").
     public var uplinkMTU: Int
     /// WireGuard PersistentKeepalive towards the relay, in seconds.
     public var keepalive: Int
@@ -131,12 +156,22 @@ public struct Defaults: Sendable, Equatable {
 
     /// WireGuard over IPv6 costs 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard).
     public static let wireGuardOverhead = 80
+    /// WireGuard over IPv4 costs 60 bytes (20 IPv4 + 8 UDP + 32 WireGuard).
+    public static let wireGuardOverheadIPv4 = 60
+    /// IPv6's minimum link MTU (RFC 8200 section 5): what the servers' mesh must carry.
+    public static let ipv6MinimumMTU = 1280
+    /// The smallest uplink MTU a plan accepts: 1280 inside the servers' mesh (80 bytes, always over
+    /// IPv6) inside the tunnel to the relay at its cheapest (60 bytes, over IPv4): 1280 + 80 + 60.
+    public static let minimumUplinkMTU = ipv6MinimumMTU + wireGuardOverhead + wireGuardOverheadIPv4
+    /// Below this, the tunnel over IPv6 leaves the mesh less than 1280: 1280 + 80 + 80.
+    public static let uplinkMTUForMeshOverIPv6 = ipv6MinimumMTU + 2 * wireGuardOverhead
 
     /// MTU of the router ↔ relay tunnel.
     public var tunnelMTU: Int { uplinkMTU - Defaults.wireGuardOverhead }
 
-    /// What is left for packets inside the servers' own WireGuard mesh, which rides the tunnel.
-    public var innerMTU: Int { uplinkMTU - 2 * Defaults.wireGuardOverhead }
+    /// What is left for packets inside the servers' own WireGuard mesh, which rides the tunnel: two
+    /// layers of 80 bytes, never below 1280 (see `Plan.meshMTU`, which also counts the overrides).
+    public var innerMTU: Int { max(Defaults.ipv6MinimumMTU, uplinkMTU - 2 * Defaults.wireGuardOverhead) }
 }
 
 /// One site: a LAN with one /64, one VRRP group and one or two edge routers.
@@ -192,9 +227,12 @@ public struct Router: Sendable, Equatable {
     public var tunnelAddress: IPv6Address
     /// The router's own address on the site LAN, inside the site /64.
     public var lanAddress: IPv6Address
+    /// The uplink MTU the plan sets for this router (its own `uplink_mtu`, else its site's), or nil:
+    /// `defaults.uplink_mtu`. `Plan.uplinkMTU(of:)` gives the value that applies.
+    public var uplinkMTU: Int?
 
     public init(slot: Int, priority: Int, generation: Int, uplink: InterfaceMatch, lan: InterfaceMatch,
-                tunnelAddress: IPv6Address, lanAddress: IPv6Address) {
+                tunnelAddress: IPv6Address, lanAddress: IPv6Address, uplinkMTU: Int? = nil) {
         self.slot = slot
         self.priority = priority
         self.generation = generation
@@ -202,6 +240,7 @@ public struct Router: Sendable, Equatable {
         self.lan = lan
         self.tunnelAddress = tunnelAddress
         self.lanAddress = lanAddress
+        self.uplinkMTU = uplinkMTU
     }
 }
 

@@ -50,6 +50,17 @@ struct PlanChecker {
         return address
     }
 
+    /// An uplink MTU (`defaults`, a site's or a router's override), by `FieldRules.uplinkMTU`.
+    mutating func uplinkMTU(_ located: Located<Int>?, _ what: String) -> Int? {
+        guard let located else { return nil }
+        switch FieldRules.uplinkMTU(located.value) {
+        case .success(let value): return value
+        case .failure(let problem):
+            error(located.line, "\(what) \(problem.message)")
+            return nil
+        }
+    }
+
     mutating func interface(_ located: Located<String>?, _ what: String) -> InterfaceMatch {
         guard let located else { return .auto }
         let text = located.value
@@ -146,12 +157,7 @@ struct PlanChecker {
 
     mutating func checkDefaults(_ draft: PlanDraft.DefaultsDraft) -> Defaults {
         var defaults = Defaults()
-        if let mtu = draft.uplinkMTU {
-            defaults.uplinkMTU = mtu.value
-            if defaults.innerMTU < 1280 {
-                error(mtu.line, "defaults.uplink_mtu \(mtu.value) leaves \(defaults.innerMTU) bytes inside two WireGuard layers; IPv6 needs 1280, so use \(1280 + 2 * Defaults.wireGuardOverhead) or more")
-            }
-        }
+        if let mtu = uplinkMTU(draft.uplinkMTU, "defaults.uplink_mtu") { defaults.uplinkMTU = mtu }
         if let keepalive = draft.keepalive { defaults.keepalive = keepalive.value }
         if let interval = draft.vrrpAdvertInterval {
             // VRRPv3 carries the interval in centiseconds in 12 bits (RFC 5798 section 5.2.7).
@@ -256,7 +262,8 @@ struct PlanChecker {
         if draft.routers.isEmpty, draft.index != nil {
             error(draft.line, "\(what) has no routers; add at least one under \"routers\"")
         }
-        let routers = checkRouters(of: draft, sitePrefix: sitePrefix, vip: vip, ula: ula, tunnel: tunnel, used: &used)
+        let siteMTU = uplinkMTU(draft.uplinkMTU, "\(what) uplink_mtu")
+        let routers = checkRouters(of: draft, sitePrefix: sitePrefix, vip: vip, ula: ula, tunnel: tunnel, siteMTU: siteMTU, used: &used)
         guard let siteName, let index = draft.index, let sitePrefix, let vrrpID = draft.vrrpID, let vip else { return nil }
         return Site(name: siteName, index: index.value, prefix: sitePrefix, vrrpID: vrrpID.value,
                     vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }, board: board)
@@ -332,7 +339,7 @@ struct PlanChecker {
     // MARK: - Routers
 
     mutating func checkRouters(of site: PlanDraft.SiteDraft, sitePrefix: IPv6Prefix?, vip: IPv6Address?,
-                               ula: IPv6Prefix?, tunnel: IPv6Prefix?, used: inout PlanWideUse) -> [Router] {
+                               ula: IPv6Prefix?, tunnel: IPv6Prefix?, siteMTU: Int? = nil, used: inout PlanWideUse) -> [Router] {
         var slots: [Int: Int] = [:]
         var priorities: [Int: Int] = [:]
         var routers: [Router] = []
@@ -353,13 +360,15 @@ struct PlanChecker {
             let (uplink, lan) = checkPorts(draft)
             let tunnelAddress = checkTunnelAddress(draft, site: site, ula: ula, tunnel: tunnel, used: &used)
             let lanAddress = sitePrefix.flatMap { prefix in draft.slot.flatMap { Plan.Addressing.routerLANAddress(in: prefix, slot: $0.value) } }
+            // The router's own uplink_mtu, else its site's; nil: defaults.uplink_mtu.
+            let routerMTU = uplinkMTU(draft.uplinkMTU, "\(draft.what) uplink_mtu") ?? siteMTU
             if let lanAddress, lanAddress == vip, let line = site.vip?.line {
                 error(line, "\(site.what) vip \(lanAddress) is router \(draft.slot!.value)'s own LAN address; pick another (routers use ::<slot+1>)")
             }
             if let slot = draft.slot, let priority = draft.priority, let tunnelAddress, let lanAddress {
                 routers.append(Router(
                     slot: slot.value, priority: priority.value, generation: draft.generation?.value ?? 1,
-                    uplink: uplink, lan: lan, tunnelAddress: tunnelAddress, lanAddress: lanAddress))
+                    uplink: uplink, lan: lan, tunnelAddress: tunnelAddress, lanAddress: lanAddress, uplinkMTU: routerMTU))
             }
         }
         return routers

@@ -406,6 +406,7 @@ struct PlanDraft {
         var vip: Located<String>?
         var linkLocalVIP: Located<String>?
         var board: Located<String>?
+        var uplinkMTU: Located<Int>?
         var routers: [RouterDraft] = []
     }
 
@@ -418,6 +419,7 @@ struct PlanDraft {
         var uplink: Located<String>?
         var lan: Located<String>?
         var tunnelAddress: Located<String>?
+        var uplinkMTU: Located<Int>?
     }
 
     static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites", "operators", "mesh", "servers"]
@@ -426,8 +428,8 @@ struct PlanDraft {
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
     static let operatorKeys = ["name", "ssh_keys"]
-    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "routers"]
-    static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address"]
+    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "routers"]
+    static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address", "uplink_mtu"]
 
     static func read(_ root: Node, _ r: inout NodeReader) -> PlanDraft {
         var draft = PlanDraft()
@@ -449,7 +451,7 @@ struct PlanDraft {
         if let node = top.values["defaults"], let f = r.fields(node, "defaults", allowed: defaultsKeys) {
             draft.defaults = DefaultsDraft(
                 line: f.line,
-                uplinkMTU: r.integer(f, "uplink_mtu", 576...65535, required: false),
+                uplinkMTU: r.integer(f, "uplink_mtu", FieldRules.uplinkMTUs, required: false),
                 keepalive: r.integer(f, "keepalive", 0...65535, required: false),
                 vrrpAdvertInterval: r.string(f, "vrrp_advert_interval", required: false),
                 serverPorts: r.string(f, "server_wireguard_ports", required: false),
@@ -482,7 +484,8 @@ struct PlanDraft {
                 vrrpID: r.integer(Fields(what: what, line: f.line, values: f.values), "vrrp_id", 1...255),
                 vip: r.string(f, "vip", required: false),
                 linkLocalVIP: r.string(f, "link_local_vip", required: false),
-                board: r.string(f, "board", required: false))
+                board: r.string(f, "board", required: false),
+                uplinkMTU: r.integer(Fields(what: what, line: f.line, values: f.values), "uplink_mtu", FieldRules.uplinkMTUs, required: false))
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
                 let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"
                 guard let rf = r.fields(routerNode, routerLabel, allowed: routerKeys) else { continue }
@@ -495,7 +498,8 @@ struct PlanDraft {
                     generation: r.integer(named, "generation", 1...1_000_000, required: false),
                     uplink: r.string(named, "uplink", required: false),
                     lan: r.string(named, "lan", required: false),
-                    tunnelAddress: r.string(named, "tunnel_address", required: false)))
+                    tunnelAddress: r.string(named, "tunnel_address", required: false),
+                    uplinkMTU: r.integer(named, "uplink_mtu", FieldRules.uplinkMTUs, required: false)))
             }
             draft.sites.append(site)
         }

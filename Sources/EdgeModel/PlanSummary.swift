@@ -64,6 +64,8 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         public var tunnelAddress: String
         public var uplink: String
         public var lan: String
+        /// The router's `uplink_mtu` (its own or its site's); absent: `defaults.uplink_mtu`.
+        public var uplinkMTU: Int?
     }
 
     public init(_ plan: Plan) {
@@ -87,11 +89,11 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                         slot: router.slot, hostname: site.hostname(slot: router.slot), priority: router.priority,
                         generation: router.generation, lanAddress: router.lanAddress.description,
                         tunnelAddress: router.tunnelAddress.description,
-                        uplink: router.uplink.description, lan: router.lan.description)
+                        uplink: router.uplink.description, lan: router.lan.description, uplinkMTU: router.uplinkMTU)
                 })
         }
         if let planMesh = plan.mesh {
-            mesh = MeshSummary(prefix: planMesh.prefix.description, port: planMesh.port, mtu: plan.defaults.innerMTU)
+            mesh = MeshSummary(prefix: planMesh.prefix.description, port: planMesh.port, mtu: plan.meshMTU)
             servers = plan.servers.map { server in
                 ServerSummary(name: server.name, site: server.site, token: server.token.description,
                               siteAddress: server.siteAddress.description, meshAddress: server.meshAddress.description,
@@ -126,7 +128,8 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                 rows.append([
                     site.name, String(site.index), site.board, site.prefix, String(site.vrrpID), "\(site.linkLocalVIP), \(site.vip)",
                     String(router.slot), router.hostname, String(router.priority), String(router.generation),
-                    router.lanAddress, router.tunnelAddress, router.uplink, router.lan,
+                    router.lanAddress, router.tunnelAddress,
+                    router.uplink + (router.uplinkMTU.map { " (mtu \($0))" } ?? ""), router.lan,
                 ])
             }
         }

@@ -10,7 +10,7 @@ public enum EdgeRouterConfig {
             RenderedFile(path: ConfigPaths.uplinkNetwork, contents: RouterNetworkd.uplinkNetwork(router: router)),
             RenderedFile(path: ConfigPaths.lanNetwork, contents: RouterNetworkd.lanNetwork(site: site, router: router)),
             RenderedFile(path: ConfigPaths.routerTunnelNetdev,
-                         contents: RouterNetworkd.tunnelNetdev(plan: plan, relayPublicKey: relayPublicKey)),
+                         contents: RouterNetworkd.tunnelNetdev(plan: plan, router: router, relayPublicKey: relayPublicKey)),
             RenderedFile(path: ConfigPaths.routerTunnelNetwork,
                          contents: RouterNetworkd.tunnelNetwork(plan: plan, router: router)),
             RenderedFile(path: ConfigPaths.routerTunnelSetconf,

@@ -45,7 +45,12 @@ public enum MeshFiles {
 
     /// Why the MTU is what it is, in one comment line (docs/network.md, "The servers' mesh MTU").
     static func mtuComment(_ plan: Plan) -> String {
-        "# Two WireGuard layers of 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard): uplink \(plan.defaults.uplinkMTU) - 80 (router <-> relay) - 80 (this mesh) = \(plan.defaults.innerMTU)."
+        let uplink = plan.smallestUplinkMTU
+        let mtu = plan.meshMTU
+        let smallest = uplink == plan.defaults.uplinkMTU ? "uplink" : "smallest uplink"
+        // 1420-1439: the math gives less than 1280; 1280 fits when that router's tunnel runs over IPv4 (60 bytes).
+        let floor = mtu > uplink - 2 * Defaults.wireGuardOverhead ? ", raised to IPv6's 1280 (that tunnel must run over IPv4, 60 bytes)" : ""
+        return "# Two WireGuard layers of 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard): \(smallest) \(uplink) - 80 (router <-> relay) - 80 (this mesh) = \(uplink - 2 * Defaults.wireGuardOverhead)\(floor)."
     }
 
     /// What the server must hold on its LAN for the other servers to reach it.
@@ -61,7 +66,7 @@ public enum MeshFiles {
             Name=\(InterfaceNames.serverMesh)
             Kind=wireguard
             \(mtuComment(plan))
-            MTUBytes=\(plan.defaults.innerMTU)
+            MTUBytes=\(plan.meshMTU)
 
             [WireGuard]
             # 0600 and owned by systemd-network, which reads it (systemd.netdev(5), PrivateKeyFile=).
@@ -121,7 +126,7 @@ public enum MeshFiles {
             # mesh.port: inside defaults.server_wireguard_ports, the only ports the relay forwards between sites.
             ListenPort = \(mesh.port)
             \(mtuComment(plan))
-            MTU = \(plan.defaults.innerMTU)
+            MTU = \(plan.meshMTU)
 
             """
         for peer in peers {

@@ -53,6 +53,10 @@ enum RouterNetworkd {
         [DHCPv4]
         # The router's name is the site's business, not the ISP's.
         SendHostname=no
+        # The MTU the ISP hands out (DHCP option 26, RFC 2132 section 5.1; off by default in networkd):
+        # PPPoE or DS-Lite access networks carry less than 1500. An RA's MTU option is used already
+        # ([IPv6AcceptRA] UseMTU= defaults to yes). edgekit-agent sizes the tunnel from the result.
+        UseMTU=yes
 
         """
     }
@@ -85,15 +89,16 @@ enum RouterNetworkd {
             """
     }
 
-    static func tunnelNetdev(plan: Plan, relayPublicKey: String) -> String {
+    static func tunnelNetdev(plan: Plan, router: Router, relayPublicKey: String) -> String {
         let relayTunnel = IPv6Prefix.host(plan.relay.tunnelAddress)
         return """
             # edgekit: WireGuard tunnel to the relay \(plan.relay.host) (systemd.netdev(5), [WireGuard]).
             [NetDev]
             Name=\(InterfaceNames.routerTunnel)
             Kind=wireguard
-            # Uplink MTU \(plan.defaults.uplinkMTU) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard).
-            MTUBytes=\(plan.defaults.tunnelMTU)
+            # Uplink MTU \(plan.uplinkMTU(of: router)) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard).
+            # At run time edgekit-agent sets it from the uplink's real MTU and the relay's address family.
+            MTUBytes=\(plan.tunnelMTU(of: router))
 
             [WireGuard]
             # Never inline: the agent writes the key 0600, owned by systemd-network, which reads it.

@@ -66,8 +66,8 @@ enum Nftables {
                 chain clamp {
                     type filter hook forward priority mangle; policy accept;
 
-                    # The tunnel MTU is \(plan.defaults.tunnelMTU): clamp TCP MSS to the route MTU so TCP works even
-                    # where ICMPv6 packet-too-big gets lost on the way.
+                    # Clamp TCP MSS to the route MTU, which is the tunnel's (\(plan.tunnelMTU(of: router)) as rendered; edgekit-agent
+                    # re-sets it from the uplink's MTU), so TCP works even where ICMPv6 packet-too-big gets lost.
                     oifname "\(tunnel)" tcp flags syn tcp option maxseg size set rt mtu
                 }
             }

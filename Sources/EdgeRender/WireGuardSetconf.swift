@@ -10,7 +10,7 @@ enum WireGuardSetconf {
         """
         # edgekit: tunnel to the relay in wg(8) setconf form, for hosts without systemd-networkd.
         # The private key is not here: add it with `wg set \(InterfaceNames.routerTunnel) private-key \(ConfigPaths.routerWireGuardKey)`.
-        # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.defaults.tunnelMTU) (uplink \(plan.defaults.uplinkMTU) - 80),
+        # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.tunnelMTU(of: router)) (uplink \(plan.uplinkMTU(of: router)) - 80; the agent re-sets it from the uplink),
         # routes \(IPv6Prefix.host(plan.relay.tunnelAddress)) and \(plan.ula) on \(InterfaceNames.routerTunnel).
         [Interface]
         # Fixed, so the firewall can allow WireGuard on the uplink by port.

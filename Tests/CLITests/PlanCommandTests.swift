@@ -72,7 +72,7 @@ import Testing
             #expect(result.stdout.isEmpty)
             #expect(result.stderrLines == [
                 "plan.yaml:9: site \"a\" vrrp_id is 300, outside 1–255",
-                "plan.yaml:13: unknown key \"colour\" in site \"a\" router 1 (allowed: slot, priority, generation, uplink, lan, tunnel_address)",
+                "plan.yaml:13: unknown key \"colour\" in site \"a\" router 1 (allowed: slot, priority, generation, uplink, lan, tunnel_address, uplink_mtu)",
             ])
         }
     }

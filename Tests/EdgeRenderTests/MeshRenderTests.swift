@@ -33,7 +33,7 @@ struct MeshRenderTests {
         #expect(text.contains("PrivateKey = \(Fixtures.meshKeys["sa"]!.privateKey)\n"))
         #expect(text.contains("Address = \(server.meshAddress)/64\n"), "the /128 with the mesh range's length")
         #expect(text.contains("ListenPort = 58001\n"))
-        #expect(text.contains("MTU = \(plan.defaults.innerMTU)\n"))
+        #expect(text.contains("MTU = \(plan.meshMTU)\n"))
     }
 
     @Test("peers are every other server: its public key, [site address]:port, its mesh /128", arguments: MeshFormat.allCases)
@@ -63,7 +63,8 @@ struct MeshRenderTests {
         #expect(text.contains("Destination=\(plan.mesh!.prefix)\n"))
     }
 
-    @Test("the mesh MTU is the uplink MTU minus two WireGuard layers of 80 bytes", arguments: [(1500, 1340), (1492, 1332), (1440, 1280)])
+    @Test("the mesh MTU is the uplink MTU minus two WireGuard layers of 80 bytes, at least 1280",
+          arguments: [(1500, 1340), (1492, 1332), (1440, 1280), (1428, 1280), (1420, 1280)])
     func mtu(uplink: Int, mesh: Int) throws {
         let text = try MeshPlanFixture.text().replacingOccurrences(of: "uplink_mtu: 1500", with: "uplink_mtu: \(uplink)")
         let plan = try PlanLoader.parse(text)
@@ -71,6 +72,18 @@ struct MeshRenderTests {
         #expect(netdev.contains("MTUBytes=\(mesh)\n"), "\(netdev)")
         let wgQuick = try Fixtures.mesh("sa", format: .wgQuick, plan: plan).files[0].contents
         #expect(wgQuick.contains("MTU = \(mesh)\n"))
+        if uplink < 1440 {
+            #expect(netdev.contains("= \(uplink - 160), raised to IPv6's 1280 (that tunnel must run over IPv4, 60 bytes)."), "\(netdev)")
+        }
+    }
+
+    @Test("one router's smaller uplink_mtu sets the whole mesh's MTU")
+    func smallestUplinkSetsTheMesh() throws {
+        var plan = try Fixtures.meshPlan()
+        plan.sites[1].routers[0].uplinkMTU = 1492
+        let netdev = try Fixtures.mesh("sa", format: .networkd, plan: plan).files.file(ConfigPaths.meshNetdev).contents
+        #expect(netdev.contains("MTUBytes=1332\n"), "\(netdev)")
+        #expect(netdev.contains("smallest uplink 1492 - 80 (router <-> relay) - 80 (this mesh) = 1332."), "\(netdev)")
     }
 
     @Test("adding servers changes no router's or relay's file")

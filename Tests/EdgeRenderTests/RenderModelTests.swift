@@ -119,6 +119,26 @@ struct RenderModelTests {
         #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1412\n"))
     }
 
+    @Test("a router's uplink_mtu override renders its tunnel, the mesh takes the smallest uplink, DHCP's MTU is used")
+    func uplinkMTUOverride() throws {
+        var plan = try Fixtures.examplePlan()
+        plan.sites[0].routers[1].uplinkMTU = 1428
+        let site = plan.sites[0]
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[1], relayPublicKey: Fixtures.relayPublicKey)
+        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1348\n"))
+        #expect(try files.file(ConfigPaths.routerTunnelSetconf).contents.contains("MTU 1348 (uplink 1428 - 80;"))
+        // DHCP option 26 sets the uplink's MTU, which the agent sizes the tunnel from.
+        #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("[DHCPv4]\n") == true)
+        #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("\nUseMTU=yes\n"))
+        let other = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        #expect(try other.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1420\n"))
+        // 1428 - 160 = 1268 < 1280: the mesh stays at IPv6's minimum (that router's tunnel must run over IPv4).
+        #expect(plan.smallestUplinkMTU == 1428)
+        #expect(plan.meshMTU == 1280)
+        plan.sites[0].routers[1].uplinkMTU = 1492
+        #expect(plan.meshMTU == 1332)
+    }
+
     @Test("every comment line of every rendered file explains itself (no bare or empty comments)")
     func commentsSayWhy() throws {
         for (name, files) in try Fixtures.allRenderings() {

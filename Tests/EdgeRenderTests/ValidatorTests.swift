@@ -127,7 +127,7 @@ extension RealTools {
                     "Match": ["Name"],
                     "Network": ["Address", "DHCP", "IPv6AcceptRA", "IPv6SendRA", "LinkLocalAddressing",
                                 "ConfigureWithoutCarrier"],
-                    "DHCPv4": ["SendHostname"], "Route": ["Destination"], "Link": ["RequiredForOnline"],
+                    "DHCPv4": ["SendHostname", "UseMTU"], "Route": ["Destination"], "Link": ["RequiredForOnline"],
                 ],
                 "netdev": [
                     "NetDev": ["Name", "Kind", "MTUBytes"], "WireGuard": ["PrivateKeyFile", "ListenPort"],
