@@ -15,6 +15,7 @@
 #
 # Environment: EDGEKIT_BIN_DIR (default .build/debug), LAB_REPORT, LAB_KEEP=1 (keep the work folder),
 # LAB_STRICT_TARGETS=1 (a missed timing target fails the run too), LAB_QEMU=0 (skip the qemu scenario),
+# LAB_STABILITY_SECONDS=N (a healthy pair under traffic for N s must not move its VIPs; bench/stability.sh),
 # EDGEKIT_AGENT_BINARY (the static agent for the image, default .build/appliance/edgekit-agent),
 # EDGEKIT_IMAGE_CACHE (the image cache, default /var/tmp/edgekit-test-cache, the test suite's),
 # EDGEKIT_RELEASE_BIN_DIR (a release `edgekit` for the image build; the debug one hashes and writes
@@ -626,6 +627,22 @@ BLACKHOLE='table bridge edgekit_lab_blackhole {
   chain post { type filter hook postrouting priority 0; oifname "a1" drop; }
 }'
 health_fault "black hole" 'printf "%s\n" "$BLACKHOLE" | nsx ispa nft -f -' 'nsx ispa nft delete table bridge edgekit_lab_blackhole' "<5 s" "<1 s"
+
+# LAB_STABILITY_SECONDS=N (bench/stability.sh): a healthy pair under traffic for N seconds must not
+# move its VIPs or change its health (hysteresis: a probe lost now and then is not a fault).
+if [ "${LAB_STABILITY_SECONDS:-0}" -gt 0 ]; then
+  log "scenario: a healthy pair under traffic for ${LAB_STABILITY_SECONDS} s"
+  changes() { cat "$W/a1.agent.log" "$W/a2.agent.log" | grep -c -e "$1" || true; }
+  VRRP_BEFORE=$(changes 'VRRP state: '); HEALTH_BEFORE=$(changes 'health: ')
+  start_pinger "$W/ping-stable.log"
+  sleep "$LAB_STABILITY_SECONDS"
+  stop_pinger
+  VRRP_MOVES=$(( $(changes 'VRRP state: ') - VRRP_BEFORE )); HEALTH_CHANGES=$(( $(changes 'health: ') - HEALTH_BEFORE ))
+  is_master a1 && ! is_master a2 || fail "after ${LAB_STABILITY_SECONDS} s the VIPs are not on a1 alone"
+  VERDICT=met; [ "$VRRP_MOVES" -eq 0 ] && [ "$HEALTH_CHANGES" -eq 0 ] || { VERDICT=MISSED; MISSED=$((MISSED + 1)); }
+  FIGURES+=("stability|${LAB_STABILITY_SECONDS} s of traffic on a healthy pair: VRRP state changes / health changes / longest gap A → B|$VRRP_MOVES / $HEALTH_CHANGES / $(max_gap "$W/ping-stable.log") s|0 / 0 / -|$VERDICT")
+  log "figure: stability: $VRRP_MOVES VRRP state changes, $HEALTH_CHANGES health changes, longest gap $(max_gap "$W/ping-stable.log") s in ${LAB_STABILITY_SECONDS} s (target 0 / 0: $VERDICT)"
+fi
 
 log "scenario: failover, kill -9 of site A's master (a1)"
 A1_PUB=$(in_router a1 wg show wg-relay public-key)

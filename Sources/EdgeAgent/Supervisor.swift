@@ -20,8 +20,9 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var healthMisses = 3
     /// Answered probes in a row (uplink up) that make an unhealthy router healthy again.
     public var healthRise = 3
-    /// Seconds between looks for a stick that appeared after boot (`Supervisor.lookForLateStick`).
-    public var stickCheckInterval: TimeInterval = 1
+    /// Seconds between looks for a stick that appeared after boot (`Supervisor.lookForLateStick`);
+    /// nil: no looking (tests that drive the loop on the host must not run blkid on its disks).
+    public var stickCheckInterval: TimeInterval? = 1
     /// Seconds between reads of the tunnel's last handshake while it is fresh.
     public var tunnelCheckInterval: TimeInterval = 30
     /// A handshake older than this many seconds is stale. WireGuard rekeys every 2 minutes while
@@ -86,6 +87,8 @@ public actor Supervisor {
         // Give a freshly started tunnel time for its first handshake before judging it.
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         lastVRRP = VRRPNotify.current(paths: paths)
+        // Only a block device that appears after the agent started makes it look for a stick.
+        knownBlockDevices = StickWatch.blockDevices()
         let pid = getpid()
         state = RuntimeState(stick: "none", stickPath: nil, lastApply: nil, noStickAtBoot: false,
                              registration: "not attempted yet", registeredAt: nil, services: services.name,
@@ -186,7 +189,11 @@ public actor Supervisor {
     /// device appears (`/sys/class/block`, read once a look: no process unless something is new) and
     /// blkid finds the EDGEPROFILE label. A stick already applied applies as "already applied".
     func lookForLateStick(now: Date) {
-        nextStickLook = now.addingTimeInterval(settings.stickCheckInterval)
+        guard let interval = settings.stickCheckInterval else {
+            nextStickLook = .distantFuture
+            return
+        }
+        nextStickLook = now.addingTimeInterval(interval)
         if let stick {
             guard state.stick == "none", FileManager.default.fileExists(atPath: stick) else { return }
             logger.info("stick: \(stick) appeared; applying it")

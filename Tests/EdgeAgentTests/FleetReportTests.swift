@@ -33,8 +33,11 @@ final class RecordingRegistrar: RelayRegistrar {
             let paths = AgentPaths(root: root)
             let clock = FakeClock(Date(timeIntervalSince1970: 1_800_000_000))
             let registrar = RecordingRegistrar()
+            var settings = SupervisorSettings()
+            settings.stickCheckInterval = nil
             let supervisor = Supervisor(paths: paths, services: NoServices(), registrar: registrar, tunnel: ScriptedTunnel(journal: Journal(), clock: clock),
-                                        logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, stick: nil, clock: { clock.now })
+                                        settings: settings, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, stick: nil,
+                                        clock: { clock.now })
 
             // Before the health watch's first look: no verdict.
             await supervisor.stepAndSettle()

@@ -299,11 +299,14 @@ struct ImageBuildTests {
         #expect(unpack.status == 0, "tar: \(unpack.stderr.suffix(1000))")
         /// Runs `command` inside the tree, in a network namespace of its own holding the LAN port
         /// the files name (keepalived -t refuses an instance on a missing interface), with a private
-        /// /proc mount; both end with the command.
+        /// /proc mount and a /run holding /run/edgekit (trixie's keepalived -t resolves the track
+        /// files' folder; on the appliance the unit's RuntimeDirectory=edgekit makes it); all end
+        /// with the command.
         func inImage(_ command: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
             try system("unshare", ["--mount", "--net", "--propagation", "private", "--", "sh", "-c",
                                    #"ip link add lan0 type veth peer name lan0-peer && ip link set lan0 up && "#
-                                   + #"mount -t proc proc "$0/proc" && exec chroot "$0" "$@""#, tree] + command)
+                                   + #"mount -t proc proc "$0/proc" && mount -t tmpfs tmpfs "$0/run" && mkdir "$0/run/edgekit" && "#
+                                   + #"exec chroot "$0" "$@""#, tree] + command)
         }
         let checks: [(tool: String, command: (String) -> [String], file: String, broken: (String) -> String)] = [
             ("keepalived", { ["keepalived", "-t", "-f", $0] }, "etc/keepalived/keepalived.conf",

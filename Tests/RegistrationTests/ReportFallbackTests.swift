@@ -77,10 +77,12 @@ final class V1Relay: Sendable {
         var configuration = RegistrationClient.Configuration(
             relayHost: "127.0.0.1", relayPort: relay.port, relayPublicKey: relay.keys.publicKey,
             routerKey: try WireGuardKey(privateKey: Data(repeating: 7, count: 32)), certificate: Array("certificate".utf8))
-        configuration.attemptTimeout = .milliseconds(300)
+        // Generous for a loaded machine (the full suite runs image builds beside this): an answer
+        // later than the attempt timeout would count as a relay that does not answer.
+        configuration.attemptTimeout = .seconds(2)
         configuration.initialBackoff = .milliseconds(10)
         configuration.maximumBackoff = .milliseconds(20)
-        configuration.deadline = .seconds(10)
+        configuration.deadline = .seconds(120)
         configuration.report = RouterReport(generation: 2, health: .healthy, agentVersion: "0.1.0", healthReason: "uplink up")
         return try RegistrationClient(configuration: configuration, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
     }
