@@ -1,34 +1,7 @@
 import EdgeErrors
+import EdgeModel
 import EdgeSystem
 import Foundation
-
-/// One router as the relay sees it: one element of `routers` in `edgekit-relay status --format json`
-/// (docs/relay.md, "Status"). Decoded here from the JSON, not shared as a type with the relay, so the
-/// operator's machine needs only the JSON contract.
-public struct FleetRouter: Codable, Sendable, Equatable {
-    public var site: String
-    public var slot: Int
-    public var claim: String
-    /// `up` or `down` (WireGuard silent for more than 3 keepalives).
-    public var state: String
-    public var handshakeAgeSeconds: Int?
-    public var registeredAgeSeconds: Int?
-    public var serial: Int64?
-    public var publicKey: String?
-    public var routesSitePrefix: Bool?
-    /// Nil for a router whose agent sends no report (older than the fleet view).
-    public var generation: Int64?
-    public var agentVersion: String?
-    public var health: String?
-    public var healthReason: String?
-
-    enum CodingKeys: String, CodingKey {
-        case site, slot, claim, state, serial, generation, health
-        case handshakeAgeSeconds = "handshake_age_seconds", registeredAgeSeconds = "registered_age_seconds"
-        case publicKey = "public_key", routesSitePrefix = "routes_site_prefix"
-        case agentVersion = "agent_version", healthReason = "health_reason"
-    }
-}
 
 /// `edgekit fleet status`: the relay's per-router view, read over ssh (`edgekit-relay status
 /// --format json` run on the relay) or from a saved copy, printed as one table (docs/fleet.md,
@@ -69,8 +42,8 @@ public enum FleetStatus {
     }
 
     /// The routers of a status document. `source` names it in the error ("relay.example.net", a file).
-    public static func routers(from data: Data, source: String) throws -> [FleetRouter] {
-        struct Document: Decodable { var routers: [FleetRouter] }
+    public static func routers(from data: Data, source: String) throws -> [RouterLiveness] {
+        struct Document: Decodable { var routers: [RouterLiveness] }
         do {
             return try JSONDecoder().decode(Document.self, from: data).routers
         } catch {
@@ -80,7 +53,7 @@ public enum FleetStatus {
     }
 
     /// A saved status document (`--from FILE`).
-    public static func load(file: String) throws -> [FleetRouter] {
+    public static func load(file: String) throws -> [RouterLiveness] {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw BuildError("--from \(Printable.escaped(file)): cannot read it (save one with: ssh RELAY edgekit-relay status --format json > FILE)",
                              code: "fleet.from-unreadable", input: file)
@@ -90,7 +63,7 @@ public enum FleetStatus {
 
     /// One line per router, in the relay's order (sites without a live master first), columns
     /// aligned; the reason of a health verdict that is not `healthy` closes its line.
-    public static func table(_ routers: [FleetRouter]) -> String {
+    public static func table(_ routers: [RouterLiveness]) -> String {
         let header = ["SITE", "SLOT", "CLAIM", "STATE", "HANDSHAKE", "GENERATION", "AGENT", "HEALTH"]
         let rows = routers.map { router -> [String] in
             [Printable.escaped(router.site), "\(router.slot)", Printable.escaped(router.claim), Printable.escaped(router.state),
@@ -108,7 +81,7 @@ public enum FleetStatus {
         return ([line(header)] + rows.map(line)).joined(separator: "\n") + "\n"
     }
 
-    static func healthText(_ router: FleetRouter) -> String {
+    static func healthText(_ router: RouterLiveness) -> String {
         guard let health = router.health else {
             return router.generation == nil && router.agentVersion == nil ? "- (no report: agent older than the fleet view)" : "unknown"
         }
@@ -117,10 +90,10 @@ public enum FleetStatus {
     }
 
     /// The routers as JSON (`--format json`): the relay's fields, sorted keys.
-    public static func json(_ routers: [FleetRouter]) throws -> String {
+    public static func json(_ routers: [RouterLiveness]) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        struct Document: Encodable { var routers: [FleetRouter] }
+        struct Document: Encodable { var routers: [RouterLiveness] }
         return String(decoding: try encoder.encode(Document(routers: routers)), as: UTF8.self) + "\n"
     }
 

@@ -1,39 +1,7 @@
+import EdgeModel
 import Foundation
 
-/// How one registered router looks from the relay now: its claim, whether WireGuard still hears
-/// from it, and when it last registered (issue 17.5).
-public struct RouterLiveness: Codable, Sendable, Equatable {
-    public var site: String
-    public var slot: Int
-    public var publicKey: String
-    /// "master" or "backup", the claim of its last accepted registration.
-    public var claim: String
-    /// `up`, or `down` when WireGuard has not heard from it for longer than 3 keepalives (or never).
-    public var state: String
-    /// Seconds since the peer's last handshake (`wg show IF latest-handshakes`); nil: none yet, or unreadable.
-    public var handshakeAgeSeconds: Int?
-    /// When it last registered (relay clock, ISO 8601) and how long ago.
-    public var registeredAt: String
-    public var registeredAgeSeconds: Int
-    public var serial: Int64
-    /// Whether the relay routes its site /64 to it.
-    public var routesSitePrefix: Bool
-    /// What the router reported in its last registration (docs/protocol.md, "Report"): applied
-    /// generation, agent version, health verdict and its reason. Absent for an agent that sends no
-    /// report (older than the fleet view).
-    public var generation: Int64?
-    public var agentVersion: String?
-    public var health: String?
-    public var healthReason: String?
-
-    enum CodingKeys: String, CodingKey {
-        case site, slot, claim, state, serial, generation, health
-        case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds"
-        case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
-        case routesSitePrefix = "routes_site_prefix"
-        case agentVersion = "agent_version", healthReason = "health_reason"
-    }
-
+extension RouterLiveness {
     /// One row per peer, sites without a live master first, then by site and slot.
     /// `handshakes` maps public key → UNIX time of the last handshake (0: never).
     public static func rows(_ snapshot: RelaySnapshot, handshakes: [String: Int], keepaliveSeconds: Int, now: Date) -> [RouterLiveness] {

@@ -1,4 +1,5 @@
 @testable import EdgeRelay
+import EdgeModel
 import Foundation
 import GRDB
 import Registration
