@@ -82,7 +82,10 @@ final class V1Relay: Sendable {
         configuration.attemptTimeout = .seconds(2)
         configuration.initialBackoff = .milliseconds(10)
         configuration.maximumBackoff = .milliseconds(20)
-        configuration.deadline = .seconds(120)
+        // The suite's synchronous tests (image builds, boots) can hold both cooperative threads of a
+        // 2-core machine for minutes, and this client's attempts are async: a deadline that counts
+        // that wait would fail for the machine, not for the protocol.
+        configuration.deadline = .seconds(900)
         configuration.report = RouterReport(generation: 2, health: .healthy, agentVersion: "0.1.0", healthReason: "uplink up")
         return try RegistrationClient(configuration: configuration, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
     }
