@@ -21,52 +21,44 @@ final class KeepalivedWatch: @unchecked Sendable {
     }
 
     private let agent: Agent
-    private let interval: TimeInterval
+    private let thread: WatchThread
     private let report: @Sendable (Change) -> Void
-    private let lock = NSLock()
-    private var stopped = false
+    /// Found gone at the last pass (only the watch's thread reads and writes it).
+    private var gone = false
 
     init(agent: Agent, every interval: Duration, report: @escaping @Sendable (Change) -> Void) {
         self.agent = agent
-        let (seconds, attoseconds) = interval.components
-        self.interval = Double(seconds) + Double(attoseconds) / 1e18
+        thread = WatchThread("keepalived-watch", every: interval)
         self.report = report
     }
 
     func start() {
-        let thread = Thread { [self] in watch() }
-        thread.name = "keepalived-watch"
-        thread.start()
+        thread.start { [self] in pass() }
     }
 
-    /// The thread ends within one interval.
     func stop() {
-        lock.withLock { stopped = true }
+        thread.stop()
     }
 
-    private func watch() {
-        var gone = false
-        while !lock.withLock({ stopped }) {
-            Thread.sleep(forTimeInterval: interval)
-            guard let running = agent.services.isRunning(.keepalived) else {
-                gone = false
-                continue
-            }
-            if running {
-                if gone { report(.back) }
-                gone = false
-                continue
-            }
-            guard !gone else { continue }
-            gone = true
-            let removed = VirtualAddresses.handOver(paths: agent.paths, ip: agent.services.ipTool)
-            var recordFailure: String?
-            do {
-                try VRRPNotify.record(.fault, paths: agent.paths)
-            } catch {
-                recordFailure = "\(error)"
-            }
-            report(.gone(removed: removed, recordFailure: recordFailure))
+    private func pass() {
+        guard let running = agent.services.isRunning(.keepalived) else {
+            gone = false
+            return
         }
+        if running {
+            if gone { report(.back) }
+            gone = false
+            return
+        }
+        guard !gone else { return }
+        gone = true
+        let removed = VirtualAddresses.handOver(paths: agent.paths, ip: agent.services.ipTool)
+        var recordFailure: String?
+        do {
+            try VRRPNotify.record(.fault, paths: agent.paths)
+        } catch {
+            recordFailure = "\(error)"
+        }
+        report(.gone(removed: removed, recordFailure: recordFailure))
     }
 }
