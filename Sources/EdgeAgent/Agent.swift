@@ -86,6 +86,15 @@ public struct Agent {
 
     public var store: GenerationStore { GenerationStore(paths: paths, steps: steps) }
 
+    /// The applied profile (secret redacted) and the model it describes, or nil when nothing is
+    /// applied: what the watches (VIPs, health, resignation) read of the current generation.
+    static func appliedModel(paths: AgentPaths) -> (document: ProfileDocument, model: (plan: Plan, site: Site, router: Router))? {
+        guard let data = FileManager.default.contents(atPath: paths.live(appliedProfile)),
+              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data),
+              let model = try? document.model() else { return nil }
+        return (document, model)
+    }
+
     // MARK: Inputs
 
     /// The device of the stick labelled EDGEPROFILE, probing devices afresh (no blkid cache).

@@ -143,9 +143,7 @@ struct HealthTarget {
     var relayTunnelAddress: IPv6Address
 
     static func applied(paths: AgentPaths) -> HealthTarget? {
-        guard let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)),
-              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data),
-              let model = try? document.model() else { return nil }
+        guard let (document, model) = Agent.appliedModel(paths: paths) else { return nil }
         return HealthTarget(uplink: InterfaceNames.uplink(of: model.router), relayTunnelAddress: document.plan.relay.tunnelAddress)
     }
 }

@@ -25,9 +25,7 @@ public enum VRRPResignation {
     }
 
     static func instance(paths: AgentPaths) -> Instance? {
-        guard let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)),
-              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data),
-              let model = try? document.model() else { return nil }
+        guard let (_, model) = Agent.appliedModel(paths: paths) else { return nil }
         let site = model.site
         return Instance(interface: InterfaceNames.lan(of: model.router), vrid: site.vrrpID,
                         intervalCentiseconds: model.plan.defaults.vrrpAdvertIntervalCentiseconds,

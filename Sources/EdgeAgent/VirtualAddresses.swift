@@ -15,9 +15,7 @@ public enum VirtualAddresses {
     /// The LAN port and the VIPs (`fe80::1/64`, `<site /64>::1/64`) keepalived.conf lists for this
     /// router, from the applied profile; nil when nothing is applied.
     public static func of(paths: AgentPaths) -> (interface: String, addresses: [String])? {
-        guard let data = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile)),
-              let document = try? JSONDecoder().decode(ProfileDocument.self, from: data),
-              let model = try? document.model() else { return nil }
+        guard let (_, model) = Agent.appliedModel(paths: paths) else { return nil }
         let site = model.site
         return (InterfaceNames.lan(of: model.router), ["\(site.linkLocalVIP)/64", "\(site.vip)/\(site.prefix.length)"])
     }
