@@ -174,7 +174,7 @@ public struct Agent {
         do {
             let model = try document.model()
             var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
-                                               relayPublicKey: document.plan.relay.publicKey)
+                                               relayPublicKeys: document.plan.relays.map(\.publicKey))
                 .map { DesiredFile(path: $0.path, contents: Data($0.contents.utf8), mode: $0.mode) }
             // The profile without its secret: what `run` needs to register (certificate, relay) and
             // what an operator reads to see which stick is applied.

@@ -31,7 +31,11 @@ public struct ChildProcessServices: ServiceControl {
         switch service {
         case .keepalived, .radvd: name = service.rawValue
         case .ssh: name = "sshd"
-        case .tunnel: name = "wireguard-go"
+        case .tunnel:
+            // Every tunnel's wireguard-go: one gone is the tunnel gone.
+            let names = RouterTunnelFiles.interfaces(under: paths).map(Self.tunnelProcess)
+                .filter { FileManager.default.fileExists(atPath: pidFile($0)) }
+            return names.isEmpty ? nil : names.allSatisfy { alivePid($0) != nil }
         case .sysctl, .networkd, .nftables: return nil
         }
         guard FileManager.default.fileExists(atPath: pidFile(name)) else { return nil }
@@ -112,38 +116,65 @@ public struct ChildProcessServices: ServiceControl {
 
     // MARK: WireGuard through wireguard-go
 
+    /// One wireguard-go per tunnel of the applied generation (one per relay), each with its
+    /// `wg setconf` file, key, MTU, address and routes as its `.network` says.
     func restartTunnel() throws {
-        let interface = InterfaceNames.routerTunnel
+        let interfaces = RouterTunnelFiles.interfaces(under: paths)
+        for interface in interfaces {
+            try restartTunnel(interface)
+        }
+        // A tunnel of an earlier generation with more relays: gone with its files.
+        for name in tunnelProcesses() where !interfaces.map(Self.tunnelProcess).contains(name) {
+            stop(name)
+            _ = try? attempt(tool("ip"), ["link", "delete", String(name.dropFirst("wireguard-go-".count))])
+        }
+    }
+
+    /// The pid-file name of the wireguard-go serving `interface`: `wireguard-go` for `wg-relay` (as
+    /// before plans had several relays), `wireguard-go-wg-relayN` for the others.
+    static func tunnelProcess(_ interface: String) -> String {
+        interface == InterfaceNames.routerTunnel ? "wireguard-go" : "wireguard-go-\(interface)"
+    }
+
+    /// The extra tunnels' wireguard-go pid files that exist now.
+    func tunnelProcesses() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.processes)) ?? []
+        return names.filter { $0.hasPrefix("wireguard-go-") && $0.hasSuffix(".pid") }.map { String($0.dropLast(4)) }
+    }
+
+    func restartTunnel(_ interface: String) throws {
+        let process = Self.tunnelProcess(interface)
         let socket = "/run/wireguard/\(interface).sock"
-        if alivePid("wireguard-go") == nil || !FileManager.default.fileExists(atPath: socket) {
-            stop("wireguard-go")
+        if alivePid(process) == nil || !FileManager.default.fileExists(atPath: socket) {
+            stop(process)
             let environment = ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1", "WG_PROCESS_FOREGROUND": "1"]
-            try start(.tunnel, name: "wireguard-go", [tool("wireguard-go"), "-f", interface], environment: environment)
+            try start(.tunnel, name: process, [tool("wireguard-go"), "-f", interface], environment: environment)
             var waited = 0.0
             while !FileManager.default.fileExists(atPath: socket) {
-                guard waited < 5, alivePid("wireguard-go") != nil else {
-                    throw ServiceFailure(service: .tunnel, detail: "wireguard-go did not create \(socket): \(logTail("wireguard-go"))")
+                guard waited < 5, alivePid(process) != nil else {
+                    throw ServiceFailure(service: .tunnel, detail: "wireguard-go did not create \(socket): \(logTail(process))")
                 }
                 Thread.sleep(forTimeInterval: 0.05)
                 waited += 0.05
             }
         }
+        let files = RouterTunnelFiles(interface: interface)
         // The relay's name may not resolve yet (no uplink, no DNS): then load the peer without its
         // endpoint; the supervisor sets it once the name resolves (and re-resolves when stale).
-        let setconf = paths.live(ConfigPaths.routerTunnelSetconf)
+        let setconf = paths.live(files.setconf)
         let noRetries = ["WG_ENDPOINT_RESOLUTION_RETRIES": "0"]
         if try !attempt(tool("wg"), ["setconf", interface, setconf], environment: noRetries).succeeded {
             let text = (try? String(contentsOfFile: setconf, encoding: .utf8)) ?? ""
             let without = text.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("Endpoint") }.joined(separator: "\n")
-            let copy = paths.processes + "/wg-relay.no-endpoint.conf"
+            let copy = paths.processes + "/\(interface).no-endpoint.conf"
             try Data(without.utf8).write(to: URL(fileURLWithPath: copy))
             try check(.tunnel, tool("wg"), ["setconf", interface, copy])
         }
         // The key by file, never in argv (wg(8) `private-key FILE`).
         try check(.tunnel, tool("wg"), ["set", interface, "private-key", paths.live(ConfigPaths.routerWireGuardKey)])
-        let network = NetworkdFile(paths.live(ConfigPaths.routerTunnelNetwork))
-        let netdev = NetworkdFile(paths.live(ConfigPaths.routerTunnelNetdev))
+        let network = NetworkdFile(paths.live(files.network))
+        let netdev = NetworkdFile(paths.live(files.netdev))
         if let mtu = netdev.values("MTUBytes").first {
             try check(.tunnel, tool("ip"), ["link", "set", interface, "mtu", mtu])
         }
@@ -152,8 +183,9 @@ public struct ChildProcessServices: ServiceControl {
         for address in network.values("Address") {
             try check(.tunnel, tool("ip"), ["-6", "addr", "replace", address, "dev", interface, "nodad"])
         }
-        for destination in network.values("Destination") {
-            try check(.tunnel, tool("ip"), ["-6", "route", "replace", destination, "dev", interface])
+        for route in network.routes() {
+            try check(.tunnel, tool("ip"), ["-6", "route", "replace", route.destination, "dev", interface]
+                                            + (route.metric.map { ["metric", $0] } ?? []))
         }
     }
 
@@ -292,12 +324,45 @@ struct NetworkdFile {
 
     init(_ path: String) {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        var section = ""
         for line in text.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
-            guard !trimmed.hasPrefix("#"), !trimmed.hasPrefix("["), let equals = trimmed.firstIndex(of: "=") else { continue }
-            pairs.append((String(trimmed[..<equals]), String(trimmed[trimmed.index(after: equals)...])))
+            if trimmed.hasPrefix("[") {
+                section = trimmed
+                if section == "[Route]" { routeSections.append(("", nil)) }
+                continue
+            }
+            guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
+            let key = String(trimmed[..<equals]), value = String(trimmed[trimmed.index(after: equals)...])
+            pairs.append((key, value))
+            if section == "[Route]", key == "Destination" { routeSections[routeSections.count - 1].destination = value }
+            if section == "[Route]", key == "Metric" { routeSections[routeSections.count - 1].metric = value }
         }
     }
 
+    /// `[Route]` sections, in order: each one's `Destination=` and, when it has one, `Metric=`.
+    var routeSections: [(destination: String, metric: String?)] = []
+
     func values(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
+
+    func routes() -> [(destination: String, metric: String?)] { routeSections }
+}
+
+extension RouterTunnelFiles {
+    /// The tunnels of the generation live under `paths`, `wg-relay` first.
+    static func interfaces(under paths: AgentPaths) -> [String] {
+        interfaces(inSetconfDirectory: paths.live(setconfDirectory))
+    }
+
+    /// The router tunnel links the kernel has now (`wg-relay`, `wg-relayN`).
+    static func links() -> [String] {
+        let shown = (try? SystemCommand.run("ip", ["-o", "link", "show", "type", "wireguard"]))?.output ?? ""
+        // "7: wg-relay: <POINTOPOINT,…> …"
+        return shown.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 1 else { return nil }
+            let name = String(fields[1].dropLast())
+            return name.hasPrefix(InterfaceNames.routerTunnel) ? name : nil
+        }
+    }
 }

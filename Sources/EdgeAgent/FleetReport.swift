@@ -42,6 +42,6 @@ extension Supervisor {
             return
         }
         guard registrationDue == .distantFuture, !stopping else { return }
-        registrationDue = clock()
+        registerWithAllNow(clock())
     }
 }

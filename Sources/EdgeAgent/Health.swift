@@ -82,13 +82,35 @@ public struct HealthReport: Codable, Sendable, Equatable {
     public var reason: String
     /// When the verdict last changed (ISO 8601).
     public var since: String
-    /// The relay probed (its tunnel address), the last probe's result and round trip.
+    /// The relay the site's traffic goes through (its tunnel address), its last probe's result and
+    /// round trip. With one relay, the relay.
     public var relay: String
     public var probeAnswered: Bool
     public var roundTripSeconds: Double?
+    /// Every relay's probe, in the site's order of preference; nil in a health.json written before
+    /// plans could hold several relays.
+    public var relays: [RelayPath]?
+
+    /// One relay as the path choice sees it.
+    public struct RelayPath: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+        public var interface: String
+        /// Up after 3 answered probes in a row, down after 3 missed (`PathChoice`).
+        public var up: Bool
+        public var chosen: Bool
+        public var probeAnswered: Bool
+        public var roundTripSeconds: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case name, address, interface, up, chosen
+            case probeAnswered = "probe_answered"
+            case roundTripSeconds = "round_trip_seconds"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case verdict, reason, since, relay
+        case verdict, reason, since, relay, relays
         case probeAnswered = "probe_answered"
         case roundTripSeconds = "round_trip_seconds"
     }
@@ -137,14 +159,28 @@ public struct HealthReport: Codable, Sendable, Equatable {
     }
 }
 
-/// What the applied generation says health is about: the uplink port and the relay's tunnel address.
-struct HealthTarget {
+/// What the applied generation says health is about: the uplink port and every relay's tunnel
+/// address, in the order the site prefers the relays, each with the tunnel that reaches it.
+struct HealthTarget: Equatable {
+    struct Relay: Equatable {
+        var name: String
+        var tunnelAddress: IPv6Address
+        var interface: String
+    }
+
     var uplink: String
-    var relayTunnelAddress: IPv6Address
+    /// In the site's order of preference (`Plan.relays(preferredBy:)`).
+    var relays: [Relay]
+    /// The plan /48, which the path choice routes through the chosen relay's tunnel.
+    var ula: IPv6Prefix
 
     static func applied(paths: AgentPaths) -> HealthTarget? {
-        guard let (document, model) = Agent.appliedModel(paths: paths) else { return nil }
-        return HealthTarget(uplink: InterfaceNames.uplink(of: model.router), relayTunnelAddress: document.plan.relay.tunnelAddress)
+        guard let (_, model) = Agent.appliedModel(paths: paths) else { return nil }
+        let tunnels = RouterTunnel.all(of: model.plan)
+        let relays = model.plan.relays(preferredBy: model.site).compactMap { relay in
+            tunnels.first { $0.relay == relay }.map { Relay(name: relay.name, tunnelAddress: relay.tunnelAddress, interface: $0.interface) }
+        }
+        return HealthTarget(uplink: InterfaceNames.uplink(of: model.router), relays: relays, ula: model.plan.ula)
     }
 }
 

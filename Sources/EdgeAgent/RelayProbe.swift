@@ -6,8 +6,9 @@ import Glibc
 /// ICMPv6 echo to the relay's tunnel address: the packet goes through the WireGuard tunnel, so an
 /// answer proves the uplink, the path and the tunnel at once, and only the relay (which holds the
 /// tunnel's other key) can give it. One raw socket for the agent's life (the agent runs as root);
-/// one request per call, at most one call per `HealthWatch` interval.
-final class RelayProbe {
+/// one request per call, at most one call per `HealthWatch` interval. One thread at a time uses a
+/// probe (the watch hands each relay's probe to one worker per round).
+final class RelayProbe: @unchecked Sendable {
     private let socket: Int32
     private var target = in6_addr()
     private let identifier = UInt16(truncatingIfNeeded: getpid())

@@ -33,21 +33,30 @@ func wireGuardEndpoint(host: String, port: UInt16) -> String {
     host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
 }
 
-/// The tunnel through `wg(8)`.
+/// The tunnels through `wg(8)`: one interface per relay, each with that relay as its one peer, so
+/// a relay's tunnel is found by the relay's public key (`wg show all`).
 public struct WireGuardTunnel: RelayTunnel {
-    public var interface: String
+    public init() {}
 
-    public init(interface: String = InterfaceNames.routerTunnel) {
-        self.interface = interface
+    /// The tunnel interface whose peer is `relayPublicKey`, and that peer's value of `field`
+    /// (`wg show all FIELD`: "INTERFACE<TAB>KEY<TAB>VALUE" lines); nil when no tunnel has that peer.
+    func show(_ field: String, relayPublicKey: String?) -> (interface: String, value: String)? {
+        guard let result = try? SystemCommand.run("wg", ["show", "all", field]), result.succeeded else { return nil }
+        for line in result.output.split(separator: "\n") {
+            let columns = line.split(separator: "\t")
+            guard columns.count == 3 else { continue }
+            // The relay's key names its tunnel whatever the interface is called (tests give theirs
+            // unique names); without a key, the first relay's tunnel.
+            if String(columns[1]) == relayPublicKey || (relayPublicKey == nil && columns[0] == InterfaceNames.routerTunnel) {
+                return (String(columns[0]), String(columns[2]))
+            }
+        }
+        return nil
     }
 
     public func latestHandshake(relayPublicKey: String?) -> Int? {
-        guard let result = try? SystemCommand.run("wg", ["show", interface, "latest-handshakes"]),
-              result.succeeded else { return nil }
-        // One "KEY<TAB>SECONDS" line per peer; the router has only the relay.
-        let peers = WireGuardShow.pairs(result.output)
-        let seconds = relayPublicKey.flatMap { peers[$0] } ?? peers.values.first
-        return seconds.flatMap { Int($0) } ?? 0
+        guard let (_, seconds) = show("latest-handshakes", relayPublicKey: relayPublicKey) else { return nil }
+        return Int(seconds) ?? 0
     }
 
     public func resolve(host: String, port: UInt16) async -> String? {
@@ -61,6 +70,9 @@ public struct WireGuardTunnel: RelayTunnel {
     /// `drivers/net/wireguard/netlink.c`), so the new address hears from us (and a handshake starts)
     /// now rather than at the next keepalive, up to N seconds later.
     public func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws {
+        guard let (interface, _) = show("endpoints", relayPublicKey: relayPublicKey) else {
+            throw AgentError.cannotRecord("wg", "no tunnel has the relay \(relayPublicKey) as its peer")
+        }
         try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "endpoint", endpoint, "persistent-keepalive", "0"],
                                 what: "setting the relay endpoint")
         if keepalive > 0 {
@@ -70,9 +82,8 @@ public struct WireGuardTunnel: RelayTunnel {
     }
 
     public func endpoint(relayPublicKey: String) -> String? {
-        guard let result = try? SystemCommand.run("wg", ["show", interface, "endpoints"]), result.succeeded else { return nil }
-        // "KEY<TAB>ADDRESS:PORT", or "(none)" before the first endpoint.
-        guard let endpoint = WireGuardShow.pairs(result.output)[relayPublicKey], endpoint != "(none)" else { return nil }
+        // "ADDRESS:PORT", or "(none)" before the first endpoint.
+        guard let (_, endpoint) = show("endpoints", relayPublicKey: relayPublicKey), endpoint != "(none)" else { return nil }
         return endpoint
     }
 

@@ -20,8 +20,8 @@ public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
         case ConfigPaths.nftables: [.nftables]
         case ConfigPaths.routerSysctl: [.sysctl]
         case ConfigPaths.sshdConfig, ConfigPaths.sshAuthorizedKeys, ConfigPaths.sshHostKey: [.ssh]
-        case ConfigPaths.routerTunnelNetdev, ConfigPaths.routerTunnelNetwork, ConfigPaths.routerTunnelSetconf,
-             ConfigPaths.routerWireGuardKey: [.tunnel]
+        case ConfigPaths.routerWireGuardKey: [.tunnel]
+        case _ where RouterTunnelFiles.isTunnelFile(path): [.tunnel]
         case _ where path.hasPrefix(ConfigPaths.networkdDirectory + "/"): [.networkd]
         default: []
         }
@@ -93,10 +93,15 @@ public struct SystemdServices: ServiceControl {
             try waitForAddresses(of: service, file: ConfigPaths.lanNetwork)
         case .tunnel:
             // networkd does not change an existing WireGuard netdev on reload (key, peer, MTU):
-            // delete the link so the reload creates it from the new files.
-            _ = try? SystemCommand.run("ip", ["link", "delete", InterfaceNames.routerTunnel])
+            // delete every tunnel link (one per relay; also one a relay left the plan with) so the
+            // reload creates them from the new files.
+            for link in RouterTunnelFiles.links() {
+                _ = try? SystemCommand.run("ip", ["link", "delete", link])
+            }
             try run(service, "networkctl", ["reload"])
-            try waitForAddresses(of: service, file: ConfigPaths.routerTunnelNetwork)
+            for interface in RouterTunnelFiles.interfaces(inSetconfDirectory: RouterTunnelFiles.setconfDirectory) {
+                try waitForAddresses(of: service, file: RouterTunnelFiles(interface: interface).network)
+            }
             // The node exporter listens on the tunnel address (its ARGS change only with it): make
             // it bind the new one. Metrics never fail an apply; the unit retries until the address is up.
             _ = try? SystemCommand.run("systemctl", ["try-restart", "prometheus-node-exporter.service"])

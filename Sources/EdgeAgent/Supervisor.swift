@@ -20,6 +20,9 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var healthMisses = 3
     /// Answered probes in a row (uplink up) that make an unhealthy router healthy again.
     public var healthRise = 3
+    /// With several relays: how long a more preferred relay must answer before the site's traffic
+    /// moves back to it (`PathChoice`).
+    public var relayHoldDown: TimeInterval = 10
     /// Seconds between looks for a stick that appeared after boot (`Supervisor.lookForLateStick`);
     /// nil: no looking (tests that drive the loop on the host must not run blkid on its disks).
     public var stickCheckInterval: TimeInterval? = 1
@@ -56,21 +59,26 @@ public actor Supervisor {
     var registrationFailures = 0
     var lastVRRP: VRRPState?
     var nextTunnelCheck: Date
-    /// While the handshake stays stale, the relay is re-resolved no sooner than this.
-    var nextResolve = Date.distantPast
-    var staleAttempts = 0
+    /// While a relay's handshake stays stale, its name is re-resolved no sooner than this (by relay name).
+    var nextResolve: [String: Date] = [:]
+    var staleAttempts: [String: Int] = [:]
     /// The registration attempt waiting for the relay, if any. It runs beside the loop, so a VRRP
     /// transition is never held up behind it (a relay that does not answer keeps an attempt for up to
     /// `--registration-deadline`); a transition abandons it and starts one with the new claim.
     var inFlight: Task<Void, Never>?
     var attemptNumber = 0
+    /// The relays the next attempt registers with: nil for all (a new claim: a transition, a health
+    /// change, a stale tunnel), else those that did not accept the last attempt.
+    var pendingRelays: Set<String>?
+    /// Each relay's last registration result, in words, by relay name.
+    var relayRegistration: [String: String] = [:]
     /// Block devices at the last look for a stick, so only a new one makes the agent run blkid.
     var knownBlockDevices: Set<String> = []
     var nextStickLook = Date.distantPast
     /// When the metrics are rewritten next without a state change (drift, handshake).
     var nextMetrics = Date.distantPast
-    /// The tunnel MTU that follows the uplink (TunnelMTU.swift).
-    var tunnelMTU = TunnelMTUWatch()
+    /// The tunnel MTUs that follow the uplink (TunnelMTU.swift), by tunnel interface.
+    var tunnelMTUs: [String: TunnelMTUWatch] = [:]
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
@@ -227,63 +235,98 @@ public actor Supervisor {
         return try? JSONDecoder().decode(ProfileDocument.self, from: data)
     }
 
-    /// The claim for the current generation, or nil when nothing is applied.
-    func claim() -> Claim? {
+    /// The claim for the current generation to each relay of its plan (in the plan's order), or nil
+    /// when nothing is applied.
+    func claims() -> [(relay: String, claim: Claim)]? {
         guard let document = appliedProfile() else { return nil }
-        return Claim(master: VRRPNotify.current(paths: paths) == .master, certificate: document.certificate,
-                     relayHost: document.plan.relay.host, registrationPort: document.plan.relay.registrationPort,
-                     relayPublicKey: document.plan.relay.publicKey, privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey),
-                     report: ClaimReport.current(paths: paths, generation: agent.store.current?.number))
+        let master = VRRPNotify.current(paths: paths) == .master
+        let report = ClaimReport.current(paths: paths, generation: agent.store.current?.number)
+        return document.plan.relays.map { relay in
+            (relay.name, Claim(master: master, certificate: document.certificate, relayHost: relay.host,
+                               registrationPort: relay.registrationPort, relayPublicKey: relay.publicKey,
+                               privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey), report: report))
+        }
     }
+
+    /// The claim to the plan's first relay (the only one of most plans).
+    func claim() -> Claim? { claims()?.first?.claim }
 
     var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 
-    /// One registration attempt; true when the relay accepted it. Graceful shutdown abandons it.
+    /// One registration attempt with every relay of the plan; true when all accepted it.
     public func registerOnce() async -> Bool {
-        guard let claim = claim() else {
+        await register(with: nil).isEmpty
+    }
+
+    /// One registration attempt with the relays named in `relays` (nil: every relay), all at once;
+    /// returns the names of those that did not accept it (every relay when nothing is applied or
+    /// the attempt was abandoned). Graceful shutdown abandons it.
+    func register(with relays: Set<String>?) async -> Set<String> {
+        guard let all = claims() else {
             state.registration = "not attempted: no generation applied"
             logChange("registration", "registration: not attempted, no generation applied")
             saveOwnFields()
-            return false
+            return [""]
         }
-        let role = claim.master ? "master" : "backup"
-        var accepted = false
-        do {
-            let outcome = try await cancelWhenGracefulShutdown { [registrar] in
-                try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
+        let wanted = all.filter { relays?.contains($0.relay) ?? true }
+        let role = wanted.first?.claim.master == true ? "master" : "backup"
+        let outcomes = await withTaskGroup(of: (String, Result<RegistrationOutcome, any Error>).self) { group in
+            for (relay, claim) in wanted {
+                group.addTask { [registrar] in
+                    let result = await Result {
+                        try await cancelWhenGracefulShutdown {
+                            try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
+                        }
+                    }
+                    return (relay, result)
+                }
             }
-            // Abandoned for a newer claim (a VRRP transition): its answer is about a role we no longer hold.
-            if Task.isCancelled { return false }
+            var outcomes: [String: Result<RegistrationOutcome, any Error>] = [:]
+            for await (relay, result) in group { outcomes[relay] = result }
+            return outcomes
+        }
+        // Abandoned for a newer claim (a VRRP transition): its answers are about a role we no longer hold.
+        if Task.isCancelled { return Set(all.map(\.relay)) }
+        var failed = Set<String>()
+        var lines: [String] = []
+        for (relay, _) in wanted {
+            guard let outcome = outcomes[relay] else { continue }
+            let line: String
             switch outcome {
-            case .registered(let detail, let relayAddress):
-                state.registration = "registered as \(role): \(detail)"
+            case .success(.registered(let detail, let relayAddress)):
+                line = "registered as \(role): \(detail)"
                 state.registeredAt = DocumentCoding.timestamp(clock())
-                accepted = true
-                if let relayAddress { followRegistration(to: relayAddress) }
-            case .refused(let reason):
-                state.registration = "refused by the relay: \(reason)"
+                if let relayAddress { followRegistration(to: relayAddress, relay: relay) }
+            case .success(.refused(let reason)):
+                line = "refused by the relay: \(reason)"
+                failed.insert(relay)
+            case .failure(let error):
+                // Stopping: the attempt was abandoned, not answered; leave the last result standing.
+                if stopping { return Set(all.map(\.relay)) }
+                line = "failed: \(error)"
+                failed.insert(relay)
             }
-        } catch {
-            // Stopping: the attempt was abandoned, not answered; leave the last result standing.
-            if stopping { return false }
-            state.registration = "failed: \(error)"
+            relayRegistration[relay] = line
         }
-        logChange("registration", "registration (\(role)): \(state.registration)", level: accepted ? .info : .warning,
+        // One relay: its line, as it always read. Several: each relay's line, by name.
+        state.registration = all.count == 1 ? (relayRegistration[all[0].relay] ?? "not attempted yet")
+            : all.map { "relay \($0.relay): \(relayRegistration[$0.relay] ?? "not attempted yet")" }.joined(separator: "; ")
+        logChange("registration", "registration (\(role)): \(state.registration)", level: failed.isEmpty ? .info : .warning,
                   ignoringNumbers: true)
         saveOwnFields()
         publishMetrics()
-        return accepted
+        return failed
     }
 
-    /// Points the tunnel at the relay address the accepted registration reached, when WireGuard's
-    /// endpoint is another address of the relay. WireGuard resolves the relay's name once, when the
+    /// Points the tunnel to `relay` at the relay address the accepted registration reached, when
+    /// WireGuard's endpoint is another address of the relay. WireGuard resolves the relay's name once, when the
     /// config is loaded; on a dual-stack uplink that can be before IPv6 is usable (duplicate
     /// address detection still running), so getaddrinfo put the A record first and the tunnel
     /// stayed on IPv4 while registrations, which resolve at every attempt, went over IPv6 (seen in
     /// the lab). The registration's answer proves that address works from here now.
-    func followRegistration(to relayAddress: String) {
-        guard let profile = appliedProfile(), let host = endpointHost(relayAddress) else { return }
-        let relay = profile.plan.relay
+    func followRegistration(to relayAddress: String, relay name: String? = nil) {
+        guard let profile = appliedProfile(), let host = endpointHost(relayAddress),
+              let relay = profile.plan.relays.first(where: { $0.name == (name ?? profile.plan.relay.name) }) else { return }
         let current = tunnel.endpoint(relayPublicKey: relay.publicKey)
         guard let current, let currentHost = endpointHost(current), currentHost != host else { return }
         let endpoint = wireGuardEndpoint(host: host, port: relay.wireguardPort)
@@ -341,7 +384,8 @@ public actor Supervisor {
             }
             watch.start()
             let health = HealthWatch(paths: paths, every: settings.healthInterval, misses: settings.healthMisses,
-                                     rise: settings.healthRise) { report in
+                                     rise: settings.healthRise, holdDown: settings.relayHoldDown,
+                                     ipTool: agent.services.ipTool) { report in
                 Task { await self.log(report) }
             }
             health.start()
@@ -380,6 +424,7 @@ public actor Supervisor {
             // waiting for the relay claims the old role: abandon it rather than wait for it.
             abandonRegistration()
             registrationDue = now
+            pendingRelays = nil
             registrationFailures = 0
             publishMetrics()
         }
@@ -395,21 +440,31 @@ public actor Supervisor {
     func startRegistration() {
         attemptNumber += 1
         let number = attemptNumber
+        let relays = pendingRelays
         registrationDue = .distantFuture
         inFlight = Task {
-            let accepted = await self.registerOnce()
-            await self.finishRegistration(number, accepted: accepted)
+            let failed = await self.register(with: relays)
+            await self.finishRegistration(number, failed: failed)
         }
     }
 
-    func finishRegistration(_ number: Int, accepted: Bool) {
+    /// Makes a registration with every relay due now: the claim changed.
+    func registerWithAllNow(_ now: Date) {
+        pendingRelays = nil
+        registrationDue = min(registrationDue, now)
+    }
+
+    func finishRegistration(_ number: Int, failed: Set<String>) {
         // Abandoned meanwhile (a transition started a newer attempt) or stopping: nothing to schedule.
         guard number == attemptNumber, !stopping else { return }
         inFlight = nil
-        if accepted {
+        if failed.isEmpty {
+            pendingRelays = nil
             registrationFailures = 0
             registrationDue = .distantFuture
         } else {
+            // Only the relays that did not accept are tried again; a new claim tries all.
+            pendingRelays = failed.contains("") ? nil : failed
             registrationFailures += 1
             registrationDue = clock().addingTimeInterval(retryDelay(after: registrationFailures))
         }
@@ -449,46 +504,58 @@ public actor Supervisor {
         }
     }
 
-    /// Reads the relay peer's last handshake; when it is stale (or there never was one), resolves the
-    /// relay's name again, points WireGuard at the answer (WireGuard resolves a name only once, when
-    /// the config is loaded) and makes a registration due now. While it stays stale, each further
-    /// attempt waits `retryDelay` (checks in between only look at the handshake).
+    /// Reads each relay peer's last handshake; when one is stale (or there never was one), resolves
+    /// that relay's name again, points WireGuard at the answer (WireGuard resolves a name only once,
+    /// when the config is loaded) and makes a registration due now. While it stays stale, each
+    /// further attempt waits `retryDelay` (checks in between only look at the handshake).
     func checkTunnel(now: Date) async {
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         guard let profile = appliedProfile() else { return }
-        let relay = profile.plan.relay
+        for relay in profile.plan.relays {
+            await checkTunnel(to: relay, of: profile, now: now)
+            if stopping { return }
+        }
+    }
+
+    func checkTunnel(to relay: ProfileDocument.RelayParameters, of profile: ProfileDocument, now: Date) async {
+        // Log keys and words per relay only when there are several: one relay reads as it always did.
+        let several = profile.plan.relays.count > 1
+        let key = several ? "-\(relay.name)" : ""
+        let which = several ? "relay \(relay.name)" : "the relay"
+        let position = profile.plan.relays.firstIndex { $0.name == relay.name } ?? 0
+        let interface = RouterTunnel(relay: relay.relay, position: position).interface
         guard let handshake = tunnel.latestHandshake(relayPublicKey: relay.publicKey) else {
-            logChange("tunnel", "tunnel: \(InterfaceNames.routerTunnel) is absent", level: .warning)
+            logChange("tunnel" + key, "tunnel: \(interface) is absent", level: .warning)
             return
         }
         if handshake != 0 && Int(now.timeIntervalSince1970) - handshake <= settings.staleAfter {
-            staleAttempts = 0
-            nextResolve = .distantPast
-            lastLogged["endpoint"] = nil
-            logChange("tunnel", "tunnel: handshake with the relay is fresh")
+            staleAttempts[relay.name] = 0
+            nextResolve[relay.name] = .distantPast
+            lastLogged["endpoint" + key] = nil
+            logChange("tunnel" + key, "tunnel: handshake with \(which) is fresh")
             return
         }
-        logChange("tunnel", (handshake == 0 ? "tunnel: no handshake with the relay yet"
-                                             : "tunnel: no handshake with the relay for over \(settings.staleAfter) s")
-                                + "; re-resolving \(relay.host)", level: .warning)
-        guard now >= nextResolve else { return }
-        staleAttempts += 1
-        nextResolve = now.addingTimeInterval(retryDelay(after: staleAttempts))
+        logChange("tunnel" + key, (handshake == 0 ? "tunnel: no handshake with \(which) yet"
+                                                  : "tunnel: no handshake with \(which) for over \(settings.staleAfter) s")
+                                  + "; re-resolving \(relay.host)", level: .warning)
+        guard now >= nextResolve[relay.name, default: .distantPast] else { return }
+        staleAttempts[relay.name, default: 0] += 1
+        nextResolve[relay.name] = now.addingTimeInterval(retryDelay(after: staleAttempts[relay.name]!))
         let port = relay.wireguardPort
         let resolved = await cancelWhenGracefulShutdown { [tunnel] in await tunnel.resolve(host: relay.host, port: port) }
         if stopping { return }
         guard let endpoint = resolved else {
-            logChange("endpoint", "tunnel: \(relay.host) does not resolve; trying again with backoff", level: .warning)
+            logChange("endpoint" + key, "tunnel: \(relay.host) does not resolve; trying again with backoff", level: .warning)
             return
         }
         do {
             try tunnel.setEndpoint(relayPublicKey: relay.publicKey, endpoint: endpoint, keepalive: profile.plan.keepalive)
-            logChange("endpoint", "tunnel: \(relay.host) is at \(endpoint); relay endpoint set, registering again")
+            logChange("endpoint" + key, "tunnel: \(relay.host) is at \(endpoint); relay endpoint set, registering again")
         } catch {
-            logChange("endpoint", "tunnel: \(relay.host) is at \(endpoint), but setting the endpoint failed: \(error)", level: .warning)
+            logChange("endpoint" + key, "tunnel: \(relay.host) is at \(endpoint), but setting the endpoint failed: \(error)", level: .warning)
         }
         // The relay may have moved or restarted and forgotten this router.
-        registrationDue = min(registrationDue, now)
+        registerWithAllNow(now)
     }
 
     func retryDelay(after failures: Int) -> TimeInterval {

@@ -158,13 +158,21 @@ public struct TunnelMTUWatch: Sendable {
 extension Supervisor {
     /// The tunnel MTU follows the uplink's real MTU and the relay's address family (`TunnelMTUWatch`);
     /// called from `step()`.
+    /// Each relay's tunnel on its own: the outer family is per relay (one may be reached over IPv4,
+    /// another over IPv6).
     func checkTunnelMTU(now: Date) {
         // `--services none` runs no tunnel: no interface of this host is the router's to change.
-        guard now >= tunnelMTU.nextCheck, agent.services.name != "none", let profile = appliedProfile() else { return }
-        tunnelMTU.ip = agent.services.ipTool
-        let endpoint = tunnel.endpoint(relayPublicKey: profile.plan.relay.publicKey)
-        _ = tunnelMTU.check(now: now, uplink: InterfaceNames.uplink(of: profile.router), tunnel: InterfaceNames.routerTunnel,
+        guard agent.services.name != "none", let profile = appliedProfile() else { return }
+        for (position, relay) in profile.plan.relays.enumerated() {
+            let interface = RouterTunnel(relay: relay.relay, position: position).interface
+            var watch = tunnelMTUs[interface] ?? TunnelMTUWatch()
+            guard now >= watch.nextCheck else { continue }
+            watch.ip = agent.services.ipTool
+            let endpoint = tunnel.endpoint(relayPublicKey: relay.publicKey)
+            _ = watch.check(now: now, uplink: InterfaceNames.uplink(of: profile.router), tunnel: interface,
                             plannedUplinkMTU: profile.router.uplinkMTU ?? profile.plan.defaults.uplinkMTU,
                             relayMTU: profile.plan.defaults.tunnelMTU, endpoint: endpoint, logger: logger)
+            tunnelMTUs[interface] = watch
+        }
     }
 }

@@ -73,13 +73,16 @@ public struct FleetBuild: Sendable {
             }
             return ((), "sticks: \(sticks.count) for \(sites.count) site(s), serial \(serial)")
         }
-        try progress.step("relay bundle") { _ in
-            try RelayBundle.write(plan: plan, keys: keys, binary: relayBinary, to: output + "/relay.tar.zst")
-            return ((), "relay bundle: relay.tar.zst")
+        let bundles = plan.relays.map { (relay: $0, name: RelayBundle.fileName(of: $0, in: plan)) }
+        try progress.step(bundles.count == 1 ? "relay bundle" : "relay bundles") { _ in
+            for bundle in bundles {
+                try RelayBundle.write(plan: plan, relay: bundle.relay, keys: keys, binary: relayBinary, to: output + "/" + bundle.name)
+            }
+            return ((), (bundles.count == 1 ? "relay bundle: " : "relay bundles: ") + bundles.map(\.name).joined(separator: ", "))
         }
-        // Sticks and the relay bundle join SHA256SUMS next to the images.
+        // Sticks and the relay bundles join SHA256SUMS next to the images.
         var sums = ""
-        for name in ["relay.tar.zst"] + sticks.map(\.name) { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
+        for name in bundles.map(\.name) + sticks.map(\.name) { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
         let part = output + "/sticks-and-relay.SHA256SUMS"
         guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else {
             throw BuildError("cannot write \(part)", code: "build.cannot-write", input: part)

@@ -18,6 +18,24 @@ extension Plan {
         }
         return (site, router)
     }
+
+    /// The relay named on a command line (`--relay NAME`), or the plan's only relay when none is
+    /// named; a one-line error that lists the relays otherwise.
+    public func locate(relay name: String?) throws(BuildError) -> Relay {
+        let names = relays.map(\.name).joined(separator: ", ")
+        guard let name else {
+            guard relays.count == 1 else {
+                throw BuildError("plan \(self.name) has \(relays.count) relays; name one with --relay NAME (relays: \(names))",
+                                 code: "build.which-relay", input: self.name)
+            }
+            return relay
+        }
+        guard let relay = relay(named: name) else {
+            throw BuildError("--relay \(Printable.escaped(name)): no such relay in plan \(self.name) (relays: \(names))",
+                             code: "build.no-such-relay", input: name)
+        }
+        return relay
+    }
 }
 
 extension PlanKeys {

@@ -7,7 +7,10 @@ public struct PublicKeySummary: Encodable, Sendable {
     public var plan: String
     public var operatorKeyNumber: String
     public var operatorPublicKey: String
+    /// The first relay's key: the one relay of a `relay:` plan (kept for scripts that read it).
     public var relayWireguardPublicKey: String
+    /// Every relay's key, by name; absent (not in the JSON) when the plan has one relay.
+    public var relays: [RelayKeys]?
     public var sites: [SiteKeys]
     /// The servers' mesh keys; absent (not in the JSON) when the plan has no servers.
     public var servers: [ServerKeys]?
@@ -17,6 +20,12 @@ public struct PublicKeySummary: Encodable, Sendable {
         public var generation: Int
         public var wireguardPublicKey: String
         enum CodingKeys: String, CodingKey { case name, generation, wireguardPublicKey = "wireguard_public_key" }
+    }
+
+    public struct RelayKeys: Encodable, Sendable {
+        public var name: String
+        public var wireguardPublicKey: String
+        enum CodingKeys: String, CodingKey { case name, wireguardPublicKey = "wireguard_public_key" }
     }
 
     public struct SiteKeys: Encodable, Sendable {
@@ -34,7 +43,7 @@ public struct PublicKeySummary: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case plan, sites, servers
+        case plan, relays, sites, servers
         case operatorKeyNumber = "operator_key_number"
         case operatorPublicKey = "operator_public_key"
         case relayWireguardPublicKey = "relay_wireguard_public_key"
@@ -44,7 +53,11 @@ public struct PublicKeySummary: Encodable, Sendable {
         self.plan = plan.name
         operatorKeyNumber = keys.operatorKeyNumber.map { String(format: "%02x", $0) }.joined()
         operatorPublicKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
-        relayWireguardPublicKey = keys.relayWireGuardKey.publicKeyBase64
+        let relayKeys = keys.relayPublicKeys(of: plan)
+        relayWireguardPublicKey = relayKeys[0]
+        if plan.relays.count > 1 {
+            relays = zip(plan.relays, relayKeys).map { RelayKeys(name: $0.name, wireguardPublicKey: $1) }
+        }
         sites = plan.sites.map { site in
             SiteKeys(
                 name: site.name, imageRecipient: keys.siteIdentity(site: site.name).recipient.text,
@@ -68,7 +81,11 @@ public struct PublicKeySummary: Encodable, Sendable {
             "operator key (signify, key number \(operatorKeyNumber)):",
         ]
         lines += operatorPublicKey.split(separator: "\n").map { "  \($0)" }
-        lines.append("relay wireguard public key: \(relayWireguardPublicKey)")
+        if let relays {
+            for relay in relays { lines.append("relay \(relay.name) wireguard public key: \(relay.wireguardPublicKey)") }
+        } else {
+            lines.append("relay wireguard public key: \(relayWireguardPublicKey)")
+        }
         for site in sites {
             lines.append("site \(site.name)")
             lines.append("  image recipient (age): \(site.imageRecipient)")

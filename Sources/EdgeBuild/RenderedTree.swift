@@ -8,23 +8,23 @@ import Foundation
 public enum RenderedTree {
     public enum Target: Sendable {
         case router(Site, Router)
-        case relay
+        case relay(Relay)
     }
 
     /// The rendered files followed by the target's private key file.
     public static func files(plan: Plan, keys: PlanKeys, target: Target) -> [RenderedFile] {
         switch target {
-        case .relay:
+        case .relay(let relay):
             let operatorKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
-            return RelayFiles.files(plan: plan) + [
+            return RelayFiles.files(plan: plan, relay: relay) + [
                 RenderedFile(path: ConfigPaths.operatorPublicKey, contents: operatorKey),
                 RenderedFile(path: ConfigPaths.relayWireGuardKey, mode: 0o600,
-                             contents: keys.relayWireGuardKey.privateKeyBase64 + "\n"),
+                             contents: keys.relayWireGuardKey(name: relay.name).privateKeyBase64 + "\n"),
             ]
         case .router(let site, let router):
             let routerSecret = keys.routerSecret(site: site, router: router)
             let secret = routerSecret.wireGuardKey.privateKeyBase64
-            var files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: keys.relayWireGuardKey.publicKeyBase64) + [
+            var files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: keys.relayPublicKeys(of: plan)) + [
                 RenderedFile(path: ConfigPaths.routerWireGuardKey, mode: 0o600, contents: secret + "\n"),
             ]
             if !plan.operators.isEmpty {

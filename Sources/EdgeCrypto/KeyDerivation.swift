@@ -121,10 +121,18 @@ public struct PlanKeys: Sendable {
         KeyDerivation.expand(master.bytes, label: "operator-keynum", fields: [KeyDerivation.text(planName)], count: 8)
     }
 
-    /// The relay's WireGuard identity.
-    public var relayWireGuardKey: WireGuardKey {
-        try! WireGuardKey(privateKey: KeyDerivation.expand(
-            master.bytes, label: "relay-wireguard", fields: [KeyDerivation.text(planName)]))
+    /// The WireGuard identity of the relay called `name`. The relay of a one-relay plan (`relay:`,
+    /// named `relay`) keeps the derivation it had before plans could hold several (the plan name
+    /// alone); every other relay's name is an input too.
+    public func relayWireGuardKey(name: String = Relay.singleName) -> WireGuardKey {
+        let fields = name == Relay.singleName ? [KeyDerivation.text(planName)]
+                                              : [KeyDerivation.text(planName), KeyDerivation.text(name)]
+        return try! WireGuardKey(privateKey: KeyDerivation.expand(master.bytes, label: "relay-wireguard", fields: fields))
+    }
+
+    /// The relays' public keys (base64), in the order of `plan.relays`.
+    public func relayPublicKeys(of plan: Plan) -> [String] {
+        plan.relays.map { relayWireGuardKey(name: $0.name).publicKeyBase64 }
     }
 
     /// The X25519 secret baked into a site's image; profiles for the site's routers are sealed to it.

@@ -32,7 +32,7 @@ extension PlanKeys {
     /// The complete profile document for one router (secret included: seal it, never print it).
     public func profile(plan: Plan, site: Site, router: Router, serial: UInt64, issuedAt: Date) throws -> ProfileDocument {
         ProfileDocument(
-            plan: plan, site: site, router: router, relayPublicKey: relayWireGuardKey.publicKeyBase64,
+            plan: plan, site: site, router: router, relayPublicKeys: relayPublicKeys(of: plan),
             serial: serial, issuedAt: issuedAt, routerSecret: routerSecret(site: site, router: router),
             certificate: try certificate(plan: plan, site: site, router: router, serial: serial))
     }

@@ -108,28 +108,32 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         certificate = try c.field(.certificate, as: String.self)
     }
 
-    /// The plan's public parameters (no sites, no secrets) and the relay's public key. On the wire
+    /// The plan's public parameters (no sites, no secrets) and each relay's public key. On the wire
     /// the defaults sit flat beside `name`, `ula`, `tunnel` and `relay` (schema 1); their wire form and
-    /// rules are `Defaults`' own (EdgeModel's `ModelCoding`).
+    /// rules are `Defaults`' own (EdgeModel's `ModelCoding`). A plan with several relays carries
+    /// `relays` (a list, each with its `name`) instead of `relay`.
     public struct PlanParameters: Codable, Sendable, Equatable {
         public var name: String
         public var ula: IPv6Prefix
         public var tunnel: IPv6Prefix
-        public var relay: RelayParameters
+        /// In the plan's order; never empty.
+        public var relays: [RelayParameters]
         public var defaults: Defaults
         /// Who may log in over SSH; a new stick rotates them. Absent on the wire when there are none,
         /// so a profile of a plan without operators is byte for byte what it was before the field.
         public var operators: [Operator]
 
         enum CodingKeys: String, CodingKey {
-            case name, ula, tunnel, relay, operators
+            case name, ula, tunnel, relay, relays, operators
         }
 
-        public init(plan: Plan, relayPublicKey: String) {
+        /// `relayPublicKeys` are the relays' WireGuard public keys in the order of `plan.relays`.
+        public init(plan: Plan, relayPublicKeys: [String]) {
+            precondition(relayPublicKeys.count == plan.relays.count, "one public key per relay")
             name = plan.name
             ula = plan.ula
             tunnel = plan.tunnel
-            relay = RelayParameters(relay: plan.relay, publicKey: relayPublicKey)
+            relays = zip(plan.relays, relayPublicKeys).map { RelayParameters(relay: $0, publicKey: $1) }
             defaults = plan.defaults
             operators = plan.operators
         }
@@ -139,7 +143,18 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             name = try c.field(.name, as: String.self, FieldRules.name)
             ula = try c.field(.ula, as: String.self, FieldRules.prefix)
             tunnel = try c.field(.tunnel, as: String.self, FieldRules.prefix)
-            relay = try c.field(.relay, as: RelayParameters.self)
+            switch (c.contains(.relay), c.contains(.relays)) {
+            case (true, false):
+                relays = [try c.field(.relay, as: RelayParameters.self)]
+            case (false, true):
+                relays = try c.field(.relays, as: [RelayParameters].self) { list in
+                    list.isEmpty ? .failure(FieldProblem("is empty; a plan has at least one relay")) : .success(list)
+                }
+            case (true, true):
+                throw DocumentError(field: "plan.relays", problem: "appears beside plan.relay; a profile carries one of them")
+            case (false, false):
+                throw DocumentError(field: "plan.relay", problem: "is missing")
+            }
             defaults = try Defaults(from: decoder)
             operators = c.contains(.operators) ? try c.field(.operators, as: [Operator].self) { list in
                 list.isEmpty ? .failure(FieldProblem("is empty; a plan without operators leaves the field out")) : .success(list)
@@ -155,13 +170,20 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             try c.encode(name, forKey: .name)
             try c.encode(ula, forKey: .ula)
             try c.encode(tunnel, forKey: .tunnel)
-            try c.encode(relay, forKey: .relay)
+            if relays.count == 1, relays[0].relay.name == Relay.singleName {
+                try c.encode(relays[0], forKey: .relay)
+            } else {
+                try c.encode(relays, forKey: .relays)
+            }
             if !operators.isEmpty { try c.encode(operators, forKey: .operators) }
             try defaults.encode(to: encoder)
         }
 
         /// WireGuard PersistentKeepalive towards the relay, in seconds.
         public var keepalive: Int { defaults.keepalive }
+
+        /// The first relay: the only one of a plan with one.
+        public var relay: RelayParameters { relays[0] }
     }
 
     /// The plan's relay (EdgeModel's `Relay`, flat on the wire) and its WireGuard public key (base64),
@@ -196,6 +218,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
                 : .failure(FieldProblem("\(FieldRules.quoted(text)) is not a WireGuard public key (32 bytes of base64, as `wg pubkey` prints)"))
         }
 
+        public var name: String { relay.name }
         public var host: String { relay.host }
         public var wireguardPort: UInt16 { relay.wireguardPort }
         public var registrationPort: UInt16 { relay.registrationPort }
@@ -203,10 +226,10 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
     }
 
     /// The document for router `router` of `site`, with the public parts of `plan`.
-    public init(plan: Plan, site: Site, router: Router, relayPublicKey: String, serial: UInt64,
+    public init(plan: Plan, site: Site, router: Router, relayPublicKeys: [String], serial: UInt64,
                 issuedAt: Date, routerSecret: RouterSecret, certificate: String) {
         schema = ProfileDocument.currentSchema
-        self.plan = PlanParameters(plan: plan, relayPublicKey: relayPublicKey)
+        self.plan = PlanParameters(plan: plan, relayPublicKeys: relayPublicKeys)
         self.site = site
         self.router = router
         self.serial = serial
@@ -218,13 +241,13 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
     /// The first rule between fields this document breaks (`SiteRules`, the rules of `plan check`),
     /// or nil: the router must be one of the site's routers, exactly as listed there.
     public func problem() -> DocumentError? {
-        if let problem = SiteRules.planProblem(ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay) { return problem }
+        if let problem = SiteRules.planProblem(ula: plan.ula, tunnel: plan.tunnel, relays: plan.relays.map(\.relay)) { return problem }
         // The router this device becomes first, so its own field is the one named.
         if let problem = SiteRules.routerProblem(router, field: "router", site: site, ula: plan.ula, tunnel: plan.tunnel) {
             return problem
         }
         if let problem = SiteRules.siteProblem(site, ula: plan.ula, tunnel: plan.tunnel,
-                                               relayTunnelAddress: plan.relay.tunnelAddress) { return problem }
+                                               relayTunnelAddresses: plan.relays.map(\.tunnelAddress)) { return problem }
         guard let listed = site.router(slot: router.slot) else {
             return DocumentError(field: "router.slot", problem: "\(router.slot) is not one of site.routers")
         }
@@ -240,7 +263,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         if let problem = problem() { throw ProfileError.malformedDocument(problem.description, cause: ErrorCause(problem)) }
         var site = site
         site.routers.sort { $0.slot < $1.slot }
-        let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relay: plan.relay.relay,
+        let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relays: plan.relays.map(\.relay),
                         defaults: plan.defaults, sites: [site], operators: plan.operators)
         return (plan, site, router)
     }

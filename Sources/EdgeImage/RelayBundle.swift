@@ -4,21 +4,29 @@ import EdgeModel
 import EdgeRender
 import Foundation
 
-/// `relay.tar.zst`: what the relay VPS unpacks to become the relay (docs/relay.md):
-/// `tar --zstd -xpf relay.tar.zst -C /`.
+/// `relay.tar.zst`: what a relay VPS unpacks to become the relay (docs/relay.md):
+/// `tar --zstd -xpf relay.tar.zst -C /`. A plan with several relays has one bundle per relay,
+/// `relay-NAME.tar.zst`, each with that relay's own files and key.
 public enum RelayBundle {
-    /// Writes `path` (under a temporary name, renamed when complete): the rendered relay files, the
-    /// relay's WireGuard key (0600), the operator public key and the `binary` as
-    /// /usr/local/bin/edgekit-relay, owned by root, times `BaseRecipe.imageFileTime()`.
-    public static func write(plan: Plan, keys: PlanKeys, binary: String, to path: String) throws {
+    /// The bundle's file name: `relay.tar.zst` for a plan's one relay, `relay-NAME.tar.zst` when the
+    /// plan has several.
+    public static func fileName(of relay: Relay, in plan: Plan) -> String {
+        plan.relays.count == 1 ? "relay.tar.zst" : "relay-\(relay.name).tar.zst"
+    }
+
+    /// Writes `path` (under a temporary name, renamed when complete): the rendered files of `relay`
+    /// (the plan's first when not given), its WireGuard key (0600), the operator public key and the
+    /// `binary` as /usr/local/bin/edgekit-relay, owned by root, times `BaseRecipe.imageFileTime()`.
+    public static func write(plan: Plan, relay: Relay? = nil, keys: PlanKeys, binary: String, to path: String) throws {
+        let relay = relay ?? plan.relay
         guard let relayProgram = FileManager.default.contents(atPath: binary) else {
             throw ImageError("image.missing-input", "relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
         }
-        var entries = RelayFiles.files(plan: plan).map {
+        var entries = RelayFiles.files(plan: plan, relay: relay).map {
             LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)
         }
         entries.append(LayerEntry(path: String(ConfigPaths.relayWireGuardKey.dropFirst()),
-                                  kind: .file(Data((keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8)), mode: 0o600))
+                                  kind: .file(Data((keys.relayWireGuardKey(name: relay.name).privateKeyBase64 + "\n").utf8)), mode: 0o600))
         entries.append(LayerEntry(path: String(ConfigPaths.operatorPublicKey.dropFirst()),
                                   kind: .file(Data(keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)").utf8)), mode: 0o644))
         entries.append(LayerEntry(path: "usr/local/bin/edgekit-relay", kind: .file(relayProgram), mode: 0o755))

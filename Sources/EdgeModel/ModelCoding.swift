@@ -66,9 +66,12 @@ extension Site: Codable {
     }
 }
 
-/// The relay as documents carry it (the profile's `plan.relay`, beside the relay's public key).
+/// The relay as documents carry it (the profile's `plan.relay` or each of `plan.relays`, beside the
+/// relay's public key). `name` is on the wire only when it is not `relay`, so the one relay of a
+/// `relay:` plan reads as it did before plans could hold several.
 extension Relay: Codable {
     enum CodingKeys: String, CodingKey {
+        case name
         case host
         case wireguardPort = "wireguard_port"
         case registrationPort = "registration_port"
@@ -77,6 +80,7 @@ extension Relay: Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = c.contains(.name) ? try c.field(.name, as: String.self, FieldRules.name) : Relay.singleName
         host = try c.field(.host, as: String.self, FieldRules.host)
         wireguardPort = try c.field(.wireguardPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
         registrationPort = try c.field(.registrationPort, as: Int.self) { FieldRules.integer($0, in: FieldRules.ports).map { UInt16($0) } }
@@ -85,6 +89,7 @@ extension Relay: Codable {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        if name != Relay.singleName { try c.encode(name, forKey: .name) }
         try c.encode(host, forKey: .host)
         try c.encode(wireguardPort, forKey: .wireguardPort)
         try c.encode(registrationPort, forKey: .registrationPort)

@@ -9,7 +9,9 @@ public struct Plan: Sendable, Equatable {
     public var ula: IPv6Prefix
     /// Where router and relay tunnel /128 addresses come from; never overlaps `ula`.
     public var tunnel: IPv6Prefix
-    public var relay: Relay
+    /// The relay VPSes, in the plan's order (`relays:`, or `relay:` as a list of one); never empty.
+    /// Each is independent: every router keeps a tunnel to each and registers with each.
+    public var relays: [Relay]
     public var defaults: Defaults
     public var sites: [Site]
     /// Who may log in to the routers over SSH (docs/plan.md, `operators:`). None: no router runs sshd.
@@ -19,17 +21,45 @@ public struct Plan: Sendable, Equatable {
     /// The servers at the sites that join the mesh (`servers:`); empty without a mesh.
     public var servers: [Server]
 
-    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site],
+    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relays: [Relay], defaults: Defaults, sites: [Site],
                 operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = []) {
+        precondition(!relays.isEmpty, "a plan has at least one relay")
         self.name = name
         self.ula = ula
         self.tunnel = tunnel
-        self.relay = relay
+        self.relays = relays
         self.defaults = defaults
         self.sites = sites
         self.operators = operators
         self.mesh = mesh
         self.servers = servers
+    }
+
+    /// A plan with one relay (what `relay:` in plan.yaml gives).
+    public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay, defaults: Defaults, sites: [Site],
+                operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = []) {
+        self.init(name: name, ula: ula, tunnel: tunnel, relays: [relay], defaults: defaults, sites: sites,
+                  operators: operators, mesh: mesh, servers: servers)
+    }
+
+    /// The plan's first relay: where a plan with one relay has it. Code that serves every relay
+    /// iterates `relays`.
+    public var relay: Relay {
+        get { relays[0] }
+        set { relays[0] = newValue }
+    }
+
+    /// The relay called `name`, if any.
+    public func relay(named name: String) -> Relay? {
+        relays.first { $0.name == name }
+    }
+
+    /// The relays in the order `site` prefers them: relay `index mod N` first, then the ones after
+    /// it, wrapping around (docs/relay.md, "Running several relays"). Sites spread over the relays
+    /// this way, and each falls back to the next one in its own order.
+    public func relays(preferredBy site: Site) -> [Relay] {
+        let first = site.index % relays.count
+        return Array(relays[first...] + relays[..<first])
     }
 
     /// The site called `name`, if any.
@@ -109,8 +139,11 @@ public struct Server: Sendable, Equatable {
     }
 }
 
-/// The relay VPS: a DNS name the routers resolve, and its two UDP ports.
+/// A relay VPS: a DNS name the routers resolve, and its two UDP ports.
 public struct Relay: Sendable, Equatable {
+    /// DNS label, unique among the plan's relays; names its bundle, its key and the routers'
+    /// tunnel to it. `relay:` in a plan names its one relay `relay` (`Relay.singleName`).
+    public var name: String
     /// DNS name of the relay; WireGuard endpoint and registration target.
     public var host: String
     public var wireguardPort: UInt16
@@ -118,7 +151,9 @@ public struct Relay: Sendable, Equatable {
     /// The relay's own /128 inside the plan's tunnel range.
     public var tunnelAddress: IPv6Address
 
-    public init(host: String, wireguardPort: UInt16, registrationPort: UInt16, tunnelAddress: IPv6Address) {
+    public init(name: String = Relay.singleName, host: String, wireguardPort: UInt16, registrationPort: UInt16,
+                tunnelAddress: IPv6Address) {
+        self.name = name
         self.host = host
         self.wireguardPort = wireguardPort
         self.registrationPort = registrationPort
@@ -127,6 +162,9 @@ public struct Relay: Sendable, Equatable {
 
     public static let defaultWireGuardPort: UInt16 = 51820
     public static let defaultRegistrationPort: UInt16 = 51821
+    /// The name of the one relay a plan's `relay:` describes. Its key is derived as it was before
+    /// plans could hold several relays, so such a plan keeps its relay key.
+    public static let singleName = "relay"
 }
 
 /// Plan-wide defaults that sites inherit.
@@ -265,9 +303,9 @@ public enum InterfaceMatch: Sendable, Equatable, CustomStringConvertible {
 extension Plan {
     /// Derived addresses (docs/plan.md, "Addressing"): these formulas are part of the contract.
     public enum Addressing {
-        /// `<tunnel>::1` is the relay.
-        public static func relayTunnelAddress(in tunnel: IPv6Prefix) -> IPv6Address? {
-            tunnel.host(1)
+        /// `<tunnel>::1` is the (first) relay, `<tunnel>::<n + 1>` the relay at position `n` of `relays:`.
+        public static func relayTunnelAddress(in tunnel: IPv6Prefix, position: Int = 0) -> IPv6Address? {
+            tunnel.host(UInt64(position) + 1)
         }
 
         /// `<tunnel>::1:<site index>:<slot>` is a router; never equal to the relay's `::1`.

@@ -87,14 +87,14 @@ struct PlanChecker {
         let planName = name(draft.name, "plan name")
         let ula = checkULA(draft.ula)
         let tunnel = checkTunnel(draft.tunnel, outside: ula)
-        let relay = draft.relay.flatMap { checkRelay($0, tunnel: tunnel) }
+        let relays = checkRelays(draft, tunnel: tunnel)
         let defaults = checkDefaults(draft.defaults)
-        let sites = checkSites(draft, ula: ula, tunnel: tunnel, relay: relay)
+        let sites = checkSites(draft, ula: ula, tunnel: tunnel, relays: relays)
         let operators = checkOperators(draft.operators)
         let mesh = draft.mesh.flatMap { checkMesh($0, ula: ula, tunnel: tunnel, defaults: defaults) }
         let servers = checkServers(draft, sites: sites, mesh: mesh)
-        guard diagnostics.isEmpty, let planName, let ula, let tunnel, let relay else { return nil }
-        return Plan(name: planName, ula: ula, tunnel: tunnel, relay: relay, defaults: defaults, sites: sites,
+        guard diagnostics.isEmpty, let planName, let ula, let tunnel, !relays.isEmpty else { return nil }
+        return Plan(name: planName, ula: ula, tunnel: tunnel, relays: relays, defaults: defaults, sites: sites,
                     operators: operators, mesh: mesh, servers: servers)
     }
 
@@ -130,25 +130,57 @@ struct PlanChecker {
 
     // MARK: - Relay and defaults
 
-    mutating func checkRelay(_ draft: PlanDraft.RelayDraft, tunnel: IPv6Prefix?) -> Relay? {
+    /// Every relay of `relays:` (or the one of `relay:`): names unique, tunnel addresses unique
+    /// (relay `n` defaults to `<tunnel>::<n + 1>`), each relay checked alone by `checkRelay`.
+    mutating func checkRelays(_ draft: PlanDraft, tunnel: IPv6Prefix?) -> [Relay] {
+        if draft.relays.isEmpty, draft.relaysLine > 0, !diagnostics.contains(where: { $0.line == draft.relaysLine }) {
+            error(draft.relaysLine, "relays is empty; a plan needs at least one relay")
+        }
+        var names: [String: Int] = [:]
+        var addresses: [IPv6Address: String] = [:]
+        var relays: [Relay] = []
+        for (position, relayDraft) in draft.relays.enumerated() {
+            var relayName: String? = Relay.singleName
+            if let located = relayDraft.name {
+                relayName = name(located, "relay name")
+                if let relayName, let first = names[relayName] {
+                    error(located.line, "relay name \"\(relayName)\" is already used on line \(first); relay names must be unique")
+                }
+                if let relayName { names[relayName] = names[relayName] ?? located.line }
+            }
+            guard let relay = checkRelay(relayDraft, position: position, tunnel: tunnel), let relayName else { continue }
+            if let other = addresses[relay.tunnelAddress] {
+                error(relayDraft.tunnelAddress?.line ?? relayDraft.line,
+                      "\(relayDraft.what) tunnel address \(relay.tunnelAddress) is already used by relay \"\(other)\"; each relay needs its own")
+                continue
+            }
+            addresses[relay.tunnelAddress] = relayName
+            relays.append(Relay(name: relayName, host: relay.host, wireguardPort: relay.wireguardPort,
+                                registrationPort: relay.registrationPort, tunnelAddress: relay.tunnelAddress))
+        }
+        return relays.count == draft.relays.count ? relays : []
+    }
+
+    mutating func checkRelay(_ draft: PlanDraft.RelayDraft, position: Int, tunnel: IPv6Prefix?) -> Relay? {
+        let what = draft.what == "relay" ? "relay." : draft.what + " "
         var host: String?
         if let located = draft.host {
             if PlanChecker.isDNSName(located.value) {
                 host = located.value
             } else {
-                error(located.line, "relay.host \"\(located.value)\" is not a DNS name (lower-case labels separated by dots, e.g. relay.example.net)")
+                error(located.line, "\(what)host \"\(located.value)\" is not a DNS name (lower-case labels separated by dots, e.g. relay.example.net)")
             }
         }
         let wgPort = UInt16(draft.wireguardPort?.value ?? Int(Relay.defaultWireGuardPort))
         let regPort = UInt16(draft.registrationPort?.value ?? Int(Relay.defaultRegistrationPort))
         if wgPort == regPort {
-            error(draft.registrationPort?.line ?? draft.line, "relay.registration_port \(regPort) is the same as relay.wireguard_port; they must differ")
+            error(draft.registrationPort?.line ?? draft.line, "\(what)registration_port \(regPort) is the same as \(what)wireguard_port; they must differ")
         }
-        var tunnelAddress = tunnel.flatMap(Plan.Addressing.relayTunnelAddress)
-        if let located = draft.tunnelAddress, let address = address(located, "relay.tunnel_address") {
+        var tunnelAddress = tunnel.flatMap { Plan.Addressing.relayTunnelAddress(in: $0, position: position) }
+        if let located = draft.tunnelAddress, let address = address(located, "\(what)tunnel_address") {
             tunnelAddress = address
             if let tunnel, !tunnel.contains(address) {
-                error(located.line, "relay.tunnel_address \(address) is outside tunnel \(tunnel)")
+                error(located.line, "\(what)tunnel_address \(address) is outside tunnel \(tunnel)")
             }
         }
         guard let host, let tunnelAddress, wgPort != regPort else { return nil }
@@ -224,10 +256,11 @@ struct PlanChecker {
         var tunnelAddresses: [IPv6Address: (owner: String, line: Int)] = [:]
     }
 
-    mutating func checkSites(_ draft: PlanDraft, ula: IPv6Prefix?, tunnel: IPv6Prefix?, relay: Relay?) -> [Site] {
+    mutating func checkSites(_ draft: PlanDraft, ula: IPv6Prefix?, tunnel: IPv6Prefix?, relays: [Relay]) -> [Site] {
         var used = PlanWideUse()
-        if let relay {
-            used.tunnelAddresses[relay.tunnelAddress] = ("the relay", draft.relay?.tunnelAddress?.line ?? draft.relay?.line ?? 0)
+        for (relay, relayDraft) in zip(relays, draft.relays) {
+            let owner = relays.count == 1 ? "the relay" : "relay \"\(relay.name)\""
+            used.tunnelAddresses[relay.tunnelAddress] = (owner, relayDraft.tunnelAddress?.line ?? relayDraft.line)
         }
         if draft.sites.isEmpty, draft.sitesLine > 0, !diagnostics.contains(where: { $0.line == draft.sitesLine }) {
             error(draft.sitesLine, "sites is empty; a plan needs at least one site")

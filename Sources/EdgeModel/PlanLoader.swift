@@ -345,7 +345,10 @@ struct PlanDraft {
     var name: Located<String>?
     var ula: Located<String>?
     var tunnel: Located<String>?
-    var relay: RelayDraft?
+    /// `relays:` in order, or the one relay of `relay:` (its `name` nil).
+    var relays: [RelayDraft] = []
+    /// Line of `relays:` or `relay:`; 0 when the plan has neither.
+    var relaysLine = 0
     var defaults = DefaultsDraft()
     var sites: [SiteDraft] = []
     var sitesLine = 0
@@ -373,6 +376,10 @@ struct PlanDraft {
 
     struct RelayDraft {
         var line: Int
+        /// nil for the relay of `relay:`, which is called `Relay.singleName`.
+        var name: Located<String>?
+        /// How messages name it: `relay` or `relay "b"` (`relays[1]` before its name is read).
+        var what: String
         var host: Located<String>?
         var wireguardPort: Located<Int>?
         var registrationPort: Located<Int>?
@@ -422,7 +429,7 @@ struct PlanDraft {
         var uplinkMTU: Located<Int>?
     }
 
-    static let topKeys = ["name", "ula", "tunnel", "relay", "defaults", "sites", "operators", "mesh", "servers"]
+    static let topKeys = ["name", "ula", "tunnel", "relay", "relays", "defaults", "sites", "operators", "mesh", "servers"]
     static let meshKeys = ["prefix", "port"]
     static let serverKeys = ["name", "site", "token", "address", "generation"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
@@ -431,22 +438,37 @@ struct PlanDraft {
     static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "routers"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address", "uplink_mtu"]
 
+    static func relay(_ f: Fields, name: Located<String>?, what: String, _ r: inout NodeReader) -> PlanDraft.RelayDraft {
+        PlanDraft.RelayDraft(
+            line: f.line, name: name, what: what, host: r.string(f, "host"),
+            wireguardPort: r.integer(f, "wireguard_port", 1...65535, required: false),
+            registrationPort: r.integer(f, "registration_port", 1...65535, required: false),
+            tunnelAddress: r.string(f, "tunnel_address", required: false))
+    }
+
     static func read(_ root: Node, _ r: inout NodeReader) -> PlanDraft {
         var draft = PlanDraft()
         guard let top = r.fields(root, "the plan", allowed: topKeys) else { return draft }
         draft.name = r.string(top, "name")
         draft.ula = r.string(top, "ula")
         draft.tunnel = r.string(top, "tunnel")
-        if let node = top.values["relay"] {
+        switch (top.values["relay"], top.values["relays"]) {
+        case (let node?, nil):
+            draft.relaysLine = NodeReader.line(node)
             if let f = r.fields(node, "relay", allowed: relayKeys) {
-                draft.relay = RelayDraft(
-                    line: f.line, host: r.string(f, "host"),
-                    wireguardPort: r.integer(f, "wireguard_port", 1...65535, required: false),
-                    registrationPort: r.integer(f, "registration_port", 1...65535, required: false),
-                    tunnelAddress: r.string(f, "tunnel_address", required: false))
+                draft.relays = [relay(f, name: nil, what: "relay", &r)]
             }
-        } else {
-            r.error(top.line, "the plan is missing \"relay\" (its DNS name and ports)")
+        case (nil, let node?):
+            draft.relaysLine = NodeReader.line(node)
+            for (i, item) in (r.list(top, "relays") ?? []).enumerated() {
+                let what = NodeReader.peek(item, "name").map { "relay \"\($0)\"" } ?? "relays[\(i)]"
+                guard let f = r.fields(item, what, allowed: ["name"] + relayKeys) else { continue }
+                draft.relays.append(relay(f, name: r.string(f, "name"), what: what, &r))
+            }
+        case (let node?, _?):
+            r.error(NodeReader.line(node), "the plan has both \"relay\" and \"relays\"; keep one (relays: is a list of relays, relay: is one)")
+        case (nil, nil):
+            r.error(top.line, "the plan is missing \"relays\" (each relay's name, DNS name and ports; or \"relay\" for one)")
         }
         if let node = top.values["defaults"], let f = r.fields(node, "defaults", allowed: defaultsKeys) {
             draft.defaults = DefaultsDraft(

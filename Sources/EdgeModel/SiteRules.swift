@@ -4,7 +4,7 @@
 /// that `plan check` would have refused. Each problem names the document field.
 public enum SiteRules {
     /// The first broken rule of the plan's public parameters (`plan.…` fields), if any.
-    public static func planProblem(ula: IPv6Prefix, tunnel: IPv6Prefix, relay: Relay) -> DocumentError? {
+    public static func planProblem(ula: IPv6Prefix, tunnel: IPv6Prefix, relays: [Relay]) -> DocumentError? {
         if ula.length != 48 {
             return DocumentError(field: "plan.ula", problem: "\(ula) must be a /48 (RFC 4193)")
         }
@@ -17,17 +17,31 @@ public enum SiteRules {
         if tunnel.overlaps(ula) {
             return DocumentError(field: "plan.tunnel", problem: "\(tunnel) overlaps the plan's ula \(ula); tunnel addresses must lie outside the /48")
         }
-        if !tunnel.contains(relay.tunnelAddress) {
-            return DocumentError(field: "plan.relay.tunnel_address", problem: "\(relay.tunnelAddress) is outside tunnel \(tunnel)")
+        if relays.isEmpty {
+            return DocumentError(field: "plan.relays", problem: "is empty; a plan has at least one relay")
         }
-        if relay.wireguardPort == relay.registrationPort {
-            return DocumentError(field: "plan.relay.registration_port", problem: "\(relay.registrationPort) is the same as plan.relay.wireguard_port; they must differ")
+        var names: Set<String> = []
+        var addresses: Set<IPv6Address> = []
+        for (index, relay) in relays.enumerated() {
+            let field = relays.count == 1 ? "plan.relay" : "plan.relays[\(index)]"
+            if !names.insert(relay.name).inserted {
+                return DocumentError(field: "\(field).name", problem: "\(FieldRules.quoted(relay.name)) is used twice; relay names are unique")
+            }
+            if !tunnel.contains(relay.tunnelAddress) {
+                return DocumentError(field: "\(field).tunnel_address", problem: "\(relay.tunnelAddress) is outside tunnel \(tunnel)")
+            }
+            if !addresses.insert(relay.tunnelAddress).inserted {
+                return DocumentError(field: "\(field).tunnel_address", problem: "\(relay.tunnelAddress) is used by another relay")
+            }
+            if relay.wireguardPort == relay.registrationPort {
+                return DocumentError(field: "\(field).registration_port", problem: "\(relay.registrationPort) is the same as \(field).wireguard_port; they must differ")
+            }
         }
         return nil
     }
 
     /// The first broken rule of `site` (`site.…` fields) inside a plan with `ula` and `tunnel`, if any.
-    public static func siteProblem(_ site: Site, ula: IPv6Prefix, tunnel: IPv6Prefix, relayTunnelAddress: IPv6Address) -> DocumentError? {
+    public static func siteProblem(_ site: Site, ula: IPv6Prefix, tunnel: IPv6Prefix, relayTunnelAddresses: [IPv6Address]) -> DocumentError? {
         if site.prefix.length != 64 {
             return DocumentError(field: "site.prefix", problem: "\(site.prefix) must be a /64 (SLAAC needs 64-bit interface ids)")
         }
@@ -45,7 +59,7 @@ public enum SiteRules {
         }
         var slots: Set<Int> = []
         var priorities: Set<Int> = []
-        var tunnelAddresses: Set<IPv6Address> = [relayTunnelAddress]
+        var tunnelAddresses = Set(relayTunnelAddresses)
         for (index, router) in site.routers.enumerated() {
             let field = "site.routers[\(index)]"
             if !slots.insert(router.slot).inserted {
@@ -56,7 +70,7 @@ public enum SiteRules {
             }
             if let problem = routerProblem(router, field: field, site: site, ula: ula, tunnel: tunnel) { return problem }
             if !tunnelAddresses.insert(router.tunnelAddress).inserted {
-                return DocumentError(field: "\(field).tunnel_address", problem: "\(router.tunnelAddress) is already used by the relay or another router")
+                return DocumentError(field: "\(field).tunnel_address", problem: "\(router.tunnelAddress) is already used by a relay or another router")
             }
         }
         return nil

@@ -2,25 +2,31 @@ import EdgeModel
 
 /// Every config file of one edge router, as installed (docs/network.md lists them and why).
 public enum EdgeRouterConfig {
-    /// The router's files, sorted by path. `relayPublicKey` is the relay's WireGuard public key (base64).
+    /// The router's files, sorted by path. `relayPublicKeys` are the relays' WireGuard public keys
+    /// (base64), in the order of `plan.relays`.
     /// The router's private keys are not among them: the agent writes `ConfigPaths.routerWireGuardKey`
     /// (and, when the plan has operators, `ConfigPaths.sshHostKey`).
-    public static func files(plan: Plan, site: Site, router: Router, relayPublicKey: String) -> [RenderedFile] {
+    public static func files(plan: Plan, site: Site, router: Router, relayPublicKeys: [String]) -> [RenderedFile] {
+        precondition(relayPublicKeys.count == plan.relays.count, "one public key per relay")
         var files = [
             RenderedFile(path: ConfigPaths.uplinkNetwork, contents: RouterNetworkd.uplinkNetwork(router: router)),
             RenderedFile(path: ConfigPaths.lanNetwork, contents: RouterNetworkd.lanNetwork(site: site, router: router)),
-            RenderedFile(path: ConfigPaths.routerTunnelNetdev,
-                         contents: RouterNetworkd.tunnelNetdev(plan: plan, router: router, relayPublicKey: relayPublicKey)),
-            RenderedFile(path: ConfigPaths.routerTunnelNetwork,
-                         contents: RouterNetworkd.tunnelNetwork(plan: plan, router: router)),
-            RenderedFile(path: ConfigPaths.routerTunnelSetconf,
-                         contents: WireGuardSetconf.router(plan: plan, router: router, relayPublicKey: relayPublicKey)),
             RenderedFile(path: ConfigPaths.radvd, contents: Radvd.config(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.keepalived, contents: Keepalived.config(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.edgeRouter(plan: plan, site: site, router: router)),
             RenderedFile(path: ConfigPaths.routerSysctl, contents: Sysctl.edgeRouter(sshd: !plan.operators.isEmpty)),
             RenderedFile(path: ConfigPaths.nodeExporterArguments, contents: NodeExporter.arguments(plan: plan, site: site, router: router)),
         ]
+        for (tunnel, key) in zip(RouterTunnel.all(of: plan), relayPublicKeys) {
+            files += [
+                RenderedFile(path: tunnel.netdevPath,
+                             contents: RouterNetworkd.tunnelNetdev(plan: plan, router: router, tunnel: tunnel, relayPublicKey: key)),
+                RenderedFile(path: tunnel.networkPath,
+                             contents: RouterNetworkd.tunnelNetwork(plan: plan, site: site, router: router, tunnel: tunnel)),
+                RenderedFile(path: tunnel.setconfPath,
+                             contents: WireGuardSetconf.router(plan: plan, router: router, tunnel: tunnel, relayPublicKey: key)),
+            ]
+        }
         if !plan.operators.isEmpty {
             files.append(RenderedFile(path: ConfigPaths.sshdConfig, contents: SSHServer.config(plan: plan, site: site, router: router)))
             files.append(RenderedFile(path: ConfigPaths.sshAuthorizedKeys, contents: SSHServer.authorizedKeys(plan: plan)))
@@ -37,16 +43,19 @@ public enum EdgeRouterConfig {
     }
 }
 
-/// Every config file of the relay VPS, as installed (relay.json among them: `EdgeModel.RelayConfig`).
+/// Every config file of one relay VPS, as installed (relay.json among them: `EdgeModel.RelayConfig`).
+/// Each relay of a plan gets its own set; they differ only in the relay's own address, ports and key.
 public enum RelayFiles {
-    /// The relay's files, sorted by path. Its private key is not among them (`ConfigPaths.relayWireGuardKey`).
-    public static func files(plan: Plan) -> [RenderedFile] {
-        [
-            RenderedFile(path: ConfigPaths.relayTunnelNetdev, contents: RelayNetworkd.tunnelNetdev(plan: plan)),
-            RenderedFile(path: ConfigPaths.relayTunnelNetwork, contents: RelayNetworkd.tunnelNetwork(plan: plan)),
-            RenderedFile(path: ConfigPaths.nftables, contents: Nftables.relay(plan: plan)),
+    /// The files of `relay` (the plan's first when not given), sorted by path. Its private key is
+    /// not among them (`ConfigPaths.relayWireGuardKey`).
+    public static func files(plan: Plan, relay: Relay? = nil) -> [RenderedFile] {
+        let relay = relay ?? plan.relay
+        return [
+            RenderedFile(path: ConfigPaths.relayTunnelNetdev, contents: RelayNetworkd.tunnelNetdev(plan: plan, relay: relay)),
+            RenderedFile(path: ConfigPaths.relayTunnelNetwork, contents: RelayNetworkd.tunnelNetwork(plan: plan, relay: relay)),
+            RenderedFile(path: ConfigPaths.nftables, contents: Nftables.relay(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay()),
-            RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayConfig(plan: plan).encoded()),
+            RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayConfig(plan: plan, relay: relay).encoded()),
             RenderedFile(path: ConfigPaths.relayService, contents: SystemdUnits.relayService()),
             RenderedFile(path: ConfigPaths.prometheusConfig, contents: PrometheusFiles.config(plan: plan)),
             RenderedFile(path: ConfigPaths.prometheusRules, contents: PrometheusFiles.rules()),

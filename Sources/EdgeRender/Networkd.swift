@@ -89,12 +89,12 @@ enum RouterNetworkd {
             """
     }
 
-    static func tunnelNetdev(plan: Plan, router: Router, relayPublicKey: String) -> String {
-        let relayTunnel = IPv6Prefix.host(plan.relay.tunnelAddress)
+    static func tunnelNetdev(plan: Plan, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
+        let relay = tunnel.relay
         return """
-            # edgekit: WireGuard tunnel to the relay \(plan.relay.host) (systemd.netdev(5), [WireGuard]).
+            # edgekit: WireGuard tunnel to the relay \(relay.host) (systemd.netdev(5), [WireGuard]).
             [NetDev]
-            Name=\(InterfaceNames.routerTunnel)
+            Name=\(tunnel.interface)
             Kind=wireguard
             # Uplink MTU \(plan.uplinkMTU(of: router)) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard).
             # At run time edgekit-agent sets it from the uplink's real MTU and the relay's address family.
@@ -104,14 +104,14 @@ enum RouterNetworkd {
             # Never inline: the agent writes the key 0600, owned by systemd-network, which reads it.
             PrivateKeyFile=\(ConfigPaths.routerWireGuardKey)
             # A fixed port, so nftables can allow WireGuard on the uplink by port.
-            ListenPort=\(plan.relay.wireguardPort)
+            ListenPort=\(tunnel.listenPort(in: plan))
 
             [WireGuardPeer]
             PublicKey=\(relayPublicKey)
             # A DNS name: the relay may move; the agent re-resolves it when handshakes go stale.
-            Endpoint=\(plan.relay.host):\(plan.relay.wireguardPort)
+            Endpoint=\(relay.host):\(relay.wireguardPort)
             # The relay itself and every site of the plan; nothing else rides the tunnel.
-            AllowedIPs=\(relayTunnel)
+            AllowedIPs=\(IPv6Prefix.host(relay.tunnelAddress))
             AllowedIPs=\(plan.ula)
             # Keeps NAT and CG-NAT mappings open so the relay can reach us (wg(8), PersistentKeepalive).
             PersistentKeepalive=\(plan.defaults.keepalive)
@@ -119,38 +119,46 @@ enum RouterNetworkd {
             """
     }
 
-    static func tunnelNetwork(plan: Plan, router: Router) -> String {
-        """
-        # edgekit: addresses and routes of the tunnel to the relay.
-        [Match]
-        Name=\(InterfaceNames.routerTunnel)
+    static func tunnelNetwork(plan: Plan, site: Site, router: Router, tunnel: RouterTunnel) -> String {
+        // One relay: the /48 route as it always was. Several: a metric per tunnel, the site's
+        // preferred relay lowest; the agent's path choice overrides it (RouterTunnel.chosenMetric).
+        let metric = plan.relays.count == 1 ? "" : """
 
-        [Network]
-        Address=\(IPv6Prefix.host(router.tunnelAddress))
-        # WireGuard is layer 3 only: no link-local address, no RAs, no DHCP.
-        LinkLocalAddressing=no
-        IPv6AcceptRA=no
-        DHCP=no
+            # Relay \(tunnel.relay.name): number \(tunnel.metric(for: site, in: plan) - RouterTunnel.baseMetric + 1) in this site's order of relays.
+            # edgekit-agent routes the /48 through the tunnel it chose (metric \(RouterTunnel.chosenMetric)).
+            Metric=\(tunnel.metric(for: site, in: plan))
+            """
+        return """
+            # edgekit: addresses and routes of the tunnel to the relay \(tunnel.relay.host).
+            [Match]
+            Name=\(tunnel.interface)
 
-        [Route]
-        # The relay's tunnel address.
-        Destination=\(IPv6Prefix.host(plan.relay.tunnelAddress))
+            [Network]
+            Address=\(IPv6Prefix.host(router.tunnelAddress))
+            # WireGuard is layer 3 only: no link-local address, no RAs, no DHCP.
+            LinkLocalAddressing=no
+            IPv6AcceptRA=no
+            DHCP=no
 
-        [Route]
-        # The other sites; the own /64 is more specific and stays on the LAN.
-        Destination=\(plan.ula)
+            [Route]
+            # The relay's tunnel address.
+            Destination=\(IPv6Prefix.host(tunnel.relay.tunnelAddress))
 
-        [Link]
-        # The uplink decides when the router is online; the tunnel follows it.
-        RequiredForOnline=no
+            [Route]
+            # The other sites; the own /64 is more specific and stays on the LAN.
+            Destination=\(plan.ula)\(metric)
 
-        """
+            [Link]
+            # The uplink decides when the router is online; the tunnel follows it.
+            RequiredForOnline=no
+
+            """
     }
 }
 
 /// systemd-networkd files of the relay's WireGuard interface.
 enum RelayNetworkd {
-    static func tunnelNetdev(plan: Plan) -> String {
+    static func tunnelNetdev(plan: Plan, relay: Relay) -> String {
         """
         # edgekit relay: one WireGuard interface, no peers here. edgekit-relay adds one peer per
         # registered router at run time (systemd.netdev(5), [WireGuard]).
@@ -163,19 +171,19 @@ enum RelayNetworkd {
         [WireGuard]
         # Never inline: the key file is 0600, owned by systemd-network, which reads it.
         PrivateKeyFile=\(ConfigPaths.relayWireGuardKey)
-        ListenPort=\(plan.relay.wireguardPort)
+        ListenPort=\(relay.wireguardPort)
 
         """
     }
 
-    static func tunnelNetwork(plan: Plan) -> String {
+    static func tunnelNetwork(plan: Plan, relay: Relay) -> String {
         """
         # edgekit relay: addresses and routes of the WireGuard interface.
         [Match]
         Name=\(InterfaceNames.relayTunnel)
 
         [Network]
-        Address=\(IPv6Prefix.host(plan.relay.tunnelAddress))
+        Address=\(IPv6Prefix.host(relay.tunnelAddress))
         LinkLocalAddressing=no
         IPv6AcceptRA=no
         DHCP=no

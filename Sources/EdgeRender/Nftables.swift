@@ -21,7 +21,11 @@ enum Nftables {
     static func edgeRouter(plan: Plan, site: Site, router: Router) -> String {
         let uplink = InterfaceNames.uplink(of: router)
         let lan = InterfaceNames.lan(of: router)
-        let tunnel = InterfaceNames.routerTunnel
+        let tunnels = RouterTunnel.all(of: plan)
+        // One tunnel: its name, as it always was. Several: an anonymous set of their names.
+        let tunnel = tunnels.count == 1 ? "\"\(tunnels[0].interface)\"" : "{ " + tunnels.map { "\"\($0.interface)\"" }.joined(separator: ", ") + " }"
+        let ports = tunnels.count == 1 ? "\(tunnels[0].listenPort(in: plan))" : "{ " + tunnels.map { "\($0.listenPort(in: plan))" }.joined(separator: ", ") + " }"
+        let relayAddresses = plan.relays.count == 1 ? "\(plan.relay.tunnelAddress)" : "{ " + plan.relays.map { "\($0.tunnelAddress)" }.joined(separator: ", ") + " }"
         return """
             #!/usr/sbin/nft -f
             # edgekit: firewall of \(site.hostname(slot: router.slot)). Loaded whole, so it is exactly what runs.
@@ -43,10 +47,10 @@ enum Nftables {
                     iifname "\(uplink)" udp sport 67 udp dport 68 accept
                     # DHCPv6 replies to the client port (RFC 8415 section 7.2).
                     iifname "\(uplink)" udp dport 546 accept
-                    # WireGuard from the relay; the tunnel listens on this fixed port.
-                    iifname "\(uplink)" udp dport \(plan.relay.wireguardPort) accept
-                    # Prometheus on the relay scrapes the node exporter, which listens on the tunnel address only.
-                    iifname "\(tunnel)" ip6 saddr \(plan.relay.tunnelAddress) ip6 daddr \(router.tunnelAddress) tcp dport \(NodeExporter.port) accept
+                    # WireGuard from the relays; each tunnel listens on a fixed port.
+                    iifname "\(uplink)" udp dport \(ports) accept
+                    # Prometheus on a relay scrapes the node exporter, which listens on the tunnel address only.
+                    iifname \(tunnel) ip6 saddr \(relayAddresses) ip6 daddr \(router.tunnelAddress) tcp dport \(NodeExporter.port) accept
                     # VRRPv3 adverts from the peer router: IP protocol 112 to ff02::12 (RFC 5798 section 5.1.2).
                     iifname "\(lan)" meta l4proto 112 ip6 daddr ff02::12 accept\(SSHServer.firewallRules(plan: plan, site: site, router: router))
                 }
@@ -58,9 +62,9 @@ enum Nftables {
                     ct state invalid drop
 
                     # Site LAN to the other sites of the plan: from our /64, to the /48 but not our /64.
-                    iifname "\(lan)" oifname "\(tunnel)" ip6 saddr \(site.prefix) ip6 daddr \(plan.ula) ip6 daddr != \(site.prefix) accept
+                    iifname "\(lan)" oifname \(tunnel) ip6 saddr \(site.prefix) ip6 daddr \(plan.ula) ip6 daddr != \(site.prefix) accept
                     # Other sites to our LAN: only to our /64, and only from the rest of the /48.
-                    iifname "\(tunnel)" oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept
+                    iifname \(tunnel) oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept
                 }
 
                 chain clamp {
@@ -68,14 +72,14 @@ enum Nftables {
 
                     # Clamp TCP MSS to the route MTU, which is the tunnel's (\(plan.tunnelMTU(of: router)) as rendered; edgekit-agent
                     # re-sets it from the uplink's MTU), so TCP works even where ICMPv6 packet-too-big gets lost.
-                    oifname "\(tunnel)" tcp flags syn tcp option maxseg size set rt mtu
+                    oifname \(tunnel) tcp flags syn tcp option maxseg size set rt mtu
                 }
             }
 
             """
     }
 
-    static func relay(plan: Plan) -> String {
+    static func relay(plan: Plan, relay: Relay) -> String {
         let tunnel = InterfaceNames.relayTunnel
         let ports = plan.defaults.serverWireGuardPorts
         return """
@@ -94,9 +98,9 @@ enum Nftables {
             \(icmpv6Input)
 
                     # WireGuard from the edge routers.
-                    udp dport \(plan.relay.wireguardPort) accept
+                    udp dport \(relay.wireguardPort) accept
                     # Registration; edgekit-relay stays silent to anything unauthenticated.
-                    udp dport \(plan.relay.registrationPort) accept
+                    udp dport \(relay.registrationPort) accept
                     # SSH, so the operator keeps access to the VPS (docs/network.md, "Relay firewall").
                     tcp dport 22 accept
                 }

@@ -15,8 +15,8 @@ public enum NodeExporter {
     static func arguments(plan: Plan, site: Site, router: Router) -> String {
         """
         # edgekit: node exporter of \(site.hostname(slot: router.slot)), rendered from the profile.
-        # Listens on the router's tunnel address only; nftables admits the relay's tunnel address
-        # (\(plan.relay.tunnelAddress)) alone. The agent writes edgekit_* series to the textfile directory.
+        # Listens on the router's tunnel address only; nftables admits the relays' tunnel addresses
+        # (\(plan.relays.map { "\($0.tunnelAddress)" }.joined(separator: ", "))) alone. The agent writes edgekit_* series to the textfile directory.
         ARGS="--web.listen-address=[\(router.tunnelAddress)]:\(port) --collector.textfile.directory=\(textfileDirectory)"
 
         """

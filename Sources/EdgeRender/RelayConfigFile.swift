@@ -7,17 +7,18 @@ import Foundation
 /// configuration, because every router brings an operator-signed site certificate. JSON with sorted
 /// keys, so it is deterministic; rate limits and timers keep the daemon's defaults and are not written.
 extension RelayConfig {
-    /// The config for `plan` with the standard paths of `ConfigPaths`.
-    public init(plan: Plan) {
+    /// The config of `relay` (the plan's first when not given) with the standard paths of `ConfigPaths`.
+    public init(plan: Plan, relay: Relay? = nil) {
+        let relay = relay ?? plan.relay
         self.init(
-            listenAddress: "::", listenPort: plan.relay.registrationPort, interface: InterfaceNames.relayTunnel,
-            wireguardPort: plan.relay.wireguardPort, privateKeyFile: ConfigPaths.relayWireGuardKey,
+            listenAddress: "::", listenPort: relay.registrationPort, interface: InterfaceNames.relayTunnel,
+            wireguardPort: relay.wireguardPort, privateKeyFile: ConfigPaths.relayWireGuardKey,
             operatorPublicKeyFile: ConfigPaths.operatorPublicKey, plan: plan.name, ula: plan.ula,
             tunnelPrefix: plan.tunnel, stateDatabase: ConfigPaths.relayStateDatabase,
             // The routers' PersistentKeepalive: `status` judges a router down after 3 of them silent.
             keepaliveSeconds: plan.defaults.keepalive,
             // Prometheus on the relay itself scrapes `::1`; one elsewhere comes through a tunnel.
-            metricsAddresses: ["::1", plan.relay.tunnelAddress.description])
+            metricsAddresses: ["::1", relay.tunnelAddress.description])
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.

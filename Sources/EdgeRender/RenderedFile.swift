@@ -40,6 +40,7 @@ public enum ConfigPaths {
     public static let lanLink = "/etc/systemd/network/10-edgekit-lan.link"
     public static let uplinkNetwork = "/etc/systemd/network/20-edgekit-uplink.network"
     public static let lanNetwork = "/etc/systemd/network/20-edgekit-lan.network"
+    /// The tunnel to the plan's first relay; the others' files: `RouterTunnel`.
     public static let routerTunnelNetdev = "/etc/systemd/network/30-edgekit-wg-relay.netdev"
     public static let routerTunnelNetwork = "/etc/systemd/network/30-edgekit-wg-relay.network"
     /// The tunnel in `wg setconf` form, for the test lab (wireguard-go, no systemd). No private key.
@@ -91,7 +92,7 @@ public enum ConfigPaths {
 
 /// Interface names the rendered files use. They are fixed at render time so every file agrees.
 public enum InterfaceNames {
-    /// The router's WireGuard interface towards the relay.
+    /// The router's WireGuard interface towards the plan's first relay (`RouterTunnel` names the others).
     public static let routerTunnel = "wg-relay"
     /// The relay's single WireGuard interface, one peer per registered router.
     public static let relayTunnel = "wg-edgekit"

@@ -6,22 +6,23 @@ import EdgeModel
 /// the interface, runs `wg setconf wg-relay FILE`, then `wg set wg-relay private-key KEYFILE`, and
 /// sets addresses, MTU and routes as the `.network` file says. Holds no secret.
 enum WireGuardSetconf {
-    static func router(plan: Plan, router: Router, relayPublicKey: String) -> String {
-        """
+    static func router(plan: Plan, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
+        let relay = tunnel.relay
+        return """
         # edgekit: tunnel to the relay in wg(8) setconf form, for hosts without systemd-networkd.
-        # The private key is not here: add it with `wg set \(InterfaceNames.routerTunnel) private-key \(ConfigPaths.routerWireGuardKey)`.
+        # The private key is not here: add it with `wg set \(tunnel.interface) private-key \(ConfigPaths.routerWireGuardKey)`.
         # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.tunnelMTU(of: router)) (uplink \(plan.uplinkMTU(of: router)) - 80; the agent re-sets it from the uplink),
-        # routes \(IPv6Prefix.host(plan.relay.tunnelAddress)) and \(plan.ula) on \(InterfaceNames.routerTunnel).
+        # routes \(IPv6Prefix.host(relay.tunnelAddress)) and \(plan.ula) on \(tunnel.interface).
         [Interface]
         # Fixed, so the firewall can allow WireGuard on the uplink by port.
-        ListenPort = \(plan.relay.wireguardPort)
+        ListenPort = \(tunnel.listenPort(in: plan))
 
         [Peer]
         PublicKey = \(relayPublicKey)
         # wg resolves the name once; the agent re-resolves it when handshakes go stale.
-        Endpoint = \(plan.relay.host):\(plan.relay.wireguardPort)
+        Endpoint = \(relay.host):\(relay.wireguardPort)
         # The relay itself and every site of the plan.
-        AllowedIPs = \(IPv6Prefix.host(plan.relay.tunnelAddress)), \(plan.ula)
+        AllowedIPs = \(IPv6Prefix.host(relay.tunnelAddress)), \(plan.ula)
         # Keeps NAT and CG-NAT mappings open so the relay can reach us.
         PersistentKeepalive = \(plan.defaults.keepalive)
 

@@ -108,17 +108,24 @@ struct RelayCommand: AsyncParsableCommand {
     struct Bundle: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write relay.tar.zst: rendered relay files, its WireGuard key (0600), the operator key and edgekit-relay.",
-            discussion: "Install on the VPS with: tar --zstd -xpf relay.tar.zst -C / && systemctl daemon-reload (docs/relay.md).")
+            discussion: """
+                Install on the VPS with: tar --zstd -xpf relay.tar.zst -C / && systemctl daemon-reload (docs/relay.md).
+                A plan with several relays (relays: in plan.yaml) has one bundle per relay: name it with
+                --relay NAME. `edgekit build` writes all of them (relay-NAME.tar.zst).
+                """)
 
         @OptionGroup var options: PlanOptions
+        @Option(help: ArgumentHelp("The relay to bundle, by its name in relays: (needed when the plan has several).", valueName: "name"))
+        var relay: String?
         @Option(help: "Output file.") var out: String
         @Option(help: ArgumentHelp("edgekit-relay binary to include (default: next to this edgekit).", valueName: "file"))
         var relayBinary: String?
 
         func run() async throws {
             let plan = try options.loadPlan()
+            let chosen = try plan.locate(relay: relay)
             let keys = try options.loadKeys(for: plan)
-            try RelayBundle.write(plan: plan, keys: keys, binary: relayBinary ?? Executables.sibling("edgekit-relay"), to: out)
+            try RelayBundle.write(plan: plan, relay: chosen, keys: keys, binary: relayBinary ?? Executables.sibling("edgekit-relay"), to: out)
             Output.error("wrote \(out)")
         }
     }

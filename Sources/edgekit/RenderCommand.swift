@@ -17,19 +17,22 @@ struct RenderCommand: AsyncParsableCommand {
     @Option(help: "Site name (with --router).") var site: String?
     @Option(help: "Router slot (with --site).") var router: Int?
     @Flag(help: "Render the relay's files instead of a router's.") var relay = false
+    @Option(help: ArgumentHelp("With --relay: which relay, by its name in relays: (needed when the plan has several).", valueName: "name"))
+    var relayName: String?
     @Option(help: "Output folder (created; existing files are replaced).") var out: String
 
     func validate() throws {
         guard relay != (site != nil || router != nil), relay || (site != nil && router != nil) else {
             throw ValidationError("give either --site SITE --router N, or --relay")
         }
+        if relayName != nil && !relay { throw ValidationError("--relay-name goes with --relay") }
     }
 
     func run() async throws {
         let plan = try options.loadPlan()
         let target: RenderedTree.Target
         if relay {
-            target = .relay
+            target = .relay(try plan.locate(relay: relayName))
         } else {
             let (site, router) = try plan.locate(site: site!, router: router!)
             target = .router(site, router!)

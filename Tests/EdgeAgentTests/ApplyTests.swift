@@ -46,13 +46,13 @@ import TestSupport
             let router = site.router(slot: 2)!
             let keys = BadProfileCorpus.keys
             let rendered = EdgeRouterConfig.files(plan: plan, site: site, router: router,
-                                                  relayPublicKey: keys.relayWireGuardKey.publicKeyBase64)
+                                                  relayPublicKeys: [keys.relayWireGuardKey().publicKeyBase64])
             // keepalived.conf is the exception: the profile carries only its own router, so the
             // agent renders a one-router VRRP instance (no preempt_delay) where the whole plan has a
             // pair. Known gap in ProfileDocument.model(); checked against that model instead.
             let (profilePlan, profileSite, profileRouter) = try BadProfileCorpus.good().model()
             let ownKeepalived = EdgeRouterConfig.files(plan: profilePlan, site: profileSite, router: profileRouter,
-                                                       relayPublicKey: keys.relayWireGuardKey.publicKeyBase64)
+                                                       relayPublicKeys: [keys.relayWireGuardKey().publicKeyBase64])
                 .first { $0.path == ConfigPaths.keepalived }!
             for var file in rendered {
                 if file.path == ConfigPaths.keepalived { file = ownKeepalived }

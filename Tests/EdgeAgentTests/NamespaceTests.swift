@@ -100,7 +100,7 @@ import TestSupport
             if wg.count == 2 {
                 #expect(wg[0][1] == BadProfileCorpus.keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64)
                 #expect(wg[0][2] == "\(plan.relay.wireguardPort)")
-                #expect(wg[1][0] == BadProfileCorpus.keys.relayWireGuardKey.publicKeyBase64)
+                #expect(wg[1][0] == BadProfileCorpus.keys.relayWireGuardKey().publicKeyBase64)
                 #expect(wg[1][3] == "\(IPv6Prefix.host(plan.relay.tunnelAddress)),\(plan.ula)")
             }
             #expect(out["nft"]?.contains("table inet edgekit") == true, "\(result)")

@@ -52,7 +52,7 @@ import TestSupport
             try Data(knownHosts.stdout.utf8).write(to: URL(fileURLWithPath: scratch.path("known_hosts")))
             let found = try runSystem("ssh-keygen", ["-F", "\(router.tunnelAddress)", "-f", scratch.path("known_hosts")])
             #expect(found.status == 0 && found.stdout.contains("ssh-ed25519"), "ssh-keygen -F finds the router: \(found)")
-            try Data((keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8).write(to: URL(fileURLWithPath: scratch.path("relay.key")))
+            try Data((keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8).write(to: URL(fileURLWithPath: scratch.path("relay.key")))
             chmod(scratch.path("relay.key"), 0o600)
 
             let number = Self.counter.withLock { $0 += 1; return $0 }

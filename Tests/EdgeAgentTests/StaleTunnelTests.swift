@@ -20,7 +20,7 @@ import TestSupport
             let site = try #require(plan.site(named: "site-a"))
             let router = try #require(site.router(slot: 2))
             let routerKey = BadProfileCorpus.keys.routerSecret(site: site, router: router).wireGuardKey.publicKeyBase64
-            let relayKey = BadProfileCorpus.keys.relayWireGuardKey
+            let relayKey = BadProfileCorpus.keys.relayWireGuardKey()
 
             // Unique per test process: namespaces, and the stand-in relay's interface, whose control
             // socket lives in the host's /run/wireguard. The router's wg-relay lives in a private /run.

@@ -123,7 +123,7 @@ struct CollectingLogHandler: LogHandler {
         let log: LogLines
         let clock: FakeClock
         let paths: AgentPaths
-        let relayKey = BadProfileCorpus.keys.relayWireGuardKey.publicKeyBase64
+        let relayKey = BadProfileCorpus.keys.relayWireGuardKey().publicKeyBase64
     }
 
     static func rig(_ scratch: Scratch, _ settings: SupervisorSettings) throws -> Rig {

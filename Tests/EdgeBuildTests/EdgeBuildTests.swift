@@ -71,9 +71,9 @@ import TestSupport
             #expect(written.count == files.count && written.last == dir.path + "/out/etc/edgekit/wireguard.key")
             let key = try FileManager.default.attributesOfItem(atPath: written.last!)[.posixPermissions] as? Int
             #expect(key == 0o600)
-            let relay = RenderedTree.files(plan: plan, keys: Self.keys, target: .relay)
+            let relay = RenderedTree.files(plan: plan, keys: Self.keys, target: .relay(plan.relay))
             #expect(relay.last?.mode == 0o600)
-            #expect(relay.last?.contents == Self.keys.relayWireGuardKey.privateKeyBase64 + "\n")
+            #expect(relay.last?.contents == Self.keys.relayWireGuardKey().privateKeyBase64 + "\n")
         }
     }
 

@@ -119,6 +119,6 @@ import TestSupport
                 #expect(try DocumentCoding.encode(profile) == DocumentCoding.encode(profileWith))
             }
         }
-        #expect(RenderedTree.files(plan: without, keys: Self.keys, target: .relay) == RenderedTree.files(plan: with, keys: Self.keys, target: .relay))
+        #expect(RenderedTree.files(plan: without, keys: Self.keys, target: .relay(without.relay)) == RenderedTree.files(plan: with, keys: Self.keys, target: .relay(with.relay)))
     }
 }

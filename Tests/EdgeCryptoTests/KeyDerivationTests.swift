@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test func relayKey() {
-        #expect(keys.relayWireGuardKey.publicKeyBase64 == "mkGQ/2sO3z0jMVkV9bhDddtKSlqfpv4wQnmUVttYHWg=")
+        #expect(keys.relayWireGuardKey().publicKeyBase64 == "mkGQ/2sO3z0jMVkV9bhDddtKSlqfpv4wQnmUVttYHWg=")
     }
 
     @Test func siteIdentities() {
@@ -70,9 +70,18 @@ import Testing
         let server = keys.serverWireGuardKey(server: "db1", generation: 1)
         let serverResult = try Tool.run("wg", ["pubkey"], stdin: Data((server.privateKeyBase64 + "\n").utf8))
         #expect(serverResult.stdoutText == server.publicKeyBase64 + "\n")
-        let relay = keys.relayWireGuardKey
-        let result = try Tool.run("wg", ["pubkey"], stdin: Data((relay.privateKeyBase64 + "\n").utf8))
-        #expect(result.stdoutText == relay.publicKeyBase64 + "\n")
+        for relay in [keys.relayWireGuardKey(), keys.relayWireGuardKey(name: "b")] {
+            let result = try Tool.run("wg", ["pubkey"], stdin: Data((relay.privateKeyBase64 + "\n").utf8))
+            #expect(result.stdoutText == relay.publicKeyBase64 + "\n")
+        }
+    }
+
+    /// The relay of `relay:` (named `relay`) keeps the key it had before plans could list several
+    /// relays; every other relay's name is an input (vector computed with Python `cryptography`:
+    /// HKDF info "edgekit/v1/relay-wireguard" || len "example" || len "b").
+    @Test func eachRelayHasItsOwnKeyAndTheSingleRelayKeepsItsKey() {
+        #expect(keys.relayWireGuardKey(name: "relay").publicKeyBase64 == "mkGQ/2sO3z0jMVkV9bhDddtKSlqfpv4wQnmUVttYHWg=")
+        #expect(keys.relayWireGuardKey(name: "b").publicKeyBase64 == "3RHjkW+3825L0+cAIzR/zlPlWJQ3arLljT9yqUKaui4=")
     }
 
     @Test func masterFileRoundTripAndRejectsBadText() throws {

@@ -42,7 +42,7 @@ import Testing
                 "relay": ["host": plan.relay.host, "wireguard_port": Int(plan.relay.wireguardPort),
                           "registration_port": Int(plan.relay.registrationPort),
                           "tunnel_address": plan.relay.tunnelAddress.description,
-                          "public_key": Self.keys.relayWireGuardKey.publicKeyBase64],
+                          "public_key": Self.keys.relayWireGuardKey().publicKeyBase64],
                 "uplink_mtu": 1500, "keepalive": 25, "vrrp_advert_interval_cs": 100, "server_wireguard_ports": "58000-60000",
             ] as [String: Any],
             "site": [

@@ -41,6 +41,23 @@ func expectGolden(_ actual: String, _ name: String, sourceLocation: SourceLocati
     }
 
     /// `board:` picks a row of the board table per site; a site without one is `pc-uefi`.
+    /// `relay:` is a list of one relay named `relay`; `relays:` names each, numbers their tunnel
+    /// addresses `<tunnel>::1`, `::2`, … and each site prefers relay `index mod N`.
+    @Test func relaysAreAListAndSitesSpreadOverThem() throws {
+        let single = try PlanLoader.load(directory: examplePlan)
+        #expect(single.relays.map(\.name) == ["relay"])
+        let plan = try PlanLoader.parse(try MeshPlanFixture.twoRelaysText())
+        #expect(plan.relays.map(\.name) == ["eu", "us"])
+        #expect(plan.relays.map(\.tunnelAddress.description) == ["fd3b:4f10:a8c6::1", "fd3b:4f10:a8c6::2"])
+        #expect(plan.relays.map(\.wireguardPort) == [51820, 51830])
+        #expect(plan.relays.map(\.registrationPort) == [51821, 51831])
+        let siteA = try #require(plan.site(named: "site-a")), siteB = try #require(plan.site(named: "site-b"))
+        #expect(siteA.index == 1 && siteB.index == 2)
+        #expect(plan.relays(preferredBy: siteA).map(\.name) == ["us", "eu"])
+        #expect(plan.relays(preferredBy: siteB).map(\.name) == ["eu", "us"])
+        #expect(plan.relays(preferredBy: siteB) == plan.relays)
+    }
+
     @Test func boardIsPerSiteAndDefaultsToPCUEFI() throws {
         let example = try PlanLoader.load(directory: examplePlan)
         #expect(example.sites.map(\.board) == [.pcUEFI, .pcUEFI])

@@ -188,7 +188,7 @@ final class FleetLab: @unchecked Sendable {
 
     func startRelay() throws {
         let key = path("relay.key")
-        FileManager.default.createFile(atPath: key, contents: Data((Fixture.keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8),
+        FileManager.default.createFile(atPath: key, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
         try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(toFile: path("operator.pub"), atomically: true, encoding: .utf8)
         // The rendered relay.json, pointed at this lab's interface and files.

@@ -19,7 +19,7 @@ import Testing
             interface: "ekflood0", privateKeyFile: "/nonexistent", operatorPublicKeyFile: "/nonexistent",
             plan: Fixture.plan.name, ula: Fixture.plan.ula, tunnelPrefix: Fixture.plan.tunnel, stateDatabase: database)
         let engine = try RegistrationEngine(
-            config: config, store: RelayStore(path: database), relayPrivateKey: Fixture.keys.relayWireGuardKey,
+            config: config, store: RelayStore(path: database), relayPrivateKey: Fixture.keys.relayWireGuardKey(),
             operatorKey: Fixture.keys.operatorKey.publicKey, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         try await body(engine)
     }
@@ -108,7 +108,7 @@ import Testing
 
     @Test func recentKeysAreBoundedAndPinnedKeysStay() throws {
         let table = KnownRouterKeys()
-        let keys = try SessionKeys(relay: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey.agreementKey),
+        let keys = try SessionKeys(relay: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey().agreementKey),
                                    routerPublicKey: [UInt8](try Fixture.router(site: "site-a", slot: 1).key.publicKey))
         let pinned = [UInt8](repeating: 9, count: 32)
         table.pin(pinned, keys)

@@ -104,7 +104,7 @@ struct LabRouter: Sendable {
     /// REGISTER of an agent from before the report.
     func client(relay: String, port: UInt16, deadline: Duration = .seconds(10), report: RouterReport? = nil) throws -> RegistrationClient {
         var configuration = RegistrationClient.Configuration(
-            relayHost: relay, relayPort: port, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey),
+            relayHost: relay, relayPort: port, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey().publicKey),
             routerKey: key, certificate: certificate)
         configuration.report = report
         configuration.attemptTimeout = .milliseconds(500)
@@ -209,7 +209,7 @@ final class Lab: @unchecked Sendable {
         let keyFile = directory.appendingPathComponent("\(name).key")
         FileManager.default.createFile(atPath: keyFile.path, contents: Data((router.key.privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
-        try routerWG(["set", name, "private-key", keyFile.path, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64,
+        try routerWG(["set", name, "private-key", keyFile.path, "peer", Fixture.keys.relayWireGuardKey().publicKeyBase64,
                       "endpoint", "\(relayAddress):51820", "allowed-ips", "\(Fixture.plan.tunnel)"])
         return name
     }
@@ -221,7 +221,7 @@ final class Lab: @unchecked Sendable {
     func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int,
                      globalPerSecond: Double = 1_000_000) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
-        FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey.privateKeyBase64 + "\n").utf8),
+        FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
         let operatorFile = directory.appendingPathComponent("operator.pub")
         try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(to: operatorFile, atomically: true, encoding: .utf8)
@@ -401,14 +401,14 @@ struct ManualRouter {
     init(_ router: LabRouter) throws {
         self.router = router
         keys = try SessionKeys(router: WireGuardKeyPair(privateKey: router.key.agreementKey),
-                               relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
+                               relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey().publicKey))
     }
 
     /// A HELLO as today's agent sends it (with the proof of knowing S), or as one from before the
     /// proof (`proven: false`, 16 zero bytes).
     func hello(nonce: [UInt8], proven: Bool = true) -> [UInt8] {
         let hello = proven
-            ? Hello(routerKey: publicKey, nonce: nonce, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
+            ? Hello(routerKey: publicKey, nonce: nonce, relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey().publicKey))
             : Hello(routerKey: publicKey, nonce: nonce)
         return MessageMAC.seal(hello.authenticated, with: keys.requestKey)
     }

@@ -199,8 +199,8 @@ struct RelayLabTests {
                 silent("replayed REGISTER", captured)
                 // Forged: router 1's public key, MAC under a key that is not router 1's.
                 var forgedKeys = r1
-                forgedKeys.keys = try SessionKeys(router: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey.agreementKey),
-                                                  relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey.publicKey))
+                forgedKeys.keys = try SessionKeys(router: WireGuardKeyPair(privateKey: Fixture.keys.relayWireGuardKey().agreementKey),
+                                                  relayPublicKey: [UInt8](Fixture.keys.relayWireGuardKey().publicKey))
                 silent("forged HELLO", forgedKeys.hello(nonce: nonce))
                 let freshCookie = try r1.cookie(socket, nonce: nonce)
                 silent("forged REGISTER", forgedKeys.register(claim: .master, nonce: nonce, cookie: freshCookie))
@@ -277,8 +277,8 @@ struct RelayLabTests {
             _ = try lab.inClient { try client.registerBlocking(claim: .master) }
             let tunnel = try lab.startRouterTunnel(router)
             // One handshake from the router (keepalive 0 → 25 sends one at once), then silence.
-            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64, "persistent-keepalive", "25"])
-            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey.publicKeyBase64, "persistent-keepalive", "0"])
+            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey().publicKeyBase64, "persistent-keepalive", "25"])
+            _ = try lab.routerWG(["set", tunnel, "peer", Fixture.keys.relayWireGuardKey().publicKeyBase64, "persistent-keepalive", "0"])
             let endpoint = try lab.waitForValue("the relay to see the router's endpoint") {
                 WireGuardControl.parsePairs(try lab.wg(["show", lab.interface, "endpoints"]))[key].flatMap { $0.hasPrefix(lab.clientAddress + ":") ? $0 : nil }
             }
@@ -316,7 +316,7 @@ struct RelayLabTests {
         try withLab { lab in
             let routers = try (0..<24).map { try Fixture.synthetic($0) }
             // A stray peer the relay never registered: the restore must remove it.
-            let stray = Fixture.keys.relayWireGuardKey.publicKeyBase64
+            let stray = Fixture.keys.relayWireGuardKey().publicKeyBase64
             _ = try lab.wg(["set", lab.interface, "peer", stray, "allowed-ips", "fd00:dead::/64"])
 
             func checkConsistent(_ when: String) throws {

@@ -93,8 +93,8 @@ struct MeshRenderTests {
         #expect(!with.servers.isEmpty)
         for (site, siteWith) in zip(without.sites, with.sites) {
             for (router, routerWith) in zip(site.routers, siteWith.routers) {
-                #expect(EdgeRouterConfig.files(plan: without, site: site, router: router, relayPublicKey: Fixtures.relayPublicKey)
-                        == EdgeRouterConfig.files(plan: with, site: siteWith, router: routerWith, relayPublicKey: Fixtures.relayPublicKey))
+                #expect(EdgeRouterConfig.files(plan: without, site: site, router: router, relayPublicKeys: [Fixtures.relayPublicKey])
+                        == EdgeRouterConfig.files(plan: with, site: siteWith, router: routerWith, relayPublicKeys: [Fixtures.relayPublicKey]))
             }
         }
         #expect(RelayFiles.files(plan: without) == RelayFiles.files(plan: with))

@@ -73,7 +73,7 @@ extension RealTools {
             var pidFiles: [String: String] = [:]
             func startKeepalived(_ ns: String, _ router: Router) throws -> Process {
                 try lab.ip(ns, "addr", "add", "\(router.lanAddress)/64", "dev", lan)
-                let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: Fixtures.relayPublicKey)
+                let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: [Fixtures.relayPublicKey])
                 let config = try lab.write("keepalived-\(router.slot).conf", files.file(ConfigPaths.keepalived).contents)
                 // With the router's own firewall: were VRRP dropped, both routers would hold the VIPs.
                 let ruleset = try lab.write("nftables-\(router.slot).conf", files.file(ConfigPaths.nftables).contents)

@@ -57,7 +57,7 @@ struct RenderModelTests {
         var (plan, site, router, _) = try Fixtures.router("site-a", slot: 1)
         router.uplink = .name("enp1s0")
         router.lan = .mac("52:54:00:12:34:56")
-        let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: Fixtures.relayPublicKey)
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: [Fixtures.relayPublicKey])
         #expect(!files.contains { $0.path == ConfigPaths.uplinkLink })
         #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("Name=enp1s0\n"))
         #expect(try files.file(ConfigPaths.nftables).contents.contains("iifname \"enp1s0\" udp dport 51820 accept"))
@@ -73,7 +73,7 @@ struct RenderModelTests {
         let plan = try Fixtures.examplePlan()
         var siteA = try #require(plan.site(named: "site-a"))
         func keepalived(_ site: Site) -> String {
-            EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+            EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKeys: [Fixtures.relayPublicKey])
                 .first { $0.path == ConfigPaths.keepalived }?.contents ?? ""
         }
         // Distinct priorities (200, 100): the agent's health is tracked with a weight that puts an
@@ -106,7 +106,7 @@ struct RenderModelTests {
         var plan = try Fixtures.examplePlan()
         plan.defaults.vrrpAdvertIntervalCentiseconds = centiseconds
         let site = plan.sites[0]
-        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKeys: [Fixtures.relayPublicKey])
         #expect(try files.file(ConfigPaths.keepalived).contents.contains("    advert_int \(text)\n"))
     }
 
@@ -115,7 +115,7 @@ struct RenderModelTests {
         var plan = try Fixtures.examplePlan()
         plan.defaults.uplinkMTU = 1492
         let site = plan.sites[0]
-        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKeys: [Fixtures.relayPublicKey])
         #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1412\n"))
     }
 
@@ -124,13 +124,13 @@ struct RenderModelTests {
         var plan = try Fixtures.examplePlan()
         plan.sites[0].routers[1].uplinkMTU = 1428
         let site = plan.sites[0]
-        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[1], relayPublicKey: Fixtures.relayPublicKey)
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[1], relayPublicKeys: [Fixtures.relayPublicKey])
         #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1348\n"))
         #expect(try files.file(ConfigPaths.routerTunnelSetconf).contents.contains("MTU 1348 (uplink 1428 - 80;"))
         // DHCP option 26 sets the uplink's MTU, which the agent sizes the tunnel from.
         #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("[DHCPv4]\n") == true)
         #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("\nUseMTU=yes\n"))
-        let other = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKey: Fixtures.relayPublicKey)
+        let other = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKeys: [Fixtures.relayPublicKey])
         #expect(try other.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1420\n"))
         // 1428 - 160 = 1268 < 1280: the mesh stays at IPv6's minimum (that router's tunnel must run over IPv4).
         #expect(plan.smallestUplinkMTU == 1428)

@@ -13,7 +13,7 @@ import Testing
         plan.operators = [Operator(name: "alice", sshKeys: [try FieldRules.sshPublicKey(key).get()])]
         plan.defaults.sshOnLAN = onLAN
         let site = plan.site(named: "site-a")!
-        return EdgeRouterConfig.files(plan: plan, site: site, router: site.router(slot: 1)!, relayPublicKey: String(repeating: "A", count: 43) + "=")
+        return EdgeRouterConfig.files(plan: plan, site: site, router: site.router(slot: 1)!, relayPublicKeys: [String(repeating: "A", count: 43) + "="])
     }
 
     @Test("sshd -t accepts the rendered config (host key in place) and nft -c the ruleset with SSH rules", arguments: [false, true])

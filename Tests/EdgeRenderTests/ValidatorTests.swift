@@ -30,7 +30,7 @@ extension RealTools {
             let lab = try Lab()
             defer { lab.tearDown() }
             let ns = try namespace(with: ["lan0"], in: lab)
-            for (name, files) in try Fixtures.allRenderings() where name != "relay" {
+            for (name, files) in try Fixtures.allRenderings() where !name.hasPrefix("relay") {
                 let path = try lab.write("\(name)-radvd.conf", files.file(ConfigPaths.radvd).contents)
                 let result = try lab.exec(ns, ["radvd", "--configtest", "-C", path])
                 #expect(result.status == 0, "\(result)")
@@ -49,7 +49,7 @@ extension RealTools {
             let lab = try Lab()
             defer { lab.tearDown() }
             let ns = try namespace(with: ["lan0"], in: lab)
-            for (name, files) in try Fixtures.allRenderings() where name != "relay" {
+            for (name, files) in try Fixtures.allRenderings() where !name.hasPrefix("relay") {
                 let path = try lab.write("\(name)-keepalived.conf", files.file(ConfigPaths.keepalived).contents)
                 let result = try lab.exec(ns, ["keepalived", "-t", "-f", path])
                 #expect(result.status == 0, "\(result)")
@@ -127,7 +127,7 @@ extension RealTools {
                     "Match": ["Name"],
                     "Network": ["Address", "DHCP", "IPv6AcceptRA", "IPv6SendRA", "LinkLocalAddressing",
                                 "ConfigureWithoutCarrier"],
-                    "DHCPv4": ["SendHostname", "UseMTU"], "Route": ["Destination"], "Link": ["RequiredForOnline"],
+                    "DHCPv4": ["SendHostname", "UseMTU"], "Route": ["Destination", "Metric"], "Link": ["RequiredForOnline"],
                 ],
                 "netdev": [
                     "NetDev": ["Name", "Kind", "MTUBytes"], "WireGuard": ["PrivateKeyFile", "ListenPort"],

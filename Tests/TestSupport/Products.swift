@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// Where the package's own programs and files are, for tests that run them.
 public enum Products {
@@ -64,6 +65,26 @@ public enum MeshPlanFixture {
             generation: 2
 
         """
+
+    /// The example plan's `relay:` as two relays, for replacing it in `exampleText()`.
+    public static let twoRelaysSection = """
+        relays:
+          - name: eu
+            host: relay.example.net
+          - name: us
+            host: relay-us.example.net
+            wireguard_port: 51830
+            registration_port: 51831
+
+        """
+
+    /// The example plan with two relays (`twoRelaysSection` instead of its `relay:`).
+    public static func twoRelaysText() throws -> String {
+        let text = try exampleText()
+        let start = try #require(text.range(of: "relay:\n"), "the example plan has a relay: block")
+        let end = try #require(text.range(of: "defaults:", range: start.upperBound..<text.endIndex), "defaults: follows relay:")
+        return text.replacingCharacters(in: start.lowerBound..<end.lowerBound, with: twoRelaysSection)
+    }
 
     /// The example plan's text (`profiles/example/plan.yaml`).
     public static func exampleText() throws -> String {

@@ -18,7 +18,7 @@ func renderAll() -> Int {
     var bytes = 0
     for site in plan.sites {
         for router in site.routers {
-            for file in EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: relayKey) {
+            for file in EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: plan.relays.map { _ in relayKey }) {
                 bytes += file.contents.utf8.count
             }
         }

@@ -28,11 +28,31 @@ enum Fixtures {
             for router in site.routers {
                 result.append((site.hostname(slot: router.slot),
                                EdgeRouterConfig.files(plan: plan, site: site, router: router,
-                                                      relayPublicKey: relayPublicKey)))
+                                                      relayPublicKeys: [relayPublicKey])))
             }
         }
         result.append(("relay", RelayFiles.files(plan: plan)))
+        // The same plan with two relays: a tunnel per relay, and each relay's own files.
+        let two = try twoRelaysPlan()
+        for site in two.sites {
+            for router in site.routers {
+                result.append(("two-relays/" + site.hostname(slot: router.slot),
+                               EdgeRouterConfig.files(plan: two, site: site, router: router,
+                                                      relayPublicKeys: [relayPublicKey, secondRelayPublicKey])))
+            }
+        }
+        for relay in two.relays {
+            result.append(("relay-of-two-" + relay.name, RelayFiles.files(plan: two, relay: relay)))
+        }
         return result
+    }
+
+    /// Another valid WireGuard public key (`wg genkey | wg pubkey`, once): the second relay's.
+    static let secondRelayPublicKey = "SYIQ0gVX9Z8LHHBq9pyMt9XtdWnBxDswL/QDHlTnT00="
+
+    /// The example plan with two relays (`MeshPlanFixture.twoRelaysText()`).
+    static func twoRelaysPlan() throws -> Plan {
+        try PlanLoader.parse(try MeshPlanFixture.twoRelaysText())
     }
 
     /// The example plan with three servers in a mesh (TestSupport's `MeshPlanFixture`).
@@ -73,7 +93,7 @@ enum Fixtures {
         let site = try #require(plan.site(named: siteName))
         let router = try #require(site.router(slot: slot))
         return (plan, site, router,
-                EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKey: relayPublicKey))
+                EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: [relayPublicKey]))
     }
 }
 
