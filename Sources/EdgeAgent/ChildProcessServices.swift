@@ -120,6 +120,9 @@ public struct ChildProcessServices: ServiceControl {
     /// `wg setconf` file, key, MTU, address and routes as its `.network` says.
     func restartTunnel() throws {
         let interfaces = RouterTunnelFiles.interfaces(under: paths)
+        guard !interfaces.isEmpty else {
+            throw ServiceFailure(service: .tunnel, detail: "the generation has no tunnel (no \(paths.live(RouterTunnelFiles.setconfDirectory))/wg-relay*.conf)")
+        }
         for interface in interfaces {
             try restartTunnel(interface)
         }

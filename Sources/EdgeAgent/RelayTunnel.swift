@@ -34,20 +34,29 @@ func wireGuardEndpoint(host: String, port: UInt16) -> String {
 }
 
 /// The tunnels through `wg(8)`: one interface per relay, each with that relay as its one peer, so
-/// a relay's tunnel is found by the relay's public key (`wg show all`).
+/// a relay's tunnel is found by the relay's public key among the router's tunnels (`wg show all`,
+/// interfaces named `wg-relay…`). Only those: wireguard-go's control sockets are shared by every
+/// network namespace of a host, so `all` also lists other namespaces' interfaces (tests, the lab),
+/// which may have the same relay as their peer.
 public struct WireGuardTunnel: RelayTunnel {
-    public init() {}
+    /// Interfaces whose names start with this are the router's tunnels.
+    public var interfacePrefix: String
+
+    public init(interfacePrefix: String = InterfaceNames.routerTunnel) {
+        self.interfacePrefix = interfacePrefix
+    }
 
     /// The tunnel interface whose peer is `relayPublicKey`, and that peer's value of `field`
     /// (`wg show all FIELD`: "INTERFACE<TAB>KEY<TAB>VALUE" lines); nil when no tunnel has that peer.
     func show(_ field: String, relayPublicKey: String?) -> (interface: String, value: String)? {
-        guard let result = try? SystemCommand.run("wg", ["show", "all", field]), result.succeeded else { return nil }
+        // Not `succeeded`: wg exits 1 when any interface vanished while it listed them (another
+        // namespace's, or a tunnel being recreated); the lines it printed still hold.
+        guard let result = try? SystemCommand.run("wg", ["show", "all", field]) else { return nil }
         for line in result.output.split(separator: "\n") {
             let columns = line.split(separator: "\t")
-            guard columns.count == 3 else { continue }
-            // The relay's key names its tunnel whatever the interface is called (tests give theirs
-            // unique names); without a key, the first relay's tunnel.
-            if String(columns[1]) == relayPublicKey || (relayPublicKey == nil && columns[0] == InterfaceNames.routerTunnel) {
+            guard columns.count == 3, columns[0].hasPrefix(interfacePrefix) else { continue }
+            // Without a key, the first tunnel listed.
+            if relayPublicKey == nil || String(columns[1]) == relayPublicKey {
                 return (String(columns[0]), String(columns[2]))
             }
         }

@@ -1,4 +1,5 @@
 @testable import EdgeAgent
+import EdgeRender
 import Foundation
 import Testing
 
@@ -15,7 +16,12 @@ import Testing
             // Executable, so it is found, but not a program: posix_spawn fails with ENOEXEC.
             let broken = scratch.path("not-a-program")
             _ = FileManager.default.createFile(atPath: broken, contents: Data([0, 1, 2, 3]), attributes: [.posixPermissions: 0o755])
-            let services = ChildProcessServices(paths: AgentPaths(root: root), tools: [tool: broken])
+            let paths = AgentPaths(root: root)
+            // The tunnel's restart starts one wireguard-go per tunnel file of the generation.
+            let setconf = paths.live(ConfigPaths.routerTunnelSetconf)
+            try FileManager.default.createDirectory(atPath: (setconf as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: setconf, contents: Data())
+            let services = ChildProcessServices(paths: paths, tools: [tool: broken])
             do {
                 try services.restart(service)
                 Issue.record("\(tool) started although it cannot")

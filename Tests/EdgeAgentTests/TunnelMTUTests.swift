@@ -185,7 +185,7 @@ import TestSupport
         var previous = 1420
         for uplink in Self.uplinks {
             try setUplink(uplink.mtu, uplink.family)
-            let endpoint = WireGuardTunnel().endpoint(relayPublicKey: publicKeys[1])
+            let endpoint = WireGuardTunnel(interfacePrefix: routerTunnel).endpoint(relayPublicKey: publicKeys[1])
             #expect(TunnelMTU.family(ofEndpoint: endpoint) == uplink.family, "\(uplink): endpoint \(endpoint ?? "none")")
             now += 1
             let outcome = watch.check(now: now, uplink: "up0", tunnel: routerTunnel, plannedUplinkMTU: 1500, relayMTU: 1420,
@@ -221,14 +221,14 @@ import TestSupport
         // …and the watch puts the tunnel back to 1360 at its next look, with no restart.
         now += 1
         let back = watch.check(now: now, uplink: "up0", tunnel: routerTunnel, plannedUplinkMTU: 1500, relayMTU: 1420,
-                               endpoint: WireGuardTunnel().endpoint(relayPublicKey: publicKeys[1]),
+                               endpoint: WireGuardTunnel(interfacePrefix: routerTunnel).endpoint(relayPublicKey: publicKeys[1]),
                                logger: logger)
         #expect(back == .set(from: 1420, to: 1360, uplinkMTU: 1420, family: .ipv4))
         // The plan's uplink_mtu caps a link that claims more (DS-Lite behind a 1500 Ethernet link).
         try setUplink(1500, .ipv4)
         now += 1
         let capped = watch.check(now: now, uplink: "up0", tunnel: routerTunnel, plannedUplinkMTU: 1460, relayMTU: 1420,
-                                 endpoint: WireGuardTunnel().endpoint(relayPublicKey: publicKeys[1]),
+                                 endpoint: WireGuardTunnel(interfacePrefix: routerTunnel).endpoint(relayPublicKey: publicKeys[1]),
                                  logger: logger)
         #expect(capped == .set(from: 1360, to: 1400, uplinkMTU: 1500, family: .ipv4))
     }

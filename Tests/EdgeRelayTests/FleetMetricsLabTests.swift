@@ -29,7 +29,8 @@ struct FleetMetricsLabTests {
             try lab.start()
             try check(lab)
         } catch {
-            Issue.record("relay log:\n\(lab.log("relay").suffix(3000))\nprometheus log:\n\(lab.log("prometheus").suffix(2000))")
+            let targets = (try? lab.http("/api/v1/targets")) ?? "(no answer)"
+            Issue.record("relay log:\n\(lab.log("relay").suffix(3000))\nprometheus log:\n\(lab.log("prometheus").suffix(2000))\ntargets:\n\(targets.suffix(3000))")
             throw error
         }
     }
