@@ -15,6 +15,7 @@ final class HealthWatch: @unchecked Sendable {
     private let report: @Sendable (HealthReport) -> Void
     private let misses: Int
     private let rise: Int
+    private let relayMisses: Int
     private let holdDown: TimeInterval
     private let ipTool: String
     private let clock: @Sendable () -> Date
@@ -28,7 +29,7 @@ final class HealthWatch: @unchecked Sendable {
     private var since = DocumentCoding.timestamp(Date())
     private var first = true
 
-    init(paths: AgentPaths, every interval: Duration, misses: Int, rise: Int, holdDown: TimeInterval = 10,
+    init(paths: AgentPaths, every interval: Duration, misses: Int, rise: Int, relayMisses: Int = 2, holdDown: TimeInterval = 10,
          ipTool: String = "ip", clock: @escaping @Sendable () -> Date = { Date() },
          report: @escaping @Sendable (HealthReport) -> Void) {
         self.paths = paths
@@ -36,6 +37,7 @@ final class HealthWatch: @unchecked Sendable {
         self.report = report
         self.misses = misses
         self.rise = rise
+        self.relayMisses = relayMisses
         self.holdDown = holdDown
         self.ipTool = ipTool
         self.clock = clock
@@ -82,7 +84,7 @@ final class HealthWatch: @unchecked Sendable {
             target = applied
             probes = [:]
             for relay in applied?.relays ?? [] { probes[relay.name] = RelayProbe(address: "\(relay.tunnelAddress)") }
-            choice = PathChoice(relays: applied?.relays.map(\.name) ?? [], misses: misses, rise: rise, holdDown: holdDown)
+            choice = PathChoice(relays: applied?.relays.map(\.name) ?? [], misses: relayMisses, rise: rise, holdDown: holdDown)
             routed = nil
         }
         var sample = HealthTracker.Sample(uplinkProblem: "nothing applied yet", relayAnswered: false)

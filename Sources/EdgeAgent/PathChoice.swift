@@ -1,13 +1,15 @@
 import Foundation
 
 /// Which relay carries the site's traffic to the other sites (docs/relay.md, "Running several
-/// relays"). Every relay is probed through its own tunnel; a relay is up after `rise` answered
-/// probes in a row and down after `misses` unanswered ones (a relay starts down). The choice is
-/// the first relay that is up in the site's order of preference (`Plan.relays(preferredBy:)`).
-/// It moves away from a relay as soon as that relay is down, but moves back to a more preferred
-/// relay only after it has been up for `holdDown`, so a relay that flaps does not drag the site's
-/// traffic with it. With no relay up the choice stays where it was: the route is the best guess
-/// until one answers again.
+/// relays"). Every relay is probed through its own tunnel, once a second; a relay is up after `rise`
+/// answered probes in a row and down after `misses` unanswered ones (a relay starts down).
+///
+/// The choice follows the site's order of preference (`Plan.relays(preferredBy:)`). It leaves a relay
+/// as soon as that relay is down, for the first relay that is up or answered the last probe (any
+/// relay that answers beats one that does not), and it moves back to a more preferred relay only
+/// after that relay has been up for `holdDown`, so a relay that flaps does not drag the site's
+/// traffic with it. With no relay answering, the choice stays where it was: the route is the best
+/// guess until one answers again.
 public struct PathChoice: Sendable, Equatable {
     /// One relay's probe record.
     public struct Path: Sendable, Equatable {
@@ -27,7 +29,7 @@ public struct PathChoice: Sendable, Equatable {
     public let rise: Int
     public let holdDown: TimeInterval
 
-    public init(relays: [String], misses: Int = 3, rise: Int = 3, holdDown: TimeInterval = 10) {
+    public init(relays: [String], misses: Int = 2, rise: Int = 3, holdDown: TimeInterval = 10) {
         paths = relays.map { Path(name: $0) }
         self.misses = max(1, misses)
         self.rise = max(1, rise)
@@ -60,16 +62,18 @@ public struct PathChoice: Sendable, Equatable {
         return chosen != before ? chosen : nil
     }
 
-    /// The first relay in order of preference that is up and, unless it is the current choice or
-    /// the current choice is down, has been up for the hold-down time.
+    /// The relay to route through now, or nil to keep the current choice.
     func choice(at now: Date) -> String? {
-        let current = paths.first { $0.name == chosen }
-        let currentUp = current?.up ?? false
-        for path in paths where path.up {
-            if path.name == chosen { return path.name }
-            // A more preferred relay than a working choice must have been up for the hold-down.
-            if currentUp, now.timeIntervalSince(path.upSince) < holdDown { continue }
-            return path.name
+        let currentUp = paths.first { $0.name == chosen }?.up ?? false
+        for path in paths {
+            if currentUp {
+                // Off a working relay only for a more preferred one, up for the hold-down time.
+                if path.name == chosen { return path.name }
+                if path.up, now.timeIntervalSince(path.upSince) >= holdDown { return path.name }
+            } else if path.up || path.answeredInARow > 0 {
+                // Off a dead relay (or a first choice): the first that answers.
+                return path.name
+            }
         }
         return nil
     }

@@ -20,8 +20,9 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var healthMisses = 3
     /// Answered probes in a row (uplink up) that make an unhealthy router healthy again.
     public var healthRise = 3
-    /// With several relays: how long a more preferred relay must answer before the site's traffic
-    /// moves back to it (`PathChoice`).
+    /// With several relays: unanswered probes in a row that move the site's traffic off a relay, and
+    /// how long a more preferred relay must answer before the traffic moves back to it (`PathChoice`).
+    public var relayMisses = 2
     public var relayHoldDown: TimeInterval = 10
     /// Seconds between looks for a stick that appeared after boot (`Supervisor.lookForLateStick`);
     /// nil: no looking (tests that drive the loop on the host must not run blkid on its disks).
@@ -384,7 +385,7 @@ public actor Supervisor {
             }
             watch.start()
             let health = HealthWatch(paths: paths, every: settings.healthInterval, misses: settings.healthMisses,
-                                     rise: settings.healthRise, holdDown: settings.relayHoldDown,
+                                     rise: settings.healthRise, relayMisses: settings.relayMisses, holdDown: settings.relayHoldDown,
                                      ipTool: agent.services.ipTool) { report in
                 Task { await self.log(report) }
             }

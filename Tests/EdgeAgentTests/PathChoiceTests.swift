@@ -14,19 +14,28 @@ import Testing
         }
     }
 
-    @Test func choosesThePreferredRelayOnceItIsUp() {
+    @Test func choosesThePreferredRelayAtItsFirstAnswer() {
         var clock = Date(timeIntervalSince1970: 1000)
         var choice = PathChoice(relays: ["a", "b"], misses: 3, rise: 3, holdDown: 10)
-        let trace = Self.run(&choice, ["a": true, "b": true], rounds: 3, from: &clock)
-        // Both start down; after 3 answers both are up and the preferred one wins.
-        #expect(trace == [nil, nil, "a"])
+        #expect(Self.run(&choice, [:], rounds: 2, from: &clock) == [nil, nil])
+        // Nothing chosen yet: the first relay that answers, in order of preference.
+        #expect(Self.run(&choice, ["a": true, "b": true], rounds: 3, from: &clock) == ["a", "a", "a"])
+        #expect(choice.paths.map(\.up) == [true, true])
     }
 
     @Test func aRelayThatStartsDeadLeavesTheSiteOnTheNextOne() {
         var clock = Date(timeIntervalSince1970: 1000)
         var choice = PathChoice(relays: ["a", "b"])
         let trace = Self.run(&choice, ["a": false, "b": true], rounds: 4, from: &clock)
-        #expect(trace == [nil, nil, "b", "b"])
+        #expect(trace == ["b", "b", "b", "b"])
+        #expect(choice.paths.map(\.up) == [false, true])
+    }
+
+    @Test func twoMissesMoveTheSiteByDefault() {
+        var clock = Date(timeIntervalSince1970: 1000)
+        var choice = PathChoice(relays: ["a", "b"])
+        _ = Self.run(&choice, ["a": true, "b": true], rounds: 3, from: &clock)
+        #expect(Self.run(&choice, ["a": false, "b": true], rounds: 2, from: &clock) == ["a", "b"])
     }
 
     @Test func failsOverAfterThreeMissesAndBackAfterTheHoldDown() {
@@ -71,7 +80,8 @@ import Testing
         _ = Self.run(&choice, ["a": false, "b": false], rounds: 5, from: &clock)
         #expect(!choice.anyUp)
         #expect(choice.chosen == "a")
-        // Only b comes back: the site moves to it after its 3 answers.
-        #expect(Self.run(&choice, ["a": false, "b": true], rounds: 3, from: &clock) == ["a", "a", "b"])
+        // Only b comes back: the site moves to it at its first answer, before b counts as up.
+        #expect(Self.run(&choice, ["a": false, "b": true], rounds: 3, from: &clock) == ["b", "b", "b"])
+        #expect(choice.paths.map(\.up) == [false, true])
     }
 }
