@@ -214,68 +214,86 @@ make_root() { # make_root DIR SITE
 }
 
 # ---------------------------------------------------------------------------------------------------
-log "internet: bridge and DNS (dnsmasq) for relay.lab.example (A and AAAA)"
+log "internet: bridge and DNS (dnsmasq) for relay.lab.example and relay2.lab.example (A and AAAA)"
 mkns inet
 mkbridge inet
 ip -n "$(ns inet)" addr add 198.51.100.1/24 dev br0
 ip -n "$(ns inet)" addr add 2001:db8:100::1/64 dev br0 nodad
 ip netns exec "$(ns inet)" dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=198.51.100.1 --user=root --group=root --pid-file="$W/dns.pid" --log-queries \
-  --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 --address=/relay.lab.example/2001:db8:100::10 &
+  --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 --address=/relay.lab.example/2001:db8:100::10 \
+  --address=/relay2.lab.example/198.51.100.11 --address=/relay2.lab.example/2001:db8:100::11 &
 
 log "relay: wireguard-go, rendered nftables, edgekit-relay serve"
-RWG=${P}r
-mkns relay
-veth relay eth0 inet relay; port inet relay
-ip -n "$(ns relay)" addr add 198.51.100.10/24 dev eth0
-ip -n "$(ns relay)" addr add 2001:db8:100::10/64 dev eth0 nodad
-ip -n "$(ns relay)" route add 2001:db8:b::/64 via 2001:db8:100::3
-RELAY_NET=$W/relayfiles/etc/systemd/network/30-edgekit-relay.network
-[ -f "$RELAY_NET" ] || fail "edgekit render --relay wrote no $RELAY_NET"
-relay_interface() {   # the relay's WireGuard interface, as networkd would set it up from the rendered files
-  ip netns exec "$(ns relay)" wireguard-go -f "$RWG" >>"$W/relay-wireguard-go.log" 2>&1 &
+# A relay is a namespace on the internet segment at 198.51.100.N and 2001:db8:100::N with the files
+# `edgekit render --relay` wrote into FILES; the second relay of the several-relays scenarios is
+# another one. Its files in $W are named after its namespace (relay.json, relay.log, relay.key, …).
+# relay_interface NS IFACE FILES: the relay's WireGuard interface, as networkd would set it up from
+# the rendered files.
+relay_interface() {
+  local ns=$1 wg=$2 net=$3/etc/systemd/network/30-edgekit-relay.network
+  [ -f "$net" ] || fail "edgekit render --relay wrote no $net"
+  ip netns exec "$(ns "$ns")" wireguard-go -f "$wg" >>"$W/$ns-wireguard-go.log" 2>&1 &
   disown $!   # ended by kill -9 of its namespace's processes: no "Killed" job report on stderr
-  wait_until 10 "wireguard-go $RWG in the relay namespace" test -S "/var/run/wireguard/$RWG.sock"
+  wait_until 10 "wireguard-go $wg in the $ns namespace" test -S "/var/run/wireguard/$wg.sock"
   # LinkLocalAddressing=no in the rendered .network: without a link-local address the relay also
   # sends no ICMPv6 redirects back into the tunnel.
-  nsx relay sysctl -qw "net.ipv6.conf.$RWG.addr_gen_mode=1"
-  ip -n "$(ns relay)" -6 addr flush dev "$RWG" scope link
-  for a in $(sed -n 's/^Address=//p' "$RELAY_NET"); do ip -n "$(ns relay)" addr add "$a" dev "$RWG"; done
-  ip -n "$(ns relay)" link set "$RWG" up
-  for d in $(sed -n 's/^Destination=//p' "$RELAY_NET"); do ip -n "$(ns relay)" route add "$d" dev "$RWG"; done
+  nsx "$ns" sysctl -qw "net.ipv6.conf.$wg.addr_gen_mode=1"
+  ip -n "$(ns "$ns")" -6 addr flush dev "$wg" scope link
+  for a in $(sed -n 's/^Address=//p' "$net"); do ip -n "$(ns "$ns")" addr add "$a" dev "$wg"; done
+  ip -n "$(ns "$ns")" link set "$wg" up
+  for d in $(sed -n 's/^Destination=//p' "$net"); do ip -n "$(ns "$ns")" route add "$d" dev "$wg"; done
 }
-relay_interface
-nsx relay sysctl -qw net.ipv6.conf.all.forwarding=1
-# The rendered ruleset names the interface wg-edgekit; the lab's is unique per run.
-sed "s/wg-edgekit/$RWG/g" "$W/relayfiles/etc/nftables.conf" > "$W/relay-nftables.conf"
-nsx relay nft -f "$W/relay-nftables.conf"
-mkdir -p "$W/relay-state"
-install -m 0600 "$W/relayfiles/etc/edgekit/relay-wireguard.key" "$W/relay.key"
-printf '%s\n' "$OPERATOR_PUB" > "$W/operator.pub"
-TUNNEL=$(awk '/^tunnel:/ { print $2 }' "$PLAN/plan.yaml")
-cat > "$W/relay.json" <<EOF
+# setup_relay NS IFACE N FILES: the namespace, its interface, its ruleset and its relay.json (the
+# rendered one's ports, this lab's interface, key, operator key and state folder).
+setup_relay() {
+  local ns=$1 wg=$2 n=$3 files=$4 ports
+  mkns "$ns"
+  veth "$ns" eth0 inet "$ns"; port inet "$ns"
+  ip -n "$(ns "$ns")" addr add "198.51.100.$n/24" dev eth0
+  ip -n "$(ns "$ns")" addr add "2001:db8:100::$n/64" dev eth0 nodad
+  ip -n "$(ns "$ns")" route add 2001:db8:b::/64 via 2001:db8:100::3
+  relay_interface "$ns" "$wg" "$files"
+  nsx "$ns" sysctl -qw net.ipv6.conf.all.forwarding=1
+  # The rendered ruleset names the interface wg-edgekit; the lab's is unique per run.
+  sed "s/wg-edgekit/$wg/g" "$files/etc/nftables.conf" > "$W/$ns-nftables.conf"
+  nsx "$ns" nft -f "$W/$ns-nftables.conf"
+  mkdir -p "$W/$ns-state"
+  install -m 0600 "$files/etc/edgekit/relay-wireguard.key" "$W/$ns.key"
+  ports=$(python3 -c 'import json,sys; c = json.load(open(sys.argv[1])); print(c["listen_port"], c["wireguard_port"])' \
+    "$files/etc/edgekit/relay.json")
+  cat > "$W/$ns.json" <<EOF
 {
   "listen_address": "::",
-  "listen_port": 51821,
-  "interface": "$RWG",
-  "wireguard_port": 51820,
-  "private_key_file": "$W/relay.key",
+  "listen_port": ${ports% *},
+  "interface": "$wg",
+  "wireguard_port": ${ports#* },
+  "private_key_file": "$W/$ns.key",
   "operator_public_key_file": "$W/operator.pub",
   "plan": "example",
   "ula": "$ULA",
   "tunnel_prefix": "$TUNNEL",
-  "state_database": "$W/relay-state/state.sqlite"
+  "state_database": "$W/$ns-state/state.sqlite"
 }
 EOF
-RELAY_PID=
-relay_listening() { [ "$(grep -c 'listening for registrations' "$W/relay.log" 2>/dev/null)" -gt "$RELAY_LISTEN_BEFORE" ]; }
-start_relay() {
-  local before; before=$(grep -c 'listening for registrations' "$W/relay.log" 2>/dev/null || true)
-  ip netns exec "$(ns relay)" "$BIN/edgekit-relay" serve --config "$W/relay.json" >>"$W/relay.log" 2>&1 &
-  RELAY_PID=$!
-  RELAY_LISTEN_BEFORE=${before:-0}
-  wait_until 30 "edgekit-relay to listen (log $W/relay.log)" relay_listening
 }
+printf '%s\n' "$OPERATOR_PUB" > "$W/operator.pub"
+TUNNEL=$(awk '/^tunnel:/ { print $2 }' "$PLAN/plan.yaml")
+RWG=${P}r
+setup_relay relay "$RWG" 10 "$W/relayfiles"
+declare -A RELAY_PIDS
+RELAY_PID=
+# start_relay [NS]: edgekit-relay serve in a relay's namespace (default the first relay), until it listens.
+start_relay() {
+  local ns=${1:-relay} before
+  before=$(grep -c 'listening for registrations' "$W/$ns.log" 2>/dev/null || true)
+  ip netns exec "$(ns "$ns")" "$BIN/edgekit-relay" serve --config "$W/$ns.json" >>"$W/$ns.log" 2>&1 &
+  RELAY_PIDS[$ns]=$!
+  if [ "$ns" = relay ]; then RELAY_PID=$!; fi
+  RELAY_LISTEN_LOG=$W/$ns.log RELAY_LISTEN_BEFORE=${before:-0}
+  wait_until 30 "edgekit-relay to listen (log $W/$ns.log)" relay_listening
+}
+relay_listening() { [ "$(grep -c 'listening for registrations' "$RELAY_LISTEN_LOG" 2>/dev/null)" -gt "$RELAY_LISTEN_BEFORE" ]; }
 start_relay
 
 log "ISP A: IPv4 only, DHCP, NAT (masquerade)"
@@ -584,16 +602,18 @@ GENERATIONS_AFTER=$(for r in a1 a2 b1; do agent_status "$r" | python3 -c 'import
 [ "$GENERATIONS_BEFORE" = "$GENERATIONS_AFTER" ] || fail "a router applied something while sc joined: $GENERATIONS_BEFORE → $GENERATIONS_AFTER"
 FIGURES+=("mesh|third server sc joins: routers' rendered files and sticks / routers' applied generations / sc ↔ sb, sc ↔ sa over the mesh|unchanged / unchanged (${GENERATIONS_AFTER//$'\n'/, }) / 20 of 20 replies|files only|met")
 
-# LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image).
-if [ "${LAB_ONLY:-}" != qemu ]; then
+health_of() { agent_status "$1" | python3 -c 'import json,sys; h = json.load(sys.stdin)["health"]; print(h["verdict"] if h else "none")'; }
+is_healthy() { [ "$(health_of "$1")" = healthy ]; }
+not_healthy() { [ "$(health_of "$1")" = unhealthy ]; }
+# LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image);
+# LAB_ONLY=relays: only those and the several-relays scenarios at the end.
+if [ -z "${LAB_ONLY:-}" ]; then
 # Health-tracked VRRP (docs/network.md, "Health"): a master whose uplink dies, or whose ISP swallows
 # everything while the link stays up, is unhealthy; keepalived takes the difference of the site's
 # priorities off its own (track file), so the healthy backup preempts, registers as master and the
 # relay moves the /64. Back to health, the higher priority takes the site back.
 a1_is_master_at_relay() { relay_owner_has "$A1_PUB_HEALTH" "$SITE_A"; }
 A1_PUB_HEALTH=$(in_router a1 wg show wg-relay public-key)
-health_of() { agent_status "$1" | python3 -c 'import json,sys; h = json.load(sys.stdin)["health"]; print(h["verdict"] if h else "none")'; }
-is_healthy() { [ "$(health_of "$1")" = healthy ]; }
 wait_until 30 "a1 healthy before the health scenarios ($(health_of a1 2>&1))" is_healthy a1
 wait_until 30 "a2 healthy before the health scenarios ($(health_of a2 2>&1))" is_healthy a2
 is_master a1 || fail "a1 is not site A's master before the health scenarios"
@@ -839,7 +859,7 @@ relay_interface_gone() { ! ip -n "$(ns relay)" link show "$RWG"; }
 wait_until 10 "the relay's WireGuard interface to vanish" relay_interface_gone
 T_GONE=$(now)
 rm -f "/var/run/wireguard/$RWG.sock"
-relay_interface
+relay_interface relay "$RWG" "$W/relayfiles"
 start_relay
 # The fresh interface gets every peer back from SQLite, AllowedIPs and saved endpoint included, and the
 # relay starts the handshake with each (docs/relay.md, "Endpoints"): no waiting for the routers' retry.
@@ -924,6 +944,117 @@ if [ "$LAB_QEMU" = 1 ]; then
   FIGURES+=("qemu|server B's next hop fe80::1|${NEXT_HOP#lladdr } (the guest)|the guest|met")
   kill -9 "$QEMU_PID" 2>/dev/null; wait "$QEMU_PID" 2>/dev/null || true
 fi
+
+# ---------------------------------------------------------------------------------------------------
+if [ "${LAB_ONLY:-}" != qemu ]; then
+log "scenario: several relays: a second relay (relay2.lab.example) beside the first; the plan lists both"
+# Adding a relay is editing the plan and issuing new sticks. The first relay keeps its name (relay), so
+# its key, tunnel address and files are those it runs with; the second is new. The routers are fresh
+# namespaces with the new sticks (what an operator's stick swap does on the appliance).
+PLAN2=$W/plan2
+mkdir -p "$PLAN2"
+python3 - "$PLAN/plan.yaml" > "$PLAN2/plan.yaml" <<'EOF'
+import sys
+text = open(sys.argv[1]).read()
+start = text.index("relay:\n")
+end = text.index("defaults:", start)
+relays = "relays:\n  - name: relay\n    host: relay.lab.example\n  - name: two\n    host: relay2.lab.example\n\n"
+sys.stdout.write(text[:start] + relays + text[end:])
+EOF
+"$BIN/edgekit" plan check "$PLAN2" >/dev/null 2>"$W/plan2.check" || fail "the two-relay lab plan: $(head -3 "$W/plan2.check")"
+EK2() { "$BIN/edgekit" "$@" --plan "$PLAN2" --secrets "$SECRETS"; }
+EK2 render --relay --relay-name relay --out "$W/relay1files-of-two" >/dev/null
+diff -r "$W/relayfiles" "$W/relay1files-of-two" >/dev/null \
+  || fail "listing a second relay changed the first relay's files: $(diff -r "$W/relayfiles" "$W/relay1files-of-two" | head -5)"
+EK2 render --relay --relay-name two --out "$W/relay2files" >/dev/null
+R2WG=${P}s
+setup_relay relay2 "$R2WG" 11 "$W/relay2files"
+start_relay relay2
+for r in a1 a2 b1; do if ip netns list | has "^$(ns "$r")\b"; then del_namespace "$r"; fi; done
+for r in a:1 a:2 b:1; do
+  EK2 stick build --site "site-${r%%:*}" --router "${r##*:}" --out "$W/m${r%%:*}${r##*:}.stick.img" >/dev/null
+done
+T_RELAYS=$(now)
+start_router ma1 lana ispa "$W/ma1.stick.img" site-a
+start_router mb1 lanb ispb "$W/mb1.stick.img" site-b
+wait_until 60 "ma1 becomes VRRP master of site A (log $W/ma1.agent.log)" is_master ma1
+start_router ma2 lana ispa "$W/ma2.stick.img" site-a
+# The status line with several relays: "relay relay: registered as …; relay two: registered as …".
+registered_with_both() {
+  local status; status=$(agent_status "$1")
+  printf '%s' "$status" | has '"registration" *: *"relay relay: registered' && printf '%s' "$status" | has 'relay two: registered'
+}
+for r in ma1 ma2 mb1; do wait_until 60 "$r registered with both relays (log $W/$r.agent.log)" registered_with_both "$r"; done
+figure "several relays" "routers start → all three registered with both relays" "$(elapsed "$T_RELAYS")" "-"
+for n in relay relay2; do
+  count=$(nsx "$n" wg show "$( [ "$n" = relay ] && echo "$RWG" || echo "$R2WG")" peers | grep -c . || true)
+  [ "$count" -ge 3 ] || fail "relay $n has $count peers, not the three routers"
+done
+# Each site routes the plan's /48 through its preferred relay (index mod 2): site A (1) relay two on
+# wg-relay1, site B (2) the first relay on wg-relay; the agent's route has metric 50.
+chosen_tunnel() { ip -n "$(ns "$1")" -6 route show "$ULA" | awk '/ metric 50 / { for (i = 1; i < NF; i++) if ($i == "dev") print $(i + 1) }'; }
+routes_through() { [ "$(chosen_tunnel "$1")" = "$2" ]; }
+wait_until 30 "ma1 routes $ULA through relay two (wg-relay1), site A's preferred" routes_through ma1 wg-relay1
+wait_until 30 "mb1 routes $ULA through the first relay (wg-relay), site B's preferred" routes_through mb1 wg-relay
+wait_until 60 "server A → server B with two relays" ping_once sa "$SB_ADDR"
+# Asymmetric paths: A → B goes out through relay two, the answers B → A through the first relay.
+relay_rx() { ip netns exec "$(ns "$1")" cat "/sys/class/net/$2/statistics/rx_packets"; }
+RX1=$(relay_rx relay "$RWG") RX2=$(relay_rx relay2 "$R2WG")
+nsx sa ping -6 -n -c 20 -i 0.05 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B over two relays lost packets"
+RX1=$(( $(relay_rx relay "$RWG") - RX1 )) RX2=$(( $(relay_rx relay2 "$R2WG") - RX2 ))
+[ "$RX1" -ge 20 ] && [ "$RX2" -ge 20 ] || fail "20 pings A → B: the first relay received $RX1 packets, relay two $RX2; both should carry 20 (requests via two, replies via the first)"
+FIGURES+=("several relays|20 pings A → B: packets into the first relay / into relay two (replies / requests)|$RX1 / $RX2|≥ 20 / ≥ 20|met")
+
+relay_registrations_of() { grep -c -E '\]? registered$' "$W/$1.log" || true; }
+log "scenario: the first relay dies hard (its namespace, interface and daemon gone)"
+start_pinger "$W/ping-relays-dies.log"
+wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relays-dies.log"
+REG2_BEFORE=$(relay_registrations_of relay2)
+T_DEAD=$(now)
+del_namespace relay
+rm -f "/var/run/wireguard/$RWG.sock"
+wait_until 15 "site B (mb1) to move to relay two" routes_through mb1 wg-relay1
+figure "relay 1 dies hard" "relay gone → site B routes through relay two" "$(elapsed "$T_DEAD")" "-"
+# No registration storm: the routers are still healthy (relay two answers), so nothing registers
+# with relay two again; the agents retry only the dead relay, with backoff.
+sleep 15
+stop_pinger
+figure "relay 1 dies hard" "traffic gap A → B" "$(max_gap "$W/ping-relays-dies.log")" "<3 s"
+REG2=$(( $(relay_registrations_of relay2) - REG2_BEFORE ))
+FIGURES+=("relay 1 dies hard|registrations at relay two in the 15 s after|$REG2|0 (no storm)|$([ "$REG2" = 0 ] && echo met || echo FAIL)")
+[ "$REG2" = 0 ] || fail "$REG2 registrations reached relay two after the first relay died (expected none)"
+for r in ma1 ma2 mb1; do is_healthy "$r" || fail "$r is not healthy with relay two answering: $(health_of "$r" 2>&1)"; done
+
+log "scenario: the first relay comes back (same address and key, its saved state)"
+start_pinger "$W/ping-relays-back.log"
+wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relays-back.log"
+T_BACK=$(now)
+setup_relay relay "$RWG" 10 "$W/relayfiles"
+start_relay relay
+# Site B moves back to its preferred relay once it has answered for the 10 s hold-down.
+wait_until 40 "site B (mb1) back on the first relay" routes_through mb1 wg-relay
+figure "relay 1 comes back" "relay back → site B routes through it again (10 s hold-down)" "$(elapsed "$T_BACK")" "-"
+sleep 2
+stop_pinger
+figure "relay 1 comes back" "traffic gap A → B while site B moves back" "$(max_gap "$W/ping-relays-back.log")" "<1 s"
+
+log "scenario: both relays down, then relay two back"
+start_pinger "$W/ping-relays-both.log"
+wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relays-both.log"
+del_namespace relay2; rm -f "/var/run/wireguard/$R2WG.sock"
+del_namespace relay; rm -f "/var/run/wireguard/$RWG.sock"
+# Every router turns unhealthy (no relay answers); site A's master yields once.
+for r in ma1 ma2 mb1; do wait_until 15 "$r unhealthy with no relay" not_healthy "$r"; done
+T_ONE=$(now)
+setup_relay relay2 "$R2WG" 11 "$W/relay2files"
+start_relay relay2
+wait_until 30 "traffic A → B again through relay two" replied_after "$T_ONE" "$W/ping-relays-both.log"
+FIRST=$(first_reply_after "$T_ONE" "$W/ping-relays-both.log")
+figure "both relays down, one back" "relay two back (namespace, interface, daemon) → first reply A → B" "$(elapsed "$T_ONE" "$FIRST")" "<3 s"
+sleep 2
+stop_pinger
+for r in ma1 mb1; do routes_through "$r" wg-relay1 || fail "$r does not route through relay two, the only relay: $(chosen_tunnel "$r")"; done
+fi # LAB_ONLY
 
 # ---------------------------------------------------------------------------------------------------
 LAB_SECONDS=$(elapsed "$LAB_STARTED")

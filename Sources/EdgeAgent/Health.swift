@@ -47,9 +47,16 @@ public struct HealthTracker: Sendable, Equatable {
         }
     }
 
-    /// Takes one sample; true when the verdict changed.
+    /// Takes one sample of the one relay at `relay` (its tunnel address); true when the verdict changed.
     @discardableResult
     public mutating func record(_ sample: Sample, relay: String) -> Bool {
+        record(sample, relays: "the relay \(relay)")
+    }
+
+    /// Takes one sample, `relays` naming what was probed in words ("the relay fd00::1", "any of the
+    /// relays a, b": with several, an answer from any of them counts); true when the verdict changed.
+    @discardableResult
+    public mutating func record(_ sample: Sample, relays: String) -> Bool {
         if sample.relayAnswered {
             answeredInARow += 1
             missedInARow = 0
@@ -63,14 +70,14 @@ public struct HealthTracker: Sendable, Equatable {
             reason = problem
         } else if verdict == .healthy, missedInARow >= misses {
             verdict = .unhealthy
-            reason = "the relay \(relay) did not answer \(missedInARow) probes in a row"
+            reason = "\(relays) did not answer \(missedInARow) probes in a row"
         } else if verdict == .unhealthy, answeredInARow >= rise {
             verdict = .healthy
-            reason = "uplink up; the relay \(relay) answered \(answeredInARow) probes in a row"
+            reason = "uplink up; \(relays) answered \(answeredInARow) probes in a row"
         } else if verdict == .unhealthy {
             reason = sample.relayAnswered
-                ? "uplink up; the relay \(relay) answered \(answeredInARow) of the \(rise) probes in a row needed"
-                : "uplink up; the relay \(relay) did not answer \(missedInARow) probes in a row"
+                ? "uplink up; \(relays) answered \(answeredInARow) of the \(rise) probes in a row needed"
+                : "uplink up; \(relays) did not answer \(missedInARow) probes in a row"
         }
         return verdict != before
     }

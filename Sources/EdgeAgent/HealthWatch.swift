@@ -99,7 +99,9 @@ final class HealthWatch: @unchecked Sendable {
         }
         let chosen = target?.relays.first { $0.name == (choice.chosen ?? target?.relays.first?.name) }
         let relay = chosen.map { "\($0.tunnelAddress)" } ?? "(none)"
-        let changed = tracker.record(sample, relay: target?.relays.count ?? 0 > 1 ? "relays" : relay)
+        let several = (target?.relays.count ?? 0) > 1
+        let changed = several ? tracker.record(sample, relays: "any of the relays " + (target?.relays.map(\.name).joined(separator: ", ") ?? ""))
+                              : tracker.record(sample, relay: relay)
         if changed { since = DocumentCoding.timestamp(Date()) }
         var health = HealthReport(verdict: tracker.verdict, reason: tracker.reason, since: since, relay: relay,
                                   probeAnswered: chosen.map { roundTrips[$0.name] != nil } ?? false,

@@ -108,13 +108,16 @@ enum Nftables {
                 chain forward {
                     type filter hook forward priority filter; policy drop;
 
+                    # Between sites, only the servers' own WireGuard mesh, inside the plan's /48. Before
+                    # any conntrack verdict: with several relays a site's answers may come back through
+                    # another relay, so this one sees one direction of a flow only.
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
+                    # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890); an
+                    # echo reply or error without its request here is "invalid" to conntrack.
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept
+
                     ct state established,related accept
                     ct state invalid drop
-
-                    # Between sites, only the servers' own WireGuard mesh, inside the plan's /48.
-                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
-                    # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890).
-                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept
                 }
 
                 chain output {
