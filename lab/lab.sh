@@ -1005,6 +1005,60 @@ RX1=$(( $(relay_rx relay "$RWG") - RX1 )) RX2=$(( $(relay_rx relay2 "$R2WG") - R
 [ "$RX1" -ge 20 ] && [ "$RX2" -ge 20 ] || fail "20 pings A → B: the first relay received $RX1 packets, relay two $RX2; both should carry 20 (requests via two, replies via the first)"
 FIGURES+=("several relays|20 pings A → B: packets into the first relay / into relay two (replies / requests)|$RX1 / $RX2|≥ 20 / ≥ 20|met")
 
+
+log "scenario: keepalived and the agent crash (kill -9) on site A's master (ma1); their units restart them"
+# What the appliance's units do (overlays/etc/systemd/system): keepalived's ExecStopPost= runs
+# `edgekit-agent notify stopped` at once (VIPs off, priority-0 advertisement, VRRP fault), systemd
+# starts keepalived again after 1 s (Restart=on-failure, RestartSec=1s) and the agent after 5 s. The
+# lab does the same, with the same command lines, in ma1's namespaces, and records the new keepalived
+# in the agent's process table, as systemd would track it.
+# pid_of_in NAME COMM: the first (lowest) pid in the router's namespace running COMM.
+pid_of_in() {
+  local pid
+  for pid in $(ip netns pids "$(ns "$1")" | sort -n); do
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]; then echo "$pid"; return 0; fi
+  done
+}
+KEEPALIVED_PID=$(pid_of_in ma1 keepalived)
+RADVD_PID=$(pid_of_in ma1 radvd)
+[ -n "$KEEPALIVED_PID" ] && [ -n "$RADVD_PID" ] || fail "ma1 runs no keepalived or radvd to crash beside"
+mapfile -d '' KEEPALIVED_CMD < "/proc/$KEEPALIVED_PID/cmdline"
+mapfile -d '' AGENT_CMD < "/proc/${AGENT_PID[ma1]}/cmdline"
+in_ma1() { nsenter -t "$RADVD_PID" -m -n "$@"; }   # radvd lives on in ma1's mount and network namespaces
+start_pinger "$W/ping-units.log"
+wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-units.log"
+T_CRASH=$(now)
+KILLED=("${AGENT_PID[ma1]}" $(for pid in $(ip netns pids "$(ns ma1)"); do [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != keepalived ] || echo "$pid"; done))
+kill -9 "${KILLED[@]}"
+in_ma1 /usr/local/bin/edgekit-agent notify stopped || fail "notify stopped (keepalived's ExecStopPost=) failed"
+gone() { local pid; for pid in "${KILLED[@]}"; do [ ! -e "/proc/$pid" ] || return 1; done; }
+wait_until 5 "the killed keepalived and agent to be reaped" gone
+sleep "$(awk -v t="$T_CRASH" -v n="$(now)" 'BEGIN { d = t + 1 - n; print (d > 0 ? d : 0) }')"
+in_ma1 setsid "${KEEPALIVED_CMD[@]}" >>"$W/ma1.keepalived-restarted.log" 2>&1 < /dev/null &
+echo $! > "$W/root-ma1/run/edgekit/processes/keepalived.pid"
+disown $!
+sleep "$(awk -v t="$T_CRASH" -v n="$(now)" 'BEGIN { d = t + 5 - n; print (d > 0 ? d : 0) }')"
+in_ma1 setsid "${AGENT_CMD[@]}" >>"$W/ma1.agent.log" 2>&1 < /dev/null &
+AGENT_PID[ma1]=$!
+disown $!
+wait_until 20 "ma1 master again after the restarts" is_master ma1
+sleep 3
+stop_pinger
+figure "crash with the units' restarts" "kill -9 of keepalived and the agent on the master, restarted as their units do: traffic gap A → B" "$(max_gap "$W/ping-units.log")" "<1 s"
+# Afterwards one master, and everyone agrees: the VIPs, both agents and both relays.
+is_master ma1 && ! is_master ma2 || fail "after the restarts the VIPs are not on ma1 alone (ma1: $(is_master ma1 && echo master), ma2: $(is_master ma2 && echo master))"
+vrrp_of() { agent_status "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["vrrp"])'; }
+wait_until 15 "ma1's restarted agent registered with both relays" registered_with_both ma1
+[ "$(vrrp_of ma1)" = master ] && [ "$(vrrp_of ma2)" = backup ] || fail "the agents say ma1 $(vrrp_of ma1), ma2 $(vrrp_of ma2)"
+claims_at() { # claims_at NS: "slot:claim" of site A's routers in that relay's status
+  nsx "$1" "$BIN/edgekit-relay" status --config "$W/$1.json" --format json \
+    | python3 -c 'import json,sys; print(" ".join(sorted(f"{r[\"slot\"]}:{r[\"claim\"]}" for r in json.load(sys.stdin)["routers"] if r["site"] == "site-a")))'
+}
+for n in relay relay2; do
+  [ "$(claims_at "$n")" = "1:master 2:backup" ] || fail "relay $n lists site A as $(claims_at "$n"), not 1:master 2:backup"
+done
+FIGURES+=("crash with the units' restarts|afterwards: VIPs / agents / both relays say site A's master is|ma1 / ma1 / ma1, ma1|one master, all agree|met")
+
 relay_registrations_of() { grep -c -E '\]? registered$' "$W/$1.log" || true; }
 log "scenario: the first relay dies hard (its namespace, interface and daemon gone)"
 start_pinger "$W/ping-relays-dies.log"

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `edgekit relay bundle`: what the VPS unpacks to become the relay (docs/relay.md).
 @Suite struct RelayBundleCommandTests {
@@ -27,6 +28,46 @@ import Testing
             let shown = try runTool("edgekit", ["keys", "show", "--plan", examplePlanPath, "--secrets", secrets])
             #expect(shown.stdout.contains("relay wireguard public key: " + pub.trimmingCharacters(in: .whitespacesAndNewlines)), "\(pub)")
             #expect(FileManager.default.contents(atPath: root + "/usr/local/bin/edgekit-relay") == FileManager.default.contents(atPath: program))
+        }
+    }
+
+    /// With `relays:`, one bundle per relay, by name: each with its own key (the one `keys show`
+    /// prints for it) and its own relay.json ports; without --relay the command says which exist.
+    @Test func eachRelayOfSeveralHasItsOwnBundle() throws {
+        try withSecrets { secrets, dir in
+            let plan = dir.appendingPathComponent("plan").path
+            try FileManager.default.createDirectory(atPath: plan, withIntermediateDirectories: true)
+            try MeshPlanFixture.twoRelaysText().write(toFile: plan + "/plan.yaml", atomically: true, encoding: .utf8)
+            let program = dir.appendingPathComponent("edgekit-relay").path
+            FileManager.default.createFile(atPath: program, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+            let which = try runTool("edgekit", ["relay", "bundle", "--plan", plan, "--secrets", secrets, "--out", dir.appendingPathComponent("x.tar.zst").path,
+                                                "--relay-binary", program])
+            #expect(which.status == 1)
+            #expect(which.stderrLines == ["plan example has 2 relays; name one with --relay NAME (relays: eu, us)"])
+            let unknown = try runTool("edgekit", ["relay", "bundle", "--plan", plan, "--secrets", secrets, "--relay", "asia",
+                                                  "--out", dir.appendingPathComponent("x.tar.zst").path, "--relay-binary", program])
+            #expect(unknown.status == 1)
+            #expect(unknown.stderrLines == ["--relay asia: no such relay in plan example (relays: eu, us)"])
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.tar.zst").path))
+
+            let shown = try runTool("edgekit", ["keys", "show", "--plan", plan, "--secrets", secrets])
+            var publicKeys: Set<String> = []
+            for (name, registrationPort) in [("eu", 51821), ("us", 51831)] {
+                let bundle = dir.appendingPathComponent("relay-\(name).tar.zst").path
+                let made = try runTool("edgekit", ["relay", "bundle", "--plan", plan, "--secrets", secrets, "--relay", name, "--out", bundle,
+                                                   "--relay-binary", program])
+                #expect(made.status == 0, "\(made.stderr)")
+                let root = dir.appendingPathComponent("vps-\(name)").path
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+                #expect(try runSystem("tar", ["--zstd", "-xpf", bundle, "-C", root]).status == 0)
+                let key = try String(contentsOfFile: root + "/etc/edgekit/relay-wireguard.key", encoding: .utf8)
+                let pub = try runSystemWithInput("wg", ["pubkey"], key).trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(shown.stdout.contains("relay \(name) wireguard public key: \(pub)"), "\(shown.stdout)")
+                publicKeys.insert(pub)
+                let config = try String(contentsOfFile: root + "/etc/edgekit/relay.json", encoding: .utf8)
+                #expect(config.contains("\"listen_port\" : \(registrationPort)"), "\(config)")
+            }
+            #expect(publicKeys.count == 2)
         }
     }
 
