@@ -38,7 +38,7 @@ else
   PLAN=profiles/example
   if [ "${BENCH_BOARD:-pc-uefi}" != pc-uefi ]; then
     PLAN=$WORK/plan && rm -rf "$PLAN" && mkdir -p "$PLAN"
-    sed "/^  - name: site-b/a\\    board: $BENCH_BOARD" profiles/example/plan.yaml >"$PLAN/plan.yaml"
+    sed "s/^    vrrp_id: 52$/    vrrp_id: 52\n    board: $BENCH_BOARD/" profiles/example/plan.yaml >"$PLAN/plan.yaml"
   fi
   log "building site-b (${BENCH_BOARD:-pc-uefi}) into $WORK/out"
   rm -rf "$WORK/out"
@@ -118,6 +118,7 @@ categories = [
     ("initramfs-tools, klibc, busybox (initrd makers)", [], ["initramfs-tools*", "klibc-utils", "libklibc", "busybox"]),
     ("apt, dpkg and dpkg's database", ["/var/lib/dpkg/"], ["apt", "libapt-pkg*", "dpkg", "sqv"]),
     ("OpenSSH", [], ["openssh-*"]),
+    ("GRUB for legacy BIOS (pc-bios)", [], ["grub-*", "grub2-*"]),
     ("router daemons and tools (keepalived, radvd, nftables, wireguard-tools, iproute2, net-snmp)",
      [], ["keepalived", "radvd", "nftables", "libnftables*", "wireguard-tools", "iproute2", "libsnmp*"]),
     ("C and C++ runtime, OpenSSL, GLib", [], ["libc6", "libstdc++*", "libgcc*", "libssl*", "openssl*", "libglib*"]),
