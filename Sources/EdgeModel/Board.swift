@@ -131,12 +131,15 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
         "drivers/net/bonding/", "drivers/net/macsec",
         "net/netfilter/", "net/ipv4/", "net/ipv6/", "net/bridge/", "net/802/", "net/llc/", "net/8021q/",
         "net/sched/", "net/ife/", "net/psample/", "net/tls/", "net/xfrm/",
-        // A console keyboard, the power button, hardware random numbers, watchdogs, temperatures.
+        // A console keyboard, the power button, hardware random numbers, watchdogs (Intel's TCO
+        // appears through lpc_ich or i2c-i801), temperatures, panic logs kept in EFI variables
+        // (systemd-pstore). The screen stays on the firmware's framebuffer (efifb, vesafb: built in).
         "drivers/hid/hid", "drivers/hid/hid-generic", "drivers/hid/usbhid/", "drivers/input/evdev",
         "drivers/acpi/button", "drivers/char/hw_random/",
         "drivers/watchdog/watchdog", "drivers/watchdog/iTCO_wdt", "drivers/watchdog/iTCO_vendor_support",
-        "drivers/mfd/intel_pmc_bxt", "drivers/watchdog/sp5100_tco", "drivers/watchdog/i6300esb",
-        "drivers/hwmon/coretemp", "drivers/hwmon/k10temp",
+        "drivers/mfd/intel_pmc_bxt", "drivers/mfd/lpc_ich", "drivers/i2c/busses/i2c-i801", "drivers/i2c/i2c-smbus",
+        "drivers/watchdog/sp5100_tco", "drivers/watchdog/i6300esb",
+        "drivers/hwmon/coretemp", "drivers/hwmon/k10temp", "drivers/firmware/efi/efi-pstore",
         // File systems: the ext4 root, FAT sticks and ESP, systemd's autofs, EFI variables.
         "fs/ext4/", "fs/jbd2/", "fs/mbcache", "fs/fat/", "fs/nls/nls_cp437", "fs/nls/nls_iso8859-1",
         "fs/nls/nls_utf8", "fs/nls/nls_ascii", "fs/autofs/", "fs/efivarfs/", "fs/configfs/",
