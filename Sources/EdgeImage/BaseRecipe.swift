@@ -15,7 +15,8 @@ public struct BaseRecipe: Sendable, Equatable {
     /// The suite's main archive, its updates and its security archive.
     public var mirrors: [String]
     /// minbase + the system, the board's kernel and boot packages, and what an edge router runs. No
-    /// docs, man pages or locales (see `dpkgOptions`). systemd-networkd is still part of `systemd`
+    /// docs, man pages, locales or Perl modules (see `dpkgOptions`), and only the board's kernel
+    /// modules (`Board.kernelModules`). systemd-networkd is still part of `systemd`
     /// in trixie (its own package only after it). The order is part of the cache key.
     public var packages: [String]
     static let systemPackages = ["systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod"]
@@ -35,6 +36,11 @@ public struct BaseRecipe: Sendable, Equatable {
         "path-exclude=/usr/share/locale/*",
         "path-include=/usr/share/locale/locale.alias",
         "path-exclude=/usr/share/lintian/*",
+        // Perl's own modules: keepalived links libnetsnmp, which links libperl for net-snmp's
+        // embedded Perl, so libperl5.40 and perl-modules-5.40 come along (~49 MB). keepalived runs
+        // without SNMP and nothing else runs Perl beyond perl-base (debconf, dpkg's scripts).
+        "path-exclude=/usr/share/perl/5.*",
+        "path-exclude=/usr/lib/*/perl/5.*",
     ]
     /// Every file time in the image, and what mmdebstrap stamps (reproducible builds): see
     /// `imageFileTime(environment:)`.
@@ -64,7 +70,8 @@ public struct BaseRecipe: Sendable, Equatable {
     /// The mmdebstrap options that depend on the recipe (hooks are added by the builder).
     public var mmdebstrapOptions: [String] {
         ["--variant=minbase", "--arch=\(architecture)", "--include=\(packages.joined(separator: ","))"]
-            + dpkgOptions.map { "--dpkgopt=\($0)" } + bootloaderHooks
+            + (dpkgOptions + KernelModuleTrim.dpkgOptions(board.kernelModules)).map { "--dpkgopt=\($0)" }
+            + KernelModuleTrim.checkHook(board.kernelModules) + bootloaderHooks
     }
 
     /// Boot loader images made inside the finished tree with the tree's own tools (so the build

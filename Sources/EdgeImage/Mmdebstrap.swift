@@ -113,9 +113,16 @@ enum Mmdebstrap {
                 while phase.hasSuffix(".") { phase.removeLast() }
                 events.append(.phase(phase))
             } else if text.hasPrefix("E: ") {
-                lastError = text
+                if !OutputParser.isWrapUp(text) || lastError == nil { lastError = text }
             }
             return events
+        }
+
+        /// mmdebstrap's own lines after a failure, which name no cause: "E: setup failed: " and
+        /// "E: command failed: " followed by a failed hook's whole script, "E: mmdebstrap failed to
+        /// run". The E: line before them (a hook's own, apt's) says what went wrong, so it is kept.
+        static func isWrapUp(_ line: String) -> Bool {
+            line.hasPrefix("E: setup failed: ") || line.hasPrefix("E: command failed: ") || line == "E: mmdebstrap failed to run"
         }
 
         /// Drops terminal control sequences (ESC [ … letter), such as the "erase line" before each bar.

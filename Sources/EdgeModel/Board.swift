@@ -19,6 +19,21 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     public var emulation: [Emulation]
     /// Whether this version of edgekit builds images for the board.
     public var status: Status
+    /// The kernel modules the image keeps: an edge router never loads most of what Debian's kernel
+    /// package ships (docs/image.md, "Kernel modules").
+    public var kernelModules: KernelModules = .all
+
+    /// Which of the kernel package's modules stay in the image. The initramfs is made from what
+    /// stays, so it holds only kept modules too.
+    public enum KernelModules: Sendable, Equatable {
+        /// Everything the kernel package ships.
+        case all
+        /// Only these paths under `/usr/lib/modules/VERSION/kernel/`: a folder ends in `/` and keeps
+        /// everything below it; anything else names one module without its `.ko*` ending. The list
+        /// must hold every module a kept one depends on: the base build stops and names what is
+        /// missing.
+        case only([String])
+    }
 
     public enum Firmware: String, Sendable, Equatable {
         case uefi = "UEFI"
@@ -88,16 +103,59 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     /// The kernel, initramfs and systemd-boot every x86-64 UEFI image carries.
     static let pcPackages = ["linux-image-amd64", "initramfs-tools", "systemd-boot-efi"]
 
+    /// What an x86-64 edge router loads, out of the ~4,200 modules of Debian's amd64 kernel: the
+    /// disks and NICs of PCs, mini PCs and virtual machines, USB sticks and NICs, WireGuard,
+    /// nftables and the network stack's options, the file systems of the root and the sticks.
+    /// Putting a module back is adding its path here (docs/image.md, "Kernel modules").
+    static let pcModules: KernelModules = .only([
+        // Crypto and library code (WireGuard's ChaCha20-Poly1305 and Curve25519, ext4's CRC32C).
+        "arch/x86/crypto/", "crypto/", "lib/",
+        // Storage: virtual machines, SATA, NVMe, SD/eMMC, USB sticks and disks, loop files.
+        "drivers/block/virtio_blk", "drivers/block/loop",
+        "drivers/scsi/scsi_mod", "drivers/scsi/scsi_common", "drivers/scsi/sd_mod", "drivers/scsi/virtio_scsi",
+        "drivers/ata/libata", "drivers/ata/libahci", "drivers/ata/ahci", "drivers/ata/ata_piix", "drivers/ata/ata_generic",
+        "drivers/nvme/host/nvme", "drivers/nvme/host/nvme-core", "drivers/nvme/common/",
+        "drivers/mmc/core/", "drivers/mmc/host/sdhci", "drivers/mmc/host/sdhci-pci", "drivers/mmc/host/sdhci-acpi",
+        "drivers/mmc/host/cqhci",
+        "drivers/usb/common/", "drivers/usb/core/", "drivers/usb/host/", "drivers/usb/storage/", "drivers/usb/class/cdc-wdm",
+        "drivers/pcmcia/pcmcia", "drivers/pcmcia/pcmcia_core",
+        // NICs: virtio, Intel (e1000 to i40e), Realtek (r8169 and its PHYs), every USB NIC and modem.
+        "drivers/net/virtio_net", "drivers/net/net_failover", "net/core/failover",
+        "drivers/net/ethernet/intel/e1000/", "drivers/net/ethernet/intel/e1000e/", "drivers/net/ethernet/intel/igb/",
+        "drivers/net/ethernet/intel/igc/", "drivers/net/ethernet/intel/ixgbe/", "drivers/net/ethernet/intel/i40e/",
+        "drivers/net/ethernet/intel/libie/", "drivers/dca/", "drivers/i2c/algos/i2c-algo-bit",
+        "drivers/net/ethernet/realtek/", "drivers/net/phy/", "drivers/net/mdio", "drivers/net/mdio/", "drivers/net/mii",
+        "drivers/net/usb/", "net/phonet/", "net/rfkill/", "net/core/selftests",
+        // The network stack's modules: WireGuard, nftables, bridges, VLANs, bonds, queueing.
+        "drivers/net/wireguard/", "drivers/net/tun", "drivers/net/macvlan", "drivers/net/dummy", "drivers/net/veth",
+        "drivers/net/bonding/", "drivers/net/macsec",
+        "net/netfilter/", "net/ipv4/", "net/ipv6/", "net/bridge/", "net/802/", "net/llc/", "net/8021q/",
+        "net/sched/", "net/ife/", "net/psample/", "net/tls/", "net/xfrm/",
+        // A console keyboard, the power button, hardware random numbers, watchdogs (Intel's TCO
+        // appears through lpc_ich or i2c-i801), temperatures, panic logs kept in EFI variables
+        // (systemd-pstore). The screen stays on the firmware's framebuffer (efifb, vesafb: built in).
+        "drivers/hid/hid", "drivers/hid/hid-generic", "drivers/hid/usbhid/", "drivers/input/evdev",
+        "drivers/acpi/button", "drivers/char/hw_random/",
+        "drivers/watchdog/watchdog", "drivers/watchdog/iTCO_wdt", "drivers/watchdog/iTCO_vendor_support",
+        "drivers/mfd/intel_pmc_bxt", "drivers/mfd/lpc_ich", "drivers/i2c/busses/i2c-i801", "drivers/i2c/i2c-smbus",
+        "drivers/watchdog/sp5100_tco", "drivers/watchdog/i6300esb",
+        "drivers/hwmon/coretemp", "drivers/hwmon/k10temp", "drivers/firmware/efi/efi-pstore",
+        // File systems: the ext4 root, FAT sticks and ESP, systemd's autofs, EFI variables.
+        "fs/ext4/", "fs/jbd2/", "fs/mbcache", "fs/fat/", "fs/nls/nls_cp437", "fs/nls/nls_iso8859-1",
+        "fs/nls/nls_utf8", "fs/nls/nls_ascii", "fs/autofs/", "fs/efivarfs/", "fs/configfs/",
+    ])
+
     public static let pcUEFI = Board(
         name: "pc-uefi", architecture: "amd64", firmware: [.uefi], partitions: .gpt(biosBoot: false),
-        bootloaders: [.systemdBoot], packages: pcPackages, emulation: [ovmf], status: .built)
+        bootloaders: [.systemdBoot], packages: pcPackages, emulation: [ovmf], status: .built, kernelModules: pcModules)
 
     /// GRUB's i386-pc modules and grub-mkimage (grub-pc-bin), not grub-pc: grub-pc's maintainer
     /// scripts would run grub-install and update-grub against the appliance's disk on upgrades; the
     /// builder installs the boot sector and core image itself.
     public static let pcBIOS = Board(
         name: "pc-bios", architecture: "amd64", firmware: [.bios, .uefi], partitions: .gpt(biosBoot: true),
-        bootloaders: [.grubPC, .systemdBoot], packages: pcPackages + ["grub-pc-bin"], emulation: [seaBIOS, ovmf], status: .built)
+        bootloaders: [.grubPC, .systemdBoot], packages: pcPackages + ["grub-pc-bin"], emulation: [seaBIOS, ovmf], status: .built,
+        kernelModules: pcModules)
 
     public static let arm64UEFI = Board(
         name: "arm64-uefi", architecture: "arm64", firmware: [.uefi], partitions: .gpt(biosBoot: false),

@@ -1,5 +1,6 @@
 @testable import EdgeImage
 import EdgeErrors
+import EdgeModel
 import Foundation
 import TestSupport
 import Testing
@@ -32,8 +33,9 @@ import Testing
         let bios = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .pcBIOS)
         #expect(uefi == BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime))
         // Pinned: a change to the default board's packages or hooks must be deliberate (it rebuilds
-        // every cached base). Last changed by prometheus-node-exporter and openssh-server.
-        #expect(uefi.cacheKey == "25b4de0b0b8bf011", "pc-uefi's base key changed")
+        // every cached base). Last changed by the kept kernel modules and Perl's modules left out
+        // (issue 20, image weight).
+        #expect(uefi.cacheKey == "08bb2735a0895a72", "pc-uefi's base key changed")
         #expect(uefi.packages == ["systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
                                   "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
                                   "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
@@ -41,11 +43,42 @@ import Testing
         #expect(bios.cacheKey != uefi.cacheKey)
         #expect(bios.packages == uefi.packages.prefix(9) + ["grub-pc-bin"] + uefi.packages.dropFirst(9))
         #expect(bios.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") && $0.contains("grub-mkimage --format=i386-pc") })
-        #expect(!uefi.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") })
+        #expect(!uefi.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") && $0.contains("grub-mkimage") })
         let builder = ImageBuilder(cacheDirectory: "/nonexistent", recipe: uefi, overlayDirectory: "/nonexistent", agentBinary: "/nonexistent",
                                    packerExecutable: "/bin/false", progress: .silent)
         #expect(builder.on(.pcBIOS).recipe == bios)
         #expect(builder.on(.pcBIOS).systemKey(baseKey: "base", overlay: []) != builder.systemKey(baseKey: "base", overlay: []))
+    }
+
+    /// A board's kept kernel modules are dpkg filters (all modules out, the kept ones back in, in
+    /// that order: dpkg's last matching filter wins) and one hook that checks the set; they are part
+    /// of the base's key, so a trimmed base is never found for an untrimmed recipe or the reverse.
+    @Test func aBoardsKeptKernelModulesAreFiltersAndACheckInTheBaseKey() throws {
+        let uefi = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .pcUEFI)
+        let filters = uefi.mmdebstrapOptions.filter { $0.hasPrefix("--dpkgopt=") && $0.contains("/usr/lib/modules/") }
+        #expect(filters.first == "--dpkgopt=path-exclude=/usr/lib/modules/*/kernel/*")
+        #expect(filters.dropFirst().allSatisfy { $0.hasPrefix("--dpkgopt=path-include=/usr/lib/modules/*/kernel/") })
+        #expect(filters.contains("--dpkgopt=path-include=/usr/lib/modules/*/kernel/drivers/net/wireguard/*"), "a folder keeps what is below it")
+        #expect(filters.contains("--dpkgopt=path-include=/usr/lib/modules/*/kernel/drivers/net/virtio_net.ko*"), "one module, any compression")
+        let hooks = uefi.mmdebstrapOptions.filter { $0.hasPrefix("--customize-hook=") }
+        #expect(hooks.count == 1)
+        #expect(hooks.first?.contains("modinfo -k") == true && hooks.first?.contains("drivers/net/virtio_net") == true)
+        // What the boot test and the lab use: virtio disk and NICs, USB sticks on xHCI, FAT and ext4,
+        // WireGuard and nftables.
+        guard case .only(let kept) = Board.pcUEFI.kernelModules else { Issue.record("pc-uefi keeps every module"); return }
+        for path in ["drivers/block/virtio_blk", "drivers/net/virtio_net", "drivers/usb/host/", "drivers/usb/storage/", "drivers/scsi/sd_mod",
+                     "fs/ext4/", "fs/fat/", "fs/nls/nls_cp437", "fs/nls/nls_iso8859-1", "drivers/net/wireguard/", "net/netfilter/"] {
+            #expect(kept.contains(path), "pc-uefi keeps \(path)")
+        }
+        #expect(Board.pcBIOS.kernelModules == Board.pcUEFI.kernelModules)
+        var fewer = uefi
+        fewer.board.kernelModules = .only(Array(kept.dropLast()))
+        #expect(fewer.cacheKey != uefi.cacheKey, "a changed module list must rebuild the base")
+        var untrimmed = uefi
+        untrimmed.board.kernelModules = .all
+        #expect(untrimmed.cacheKey != uefi.cacheKey)
+        #expect(!untrimmed.mmdebstrapOptions.contains { $0.contains("/usr/lib/modules/") || $0.hasPrefix("--customize-hook=") })
+        #expect(Board.arm64UEFI.kernelModules == .all, "a board not built yet keeps every module")
     }
 
     /// The disk of the default board is as before; pc-bios adds GRUB's BIOS boot partition as

@@ -121,4 +121,19 @@ func shellWord(_ text: String) -> String {
         ])
         #expect(parser.lastError == "E: apt-get install failed")
     }
+
+    /// A hook that fails with its own E: line is named by that line, not by mmdebstrap's wrap-up
+    /// after it (as mmdebstrap 1.3 printed it when the kept kernel modules missed `mii`).
+    @Test func aFailedHooksOwnErrorLineIsTheOneKept() {
+        var parser = Mmdebstrap.OutputParser()
+        let text = "I: running --customize-hook in shell: sh -c 'set -eu; ...'\n"
+            + "E: kept kernel modules need modules left out of kernel 6.12.118+deb13-amd64: mii (needed by r8152) - keep them too\n"
+            + "E: setup failed: E: command failed: set -eu; root=$(cd \"$1\" && pwd)\nfor v in *; do\n"
+            + "I: main() received signal PIPE: waiting for setup...\nE: mmdebstrap failed to run\n"
+        _ = parser.feed(Array(text.utf8)) + parser.flush()
+        #expect(parser.lastError == "E: kept kernel modules need modules left out of kernel 6.12.118+deb13-amd64: mii (needed by r8152) - keep them too")
+        var alone = Mmdebstrap.OutputParser()
+        _ = alone.feed(Array("E: setup failed: E: command failed: false\nE: mmdebstrap failed to run\n".utf8))
+        #expect(alone.lastError == "E: setup failed: E: command failed: false", "without a line of the hook's own, mmdebstrap's first is kept")
+    }
 }
