@@ -1052,7 +1052,7 @@ wait_until 15 "ma1's restarted agent registered with both relays" registered_wit
 [ "$(vrrp_of ma1)" = master ] && [ "$(vrrp_of ma2)" = backup ] || fail "the agents say ma1 $(vrrp_of ma1), ma2 $(vrrp_of ma2)"
 claims_at() { # claims_at NS: "slot:claim" of site A's routers in that relay's status
   nsx "$1" "$BIN/edgekit-relay" status --config "$W/$1.json" --format json \
-    | python3 -c 'import json,sys; print(" ".join(sorted(f"{r[\"slot\"]}:{r[\"claim\"]}" for r in json.load(sys.stdin)["routers"] if r["site"] == "site-a")))'
+    | python3 -c 'import json,sys; print(" ".join(sorted(str(r["slot"]) + ":" + r["claim"] for r in json.load(sys.stdin)["routers"] if r["site"] == "site-a")))'
 }
 for n in relay relay2; do
   [ "$(claims_at "$n")" = "1:master 2:backup" ] || fail "relay $n lists site A as $(claims_at "$n"), not 1:master 2:backup"

@@ -58,13 +58,17 @@ enum Nftables {
                 chain forward {
                     type filter hook forward priority filter; policy drop;
 
-                    ct state established,related accept
-                    ct state invalid drop
-
+                    # Between the site and the other sites, before any conntrack verdict: the router that
+                    # forwards an answer is not always the one that saw the question (the relay routes the
+                    # site /64 to the old master for a moment after a VRRP move; answers return through
+                    # another relay), and to conntrack an ICMPv6 echo reply without its request is invalid.
                     # Site LAN to the other sites of the plan: from our /64, to the /48 but not our /64.
                     iifname "\(lan)" oifname \(tunnel) ip6 saddr \(site.prefix) ip6 daddr \(plan.ula) ip6 daddr != \(site.prefix) accept
                     # Other sites to our LAN: only to our /64, and only from the rest of the /48.
                     iifname \(tunnel) oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept
+
+                    ct state established,related accept
+                    ct state invalid drop
                 }
 
                 chain clamp {
