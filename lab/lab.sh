@@ -1092,6 +1092,19 @@ sleep 2
 stop_pinger
 figure "relay 1 comes back" "traffic gap A → B while site B moves back" "$(max_gap "$W/ping-relays-back.log")" "<1 s"
 
+# Liveness at the relay (edgekit-relay status): relay two has run since the phase began, every router
+# up, whatever the age of its last handshake (WireGuard rekeys only every 2 minutes; the relay goes by
+# what it last heard).
+relay_states() {
+  nsx "$1" "$BIN/edgekit-relay" status --config "$W/$1.json" --format json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)["routers"]
+print(" ".join(sorted(r["state"] for r in rows)), "/", " ".join(str(r.get("handshake_age_seconds")) for r in rows))'
+}
+STATES=$(relay_states relay2)
+[ "${STATES%% /*}" = "up up up" ] || fail "relay two's status does not show the three live routers up: $STATES"
+FIGURES+=("several relays|relay two's status: routers' state / handshake ages (s)|$STATES|up up up|met")
+
 log "scenario: both relays down, then relay two back"
 start_pinger "$W/ping-relays-both.log"
 wait_until 10 "pinger replies" grep -q 'bytes from' "$W/ping-relays-both.log"

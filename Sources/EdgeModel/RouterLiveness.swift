@@ -14,6 +14,10 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
     public var state: String
     /// Seconds since the peer's last handshake (`wg show IF latest-handshakes`); nil: none yet, or unreadable.
     public var handshakeAgeSeconds: Int?
+    /// Seconds since the relay last heard from it: its last handshake or the last time its received
+    /// bytes grew, whichever is later; what `state` is judged by. nil: never (or a relay from before
+    /// the field).
+    public var heardAgeSeconds: Int?
     /// When it last registered (relay clock, ISO 8601) and how long ago.
     public var registeredAt: String
     public var registeredAgeSeconds: Int
@@ -30,14 +34,14 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case site, slot, claim, state, serial, generation, health
-        case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds"
+        case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds", heardAgeSeconds = "heard_age_seconds"
         case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
         case routesSitePrefix = "routes_site_prefix"
         case agentVersion = "agent_version", healthReason = "health_reason"
     }
 
     public init(site: String, slot: Int, publicKey: String, claim: String, state: String, handshakeAgeSeconds: Int?,
-                registeredAt: String, registeredAgeSeconds: Int, serial: Int64, routesSitePrefix: Bool,
+                heardAgeSeconds: Int? = nil, registeredAt: String, registeredAgeSeconds: Int, serial: Int64, routesSitePrefix: Bool,
                 generation: Int64? = nil, agentVersion: String? = nil, health: String? = nil, healthReason: String? = nil) {
         self.site = site
         self.slot = slot
@@ -45,6 +49,7 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
         self.claim = claim
         self.state = state
         self.handshakeAgeSeconds = handshakeAgeSeconds
+        self.heardAgeSeconds = heardAgeSeconds
         self.registeredAt = registeredAt
         self.registeredAgeSeconds = registeredAgeSeconds
         self.serial = serial

@@ -97,6 +97,24 @@ public actor RegistrationEngine {
             "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
     }
 
+    /// Each peer's received bytes at the last `recordHeard`, to see whose grew.
+    var receivedBytes: [String: Int] = [:]
+
+    /// Records in the database which routers were heard from since the last call: those whose
+    /// received bytes grew (every live router sends a keepalive each `keepalive` seconds). The first
+    /// call only takes the counts. Failing is not fatal: `status` then goes by handshakes alone.
+    public func recordHeard(now: Date = Date()) async {
+        let control = wireGuard
+        do {
+            let received = try await offThread { try control.receivedBytes() }
+            let heard = received.filter { key, bytes in receivedBytes[key].map { bytes > $0 } ?? false }.keys
+            receivedBytes = received
+            try store.saveHeard(heard, at: Int64(now.timeIntervalSince1970))
+        } catch {
+            logger.warning("could not record which routers were heard from", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Saves every peer's current WireGuard endpoint in the database (only changes are written).
     /// Failing is not fatal: the routers' own WireGuard re-handshakes after about 15 s without one.
     public func saveEndpoints() async {

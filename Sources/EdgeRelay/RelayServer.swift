@@ -11,7 +11,7 @@ import ServiceLifecycle
 
 /// `edgekit-relay serve`: restores WireGuard from the state database, then answers registrations
 /// on one UDP port until graceful shutdown (SIGTERM/SIGINT through the `ServiceGroup`), saving the
-/// peers' endpoints every `endpoint_save_ms`.
+/// peers' endpoints every `endpoint_save_ms`, and which routers were heard from meanwhile.
 public struct RelayServer: Service {
     public let config: RelayConfig
     let logger: Logger
@@ -97,6 +97,7 @@ public struct RelayServer: Service {
                         try? await Task.sleep(for: .milliseconds(endpointInterval))
                         if Task.isCancelled { break }
                         await engine.saveEndpoints()
+                        await engine.recordHeard()
                     }
                 }
                 try await channel.executeThenClose { inbound, outbound in

@@ -3,17 +3,23 @@ import Foundation
 
 extension RouterLiveness {
     /// One row per peer, sites without a live master first, then by site and slot.
-    /// `handshakes` maps public key → UNIX time of the last handshake (0: never).
+    /// `handshakes` maps public key → UNIX time of the last handshake (0: never). A router is up
+    /// when the relay heard from it within 3 keepalives: a handshake, or received bytes that grew
+    /// (`PeerRecord.lastHeard`, sampled by `serve`). Handshakes alone would not do: WireGuard
+    /// rekeys every 2 minutes, so a live router's last one is often older than 3 keepalives.
     public static func rows(_ snapshot: RelaySnapshot, handshakes: [String: Int], keepaliveSeconds: Int, now: Date) -> [RouterLiveness] {
         let owners = Set(snapshot.owners.map { $0.publicKey + " " + $0.sitePrefix })
         let nowSeconds = Int(now.timeIntervalSince1970)
         // One formatter for every row, not one per row (10k rows at 10k routers).
         let formatter = ISO8601DateFormatter()
         let rows = snapshot.peers.map { peer in
-            let age = handshakes[peer.publicKey].flatMap { $0 > 0 ? max(0, nowSeconds - $0) : nil }
-            let up = age.map { $0 <= 3 * keepaliveSeconds } ?? false
+            let handshake = handshakes[peer.publicKey].flatMap { $0 > 0 ? $0 : nil }
+            let heard = [handshake, peer.lastHeard.map { Int($0) }].compactMap { $0 }.max()
+            let heardAge = heard.map { max(0, nowSeconds - $0) }
+            let up = heardAge.map { $0 <= 3 * keepaliveSeconds } ?? false
             return RouterLiveness(site: peer.site, slot: peer.slot, publicKey: peer.publicKey, claim: peer.claim,
-                                  state: up ? "up" : "down", handshakeAgeSeconds: age,
+                                  state: up ? "up" : "down", handshakeAgeSeconds: handshake.map { max(0, nowSeconds - $0) },
+                                  heardAgeSeconds: heardAge,
                                   registeredAt: RelayStatus.iso(peer.lastSeen, formatter),
                                   registeredAgeSeconds: max(0, nowSeconds - Int(peer.lastSeen / 1_000_000)),
                                   serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix),
@@ -49,8 +55,10 @@ public enum RelayStatus {
         for row in routers {
             let peer = tunnels[row.publicKey]
             let handshake = row.handshakeAgeSeconds.map { "handshake \($0) s ago" } ?? "no handshake"
+            // Heard later than its handshake: received bytes grew since (keepalives, traffic).
+            let heard = row.heardAgeSeconds.flatMap { $0 != row.handshakeAgeSeconds ? ", heard \($0) s ago" : nil } ?? ""
             let routes = row.routesSitePrefix ? " routes \(peer?.sitePrefix ?? "?")" : ""
-            lines.append("  \(row.site) router \(row.slot) \(row.claim) \(row.state), \(handshake), \(row.reportText), registered \(row.registeredAgeSeconds) s ago (\(row.registeredAt)) serial \(row.serial) \(row.publicKey) tunnel \(peer?.tunnelAddress ?? "?")\(routes)")
+            lines.append("  \(row.site) router \(row.slot) \(row.claim) \(row.state), \(handshake)\(heard), \(row.reportText), registered \(row.registeredAgeSeconds) s ago (\(row.registeredAt)) serial \(row.serial) \(row.publicKey) tunnel \(peer?.tunnelAddress ?? "?")\(routes)")
         }
         lines.append("site prefixes: \(snapshot.owners.count)")
         for owner in snapshot.owners {

@@ -33,12 +33,17 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
     /// "healthy", "unhealthy" or "unknown" (the agent had no verdict yet).
     public var health: String? = nil
     public var healthReason: String? = nil
+    /// UNIX seconds when the relay's interface last saw the router's received bytes grow (sampled
+    /// every `endpoint_save_ms` by `serve`); nil until then. Liveness: WireGuard rekeys only every
+    /// 2 minutes, so a live router's last handshake is often older than 3 keepalives. Migration v5.
+    public var lastHeard: Int64? = nil
 
     enum CodingKeys: String, CodingKey {
         case publicKey = "public_key", plan, site, slot, serial
         case tunnelAddress = "tunnel_address", sitePrefix = "site_prefix", claim
         case lastSeen = "last_seen", lastCookieTime = "last_cookie_time", endpoint
         case generation, agentVersion = "agent_version", health, healthReason = "health_reason"
+        case lastHeard = "last_heard"
     }
 
     /// Sets the report columns from a REGISTER's report (nil clears them: the router said nothing).
@@ -163,6 +168,10 @@ public final class RelayStore: Sendable {
                 t.add(column: "health_reason", .text)
             }
         }
+        // When the relay last heard from each router (its received bytes grew): liveness.
+        migrator.registerMigration("v5: last heard") { db in
+            try db.alter(table: "peer") { t in t.add(column: "last_heard", .integer) }
+        }
         return migrator
     }
 
@@ -220,6 +229,16 @@ public final class RelayStore: Sendable {
                 changed += db.changesCount
             }
             return changed
+        }
+    }
+
+    /// Records that the routers with `keys` were heard from at `time` (UNIX seconds): one
+    /// transaction, one cached statement; keys the database does not hold are ignored.
+    public func saveHeard(_ keys: some Collection<String>, at time: Int64) throws {
+        guard !keys.isEmpty else { return }
+        try queue.write { db in
+            let update = try db.cachedStatement(sql: "UPDATE peer SET last_heard = ? WHERE public_key = ?")
+            for key in keys { try update.execute(arguments: [time, key]) }
         }
     }
 

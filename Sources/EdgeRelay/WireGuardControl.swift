@@ -77,6 +77,17 @@ public struct WireGuardControl: Sendable {
         return WireGuardControl.parsePairs(result.output).compactMapValues { Int($0) }
     }
 
+    /// Each peer's received bytes (`wg show IF transfer`: `KEY<TAB>RX<TAB>TX` lines).
+    public func receivedBytes() throws -> [String: Int] {
+        let result = try SystemCommand.check("wg", ["show", interface, "transfer"], what: "reading WireGuard interface \(interface)")
+        var received: [String: Int] = [:]
+        for line in result.output.split(separator: "\n") {
+            let fields = line.split(separator: "\t")
+            if fields.count == 3, let bytes = Int(fields[1]) { received[String(fields[0])] = bytes }
+        }
+        return received
+    }
+
     /// `KEY<TAB>VALUE` lines, as `wg show IF endpoints|latest-handshakes` print them.
     public static func parsePairs(_ text: String) -> [String: String] {
         WireGuardShow.pairs(text)

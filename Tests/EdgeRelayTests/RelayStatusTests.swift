@@ -51,6 +51,34 @@ import Testing
     /// The fleet view (issue 18.2): a database as the previous release left it (v3, no report
     /// columns) migrates in place keeping its peers; a registration with a report stores it, one
     /// without clears it (the router said nothing), and status shows both in text and JSON.
+    /// WireGuard rekeys every 2 minutes, so a live router's handshake is often older than 3
+    /// keepalives: what the relay heard since (its received bytes grew, `lastHeard`) keeps it up.
+    @Test("a router heard from since its last handshake is up; silent past 3 keepalives it is down")
+    func heardSinceTheHandshake() throws {
+        let now = Date(timeIntervalSince1970: 10_000)
+        var heard = Self.peer("site-a", 1, "A1=", "master", registered: 9_000)
+        heard.lastHeard = 9_995
+        var silent = Self.peer("site-a", 2, "A2=", "backup", registered: 9_000)
+        silent.lastHeard = 9_920
+        let snapshot = RelaySnapshot(peers: [heard, silent], owners: [], revocations: [])
+        let rows = RouterLiveness.rows(snapshot, handshakes: ["A1=": 9_904, "A2=": 9_904], keepaliveSeconds: 25, now: now)
+        #expect(rows.map { "\($0.slot) \($0.state) \($0.handshakeAgeSeconds ?? -1) \($0.heardAgeSeconds ?? -1)" } == ["1 up 96 5", "2 down 96 80"])
+        let text = RelayStatus.text(snapshot, routers: rows)
+        #expect(text.contains("site-a router 1 master up, handshake 96 s ago, heard 5 s ago, no report"), "\(text)")
+        let json = try JSONSerialization.jsonObject(with: Data(RelayStatus.json(snapshot, routers: rows).utf8)) as? [String: Any]
+        #expect((json?["routers"] as? [[String: Any]])?.first?["heard_age_seconds"] as? Int == 5)
+    }
+
+    @Test("received bytes that grew are recorded as heard, in the database, for the peers it holds")
+    func heardIsStored() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-heard-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try RelayStore(path: path)
+        try store.queue.write { db in try Self.peer("site-a", 1, "A1=", "master", registered: 9_000).insert(db) }
+        try store.saveHeard(["A1=", "unknown="], at: 9_999)
+        #expect(try store.snapshot().peers.map(\.lastHeard) == [9_999])
+    }
+
     @Test("a v3 database migrates; generation, agent version and health reach status")
     func reportColumnsMigrateAndShow() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("relay-report-\(UUID().uuidString)")
@@ -73,7 +101,8 @@ import Testing
         #expect(migrated.peers.count == 1 && migrated.owners.count == 1, "the migration keeps every row")
         #expect(migrated.peers[0].endpoint == "198.51.100.2:4000" && migrated.peers[0].generation == nil && migrated.peers[0].health == nil)
         let columns = try DatabaseQueue(path: path).read { db in try db.columns(in: "peer").map(\.name) }
-        #expect(columns.suffix(4) == ["generation", "agent_version", "health", "health_reason"])
+        #expect(columns.suffix(5) == ["generation", "agent_version", "health", "health_reason", "last_heard"])
+        #expect(migrated.peers[0].lastHeard == nil)
         // Opening it again is a no-op (the migration is recorded).
         _ = try RelayStore(path: path)
 
