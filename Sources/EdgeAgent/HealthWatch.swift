@@ -13,7 +13,6 @@ final class HealthWatch: @unchecked Sendable {
     private let paths: AgentPaths
     private let thread: WatchThread
     private let report: @Sendable (HealthReport) -> Void
-    private let misses: Int
     private let rise: Int
     private let relayMisses: Int
     private let holdDown: TimeInterval
@@ -35,7 +34,6 @@ final class HealthWatch: @unchecked Sendable {
         self.paths = paths
         thread = WatchThread("health-watch", every: interval)
         self.report = report
-        self.misses = misses
         self.rise = rise
         self.relayMisses = relayMisses
         self.holdDown = holdDown

@@ -256,18 +256,18 @@ public actor Supervisor {
 
     /// One registration attempt with every relay of the plan; true when all accepted it.
     public func registerOnce() async -> Bool {
-        await register(with: nil).isEmpty
+        await register(with: nil)?.isEmpty ?? false
     }
 
     /// One registration attempt with the relays named in `relays` (nil: every relay), all at once;
-    /// returns the names of those that did not accept it (every relay when nothing is applied or
-    /// the attempt was abandoned). Graceful shutdown abandons it.
-    func register(with relays: Set<String>?) async -> Set<String> {
+    /// returns the names of those that did not accept it, or nil when nothing was attempted (no
+    /// generation applied) or the attempt was abandoned. Graceful shutdown abandons it.
+    func register(with relays: Set<String>?) async -> Set<String>? {
         guard let all = claims() else {
             state.registration = "not attempted: no generation applied"
             logChange("registration", "registration: not attempted, no generation applied")
             saveOwnFields()
-            return [""]
+            return nil
         }
         let wanted = all.filter { relays?.contains($0.relay) ?? true }
         let role = wanted.first?.claim.master == true ? "master" : "backup"
@@ -287,9 +287,8 @@ public actor Supervisor {
             return outcomes
         }
         // Abandoned for a newer claim (a VRRP transition): its answers are about a role we no longer hold.
-        if Task.isCancelled { return Set(all.map(\.relay)) }
+        if Task.isCancelled { return nil }
         var failed = Set<String>()
-        var lines: [String] = []
         for (relay, _) in wanted {
             guard let outcome = outcomes[relay] else { continue }
             let line: String
@@ -303,7 +302,7 @@ public actor Supervisor {
                 failed.insert(relay)
             case .failure(let error):
                 // Stopping: the attempt was abandoned, not answered; leave the last result standing.
-                if stopping { return Set(all.map(\.relay)) }
+                if stopping { return nil }
                 line = "failed: \(error)"
                 failed.insert(relay)
             }
@@ -455,17 +454,18 @@ public actor Supervisor {
         registrationDue = min(registrationDue, now)
     }
 
-    func finishRegistration(_ number: Int, failed: Set<String>) {
+    /// `failed`: the relays that did not accept the attempt; nil: none was made (retry every relay).
+    func finishRegistration(_ number: Int, failed: Set<String>?) {
         // Abandoned meanwhile (a transition started a newer attempt) or stopping: nothing to schedule.
         guard number == attemptNumber, !stopping else { return }
         inFlight = nil
-        if failed.isEmpty {
+        if let failed, failed.isEmpty {
             pendingRelays = nil
             registrationFailures = 0
             registrationDue = .distantFuture
         } else {
             // Only the relays that did not accept are tried again; a new claim tries all.
-            pendingRelays = failed.contains("") ? nil : failed
+            pendingRelays = failed
             registrationFailures += 1
             registrationDue = clock().addingTimeInterval(retryDelay(after: registrationFailures))
         }
