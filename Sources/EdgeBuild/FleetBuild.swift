@@ -88,7 +88,8 @@ public struct FleetBuild: Sendable {
             throw BuildError("cannot write \(part)", code: "build.cannot-write", input: part)
         }
         try ImageBuilder.mergeChecksums(in: output)
-        progress.note(String(format: "done: %d site image(s), %d stick(s) and the relay bundle in %@ (%.1f s)",
-                             sites.count, sticks.count, output, Date().timeIntervalSince(started)))
+        let relayBundles = bundles.count == 1 ? "the relay bundle" : "\(bundles.count) relay bundles"
+        progress.note(String(format: "done: %d site image(s), %d stick(s) and %@ in %@ (%.1f s)",
+                             sites.count, sticks.count, relayBundles, output, Date().timeIntervalSince(started)))
     }
 }

@@ -244,6 +244,21 @@ struct ImageBuildTests {
         #expect(relay.stdout.contains("./etc/edgekit/relay.json"))
         let stick = try edgekit(["profile", "inspect", out + "/site-a-r2.stick.img", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets"])
         #expect(stick.status == 0 && stick.stdout.contains("serial           42"), "\(stick.stderr)")
+
+        // The same plan with two relays: one bundle per relay, each in the checksums.
+        let plan2 = dir + "/plan-two-relays", out2 = dir + "/build-two-relays"
+        defer { try? FileManager.default.removeItem(atPath: out2) }
+        try FileManager.default.createDirectory(atPath: plan2, withIntermediateDirectories: true)
+        try MeshPlanFixture.twoRelaysText().write(toFile: plan2 + "/plan.yaml", atomically: true, encoding: .utf8)
+        let two = try edgekit(["build", "--plan", plan2, "--secrets", dir + "/secrets", "--site", "site-a", "--out", out2, "--cache", imageCache,
+                               "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays", "--serial", "43",
+                               "--relay-binary", binaryDirectory + "/edgekit-relay"])
+        #expect(two.status == 0, "\(two.stderr)")
+        #expect(two.stderr.contains("relay bundles: relay-eu.tar.zst, relay-us.tar.zst ("), "\(two.stderr)")
+        #expect(two.stderr.contains("2 stick(s) and 2 relay bundles in"), "\(two.stderr)")
+        let sums2 = try system("sh", ["-c", "cd '\(out2)' && sha256sum -c SHA256SUMS"])
+        #expect(sums2.status == 0 && sums2.stdout.contains("relay-eu.tar.zst: OK") && sums2.stdout.contains("relay-us.tar.zst: OK"), "\(sums2.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: out2 + "/relay.tar.zst"))
     }
 
     @Test func badInputGivesOneLineAndNoOutputUnderItsFinalName() throws {
