@@ -59,11 +59,23 @@ public enum AgentMetrics {
         }
         family("edgekit_agent_healthy", "1 while the router is healthy (uplink up, relay answering; keepalived tracks it), 0 while not; absent when no agent runs.")
         if let health = status.health { sample("edgekit_agent_healthy", [], health.verdict == .healthy ? 1 : 0) }
+        // One series per relay (label: its tunnel address); with several relays also `chosen`, the one
+        // the site's traffic goes through (docs/relay.md, "Running several relays").
+        let probes: [(relay: String, answered: Bool, rtt: Double?, chosen: Bool?)] = status.health.map { health in
+            health.relays.map { $0.map { ($0.address, $0.probeAnswered, $0.roundTripSeconds, $0.chosen) } }
+                ?? [(health.relay, health.probeAnswered, health.roundTripSeconds, nil)]
+        } ?? []
         family("edgekit_agent_relay_probe_success", "1 when the last health probe of the relay (ICMPv6 echo through the tunnel) was answered.")
-        if let health = status.health { sample("edgekit_agent_relay_probe_success", [("relay", health.relay)], health.probeAnswered ? 1 : 0) }
+        for probe in probes { sample("edgekit_agent_relay_probe_success", [("relay", probe.relay)], probe.answered ? 1 : 0) }
         family("edgekit_agent_relay_probe_rtt_seconds", "Round trip of the last answered health probe of the relay.")
-        if let health = status.health, let rtt = health.roundTripSeconds {
-            out.append("edgekit_agent_relay_probe_rtt_seconds{relay=\"\(escape(health.relay))\"} \(String(format: "%.6f", rtt))")
+        for probe in probes {
+            if let rtt = probe.rtt {
+                out.append("edgekit_agent_relay_probe_rtt_seconds{relay=\"\(escape(probe.relay))\"} \(String(format: "%.6f", rtt))")
+            }
+        }
+        family("edgekit_agent_relay_chosen", "With several relays: 1 for the relay the site's traffic to the other sites goes through, 0 for the others.")
+        for probe in probes {
+            if let chosen = probe.chosen { sample("edgekit_agent_relay_chosen", [("relay", probe.relay)], chosen ? 1 : 0) }
         }
         family("edgekit_agent_drift_files", "Live files that differ from the applied generation's manifest; absent when that cannot be checked.")
         if let drift = status.drift { sample("edgekit_agent_drift_files", [], drift) }
