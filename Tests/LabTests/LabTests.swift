@@ -89,6 +89,16 @@ import Glibc
         ("relay crash (daemon + interface)", "registrations accepted by the relay while it came back"),
         ("relay crash (daemon + interface)", "interface gone → first reply"),
         ("relay crash (daemon + interface)", "traffic gap A → B"),
+        // Several relays (issue 17.1, 17.2), after the qemu scenario in the same run.
+        ("several relays", "routers start → all three registered with both relays"),
+        ("several relays", "20 pings A → B: packets into the first relay / into relay two"),
+        ("several relays", "relay two's status: routers' state"),
+        ("crash with the units' restarts", "kill -9 of keepalived and the agent on the master"),
+        ("crash with the units' restarts", "afterwards: VIPs / agents / both relays"),
+        ("relay 1 dies hard", "traffic gap A → B"),
+        ("relay 1 dies hard", "registrations at relay two in the 15 s after"),
+        ("relay 1 comes back", "traffic gap A → B while site B moves back"),
+        ("both relays down, one back", "first reply A → B"),
     ]
 
     static let qemuFigures = [
@@ -191,7 +201,7 @@ import Glibc
         }
     }
 
-    @Test("lab: sites, relay, dual stack, failover, stick swap, tampered stick, relay restart and crash (lab/lab.sh)",
+    @Test("lab: sites, relay, dual stack, failover, stick swap, tampered stick, relay restart and crash, several relays (lab/lab.sh)",
           .enabled(if: LabTests.missing == nil, Comment(rawValue: LabTests.missing ?? "")))
     func namespaceScenarios() throws {
         let run = try Self.run.get()
