@@ -1009,7 +1009,7 @@ FIGURES+=("several relays|20 pings A → B: packets into the first relay / into 
 log "scenario: keepalived and the agent crash (kill -9) on site A's master (ma1); their units restart them"
 # What the appliance's units do (overlays/etc/systemd/system): keepalived's ExecStopPost= runs
 # `edgekit-agent notify stopped` at once (VIPs off, priority-0 advertisement, VRRP fault), systemd
-# starts keepalived again after 1 s (Restart=on-failure, RestartSec=1s) and the agent after 5 s. The
+# starts keepalived and the agent again after 1 s (Restart=on-failure, RestartSec=1s). The
 # lab does the same, with the same command lines, in ma1's namespaces, and records the new keepalived
 # in the agent's process table, as systemd would track it.
 # pid_of_in NAME COMM: the first (lowest) pid in the router's namespace running COMM.
@@ -1037,7 +1037,6 @@ sleep "$(awk -v t="$T_CRASH" -v n="$(now)" 'BEGIN { d = t + 1 - n; print (d > 0 
 in_ma1 setsid "${KEEPALIVED_CMD[@]}" >>"$W/ma1.keepalived-restarted.log" 2>&1 < /dev/null &
 echo $! > "$W/root-ma1/run/edgekit/processes/keepalived.pid"
 disown $!
-sleep "$(awk -v t="$T_CRASH" -v n="$(now)" 'BEGIN { d = t + 5 - n; print (d > 0 ? d : 0) }')"
 in_ma1 setsid "${AGENT_CMD[@]}" >>"$W/ma1.agent.log" 2>&1 < /dev/null &
 AGENT_PID[ma1]=$!
 disown $!
