@@ -158,6 +158,11 @@ struct PlanChecker {
             relays.append(Relay(name: relayName, host: relay.host, wireguardPort: relay.wireguardPort,
                                 registrationPort: relay.registrationPort, tunnelAddress: relay.tunnelAddress))
         }
+        // A router listens on the first relay's WireGuard port plus the relay's position (RouterTunnel).
+        if let first = relays.first, Int(first.wireguardPort) + relays.count - 1 > 65535 {
+            error(draft.relays[0].wireguardPort?.line ?? draft.relays[0].line,
+                  "\(draft.relays[0].what) wireguard_port \(first.wireguardPort) leaves no room for the routers' \(relays.count) tunnels, which listen on it and the ports after it; use \(65535 - relays.count + 1) or less")
+        }
         return relays.count == draft.relays.count ? relays : []
     }
 

@@ -34,9 +34,9 @@ public struct RouterTunnel: Sendable, Equatable {
 
     /// The fixed UDP port the router listens on, so nftables can allow WireGuard on the uplink by
     /// port: the first relay's WireGuard port, plus the position for the ones after it (two
-    /// interfaces cannot share a port).
+    /// interfaces cannot share a port; `plan check` keeps the last one at most 65535).
     public func listenPort(in plan: Plan) -> UInt16 {
-        plan.relays[0].wireguardPort &+ UInt16(position)
+        plan.relays[0].wireguardPort + UInt16(position)
     }
 
     /// The metric of the route to the plan /48 through this tunnel, as networkd installs it: the
