@@ -80,7 +80,7 @@ public struct WireGuardTunnel: RelayTunnel {
     /// now rather than at the next keepalive, up to N seconds later.
     public func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws {
         guard let (interface, _) = show("endpoints", relayPublicKey: relayPublicKey) else {
-            throw AgentError.cannotRecord("wg", "no tunnel has the relay \(relayPublicKey) as its peer")
+            throw ServiceFailure(service: .tunnel, detail: "no wg-relay tunnel has the relay \(relayPublicKey) as its peer")
         }
         try SystemCommand.check("wg", ["set", interface, "peer", relayPublicKey, "endpoint", endpoint, "persistent-keepalive", "0"],
                                 what: "setting the relay endpoint")

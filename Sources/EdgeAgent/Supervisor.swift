@@ -249,9 +249,6 @@ public actor Supervisor {
         }
     }
 
-    /// The claim to the plan's first relay (the only one of most plans).
-    func claim() -> Claim? { claims()?.first?.claim }
-
     var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
 
     /// One registration attempt with every relay of the plan; true when all accepted it.
