@@ -85,7 +85,7 @@ import TestSupport
     /// either side, while one byte more is refused. A control at the old fixed 1420 on the 1420 uplink
     /// shows the counters do see fragmentation.
     @Test("the tunnel MTU follows PPPoE, DS-Lite and LTE uplinks; full-size packets cross unfragmented",
-          .requiresRoot(andTools: "ip", "wireguard-go", "wg", "ping"), .slow)
+          .requiresRoot(andTools: "ip", "wireguard-go", "wg", "ping", "python3", "ss"), .slow)
     func followsRealUplinks() throws {
         let router = UniqueName.next("ekmr")
         let relay = UniqueName.next("ekms")
@@ -224,6 +224,36 @@ import TestSupport
                                endpoint: WireGuardTunnel(interfacePrefix: routerTunnel).endpoint(relayPublicKey: publicKeys[1]),
                                logger: logger)
         #expect(back == .set(from: 1420, to: 1360, uplinkMTU: 1420, family: .ipv4))
+        // 20 MB of TCP through the tunnel at that MTU (issue 19.3: the old fixed 1420 fragmented
+        // 36,030 packets of such a transfer): every byte arrives and not one fragment is made.
+        try run(["-n", relay, "link", "set", relayTunnel, "mtu", "1360"])
+        let receiver = try startProgram(ipTool, ["netns", "exec", relay, "python3", "-c", """
+            import socket
+            s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("fd00:7e57::2", 5001)); s.listen(1); s.settimeout(30)
+            c, _ = s.accept(); c.settimeout(30); n = 0
+            while True:
+                b = c.recv(65536)
+                if not b: break
+                n += len(b)
+            print(n)
+            """])
+        daemons.append(receiver)
+        let listening = waitUntil(10) { (try? runSystem("ip", ["netns", "exec", relay, "ss", "-Htln", "sport = :5001"]))?.stdout.contains("5001") == true }
+        try #require(listening, "the receiver did not listen: \(receiver.stderr)")
+        let beforeTCP = try fragments(router) + fragments(relay)
+        let sent = try runSystem("ip", ["netns", "exec", router, "python3", "-c", """
+            import socket
+            s = socket.create_connection(("fd00:7e57::2", 5001), timeout=30)
+            block = bytes(1 << 20)
+            for _ in range(20): s.sendall(block)
+            s.close()
+            """])
+        #expect(sent.status == 0, "\(sent)")
+        #expect(receiver.wait(seconds: 30) && receiver.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(20 << 20)",
+                "received: \(receiver.stdout) \(receiver.stderr)")
+        let afterTCP = try fragments(router) + fragments(relay)
+        #expect(afterTCP == beforeTCP, "\(afterTCP - beforeTCP) fragments for 20 MB of TCP at tunnel MTU 1360")
         // The plan's uplink_mtu caps a link that claims more (DS-Lite behind a 1500 Ethernet link).
         try setUplink(1500, .ipv4)
         now += 1
