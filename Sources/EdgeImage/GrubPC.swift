@@ -95,11 +95,18 @@ public enum GrubPC {
         code[driveCheckOffset] = 0x90
         code[driveCheckOffset + 1] = 0x90
         mbr.replaceSubrange(0..<codeAreaEnd, with: code)
+        // The protective MBR entry marked active (parted's `pmbr_boot`): some legacy BIOSes boot only
+        // a disk with an active MBR partition. UEFI ignores the flag on a protective entry (UEFI
+        // 2.10 section 5.2.3, BootIndicator), so the same disk still boots UEFI.
+        mbr[protectiveEntryBootIndicator] = 0x80
         try handle.seek(toOffset: 0)
         try handle.write(contentsOf: Data(mbr))
         try handle.seek(toOffset: UInt64(sector * 512))
         try handle.write(contentsOf: Data(core))
     }
+
+    /// The boot indicator of the MBR's first partition entry (offset 446), GPT's protective entry.
+    static let protectiveEntryBootIndicator = 446
 
     static func put(_ value: UInt64, into bytes: inout [UInt8], at offset: Int) {
         for index in 0..<8 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }

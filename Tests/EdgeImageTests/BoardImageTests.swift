@@ -64,6 +64,8 @@ struct BoardImageTests {
         #expect(String(decoding: mbr, as: UTF8.self).contains("GRUB "), "GRUB's boot code in the MBR")
         #expect(mbr[0x5c..<0x64].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) } == start)
         #expect(mbr[0x1c2] == 0xee && mbr[510] == 0x55 && mbr[511] == 0xaa, "the protective MBR entry and signature stay")
+        #expect(mbr[446] == 0x80, "the protective entry is active, for BIOSes that boot only an active partition")
+        #expect(try bytes(of: out + "/site-a.img", at: 446, count: 1) == [0], "pc-uefi: the protective entry stays inactive")
         // core.img's first sector (diskboot) lists the rest right after it.
         let diskboot = try bytes(of: out + "/site-b.img", at: start * 512, count: 512)
         #expect(diskboot[500..<508].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) } == start + 1)
