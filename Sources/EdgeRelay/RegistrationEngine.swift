@@ -97,18 +97,20 @@ public actor RegistrationEngine {
             "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
     }
 
-    /// Each peer's received bytes at the last `recordHeard`, to see whose grew.
-    var receivedBytes: [String: Int] = [:]
+    /// Each peer's received bytes at the last `samplePeers`, to see whose grew.
+    var receivedBytes: [String: UInt64] = [:]
 
-    /// Records in the database which routers were heard from since the last call: those whose
-    /// received bytes grew (every live router sends a keepalive each `keepalive` seconds). The first
-    /// call only takes the counts. Failing is not fatal: `status` then goes by handshakes alone.
-    public func recordHeard(now: Date = Date()) async {
-        let control = wireGuard
+    /// Every `endpoint_save_ms`: one `wg show dump` gives each peer's endpoint, saved (only changes
+    /// are written), and its received bytes: the routers whose bytes grew since the last sample were
+    /// heard from (every live router sends a keepalive each `keepalive` seconds; the first sample
+    /// only takes the counts). Failing is not fatal: the routers' own WireGuard re-handshakes after
+    /// about 15 s without an endpoint, and `status` then goes by handshakes alone.
+    public func samplePeers(now: Date = Date()) async {
+        guard let peers = await readPeers() else { return }
+        saveEndpoints(of: peers)
+        let heard = peers.filter { peer in receivedBytes[peer.publicKey].map { peer.receiveBytes > $0 } ?? false }.map(\.publicKey)
+        receivedBytes = Dictionary(peers.map { ($0.publicKey, $0.receiveBytes) }, uniquingKeysWith: { a, _ in a })
         do {
-            let received = try await offThread { try control.receivedBytes() }
-            let heard = received.filter { key, bytes in receivedBytes[key].map { bytes > $0 } ?? false }.keys
-            receivedBytes = received
             try store.saveHeard(heard, at: Int64(now.timeIntervalSince1970))
         } catch {
             logger.warning("could not record which routers were heard from", metadata: ["error": "\(error)"])
@@ -116,11 +118,23 @@ public actor RegistrationEngine {
     }
 
     /// Saves every peer's current WireGuard endpoint in the database (only changes are written).
-    /// Failing is not fatal: the routers' own WireGuard re-handshakes after about 15 s without one.
     public func saveEndpoints() async {
+        if let peers = await readPeers() { saveEndpoints(of: peers) }
+    }
+
+    func readPeers() async -> [WireGuardControl.DumpPeer]? {
         let control = wireGuard
         do {
-            let endpoints = try await offThread { try control.endpoints() }
+            return try await offThread { try control.dump() }
+        } catch {
+            logger.warning("could not read the WireGuard interface's peers", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    func saveEndpoints(of peers: [WireGuardControl.DumpPeer]) {
+        let endpoints = Dictionary(peers.compactMap { peer in peer.endpoint.map { (peer.publicKey, $0) } }, uniquingKeysWith: { a, _ in a })
+        do {
             let changed = try store.saveEndpoints(endpoints)
             if changed > 0 { logger.debug("peer endpoints saved", metadata: ["changed": "\(changed)"]) }
         } catch {

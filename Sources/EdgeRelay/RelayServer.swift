@@ -96,8 +96,7 @@ public struct RelayServer: Service {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(endpointInterval))
                         if Task.isCancelled { break }
-                        await engine.saveEndpoints()
-                        await engine.recordHeard()
+                        await engine.samplePeers()
                     }
                 }
                 try await channel.executeThenClose { inbound, outbound in

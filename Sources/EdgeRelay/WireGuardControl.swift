@@ -65,30 +65,13 @@ public struct WireGuardControl: Sendable {
         return text
     }
 
-    /// Each peer's current endpoint (`wg show IF endpoints`); peers without one are left out.
-    public func endpoints() throws -> [String: String] {
-        let result = try SystemCommand.check("wg", ["show", interface, "endpoints"], what: "reading WireGuard interface \(interface)")
-        return WireGuardControl.parsePairs(result.output).filter { $0.value != "(none)" }
-    }
-
     /// Each peer's last handshake in UNIX seconds, 0 for none (`wg show IF latest-handshakes`).
     public func latestHandshakes() throws -> [String: Int] {
         let result = try SystemCommand.check("wg", ["show", interface, "latest-handshakes"], what: "reading WireGuard interface \(interface)")
         return WireGuardControl.parsePairs(result.output).compactMapValues { Int($0) }
     }
 
-    /// Each peer's received bytes (`wg show IF transfer`: `KEY<TAB>RX<TAB>TX` lines).
-    public func receivedBytes() throws -> [String: Int] {
-        let result = try SystemCommand.check("wg", ["show", interface, "transfer"], what: "reading WireGuard interface \(interface)")
-        var received: [String: Int] = [:]
-        for line in result.output.split(separator: "\n") {
-            let fields = line.split(separator: "\t")
-            if fields.count == 3, let bytes = Int(fields[1]) { received[String(fields[0])] = bytes }
-        }
-        return received
-    }
-
-    /// `KEY<TAB>VALUE` lines, as `wg show IF endpoints|latest-handshakes` print them.
+    /// `KEY<TAB>VALUE` lines, as `wg show IF latest-handshakes` prints them.
     public static func parsePairs(_ text: String) -> [String: String] {
         WireGuardShow.pairs(text)
     }
@@ -115,6 +98,8 @@ public struct WireGuardControl: Sendable {
     /// One peer line of `wg show IF dump`.
     public struct DumpPeer: Sendable, Equatable {
         public var publicKey: String
+        /// `ADDRESS:PORT` (IPv6 in brackets) as WireGuard has it; nil before the first handshake.
+        public var endpoint: String?
         public var allowedIPs: [String]
         /// UNIX time of the last handshake, 0 for none.
         public var latestHandshake: Int
@@ -122,8 +107,10 @@ public struct WireGuardControl: Sendable {
         public var receiveBytes: UInt64
         public var transmitBytes: UInt64
 
-        public init(publicKey: String, allowedIPs: [String], latestHandshake: Int = 0, receiveBytes: UInt64 = 0, transmitBytes: UInt64 = 0) {
+        public init(publicKey: String, endpoint: String? = nil, allowedIPs: [String], latestHandshake: Int = 0,
+                    receiveBytes: UInt64 = 0, transmitBytes: UInt64 = 0) {
             self.publicKey = publicKey
+            self.endpoint = endpoint
             self.allowedIPs = allowedIPs
             self.latestHandshake = latestHandshake
             self.receiveBytes = receiveBytes
@@ -145,7 +132,8 @@ public struct WireGuardControl: Sendable {
             guard fields.count >= 4 else { return nil }
             let allowed = fields[3] == "(none)" ? [] : fields[3].split(separator: ",").map(String.init).sorted()
             func number(_ index: Int) -> UInt64 { index < fields.count ? UInt64(fields[index]) ?? 0 : 0 }
-            return DumpPeer(publicKey: fields[0], allowedIPs: allowed, latestHandshake: Int(number(4)),
+            return DumpPeer(publicKey: fields[0], endpoint: fields[2] == "(none)" ? nil : fields[2], allowedIPs: allowed,
+                            latestHandshake: Int(number(4)),
                             receiveBytes: number(5), transmitBytes: number(6))
         }.sorted { $0.publicKey < $1.publicKey }
     }

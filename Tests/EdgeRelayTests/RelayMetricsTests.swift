@@ -113,7 +113,7 @@ import Testing
 
     @Test func dumpCarriesHandshakeAndTransfer() {
         let dump = "priv\tpub\t51820\toff\nK1=\t(none)\t10.0.0.2:51820\tfd3b::1/128\t1800000000\t1024\t2048\t25\n"
-        #expect(WireGuardControl.parseDump(dump) == [.init(publicKey: "K1=", allowedIPs: ["fd3b::1/128"], latestHandshake: 1_800_000_000,
+        #expect(WireGuardControl.parseDump(dump) == [.init(publicKey: "K1=", endpoint: "10.0.0.2:51820", allowedIPs: ["fd3b::1/128"], latestHandshake: 1_800_000_000,
                                                            receiveBytes: 1024, transmitBytes: 2048)])
     }
 
