@@ -18,14 +18,24 @@ enum Nftables {
             icmp type { destination-unreachable, time-exceeded, parameter-problem, echo-request, echo-reply } accept
     """
 
+    /// One value as itself (the ruleset of a one-relay plan reads as it always did), several as an
+    /// anonymous set: `{ a, b }`.
+    static func set(_ values: [String]) -> String {
+        values.count == 1 ? values[0] : "{ " + values.joined(separator: ", ") + " }"
+    }
+
+    /// The router's tunnel interfaces, quoted, for `iifname`/`oifname`.
+    static func tunnelInterfaces(_ plan: Plan) -> String {
+        set(RouterTunnel.interfaces(of: plan).map { "\"\($0)\"" })
+    }
+
     static func edgeRouter(plan: Plan, site: Site, router: Router) -> String {
         let uplink = InterfaceNames.uplink(of: router)
         let lan = InterfaceNames.lan(of: router)
         let tunnels = RouterTunnel.all(of: plan)
-        // One tunnel: its name, as it always was. Several: an anonymous set of their names.
-        let tunnel = tunnels.count == 1 ? "\"\(tunnels[0].interface)\"" : "{ " + tunnels.map { "\"\($0.interface)\"" }.joined(separator: ", ") + " }"
-        let ports = tunnels.count == 1 ? "\(tunnels[0].listenPort(in: plan))" : "{ " + tunnels.map { "\($0.listenPort(in: plan))" }.joined(separator: ", ") + " }"
-        let relayAddresses = plan.relays.count == 1 ? "\(plan.relay.tunnelAddress)" : "{ " + plan.relays.map { "\($0.tunnelAddress)" }.joined(separator: ", ") + " }"
+        let tunnel = tunnelInterfaces(plan)
+        let ports = set(tunnels.map { "\($0.listenPort(in: plan))" })
+        let relayAddresses = set(plan.relays.map { "\($0.tunnelAddress)" })
         return """
             #!/usr/sbin/nft -f
             # edgekit: firewall of \(site.hostname(slot: router.slot)). Loaded whole, so it is exactly what runs.

@@ -83,8 +83,7 @@ enum SSHServer {
     /// `ssh_on_lan` from the LAN to the VIP and the router's LAN address. Empty without operators.
     static func firewallRules(plan: Plan, site: Site, router: Router) -> String {
         guard !plan.operators.isEmpty else { return "" }
-        let names = RouterTunnel.interfaces(of: plan).map { "\"\($0)\"" }
-        let tunnels = names.count == 1 ? names[0] : "{ " + names.joined(separator: ", ") + " }"
+        let tunnels = Nftables.tunnelInterfaces(plan)
         var rules = """
 
                     # SSH for the plan's operators: from the tunnel (the relay side) to the tunnel address only.
