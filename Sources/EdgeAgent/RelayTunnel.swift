@@ -1,3 +1,4 @@
+import EdgeCrypto
 import EdgeRender
 import EdgeSystem
 import Foundation
@@ -15,6 +16,13 @@ public protocol RelayTunnel: Sendable {
     func setEndpoint(relayPublicKey: String, endpoint: String, keepalive: Int) throws
     /// The relay peer's endpoint as WireGuard has it (`ADDRESS:PORT`), or nil when it has none.
     func endpoint(relayPublicKey: String) -> String?
+}
+
+extension ProfileDocument.PlanParameters {
+    /// Each relay with the router's tunnel to it (`RouterTunnel`'s interface name), in the plan's order.
+    var tunnels: [(relay: ProfileDocument.RelayParameters, interface: String)] {
+        relays.enumerated().map { ($1, RouterTunnel(relay: $1.relay, position: $0).interface) }
+    }
 }
 
 /// The host part of `ADDRESS:PORT` (IPv6 in brackets, as WireGuard and the registration client

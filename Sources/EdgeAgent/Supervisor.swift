@@ -509,19 +509,17 @@ public actor Supervisor {
     func checkTunnel(now: Date) async {
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         guard let profile = appliedProfile() else { return }
-        for relay in profile.plan.relays {
-            await checkTunnel(to: relay, of: profile, now: now)
+        for (relay, interface) in profile.plan.tunnels {
+            await checkTunnel(to: relay, on: interface, of: profile, now: now)
             if stopping { return }
         }
     }
 
-    func checkTunnel(to relay: ProfileDocument.RelayParameters, of profile: ProfileDocument, now: Date) async {
+    func checkTunnel(to relay: ProfileDocument.RelayParameters, on interface: String, of profile: ProfileDocument, now: Date) async {
         // Log keys and words per relay only when there are several: one relay reads as it always did.
         let several = profile.plan.relays.count > 1
         let key = several ? "-\(relay.name)" : ""
         let which = several ? "relay \(relay.name)" : "the relay"
-        let position = profile.plan.relays.firstIndex { $0.name == relay.name } ?? 0
-        let interface = RouterTunnel(relay: relay.relay, position: position).interface
         guard let handshake = tunnel.latestHandshake(relayPublicKey: relay.publicKey) else {
             logChange("tunnel" + key, "tunnel: \(interface) is absent", level: .warning)
             return

@@ -163,8 +163,7 @@ extension Supervisor {
     func checkTunnelMTU(now: Date) {
         // `--services none` runs no tunnel: no interface of this host is the router's to change.
         guard agent.services.name != "none", let profile = appliedProfile() else { return }
-        for (position, relay) in profile.plan.relays.enumerated() {
-            let interface = RouterTunnel(relay: relay.relay, position: position).interface
+        for (relay, interface) in profile.plan.tunnels {
             var watch = tunnelMTUs[interface] ?? TunnelMTUWatch()
             guard now >= watch.nextCheck else { continue }
             watch.ip = agent.services.ipTool
