@@ -148,15 +148,16 @@ struct PlanChecker {
                 }
                 if let relayName { names[relayName] = names[relayName] ?? located.line }
             }
-            guard let relay = checkRelay(relayDraft, position: position, tunnel: tunnel), let relayName else { continue }
+            // Checked even under a bad name, so one pass reports every problem of the relay.
+            let checked = checkRelay(relayDraft, name: relayName ?? Relay.singleName, position: position, tunnel: tunnel)
+            guard let relayName, let relay = checked else { continue }
             if let other = addresses[relay.tunnelAddress] {
                 error(relayDraft.tunnelAddress?.line ?? relayDraft.line,
                       "\(relayDraft.what) tunnel address \(relay.tunnelAddress) is already used by relay \"\(other)\"; each relay needs its own")
                 continue
             }
             addresses[relay.tunnelAddress] = relayName
-            relays.append(Relay(name: relayName, host: relay.host, wireguardPort: relay.wireguardPort,
-                                registrationPort: relay.registrationPort, tunnelAddress: relay.tunnelAddress))
+            relays.append(relay)
         }
         // A router listens on the first relay's WireGuard port plus the relay's position (RouterTunnel).
         if let first = relays.first, Int(first.wireguardPort) + relays.count - 1 > 65535 {
@@ -166,7 +167,7 @@ struct PlanChecker {
         return relays.count == draft.relays.count ? relays : []
     }
 
-    mutating func checkRelay(_ draft: PlanDraft.RelayDraft, position: Int, tunnel: IPv6Prefix?) -> Relay? {
+    mutating func checkRelay(_ draft: PlanDraft.RelayDraft, name: String, position: Int, tunnel: IPv6Prefix?) -> Relay? {
         let what = draft.what == "relay" ? "relay." : draft.what + " "
         var host: String?
         if let located = draft.host {
@@ -189,7 +190,7 @@ struct PlanChecker {
             }
         }
         guard let host, let tunnelAddress, wgPort != regPort else { return nil }
-        return Relay(host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress)
+        return Relay(name: name, host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress)
     }
 
     mutating func checkDefaults(_ draft: PlanDraft.DefaultsDraft) -> Defaults {
