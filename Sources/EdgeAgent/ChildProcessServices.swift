@@ -186,7 +186,7 @@ public struct ChildProcessServices: ServiceControl {
         for address in network.values("Address") {
             try check(.tunnel, tool("ip"), ["-6", "addr", "replace", address, "dev", interface, "nodad"])
         }
-        for route in network.routes() {
+        for route in network.routes {
             try check(.tunnel, tool("ip"), ["-6", "route", "replace", route.destination, "dev", interface]
                                             + (route.metric.map { ["metric", $0] } ?? []))
         }
@@ -332,40 +332,26 @@ struct NetworkdFile {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.hasPrefix("[") {
                 section = trimmed
-                if section == "[Route]" { routeSections.append(("", nil)) }
+                if section == "[Route]" { routes.append(("", nil)) }
                 continue
             }
             guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
             let key = String(trimmed[..<equals]), value = String(trimmed[trimmed.index(after: equals)...])
             pairs.append((key, value))
-            if section == "[Route]", key == "Destination" { routeSections[routeSections.count - 1].destination = value }
-            if section == "[Route]", key == "Metric" { routeSections[routeSections.count - 1].metric = value }
+            if section == "[Route]", key == "Destination" { routes[routes.count - 1].destination = value }
+            if section == "[Route]", key == "Metric" { routes[routes.count - 1].metric = value }
         }
     }
 
     /// `[Route]` sections, in order: each one's `Destination=` and, when it has one, `Metric=`.
-    var routeSections: [(destination: String, metric: String?)] = []
+    private(set) var routes: [(destination: String, metric: String?)] = []
 
     func values(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
-
-    func routes() -> [(destination: String, metric: String?)] { routeSections }
 }
 
 extension RouterTunnelFiles {
     /// The tunnels of the generation live under `paths`, `wg-relay` first.
     static func interfaces(under paths: AgentPaths) -> [String] {
         interfaces(inSetconfDirectory: paths.live(setconfDirectory))
-    }
-
-    /// The router tunnel links the kernel has now (`wg-relay`, `wg-relayN`).
-    static func links() -> [String] {
-        let shown = (try? SystemCommand.run("ip", ["-o", "link", "show", "type", "wireguard"]))?.output ?? ""
-        // "7: wg-relay: <POINTOPOINT,…> …"
-        return shown.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count > 1 else { return nil }
-            let name = String(fields[1].dropLast())
-            return name.hasPrefix(InterfaceNames.routerTunnel) ? name : nil
-        }
     }
 }

@@ -160,3 +160,17 @@ public struct SystemdServices: ServiceControl {
         }
     }
 }
+
+extension RouterTunnelFiles {
+    /// The router tunnel links the kernel has now (`wg-relay`, `wg-relayN`).
+    static func links() -> [String] {
+        let shown = (try? SystemCommand.run("ip", ["-o", "link", "show", "type", "wireguard"]))?.output ?? ""
+        // "7: wg-relay: <POINTOPOINT,…> …"
+        return shown.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 1 else { return nil }
+            let name = String(fields[1].dropLast())
+            return name.hasPrefix(InterfaceNames.routerTunnel) ? name : nil
+        }
+    }
+}

@@ -44,10 +44,7 @@ public struct Plan: Sendable, Equatable {
 
     /// The plan's first relay: where a plan with one relay has it. Code that serves every relay
     /// iterates `relays`.
-    public var relay: Relay {
-        get { relays[0] }
-        set { relays[0] = newValue }
-    }
+    public var relay: Relay { relays[0] }
 
     /// The relay called `name`, if any.
     public func relay(named name: String) -> Relay? {
