@@ -255,12 +255,13 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "agent         \(agent)",
         ]
         if let health {
-            let probe = health.roundTripSeconds.map { String(format: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
-            lines.append("health        \(health.verdict.rawValue) since \(health.since): \(health.reason); last probe of \(health.relay) \(probe)")
+            func probe(_ roundTrip: Double?) -> String {
+                roundTrip.map { String(format: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
+            }
+            lines.append("health        \(health.verdict.rawValue) since \(health.since): \(health.reason); last probe of \(health.relay) \(probe(health.roundTripSeconds))")
             // With several relays, one line each: probe, up or down, and which one carries the traffic.
             for relay in health.relays ?? [] {
-                let answer = relay.roundTripSeconds.map { String(format: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
-                lines.append("relay         \(relay.name) (\(relay.address) on \(relay.interface)) \(relay.up ? "up" : "down"), last probe \(answer)\(relay.chosen ? "; the site's traffic goes through it" : "")")
+                lines.append("relay         \(relay.name) (\(relay.address) on \(relay.interface)) \(relay.up ? "up" : "down"), last probe \(probe(relay.roundTripSeconds))\(relay.chosen ? "; the site's traffic goes through it" : "")")
             }
         }
         if let lastApply { lines.append("last apply    \(lastApply)") }
