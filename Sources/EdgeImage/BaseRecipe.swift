@@ -23,6 +23,8 @@ public struct BaseRecipe: Sendable, Equatable {
     static let routerPackages = [
         "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
         "e2fsprogs", "mtools", "procps",
+        // Makes the data partition at first boot, grown to the end of the card (overlays/etc/repart.d).
+        "systemd-repart",
         // Metrics: scraped through the tunnel by Prometheus on the relay (docs/fleet.md).
         "prometheus-node-exporter",
         // Operator SSH (docs/fleet.md): started only with an applied profile that has operators.

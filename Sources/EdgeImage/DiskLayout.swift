@@ -5,8 +5,10 @@ import Foundation
 
 /// A GPT disk: an EFI system partition, the ext4 root and a small site partition, and on boards that
 /// boot legacy BIOS with GRUB a BIOS boot partition in front of the ESP (numbered 4, so the others
-/// keep their numbers on every board). Offsets and sizes are in 512-byte sectors; every identifier
-/// is fixed from a seed.
+/// keep their numbers on every board). After the site partition the disk leaves unpartitioned room
+/// where systemd-repart makes the data partition at first boot, grown to the end of the card
+/// (overlays/etc/repart.d). Offsets and sizes are in 512-byte sectors; every identifier is fixed
+/// from a seed.
 public struct DiskLayout: Sendable, Equatable {
     public static let sector = 512
     public static let alignment = 2048  // 1 MiB
@@ -28,12 +30,17 @@ public struct DiskLayout: Sendable, Equatable {
         biosBootSectors = sectors(biosBootBytes)
     }
 
+    /// The room left after the site partition for the data partition: 32 MiB, the least systemd-repart
+    /// formats as ext4, so the image boots with its data partition even on a card of its own size.
+    /// Unpartitioned zeros: holes in the image file, not in its block map.
+    public static let dataRoomSectors = 32 * DiskLayout.alignment
+
     public var biosBootStart: Int { DiskLayout.alignment }
     public var espStart: Int { biosBootStart + biosBootSectors }
     public var rootStart: Int { espStart + espSectors }
     public var siteStart: Int { rootStart + rootSectors }
-    /// Room for the backup GPT after the last partition.
-    public var totalSectors: Int { siteStart + siteSectors + DiskLayout.alignment }
+    /// The data partition's room, then room for the backup GPT.
+    public var totalSectors: Int { siteStart + siteSectors + DiskLayout.dataRoomSectors + DiskLayout.alignment }
     public var totalBytes: Int { totalSectors * DiskLayout.sector }
 
     /// GPT partition type GUIDs (UAPI Discoverable Partitions Specification).
@@ -47,6 +54,8 @@ public struct DiskLayout: Sendable, Equatable {
     public static let espUUID = uuid(seed: "esp")
     public static let rootUUID = uuid(seed: "root")
     public static let siteUUID = uuid(seed: "site")
+    /// Not in the partition table: systemd-repart gives it to the data partition it creates.
+    public static let dataUUID = uuid(seed: "data")
     public static let biosBootUUID = uuid(seed: "bios-boot")
     public static let rootFilesystemUUID = uuid(seed: "root-filesystem")
     public static let siteLabel = "EDGESITE"

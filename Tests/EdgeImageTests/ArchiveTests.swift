@@ -1,5 +1,6 @@
 import EdgeImage
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs a system tool and returns (status, stdout, stderr).
@@ -148,12 +149,52 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
         }
     }
 
+    /// The image's repart.d definitions, read by systemd-repart itself (the host's) on both boards'
+    /// layouts, as on a card larger than the image: the data partition is made after the site
+    /// partition with its fixed UUID, formatted ext4, and reaches the end of the disk; the site
+    /// partition keeps its size; a second run changes nothing. The boot test does the same with the
+    /// image's own systemd-repart (`ImageBuildTests.imageBootsWithoutAStickAndAppliesOnePluggedInLater`).
+    @Test(.requiresRoot(andTools: "systemd-repart", "sfdisk", "blkid"), arguments: [false, true])
+    func repartMakesTheDataPartitionToTheEndOfTheCard(biosBoot: Bool) throws {
+        let definitions = Products.packageRoot.appendingPathComponent("overlays/etc/repart.d").path
+        try withScratch { dir in
+            let disk = dir + "/card.img"
+            let layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 8 << 20, biosBootBytes: biosBoot ? 1 << 20 : 0)
+            try layout.createDisk(at: disk)
+            let card = 8 << 30
+            #expect(truncate(disk, off_t(card)) == 0)
+            let first = try system("systemd-repart", ["--dry-run=no", "--definitions=" + definitions, disk])
+            try #require(first.status == 0, "systemd-repart: \(first.stderr)")
+            let dump = try system("sfdisk", ["--json", disk])
+            struct Table: Decodable {
+                struct Inner: Decodable { var partitions: [Partition] }
+                struct Partition: Decodable { var node: String, start: Int, size: Int, uuid: String, name: String? }
+                var partitiontable: Inner
+            }
+            let partitions = try JSONDecoder().decode(Table.self, from: Data(dump.stdout.utf8)).partitiontable.partitions
+            let site = try #require(partitions.first { $0.name == "edgekit-site" })
+            let data = try #require(partitions.first { $0.name == "edgekit-data" }, "\(dump.stdout)")
+            #expect(site.start == layout.siteStart && site.size == layout.siteSectors, "the site partition is left as it was")
+            #expect(data.uuid == DiskLayout.dataUUID.uppercased())
+            #expect(data.start == layout.siteStart + layout.siteSectors)
+            // To the end of the card but for the backup GPT (33 sectors) and 4 KiB alignment.
+            #expect(card / DiskLayout.sector - (data.start + data.size) < 2048, "\(data)")
+            let probe = try system("blkid", ["--probe", "--offset", String(data.start * DiskLayout.sector), "--output", "export", disk])
+            #expect(probe.stdout.contains("TYPE=ext4") && probe.stdout.contains("LABEL=edgekit-data"), "\(probe.stdout)\(probe.stderr)")
+            let again = try system("systemd-repart", ["--dry-run=no", "--definitions=" + definitions, disk])
+            #expect(again.status == 0 && (again.stdout + again.stderr).contains("No changes"), "\(again.stdout)\(again.stderr)")
+        }
+    }
+
     @Test func fstabInOverlaysNamesTheFixedPartitions() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let fstab = try String(contentsOf: root.appendingPathComponent("overlays/etc/fstab"), encoding: .utf8)
         #expect(fstab.contains("PARTUUID=\(DiskLayout.rootUUID)  /"))
         #expect(fstab.contains("PARTUUID=\(DiskLayout.siteUUID)  /etc/edgekit/site"))
         #expect(fstab.contains("PARTUUID=\(DiskLayout.espUUID)  /boot/efi"))
+        #expect(fstab.contains("PARTUUID=\(DiskLayout.dataUUID)  /var/lib/edgekit"))
+        let repart = try String(contentsOf: root.appendingPathComponent("overlays/etc/repart.d/40-edgekit-data.conf"), encoding: .utf8)
+        #expect(repart.contains("UUID=\(DiskLayout.dataUUID)"))
     }
 
     @Test func sparseCopyKeepsHolesAndBytes() throws {

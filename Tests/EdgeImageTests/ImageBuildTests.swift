@@ -369,8 +369,10 @@ struct ImageBuildTests {
 
     /// The disk image boots under qemu (software emulation) with OVMF, and the agent says on the
     /// serial console that there is no stick.
-    /// One boot, two checks: the agent says "no stick" at boot, and a stick plugged in afterwards
-    /// (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied without a reboot.
+    /// One boot, three checks: the agent says "no stick" at boot; a stick plugged in afterwards
+    /// (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied without a reboot; the
+    /// image written to an 8 GiB card grows a data partition to the card's end at first boot, which
+    /// holds the applied generation.
     @Test(.timeLimit(.minutes(10))) func imageBootsWithoutAStickAndAppliesOnePluggedInLater() throws {
         let dir = try SharedImage.shared.build()
         // Router 1's stick of site B, sealed to this image's identity (the same test secrets), from
@@ -395,8 +397,16 @@ struct ImageBuildTests {
         let nics = ["-nic", "user,model=virtio-net-pci", "-nic", "user,model=virtio-net-pci", "-device", "qemu-xhci,id=xhci"]
         let plug = ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
                     "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
-        let boot = try EmulatedBoot.run(dir + "/out/site-b.img", Board.pcUEFI.emulation[0], scratch: dir, extra: nics,
-                                        after: (prompt, plug), waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
+        // Written to an 8 GiB card: systemd-repart makes the data partition at first boot, to the card's end.
+        let card = dir + "/card.img"
+        try? FileManager.default.removeItem(atPath: card)
+        try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
+        defer { try? FileManager.default.removeItem(atPath: card) }
+        let cardBytes = 8 << 30
+        try #require(truncate(card, off_t(cardBytes)) == 0)
+        let mounted = "Mounted var-lib-edgekit.mount"
+        let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: nics,
+                                        after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
               + "stick plugged in then, applied after \(boot.seconds(applied)) s under emulation")
         let tail = "console tail: \(boot.console.suffix(3000))\nmonitor: \(boot.monitor.joined(separator: "\n"))"
@@ -408,6 +418,33 @@ struct ImageBuildTests {
         #expect(!boot.console.contains("did not come up with generation"), "every service came up, sshd included; \(tail)")
         let restarted = boot.console.split(separator: "\n").first { $0.contains("restarted (systemd): ") }
         #expect(restarted?.contains("ssh") == true, "sshd started for the operator: \(restarted.map(String.init) ?? "no restart line"); \(tail)")
+        #expect(boot.console.contains(mounted), "the data partition was mounted before the agent; \(tail)")
+        try expectDataPartitionFills(card, bytes: cardBytes, holding: "generations/1")
+    }
+
+    /// The card after the boot (qemu stopped): a data partition from the site partition's end to the
+    /// card's, ext4, holding what the agent wrote under /var/lib/edgekit (`path`, after e2fsck
+    /// replays the journal of a guest that was never shut down).
+    func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String) throws {
+        let dump = try system("sfdisk", ["--dump", card])
+        let line = try #require(dump.stdout.split(separator: "\n").first { $0.contains("name=\"edgekit-data\"") }, "no data partition: \(dump.stdout)")
+        func field(_ name: String) -> Int? {
+            line.split(separator: ",").compactMap { part -> Int? in
+                let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                return pair.count == 2 && pair[0].hasSuffix(name) ? Int(pair[1]) : nil
+            }.first
+        }
+        let start = try #require(field("start")), size = try #require(field("size"))
+        #expect(bytes / DiskLayout.sector - (start + size) < 2048, "grown to the card's end: \(line)")
+        let loop = try system("losetup", ["--find", "--show", "--offset", String(start * DiskLayout.sector),
+                                          "--sizelimit", String(size * DiskLayout.sector), card])
+        let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
+        defer { _ = try? system("losetup", ["--detach", device]) }
+        let check = try system("e2fsck", ["-fy", device])
+        #expect(check.status <= 1, "e2fsck: \(check.stdout)\(check.stderr)")
+        let listing = try system("debugfs", ["-R", "stat /\(path)", device])
+        #expect(listing.stdout.contains("Type: directory"), "\(path) on the data partition: \(listing.stdout)\(listing.stderr)")
     }
 }
 
@@ -425,7 +462,7 @@ struct EmulatedBoot {
 
     func seconds(_ line: String) -> String { seen[line].map(String.init) ?? "-" }
 
-    /// Boots `image` (a snapshot: the file is not changed) with `emulation`'s firmware; `name`
+    /// Boots `image` (a snapshot: the file is not changed, unless `writable`) with `emulation`'s firmware; `name`
     /// keeps the console logs and firmware variables of boots running side by side apart. One vCPU:
     /// with two, multi-threaded TCG lets trixie's kernel (6.12) run code another vCPU is patching
     /// with int3 and it panics at boot now and then ("Oops: int3" in sched_clock_idle_wakeup_event).
@@ -433,7 +470,7 @@ struct EmulatedBoot {
     /// its commands go to the qemu monitor (e.g. hot-plugging a USB stick), in order.
     static func run(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String = "boot", cpus: Int = 1,
                     limit: TimeInterval = 420, extra: [String] = ["-nic", "none"], after: (line: String, monitor: [String])? = nil,
-                    waitingFor lines: [String]) throws -> EmulatedBoot {
+                    writable: Bool = false, waitingFor lines: [String]) throws -> EmulatedBoot {
         var arguments = emulation.arguments
         if let variables = emulation.variables {
             let copy = scratch + "/\(name).vars.fd"
@@ -449,7 +486,7 @@ struct EmulatedBoot {
         try? FileManager.default.removeItem(atPath: monitor)
         process.arguments = arguments + extra + [
             "-m", "1024", "-smp", String(cpus), "-nographic", "-no-reboot",
-            "-drive", "file=\(image),if=virtio,format=raw,snapshot=on",
+            "-drive", "file=\(image),if=virtio,format=raw,snapshot=\(writable ? "off" : "on")",
             "-serial", "file:\(console)", "-monitor", "unix:\(monitor),server=on,wait=off",
         ]
         process.standardOutput = FileHandle.nullDevice
