@@ -46,7 +46,6 @@ let package = Package(
         .target(name: "Registration", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(

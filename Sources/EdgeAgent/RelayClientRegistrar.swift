@@ -29,7 +29,11 @@ public struct RelayClientRegistrar: RelayRegistrar {
             routerKey: try WireGuardKey(privateKey: raw), certificate: Array(claim.certificate.utf8))
         configuration.deadline = deadline
         configuration.report = claim.report.map(RouterReport.init)
-        let client = try RegistrationClient(configuration: configuration, logger: logger)
+        // The agent's swift-log Logger, with the module swift-log named Registration's lines by.
+        let client = try RegistrationClient(configuration: configuration, log: RegistrationLog { [logger] level, message, metadata in
+            logger.log(level: Logger.Level(rawValue: level.rawValue) ?? .info, "\(message)", metadata: metadata.mapValues { .string($0) },
+                       source: "Registration")
+        })
         do {
             let result = try await client.register(claim: claim.master ? .master : .backup)
             let prefix = result.sitePrefix.map { " and \($0)" } ?? ""
