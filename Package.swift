@@ -59,7 +59,6 @@ let package = Package(
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
-            .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -134,7 +133,7 @@ let package = Package(
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration", .product(name: "Logging", package: "swift-log"),
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration",
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
         .testTarget(name: "LabTests", dependencies: ["TestSupport"]),

@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import ServiceLifecycle
 
 /// `edgekit-agent run` as a swift-service-lifecycle `Service`: the boot apply, `READY=1` to systemd,
@@ -13,11 +12,11 @@ public struct AgentService: Service {
     public var tunnel: any RelayTunnel
     public var settings: SupervisorSettings
     public var stick: String?
-    public var logger: Logger
+    public var logger: AgentLogger
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
-                stick: String?, logger: Logger) {
+                stick: String?, logger: AgentLogger) {
         self.paths = paths
         self.services = services
         self.registrar = registrar

@@ -2,7 +2,6 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRender
 import Foundation
-import Logging
 import ServiceLifecycle
 
 /// How often the supervisor looks at things, and how it backs off. The defaults are the appliance's;
@@ -49,7 +48,7 @@ public actor Supervisor {
     let registrar: any RelayRegistrar
     let tunnel: any RelayTunnel
     let settings: SupervisorSettings
-    let logger: Logger
+    let logger: AgentLogger
     let stick: String?
     let clock: @Sendable () -> Date
     var state: RuntimeState
@@ -83,7 +82,7 @@ public actor Supervisor {
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
-                logger: Logger, stick: String?, clock: @escaping @Sendable () -> Date = { Date() }) {
+                logger: AgentLogger, stick: String?, clock: @escaping @Sendable () -> Date = { Date() }) {
         agent = Agent(paths: paths, services: services)
         self.registrar = registrar
         self.tunnel = tunnel
@@ -109,7 +108,7 @@ public actor Supervisor {
     /// Logs `message` only when the value for `key` changed since the last time. With
     /// `ignoringNumbers`, messages that differ only in their numbers ("after 4 attempts", "after 5
     /// attempts") count as the same state.
-    func logChange(_ key: String, _ message: String, level: Logger.Level = .info, ignoringNumbers: Bool = false) {
+    func logChange(_ key: String, _ message: String, level: AgentLogger.Level = .info, ignoringNumbers: Bool = false) {
         let state = ignoringNumbers ? message.replacingOccurrences(of: "[0-9]+", with: "#", options: .regularExpression) : message
         guard lastLogged[key] != state else { return }
         lastLogged[key] = state

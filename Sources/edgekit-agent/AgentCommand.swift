@@ -132,12 +132,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
-        let logger = Logger(label: "edgekit-agent")
+        let logger = AgentLogger.standardError(label: "edgekit-agent", level: .info)
         let registrar = RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline))
         var settings = SupervisorSettings()
         settings.tunnelCheckInterval = TimeInterval(tunnelCheckInterval)
@@ -157,7 +152,8 @@ struct Run: AsyncParsableCommand {
                              failureTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
-            logger: logger)
+            // The group logs at debug only, below what the agent writes.
+            logger: Logger(label: "edgekit-agent"))
         // The loop stops within a tick; past this, cancel whatever still holds it up. systemd's
         // TimeoutStopSec=10s is the last resort.
         configuration.maximumGracefulShutdownDuration = .seconds(5)

@@ -1,0 +1,40 @@
+@testable import EdgeAgent
+import Foundation
+@testable import Registration
+import Synchronization
+import Testing
+
+/// The agent's log lines, which must stay those swift-log's `StreamLogHandler` wrote (lab scripts,
+/// docs and journal searches match them).
+@Suite struct AgentLoggerTests {
+    @Test("a line reads as StreamLogHandler wrote it: time, level, label, sorted details, module, message")
+    func lineFormat() {
+        let time = Date(timeIntervalSince1970: 1_800_000_000)
+        let stamp = AgentLogger.Entry.timestamp(time)
+        // Local time, strftime's %Y-%m-%dT%H:%M:%S%z.
+        #expect(stamp.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}/) != nil, "\(stamp)")
+        let plain = AgentLogger.Entry(level: .info, message: "VRRP state: master", metadata: [:], source: "EdgeAgent")
+        #expect(plain.line(label: "edgekit-agent", time: time) == "\(stamp) info edgekit-agent: [EdgeAgent] VRRP state: master\n")
+        let detailed = AgentLogger.Entry(level: .notice, message: "registered with the relay",
+                                         metadata: ["relay": "192.0.2.1:51821", "attempts": "1", "claim": "master"], source: "Registration")
+        #expect(detailed.line(label: "edgekit-agent", time: time)
+                == "\(stamp) notice edgekit-agent: attempts=1 claim=master relay=192.0.2.1:51821 [Registration] registered with the relay\n")
+        #expect(plain.line(label: "", time: time) == "\(stamp) info: [EdgeAgent] VRRP state: master\n")
+    }
+
+    @Test("lines below the level are dropped; the module is the caller's; Registration's lines come in under its name")
+    func levelsAndSources() {
+        let entries = Mutex<[AgentLogger.Entry]>([])
+        let logger = AgentLogger(level: .info) { entry in entries.withLock { $0.append(entry) } }
+        logger.debug("not written")
+        logger.info("one")
+        logger.warning("two")
+        logger.registration.sink?(.debug, "attempt failed", ["attempt": "1"])
+        logger.registration.sink?(.error, "refused", ["status": "bad certificate"])
+        let seen = entries.withLock { $0 }
+        #expect(seen.map { "\($0.level) \($0.source) \($0.message)" }
+                == ["info EdgeAgentTests one", "warning EdgeAgentTests two", "error Registration refused"])
+        #expect(seen.last?.metadata == ["status": "bad certificate"])
+        #expect(AgentLogger.module("EdgeAgent/Supervisor.swift") == "EdgeAgent")
+    }
+}
