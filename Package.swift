@@ -60,7 +60,6 @@ let package = Package(
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
@@ -93,8 +92,6 @@ let package = Package(
             "CLISupport",
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",

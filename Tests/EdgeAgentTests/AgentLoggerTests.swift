@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// The agent's log lines, which must stay those swift-log's `StreamLogHandler` wrote (lab scripts,
-/// docs and journal searches match them).
+/// docs and journal searches match them), and its SIGTERM/SIGINT handling.
 @Suite struct AgentLoggerTests {
     @Test("a line reads as StreamLogHandler wrote it: time, level, label, sorted details, module, message")
     func lineFormat() {
@@ -36,5 +36,42 @@ import Testing
                 == ["info EdgeAgentTests one", "warning EdgeAgentTests two", "error Registration refused"])
         #expect(seen.last?.metadata == ["status": "bad certificate"])
         #expect(AgentLogger.module("EdgeAgent/Supervisor.swift") == "EdgeAgent")
+    }
+
+    @Test("a caught signal cancels the work; work that ignores cancellation is given up on after the grace")
+    func signalsCancelTheWork() async {
+        // SIGUSR2 stands in for SIGTERM: nothing else in the test process uses it.
+        let signals = await ShutdownSignals.catching([SIGUSR2])
+        #expect(signals.caught == nil)
+        let sender = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            kill(getpid(), SIGUSR2)
+        }
+        let started = Date()
+        let stopped = await signals.run(grace: .seconds(5)) {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+        #expect(stopped && signals.caught == SIGUSR2)
+        #expect(Date().timeIntervalSince(started) < 3, "the signal ends the work at once")
+        _ = await sender.result
+
+        // Caught already: the next work is cancelled at once, and left after the grace when it
+        // does not return.
+        let stubborn = Date()
+        let abandoned = await signals.run(grace: .milliseconds(200)) {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().asyncAfter(deadline: .now() + 3) { continuation.resume() }
+            }
+        }
+        #expect(!abandoned)
+        #expect(Date().timeIntervalSince(stubborn) < 2.5)
+    }
+
+    @Test("without a signal the work runs to its end")
+    func workEndsOnItsOwn() async {
+        let signals = await ShutdownSignals.catching([])
+        let ran = Mutex(false)
+        #expect(await signals.run(grace: .milliseconds(1)) { ran.withLock { $0 = true } })
+        #expect(ran.withLock { $0 } && signals.caught == nil)
     }
 }
