@@ -46,7 +46,6 @@ let package = Package(
         .target(name: "Registration", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "Logging", package: "swift-log"),
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
@@ -60,9 +59,7 @@ let package = Package(
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
-            .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
@@ -95,8 +92,6 @@ let package = Package(
             "CLISupport",
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "edgekit-relay", dependencies: [
             "CLISupport",
@@ -135,7 +130,7 @@ let package = Package(
         ]),
         // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
         .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration", .product(name: "Logging", package: "swift-log"),
+            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration",
         ]),
         // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
         .testTarget(name: "LabTests", dependencies: ["TestSupport"]),

@@ -1,23 +1,21 @@
 import Foundation
-import Logging
-import ServiceLifecycle
 
-/// `edgekit-agent run` as a swift-service-lifecycle `Service`: the boot apply, `READY=1` to systemd,
-/// then the supervisor until graceful shutdown. Run it in a `ServiceGroup` with SIGTERM and SIGINT
-/// as graceful-shutdown signals: the loop then ends within a tick, removes its notify socket, logs
-/// one line and `run()` returns. The services it started keep running (docs/agent.md, "Stopping").
-public struct AgentService: Service {
+/// `edgekit-agent run`: the boot apply, `READY=1` to systemd, then the supervisor until SIGTERM or
+/// SIGINT. The signal cancels the supervisor: the loop then ends within a tick, removes its notify
+/// socket, logs one line and `run(until:grace:)` returns. The services it started keep running
+/// (docs/agent.md, "Stopping").
+public struct AgentService: Sendable {
     public var paths: AgentPaths
     public var services: any ServiceControl
     public var registrar: any RelayRegistrar
     public var tunnel: any RelayTunnel
     public var settings: SupervisorSettings
     public var stick: String?
-    public var logger: Logger
+    public var logger: AgentLogger
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
-                stick: String?, logger: Logger) {
+                stick: String?, logger: AgentLogger) {
         self.paths = paths
         self.services = services
         self.registrar = registrar
@@ -27,13 +25,17 @@ public struct AgentService: Service {
         self.logger = logger
     }
 
-    public func run() async throws {
-        let supervisor = Supervisor(paths: paths, services: services, registrar: registrar, tunnel: tunnel,
-                                    settings: settings, logger: logger, stick: stick)
-        // Not interruptible on purpose: a SIGTERM during the boot apply takes effect when it is done
-        // (an apply killed half-way is still safe: docs/agent.md, "Recovery").
-        await supervisor.applyAtBoot()
-        Supervisor.notifySystemd("READY=1")
-        await supervisor.supervise()
+    /// Runs until one of `signals` is caught, then gives the supervisor `grace` to stop; false when
+    /// it did not (the caller exits without it).
+    public func run(until signals: ShutdownSignals, grace: Duration) async -> Bool {
+        await signals.run(grace: grace) {
+            let supervisor = Supervisor(paths: paths, services: services, registrar: registrar, tunnel: tunnel,
+                                        settings: settings, logger: logger, stick: stick)
+            // Cancellation does not interrupt the boot apply: a SIGTERM during it takes effect when it
+            // is done (an apply killed half-way is still safe: docs/agent.md, "Recovery").
+            await supervisor.applyAtBoot()
+            Supervisor.notifySystemd("READY=1")
+            await supervisor.supervise(stoppedBy: signals)
+        }
     }
 }

@@ -1,16 +1,15 @@
 import EdgeCrypto
 import Foundation
-import Logging
 import Registration
 
 /// Registers through `Registration.RegistrationClient` (docs/protocol.md): reads the router's
 /// WireGuard key from its 0600 file, claims master or backup, and reports the relay's
 /// authenticated answer. Refusals are answers (not errors); silence past the deadline is an error.
 public struct RelayClientRegistrar: RelayRegistrar {
-    let logger: Logger
+    let logger: AgentLogger
     let deadline: Duration
 
-    public init(logger: Logger, deadline: Duration = .seconds(60)) {
+    public init(logger: AgentLogger, deadline: Duration = .seconds(60)) {
         self.logger = logger
         self.deadline = deadline
     }
@@ -29,7 +28,7 @@ public struct RelayClientRegistrar: RelayRegistrar {
             routerKey: try WireGuardKey(privateKey: raw), certificate: Array(claim.certificate.utf8))
         configuration.deadline = deadline
         configuration.report = claim.report.map(RouterReport.init)
-        let client = try RegistrationClient(configuration: configuration, logger: logger)
+        let client = try RegistrationClient(configuration: configuration, log: logger.registration)
         do {
             let result = try await client.register(claim: claim.master ? .master : .backup)
             let prefix = result.sitePrefix.map { " and \($0)" } ?? ""

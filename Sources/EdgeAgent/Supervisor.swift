@@ -2,13 +2,11 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRender
 import Foundation
-import Logging
-import ServiceLifecycle
 
 /// How often the supervisor looks at things, and how it backs off. The defaults are the appliance's;
 /// tests and the lab shorten them.
 public struct SupervisorSettings: Sendable, Equatable {
-    /// The loop wakes at least this often (VRRP state file, due timers, graceful shutdown); a
+    /// The loop wakes at least this often (VRRP state file, due timers, shutdown); a
     /// `notify` poke wakes it at once.
     public var tick: Duration = .seconds(1)
     /// How often the daemons the agent started itself (`--services processes`) are looked at: a
@@ -43,13 +41,13 @@ public struct SupervisorSettings: Sendable, Equatable {
 /// `edgekit-agent run`: apply at boot, register with the relay, then watch: register again on every
 /// VRRP transition (at once, abandoning an attempt still waiting for the relay) and when the tunnel's handshake goes stale (after re-resolving the
 /// relay's name and pointing WireGuard at the new address), retrying with exponential backoff and
-/// jitter. Logs each state change once. Ends on graceful shutdown or cancellation.
+/// jitter. Logs each state change once. Ends on cancellation (SIGTERM or SIGINT under `AgentService`).
 public actor Supervisor {
     let agent: Agent
     let registrar: any RelayRegistrar
     let tunnel: any RelayTunnel
     let settings: SupervisorSettings
-    let logger: Logger
+    let logger: AgentLogger
     let stick: String?
     let clock: @Sendable () -> Date
     var state: RuntimeState
@@ -83,7 +81,7 @@ public actor Supervisor {
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
-                logger: Logger, stick: String?, clock: @escaping @Sendable () -> Date = { Date() }) {
+                logger: AgentLogger, stick: String?, clock: @escaping @Sendable () -> Date = { Date() }) {
         agent = Agent(paths: paths, services: services)
         self.registrar = registrar
         self.tunnel = tunnel
@@ -109,7 +107,7 @@ public actor Supervisor {
     /// Logs `message` only when the value for `key` changed since the last time. With
     /// `ignoringNumbers`, messages that differ only in their numbers ("after 4 attempts", "after 5
     /// attempts") count as the same state.
-    func logChange(_ key: String, _ message: String, level: Logger.Level = .info, ignoringNumbers: Bool = false) {
+    func logChange(_ key: String, _ message: String, level: AgentLogger.Level = .info, ignoringNumbers: Bool = false) {
         let state = ignoringNumbers ? message.replacingOccurrences(of: "[0-9]+", with: "#", options: .regularExpression) : message
         guard lastLogged[key] != state else { return }
         lastLogged[key] = state
@@ -249,7 +247,7 @@ public actor Supervisor {
         }
     }
 
-    var stopping: Bool { Task.isCancelled || Task.isShuttingDownGracefully }
+    var stopping: Bool { Task.isCancelled }
 
     /// One registration attempt with every relay of the plan; true when all accepted it.
     public func registerOnce() async -> Bool {
@@ -258,7 +256,7 @@ public actor Supervisor {
 
     /// One registration attempt with the relays named in `relays` (nil: every relay), all at once;
     /// returns the names of those that did not accept it, or nil when nothing was attempted (no
-    /// generation applied) or the attempt was abandoned. Graceful shutdown abandons it.
+    /// generation applied) or the attempt was abandoned. Stopping the supervisor abandons it.
     func register(with relays: Set<String>?) async -> Set<String>? {
         guard let all = claims() else {
             state.registration = "not attempted: no generation applied"
@@ -272,9 +270,7 @@ public actor Supervisor {
             for (relay, claim) in wanted {
                 group.addTask { [registrar] in
                     let result = await Result {
-                        try await cancelWhenGracefulShutdown {
-                            try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
-                        }
+                        try await Blocking.abandoningOnCancel { try await registrar.register(claim: claim) }
                     }
                     return (relay, result)
                 }
@@ -359,10 +355,10 @@ public actor Supervisor {
 
     // MARK: The loop
 
-    /// The supervision loop: wakes on every tick and on every `notify` poke, until graceful shutdown
-    /// (SIGTERM/SIGINT through the `ServiceGroup`) or cancellation. Then it closes and removes its
-    /// socket, logs one line and returns; the router's services keep running.
-    public func supervise() async {
+    /// The supervision loop: wakes on every tick and on every `notify` poke, until cancelled (by
+    /// `signals`, SIGTERM or SIGINT, under `AgentService`). Then it closes and removes its socket,
+    /// logs one line saying why and returns; the router's services keep running.
+    public func supervise(stoppedBy signals: ShutdownSignals? = nil) async {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let listener = bindNotifySocket(wake: wake)
         if let lastVRRP { logChange("vrrp", "VRRP state: \(lastVRRP.rawValue)") }
@@ -386,12 +382,12 @@ public actor Supervisor {
                 Task { await self.log(report) }
             }
             health.start()
-            await withTaskCancellationOrGracefulShutdownHandler {
+            await withTaskCancellationHandler {
                 for await _ in wakeups {
                     if stopping { break }
                     await step()
                 }
-            } onCancelOrGracefulShutdown: {
+            } onCancel: {
                 wake.finish()
             }
             group.cancelAll()
@@ -404,7 +400,7 @@ public actor Supervisor {
         let socket = listener == nil ? "" : "; removed \(paths.notifySocket)"
         if listener != nil { unlink(paths.notifySocket) }
         markStopped()
-        let why = Task.isShuttingDownGracefully ? "graceful shutdown (SIGTERM or SIGINT)" : "cancelled"
+        let why = signals?.caught != nil ? "graceful shutdown (SIGTERM or SIGINT)" : "cancelled"
         logger.info("\(why): stopped supervising\(socket); the router's services keep running")
     }
 
@@ -538,7 +534,7 @@ public actor Supervisor {
         staleAttempts[relay.name, default: 0] += 1
         nextResolve[relay.name] = now.addingTimeInterval(retryDelay(after: staleAttempts[relay.name]!))
         let port = relay.wireguardPort
-        let resolved = await cancelWhenGracefulShutdown { [tunnel] in await tunnel.resolve(host: relay.host, port: port) }
+        let resolved = await tunnel.resolve(host: relay.host, port: port)
         if stopping { return }
         guard let endpoint = resolved else {
             logChange("endpoint" + key, "tunnel: \(relay.host) does not resolve; trying again with backoff", level: .warning)

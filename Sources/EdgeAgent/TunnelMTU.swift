@@ -2,7 +2,6 @@ import EdgeModel
 import EdgeRender
 import EdgeSystem
 import Foundation
-import Logging
 
 /// The tunnel MTU from the uplink that is really there (docs/network.md, "MTU").
 ///
@@ -90,7 +89,7 @@ public struct TunnelMTUWatch: Sendable {
     /// `endpoint` is the relay peer's endpoint as WireGuard has it; without one the tunnel is sized for
     /// IPv6, the larger overhead, until WireGuard knows where the relay is.
     public mutating func check(now: Date, uplink: String, tunnel: String, plannedUplinkMTU: Int, relayMTU: Int,
-                               endpoint: String?, logger: Logger) -> Outcome? {
+                               endpoint: String?, logger: AgentLogger) -> Outcome? {
         guard now >= nextCheck else { return nil }
         nextCheck = now.addingTimeInterval(interval)
         let outcome = look(uplink: uplink, tunnel: tunnel, plannedUplinkMTU: plannedUplinkMTU, relayMTU: relayMTU, endpoint: endpoint)
@@ -122,9 +121,9 @@ public struct TunnelMTUWatch: Sendable {
         return TunnelMTU.parseLinkMTU(result.output)
     }
 
-    mutating func log(_ outcome: Outcome, plannedUplinkMTU: Int, relayMTU: Int, endpointKnown: Bool, tunnel: String, logger: Logger) {
+    mutating func log(_ outcome: Outcome, plannedUplinkMTU: Int, relayMTU: Int, endpointKnown: Bool, tunnel: String, logger: AgentLogger) {
         let message: String
-        var level = Logger.Level.info
+        var level = AgentLogger.Level.info
         switch outcome {
         case .unchanged:
             // In step: the next change (even back to a state seen before) is news again.

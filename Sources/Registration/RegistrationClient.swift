@@ -3,7 +3,6 @@ import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
-import Logging
 
 /// What the relay confirmed (a verified RESULT with status `accepted`).
 public struct RegistrationResult: Sendable, Equatable {
@@ -58,7 +57,7 @@ public enum RegistrationFailure: EdgeError, Equatable, Sendable {
 /// `attemptTimeout` for each answer, and ignores anything that does not verify. Between attempts it
 /// backs off exponentially with full jitter, until `deadline` has passed since the call began.
 ///
-///     let client = try RegistrationClient(profile: document, logger: logger)
+///     let client = try RegistrationClient(profile: document, log: log)
 ///     let result = try await client.register(claim: .master)
 public struct RegistrationClient: Sendable {
     public struct Configuration: Sendable {
@@ -91,9 +90,9 @@ public struct RegistrationClient: Sendable {
     public let configuration: Configuration
     let keys: SessionKeys
     let routerPublicKey: [UInt8]
-    let logger: Logger
+    let log: RegistrationLog
 
-    public init(configuration: Configuration, logger: Logger) throws {
+    public init(configuration: Configuration, log: RegistrationLog) throws {
         guard configuration.relayPublicKey.count == Wire.keySize else {
             throw RegistrationFailure.invalidConfiguration("the relay public key is \(configuration.relayPublicKey.count) bytes, not 32")
         }
@@ -109,11 +108,11 @@ public struct RegistrationClient: Sendable {
         }
         routerPublicKey = pair.publicKey
         self.configuration = configuration
-        self.logger = logger
+        self.log = log
     }
 
     /// A client from an opened profile: relay host, registration port and key, router key, certificate.
-    public init(profile: ProfileDocument, logger: Logger) throws {
+    public init(profile: ProfileDocument, log: RegistrationLog) throws {
         guard let relayKey = Data(base64Encoded: profile.plan.relay.publicKey) else {
             throw RegistrationFailure.invalidConfiguration("the profile's relay public_key is not base64")
         }
@@ -122,7 +121,7 @@ public struct RegistrationClient: Sendable {
                 relayHost: profile.plan.relay.host, relayPort: profile.plan.relay.registrationPort,
                 relayPublicKey: [UInt8](relayKey), routerKey: try profile.secret().wireGuardKey,
                 certificate: Array(profile.certificate.utf8)),
-            logger: logger)
+            log: log)
     }
 
     /// Registers with retries until accepted, refused, or the deadline passes. Cancellable between attempts.
@@ -178,7 +177,7 @@ public struct RegistrationClient: Sendable {
         switch outcome {
         case .problem(let text), .unanswered(let text):
             problem = text
-            logger.debug("registration attempt failed", metadata: ["attempt": "\(attempts)", "problem": "\(text)"])
+            log.debug("registration attempt failed", metadata: ["attempt": "\(attempts)", "problem": "\(text)"])
             return nil
         case .answer(let answer, let relay, let claim):
             switch answer.status {
@@ -186,7 +185,7 @@ public struct RegistrationClient: Sendable {
                 let tunnel = IPv6Address(bytes: answer.tunnelAddress) ?? IPv6Address(high: 0, low: 0)
                 let prefix = answer.routesSitePrefix
                     ? IPv6Address(bytes: answer.sitePrefix).map { IPv6Prefix(address: $0, length: 64) } : nil
-                logger.info("registered with the relay", metadata: [
+                log.info("registered with the relay", metadata: [
                     "relay": "\(relay)", "claim": "\(claim)", "tunnel": "\(tunnel)",
                     "site_prefix": "\(prefix.map(\.description) ?? "-")", "attempts": "\(attempts)",
                 ])
@@ -196,7 +195,7 @@ public struct RegistrationClient: Sendable {
                 problem = "relay \(relay): \(answer.status)"
                 return nil
             default:
-                logger.error("the relay refused the registration", metadata: ["relay": "\(relay)", "status": "\(answer.status)"])
+                log.error("the relay refused the registration", metadata: ["relay": "\(relay)", "status": "\(answer.status)"])
                 throw RegistrationFailure.refused(answer.status, relay: relay)
             }
         }
@@ -247,7 +246,7 @@ public struct RegistrationClient: Sendable {
     }
 
     func logFallback() {
-        logger.notice("the relay answered no REGISTER with a report twice in a row; registering without the report (update the relay, docs/protocol.md \"Versions\")",
+        log.notice("the relay answered no REGISTER with a report twice in a row; registering without the report (update the relay, docs/protocol.md \"Versions\")",
                       metadata: ["relay": "\(configuration.relayHost)"])
     }
 

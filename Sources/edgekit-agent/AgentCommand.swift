@@ -2,8 +2,6 @@ import ArgumentParser
 import CLISupport
 import EdgeAgent
 import Foundation
-import Logging
-import ServiceLifecycle
 
 @main
 enum Main {
@@ -132,12 +130,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
-        let logger = Logger(label: "edgekit-agent")
+        let logger = AgentLogger.standardError(label: "edgekit-agent", level: .info)
         let registrar = RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline))
         var settings = SupervisorSettings()
         settings.tunnelCheckInterval = TimeInterval(tunnelCheckInterval)
@@ -150,18 +143,15 @@ struct Run: AsyncParsableCommand {
             await supervisor.markStopped()
             return
         }
+        // Caught before the boot apply: a SIGTERM during it stops the agent once it is done.
+        let signals = await ShutdownSignals.catching([SIGTERM, SIGINT])
         let agent = AgentService(paths: options.paths, services: options.serviceControl(), registrar: registrar,
                                  settings: settings, stick: stick, logger: logger)
-        var configuration = ServiceGroupConfiguration(
-            services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            cancellationSignals: [],
-            logger: logger)
-        // The loop stops within a tick; past this, cancel whatever still holds it up. systemd's
-        // TimeoutStopSec=10s is the last resort.
-        configuration.maximumGracefulShutdownDuration = .seconds(5)
-        try await ServiceGroup(configuration: configuration).run()
+        // The loop stops within a tick; past this, exit without it. systemd's TimeoutStopSec=10s is
+        // the last resort.
+        guard await agent.run(until: signals, grace: .seconds(5)) else {
+            throw CommandError("run: the supervisor did not stop within 5 s of SIGTERM or SIGINT; exiting without it")
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 @testable import EdgeAgent
 import Foundation
-import Logging
 import Registration
 import Synchronization
 import Testing
@@ -36,7 +35,7 @@ final class RecordingRegistrar: RelayRegistrar {
             var settings = SupervisorSettings()
             settings.stickCheckInterval = nil
             let supervisor = Supervisor(paths: paths, services: NoServices(), registrar: registrar, tunnel: ScriptedTunnel(journal: Journal(), clock: clock),
-                                        settings: settings, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }, stick: nil,
+                                        settings: settings, logger: AgentLogger { _ in }, stick: nil,
                                         clock: { clock.now })
 
             // Before the health watch's first look: no verdict.

@@ -2,7 +2,6 @@
 import EdgeCrypto
 import EdgeModel
 import Foundation
-import Logging
 import Synchronization
 import Testing
 import TestSupport
@@ -100,16 +99,11 @@ final class LogLines: Sendable {
     func count(_ text: String) -> Int { all.filter { $0.contains(text) }.count }
 }
 
-/// Collects log lines into `LogLines`.
-struct CollectingLogHandler: LogHandler {
-    let lines: LogLines
-    var logLevel: Logger.Level = .trace
-    var metadata: Logger.Metadata = [:]
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
+extension AgentLogger {
+    /// Collects every line into `lines`.
+    static func collecting(into lines: LogLines) -> AgentLogger {
+        AgentLogger(level: .debug) { entry in lines.value.withLock { $0.append("\(entry.level) \(entry.message)") } }
     }
-    func log(event: LogEvent) { lines.value.withLock { $0.append("\(event.level) \(event.message)") } }
 }
 
 /// The supervisor's decisions, driven one step at a time with a fake clock, tunnel and relay over a
@@ -135,7 +129,7 @@ struct CollectingLogHandler: LogHandler {
         let tunnel = ScriptedTunnel(journal: journal, clock: clock)
         let registrar = ScriptedRegistrar(journal: journal, clock: clock)
         let log = LogLines()
-        let logger = Logger(label: "test") { _ in CollectingLogHandler(lines: log) }
+        let logger = AgentLogger.collecting(into: log)
         let paths = AgentPaths(root: root)
         var settings = settings
         settings.stickCheckInterval = nil

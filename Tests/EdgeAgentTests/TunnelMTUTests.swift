@@ -1,7 +1,6 @@
 import EdgeAgent
 import EdgeModel
 import Foundation
-import Logging
 import Testing
 import TestSupport
 
@@ -150,7 +149,7 @@ import TestSupport
         try #require(FileManager.default.createFile(atPath: ip, contents: Data("#!/bin/sh\nexec \(ipTool) -n \(router) \"$@\"\n".utf8),
                                                     attributes: [.posixPermissions: 0o755]))
         var watch = TunnelMTUWatch(interval: 0, ip: ip)
-        let logger = Logger(label: "test")
+        let logger = AgentLogger.standardError(label: "test")
         var now = Date(timeIntervalSince1970: 1_000_000)
         let wireguardPid = try run(["netns", "pids", router]).stdout
 

@@ -3,7 +3,6 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRelay
 import Foundation
-import Logging
 import Registration
 import Testing
 import TestSupport
@@ -111,7 +110,7 @@ struct LabRouter: Sendable {
         configuration.initialBackoff = .milliseconds(50)
         configuration.maximumBackoff = .milliseconds(500)
         configuration.deadline = deadline
-        return try RegistrationClient(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        return try RegistrationClient(configuration: configuration, log: .none)
     }
 }
 

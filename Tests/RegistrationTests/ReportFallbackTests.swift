@@ -1,7 +1,6 @@
 import Crypto
 import EdgeCrypto
 import Foundation
-import Logging
 import Registration
 import Synchronization
 import Testing
@@ -73,7 +72,7 @@ final class V1Relay: Sendable {
 }
 
 @Suite struct ReportFallbackTests {
-    func client(_ relay: V1Relay) throws -> RegistrationClient {
+    func client(_ relay: V1Relay, log: RegistrationLog = .none) throws -> RegistrationClient {
         var configuration = RegistrationClient.Configuration(
             relayHost: "127.0.0.1", relayPort: relay.port, relayPublicKey: relay.keys.publicKey,
             routerKey: try WireGuardKey(privateKey: Data(repeating: 7, count: 32)), certificate: Array("certificate".utf8))
@@ -87,7 +86,7 @@ final class V1Relay: Sendable {
         // that wait would fail for the machine, not for the protocol.
         configuration.deadline = .seconds(900)
         configuration.report = RouterReport(generation: 2, health: .healthy, agentVersion: "0.1.0", healthReason: "uplink up")
-        return try RegistrationClient(configuration: configuration, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        return try RegistrationClient(configuration: configuration, log: log)
     }
 
     @Test("a relay that knows the report gets it in the first REGISTER")
@@ -102,8 +101,17 @@ final class V1Relay: Sendable {
     func oldRelayStillRegistersTheRouter() async throws {
         let relay = try V1Relay(old: true)
         defer { relay.stop() }
-        let result = try await client(relay).register(claim: .backup)
+        let lines = Mutex<[String]>([])
+        let log = RegistrationLog { level, message, metadata in
+            lines.withLock { $0.append("\(level) \(message) relay=\(metadata["relay"] ?? "-")") }
+        }
+        let result = try await client(relay, log: log).register(claim: .backup)
         #expect(result.attempts == 3, "two REGISTERs with the report went unanswered, the third without it was accepted")
         #expect(relay.flags.withLock { $0 } == [1, 1, 0])
+        // The operator learns why the report is missing, once, and that the router registered.
+        let logged = lines.withLock { $0 }.filter { !$0.hasPrefix("debug ") }
+        #expect(logged.count == 2 && logged.first?.hasPrefix("notice the relay answered no REGISTER with a report twice in a row") == true
+                && logged.first?.hasSuffix(" relay=127.0.0.1") == true && logged.last?.hasPrefix("info registered with the relay relay=127.0.0.1:") == true,
+                "\(logged)")
     }
 }
