@@ -27,6 +27,11 @@ let package = Package(
         // Plan, prefix math, validation, wire documents. No dependencies beyond YAML parsing (it also
         // reads libyaml's events through Yams' CYaml module, which Yams does not export as a product).
         .target(name: "EdgeModel", dependencies: ["EdgeErrors", .product(name: "Yams", package: "Yams")]),
+        // libcrypto (OpenSSL 3) through a few static inline shims; only SystemCrypto uses it.
+        .systemLibrary(name: "COpenSSL", providers: [.apt(["libssl-dev"])]),
+        // Hashes, HMAC, HKDF, ChaCha20-Poly1305, X25519 and Ed25519 in CryptoKit's API shapes, over
+        // the system's libcrypto: Debian's security updates reach it, and it builds with Swift 6.0.
+        .target(name: "SystemCrypto", dependencies: ["COpenSSL"]),
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
             "EdgeErrors",
@@ -114,6 +119,8 @@ let package = Package(
         .testTarget(name: "EdgeCryptoTests", dependencies: [
             "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
         ], resources: [.copy("Fixtures")]),
+        // Published vectors (RFC 4231, 5869, 7748, 8032, 8439) against SystemCrypto.
+        .testTarget(name: "SystemCryptoTests", dependencies: ["SystemCrypto"]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
