@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -37,7 +36,7 @@ let package = Package(
             "EdgeErrors",
             "EdgeModel",
             "EdgeSystem",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
         .target(name: "CEdgeSystem"),
@@ -50,7 +49,7 @@ let package = Package(
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
@@ -60,19 +59,19 @@ let package = Package(
         // Rootfs, overlays, archives, disk images, the relay bundle.
         .target(name: "EdgeImage", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -117,7 +116,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
         .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: [
-            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
+            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", "SystemCrypto",
         ], resources: [.copy("Fixtures")]),
         // Published vectors (RFC 4231, 5869, 7748, 8032, 8439) against SystemCrypto.
         .testTarget(name: "SystemCryptoTests", dependencies: ["SystemCrypto"]),
@@ -131,11 +130,11 @@ let package = Package(
         .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: [
-            "Registration", "EdgeCrypto", .product(name: "Crypto", package: "swift-crypto"),
+            "Registration", "EdgeCrypto", "SystemCrypto",
         ]),
         .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
             "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "Logging", package: "swift-log"),
             // To lay down a database as an older release left it (migration tests).
             .product(name: "GRDB", package: "GRDB.swift"),

@@ -1,7 +1,7 @@
-import Crypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import SystemCrypto
 
 /// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
 /// changed input rebuilds the base and an unchanged one never does (docs/image.md, "Cache").

@@ -1,9 +1,9 @@
-import Crypto
 import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
 import Logging
+import SystemCrypto
 
 /// What the relay confirmed (a verified RESULT with status `accepted`).
 public struct RegistrationResult: Sendable, Equatable {

@@ -1,10 +1,10 @@
-import Crypto
 import EdgeCrypto
 import EdgeModel
 import EdgeRelay
 import Foundation
 import Logging
 import Registration
+import SystemCrypto
 import Testing
 import TestSupport
 

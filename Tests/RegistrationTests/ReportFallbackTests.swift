@@ -1,9 +1,9 @@
-import Crypto
 import EdgeCrypto
 import Foundation
 import Logging
 import Registration
 import Synchronization
+import SystemCrypto
 import Testing
 #if canImport(Glibc)
 import Glibc
