@@ -27,6 +27,9 @@ public struct BaseRecipe: Sendable, Equatable {
         "prometheus-node-exporter",
         // Operator SSH (docs/fleet.md): started only with an applied profile that has operators.
         "openssh-server",
+        // libcrypto, which edgekit-agent links dynamically (SystemCrypto) so that Debian's
+        // security updates reach it; named, not left to come with openssh-server.
+        "libssl3t64",
     ]
     public var dpkgOptions = [
         "path-exclude=/usr/share/man/*",
