@@ -14,7 +14,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -27,12 +26,17 @@ let package = Package(
         // Plan, prefix math, validation, wire documents. No dependencies beyond YAML parsing (it also
         // reads libyaml's events through Yams' CYaml module, which Yams does not export as a product).
         .target(name: "EdgeModel", dependencies: ["EdgeErrors", .product(name: "Yams", package: "Yams")]),
+        // libcrypto (OpenSSL 3) through a few static inline shims; only SystemCrypto uses it.
+        .systemLibrary(name: "COpenSSL", providers: [.apt(["libssl-dev"])]),
+        // Hashes, HMAC, HKDF, ChaCha20-Poly1305, X25519 and Ed25519 in CryptoKit's API shapes, over
+        // the system's libcrypto: Debian's security updates reach it, and it builds with Swift 6.0.
+        .target(name: "SystemCrypto", dependencies: ["COpenSSL"]),
         // Key derivation, age v1, signify, profiles and site certificates.
         .target(name: "EdgeCrypto", dependencies: [
             "EdgeErrors",
             "EdgeModel",
             "EdgeSystem",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // Syscall shims Swift cannot reach (copy_file_range, FICLONE, a pty); only EdgeSystem calls them.
         .target(name: "CEdgeSystem"),
@@ -45,7 +49,7 @@ let package = Package(
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
         .systemLibrary(
@@ -54,17 +58,17 @@ let package = Package(
         // Rootfs, overlays, archives, disk images, the relay bundle.
         .target(name: "EdgeImage", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
         ]),
         // Registration server and WireGuard control.
         .target(name: "EdgeRelay", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -107,8 +111,10 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
         .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EdgeCryptoTests", dependencies: [
-            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", .product(name: "Crypto", package: "swift-crypto"),
+            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", "SystemCrypto",
         ], resources: [.copy("Fixtures")]),
+        // Published vectors (RFC 4231, 5869, 7748, 8032, 8439) against SystemCrypto.
+        .testTarget(name: "SystemCryptoTests", dependencies: ["SystemCrypto"]),
         .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
         // bench/render.sh: times rendering the whole example plan.
         .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
@@ -119,11 +125,11 @@ let package = Package(
         .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
         .testTarget(name: "RegistrationTests", dependencies: [
-            "Registration", "EdgeCrypto", .product(name: "Crypto", package: "swift-crypto"),
+            "Registration", "EdgeCrypto", "SystemCrypto",
         ]),
         .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
             "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "SystemCrypto",
             .product(name: "Logging", package: "swift-log"),
             // To lay down a database as an older release left it (migration tests).
             .product(name: "GRDB", package: "GRDB.swift"),

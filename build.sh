@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 
-# Debian packages the project needs: to build (libarchive, zstd, pkg-config), and the real tools
-# the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
+# Debian packages the project needs: to build (libarchive, zstd, libcrypto, pkg-config), and the real
+# tools the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
 PACKAGES=(
-  pkg-config libarchive-dev libzstd-dev zstd libarchive-tools
+  pkg-config libarchive-dev libzstd-dev libssl-dev zstd libarchive-tools
   age signify-openbsd
   wireguard-tools wireguard-go iproute2 iputils-ping nftables radvd keepalived dnsmasq-base
   ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client

@@ -1,4 +1,4 @@
-// fuzz/run.sh only: the HELLO proof is an HMAC (KeySchedule.swift, swift-crypto), which the parser
+// fuzz/run.sh only: the HELLO proof is an HMAC (KeySchedule.swift, SystemCrypto), which the parser
 // never computes; the fuzz build of Messages.swift gets this stand-in so it needs no crypto.
 public enum HelloProof {
     public static let covered = 52

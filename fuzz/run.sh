@@ -12,7 +12,7 @@ mkdir -p "$out/corpus"
 trap 'rm -rf "$out"' EXIT
 # Messages.swift imports EdgeErrors (standard library only: built first as its own module) and
 # uses HelloProof only to build HELLOs (fuzz/HelloProofStub.swift stands in; KeySchedule.swift
-# would bring swift-crypto).
+# would bring SystemCrypto and libcrypto).
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name EdgeErrors -emit-module -emit-module-path "$out/EdgeErrors.swiftmodule" \
   -emit-object -o "$out/EdgeErrors.o" Sources/EdgeErrors/EdgeError.swift 2>&1 | grep -v "Cannot export local symbol" >&2 || true
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name Registration -I "$out" \

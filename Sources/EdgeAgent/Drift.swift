@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// One live file that no longer is what the applied generation's manifest says: its link through
 /// `current` replaced or gone, or the generation's own copy changed (an editor writes through the

@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// The few POSIX operations a generation is built from, each durable when it returns: files are
 /// fsynced before they are named, directories after an entry in them changed (rename(2) is atomic,

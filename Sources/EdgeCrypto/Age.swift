@@ -1,6 +1,6 @@
-import Crypto
 import EdgeErrors
 import Foundation
+import SystemCrypto
 
 /// Why an age operation failed. `kind` is what callers branch on (`code` names it for tests and
 /// programs); `message` says what was wrong and where, for logs and users.
@@ -185,11 +185,12 @@ public enum Age {
     static func wrap(fileKey: SymmetricKey, to recipient: Recipient) throws -> AgeStanza {
         let ephemeral = Curve25519.KeyAgreement.PrivateKey()
         let share = ephemeral.publicKey.rawRepresentation
-        let secret = try ephemeral.sharedSecretFromKeyAgreement(with: recipient.publicKey)
-        let secretBytes = secret.withUnsafeBytes { Data($0) }
-        guard secretBytes.contains(where: { $0 != 0 }) else {
+        let recipientKey = try recipient.publicKey
+        // The key agreement refuses the all-zero secret of a low-order point (RFC 7748 section 6.1).
+        guard let secret = try? ephemeral.sharedSecretFromKeyAgreement(with: recipientKey) else {
             throw AgeError(.invalidRecipient, "recipient \(recipient.text) is a low-order point")
         }
+        let secretBytes = secret.withUnsafeBytes { Data($0) }
         let wrapKey = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: secretBytes), salt: share + recipient.rawRepresentation,
             info: Data(x25519Label.utf8), outputByteCount: 32)

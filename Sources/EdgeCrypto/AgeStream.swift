@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// The age payload: ChaCha20-Poly1305 STREAM over 64 KiB chunks.
 ///

@@ -1,7 +1,7 @@
-import Crypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import SystemCrypto
 
 /// The plan's one secret: 32 random bytes from which every other secret derives (docs/keys.md).
 public struct MasterSecret: Sendable, Equatable {

@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// A router's SSH host key: Ed25519 from HKDF(router secret, "edgekit/v1/router-ssh-host")
 /// (docs/keys.md), so it is the router's, not the device's: a stick moved to the spare brings the

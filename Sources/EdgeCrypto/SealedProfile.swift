@@ -1,7 +1,7 @@
-import Crypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import SystemCrypto
 
 /// `profile.age`: a profile document, signed by the operator (signify embedded form), sealed with
 /// age to the site image identity. Opening checks every layer and fails closed with one reason.

@@ -1,6 +1,6 @@
-import Crypto
 import EdgeErrors
 import Foundation
+import SystemCrypto
 
 /// Why a signify operation failed. `kind` is what callers branch on (`code` names it for tests
 /// and programs); `message` says what was wrong and in which input.

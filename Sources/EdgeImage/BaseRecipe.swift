@@ -1,7 +1,7 @@
-import Crypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import SystemCrypto
 
 /// Everything that shapes the Debian base rootfs. Its `cacheKey` is a SHA-256 over all of it, so a
 /// changed input rebuilds the base and an unchanged one never does (docs/image.md, "Cache").
@@ -29,6 +29,9 @@ public struct BaseRecipe: Sendable, Equatable {
         "prometheus-node-exporter",
         // Operator SSH (docs/fleet.md): started only with an applied profile that has operators.
         "openssh-server",
+        // libcrypto, which edgekit-agent links dynamically (SystemCrypto) so that Debian's
+        // security updates reach it; named, not left to come with openssh-server.
+        "libssl3t64",
     ]
     public var dpkgOptions = [
         "path-exclude=/usr/share/man/*",

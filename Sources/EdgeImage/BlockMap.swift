@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// A bmap (bmaptool's block map, format 2.0) of a sparse image: the 4 KiB blocks that hold data,
 /// each run with its SHA-256, so `bmaptool copy` writes only those and verifies them.

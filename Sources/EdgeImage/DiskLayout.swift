@@ -1,7 +1,7 @@
-import Crypto
 import EdgeErrors
 import EdgeSystem
 import Foundation
+import SystemCrypto
 
 /// A GPT disk: an EFI system partition, the ext4 root and a small site partition, and on boards that
 /// boot legacy BIOS with GRUB a BIOS boot partition in front of the ESP (numbered 4, so the others

@@ -1,8 +1,8 @@
-import Crypto
 import EdgeErrors
 import EdgeModel
 import EdgeSystem
 import Foundation
+import SystemCrypto
 
 /// Builds appliance images in three cached levels (docs/image.md):
 ///

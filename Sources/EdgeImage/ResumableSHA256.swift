@@ -2,9 +2,10 @@ import Foundation
 
 /// SHA-256 (FIPS 180-4) whose running state can be saved and resumed later, in another process.
 ///
-/// Why not swift-crypto: its hasher state cannot be exported. A site image differs from the cached
-/// system disk only from the site partition on, so the system level saves the state after hashing
-/// everything before it, and stamping a site hashes only the site's own bytes (docs/image.md).
+/// Why not SystemCrypto's SHA256: libcrypto's hasher state cannot be exported. A site image differs
+/// from the cached system disk only from the site partition on, so the system level saves the state
+/// after hashing everything before it, and stamping a site hashes only the site's own bytes
+/// (docs/image.md).
 public struct ResumableSHA256: Sendable, Equatable {
     private var state: [UInt32] = [
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,

@@ -1,10 +1,10 @@
-import Crypto
 import EdgeCrypto
 import EdgeModel
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import Registration
+import SystemCrypto
 
 /// The relay's side of docs/protocol.md for authenticated datagrams: MAC check, cookies, certificate
 /// checks, the SQLite decision, and batched WireGuard updates. Returns the reply to send, or nil
@@ -17,7 +17,7 @@ public actor RegistrationEngine {
     let wireGuard: WireGuardControl
     let relayKey: WireGuardKeyPair
     /// The key of HELLO's proof (`HelloProof`), derived once from the relay's public key (raw bytes:
-    /// swift-crypto's key types are not Sendable).
+    /// SystemCrypto's key types are not Sendable).
     let helloProofKey: [UInt8]
     let relayPrivateKeyBase64: String
     let operatorKey: Signify.PublicKey

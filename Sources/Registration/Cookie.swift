@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import SystemCrypto
 
 /// The relay's stateless cookies (docs/protocol.md, "Cookie"): `T || HMAC(secret, T || R || A)[0..<16]`.
 ///

@@ -1,11 +1,11 @@
-import Crypto
 import EdgeErrors
 import Foundation
+import SystemCrypto
 
 /// The two MAC keys that only the router and the relay can compute (docs/protocol.md, "Keys"):
 /// X25519 between the router's and the relay's static WireGuard keys, then HKDF-SHA256.
 public struct SessionKeys: Sendable {
-    // Raw bytes: swift-crypto's key types are not Sendable.
+    // Raw bytes: SystemCrypto's key types are not Sendable.
     let requestBytes: [UInt8]
     let responseBytes: [UInt8]
 

@@ -1,8 +1,8 @@
-import Crypto
 import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import SystemCrypto
 
 /// What the relay confirmed (a verified RESULT with status `accepted`).
 public struct RegistrationResult: Sendable, Equatable {

@@ -88,7 +88,7 @@ enum Bench {
         var resumable = ResumableSHA256()
         let ownTime = try milliseconds { try resumable.update(file: file) }
         let cryptoTime = try milliseconds { _ = try sha256(ofFile: file) }
-        print(String(format: "ResumableSHA256: %.0f MB/s; swift-crypto SHA256: %.0f MB/s (%.0f MB)",
+        print(String(format: "ResumableSHA256: %.0f MB/s; libcrypto SHA256: %.0f MB/s (%.0f MB)",
                      megabytes / ownTime * 1000, megabytes / cryptoTime * 1000, megabytes))
     }
 

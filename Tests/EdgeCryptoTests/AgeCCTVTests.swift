@@ -1,6 +1,6 @@
-import Crypto
 import EdgeErrors
 import Foundation
+import SystemCrypto
 import Testing
 @testable import EdgeCrypto
 

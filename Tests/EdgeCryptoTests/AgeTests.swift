@@ -1,6 +1,6 @@
-import Crypto
 import EdgeErrors
 import Foundation
+import SystemCrypto
 import TestSupport
 import Testing
 @testable import EdgeCrypto
@@ -163,6 +163,12 @@ struct AgeNegativeTests {
     }
 
     func join(_ lines: [String], _ rest: Data) -> Data { Data((lines.joined(separator: "\n") + "\n").utf8) + rest }
+
+    /// A low-order recipient would make the file key readable by anyone: refused as a bad recipient.
+    @Test func lowOrderRecipientIsRefused() throws {
+        let lowOrder = try Age.Recipient(parsing: Bech32.encode(hrp: "age", data: Data(count: 32)))
+        #expect { try Age.encrypt(plaintext, to: [lowOrder]) } throws: { ($0 as? AgeError)?.code == "age.invalid-recipient" }
+    }
 
     @Test func wrongIdentityIsNoMatch() throws {
         #expect(code(try encrypted(), [Age.Identity.generate()]) == "age.no-match")

@@ -404,7 +404,6 @@ struct ImageBuildTests {
         defer { try? FileManager.default.removeItem(atPath: card) }
         let cardBytes = 8 << 30
         try #require(truncate(card, off_t(cardBytes)) == 0)
-        let mounted = "Mounted var-lib-edgekit.mount"
         let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: nics,
                                         after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
@@ -418,7 +417,9 @@ struct ImageBuildTests {
         #expect(!boot.console.contains("did not come up with generation"), "every service came up, sshd included; \(tail)")
         let restarted = boot.console.split(separator: "\n").first { $0.contains("restarted (systemd): ") }
         #expect(restarted?.contains("ssh") == true, "sshd started for the operator: \(restarted.map(String.init) ?? "no restart line"); \(tail)")
-        #expect(boot.console.contains(mounted), "the data partition was mounted before the agent; \(tail)")
+        // systemd's status line, coloured: "[  OK  ] Mounted \e[0;1;39mvar-lib-edgekit.mount\e[0m - …".
+        let mounted = boot.console.split(separator: "\n").contains { $0.contains("Mounted ") && $0.contains("var-lib-edgekit.mount") }
+        #expect(mounted, "the data partition was mounted; \(tail)")
         try expectDataPartitionFills(card, bytes: cardBytes, holding: "generations/1")
     }
 

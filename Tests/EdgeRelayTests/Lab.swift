@@ -1,9 +1,9 @@
-import Crypto
 import EdgeCrypto
 import EdgeModel
 import EdgeRelay
 import Foundation
 import Registration
+import SystemCrypto
 import Testing
 import TestSupport
 

@@ -1,7 +1,7 @@
-import Crypto
 import EdgeCrypto
 import Foundation
 import Registration
+import SystemCrypto
 import Testing
 
 @Suite struct MessageTests {

@@ -1,8 +1,8 @@
-import Crypto
 import EdgeCrypto
 import Foundation
 import Registration
 import Synchronization
+import SystemCrypto
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,7 @@
-import Crypto
 import EdgeCrypto
 import Foundation
 import Registration
+import SystemCrypto
 import Testing
 
 /// The REGISTER report (docs/protocol.md, "Report"): generation, agent version and health travel
