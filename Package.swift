@@ -2,23 +2,23 @@
 // edgekit: network plan → per-site edge-router images, sealed profile sticks, relay.
 // Layering (docs/architecture.md): EdgeSystem, EdgeModel → EdgeCrypto → EdgeRender, EdgeStick,
 // Registration → EdgeImage / EdgeAgent / EdgeRelay → EdgeBuild → executables.
+//
+// Two toolchains read this manifest (docs/cross-build.md): the host's Swift 6.3 builds everything;
+// Debian 13's Swift 6.0.3 cross-builds only the agent for aarch64, and cannot even resolve the
+// packages the rest needs (swift-nio, swift-log, swift-service-lifecycle and GRDB declare tools
+// 6.1 or later). So the agent and what it links come first, with only Yams and ArgumentParser,
+// and everything else is added under `#if compiler(>=6.1)`.
 import PackageDescription
 
 let package = Package(
     name: "edgekit",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "edgekit", targets: ["edgekit"]),
         .executable(name: "edgekit-agent", targets: ["edgekit-agent"]),
-        .executable(name: "edgekit-relay", targets: ["edgekit-relay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // The one error shape (code, input, message, cause) every library's errors share.
@@ -51,45 +51,13 @@ let package = Package(
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
             "SystemCrypto",
         ]),
-        // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
-        .systemLibrary(
-            name: "CArchive", pkgConfig: "libarchive",
-            providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
-        // Rootfs, overlays, archives, disk images, the relay bundle.
-        .target(name: "EdgeImage", dependencies: [
-            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
-            "SystemCrypto",
-        ]),
         // Device side: find, unseal, verify, render, apply, supervise.
         .target(name: "EdgeAgent", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "Registration",
             "SystemCrypto",
         ]),
-        // Registration server and WireGuard control.
-        .target(name: "EdgeRelay", dependencies: [
-            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
-            "SystemCrypto",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "NIOHTTP1", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
-        // The operator CLI's work: `edgekit build` (sites in parallel, sticks, relay bundle), plan
-        // creation, rendered trees, profile reports, output files. The edgekit executable only
-        // parses arguments and calls it.
-        .target(name: "EdgeBuild", dependencies: [
-            "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeSystem",
-        ]),
         // Shared by the three executables: error → exit code mapping, output helpers.
         .target(name: "CLISupport", dependencies: [
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "edgekit", dependencies: [
-            "CLISupport", "EdgeBuild",
-            "EdgeModel", "EdgeCrypto", "EdgeImage", "EdgeStick", "EdgeRender",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [
@@ -97,49 +65,96 @@ let package = Package(
             "EdgeAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "edgekit-relay", dependencies: [
-            "CLISupport",
-            "EdgeModel", "EdgeRelay",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
-        // Benchmarks behind bench/*.sh: print measured figures next to their targets.
-        .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
-        // Shared by the test targets: the built products, system tools, scratch folders, unique
-        // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
-        .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
-        .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EdgeCryptoTests", dependencies: [
-            "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", "SystemCrypto",
-        ], resources: [.copy("Fixtures")]),
-        // Published vectors (RFC 4231, 5869, 7748, 8032, 8439) against SystemCrypto.
-        .testTarget(name: "SystemCryptoTests", dependencies: ["SystemCrypto"]),
-        .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
-        // bench/render.sh: times rendering the whole example plan.
-        .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
-                          path: "bench/edgekit-bench-render"),
-        .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage", "EdgeModel"]),
-        .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeStick", "EdgeSystem"]),
-        .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
-        .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
-        .testTarget(name: "RegistrationTests", dependencies: [
-            "Registration", "EdgeCrypto", "SystemCrypto",
-        ]),
-        .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
-            "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
-            "SystemCrypto",
-            .product(name: "Logging", package: "swift-log"),
-            // To lay down a database as an older release left it (migration tests).
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
-        // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
-        .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
-            "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration",
-        ]),
-        // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
-        .testTarget(name: "LabTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+#if compiler(>=6.1)
+package.products += [
+    .executable(name: "edgekit", targets: ["edgekit"]),
+    .executable(name: "edgekit-relay", targets: ["edgekit-relay"]),
+]
+package.dependencies += [
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+]
+package.targets += [
+    // libarchive and libzstd through pkg-config; only EdgeImage's Archive.swift uses it.
+    .systemLibrary(
+        name: "CArchive", pkgConfig: "libarchive",
+        providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
+    // Rootfs, overlays, archives, disk images, the relay bundle.
+    .target(name: "EdgeImage", dependencies: [
+        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
+        "SystemCrypto",
+    ]),
+    // Registration server and WireGuard control.
+    .target(name: "EdgeRelay", dependencies: [
+        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
+        "SystemCrypto",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+    ]),
+    // The operator CLI's work: `edgekit build` (sites in parallel, sticks, relay bundle), plan
+    // creation, rendered trees, profile reports, output files. The edgekit executable only
+    // parses arguments and calls it.
+    .target(name: "EdgeBuild", dependencies: [
+        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "EdgeStick", "EdgeSystem",
+    ]),
+    .executableTarget(name: "edgekit", dependencies: [
+        "CLISupport", "EdgeBuild",
+        "EdgeModel", "EdgeCrypto", "EdgeImage", "EdgeStick", "EdgeRender",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+    .executableTarget(name: "edgekit-relay", dependencies: [
+        "CLISupport",
+        "EdgeModel", "EdgeRelay",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ]),
+    // Benchmarks behind bench/*.sh: print measured figures next to their targets.
+    .executableTarget(name: "edgekit-bench", dependencies: ["EdgeModel", "EdgeCrypto", "EdgeImage"]),
+    // Shared by the test targets: the built products, system tools, scratch folders, unique
+    // names and the traits that skip with a reason (.requiresRoot, .requiresTool, .slow).
+    .target(name: "TestSupport", dependencies: ["EdgeErrors"], path: "Tests/TestSupport"),
+    .testTarget(name: "EdgeModelTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel"], resources: [.copy("Fixtures")]),
+    .testTarget(name: "EdgeCryptoTests", dependencies: [
+        "TestSupport", "EdgeErrors", "EdgeCrypto", "EdgeModel", "SystemCrypto",
+    ], resources: [.copy("Fixtures")]),
+    // Published vectors (RFC 4231, 5869, 7748, 8032, 8439) against SystemCrypto.
+    .testTarget(name: "SystemCryptoTests", dependencies: ["SystemCrypto"]),
+    .testTarget(name: "EdgeRenderTests", dependencies: ["TestSupport", "EdgeModel", "EdgeRender"]),
+    // bench/render.sh: times rendering the whole example plan.
+    .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender"],
+                      path: "bench/edgekit-bench-render"),
+    .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage", "EdgeModel"]),
+    .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeStick", "EdgeSystem"]),
+    .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
+    .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage"]),
+    .testTarget(name: "CLITests", dependencies: ["TestSupport", "EdgeErrors", "EdgeModel", "EdgeCrypto"]),
+    .testTarget(name: "RegistrationTests", dependencies: [
+        "Registration", "EdgeCrypto", "SystemCrypto",
+    ]),
+    .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
+        "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel",
+        "SystemCrypto",
+        .product(name: "Logging", package: "swift-log"),
+        // To lay down a database as an older release left it (migration tests).
+        .product(name: "GRDB", package: "GRDB.swift"),
+    ]),
+    // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
+    .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
+        "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration",
+    ]),
+    // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
+    .testTarget(name: "LabTests", dependencies: ["TestSupport"]),
+]
+#endif
