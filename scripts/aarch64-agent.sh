@@ -244,7 +244,8 @@ make_toolchain() {
   mkdir -p "$partial/chroot$SDK_DIR" "$partial/chroot$SYSROOT_MOUNT" "$partial/chroot/build"
   sdk_json >"$partial/chroot$SDK_DIR/swift-sdk.json"
   toolset_json >"$partial/chroot$SDK_DIR/toolset.json"
-  mv "$toolchain.chroot.log" "$toolchain.sysroot.log" "$partial/"
+  mv "$toolchain.chroot.log" "$partial/chroot.log"
+  mv "$toolchain.sysroot.log" "$partial/sysroot.log"
   echo "$key" >"$partial/complete"
   if [ -e "$toolchain" ]; then
     unmount_under "$toolchain"
