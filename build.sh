@@ -14,6 +14,8 @@ ROOT=$(pwd)
 
 # Debian packages the project needs: to build (libarchive, zstd, libcrypto, pkg-config), and the real
 # tools the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
+# The aarch64 agent (scripts/aarch64-agent.sh) needs mmdebstrap, rsync and file, and qemu-user-static
+# with binfmt-support to run it; qemu-system-arm and qemu-efi-aarch64 are for booting arm64 images.
 PACKAGES=(
   pkg-config libarchive-dev libzstd-dev libssl-dev zstd libarchive-tools
   age signify-openbsd
@@ -21,6 +23,7 @@ PACKAGES=(
   ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
+  rsync file qemu-user-static binfmt-support qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
 )
@@ -61,6 +64,15 @@ appliance_agent() {
   mkdir -p .build/appliance
   strip -o .build/appliance/edgekit-agent "$(swift build -c release --show-bin-path)/edgekit-agent"
   echo "$ROOT/.build/appliance/edgekit-agent"
+}
+
+# The agent for aarch64 boards, cross-built with Debian 13's swiftlang 6.0.3 in a chroot whose
+# toolchain is cached under the project's cache folder. Prints the path of the stripped binary.
+# Not called by the main job or the tests yet: the agent's sources must first build with Swift 6.0
+# (docs/cross-build.md, "The agent's sources and Swift 6.0").
+arm64_agent() {
+  scripts/aarch64-agent.sh --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --out "$ROOT/.build/appliance-arm64/edgekit-agent" "$ROOT" \
+    || die "cross build of edgekit-agent for aarch64 failed (its line above names the log)"
 }
 
 main_job() {
