@@ -23,7 +23,7 @@ PACKAGES=(
   ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
-  rsync file qemu-user-static binfmt-support qemu-system-arm qemu-efi-aarch64
+  rsync file binutils qemu-user-static binfmt-support qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
 )
@@ -67,12 +67,23 @@ appliance_agent() {
 }
 
 # The agent for aarch64 boards, cross-built with Debian 13's swiftlang 6.0.3 in a chroot whose
-# toolchain is cached under the project's cache folder. Prints the path of the stripped binary.
-# Not called by the main job or the tests yet: the agent's sources must first build with Swift 6.0
-# (docs/cross-build.md, "The agent's sources and Swift 6.0").
+# toolchain is cached under the project's cache folder (docs/cross-build.md). Prints the path of
+# the stripped binary; `runtime/` beside it holds the arm64 libraries it runs with under qemu.
 arm64_agent() {
   scripts/aarch64-agent.sh --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --out "$ROOT/.build/appliance-arm64/edgekit-agent" "$ROOT" \
     || die "cross build of edgekit-agent for aarch64 failed (its line above names the log)"
+}
+
+# Lets the kernel run aarch64 binaries through qemu-aarch64 (qemu-user-static, binfmt-support), so
+# the agent's tests can start the aarch64 agent as they start the host's.
+enable_aarch64_binfmt() {
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+      || die "cannot mount binfmt_misc (needed to run the aarch64 agent's tests under qemu-aarch64)"
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    update-binfmts --enable qemu-aarch64 || die "update-binfmts --enable qemu-aarch64 failed"
+  fi
 }
 
 main_job() {
@@ -87,6 +98,8 @@ main_job() {
   local bin agent secrets
   bin="$(swift build -c release --show-bin-path)"
   agent="$(appliance_agent)"
+  log "cross-building the agent for aarch64 (docs/cross-build.md)"
+  arm64_agent >/dev/null
   log "checking the example plan"
   "$bin/edgekit" plan check profiles/example
   "$bin/edgekit" plan show profiles/example
@@ -134,6 +147,9 @@ run_tests() {
     swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
       || die "release build of edgekit failed"
     EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)"
+    log "cross-building the agent for aarch64 (docs/cross-build.md)"
+    arm64_agent >/dev/null
+    enable_aarch64_binfmt
   fi
   log "building the test suite"
   swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "test build failed"
@@ -144,9 +160,36 @@ run_tests() {
   swift test --skip-build --xunit-output "$report" 2>&1 | tee "$log_file"
   local status=${PIPESTATUS[0]}
   set -e
-  local elapsed=$(( $(date +%s) - started ))
-  # Swift Testing writes its own report next to the one named (XCTest's, which has no tests here).
-  local counts
+  local counts arm64_counts=""
+  counts="$(suite_counts "$report" "$status")"
+  if [ "$mode" != quick ]; then
+    # The agent's tests again, with the aarch64 agent in place of the host's (under qemu-aarch64):
+    # the same binaries but edgekit-agent, through EDGEKIT_BIN_DIR. Skipped there: the power-cut
+    # tests, whose crash points only debug builds have (the cross-built agent is a release build).
+    local arm64_bin=.build/appliance-arm64/test-bin arm64_report="${log_file%.log}-aarch64.xml" arm64_status
+    rm -rf "$arm64_bin" && mkdir -p "$arm64_bin"
+    ln -s "$(swift build --show-bin-path)/edgekit" "$(swift build --show-bin-path)/edgekit-relay" "$arm64_bin/"
+    cp .build/appliance-arm64/edgekit-agent "$arm64_bin/"
+    log "running the agent's tests with the aarch64 agent under qemu-aarch64 (full log: ${log_file%.log}-aarch64.log)"
+    set +e
+    EDGEKIT_BIN_DIR="$ROOT/$arm64_bin" QEMU_LD_PREFIX="$ROOT/.build/appliance-arm64/runtime" \
+      swift test --skip-build --filter EdgeAgentTests --skip 'CrashConsistencyTests|crashDuringRepair' \
+      --xunit-output "$arm64_report" > "${log_file%.log}-aarch64.log" 2>&1
+    arm64_status=$?
+    set -e
+    arm64_counts="$(suite_counts "$arm64_report" "$arm64_status")"
+    log "aarch64 agent: $arm64_counts"
+    [ "$arm64_status" -eq 0 ] || { status=$arm64_status; grep -E '^✘ Test [^r]' "${log_file%.log}-aarch64.log" | head -20 >&2 || true; }
+  fi
+  log "test suite took $(( $(date +%s) - started ))s"
+  echo "summary: $counts${arm64_counts:+; aarch64 agent: $arm64_counts}"
+  return "$status"
+}
+
+# "N passed, N failed, N skipped" from a run's xunit report (Swift Testing writes its own next to the
+# one named, XCTest's having no tests here); a run that failed with nothing failed counts one failure.
+suite_counts() {
+  local report="$1" status="$2" counts
   if [ -f "${report%.xml}-swift-testing.xml" ]; then
     counts="$(count_results "${report%.xml}-swift-testing.xml")"
   else
@@ -154,9 +197,7 @@ run_tests() {
     log "no xunit report at ${report%.xml}-swift-testing.xml: the test runner did not finish"
   fi
   if [ "$status" -ne 0 ] && [[ "$counts" == *" 0 failed"* ]]; then counts="${counts/ 0 failed/ 1 failed}"; fi
-  log "test suite took ${elapsed}s"
-  echo "summary: $counts"
-  return "$status"
+  echo "$counts"
 }
 
 case "${1:-}" in

@@ -25,8 +25,9 @@
 # of packages from deb.debian.org (kept in CACHE/debs) and takes a few minutes. Packages SwiftPM
 # fetches from github.com come through the host's git `url.*.insteadOf` rules (e.g. a local mirror
 # in /opt/swift-packages, mounted read-only into the chroot). The binary's path is printed on
-# stdout, progress on stderr; a failure is one line naming the log. Run the result with
-#   QEMU_LD_PREFIX=CACHE/aarch64-toolchain-KEY/sysroot qemu-aarch64-static FILE --help
+# stdout, progress on stderr; a failure is one line naming the log. Beside FILE, `runtime/` holds
+# the arm64 loader and libraries it links (glibc, libstdc++, libcrypto); run the result with
+#   QEMU_LD_PREFIX=$(dirname FILE)/runtime qemu-aarch64-static FILE --help
 set -euo pipefail
 
 # Bump when the way the toolchain folder is made changes: the key changes and it is built again.
@@ -320,5 +321,23 @@ kind=$(file -b "$chroot_dir/build/$slot/$PRODUCT")
 [[ "$kind" == *"ARM aarch64"* ]] || die "$chroot_dir/build/$slot/$PRODUCT is not an aarch64 binary: $kind"
 cp "$chroot_dir/build/$slot/$PRODUCT" "$out.partial-$$"
 mv "$out.partial-$$" "$out"
-log "built in $((SECONDS - started)) s: $out, $(stat -c %s "$out") bytes, stripped; run it with QEMU_LD_PREFIX=$sysroot qemu-aarch64-static $out"
+# Beside the binary: the shared libraries it needs from the sysroot, and the dynamic loader, for
+# running it under user emulation (QEMU_LD_PREFIX=DIR/runtime), as ./build.sh test runs the agent's
+# tests with it. Not the whole sysroot: qemu-user looks up every absolute path under the prefix
+# first, so the sysroot's etc/resolv.conf, etc/hosts and etc/services would stand in for the host's.
+runtime="$(dirname "$out")/runtime"
+rm -rf "$runtime.partial-$$" && mkdir -p "$runtime.partial-$$/lib/aarch64-linux-gnu"
+cp -L "$sysroot/lib/ld-linux-aarch64.so.1" "$runtime.partial-$$/lib/"
+needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -v '^ld-linux' || true; }
+pending=($(needed "$out"))
+while [ ${#pending[@]} -gt 0 ]; do  # the libraries' own, too (libcrypto needs libz)
+  library=${pending[0]}; pending=("${pending[@]:1}")
+  [ -e "$runtime.partial-$$/lib/aarch64-linux-gnu/$library" ] && continue
+  found=$(ls "$sysroot/usr/lib/aarch64-linux-gnu/$library" "$sysroot/lib/aarch64-linux-gnu/$library" 2>/dev/null | head -1)
+  [ -n "$found" ] || die "$out needs $library, which the arm64 sysroot does not have"
+  cp -L "$found" "$runtime.partial-$$/lib/aarch64-linux-gnu/"
+  pending+=($(needed "$found"))
+done
+rm -rf "$runtime" && mv "$runtime.partial-$$" "$runtime"
+log "built in $((SECONDS - started)) s: $out, $(stat -c %s "$out") bytes, stripped; run it with QEMU_LD_PREFIX=$runtime qemu-aarch64-static $out"
 echo "$out"

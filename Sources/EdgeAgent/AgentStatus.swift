@@ -105,9 +105,12 @@ public struct RuntimeState: Codable, Sendable, Equatable {
         return pidStart == nil || pidStart == started
     }
 
-    /// Field 22 of /proc/PID/stat (start time in clock ticks after boot), nil for a zombie or no such process.
+    /// Field 22 of the process's stat (start time in clock ticks after boot), nil for a zombie or no
+    /// such process. Read from its main thread's stat (/proc/PID/task/PID/stat, the same start time):
+    /// qemu-user, which runs the aarch64 agent's tests, makes up /proc/PID/stat for the emulated
+    /// process itself, so `run` would record a start time no other process reads.
     public static func startTime(of pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         // After "PID (COMM)": field 3 (state) onwards.
         let fields = stat[stat.index(after: close)...].split(separator: " ")

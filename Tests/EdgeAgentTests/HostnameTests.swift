@@ -111,7 +111,9 @@ import TestSupport
                 try FileManager.default.createSymbolicLink(atPath: root + "/" + link, withDestinationPath: target)
             }
             let bin = binDirectory.path
-            for directory in ["usr", "opt", "dev", "proc", String(bin.dropFirst())] {
+            // An aarch64 agent under qemu-aarch64 (./build.sh test's second pass) needs its sysroot too.
+            let sysroot = ProcessInfo.processInfo.environment["QEMU_LD_PREFIX"] ?? ""
+            for directory in ["usr", "opt", "dev", "proc", String(bin.dropFirst()), String(sysroot.dropFirst())] where !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: true)
             }
             if let cache = FileManager.default.contents(atPath: "/etc/ld.so.cache") {
@@ -119,7 +121,7 @@ import TestSupport
             }
             let running = Self.hostname
             let script = """
-                for d in /usr /opt /dev /proc \(bin); do mount --bind "$d" "\(root)$d" || exit 90; done
+                for d in /usr /opt /dev /proc \(bin) \(sysroot); do mount --bind "$d" "\(root)$d" || exit 90; done
                 hostname edgekit || exit 91
                 echo "=== apply"; chroot \(root) \(bin)/edgekit-agent apply --stick /stick --services none 2>&1; echo "rc=$?"
                 echo "=== again"; chroot \(root) \(bin)/edgekit-agent apply --stick /stick --services none 2>&1; echo "rc=$?"
