@@ -12,10 +12,7 @@ public enum Curve25519 {
 
             /// Any 32 bytes; a low-order point is refused when it is used, not here.
             public init<D: ContiguousBytes>(rawRepresentation: D) throws {
-                bytes = try rawRepresentation.withUnsafeBytes { bytes in
-                    guard bytes.count == 32 else { throw CryptoKitError.incorrectKeySize }
-                    return Array(bytes)
-                }
+                bytes = try publicKeyBytes(rawRepresentation)
             }
 
             init(bytes: [UInt8]) {
@@ -71,10 +68,7 @@ public enum Curve25519 {
 
             /// Any 32 bytes; one that is not a point on the curve verifies no signature.
             public init<D: ContiguousBytes>(rawRepresentation: D) throws {
-                bytes = try rawRepresentation.withUnsafeBytes { bytes in
-                    guard bytes.count == 32 else { throw CryptoKitError.incorrectKeySize }
-                    return Array(bytes)
-                }
+                bytes = try publicKeyBytes(rawRepresentation)
             }
 
             init(bytes: [UInt8]) {
@@ -128,5 +122,13 @@ public struct SharedSecret {
 
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try secret.withUnsafeBytes(body)
+    }
+}
+
+/// A raw Curve25519 public key (X25519 or Ed25519): exactly 32 bytes.
+private func publicKeyBytes<D: ContiguousBytes>(_ raw: D) throws -> [UInt8] {
+    try raw.withUnsafeBytes { bytes in
+        guard bytes.count == 32 else { throw CryptoKitError.incorrectKeySize }
+        return Array(bytes)
     }
 }
