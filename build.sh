@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # edgekit's one entry point for people and CI (README.md, "Build").
-#   ./build.sh          install missing Debian packages, build release binaries, run the main job
-#                       on the example plan (profiles/example)
-#   ./build.sh test     install, build and run the whole test suite; ends with a summary line
+#   ./build.sh          install missing Debian packages, build release binaries and the aarch64 agent
+#                       (docs/cross-build.md), run the main job on the example plan (profiles/example)
+#   ./build.sh test     install, build (the aarch64 agent too) and run the whole test suite, then the
+#                       agent's tests again with the aarch64 agent under qemu; ends with a summary line
 #   ./build.sh test quick   only the tests that take seconds (no images, labs or namespace daemons)
 #   ./build.sh deps     only install the missing Debian packages
 #   ./build.sh lab      build debug binaries and the appliance agent, run the lab (namespaces, then site B's
