@@ -38,7 +38,8 @@ import Testing
         #expect(AgentLogger.module("EdgeAgent/Supervisor.swift") == "EdgeAgent")
     }
 
-    @Test("a caught signal cancels the work; work that ignores cancellation is given up on after the grace")
+    @Test("a caught signal cancels the work; work that ignores cancellation is given up on after the grace",
+          .timeLimit(.minutes(10)))
     func signalsCancelTheWork() async {
         // SIGUSR2 stands in for SIGTERM: nothing else in the test process uses it.
         let signals = await ShutdownSignals.catching([SIGUSR2])
@@ -47,28 +48,27 @@ import Testing
             try await Task.sleep(for: .milliseconds(200))
             kill(getpid(), SIGUSR2)
         }
-        let started = Date()
-        let stopped = await signals.run(grace: .seconds(5)) {
+        // A grace far beyond any stall, so `stopped` can only come from the work returning.
+        let stopped = await signals.run(grace: .seconds(600)) {
             try? await Task.sleep(for: .seconds(3600))
         }
-        // The bounds tell "ended by the signal" from "ran its course" (an hour, ten minutes), not
-        // how fast: in the whole suite on 2 cores, other tests can hold the cooperative pool this
-        // test's tasks resume on for tens of seconds (seen: 11.6 s and 32 s for what takes
-        // milliseconds alone).
-        #expect(stopped && signals.caught == SIGUSR2)
-        #expect(Date().timeIntervalSince(started) < 120, "the signal ends the work, not its hour")
+        // Outcomes, not times: `stopped` means the hour's sleep returned early (only cancellation
+        // does that), `!abandoned` that the grace ran out before the ten minutes' work ended. A
+        // time bound failed here: in the whole suite on 2 cores, other tests hold the cooperative
+        // pool these tasks resume on for minutes (seen: 11.6 s, 32 s and 128.6 s for what takes
+        // milliseconds alone). `run`'s own SIGTERM and SIGINT timings are RunServiceTests', on the
+        // agent process.
+        #expect(stopped && signals.caught == SIGUSR2, "the signal ended the work")
         _ = await sender.result
 
         // Caught already: the next work is cancelled at once, and left after the grace when it
         // does not return.
-        let stubborn = Date()
         let abandoned = await signals.run(grace: .milliseconds(200)) {
             await withCheckedContinuation { continuation in
                 DispatchQueue.global().asyncAfter(deadline: .now() + 600) { continuation.resume() }
             }
         }
-        #expect(!abandoned)
-        #expect(Date().timeIntervalSince(stubborn) < 120, "given up on after the grace, not after its ten minutes")
+        #expect(!abandoned, "given up on after the grace, not after its ten minutes")
     }
 
     @Test("without a signal the work runs to its end")
