@@ -104,7 +104,8 @@ public enum HKDF<H: HashFunction> {
             HMAC<H>.authenticationCode(for: $0, using: SymmetricKey(data: Array(salt)))
         }
         defer { pseudoRandomKey.cleanse() }
-        let key = SymmetricKey(data: pseudoRandomKey.bytes)
+        // Keyed once: each block starts from a copy of it instead of padding the key again.
+        let keyed = HMAC<H>(key: SymmetricKey(data: pseudoRandomKey.bytes))
         let info = Array(info)
         // Expand (section 2.3): T(i) = HMAC(PRK, T(i-1) | info | i), the output is T(1) | T(2) | …
         return SymmetricKey(secret: SecretBytes(count: outputByteCount) { output in
@@ -113,7 +114,7 @@ public enum HKDF<H: HashFunction> {
             var filled = 0
             var counter: UInt8 = 1
             while filled < outputByteCount {
-                var hmac = HMAC<H>(key: key)
+                var hmac = keyed
                 hmac.update(data: block.bytes)
                 hmac.update(data: info)
                 hmac.update(data: [counter])
