@@ -133,6 +133,20 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
     }
 }
 
+/// A GPT as `sfdisk --json` reads it: each partition's start and size in sectors, UUID and name.
+enum PartitionTable {
+    struct Partition: Decodable { var node: String, start: Int, size: Int, uuid: String, name: String? }
+
+    static func read(_ disk: String) throws -> [Partition] {
+        struct Dump: Decodable {
+            struct Table: Decodable { var partitions: [Partition] }
+            var partitiontable: Table
+        }
+        let dump = try system("sfdisk", ["--json", disk])
+        return try JSONDecoder().decode(Dump.self, from: Data(dump.stdout.utf8)).partitiontable.partitions
+    }
+}
+
 @Suite struct DiskLayoutTests {
     @Test func partitionTableVerifiesWithFixedIdentifiers() throws {
         try withScratch { dir in
@@ -165,15 +179,9 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
             #expect(truncate(disk, off_t(card)) == 0)
             let first = try system("systemd-repart", ["--dry-run=no", "--definitions=" + definitions, disk])
             try #require(first.status == 0, "systemd-repart: \(first.stderr)")
-            let dump = try system("sfdisk", ["--json", disk])
-            struct Table: Decodable {
-                struct Inner: Decodable { var partitions: [Partition] }
-                struct Partition: Decodable { var node: String, start: Int, size: Int, uuid: String, name: String? }
-                var partitiontable: Inner
-            }
-            let partitions = try JSONDecoder().decode(Table.self, from: Data(dump.stdout.utf8)).partitiontable.partitions
+            let partitions = try PartitionTable.read(disk)
             let site = try #require(partitions.first { $0.name == "edgekit-site" })
-            let data = try #require(partitions.first { $0.name == "edgekit-data" }, "\(dump.stdout)")
+            let data = try #require(partitions.first { $0.name == "edgekit-data" }, "\(partitions)")
             #expect(site.start == layout.siteStart && site.size == layout.siteSectors, "the site partition is left as it was")
             #expect(data.uuid == DiskLayout.dataUUID.uppercased())
             #expect(data.start == layout.siteStart + layout.siteSectors)

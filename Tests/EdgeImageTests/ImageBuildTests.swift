@@ -427,16 +427,10 @@ struct ImageBuildTests {
     /// card's, ext4, holding what the agent wrote under /var/lib/edgekit (`path`, after e2fsck
     /// replays the journal of a guest that was never shut down).
     func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String) throws {
-        let dump = try system("sfdisk", ["--dump", card])
-        let line = try #require(dump.stdout.split(separator: "\n").first { $0.contains("name=\"edgekit-data\"") }, "no data partition: \(dump.stdout)")
-        func field(_ name: String) -> Int? {
-            line.split(separator: ",").compactMap { part -> Int? in
-                let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                return pair.count == 2 && pair[0].hasSuffix(name) ? Int(pair[1]) : nil
-            }.first
-        }
-        let start = try #require(field("start")), size = try #require(field("size"))
-        #expect(bytes / DiskLayout.sector - (start + size) < 2048, "grown to the card's end: \(line)")
+        let partitions = try PartitionTable.read(card)
+        let data = try #require(partitions.first { $0.name == "edgekit-data" }, "no data partition: \(partitions)")
+        let start = data.start, size = data.size
+        #expect(bytes / DiskLayout.sector - (start + size) < 2048, "grown to the card's end: \(data)")
         let loop = try system("losetup", ["--find", "--show", "--offset", String(start * DiskLayout.sector),
                                           "--sizelimit", String(size * DiskLayout.sector), card])
         let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
