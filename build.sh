@@ -16,7 +16,8 @@ ROOT=$(pwd)
 # Debian packages the project needs: to build (libarchive, zstd, libcrypto, pkg-config), and the real
 # tools the features and the suite run (age, signify, WireGuard, radvd, keepalived, nftables, ...).
 # The aarch64 agent (scripts/aarch64-agent.sh) needs mmdebstrap, rsync and file, and qemu-user-static
-# with binfmt-support to run it; qemu-system-arm and qemu-efi-aarch64 are for booting arm64 images.
+# with binfmt-support to run it; arm64 images need arch-test (mmdebstrap's check for foreign
+# architectures) and qemu-user-static, and qemu-system-arm and qemu-efi-aarch64 boot them.
 PACKAGES=(
   pkg-config libarchive-dev libzstd-dev libssl-dev zstd libarchive-tools
   age signify-openbsd
@@ -24,7 +25,7 @@ PACKAGES=(
   ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client
   dosfstools mtools e2fsprogs fdisk bmap-tools
   mmdebstrap qemu-system-x86 ovmf
-  rsync file binutils qemu-user-static binfmt-support qemu-system-arm qemu-efi-aarch64
+  rsync file binutils qemu-user-static binfmt-support arch-test qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
 )
@@ -96,11 +97,11 @@ main_job() {
     swift build -c release --static-swift-stdlib --product "$product" 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
       || die "release build of $product failed"
   done
-  local bin agent secrets
+  local bin agent arm64 secrets
   bin="$(swift build -c release --show-bin-path)"
   agent="$(appliance_agent)"
   log "cross-building the agent for aarch64 (docs/cross-build.md)"
-  arm64_agent >/dev/null
+  arm64="$(arm64_agent)"
   log "checking the example plan"
   "$bin/edgekit" plan check profiles/example
   "$bin/edgekit" plan show profiles/example
@@ -114,7 +115,7 @@ main_job() {
   fi
   log "building every image, stick and the relay bundle of the example plan into out/"
   "$bin/edgekit" build --plan profiles/example --secrets "$secrets" --out "$ROOT/out" \
-    --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --agent "$agent"
+    --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --agent "$agent" --agent-arm64 "$arm64"
   log "done: $(cd out && ls *.img *.tar.zst SHA256SUMS | tr '\n' ' ')"
 }
 
@@ -149,7 +150,8 @@ run_tests() {
       || die "release build of edgekit failed"
     EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)"
     log "cross-building the agent for aarch64 (docs/cross-build.md)"
-    arm64_agent >/dev/null
+    export EDGEKIT_ARM64_AGENT_BINARY
+    EDGEKIT_ARM64_AGENT_BINARY="$(arm64_agent)"
     enable_aarch64_binfmt
   fi
   log "building the test suite"

@@ -51,6 +51,13 @@ public struct FleetBuild: Sendable {
         var boards: [Board] = []
         for board in sites.map(\.board) where !boards.contains(board) {
             boards.append(board)
+        }
+        // Every board's agent is checked before any base is built: a missing arm64 agent is one
+        // line at once, not after minutes of building the x86-64 images.
+        for board in boards {
+            _ = try builder.on(board).agent()
+        }
+        for board in boards {
             let boardBuilder = builder.on(board)
             systems.append((boardBuilder, try boardBuilder.system()))
         }

@@ -18,8 +18,11 @@ public struct DiskLayout: Sendable, Equatable {
     public var siteSectors: Int
     /// 0 on boards without GRUB for BIOS, whose disks are as they were before boards existed.
     public var biosBootSectors: Int
+    /// The root partition's type: the Discoverable Partitions Specification's root type of the
+    /// architecture the root filesystem runs on.
+    public var rootType: String
 
-    public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0) {
+    public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0, architecture: String = "amd64") {
         func sectors(_ bytes: Int) -> Int {
             let raw = (bytes + DiskLayout.sector - 1) / DiskLayout.sector
             return (raw + DiskLayout.alignment - 1) / DiskLayout.alignment * DiskLayout.alignment
@@ -28,6 +31,7 @@ public struct DiskLayout: Sendable, Equatable {
         rootSectors = sectors(rootBytes)
         siteSectors = sectors(siteBytes)
         biosBootSectors = sectors(biosBootBytes)
+        rootType = DiskLayout.rootTypes[architecture] ?? DiskLayout.rootTypes["amd64"]!
     }
 
     /// The room left after the site partition for the data partition: 32 MiB, the least systemd-repart
@@ -45,7 +49,11 @@ public struct DiskLayout: Sendable, Equatable {
 
     /// GPT partition type GUIDs (UAPI Discoverable Partitions Specification).
     static let espType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-    static let rootType = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  // root, x86-64
+    /// Root partition types by Debian architecture.
+    static let rootTypes = [
+        "amd64": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",  // root, x86-64
+        "arm64": "B921B045-1DF0-41C3-AF44-4C6F280D3FAE",  // root, 64-bit ARM (AArch64)
+    ]
     static let dataType = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  // Linux filesystem data
     static let biosBootType = "21686148-6449-6E6F-744E-656564454649"  // GRUB's BIOS boot partition
 
@@ -80,7 +88,7 @@ public struct DiskLayout: Sendable, Equatable {
         unit: sectors
         first-lba: \(DiskLayout.alignment)
         start=\(espStart), size=\(espSectors), type=\(DiskLayout.espType), uuid=\(DiskLayout.espUUID), name="esp"
-        start=\(rootStart), size=\(rootSectors), type=\(DiskLayout.rootType), uuid=\(DiskLayout.rootUUID), name="edgekit-root"
+        start=\(rootStart), size=\(rootSectors), type=\(rootType), uuid=\(DiskLayout.rootUUID), name="edgekit-root"
         start=\(siteStart), size=\(siteSectors), type=\(DiskLayout.dataType), uuid=\(DiskLayout.siteUUID), name="edgekit-site"
 
         """ + (biosBootSectors == 0 ? "" : """

@@ -19,18 +19,21 @@ public struct ImageBuilder: Sendable {
     public var cacheDirectory: String
     public var recipe: BaseRecipe
     public var overlayDirectory: String
-    public var agentBinary: String
+    /// The static edgekit-agent to install, per Debian architecture (`amd64`, `arm64`): each board
+    /// gets the one built for its architecture.
+    public var agentBinaries: [String: String]
     /// The `edgekit` executable, run inside mmdebstrap's user namespace to pack the base when
     /// building without root (`image pack-base`).
     public var packerExecutable: String
     public var progress: BuildProgress
 
+    /// `agentBinary` is the agent for `recipe`'s architecture; `agentBinaries` adds those of others.
     public init(cacheDirectory: String, recipe: BaseRecipe, overlayDirectory: String, agentBinary: String,
-                packerExecutable: String, progress: BuildProgress) {
+                agentBinaries: [String: String] = [:], packerExecutable: String, progress: BuildProgress) {
         self.cacheDirectory = cacheDirectory
         self.recipe = recipe
         self.overlayDirectory = overlayDirectory
-        self.agentBinary = agentBinary
+        self.agentBinaries = agentBinaries.merging([recipe.architecture: agentBinary]) { _, given in given }
         self.packerExecutable = packerExecutable
         self.progress = progress
     }
@@ -66,7 +69,10 @@ public struct ImageBuilder: Sendable {
     /// `net.ifnames=0`: ports keep the kernel's names (eth0, eth1) until the agent's `.link` files
     /// rename them; their `OriginalName=eth0` must still match when the first apply re-triggers udev
     /// on a running system, which it would not after udev's predictable renaming (docs/network.md).
-    public static let kernelCommandLine = "root=PARTUUID=\(DiskLayout.rootUUID) ro net.ifnames=0 console=tty0 console=ttyS0,115200 systemd.show_status=1"
+    /// The consoles come from the board (`Board.consoles`).
+    public static func kernelCommandLine(_ board: Board) -> String {
+        "root=PARTUUID=\(DiskLayout.rootUUID) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
+    }
 
     // MARK: Level 1: the Debian base
 
@@ -197,7 +203,7 @@ public struct ImageBuilder: Sendable {
         var boot = [
             ("vmlinuz", root + "/vmlinuz"),
             ("initrd.img", root + "/initrd.img"),
-            ("systemd-bootx64.efi", root + "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
+            ("systemd-boot\(board.efiArchitecture).efi", root + "/usr/lib/systemd/boot/efi/systemd-boot\(board.efiArchitecture).efi"),
         ]
         if board.bootloaders.contains(.grubPC) {
             boot += [("grub-boot.img", root + GrubPC.bootImageInTree), ("grub-core.img", root + GrubPC.coreImageInTree)]
@@ -245,6 +251,27 @@ public struct ImageBuilder: Sendable {
         var source: String?
     }
 
+    /// The agent binary for the board's architecture, checked: given, executable, and (read from its
+    /// ELF header) built for the board's processor. `edgekit build` checks every board's before it
+    /// builds anything.
+    public func agent() throws -> String {
+        let architecture = recipe.architecture
+        // How `edgekit build` and `edgekit image build` take each architecture's agent.
+        let option = architecture == "amd64" ? "--agent" : "--agent-\(architecture)"
+        guard let agentBinary = agentBinaries[architecture] else {
+            throw ImageError("image.missing-input", "board \(recipe.board.name) needs edgekit-agent built for \(architecture) and none was given "
+                + "(\(option) FILE; ./build.sh cross-builds it to .build/appliance-\(architecture)/edgekit-agent)")
+        }
+        guard FileManager.default.isExecutableFile(atPath: agentBinary) else {
+            throw ImageError("image.missing-input", "agent binary \(agentBinary) is missing or not executable (build it with ./build.sh)")
+        }
+        if let machine = ELFMachine(file: agentBinary), let wanted = ELFMachine(debianArchitecture: architecture), machine != wanted {
+            throw ImageError("image.missing-input", "agent binary \(agentBinary) is built for \(machine), but board \(recipe.board.name) runs "
+                + "\(wanted); give the \(architecture) agent with \(option) FILE")
+        }
+        return agentBinary
+    }
+
     /// Reads `overlays/` and adds the agent binary. Modes are normalised: directories 0755, files
     /// 0755 when executable in the checkout, else 0644; symlinks kept; owner root.
     func overlayFiles() throws -> [OverlayFile] {
@@ -252,9 +279,7 @@ public struct ImageBuilder: Sendable {
         guard FileManager.default.fileExists(atPath: overlayDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ImageError("image.missing-input", "overlay folder \(overlayDirectory) does not exist (expected the repository's overlays/)")
         }
-        guard FileManager.default.isExecutableFile(atPath: agentBinary) else {
-            throw ImageError("image.missing-input", "agent binary \(agentBinary) is missing or not executable (build it with ./build.sh)")
-        }
+        let agentBinary = try agent()
         var files: [OverlayFile] = []
         guard let walker = FileManager.default.enumerator(atPath: overlayDirectory) else { return files }
         for case let relative as String in walker {
@@ -288,7 +313,7 @@ public struct ImageBuilder: Sendable {
         var hasher = SHA256()
         // The default board's key is what it was before boards: its cached systems stay valid.
         let board = recipe.board == .default ? "" : " board \(recipe.board.name)"
-        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine)\(board)".utf8))
+        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -338,7 +363,8 @@ public struct ImageBuilder: Sendable {
         stat(base + "/root.ext4", &rootInfo)
         let grub = recipe.board.bootloaders.contains(.grubPC)
         let layout = DiskLayout(espBytes: ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size), siteBytes: ImageBuilder.siteBytes,
-                                biosBootBytes: recipe.board.partitions.hasBIOSBootPartition ? ImageBuilder.biosBootBytes : 0)
+                                biosBootBytes: recipe.board.partitions.hasBIOSBootPartition ? ImageBuilder.biosBootBytes : 0,
+                                architecture: recipe.architecture)
         let disk = staging + "/disk.img"
         try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
             try layout.createDisk(at: disk)
@@ -432,10 +458,12 @@ public struct ImageBuilder: Sendable {
     func makeESP(_ path: String, base: String) throws {
         let esp = try FATImage.format(path, bytes: ImageBuilder.espBytes, bits: 32, label: "EFI", volumeID: DiskLayout.espVolumeID,
                                       environment: fatToolEnvironment)
-        let entry = "title edgekit\nlinux /vmlinuz\ninitrd /initrd.img\noptions \(ImageBuilder.kernelCommandLine)\n"
+        let commandLine = ImageBuilder.kernelCommandLine(recipe.board)
+        let entry = "title edgekit\nlinux /vmlinuz\ninitrd /initrd.img\noptions \(commandLine)\n"
+        let efi = recipe.board.efiArchitecture
         try esp.makeFolders(["::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"])
         try esp.add([
-            ("::/EFI/BOOT/BOOTX64.EFI", try Data(contentsOf: URL(fileURLWithPath: base + "/systemd-bootx64.efi"))),
+            ("::/EFI/BOOT/BOOT\(efi.uppercased()).EFI", try Data(contentsOf: URL(fileURLWithPath: base + "/systemd-boot\(efi).efi"))),
             ("::/loader/loader.conf", Data("default edgekit.conf\ntimeout 0\n".utf8)),
             ("::/loader/entries/edgekit.conf", Data(entry.utf8)),
             ("::/vmlinuz", try Data(contentsOf: URL(fileURLWithPath: base + "/vmlinuz"))),
@@ -443,7 +471,7 @@ public struct ImageBuilder: Sendable {
         ], modified: Int(recipe.sourceDateEpoch))
         if recipe.board.bootloaders.contains(.grubPC) {
             try esp.makeFolders(["::/grub"])
-            try esp.add([("::/grub/grub.cfg", Data(GrubPC.configuration(kernelCommandLine: ImageBuilder.kernelCommandLine).utf8))],
+            try esp.add([("::/grub/grub.cfg", Data(GrubPC.configuration(kernelCommandLine: commandLine).utf8))],
                         modified: Int(recipe.sourceDateEpoch))
         }
     }

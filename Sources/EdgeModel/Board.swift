@@ -22,6 +22,20 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     /// The kernel modules the image keeps: an edge router never loads most of what Debian's kernel
     /// package ships (docs/image.md, "Kernel modules").
     public var kernelModules: KernelModules = .all
+    /// The kernel's consoles (`console=` on its command line), the last one getting the boot
+    /// messages and systemd's status: the screen, then the board's first serial port.
+    public var consoles: [String] = ["tty0", "ttyS0,115200"]
+
+    /// The UEFI architecture's short name in file names: `systemd-boot\(efi).efi` in Debian's
+    /// systemd-boot-efi, `EFI/BOOT/BOOT\(EFI).EFI` as the removable-media loader (UEFI 2.10, 3.5.1.1).
+    public var efiArchitecture: String {
+        switch architecture {
+        case "arm64": "aa64"
+        case "armhf": "arm"
+        case "i386": "ia32"
+        default: "x64"
+        }
+    }
 
     /// Which of the kernel package's modules stay in the image. The initramfs is made from what
     /// stays, so it holds only kept modules too.
@@ -157,6 +171,9 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
         bootloaders: [.grubPC, .systemdBoot], packages: pcPackages + ["grub-pc-bin"], emulation: [seaBIOS, ovmf], status: .built,
         kernelModules: pcModules)
 
+    /// Generic arm64 with UEFI firmware (servers, SBCs whose U-Boot provides EFI, qemu's `virt`):
+    /// the pc-uefi layout with the arm64 kernel and systemd-boot. The serial console is the PL011
+    /// (ttyAMA0) of `virt` and most Arm boards; every kernel module is kept (no trimmed list yet).
     public static let arm64UEFI = Board(
         name: "arm64-uefi", architecture: "arm64", firmware: [.uefi], partitions: .gpt(biosBoot: false),
         bootloaders: [.systemdBoot], packages: ["linux-image-arm64", "initramfs-tools", "systemd-boot-efi"],
@@ -164,7 +181,7 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
                               arguments: ["-machine", "virt", "-cpu", "cortex-a72",
                                           "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"],
                               variables: "/usr/share/AAVMF/AAVMF_VARS.fd")],
-        status: .planned)
+        status: .built, consoles: ["tty0", "ttyAMA0,115200"])
 
     public static let rpi = Board(
         name: "rpi", architecture: "arm64", firmware: [.raspberryPi], partitions: .mbrFirmware,

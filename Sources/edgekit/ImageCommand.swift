@@ -13,11 +13,15 @@ struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Overlay tree laid over the rootfs.", valueName: "dir"))
     var overlays: String = "overlays"
 
-    @Option(help: ArgumentHelp("edgekit-agent binary to install, built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
+    @Option(help: ArgumentHelp("edgekit-agent binary to install on x86-64 boards (pc-uefi, pc-bios), built with the static Swift stdlib (default: next to this edgekit).", valueName: "file"))
     var agent: String?
 
+    @Option(name: .customLong("agent-arm64"),
+            help: ArgumentHelp("edgekit-agent binary to install on arm64 boards (arm64-uefi), cross-built for aarch64 (./build.sh makes .build/appliance-arm64/edgekit-agent; docs/cross-build.md).", valueName: "file"))
+    var arm64Agent: String?
+
     func builder(progress: BuildProgress) throws -> ImageBuilder {
-        try ImageBuilder(cache: cache, overlays: overlays, agent: agent ?? Executables.sibling("edgekit-agent"),
+        try ImageBuilder(cache: cache, overlays: overlays, agent: agent ?? Executables.sibling("edgekit-agent"), arm64Agent: arm64Agent,
                          packer: Executables.current, progress: progress)
     }
 }

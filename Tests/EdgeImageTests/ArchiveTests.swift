@@ -135,7 +135,7 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
 
 /// A GPT as `sfdisk --json` reads it: each partition's start and size in sectors, UUID and name.
 enum PartitionTable {
-    struct Partition: Decodable { var node: String, start: Int, size: Int, uuid: String, name: String? }
+    struct Partition: Decodable { var node: String, start: Int, size: Int, type: String, uuid: String, name: String? }
 
     static func read(_ disk: String) throws -> [Partition] {
         struct Dump: Decodable {

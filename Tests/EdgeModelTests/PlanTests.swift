@@ -78,7 +78,7 @@ func expectGolden(_ actual: String, _ name: String, sourceLocation: SourceLocati
     /// firmware it claims, and a BIOS boot partition goes with GRUB.
     @Test func boardTableIsConsistent() {
         #expect(Set(Board.all.map(\.name)).count == Board.all.count)
-        #expect(Board.builtNames == ["pc-uefi", "pc-bios"])
+        #expect(Board.builtNames == ["pc-uefi", "pc-bios", "arm64-uefi"])
         #expect(Board.named("pc-uefi") == Board.default)
         for board in Board.all where board.status == .built {
             #expect(board.emulation.map(\.firmware) == board.firmware, "\(board)")

@@ -39,6 +39,14 @@ public enum Products {
               FileManager.default.isExecutableFile(atPath: path) else { return nil }
         return path
     }
+
+    /// The agent cross-built for aarch64 that goes into arm64 images (`$EDGEKIT_ARM64_AGENT_BINARY`,
+    /// set by build.sh from scripts/aarch64-agent.sh), or nil without it.
+    public static var arm64ApplianceAgent: String? {
+        guard let path = ProcessInfo.processInfo.environment["EDGEKIT_ARM64_AGENT_BINARY"],
+              FileManager.default.isExecutableFile(atPath: path) else { return nil }
+        return path
+    }
 }
 
 /// The example plan with the servers' mesh added (docs/plan.md, "The servers' mesh"): three servers

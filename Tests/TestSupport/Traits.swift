@@ -29,6 +29,12 @@ extension Trait where Self == ConditionTrait {
                  "needs EDGEKIT_AGENT_BINARY, the static edgekit-agent (run the suite with ./build.sh test)")
     }
 
+    /// The aarch64 agent build.sh cross-builds (`EDGEKIT_ARM64_AGENT_BINARY`); arm64 image tests put it into images.
+    public static var requiresArm64ApplianceAgent: Self {
+        .enabled(if: Products.arm64ApplianceAgent != nil,
+                 "needs EDGEKIT_ARM64_AGENT_BINARY, the cross-built aarch64 edgekit-agent (run the suite with ./build.sh test)")
+    }
+
     /// Takes more than a few seconds; `./build.sh test quick` (EDGEKIT_QUICK=1) skips it.
     public static var slow: Self {
         .enabled(if: ProcessInfo.processInfo.environment["EDGEKIT_QUICK"] != "1", "slow; skipped by ./build.sh test quick")
