@@ -220,6 +220,13 @@ case "${1:-}" in
     swift build 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "debug build failed"
     EDGEKIT_AGENT_BINARY="$(appliance_agent)"
     swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build of edgekit failed"
+    # LAB_QEMU_BOARD=arm64-uefi boots site B's arm64 image: the aarch64 agent goes into it.
+    if [ "${LAB_QEMU_BOARD:-pc-uefi}" = arm64-uefi ]; then
+      log "cross-building the agent for aarch64 (docs/cross-build.md)"
+      export EDGEKIT_ARM64_AGENT_BINARY
+      EDGEKIT_ARM64_AGENT_BINARY="$(arm64_agent)"
+      enable_aarch64_binfmt
+    fi
     EDGEKIT_AGENT_BINARY="$EDGEKIT_AGENT_BINARY" EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)" \
       EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
   help|-h|--help)

@@ -15,6 +15,9 @@
 #
 # Environment: EDGEKIT_BIN_DIR (default .build/debug), LAB_REPORT, LAB_KEEP=1 (keep the work folder),
 # LAB_STRICT_TARGETS=1 (a missed timing target fails the run too), LAB_QEMU=0 (skip the qemu scenario),
+# LAB_QEMU_BOARD=arm64-uefi (site B on the arm64-uefi board, its image booted under qemu-system-aarch64
+# with AAVMF in place of the x86-64 one; needs EDGEKIT_ARM64_AGENT_BINARY, default
+# .build/appliance-arm64/edgekit-agent, which ./build.sh cross-builds),
 # LAB_STABILITY_SECONDS=N (a healthy pair under traffic for N s must not move its VIPs; bench/stability.sh),
 # EDGEKIT_AGENT_BINARY (the static agent for the image, default .build/appliance/edgekit-agent),
 # EDGEKIT_IMAGE_CACHE (the image cache, default /var/tmp/edgekit-test-cache, the test suite's),
@@ -132,10 +135,28 @@ LAB_QEMU=${LAB_QEMU:-1}
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 APPLIANCE_AGENT=${EDGEKIT_AGENT_BINARY:-$ROOT/.build/appliance/edgekit-agent}
 IMAGE_CACHE=${EDGEKIT_IMAGE_CACHE:-${EDGEKIT_TEST_CACHE:-/var/tmp/edgekit-test-cache}}
+# The board of site B, whose image the qemu scenario boots: the emulator, machine and UEFI firmware
+# of its row in the board table (docs/image.md, "Boards"), and how long a boot may take under
+# software emulation (arm64 on x86-64 is several times slower).
+LAB_QEMU_BOARD=${LAB_QEMU_BOARD:-pc-uefi}
+BUILD_AGENTS=(--agent "$APPLIANCE_AGENT")
+case "$LAB_QEMU_BOARD" in
+  pc-uefi)
+    QEMU=qemu-system-x86_64 QEMU_MACHINE=(-machine q35) QEMU_WAIT=240
+    FIRMWARE_CODE=$OVMF_CODE FIRMWARE_VARS=$OVMF_VARS FIRMWARE_PACKAGE=ovmf ;;
+  arm64-uefi)
+    QEMU=qemu-system-aarch64 QEMU_MACHINE=(-machine virt -cpu cortex-a72) QEMU_WAIT=900
+    FIRMWARE_CODE=/usr/share/AAVMF/AAVMF_CODE.fd FIRMWARE_VARS=/usr/share/AAVMF/AAVMF_VARS.fd FIRMWARE_PACKAGE=qemu-efi-aarch64
+    ARM64_AGENT=${EDGEKIT_ARM64_AGENT_BINARY:-$ROOT/.build/appliance-arm64/edgekit-agent}
+    BUILD_AGENTS+=(--agent-arm64 "$ARM64_AGENT") ;;
+  *) fail "LAB_QEMU_BOARD=$LAB_QEMU_BOARD: the qemu scenario boots pc-uefi or arm64-uefi" ;;
+esac
 if [ "$LAB_QEMU" = 1 ]; then
-  command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is missing: run ./build.sh deps (or LAB_QEMU=0)"
-  [ -f "$OVMF_CODE" ] && [ -f "$OVMF_VARS" ] || fail "$OVMF_CODE is missing (package ovmf): run ./build.sh deps (or LAB_QEMU=0)"
+  command -v "$QEMU" >/dev/null || fail "$QEMU is missing: run ./build.sh deps (or LAB_QEMU=0)"
+  [ -f "$FIRMWARE_CODE" ] && [ -f "$FIRMWARE_VARS" ] || fail "$FIRMWARE_CODE is missing (package $FIRMWARE_PACKAGE): run ./build.sh deps (or LAB_QEMU=0)"
   [ -x "$APPLIANCE_AGENT" ] || fail "$APPLIANCE_AGENT is not built: ./build.sh builds it (or set EDGEKIT_AGENT_BINARY, or LAB_QEMU=0)"
+  [ -z "${ARM64_AGENT:-}" ] || [ -x "$ARM64_AGENT" ] \
+    || fail "$ARM64_AGENT is not built: ./build.sh cross-builds it (or set EDGEKIT_ARM64_AGENT_BINARY)"
 fi
 [ "$(id -u)" -eq 0 ] || fail "needs root (network namespaces)"
 # Daemons inherit the signal mask: with SIGTERM blocked (e.g. spawned from a test thread) graceful
@@ -148,6 +169,10 @@ PLAN=$W/plan
 mkdir -p "$PLAN"
 sed 's/^\(  host: \).*/\1relay.lab.example/' "$ROOT/profiles/example/plan.yaml" > "$PLAN/plan.yaml"
 grep -q 'host: relay.lab.example' "$PLAN/plan.yaml" || fail "could not set the lab relay name in the plan copy"
+if [ "$LAB_QEMU_BOARD" != pc-uefi ]; then
+  sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    board: $LAB_QEMU_BOARD/" "$PLAN/plan.yaml"
+  grep -q "board: $LAB_QEMU_BOARD" "$PLAN/plan.yaml" || fail "could not put site B on $LAB_QEMU_BOARD in the plan copy"
+fi
 # The servers' mesh (docs/mesh.md): servers sa and sb, SLAAC token ::10 on their site LANs. A third
 # server (sc) is added later, to show that it joins with new mesh files only.
 MESH_PORT=58001
@@ -186,7 +211,7 @@ if [ "$LAB_QEMU" = 1 ]; then
   log "edgekit build of the lab plan: site images, sticks, relay bundle (cache $IMAGE_CACHE)"
   T_IMAGE=$(now)
   "${EDGEKIT_RELEASE_BIN_DIR:-$BIN}/edgekit" build --plan "$PLAN" --secrets "$SECRETS" --out "$W/build" \
-    --cache "$IMAGE_CACHE" --agent "$APPLIANCE_AGENT" --overlays "$ROOT/overlays" --relay-binary "$BIN/edgekit-relay" \
+    --cache "$IMAGE_CACHE" "${BUILD_AGENTS[@]}" --overlays "$ROOT/overlays" --relay-binary "$BIN/edgekit-relay" \
     >"$W/build.log" 2>&1 || fail "edgekit build of the lab plan failed: $(tail -1 "$W/build.log")"
   IMAGE_SECONDS=$(elapsed "$T_IMAGE")
   (cd "$W/build" && sha256sum -c --quiet SHA256SUMS) || fail "edgekit build's SHA256SUMS do not match its outputs"
@@ -885,7 +910,7 @@ fi # LAB_ONLY
 
 # ---------------------------------------------------------------------------------------------------
 if [ "$LAB_QEMU" = 1 ]; then
-  log "scenario: site B's real image in qemu (OVMF, software emulation) in place of the b1 namespace"
+  log "scenario: site B's real image ($LAB_QEMU_BOARD) in qemu (UEFI, software emulation) in place of the b1 namespace"
   # The guest's NICs are taps in their own namespace, each bridged to a veth into its lab segment:
   # NIC 1 (eth0, the plan's uplink "auto") to ISP B, NIC 2 (eth1, the LAN) to site B's LAN.
   mkns qb
@@ -901,13 +926,13 @@ if [ "$LAB_QEMU" = 1 ]; then
   B1_PUB=$(relay_peers | awk -v s="$SITE_B" '$4 ~ s { print $1; exit }')
   [ -n "$B1_PUB" ] || fail "the relay has no peer owning $SITE_B before the qemu scenario"
   del_namespace b1                     # the b1 router (agent, daemons, tunnel) is gone
-  cp "$OVMF_VARS" "$W/qemu-vars.fd"
+  cp "$FIRMWARE_VARS" "$W/qemu-vars.fd"
   T_QEMU=$(now)
   # -snapshot-like drives: the image and the stick stay as built. -no-reboot: a crash ends qemu.
   # One vCPU: with two, multi-threaded TCG sometimes lets the 6.12 kernel run code the other vCPU is
   # patching with int3, and it panics at boot ("Oops: int3", seen in a full-suite run).
-  ip netns exec "$(ns qb)" qemu-system-x86_64 -machine q35 -m 1024 -smp 1 -display none -no-reboot \
-    -drive if=pflash,format=raw,readonly=on,file="$OVMF_CODE" -drive if=pflash,format=raw,file="$W/qemu-vars.fd" \
+  ip netns exec "$(ns qb)" "$QEMU" "${QEMU_MACHINE[@]}" -m 1024 -smp 1 -display none -no-reboot \
+    -drive if=pflash,format=raw,readonly=on,file="$FIRMWARE_CODE" -drive if=pflash,format=raw,file="$W/qemu-vars.fd" \
     -drive file="${LAB_QEMU_IMAGE:-$W/build/site-b.img}",if=virtio,format=raw,snapshot=on \
     -device qemu-xhci,id=xhci -drive if=none,id=stick,file="$W/b1.stick.img",format=raw,snapshot=on \
     -device usb-storage,bus=xhci.0,drive=stick \
@@ -918,12 +943,12 @@ if [ "$LAB_QEMU" = 1 ]; then
   QEMU_PID=$!
   qemu_alive() { kill -0 "$QEMU_PID" 2>/dev/null || fail "qemu exited (log $W/qemu.log, console $W/qemu-console.log): $(tail -3 "$W/qemu.log")"; }
   console_has() { qemu_alive; grep -aq "$1" "$W/qemu-console.log"; }
-  wait_until 240 "the guest's kernel and agent start (console $W/qemu-console.log)" console_has 'Starting.*edgekit-agent'
+  wait_until "$QEMU_WAIT" "the guest's kernel and agent start (console $W/qemu-console.log)" console_has 'Starting.*edgekit-agent'
   figure "qemu" "qemu start → the guest's agent starts" "$(elapsed "$T_QEMU")" "-"
-  wait_until 240 "the guest's agent applies b1's stick (console $W/qemu-console.log)" console_has 'applied generation 1 (site site-b router 1'
+  wait_until "$QEMU_WAIT" "the guest's agent applies b1's stick (console $W/qemu-console.log)" console_has 'applied generation 1 (site site-b router 1'
   figure "qemu" "qemu start → b1's stick applied in the guest" "$(elapsed "$T_QEMU")" "-"
   guest_registered() { qemu_alive; [ "$(grep -c 'site=site-b .*registered' "$W/relay.log" || true)" -gt "$REG_BEFORE" ]; }
-  wait_until 240 "the guest registers with the lab relay (relay log $W/relay.log, console $W/qemu-console.log)" guest_registered
+  wait_until "$QEMU_WAIT" "the guest registers with the lab relay (relay log $W/relay.log, console $W/qemu-console.log)" guest_registered
   T_QEMU_REG=$(now)
   figure "qemu" "qemu start → the guest registered with the relay" "$(elapsed "$T_QEMU" "$T_QEMU_REG")" "-"
   # The same WireGuard key as b1 (derived from the stick): the relay's peer for b1's key handshakes
@@ -1144,7 +1169,7 @@ mkdir -p "$(dirname "$REPORT")"
   echo "The script stops at the first failing assertion, so a report exists only for a run whose assertions all passed."
   echo "Uplink DHCP: busybox udhcpc in each router namespace (networkd does it on the appliance)."
   if [ "$LAB_QEMU" = 1 ]; then
-    echo "qemu: edgekit build of the lab plan (both site images, 3 sticks, relay bundle) in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
+    echo "qemu: edgekit build of the lab plan (both site images, site B on $LAB_QEMU_BOARD, 3 sticks, relay bundle) in ${IMAGE_SECONDS} s (cache $IMAGE_CACHE); the guest runs networkd, resolved,"
     echo "the agent with systemd service control, radvd, keepalived, nftables and kernel WireGuard."
   fi
 } > "$REPORT.tmp"
