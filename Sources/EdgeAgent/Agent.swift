@@ -255,7 +255,7 @@ public struct Agent {
         defer { lock.release() }
 
         report.recovered = try recoverLocked()
-        if ports.pins != pinning.load() { try pinning.save(ports.pins) }
+        if ports.pins != pinning.load() { try pinning.save(ports.pins, steps: steps) }
 
         if let current = store.current, current.manifest.sameContent(as: manifest) {
             // The generation's own copies were changed in place (an editor writes through the

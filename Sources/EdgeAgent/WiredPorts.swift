@@ -136,7 +136,13 @@ public struct PortPinning {
 
     /// Writes `pins` atomically and durably (a temporary file, fsync, rename, fsync of the folder).
     public func save(_ pins: PinnedPorts) throws {
-        try DurableFiles.makeDirectories(paths.state, steps: CrashPoints())
+        try save(pins, steps: CrashPoints())
+    }
+
+    /// `save`, as a step of an apply (`steps`: the apply's crash points).
+    func save(_ pins: PinnedPorts, steps: CrashPoints) throws {
+        try DurableFiles.makeDirectories(paths.state, steps: steps)
+        steps.step("write \(file)")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         do {
