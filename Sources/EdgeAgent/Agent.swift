@@ -33,6 +33,8 @@ public struct ApplyReport: Sendable, Equatable {
     public var recovered: [RouterService] = []
     /// Services that had not come up with the current generation, restarted again now.
     public var retried: [RouterService] = []
+    /// What the apply did about the plan's `auto` ports: one line per role pinned, moved, or without a port.
+    public var ports: [String] = []
 
     /// The line that says what happened (the first one but for a recovery note).
     public var summary: String? { lines.first { !$0.hasPrefix("recovered an interrupted apply") } }
@@ -54,6 +56,7 @@ public struct ApplyReport: Sendable, Equatable {
         case .wouldApply:
             lines.append("dry run: would apply \(who) from \(stick); nothing was changed")
         }
+        lines += ports
         let verb = outcome == .wouldApply ? "would " : ""
         lines += added.map { "\(verb)add \($0)" } + changed.map { "\(verb)change \($0)" } + removed.map { "\(verb)remove \($0)" }
         if outcome != .unchanged || !retried.isEmpty {
@@ -143,15 +146,16 @@ public struct Agent {
     }
 
     /// Every file of the router (rendered) plus its WireGuard key (0600, owned by systemd-network)
-    /// and, when the plan has operators, its SSH host key (0600, root).
-    public func desiredFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
+    /// and, when the plan has operators, its SSH host key (0600, root). `pinnedPorts`: the `auto`
+    /// ports' MAC addresses; nil, the pinned ones on disk.
+    public func desiredFiles(for document: ProfileDocument, input: String, pinnedPorts: PinnedPorts? = nil) throws -> [DesiredFile] {
         let secret: RouterSecret
         do {
             secret = try document.secret()
         } catch {
             throw AgentError.profile(input, "\(error)", cause: ErrorCause(error))
         }
-        var files = try publicFiles(for: document, input: input)
+        var files = try publicFiles(for: document, input: input, pinnedPorts: pinnedPorts)
         let (uid, gid) = keyOwner()
         files.append(DesiredFile(path: ConfigPaths.routerWireGuardKey,
                                  contents: Data((secret.wireGuardKey.privateKeyBase64 + "\n").utf8),
@@ -169,12 +173,14 @@ public struct Agent {
     }
 
     /// Every file but the key: what the profile renders to, and the applied profile itself. Needs
-    /// no secret, so `apply --repair` can render it again from the applied (redacted) profile.
-    func publicFiles(for document: ProfileDocument, input: String) throws -> [DesiredFile] {
+    /// no secret, so `apply --repair` can render it again from the applied (redacted) profile, with
+    /// the ports pinned on disk (`pinnedPorts` nil).
+    func publicFiles(for document: ProfileDocument, input: String, pinnedPorts: PinnedPorts? = nil) throws -> [DesiredFile] {
         do {
             let model = try document.model()
             var files = EdgeRouterConfig.files(plan: model.plan, site: model.site, router: model.router,
-                                               relayPublicKeys: document.plan.relays.map(\.publicKey))
+                                               relayPublicKeys: document.plan.relays.map(\.publicKey),
+                                               pinnedPorts: pinnedPorts ?? PortPinning(paths: paths).load())
                 .map { DesiredFile(path: $0.path, contents: Data($0.contents.utf8), mode: $0.mode) }
             // The profile without its secret: what `run` needs to register (certificate, relay) and
             // what an operator reads to see which stick is applied.
@@ -207,10 +213,16 @@ public struct Agent {
     public func apply(stick given: String?, dryRun: Bool) throws -> ApplyReport {
         let (document, stick) = try readProfile(stick: given)
         let input = stick
-        let files = try desiredFiles(for: document, input: input)
+        // The plan's `auto` ports: pinned by MAC at the first apply that finds them, kept after
+        // (docs/network.md, "Interface names"). Written below, once the apply holds the lock.
+        let pinning = PortPinning(paths: paths)
+        // A profile without a model is refused by `desiredFiles`, with its reason.
+        let ports = (try? document.model()).map { pinning.resolve(for: $0.router, ports: WiredPorts.scan(pinning.classNet)) }
+            ?? (pins: PinnedPorts(), lines: [])
+        let files = try desiredFiles(for: document, input: input, pinnedPorts: ports.pins)
         let entries = files.map(\.entry)
         var report = ApplyReport(outcome: .wouldApply, generation: nil, serial: document.serial, site: document.site.name,
-                                 slot: document.router.slot, stick: stick, serviceControl: services.name)
+                                 slot: document.router.slot, stick: stick, serviceControl: services.name, ports: ports.lines)
         var manifest = GenerationManifest(number: 0, origin: "profile", serial: document.serial, plan: document.plan.name,
                                           site: document.site.name, slot: document.router.slot, files: entries)
         let store = self.store
@@ -243,6 +255,7 @@ public struct Agent {
         defer { lock.release() }
 
         report.recovered = try recoverLocked()
+        if ports.pins != pinning.load() { try pinning.save(ports.pins, steps: steps) }
 
         if let current = store.current, current.manifest.sameContent(as: manifest) {
             // The generation's own copies were changed in place (an editor writes through the

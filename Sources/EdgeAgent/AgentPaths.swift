@@ -37,6 +37,9 @@ public struct AgentPaths: Sendable, Equatable {
     public var journal: String { state + "/transition.json" }
     /// Services of the current generation that did not come up (docs/agent.md, "Restarts and rollback").
     public var failedServices: String { state + "/failed-services.json" }
+    /// The MAC addresses of the ports the agent chose for a plan's `auto` uplink and LAN (docs/network.md,
+    /// "Interface names"): device facts, kept across generations, sticks and reboots.
+    public var portPins: String { state + "/ports.json" }
 
     /// Runtime state, gone at reboot on the appliance (tmpfs): VRRP state, status, notify socket, pids.
     public var runtime: String { live("/run/edgekit") }

@@ -158,9 +158,43 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     public var driftProblem: String?
     /// The running agent's health verdict and last relay probe; nil when no agent runs.
     public var health: HealthReport?
+    /// The ports pinned for the plan's `auto` uplink and LAN (docs/network.md, "Interface names");
+    /// nil when nothing is pinned.
+    public var ports: [PinnedPort]?
+
+    /// One pinned port: its role, MAC address and the name it has now (nil: not present).
+    public struct PinnedPort: Codable, Sendable, Equatable {
+        public var role: String
+        public var mac: String
+        public var name: String?
+
+        public init(role: String, mac: String, name: String?) {
+            self.role = role
+            self.mac = mac
+            self.name = name
+        }
+
+        /// Every key, always (`name` null when the port is not present).
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(role, forKey: .role)
+            try container.encode(mac, forKey: .mac)
+            try container.encode(name, forKey: .name)
+        }
+
+        /// The pins on disk, each with the port that has its MAC address now.
+        static func gather(paths: AgentPaths) -> [PinnedPort]? {
+            let pinning = PortPinning(paths: paths)
+            let pins = pinning.load()
+            let roles = [("uplink", pins.uplink), ("lan", pins.lan)].compactMap { role, mac in mac.map { (role, $0) } }
+            guard !roles.isEmpty else { return nil }
+            let ports = WiredPorts.scan(pinning.classNet) ?? []
+            return roles.map { role, mac in PinnedPort(role: role, mac: mac, name: ports.first { $0.mac == mac }?.name) }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health, ports
         case driftedFiles = "drifted_files"
         case driftProblem = "drift_problem"
         case stickPath = "stick_path"
@@ -193,6 +227,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         try container.encode(driftedFiles, forKey: .driftedFiles)
         try container.encode(driftProblem, forKey: .driftProblem)
         try container.encode(health, forKey: .health)
+        try container.encode(ports, forKey: .ports)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
@@ -243,7 +278,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             registration: runtime?.registration ?? "not attempted (agent not running)",
             agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note,
             drift: drift, driftedFiles: drifted, driftProblem: driftProblem,
-            health: runtime?.agentLine.hasPrefix("running") == true ? HealthReport.load(paths: paths) : nil)
+            health: runtime?.agentLine.hasPrefix("running") == true ? HealthReport.load(paths: paths) : nil,
+            ports: PinnedPort.gather(paths: paths))
     }
 
     public var lines: [String] {
@@ -253,6 +289,12 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "generation    \(generation.map(String.init) ?? "none")\(previousGeneration.map { " (previous \($0) kept)" } ?? "")",
             "serial        \(serial.map(String.init) ?? "none")",
             "vrrp          \(vrrp)",
+        ]
+        if let ports {
+            lines.append("ports         " + ports.map { "\($0.role) \($0.mac) (\($0.name ?? "not present"))" }.joined(separator: ", ")
+                         + " (pinned for auto)")
+        }
+        lines += [
             "tunnel        \(tunnel)",
             "registration  \(registration)",
             "agent         \(agent)",

@@ -50,7 +50,9 @@ public struct ChildProcessServices: ServiceControl {
         case .nftables:
             try check(service, tool("nft"), ["-f", paths.live(ConfigPaths.nftables)])
         case .networkd:
-            // Only what the lab needs of networkd: the LAN port up with the router's own address.
+            // Only what the lab needs of udev and networkd: ports renamed by MAC, the LAN port up
+            // with the router's own address.
+            try renamePinnedPorts()
             let lan = NetworkdFile(paths.live(ConfigPaths.lanNetwork))
             if let name = lan.values("Name").first {
                 try check(service, tool("ip"), ["link", "set", name, "up"])
@@ -75,6 +77,27 @@ public struct ChildProcessServices: ServiceControl {
             try restartTunnel()
         case .ssh:
             try restartSSH()
+        }
+    }
+
+    /// What udev does with a `.link` file that matches by MAC address (a pinned `auto` port, or the
+    /// plan's `mac:`) at the "add" event the systemd apply replays: the port with that address takes
+    /// the file's `Name=`. Files that match otherwise (`OriginalName=`) are left alone: the lab's
+    /// ports already carry their names then.
+    func renamePinnedPorts() throws {
+        for path in [ConfigPaths.uplinkLink, ConfigPaths.lanLink] {
+            let link = NetworkdFile(paths.live(path))
+            guard let mac = link.values("MACAddress").first?.lowercased(), let name = link.values("Name").first else { continue }
+            // `ip -o link` lines: "4: eth1@if5: <BROADCAST,…> mtu 1500 … link/ether 02:00:00:00:00:02 brd …".
+            let shown = (try? attempt(tool("ip"), ["-o", "link", "show"]))?.output ?? ""
+            for line in shown.split(separator: "\n") where line.contains("link/ether \(mac) ") {
+                let fields = line.split(separator: " ")
+                guard fields.count > 1 else { continue }
+                let current = String(fields[1].dropLast().split(separator: "@").first ?? "")
+                if current != name {
+                    try check(.networkd, tool("ip"), ["link", "set", "dev", current, "name", name])
+                }
+            }
         }
     }
 

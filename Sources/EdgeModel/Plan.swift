@@ -281,7 +281,9 @@ public struct Router: Sendable, Equatable {
 
 /// How a router finds one of its network interfaces.
 public enum InterfaceMatch: Sendable, Equatable, CustomStringConvertible {
-    /// Uplink: the first wired Ethernet port (`en*`/`eth*`) by kernel order; LAN: the second one.
+    /// Uplink: the first physical wired Ethernet port (onboard before USB, then by device path);
+    /// LAN: the second one. edgekit-agent pins both by MAC address at the first apply
+    /// (docs/network.md, "Which port is which with `auto`").
     case auto
     /// A kernel interface name, e.g. `enp1s0`.
     case name(String)

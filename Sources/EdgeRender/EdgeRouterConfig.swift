@@ -6,7 +6,10 @@ public enum EdgeRouterConfig {
     /// (base64), in the order of `plan.relays`.
     /// The router's private keys are not among them: the agent writes `ConfigPaths.routerWireGuardKey`
     /// (and, when the plan has operators, `ConfigPaths.sshHostKey`).
-    public static func files(plan: Plan, site: Site, router: Router, relayPublicKeys: [String]) -> [RenderedFile] {
+    /// `pinnedPorts` are the MAC addresses edgekit-agent pinned on the device for `auto` ports; a
+    /// preview (`edgekit render`) has none.
+    public static func files(plan: Plan, site: Site, router: Router, relayPublicKeys: [String],
+                             pinnedPorts: PinnedPorts = PinnedPorts()) -> [RenderedFile] {
         precondition(relayPublicKeys.count == plan.relays.count, "one public key per relay")
         var files = [
             RenderedFile(path: ConfigPaths.uplinkNetwork, contents: RouterNetworkd.uplinkNetwork(router: router)),
@@ -32,14 +35,27 @@ public enum EdgeRouterConfig {
             files.append(RenderedFile(path: ConfigPaths.sshAuthorizedKeys, contents: SSHServer.authorizedKeys(plan: plan)))
         }
         if let link = RouterNetworkd.link(router.uplink, stableName: InterfaceNames.stableUplink,
-                                          role: "uplink", autoKernelName: "eth0") {
+                                          role: "uplink", autoKernelName: "eth0", pinned: pinnedPorts.uplink) {
             files.append(RenderedFile(path: ConfigPaths.uplinkLink, contents: link))
         }
         if let link = RouterNetworkd.link(router.lan, stableName: InterfaceNames.stableLAN,
-                                          role: "LAN", autoKernelName: "eth1") {
+                                          role: "LAN", autoKernelName: "eth1", pinned: pinnedPorts.lan) {
             files.append(RenderedFile(path: ConfigPaths.lanLink, contents: link))
         }
         return files.sorted { $0.path < $1.path }
+    }
+}
+
+/// The MAC addresses of the wired ports edgekit-agent pinned on the device for a plan's `auto`
+/// uplink and LAN (docs/network.md, "Interface names"): lower case, colon separated; nil where
+/// nothing is pinned. Kept by the agent in `/var/lib/edgekit/ports.json`, in this form.
+public struct PinnedPorts: Sendable, Equatable, Codable {
+    public var uplink: String?
+    public var lan: String?
+
+    public init(uplink: String? = nil, lan: String? = nil) {
+        self.uplink = uplink
+        self.lan = lan
     }
 }
 

@@ -5,8 +5,12 @@ import EdgeModel
 /// Why networkd rather than wg-quick for the tunnel: docs/network.md, "WireGuard".
 enum RouterNetworkd {
     /// A `.link` file that gives an `auto` or MAC-matched NIC its stable name, or nil when the plan
-    /// names the interface (its name is then already known and stable).
-    static func link(_ match: InterfaceMatch, stableName: String, role: String, autoKernelName: String) -> String? {
+    /// names the interface (its name is then already known and stable). `pinned` is the MAC address
+    /// edgekit-agent pinned for an `auto` port on the device; without one (`edgekit render`, or a
+    /// device where the agent found no port for the role) the match falls back to the kernel's
+    /// name in probe order, `autoKernelName`.
+    static func link(_ match: InterfaceMatch, stableName: String, role: String, autoKernelName: String,
+                     pinned: String? = nil) -> String? {
         let matchLines: String
         switch match {
         case .name:
@@ -17,12 +21,24 @@ enum RouterNetworkd {
                 MACAddress=\(mac)
                 """
         case .auto:
-            matchLines = """
-                # plan: \(role) auto. The kernel names wired ports eth0, eth1, ... in probe order before udev
-                # renames them; \(autoKernelName) is the \(role) port (docs/network.md, "Interface names").
-                OriginalName=\(autoKernelName)
-                Type=ether
-                """
+            if let pinned {
+                matchLines = """
+                    # plan: \(role) auto. edgekit-agent chose this port at first apply (onboard before USB, then
+                    # by device path) and pinned its MAC address, so the port keeps its role whatever order the
+                    # kernel probes the ports in (docs/network.md, "Interface names").
+                    MACAddress=\(pinned)
+                    Type=ether
+                    """
+            } else {
+                matchLines = """
+                    # plan: \(role) auto. On the device edgekit-agent pins the \(role) port by MAC address at
+                    # first apply (onboard before USB, then by device path) and matches MACAddress= instead.
+                    # Until it has found a port for the role: the kernel's name in probe order, before udev
+                    # renames anything (docs/network.md, "Interface names").
+                    OriginalName=\(autoKernelName)
+                    Type=ether
+                    """
+            }
         }
         return """
             # edgekit: gives the \(role) port the stable name \(stableName), which radvd, keepalived and

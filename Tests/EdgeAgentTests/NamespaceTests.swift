@@ -134,4 +134,82 @@ import TestSupport
             #expect(try String(contentsOfFile: root + "/etc/keepalived/keepalived.conf", encoding: .utf8).contains("priority 100"))
         }
     }
+
+    /// Real ports, a real rename: two veths in a namespace stand in for a Pi 4's onboard port and its
+    /// USB adapter (the fake sysfs under --root says which is which, with the veths' MAC addresses;
+    /// veths have no device of their own). The first apply pins them and the ports are renamed by
+    /// MAC (`ChildProcessServices` does what udev does with the `.link` files); after a "reboot" that
+    /// names them the other way round, an apply of another slot's stick keeps both roles.
+    @Test("auto ports in a namespace: pinned by MAC, renamed, and kept when the kernel's order swaps", .requiresRoot(andTools: "ip", "unshare", "radvd", "keepalived", "wireguard-go", "wg", "nft"), .slow)
+    func pinnedPortsInNamespace() throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            let sysfs = try FakeSysfs(root: root)
+            let onboard = PortPinningApplyTests.onboard, adapter = PortPinningApplyTests.adapter
+            let stickA = try scratch.stickFolder("a", slot: 2, serial: 1000)
+            let stickB = try scratch.stickFolder("b", slot: 1, serial: 1001)
+            let number = Self.counter.withLock { $0 += 1; return $0 }
+            let ns = "ekp\(getpid())x\(number)"
+            func ip(_ arguments: [String]) throws {
+                let result = try runSystem("ip", arguments)
+                try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result)")
+            }
+            try ip(["netns", "add", ns])
+            defer {
+                if let pids = try? runSystem("ip", ["netns", "pids", ns]) {
+                    for pid in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+                }
+                _ = try? runSystem("ip", ["netns", "del", ns])
+            }
+            try ip(["-n", ns, "link", "set", "lo", "up"])
+            /// The kernel's names after a boot: eth0 probed first. The peers stay up, so each port has carrier.
+            func boot(adapterFirst: Bool) throws {
+                for name in ["eth0", "eth1", "uplink0", "lan0"] { _ = try? runSystem("ip", ["-n", ns, "link", "del", name]) }
+                let (first, second) = adapterFirst ? (adapter, onboard) : (onboard, adapter)
+                for (index, mac) in [first, second].enumerated() {
+                    try ip(["-n", ns, "link", "add", "eth\(index)", "address", mac, "type", "veth", "peer", "name", "peer\(index)"])
+                    try ip(["-n", ns, "link", "set", "peer\(index)", "up"])
+                }
+                try PortPinningApplyTests.pi4(sysfs, swapped: !adapterFirst)
+            }
+            let agent = binDirectory.appendingPathComponent("edgekit-agent").path
+            let processes = root + "/run/edgekit/processes"
+            func run(_ stick: String) throws -> String {
+                let script = """
+                    mount -t tmpfs tmpfs /run || exit 90
+                    cleanup() { for f in \(processes)/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done; sleep 0.5; rm -f \(processes)/*.pid; }
+                    trap cleanup EXIT
+                    echo "=== apply"; \(agent) apply --root \(root) --stick \(stick) --services processes 2>&1; echo "rc=$?"
+                    echo "=== links"; ip -br link show | awk '{ split($1, n, "@"); print n[1], $3 }'
+                    echo "=== lan"; ip -6 addr show dev lan0 2>&1
+                    """
+                let result = try runSystem("ip", ["netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script])
+                return result.stdout + result.stderr
+            }
+
+            try boot(adapterFirst: true)
+            let first = try run(stickA)
+            let out1 = Self.sections(first)
+            let site = BadProfileCorpus.plan.site(named: "site-a")!
+            #expect(out1["apply"]?.contains("ports: uplink auto: pinned \(onboard) (eth1, onboard)\nports: LAN auto: pinned \(adapter) (eth0, USB)\n") == true, "\(first)")
+            #expect(out1["apply"]?.contains("rc=0") == true, "\(first)")
+            // The onboard port (eth1 this boot) is the uplink, the adapter (eth0) the LAN.
+            #expect(out1["links"]?.contains("uplink0 \(onboard)\n") == true && out1["links"]?.contains("lan0 \(adapter)\n") == true, "\(first)")
+            #expect(out1["lan"]?.contains("inet6 \(site.router(slot: 2)!.lanAddress)/64") == true, "\(first)")
+            let links = (PortPinningApplyTests.link(root, ConfigPaths.uplinkLink), PortPinningApplyTests.link(root, ConfigPaths.lanLink))
+
+            // Next boot the onboard port probes first (eth0): another stick (slot 1, its own LAN
+            // address, so networkd is restarted and the ports renamed again) keeps both roles.
+            try boot(adapterFirst: false)
+            let second = try run(stickB)
+            let out2 = Self.sections(second)
+            #expect(out2["apply"]?.contains("applied generation 2") == true && out2["apply"]?.contains("rc=0") == true, "\(second)")
+            #expect(out2["apply"]?.contains("ports:") == false, "nothing to pin again: \(second)")
+            #expect(out2["apply"]?.contains(".link") == false, "the .link files stay: \(second)")
+            #expect(out2["links"]?.contains("uplink0 \(onboard)\n") == true && out2["links"]?.contains("lan0 \(adapter)\n") == true, "\(second)")
+            #expect(out2["lan"]?.contains("inet6 \(site.router(slot: 1)!.lanAddress)/64") == true, "\(second)")
+            #expect(PortPinningApplyTests.link(root, ConfigPaths.uplinkLink) == links.0)
+            #expect(PortPinningApplyTests.link(root, ConfigPaths.lanLink) == links.1)
+        }
+    }
 }

@@ -12,7 +12,7 @@ struct GoldenTests {
 
     @Test("rendered files match the golden files")
     func matchesGolden() throws {
-        let renderings = try Fixtures.allRenderings() + Fixtures.meshRenderings()
+        let renderings = try Fixtures.allRenderings() + Fixtures.meshRenderings() + [Fixtures.pinnedPortsRendering()]
         let fileManager = FileManager.default
         if Self.recording {
             try? fileManager.removeItem(at: Fixtures.goldenDirectory)

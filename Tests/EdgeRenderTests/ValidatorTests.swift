@@ -136,7 +136,9 @@ extension RealTools {
             ]
             var checked = 0
             var endpoints = 0
-            for (name, files) in try Fixtures.allRenderings() + Fixtures.meshRenderings() {
+            var macMatches = 0
+            // The preview (`auto`: OriginalName=) and a device's pinned ports (`auto`: MACAddress=).
+            for (name, files) in try Fixtures.allRenderings() + Fixtures.meshRenderings() + [Fixtures.pinnedPortsRendering()] {
                 for file in files where file.path.hasPrefix(ConfigPaths.networkdDirectory + "/") {
                     let type = String(file.path.split(separator: ".").last ?? "")
                     // A server's mesh key (PrivateKeyFile=): one line of base64, 32 bytes.
@@ -176,14 +178,72 @@ extension RealTools {
                                     "\(name)\(file.path): Endpoint=\(parts[1])")
                             endpoints += 1
                         }
+                        if key == "MACAddress" {
+                            let octets = parts[1].split(separator: ":")
+                            #expect(octets.count == 6 && octets.allSatisfy { $0.count == 2 && UInt8($0, radix: 16) != nil },
+                                    "\(name)\(file.path): MACAddress=\(parts[1])")
+                            macMatches += 1
+                        }
                         checked += 1
                     }
                 }
             }
             #expect(checked > 50)
             #expect(endpoints == 6, "the three mesh servers have two peers each")
+            #expect(macMatches == 2, "the pinned uplink and LAN match by MAC")
             // The check itself must be able to fail.
             #expect(networkd.range(of: Data([0] + Array("Network.IPv6AcceptRAs".utf8) + [0])) == nil)
+        }
+
+        /// udev's own `.link` code (`udevadm test-builtin net_setup_link`, in a namespace whose sysfs
+        /// shows only its veths and a private /etc/systemd/network holding only our files): the pinned
+        /// form names the port with each MAC address, the preview's form the kernel's eth0/eth1, and a
+        /// port with another MAC address is left alone (so the test can fail).
+        @Test("udev applies the .link files: pinned MACs and the kernel-order form name the right ports")
+        func linkFiles() throws {
+            _ = try Lab.tool("udevadm", package: "udev")
+            _ = try Lab.tool("unshare", package: "util-linux")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let ns = try lab.namespace("k")
+            // eth0 carries the pinned LAN MAC and eth1 the uplink's: the kernel's order is the other way round.
+            let ports = [("eth0", "00:e0:4c:68:00:01"), ("eth1", "dc:a6:32:01:02:03"), ("eth2", "02:00:00:00:00:07")]
+            for (index, (name, mac)) in ports.enumerated() {
+                try lab.ip(ns, "link", "add", name, "address", mac, "type", "veth", "peer", "name", "kp\(index)")
+            }
+
+            /// ID_NET_NAME (empty when no file matched) of each port, with `files` the only ones of ours.
+            func names(_ files: [RenderedFile], _ label: String) throws -> [String: String] {
+                let folder = lab.directory.appendingPathComponent("link-\(label)-\(Lab.nextNumber())")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                for file in files { _ = try lab.write(folder.lastPathComponent + "/" + (file.path as NSString).lastPathComponent, file.contents) }
+                var script = "set -e; mount -t tmpfs tmpfs /etc/systemd/network; cp \(folder.path)/*.link /etc/systemd/network/\n"
+                for (name, _) in ports {
+                    script += "echo \"edgekit-port \(name)\"; udevadm test-builtin net_setup_link /sys/class/net/\(name) 2>&1\n"
+                }
+                let result = try lab.exec(ns, ["unshare", "-m", "--propagation", "private", "sh", "-c", script])
+                #expect(result.status == 0, "\(result)")
+                var found: [String: String] = [:]
+                var port = ""
+                for line in result.stdout.split(separator: "\n") {
+                    if line.hasPrefix("edgekit-port ") { port = String(line.dropFirst("edgekit-port ".count)); found[port] = ""; continue }
+                    if line.hasPrefix("ID_NET_LINK_FILE=/etc/systemd/network/10-edgekit-") { found[port, default: ""] += "ours:" }
+                    if line.hasPrefix("ID_NET_NAME=") { found[port, default: ""] += line.dropFirst("ID_NET_NAME=".count) }
+                }
+                return found
+            }
+
+            let pinned = try Fixtures.pinnedPortsRendering().files
+            #expect(pinned.count == 2)
+            let byMAC = try names(pinned, "pinned")
+            #expect(byMAC["eth1"] == "ours:uplink0" && byMAC["eth0"] == "ours:lan0", "\(byMAC)")
+            #expect(byMAC["eth2"]?.hasPrefix("ours:") == false, "a port with another MAC is not ours: \(byMAC)")
+
+            let preview = try Fixtures.router("site-a", slot: 1).files.filter { $0.path.hasSuffix(".link") }
+            #expect(preview.count == 2)
+            let byOrder = try names(preview, "preview")
+            #expect(byOrder["eth0"] == "ours:uplink0" && byOrder["eth1"] == "ours:lan0", "\(byOrder)")
+            #expect(byOrder["eth2"]?.hasPrefix("ours:") == false, "\(byOrder)")
         }
 
         @Test("wg setconf loads the tunnel file into a wireguard-go interface")

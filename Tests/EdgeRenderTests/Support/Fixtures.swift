@@ -47,6 +47,17 @@ enum Fixtures {
         return result
     }
 
+    /// site-a's first router on a device where edgekit-agent pinned its `auto` ports by MAC address
+    /// (docs/network.md, "Interface names"): only its `.link` files differ from the preview's.
+    static func pinnedPortsRendering() throws -> (name: String, files: [RenderedFile]) {
+        let plan = try examplePlan()
+        let site = plan.sites[0]
+        let router = site.routers[0]
+        let files = EdgeRouterConfig.files(plan: plan, site: site, router: router, relayPublicKeys: [relayPublicKey],
+                                           pinnedPorts: PinnedPorts(uplink: "dc:a6:32:01:02:03", lan: "00:e0:4c:68:00:01"))
+        return ("pinned-ports-" + site.hostname(slot: router.slot), files.filter { $0.path.hasSuffix(".link") })
+    }
+
     /// Another valid WireGuard public key (`wg genkey | wg pubkey`, once): the second relay's.
     static let secondRelayPublicKey = "SYIQ0gVX9Z8LHHBq9pyMt9XtdWnBxDswL/QDHlTnT00="
 
