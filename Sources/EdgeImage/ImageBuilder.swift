@@ -67,8 +67,10 @@ public struct ImageBuilder: Sendable {
         return builder
     }
     /// `net.ifnames=0`: ports keep the kernel's names (eth0, eth1) until the agent's `.link` files
-    /// rename them; their `OriginalName=eth0` must still match when the first apply re-triggers udev
-    /// on a running system, which it would not after udev's predictable renaming (docs/network.md).
+    /// rename them to `uplink0`/`lan0`. The agent pins `auto` ports by MAC address; only where it
+    /// found no port to pin does a `.link` file match `OriginalName=eth0`, which must still match when
+    /// the apply re-triggers udev on a running system, as it would not after udev's predictable
+    /// renaming (docs/network.md, "Interface names").
     /// The consoles come from the board (`Board.consoles`).
     public static func kernelCommandLine(_ board: Board) -> String {
         "root=PARTUUID=\(DiskLayout.rootUUID) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
