@@ -77,7 +77,8 @@ arm64_agent() {
 }
 
 # Lets the kernel run aarch64 binaries through qemu-aarch64 (qemu-user-static, binfmt-support), so
-# the agent's tests can start the aarch64 agent as they start the host's.
+# the agent's tests can start the aarch64 agent as they start the host's, and mmdebstrap can run the
+# package scripts of an arm64 base.
 enable_aarch64_binfmt() {
   if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
@@ -205,7 +206,7 @@ suite_counts() {
 
 case "${1:-}" in
   "")
-    install_packages; find_swift; main_job ;;
+    install_packages; enable_aarch64_binfmt; find_swift; main_job ;;
   test)
     case "${2:-}" in
       "") install_packages; find_swift; run_tests all ;;
@@ -213,7 +214,7 @@ case "${1:-}" in
       *) die "unknown test mode \"$2\"; use ./build.sh test or ./build.sh test quick" ;;
     esac ;;
   deps)
-    install_packages ;;
+    install_packages; enable_aarch64_binfmt ;;
   lab)
     install_packages; find_swift
     log "building debug binaries for the lab"
