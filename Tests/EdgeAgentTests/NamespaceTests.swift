@@ -13,6 +13,35 @@ import TestSupport
 @Suite(.serialized) struct NamespaceTests {
     static let counter = Mutex(0)
 
+    /// A network namespace of the test's own (PREFIX, the process id and a counter: unique), with
+    /// its loopback up. Pair it with `deleteNamespace` in a `defer`.
+    static func addNamespace(prefix: String) throws -> String {
+        let number = counter.withLock { $0 += 1; return $0 }
+        let ns = "\(prefix)\(getpid())x\(number)"
+        try ip(["netns", "add", ns])
+        do {
+            try ip(["-n", ns, "link", "set", "lo", "up"])
+        } catch {
+            deleteNamespace(ns)
+            throw error
+        }
+        return ns
+    }
+
+    /// Kills everything still running in `ns` (all of it started by the test) and deletes it.
+    static func deleteNamespace(_ ns: String) {
+        if let pids = try? runSystem("ip", ["netns", "pids", ns]) {
+            for pid in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+        }
+        _ = try? runSystem("ip", ["netns", "del", ns])
+    }
+
+    /// `ip ARGUMENTS`, required to succeed.
+    static func ip(_ arguments: [String]) throws {
+        let result = try runSystem("ip", arguments)
+        try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result)")
+    }
+
 
     /// Output of one script section (`=== NAME` … up to the next).
     static func sections(_ output: String) -> [String: String] {
@@ -42,24 +71,11 @@ import TestSupport
 
                 """.utf8), attributes: [.posixPermissions: 0o755])
 
-            let number = Self.counter.withLock { $0 += 1; return $0 }
-            let ns = "eka\(getpid())x\(number)"
-            func ip(_ arguments: [String]) throws {
-                let result = try runSystem("ip", arguments)
-                try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result)")
-            }
-            try ip(["netns", "add", ns])
-            defer {
-                // Everything still running in the namespace was started by this test.
-                if let pids = try? runSystem("ip", ["netns", "pids", ns]) {
-                    for pid in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
-                }
-                _ = try? runSystem("ip", ["netns", "del", ns])
-            }
-            try ip(["-n", ns, "link", "set", "lo", "up"])
+            let ns = try Self.addNamespace(prefix: "eka")
+            defer { Self.deleteNamespace(ns) }
             for name in ["uplink0", "lan0"] {
-                try ip(["-n", ns, "link", "add", name, "type", "veth", "peer", "name", name + "p"])
-                try ip(["-n", ns, "link", "set", name + "p", "up"])
+                try Self.ip(["-n", ns, "link", "add", name, "type", "veth", "peer", "name", name + "p"])
+                try Self.ip(["-n", ns, "link", "set", name + "p", "up"])
             }
             let agent = binDirectory.appendingPathComponent("edgekit-agent").path
             let processes = root + "/run/edgekit/processes"
@@ -148,27 +164,15 @@ import TestSupport
             let onboard = PortPinningApplyTests.onboard, adapter = PortPinningApplyTests.adapter
             let stickA = try scratch.stickFolder("a", slot: 2, serial: 1000)
             let stickB = try scratch.stickFolder("b", slot: 1, serial: 1001)
-            let number = Self.counter.withLock { $0 += 1; return $0 }
-            let ns = "ekp\(getpid())x\(number)"
-            func ip(_ arguments: [String]) throws {
-                let result = try runSystem("ip", arguments)
-                try #require(result.status == 0, "ip \(arguments.joined(separator: " ")): \(result)")
-            }
-            try ip(["netns", "add", ns])
-            defer {
-                if let pids = try? runSystem("ip", ["netns", "pids", ns]) {
-                    for pid in pids.stdout.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
-                }
-                _ = try? runSystem("ip", ["netns", "del", ns])
-            }
-            try ip(["-n", ns, "link", "set", "lo", "up"])
+            let ns = try Self.addNamespace(prefix: "ekp")
+            defer { Self.deleteNamespace(ns) }
             /// The kernel's names after a boot: eth0 probed first. The peers stay up, so each port has carrier.
             func boot(adapterFirst: Bool) throws {
                 for name in ["eth0", "eth1", "uplink0", "lan0"] { _ = try? runSystem("ip", ["-n", ns, "link", "del", name]) }
                 let (first, second) = adapterFirst ? (adapter, onboard) : (onboard, adapter)
                 for (index, mac) in [first, second].enumerated() {
-                    try ip(["-n", ns, "link", "add", "eth\(index)", "address", mac, "type", "veth", "peer", "name", "peer\(index)"])
-                    try ip(["-n", ns, "link", "set", "peer\(index)", "up"])
+                    try Self.ip(["-n", ns, "link", "add", "eth\(index)", "address", mac, "type", "veth", "peer", "name", "peer\(index)"])
+                    try Self.ip(["-n", ns, "link", "set", "peer\(index)", "up"])
                 }
                 try PortPinningApplyTests.pi4(sysfs, swapped: !adapterFirst)
             }

@@ -119,14 +119,7 @@ struct Arm64ImageTests {
         #expect(try agentKind(in: out + "/site-b.img", scratch: dir).contains("ARM aarch64"), "the aarch64 agent on arm64-uefi")
         #expect(try agentKind(in: out + "/site-a.img", scratch: dir).contains("x86-64"), "the x86-64 agent on pc-uefi")
 
-        let again = dir + "/again"
-        defer { try? FileManager.default.removeItem(atPath: again) }
-        let rebuilt = try edgekit(["image", "build", "--plan", dir + "/plan", "--secrets", dir + "/secrets", "--site", "site-b", "--out", again,
-                                   "--cache", imageCache, "--agent", try staticAgent(), "--agent-arm64", try arm64Agent(),
-                                   "--overlays", repositoryRoot + "/overlays"])
-        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
-        let first = try String(contentsOfFile: out + "/site-b.SHA256SUMS", encoding: .utf8)
-        #expect(try String(contentsOfFile: again + "/site-b.SHA256SUMS", encoding: .utf8) == first, "arm64-uefi builds are reproducible")
+        try expectSiteBRebuildsIdentically(in: dir, agents: ["--agent", try staticAgent(), "--agent-arm64", try arm64Agent()], board: "arm64-uefi")
     }
 
     /// One boot under qemu's `virt` machine (software emulation, Cortex-A72, AAVMF), three checks:
@@ -135,18 +128,10 @@ struct Arm64ImageTests {
     /// without a reboot, every service coming up.
     @Test(.timeLimit(.minutes(25))) func arm64UEFIImageBootsAndAppliesALateStick() throws {
         let dir = try Arm64Build.shared.build()
-        let stick = dir + "/late.stick.img"
-        try? FileManager.default.removeItem(atPath: stick)
-        let built = try edgekit(["stick", "build", "--plan", dir + "/plan", "--secrets", dir + "/secrets",
-                                 "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
-        try #require(built.status == 0, "\(built.stderr)")
-        let prompt = "site-b login:"
-        let applied = "applied generation 1 (site site-b router 1"
-        let devices = ["-nic", "user,model=virtio-net-pci", "-nic", "user,model=virtio-net-pci", "-device", "qemu-xhci,id=xhci"]
-        let plug = ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
-                    "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
+        let plug = try LateStick.make(plan: dir + "/plan", in: dir)
+        let prompt = LateStick.prompt, applied = LateStick.applied
         let boot = try EmulatedBoot.run(dir + "/out/site-b.img", Board.arm64UEFI.emulation[0], scratch: dir, name: "arm64", limit: 1200,
-                                        extra: devices, after: (prompt, plug), waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
+                                        extra: LateStick.devices, after: (prompt, plug), waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot arm64-uefi (virt, AAVMF): agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after "
               + "\(boot.seconds(prompt)) s, stick applied after \(boot.seconds(applied)) s under emulation")
         let tail = "console tail: \(boot.console.suffix(3000))\nmonitor: \(boot.monitor.joined(separator: "\n"))"

@@ -23,6 +23,18 @@ enum MixedBoardBuild {
     }
 }
 
+/// Builds site-b of the plan in `dir/plan` again, into a folder of its own, and expects the
+/// `SHA256SUMS` of the first build in `dir/out`: the board's images are reproducible.
+func expectSiteBRebuildsIdentically(in dir: String, agents: [String], board: String) throws {
+    let again = dir + "/again"
+    defer { try? FileManager.default.removeItem(atPath: again) }
+    let rebuilt = try edgekit(["image", "build", "--plan", dir + "/plan", "--secrets", dir + "/secrets", "--site", "site-b", "--out", again,
+                               "--cache", imageCache, "--overlays", repositoryRoot + "/overlays"] + agents)
+    #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
+    let first = try String(contentsOfFile: dir + "/out/site-b.SHA256SUMS", encoding: .utf8)
+    #expect(try String(contentsOfFile: again + "/site-b.SHA256SUMS", encoding: .utf8) == first, "\(board) builds are reproducible")
+}
+
 /// Reads `count` bytes of `file` at byte `offset`.
 func bytes(of file: String, at offset: Int, count: Int) throws -> [UInt8] {
     let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
@@ -81,13 +93,7 @@ struct BoardImageTests {
 
         let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
         #expect(sums.status == 0 && sums.stdout.contains("site-b.img: OK"), "sha256sum -c: \(sums.stdout)")
-        let again = dir + "/again"
-        defer { try? FileManager.default.removeItem(atPath: again) }
-        let rebuilt = try edgekit(["image", "build", "--plan", dir + "/plan", "--secrets", dir + "/secrets", "--site", "site-b", "--out", again,
-                                   "--cache", imageCache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays"])
-        #expect(rebuilt.status == 0, "\(rebuilt.stderr)")
-        let first = try String(contentsOfFile: out + "/site-b.SHA256SUMS", encoding: .utf8)
-        #expect(try String(contentsOfFile: again + "/site-b.SHA256SUMS", encoding: .utf8) == first, "pc-bios builds are reproducible")
+        try expectSiteBRebuildsIdentically(in: dir, agents: ["--agent", try staticAgent()], board: "pc-bios")
     }
 
     /// The pc-bios image boots to the agent with SeaBIOS (qemu's default firmware, no OVMF) through

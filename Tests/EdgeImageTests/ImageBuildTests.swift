@@ -384,19 +384,8 @@ struct ImageBuildTests {
         let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
         try Data((example + "\noperators:\n  - name: alice\n    ssh_keys:\n      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH12wi39GXd7gq6X7QV6xQ+xv9DHIgI/8bkkI8CZahk2 alice@laptop\n").utf8)
             .write(to: URL(fileURLWithPath: plan + "/plan.yaml"))
-        let stick = dir + "/late.stick.img"
-        try? FileManager.default.removeItem(atPath: stick)
-        let built = try edgekit(["stick", "build", "--plan", plan, "--secrets", dir + "/secrets",
-                                 "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
-        try #require(built.status == 0, "\(built.stderr)")
-        // The root filesystem is every site's; the agent names the machine after its site stamp
-        // (site partition), so the serial login prompt carries the site's hostname.
-        let prompt = "site-b login:"
-        let applied = "applied generation 1 (site site-b router 1"
-        // Two NICs (uplink and LAN, user-mode networking: no relay answers) so the apply has its ports.
-        let nics = ["-nic", "user,model=virtio-net-pci", "-nic", "user,model=virtio-net-pci", "-device", "qemu-xhci,id=xhci"]
-        let plug = ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
-                    "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
+        let plug = try LateStick.make(plan: plan, in: dir)
+        let prompt = LateStick.prompt, applied = LateStick.applied
         // Written to an 8 GiB card: systemd-repart makes the data partition at first boot, to the card's end.
         let card = dir + "/card.img"
         try? FileManager.default.removeItem(atPath: card)
@@ -404,7 +393,7 @@ struct ImageBuildTests {
         defer { try? FileManager.default.removeItem(atPath: card) }
         let cardBytes = 8 << 30
         try #require(truncate(card, off_t(cardBytes)) == 0)
-        let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: nics,
+        let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: LateStick.devices,
                                         after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
               + "stick plugged in then, applied after \(boot.seconds(applied)) s under emulation")
@@ -440,6 +429,30 @@ struct ImageBuildTests {
         #expect(check.status <= 1, "e2fsck: \(check.stdout)\(check.stderr)")
         let listing = try system("debugfs", ["-R", "stat /\(path)", device])
         #expect(listing.stdout.contains("Type: directory"), "\(path) on the data partition: \(listing.stdout)\(listing.stderr)")
+    }
+}
+
+/// Router 1's stick of site-b, attached to a booted guest through the qemu monitor (a USB disk
+/// hot-plugged on an xHCI controller), and the console lines that show it was applied.
+enum LateStick {
+    /// The root filesystem is every site's; the agent names the machine after its site stamp (site
+    /// partition), so the serial login prompt carries the site's hostname.
+    static let prompt = "site-b login:"
+    static let applied = "applied generation 1 (site site-b router 1"
+    /// Two NICs (uplink and LAN, user-mode networking: no relay answers) so the apply has its
+    /// ports, and the controller the stick is plugged into.
+    static let devices = ["-nic", "user,model=virtio-net-pci", "-nic", "user,model=virtio-net-pci", "-device", "qemu-xhci,id=xhci"]
+
+    /// Seals the stick from `plan` with the secrets in `dir` (sealed to the image the same secrets
+    /// built) into `dir`, and returns the monitor commands that plug it in.
+    static func make(plan: String, in dir: String) throws -> [String] {
+        let stick = dir + "/late.stick.img"
+        try? FileManager.default.removeItem(atPath: stick)
+        let built = try edgekit(["stick", "build", "--plan", plan, "--secrets", dir + "/secrets",
+                                 "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
+        try #require(built.status == 0, "\(built.stderr)")
+        return ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
+                "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
     }
 }
 
