@@ -59,7 +59,7 @@ struct AgentArchitectureTests {
             let secrets = try makeSecrets(in: dir)
             let common = ["--plan", dir + "/plan", "--secrets", secrets, "--cache", dir + "/cache", "--agent", try staticAgent(),
                           "--overlays", repositoryRoot + "/overlays"]
-            let missing = try edgekit(["build", "--out", dir + "/out"] + common)
+            let missing = try edgekit(["build", "--out", dir + "/out", "--relay-binary", binaryDirectory + "/edgekit-relay"] + common)
             #expect(missing.status == 1)
             #expect(missing.stderr.split(separator: "\n").count == 1, "one line: \(missing.stderr)")
             #expect(missing.stderr.contains("board arm64-uefi needs edgekit-agent built for arm64") && missing.stderr.contains("--agent-arm64 FILE"),
