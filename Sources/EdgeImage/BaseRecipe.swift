@@ -59,16 +59,17 @@ public struct BaseRecipe: Sendable, Equatable {
         self.board = board
         self.architecture = board.architecture
         self.packages = BaseRecipe.systemPackages + board.packages + BaseRecipe.routerPackages
-        self.mirrors = BaseRecipe.debianMirrors(suite: suite)
+        self.mirrors = BaseRecipe.debianMirrors(suite: suite, components: board.components)
     }
 
-    /// sources.list lines for `suite` on Debian's own mirrors: main, `SUITE-updates` and
-    /// `SUITE-security` (the security archive's layout since bullseye).
-    public static func debianMirrors(suite: String) -> [String] {
-        [
-            "deb http://deb.debian.org/debian \(suite) main",
-            "deb http://deb.debian.org/debian \(suite)-updates main",
-            "deb http://deb.debian.org/debian-security \(suite)-security main",
+    /// sources.list lines for `suite` on Debian's own mirrors: the suite, `SUITE-updates` and
+    /// `SUITE-security` (the security archive's layout since bullseye), each with `components`.
+    public static func debianMirrors(suite: String, components: [String] = ["main"]) -> [String] {
+        let listed = components.joined(separator: " ")
+        return [
+            "deb http://deb.debian.org/debian \(suite) \(listed)",
+            "deb http://deb.debian.org/debian \(suite)-updates \(listed)",
+            "deb http://deb.debian.org/debian-security \(suite)-security \(listed)",
         ]
     }
 

@@ -21,6 +21,14 @@ public struct DiskLayout: Sendable, Equatable {
     /// The root partition's type: the Discoverable Partitions Specification's root type of the
     /// architecture the root filesystem runs on.
     public var rootType: String
+    /// GPT, or MBR for boards whose boot ROM reads only MBR (the Raspberry Pi): there the first
+    /// partition, in the ESP's place, is the FAT firmware partition.
+    public var table: Table = .gpt
+
+    public enum Table: Sendable, Equatable {
+        case gpt
+        case mbr
+    }
 
     public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0, architecture: String = "amd64") {
         func sectors(_ bytes: Int) -> Int {
@@ -80,9 +88,31 @@ public struct DiskLayout: Sendable, Equatable {
         return parts.joined(separator: "-")
     }
 
+    /// The MBR's disk identifier (the first 8 hex digits of the GPT disk GUID's seed): with the
+    /// partition number it makes each partition's PARTUUID (`mbrPartitionUUID`).
+    public static let mbrDiskID = String(uuid(seed: "mbr-disk").prefix(8))
+
+    /// The PARTUUID the kernel and udev give partition `number` of an MBR disk: `DISKID-NN`.
+    public static func mbrPartitionUUID(_ number: Int) -> String {
+        mbrDiskID + "-" + (number < 10 ? "0" : "") + String(number)
+    }
+
     /// The sfdisk script (sfdisk(8), "Input format").
     public var sfdiskScript: String {
-        """
+        if table == .mbr {
+            // Partition 1, FAT32 with LBA (0x0c), marked active: the firmware partition the Pi's
+            // boot ROM reads; then the ext4 root and the site partition (Linux, 0x83).
+            return """
+                label: dos
+                label-id: 0x\(DiskLayout.mbrDiskID)
+                unit: sectors
+                start=\(espStart), size=\(espSectors), type=c, bootable
+                start=\(rootStart), size=\(rootSectors), type=83
+                start=\(siteStart), size=\(siteSectors), type=83
+
+                """
+        }
+        return """
         label: gpt
         label-id: \(DiskLayout.diskID)
         unit: sectors

@@ -56,6 +56,9 @@ public struct ImageBuilder: Sendable {
     }
 
     static let espBytes = 128 << 20
+    /// The Raspberry Pi's FAT firmware partition: about 95 MB today (kernel and initrd 37 MB each,
+    /// the GPU firmware, device trees), with room for a larger kernel.
+    static let firmwareBytes = 256 << 20
     static let siteBytes = 8 << 20
     /// GRUB's BIOS boot partition (`pc-bios`): core.img is about 100 KiB; 1 MiB keeps the ESP aligned.
     static let biosBootBytes = 1 << 20
@@ -72,8 +75,10 @@ public struct ImageBuilder: Sendable {
     /// the apply re-triggers udev on a running system, as it would not after udev's predictable
     /// renaming (docs/network.md, "Interface names").
     /// The consoles come from the board (`Board.consoles`).
+    /// The root is partition 2 by PARTUUID: the fixed GPT UUID, or on an MBR disk `DISKID-02`.
     public static func kernelCommandLine(_ board: Board) -> String {
-        "root=PARTUUID=\(DiskLayout.rootUUID) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
+        let root = board.partitions == .mbrFirmware ? DiskLayout.mbrPartitionUUID(2) : DiskLayout.rootUUID
+        return "root=PARTUUID=\(root) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
     }
 
     // MARK: Level 1: the Debian base
@@ -200,13 +205,16 @@ public struct ImageBuilder: Sendable {
         stat(ext4, &info)
         progress.report(.end(step: ext4Step, summary: "base: ext4 root \(size >> 20) MiB, \(byteCount(Int(info.st_blocks) * 512)) allocated"))
 
-        // Boot files for the ESP: the kernel and initrd the base installed, and systemd-boot; for
-        // GRUB on PCs its boot sector and the core image the hook made (GrubPC).
-        var boot = [
-            ("vmlinuz", root + "/vmlinuz"),
-            ("initrd.img", root + "/initrd.img"),
-            ("systemd-boot\(board.efiArchitecture).efi", root + "/usr/lib/systemd/boot/efi/systemd-boot\(board.efiArchitecture).efi"),
-        ]
+        // Boot files: the kernel and initrd the base installed, and systemd-boot for the ESP; for
+        // GRUB on PCs its boot sector and the core image the hook made (GrubPC); for the Pi the
+        // firmware raspi-firmware's hooks put in /boot/firmware.
+        var boot = [("vmlinuz", root + "/vmlinuz"), ("initrd.img", root + "/initrd.img")]
+        if board.bootloaders.contains(.systemdBoot) {
+            boot.append(("systemd-boot\(board.efiArchitecture).efi", root + "/usr/lib/systemd/boot/efi/systemd-boot\(board.efiArchitecture).efi"))
+        }
+        if board.bootloaders.contains(.raspberryPiFirmware) {
+            try RaspberryPiFirmware.keep(from: root + "/boot/firmware", in: output + "/" + RaspberryPiFirmware.folder)
+        }
         if board.bootloaders.contains(.grubPC) {
             boot += [("grub-boot.img", root + GrubPC.bootImageInTree), ("grub-core.img", root + GrubPC.coreImageInTree)]
         }
@@ -306,6 +314,12 @@ public struct ImageBuilder: Sendable {
             throw ImageError("cannot read agent binary \(agentBinary)")
         }
         files.append(OverlayFile(path: "usr/local/bin/edgekit-agent", kind: .file(agent), mode: 0o755, source: agentBinary))
+        if recipe.board.partitions == .mbrFirmware {
+            // systemd-repart works only on GPT disks: no repart definitions, and an fstab by the MBR's
+            // PARTUUIDs without the data partition (the state stays on the root filesystem).
+            files.removeAll { $0.path == "etc/repart.d" || $0.path.hasPrefix("etc/repart.d/") || $0.path == "etc/fstab" }
+            files.append(OverlayFile(path: "etc/fstab", kind: .file(Data(RaspberryPiFirmware.fstab.utf8)), mode: 0o644))
+        }
         return files.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
@@ -364,18 +378,28 @@ public struct ImageBuilder: Sendable {
         var rootInfo = stat()
         stat(base + "/root.ext4", &rootInfo)
         let grub = recipe.board.bootloaders.contains(.grubPC)
-        let layout = DiskLayout(espBytes: ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size), siteBytes: ImageBuilder.siteBytes,
+        // On the Pi's MBR disk the FAT firmware partition takes the ESP's place.
+        let mbr = recipe.board.partitions == .mbrFirmware
+        var layout = DiskLayout(espBytes: mbr ? ImageBuilder.firmwareBytes : ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size),
+                                siteBytes: ImageBuilder.siteBytes,
                                 biosBootBytes: recipe.board.partitions.hasBIOSBootPartition ? ImageBuilder.biosBootBytes : 0,
                                 architecture: recipe.architecture)
+        layout.table = mbr ? .mbr : .gpt
         let disk = staging + "/disk.img"
         try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
             try layout.createDisk(at: disk)
             try SparseCopy.copy(base + "/root.ext4", into: disk, at: layout.rootStart * DiskLayout.sector) { step.advance($0) }
             step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "overlay into the ext4 root")
             try writeOverlay(overlay, into: disk, offset: layout.rootStart * DiskLayout.sector)
-            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "EFI system partition")
+            step.advance(Int(rootInfo.st_blocks) * 512, of: Int(rootInfo.st_blocks) * 512, detail: "boot partition")
             let esp = staging + "/esp.vfat"
-            try makeESP(esp, base: base)
+            if recipe.board.bootloaders.contains(.raspberryPiFirmware) {
+                try RaspberryPiFirmware.makePartition(esp, base: base, bytes: layout.espSectors * DiskLayout.sector,
+                                                      kernelCommandLine: ImageBuilder.kernelCommandLine(recipe.board),
+                                                      epoch: recipe.sourceDateEpoch, environment: fatToolEnvironment)
+            } else {
+                try makeESP(esp, base: base)
+            }
             try SparseCopy.copy(esp, into: disk, at: layout.espStart * DiskLayout.sector)
             try? FileManager.default.removeItem(atPath: esp)
             if grub {
@@ -407,6 +431,8 @@ public struct ImageBuilder: Sendable {
     /// `offset`: where the filesystem starts in `image` (e2fsprogs' `?offset=` device option).
     func writeOverlay(_ overlay: [OverlayFile], into image: String, offset: Int = 0) throws {
         var script: [String] = []
+        var generated: [String] = []
+        defer { for copy in generated { try? FileManager.default.removeItem(atPath: copy) } }
         let epoch = recipe.sourceDateEpoch
         for file in overlay {
             let path = "/" + file.path
@@ -416,10 +442,18 @@ public struct ImageBuilder: Sendable {
             case .directory:
                 script.append("mkdir \(debugfsQuote(path))")
                 script += inodeFields(path, mode: 0o040000 | Int(file.mode), epoch: epoch)
-            case .file:
+            case .file(let data):
+                // A file made by the builder (no source in the checkout) is written from a copy.
+                var source = file.source
+                if source == nil {
+                    let copy = image + ".overlay-\(generated.count)"
+                    guard FileManager.default.createFile(atPath: copy, contents: data) else { throw ImageError("cannot write \(copy)") }
+                    generated.append(copy)
+                    source = copy
+                }
                 script.append("cd \(debugfsQuote(parent))")
                 script.append("rm \(debugfsQuote(name))")
-                script.append("write \(debugfsQuote(file.source!)) \(debugfsQuote(name))")
+                script.append("write \(debugfsQuote(source!)) \(debugfsQuote(name))")
                 script += inodeFields(path, mode: 0o100000 | Int(file.mode), epoch: epoch)
             case .symlink(let target):
                 script.append("cd \(debugfsQuote(parent))")

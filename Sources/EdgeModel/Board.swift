@@ -17,14 +17,15 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     public var packages: [String]
     /// How the boot tests start the image under emulation, one way per firmware.
     public var emulation: [Emulation]
-    /// Whether this version of edgekit builds images for the board.
-    public var status: Status
     /// The kernel modules the image keeps: an edge router never loads most of what Debian's kernel
     /// package ships (docs/image.md, "Kernel modules").
     public var kernelModules: KernelModules = .all
     /// The kernel's consoles (`console=` on its command line), the last one getting the boot
     /// messages and systemd's status: the screen, then the board's first serial port.
     public var consoles: [String] = ["tty0", "ttyS0,115200"]
+    /// The Debian archive components the base installs from: `main`, and `non-free-firmware` for
+    /// a board whose boot firmware is there (the Raspberry Pi's).
+    public var components: [String] = ["main"]
 
     /// The UEFI architecture's short name in file names: `systemd-boot\(efi).efi` in Debian's
     /// systemd-boot-efi, `EFI/BOOT/BOOT\(EFI).EFI` as the removable-media loader (UEFI 2.10, 3.5.1.1).
@@ -87,20 +88,22 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
         public var arguments: [String]
         /// A firmware variable store to copy for each boot (UEFI), if the firmware needs one.
         public var variables: String?
+        /// How the disk is attached (qemu's `-drive if=`): virtio, or the SD card controller.
+        public var driveInterface: String
+        /// The vCPUs the machine must have, where it has a fixed number; else the test chooses.
+        public var cpus: Int?
 
-        public init(firmware: Firmware, emulator: String, arguments: [String], variables: String? = nil) {
+        public init(firmware: Firmware, emulator: String, arguments: [String], variables: String? = nil,
+                    driveInterface: String = "virtio", cpus: Int? = nil) {
             self.firmware = firmware
             self.emulator = emulator
             self.arguments = arguments
             self.variables = variables
+            self.driveInterface = driveInterface
+            self.cpus = cpus
         }
     }
 
-    public enum Status: Sendable, Equatable {
-        case built
-        /// Known (a plan may name it) but not built by this version: planned in issue 15.
-        case planned
-    }
 
     public var description: String { name }
 
@@ -161,14 +164,14 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
 
     public static let pcUEFI = Board(
         name: "pc-uefi", architecture: "amd64", firmware: [.uefi], partitions: .gpt(biosBoot: false),
-        bootloaders: [.systemdBoot], packages: pcPackages, emulation: [ovmf], status: .built, kernelModules: pcModules)
+        bootloaders: [.systemdBoot], packages: pcPackages, emulation: [ovmf], kernelModules: pcModules)
 
     /// GRUB's i386-pc modules and grub-mkimage (grub-pc-bin), not grub-pc: grub-pc's maintainer
     /// scripts would run grub-install and update-grub against the appliance's disk on upgrades; the
     /// builder installs the boot sector and core image itself.
     public static let pcBIOS = Board(
         name: "pc-bios", architecture: "amd64", firmware: [.bios, .uefi], partitions: .gpt(biosBoot: true),
-        bootloaders: [.grubPC, .systemdBoot], packages: pcPackages + ["grub-pc-bin"], emulation: [seaBIOS, ovmf], status: .built,
+        bootloaders: [.grubPC, .systemdBoot], packages: pcPackages + ["grub-pc-bin"], emulation: [seaBIOS, ovmf],
         kernelModules: pcModules)
 
     /// Generic arm64 with UEFI firmware (servers, SBCs whose U-Boot provides EFI, qemu's `virt`):
@@ -181,14 +184,22 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
                               arguments: ["-machine", "virt", "-cpu", "cortex-a72",
                                           "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"],
                               variables: "/usr/share/AAVMF/AAVMF_VARS.fd")],
-        status: .built, consoles: ["tty0", "ttyAMA0,115200"])
+        consoles: ["tty0", "ttyAMA0,115200"])
 
+    /// Raspberry Pi 3B/3B+/4/400 (docs/image.md, "The `rpi` board"): MBR, a FAT firmware partition
+    /// with Debian's `raspi-firmware` and device trees, Debian's generic arm64 kernel. The serial
+    /// console is the GPIO UART, which on the Pi 3 and 4 is the mini UART (ttyS1; the PL011 serves
+    /// Bluetooth). qemu's raspi machines cannot run the GPU firmware: the boot test starts the
+    /// image's own kernel, initrd and device tree (`-kernel`, `-initrd`, `-dtb`), the card on the
+    /// SD controller, four vCPUs (the machine has no other count) on one host thread, and its
+    /// console on the second serial port (the first is the PL011).
     public static let rpi = Board(
         name: "rpi", architecture: "arm64", firmware: [.raspberryPi], partitions: .mbrFirmware,
         bootloaders: [.raspberryPiFirmware], packages: ["linux-image-arm64", "initramfs-tools", "raspi-firmware"],
-        // qemu's raspi machines cannot run the Pi's GPU firmware: the kernel is started directly.
-        emulation: [Emulation(firmware: .raspberryPi, emulator: "qemu-system-aarch64", arguments: ["-machine", "raspi3b"])],
-        status: .planned)
+        emulation: [Emulation(firmware: .raspberryPi, emulator: "qemu-system-aarch64",
+                              arguments: ["-machine", "raspi3b", "-accel", "tcg,thread=single", "-serial", "null"],
+                              driveInterface: "sd", cpus: 4)],
+        consoles: ["tty0", "ttyS1,115200"], components: ["main", "non-free-firmware"])
 
     /// The board table.
     public static let all: [Board] = [pcUEFI, pcBIOS, arm64UEFI, rpi]
@@ -198,6 +209,4 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
         all.first { $0.name == name }
     }
 
-    /// The names this version builds, for messages.
-    public static var builtNames: [String] { all.filter { $0.status == .built }.map(\.name) }
 }

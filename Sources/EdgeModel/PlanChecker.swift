@@ -308,15 +308,11 @@ struct PlanChecker {
                     vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }, board: board)
     }
 
-    /// The site's board: a row of `Board.all` that this version builds (default `pc-uefi`).
+    /// The site's board: a row of `Board.all` (default `pc-uefi`).
     mutating func checkBoard(_ draft: PlanDraft.SiteDraft) -> Board {
         guard let located = draft.board else { return .default }
         guard let board = Board.named(located.value) else {
             error(located.line, "\(draft.what) board \"\(located.value)\" is not a board edgekit knows; boards: \(Board.all.map(\.name).joined(separator: ", "))")
-            return .default
-        }
-        guard board.status == .built else {
-            error(located.line, "\(draft.what) board \"\(board.name)\" is known but not built by this version of edgekit; built boards: \(Board.builtNames.joined(separator: ", "))")
             return .default
         }
         return board

@@ -135,15 +135,26 @@ func withScratch<T>(_ body: (String) throws -> T) throws -> T {
 
 /// A GPT as `sfdisk --json` reads it: each partition's start and size in sectors, UUID and name.
 enum PartitionTable {
-    struct Partition: Decodable { var node: String, start: Int, size: Int, type: String, uuid: String, name: String? }
+    /// One partition as `sfdisk --json` lists it; GPT partitions have a UUID and a name, MBR ones a
+    /// boot flag.
+    struct Partition: Decodable { var node: String, start: Int, size: Int, type: String, uuid: String?, name: String?, bootable: Bool? }
+
+    struct Table: Decodable {
+        /// `gpt` or `dos`.
+        var label: String
+        /// The GPT disk GUID, or the MBR's disk identifier (`0x…`).
+        var id: String
+        var partitions: [Partition]
+    }
 
     static func read(_ disk: String) throws -> [Partition] {
-        struct Dump: Decodable {
-            struct Table: Decodable { var partitions: [Partition] }
-            var partitiontable: Table
-        }
+        try table(disk).partitions
+    }
+
+    static func table(_ disk: String) throws -> Table {
+        struct Dump: Decodable { var partitiontable: Table }
         let dump = try system("sfdisk", ["--json", disk])
-        return try JSONDecoder().decode(Dump.self, from: Data(dump.stdout.utf8)).partitiontable.partitions
+        return try JSONDecoder().decode(Dump.self, from: Data(dump.stdout.utf8)).partitiontable
     }
 }
 
@@ -160,6 +171,25 @@ enum PartitionTable {
             #expect(dump.stdout.contains("name=\"edgekit-site\""))
             let siteLine = dump.stdout.split(separator: "\n").first { $0.contains("edgekit-site") }.map(String.init) ?? ""
             #expect(siteLine.replacingOccurrences(of: " ", with: "").contains("start=\(layout.siteStart),size=\(layout.siteSectors)"))
+        }
+    }
+
+    /// The Raspberry Pi's MBR disk: the firmware partition first (FAT32 with LBA, active), root and
+    /// site partitions at the same offsets a GPT disk of the same sizes has, the fixed disk
+    /// identifier whose PARTUUIDs the kernel command line and fstab name.
+    @Test func mbrDiskHasTheFirmwarePartitionFirstAndFixedIdentifiers() throws {
+        try withScratch { dir in
+            var layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 1 << 20, architecture: "arm64")
+            layout.table = .mbr
+            try layout.createDisk(at: dir + "/disk.img")
+            let verify = try system("sfdisk", ["--verify", dir + "/disk.img"])
+            #expect(verify.status == 0, "sfdisk --verify: \(verify.stdout)\(verify.stderr)")
+            let table = try PartitionTable.table(dir + "/disk.img")
+            #expect(table.label == "dos" && table.id == "0x\(DiskLayout.mbrDiskID)")
+            #expect(table.partitions.map(\.type) == ["c", "83", "83"])
+            #expect(table.partitions.map(\.bootable) == [true, nil, nil])
+            #expect(table.partitions.map(\.start) == [layout.espStart, layout.rootStart, layout.siteStart])
+            #expect(DiskLayout.mbrPartitionUUID(2) == DiskLayout.mbrDiskID + "-02")
         }
     }
 

@@ -36,11 +36,12 @@ func arm64Agent() throws -> String {
     return path
 }
 
-/// What `file` says about the agent inside a disk image: dumped from the ext4 root (partition 2)
-/// with debugfs, no mount.
+/// What `file` says about the agent inside a disk image: dumped from the ext4 root (partition 2 on
+/// every board) with debugfs, no mount.
 func agentKind(in image: String, scratch: String) throws -> String {
     let partitions = try PartitionTable.read(image)
-    let root = try #require(partitions.first { $0.name == "edgekit-root" }, "no root partition: \(partitions)")
+    try #require(partitions.count >= 2, "no root partition: \(partitions)")
+    let root = partitions[1]
     let dumped = scratch + "/agent-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: dumped) }
     let dump = try system("debugfs", ["-R", "dump /usr/local/bin/edgekit-agent \(dumped)", "\(image)?offset=\(root.start * DiskLayout.sector)"])

@@ -106,6 +106,12 @@ import Testing
             "deb http://deb.debian.org/debian trixie-updates main",
             "deb http://deb.debian.org/debian-security trixie-security main",
         ])
+        // The Pi's firmware is in non-free-firmware: its base adds that component to every line.
+        #expect(BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .rpi).mirrors == [
+            "deb http://deb.debian.org/debian trixie main non-free-firmware",
+            "deb http://deb.debian.org/debian trixie-updates main non-free-firmware",
+            "deb http://deb.debian.org/debian-security trixie-security main non-free-firmware",
+        ])
     }
 
     @Test func theSystemKeyFollowsOverlayBytesModesPathsAndTheBase() {

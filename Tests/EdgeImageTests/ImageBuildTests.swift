@@ -493,8 +493,8 @@ struct EmulatedBoot {
         let monitor = scratch + "/\(name).monitor"
         try? FileManager.default.removeItem(atPath: monitor)
         process.arguments = arguments + extra + [
-            "-m", "1024", "-smp", String(cpus), "-nographic", "-no-reboot",
-            "-drive", "file=\(image),if=virtio,format=raw,snapshot=\(writable ? "off" : "on")",
+            "-m", "1024", "-smp", String(emulation.cpus ?? cpus), "-nographic", "-no-reboot",
+            "-drive", "file=\(image),if=\(emulation.driveInterface),format=raw,snapshot=\(writable ? "off" : "on")",
             "-serial", "file:\(console)", "-monitor", "unix:\(monitor),server=on,wait=off",
         ]
         process.standardOutput = FileHandle.nullDevice

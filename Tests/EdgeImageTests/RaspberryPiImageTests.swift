@@ -1,0 +1,127 @@
+import EdgeImage
+import EdgeModel
+import Foundation
+import Testing
+import TestSupport
+
+/// The example plan with site-b on `rpi` (site-a stays on `pc-uefi`), built once with `edgekit
+/// build` and shared by the checks below.
+enum RaspberryPiBuild {
+    static let shared = BuiltOnce("rpi") { dir in
+        try FileManager.default.createDirectory(atPath: dir + "/plan", withIntermediateDirectories: true)
+        let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
+        let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: rpi\n")
+        guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
+        try plan.write(toFile: dir + "/plan/plan.yaml", atomically: true, encoding: .utf8)
+        let result = try edgekit(["build", "--plan", dir + "/plan", "--secrets", try makeSecrets(in: dir), "--out", dir + "/out",
+                                  "--cache", imageCache, "--agent", try staticAgent(), "--agent-arm64", try arm64Agent(),
+                                  "--overlays", repositoryRoot + "/overlays", "--serial", "7", "--relay-binary", binaryDirectory + "/edgekit-relay"])
+        guard result.status == 0 else {
+            Issue.record("edgekit build of the rpi plan failed: \(result.stderr.suffix(2000))")
+            throw CocoaError(.fileWriteUnknown)
+        }
+    }
+
+    /// The firmware partition (partition 1) of site-b's image, copied out to `dir/firmware.vfat`.
+    static func firmwarePartition(_ dir: String) throws -> String {
+        let partitions = try PartitionTable.read(dir + "/out/site-b.img")
+        let firmware = dir + "/firmware.vfat"
+        let copied = try system("dd", ["if=\(dir)/out/site-b.img", "of=\(firmware)", "bs=512", "skip=\(partitions[0].start)",
+                                       "count=\(partitions[0].size)", "status=none"])
+        try #require(copied.status == 0, "dd: \(copied.stderr)")
+        return firmware
+    }
+}
+
+@Suite(.serialized, .requiresApplianceAgent, .requiresArm64ApplianceAgent,
+       .requiresTool("mmdebstrap", "mcopy", "mkfs.vfat", "mke2fs", "sfdisk", "file", "qemu-system-aarch64", "qemu-aarch64-static"), .slow)
+struct RaspberryPiImageTests {
+    /// site-b's image is the Pi's: an MBR (the Pi 3's boot ROM reads nothing else) with the FAT
+    /// firmware partition first and active, the GPU firmware for the Pi 3 and 4, the device tree of
+    /// every listed Pi, Debian's kernel and initrd, edgekit's `config.txt`, a `cmdline.txt` whose
+    /// root PARTUUID is the disk's own, an fstab by the same identifiers, and the aarch64 agent.
+    /// A second build is identical.
+    @Test func rpiImageHasItsFirmwarePartitionAndBootFiles() throws {
+        let dir = try RaspberryPiBuild.shared.build()
+        let image = dir + "/out/site-b.img"
+        let verify = try system("sfdisk", ["--verify", image])
+        #expect(verify.status == 0, "sfdisk --verify: \(verify.stdout)\(verify.stderr)")
+        let table = try PartitionTable.table(image)
+        #expect(table.label == "dos", "an MBR: \(table.label)")
+        #expect(table.id == "0x\(DiskLayout.mbrDiskID)")
+        #expect(table.partitions.map(\.type) == ["c", "83", "83"], "\(table.partitions)")
+        #expect(table.partitions[0].bootable == true && table.partitions[1].bootable != true, "the firmware partition is the active one")
+
+        let firmware = try RaspberryPiBuild.firmwarePartition(dir)
+        defer { try? FileManager.default.removeItem(atPath: firmware) }
+        let label = try system("fatlabel", [firmware])
+        #expect(label.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "RASPIFIRM", "\(label.stdout)\(label.stderr)")
+        let listing = try system("mdir", ["-b", "-i", firmware, "::/"]).stdout
+        // `mdir -b` lines: "::/bootcode.bin", folders with a trailing slash ("::/overlays/").
+        let names = Set(listing.split(separator: "\n").map { String($0.split(separator: "/").last ?? "") })
+        // The GPU firmware: bootcode.bin for the Pi 3, start4/fixup4 for the Pi 4; device trees by upstream name.
+        for file in ["bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat",
+                     "bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2837-rpi-3-a-plus.dtb", "bcm2837-rpi-zero-2-w.dtb",
+                     "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "vmlinuz", "initrd.img", "config.txt", "cmdline.txt", "overlays"] {
+            #expect(names.contains(file), "\(file) on the firmware partition: \(names.sorted())")
+        }
+        #expect(!names.contains { $0.hasPrefix("vmlinuz-") || $0.hasPrefix("initrd.img-") }, "the kernel once, under its fixed name")
+        let config = try system("mtype", ["-i", firmware, "::/config.txt"]).stdout
+        for line in ["arm_64bit=1", "enable_uart=1", "upstream_kernel=1", "kernel=vmlinuz", "initramfs initrd.img followkernel"] {
+            #expect(config.split(separator: "\n").contains { $0 == line }, "config.txt has \(line): \(config)")
+        }
+        let commandLine = try system("mtype", ["-i", firmware, "::/cmdline.txt"]).stdout
+        #expect(commandLine == ImageBuilder.kernelCommandLine(.rpi) + "\n", "\(commandLine)")
+        let rootID = "\(table.id.dropFirst(2))-02"
+        #expect(commandLine.contains("root=PARTUUID=\(rootID) ") && commandLine.contains("console=ttyS1,115200"), "\(commandLine)")
+        let kernel = dir + "/rpi-vmlinuz"
+        defer { try? FileManager.default.removeItem(atPath: kernel) }
+        #expect(try system("mcopy", ["-n", "-i", firmware, "::/vmlinuz", kernel]).status == 0)
+        let kernelKind = try system("file", ["-b", kernel]).stdout
+        #expect(kernelKind.contains("ARM64"), "Debian's arm64 kernel: \(kernelKind)")
+
+        // The root's fstab names the same partitions; no repart definitions (repart needs GPT).
+        let rootOffset = "\(image)?offset=\(table.partitions[1].start * DiskLayout.sector)"
+        let fstab = try system("debugfs", ["-R", "cat /etc/fstab", rootOffset]).stdout
+        #expect(fstab.contains("PARTUUID=\(rootID)  /  ") && fstab.contains("PARTUUID=\(table.id.dropFirst(2))-03  /etc/edgekit/site "), "\(fstab)")
+        #expect(!fstab.contains("/var/lib/edgekit"), "no data partition on the Pi yet: \(fstab)")
+        let repart = try system("debugfs", ["-R", "ls /etc/repart.d", rootOffset])
+        #expect(repart.stdout.isEmpty || repart.stderr.contains("File not found"), "no repart.d: \(repart.stdout)")
+        #expect(try agentKind(in: image, scratch: dir).contains("ARM aarch64"), "the aarch64 agent on rpi")
+
+        try expectSiteBRebuildsIdentically(in: dir, agents: ["--agent", try staticAgent(), "--agent-arm64", try arm64Agent()], board: "rpi")
+    }
+
+    /// The image's own kernel, initrd and Pi 3 device tree, taken from its firmware partition, boot
+    /// under qemu's `raspi3b` (the GPU firmware cannot run there) with the card on the SD controller
+    /// to the agent's first line and the site's login prompt on the GPIO serial console (ttyS1).
+    @Test(.timeLimit(.minutes(25))) func rpiImageBootsOnRaspi3bToTheAgent() throws {
+        let dir = try RaspberryPiBuild.shared.build()
+        let firmware = try RaspberryPiBuild.firmwarePartition(dir)
+        defer { try? FileManager.default.removeItem(atPath: firmware) }
+        var kernelArguments: [String] = []
+        for (option, file) in [("-kernel", "vmlinuz"), ("-initrd", "initrd.img"), ("-dtb", "bcm2837-rpi-3-b.dtb")] {
+            let copy = dir + "/rpi-boot-" + file
+            #expect(try system("mcopy", ["-n", "-i", firmware, "::/" + file, copy]).status == 0, "\(file) on the firmware partition")
+            kernelArguments += [option, copy]
+        }
+        let commandLine = try system("mtype", ["-i", firmware, "::/cmdline.txt"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        // qemu's SD card must be a power of two in size: the image written to a 2 GiB card.
+        let card = dir + "/rpi-card.img"
+        try? FileManager.default.removeItem(atPath: card)
+        try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
+        defer { try? FileManager.default.removeItem(atPath: card) }
+        try #require(truncate(card, off_t(2 << 30)) == 0)
+        let prompt = LateStick.prompt
+        let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200,
+                                        extra: ["-nic", "none"] + kernelArguments + ["-append", commandLine],
+                                        waitingFor: [EmulatedBoot.noStickLine, prompt])
+        print("boot rpi (raspi3b, kernel from the firmware partition): agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, "
+              + "\"\(prompt)\" after \(boot.seconds(prompt)) s under emulation")
+        let tail = "console tail: \(boot.console.suffix(3000))"
+        #expect(boot.console.contains("Machine model: Raspberry Pi 3 Model B"), "the Pi 3's device tree; \(tail)")
+        #expect(boot.console.contains("root=PARTUUID=\(DiskLayout.mbrPartitionUUID(2))"), "root by the MBR's PARTUUID; \(tail)")
+        #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
+        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+    }
+}
