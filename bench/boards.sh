@@ -4,7 +4,7 @@
 # < 1 s) and the site image's size, each printed with the load it ran at. Boards are built one after
 # the other, each into a cache of its own. arm64 boards need the aarch64 agent (./build.sh makes it)
 # and run their package scripts under qemu-aarch64, so they take several times as long as a PC's.
-# Needs root. Takes about 20 minutes with every board.
+# Needs root. Takes about 30 minutes with every board.
 #
 #   BENCH_BOARDS   boards to measure (default: every board this version builds)
 #   BENCH_WORK     work folder (default /var/tmp/edgekit-bench-boards); only debs/ is kept
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 WORK=${BENCH_WORK:-/var/tmp/edgekit-bench-boards}
-BOARDS=${BENCH_BOARDS:-pc-uefi pc-bios arm64-uefi}
+BOARDS=${BENCH_BOARDS:-pc-uefi pc-bios arm64-uefi rpi}
 mkdir -p "$WORK"
 log() { printf 'bench: %s\n' "$*" >&2; }
 now() { date +%s.%N; }

@@ -17,7 +17,7 @@ struct ImageOptions: ParsableArguments {
     var agent: String?
 
     @Option(name: .customLong("agent-arm64"),
-            help: ArgumentHelp("edgekit-agent binary to install on arm64 boards (arm64-uefi), cross-built for aarch64 (./build.sh makes .build/appliance-arm64/edgekit-agent; docs/cross-build.md).", valueName: "file"))
+            help: ArgumentHelp("edgekit-agent binary to install on arm64 boards (arm64-uefi, rpi), cross-built for aarch64 (./build.sh makes .build/appliance-arm64/edgekit-agent; docs/cross-build.md).", valueName: "file"))
     var arm64Agent: String?
 
     func builder(progress: BuildProgress) throws -> ImageBuilder {
