@@ -8,23 +8,7 @@ import TestSupport
 /// `edgekit build`, each board getting its own architecture's agent, and shared by the checks below.
 enum Arm64Build {
     static let shared = BuiltOnce("arm64") { dir in
-        try writeArm64Plan(to: dir + "/plan")
-        let result = try edgekit(["build", "--plan", dir + "/plan", "--secrets", try makeSecrets(in: dir), "--out", dir + "/out",
-                                  "--cache", imageCache, "--agent", try staticAgent(), "--agent-arm64", try arm64Agent(),
-                                  "--overlays", repositoryRoot + "/overlays", "--serial", "7", "--relay-binary", binaryDirectory + "/edgekit-relay"])
-        guard result.status == 0 else {
-            Issue.record("edgekit build of the arm64 plan failed: \(result.stderr.suffix(2000))")
-            throw CocoaError(.fileWriteUnknown)
-        }
-    }
-
-    /// The example plan with `board: arm64-uefi` on site-b.
-    static func writeArm64Plan(to folder: String) throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
-        let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: arm64-uefi\n")
-        guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
-        try plan.write(toFile: folder + "/plan.yaml", atomically: true, encoding: .utf8)
+        try buildExamplePlan(siteBOn: "arm64-uefi", in: dir, agents: ["--agent", try staticAgent(), "--agent-arm64", try arm64Agent()])
     }
 }
 
@@ -56,7 +40,7 @@ struct AgentArchitectureTests {
     /// and with nothing written.
     @Test func anArm64BoardRefusesAMissingOrWrongAgent() throws {
         try withScratch { dir in
-            try Arm64Build.writeArm64Plan(to: dir + "/plan")
+            try writeExamplePlan(siteBOn: "arm64-uefi", to: dir + "/plan")
             let secrets = try makeSecrets(in: dir)
             let common = ["--plan", dir + "/plan", "--secrets", secrets, "--cache", dir + "/cache", "--agent", try staticAgent(),
                           "--overlays", repositoryRoot + "/overlays"]

@@ -8,18 +8,31 @@ import TestSupport
 /// `edgekit build` (both boards in one run) and shared by the checks below.
 enum MixedBoardBuild {
     static let shared = BuiltOnce("boards") { dir in
-        try FileManager.default.createDirectory(atPath: dir + "/plan", withIntermediateDirectories: true)
-        let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
-        let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: pc-bios\n")
-        guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
-        try plan.write(toFile: dir + "/plan/plan.yaml", atomically: true, encoding: .utf8)
-        let result = try edgekit(["build", "--plan", dir + "/plan", "--secrets", try makeSecrets(in: dir), "--out", dir + "/out",
-                                  "--cache", imageCache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays",
-                                  "--serial", "7", "--relay-binary", binaryDirectory + "/edgekit-relay"])
-        guard result.status == 0 else {
-            Issue.record("edgekit build of the mixed-board plan failed: \(result.stderr.suffix(2000))")
-            throw CocoaError(.fileWriteUnknown)
-        }
+        try buildExamplePlan(siteBOn: "pc-bios", in: dir, agents: ["--agent", try staticAgent()])
+    }
+}
+
+/// Writes the example plan with `board: BOARD` on site-b (site-a stays on the default `pc-uefi`)
+/// to `folder/plan.yaml`.
+func writeExamplePlan(siteBOn board: String, to folder: String) throws {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
+    let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: \(board)\n")
+    guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
+    try plan.write(toFile: folder + "/plan.yaml", atomically: true, encoding: .utf8)
+}
+
+/// The example plan with site-b on `board`, written to `dir/plan` and built as CI builds a plan
+/// (`edgekit build`: every site's image, every stick, the relay bundle) into `dir/out`, with the
+/// test secrets in `dir/secrets` and `agents` (`--agent`, `--agent-arm64`).
+func buildExamplePlan(siteBOn board: String, in dir: String, agents: [String]) throws {
+    try writeExamplePlan(siteBOn: board, to: dir + "/plan")
+    let result = try edgekit(["build", "--plan", dir + "/plan", "--secrets", try makeSecrets(in: dir), "--out", dir + "/out",
+                              "--cache", imageCache, "--overlays", repositoryRoot + "/overlays", "--serial", "7",
+                              "--relay-binary", binaryDirectory + "/edgekit-relay"] + agents)
+    guard result.status == 0 else {
+        Issue.record("edgekit build of the plan with site-b on \(board) failed: \(result.stderr.suffix(2000))")
+        throw CocoaError(.fileWriteUnknown)
     }
 }
 

@@ -8,18 +8,7 @@ import TestSupport
 /// build` and shared by the checks below.
 enum RaspberryPiBuild {
     static let shared = BuiltOnce("rpi") { dir in
-        try FileManager.default.createDirectory(atPath: dir + "/plan", withIntermediateDirectories: true)
-        let example = try String(contentsOfFile: repositoryRoot + "/profiles/example/plan.yaml", encoding: .utf8)
-        let plan = example.replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    board: rpi\n")
-        guard plan != example else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSLocalizedDescriptionKey: "site-b's vrrp_id line moved"]) }
-        try plan.write(toFile: dir + "/plan/plan.yaml", atomically: true, encoding: .utf8)
-        let result = try edgekit(["build", "--plan", dir + "/plan", "--secrets", try makeSecrets(in: dir), "--out", dir + "/out",
-                                  "--cache", imageCache, "--agent", try staticAgent(), "--agent-arm64", try arm64Agent(),
-                                  "--overlays", repositoryRoot + "/overlays", "--serial", "7", "--relay-binary", binaryDirectory + "/edgekit-relay"])
-        guard result.status == 0 else {
-            Issue.record("edgekit build of the rpi plan failed: \(result.stderr.suffix(2000))")
-            throw CocoaError(.fileWriteUnknown)
-        }
+        try buildExamplePlan(siteBOn: "rpi", in: dir, agents: ["--agent", try staticAgent(), "--agent-arm64", try arm64Agent()])
     }
 
     /// The firmware partition (partition 1) of site-b's image, copied out to `dir/firmware.vfat`.
