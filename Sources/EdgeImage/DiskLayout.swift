@@ -88,8 +88,9 @@ public struct DiskLayout: Sendable, Equatable {
         return parts.joined(separator: "-")
     }
 
-    /// The MBR's disk identifier (the first 8 hex digits of the GPT disk GUID's seed): with the
-    /// partition number it makes each partition's PARTUUID (`mbrPartitionUUID`).
+    /// The MBR's disk identifier, fixed like the GPT identifiers (the first 8 hex digits of
+    /// `uuid(seed: "mbr-disk")`): with the partition number it makes each partition's PARTUUID
+    /// (`mbrPartitionUUID`).
     public static let mbrDiskID = String(uuid(seed: "mbr-disk").prefix(8))
 
     /// The PARTUUID the kernel and udev give partition `number` of an MBR disk: `DISKID-NN`.

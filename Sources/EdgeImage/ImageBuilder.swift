@@ -73,9 +73,8 @@ public struct ImageBuilder: Sendable {
     /// rename them to `uplink0`/`lan0`. The agent pins `auto` ports by MAC address; only where it
     /// found no port to pin does a `.link` file match `OriginalName=eth0`, which must still match when
     /// the apply re-triggers udev on a running system, as it would not after udev's predictable
-    /// renaming (docs/network.md, "Interface names").
-    /// The consoles come from the board (`Board.consoles`).
-    /// The root is partition 2 by PARTUUID: the fixed GPT UUID, or on an MBR disk `DISKID-02`.
+    /// renaming (docs/network.md, "Interface names"). The root is partition 2 by PARTUUID (the
+    /// fixed GPT UUID, or on an MBR disk `DISKID-02`); the consoles are the board's.
     public static func kernelCommandLine(_ board: Board) -> String {
         let root = board.partitions == .mbrFirmware ? DiskLayout.mbrPartitionUUID(2) : DiskLayout.rootUUID
         return "root=PARTUUID=\(root) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
