@@ -151,6 +151,13 @@ enum PartitionTable {
         try table(disk).partitions
     }
 
+    /// Copies `partition` of `disk` out to the file `path`, at the offsets sfdisk reports (holes stay holes).
+    static func copy(_ partition: Partition, of disk: String, to path: String) throws {
+        let copied = try system("dd", ["if=\(disk)", "of=\(path)", "bs=512", "skip=\(partition.start)", "count=\(partition.size)",
+                                       "conv=sparse", "status=none"])
+        try #require(copied.status == 0, "dd: \(copied.stderr)")
+    }
+
     static func table(_ disk: String) throws -> Table {
         struct Dump: Decodable { var partitiontable: Table }
         let dump = try system("sfdisk", ["--json", disk])

@@ -13,11 +13,8 @@ enum RaspberryPiBuild {
 
     /// The firmware partition (partition 1) of site-b's image, copied out to `dir/firmware.vfat`.
     static func firmwarePartition(_ dir: String) throws -> String {
-        let partitions = try PartitionTable.read(dir + "/out/site-b.img")
         let firmware = dir + "/firmware.vfat"
-        let copied = try system("dd", ["if=\(dir)/out/site-b.img", "of=\(firmware)", "bs=512", "skip=\(partitions[0].start)",
-                                       "count=\(partitions[0].size)", "status=none"])
-        try #require(copied.status == 0, "dd: \(copied.stderr)")
+        try PartitionTable.copy(try PartitionTable.read(dir + "/out/site-b.img")[0], of: dir + "/out/site-b.img", to: firmware)
         return firmware
     }
 }
