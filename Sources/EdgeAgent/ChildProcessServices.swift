@@ -85,11 +85,11 @@ public struct ChildProcessServices: ServiceControl {
     /// the file's `Name=`. Files that match otherwise (`OriginalName=`) are left alone: the lab's
     /// ports already carry their names then.
     func renamePinnedPorts() throws {
+        // `ip -o link` lines: "4: eth1@if5: <BROADCAST,…> mtu 1500 … link/ether 02:00:00:00:00:02 brd …".
+        let shown = (try? attempt(tool("ip"), ["-o", "link", "show"]))?.output ?? ""
         for path in [ConfigPaths.uplinkLink, ConfigPaths.lanLink] {
             let link = NetworkdFile(paths.live(path))
             guard let mac = link.values("MACAddress").first?.lowercased(), let name = link.values("Name").first else { continue }
-            // `ip -o link` lines: "4: eth1@if5: <BROADCAST,…> mtu 1500 … link/ether 02:00:00:00:00:02 brd …".
-            let shown = (try? attempt(tool("ip"), ["-o", "link", "show"]))?.output ?? ""
             for line in shown.split(separator: "\n") where line.contains("link/ether \(mac) ") {
                 let fields = line.split(separator: " ")
                 guard fields.count > 1 else { continue }
