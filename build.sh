@@ -72,6 +72,7 @@ appliance_agent() {
 # toolchain is cached under the project's cache folder (docs/cross-build.md). Prints the path of
 # the stripped binary; `runtime/` beside it holds the arm64 libraries it runs with under qemu.
 arm64_agent() {
+  log "cross-building the agent for aarch64 (docs/cross-build.md)"
   scripts/aarch64-agent.sh --cache "${EDGEKIT_CACHE:-$ROOT/cache}" --out "$ROOT/.build/appliance-arm64/edgekit-agent" "$ROOT" \
     || die "cross build of edgekit-agent for aarch64 failed (its line above names the log)"
 }
@@ -89,6 +90,14 @@ enable_aarch64_binfmt() {
   fi
 }
 
+# For the suite and the lab: the aarch64 agent in EDGEKIT_ARM64_AGENT_BINARY (arm64 images and the
+# agent's second test pass take it from there) and qemu-aarch64 enabled to run it.
+export_arm64_agent() {
+  export EDGEKIT_ARM64_AGENT_BINARY
+  EDGEKIT_ARM64_AGENT_BINARY="$(arm64_agent)"
+  enable_aarch64_binfmt
+}
+
 main_job() {
   log "building release binaries (static Swift stdlib)"
   # Product by product: a plain `swift build` would also build TestSupport, which imports Testing
@@ -101,7 +110,6 @@ main_job() {
   local bin agent arm64 secrets
   bin="$(swift build -c release --show-bin-path)"
   agent="$(appliance_agent)"
-  log "cross-building the agent for aarch64 (docs/cross-build.md)"
   arm64="$(arm64_agent)"
   log "checking the example plan"
   "$bin/edgekit" plan check profiles/example
@@ -150,10 +158,7 @@ run_tests() {
     swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 \
       || die "release build of edgekit failed"
     EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)"
-    log "cross-building the agent for aarch64 (docs/cross-build.md)"
-    export EDGEKIT_ARM64_AGENT_BINARY
-    EDGEKIT_ARM64_AGENT_BINARY="$(arm64_agent)"
-    enable_aarch64_binfmt
+    export_arm64_agent
   fi
   log "building the test suite"
   swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "test build failed"
@@ -223,10 +228,7 @@ case "${1:-}" in
     swift build -c release --static-swift-stdlib --product edgekit 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2 || die "release build of edgekit failed"
     # LAB_QEMU_BOARD=arm64-uefi boots site B's arm64 image: the aarch64 agent goes into it.
     if [ "${LAB_QEMU_BOARD:-pc-uefi}" = arm64-uefi ]; then
-      log "cross-building the agent for aarch64 (docs/cross-build.md)"
-      export EDGEKIT_ARM64_AGENT_BINARY
-      EDGEKIT_ARM64_AGENT_BINARY="$(arm64_agent)"
-      enable_aarch64_binfmt
+      export_arm64_agent
     fi
     EDGEKIT_AGENT_BINARY="$EDGEKIT_AGENT_BINARY" EDGEKIT_RELEASE_BIN_DIR="$(swift build -c release --show-bin-path)" \
       EDGEKIT_BIN_DIR="$(swift build --show-bin-path)" LAB_REPORT="$ROOT/out/lab-report.md" lab/lab.sh ;;
