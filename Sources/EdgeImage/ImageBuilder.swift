@@ -313,22 +313,25 @@ public struct ImageBuilder: Sendable {
             throw ImageError("cannot read agent binary \(agentBinary)")
         }
         files.append(OverlayFile(path: "usr/local/bin/edgekit-agent", kind: .file(agent), mode: 0o755, source: agentBinary))
-        if recipe.board.partitions == .mbrFirmware {
-            // systemd-repart works only on GPT disks: no repart definitions, and an fstab by the MBR's
-            // PARTUUIDs without the data partition (the state stays on the root filesystem).
-            files.removeAll { $0.path == "etc/repart.d" || $0.path.hasPrefix("etc/repart.d/") || $0.path == "etc/fstab" }
+        // systemd-repart makes the data partition on GPT disks only; on MBR edgekit-grow-data does,
+        // and the fstab names the MBR's PARTUUIDs.
+        let mbr = recipe.board.partitions == .mbrFirmware
+        let otherTable = mbr ? RaspberryPiFirmware.gptOnly + ["etc/fstab"] : RaspberryPiFirmware.mbrOnly
+        files.removeAll { file in otherTable.contains { file.path == $0 || file.path.hasPrefix($0 + "/") } }
+        if mbr {
             files.append(OverlayFile(path: "etc/fstab", kind: .file(Data(RaspberryPiFirmware.fstab.utf8)), mode: 0o644))
         }
         return files.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
     /// The system level's key. The version is bumped when the way the level is made changes
-    /// (v3: the ESP's folders carry the image file time, not the build's).
+    /// (v3: the ESP's folders carry the image file time, not the build's; v4: folders the base
+    /// already has are not made again, which changes the root's inode numbers).
     func systemKey(baseKey: String, overlay: [OverlayFile]) -> String {
         var hasher = SHA256()
         // The default board's key is what it was before boards: its cached systems stay valid.
         let board = recipe.board == .default ? "" : " board \(recipe.board.name)"
-        hasher.update(data: Data("system v3 \(baseKey) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
+        hasher.update(data: Data("system v4 \(baseKey) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -433,13 +436,21 @@ public struct ImageBuilder: Sendable {
         var generated: [String] = []
         defer { for copy in generated { try? FileManager.default.removeItem(atPath: copy) } }
         let epoch = recipe.sourceDateEpoch
+        let device = offset == 0 ? image : "\(image)?offset=\(offset)"
+        // debugfs' mkdir of a folder that exists fails only after it has taken an inode, which
+        // e2fsck then finds unconnected (unless a later file happens to reuse it): only new
+        // folders are made.
+        let existing = try existingFolders(overlay.compactMap { file in
+            if case .directory = file.kind { return "/" + file.path }
+            return nil
+        }, in: device)
         for file in overlay {
             let path = "/" + file.path
             let parent = (path as NSString).deletingLastPathComponent
             let name = (path as NSString).lastPathComponent
             switch file.kind {
             case .directory:
-                script.append("mkdir \(debugfsQuote(path))")
+                if !existing.contains(path) { script.append("mkdir \(debugfsQuote(path))") }
                 script += inodeFields(path, mode: 0o040000 | Int(file.mode), epoch: epoch)
             case .file(let data):
                 // A file made by the builder (no source in the checkout) is written from a copy.
@@ -461,17 +472,15 @@ public struct ImageBuilder: Sendable {
             }
         }
         let scriptPath = image + ".debugfs"
-        let device = offset == 0 ? image : "\(image)?offset=\(offset)"
         _ = FileManager.default.createFile(atPath: scriptPath, contents: Data((script.joined(separator: "\n") + "\n").utf8))
         defer { try? FileManager.default.removeItem(atPath: scriptPath) }
         var environment = ProcessInfo.processInfo.environment
         environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
         let result = try SystemCommand.run("debugfs", ["-w", "-f", scriptPath, device], environment: environment)
-        // debugfs keeps going after a failed command; "rm" of a file that does not exist yet and
-        // "mkdir" of an existing folder are expected, anything else is a real failure.
+        // debugfs keeps going after a failed command; "rm" of a file that does not exist yet is
+        // expected, anything else is a real failure.
         let failures = result.errorText.split(separator: "\n").filter { line in
-            !line.hasPrefix("debugfs ") && !line.contains("File not found by ext2_lookup") && !line.contains("Ext2 directory already exists")
-                && !line.contains("ext2fs_mkdir: Ext2 directory already exists")
+            !line.hasPrefix("debugfs ") && !line.contains("File not found by ext2_lookup")
         }
         guard result.succeeded, failures.isEmpty else {
             throw ImageError("image.tool-failed", "writing the overlay into the root filesystem failed: \(failures.first.map(String.init) ?? result.errorText)")
@@ -480,6 +489,37 @@ public struct ImageBuilder: Sendable {
         guard check.succeeded else {
             throw ImageError("image.tool-failed", "the root filesystem is not clean after the overlay: \(check.output.split(separator: "\n").prefix(3).joined(separator: "; "))")
         }
+    }
+
+    /// Which of the absolute `paths` are folders in the ext4 filesystem at `device`: one debugfs
+    /// run that stats them all, read from its echo of each command and the "Type:" line after it.
+    func existingFolders(_ paths: [String], in device: String) throws -> Set<String> {
+        guard !paths.isEmpty else { return [] }
+        let scriptPath = device.split(separator: "?").first.map(String.init)! + ".debugfs-stat"
+        let commands = paths.map { "stat \(debugfsQuote($0))" }
+        // debugfs echoes each command of a script as "debugfs: COMMAND".
+        let echoes = Dictionary(zip(commands.map { "debugfs: " + $0 }, paths), uniquingKeysWith: { first, _ in first })
+        _ = FileManager.default.createFile(atPath: scriptPath, contents: Data((commands.joined(separator: "\n") + "\n").utf8))
+        defer { try? FileManager.default.removeItem(atPath: scriptPath) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["DEBUGFS_PAGER"] = "__none__"
+        // debugfs exits non-zero when a stat fails (a new folder); it read the filesystem if it
+        // echoed the commands.
+        let result = try SystemCommand.run("debugfs", ["-f", scriptPath, device], environment: environment)
+        guard result.output.hasPrefix("debugfs: ") else {
+            throw ImageError("image.tool-failed", "reading the root filesystem's folders failed: \(result.errorText)")
+        }
+        var found: Set<String> = []
+        var current: String?
+        for line in result.output.split(separator: "\n") {
+            if line.hasPrefix("debugfs: ") {
+                current = echoes[String(line)]
+            } else if let path = current, line.hasPrefix("Inode: "), line.contains("Type: directory") {
+                found.insert(path)
+                current = nil
+            }
+        }
+        return found
     }
 
     func inodeFields(_ path: String, mode: Int, epoch: Int) -> [String] {

@@ -29,9 +29,9 @@ enum RaspberryPiFirmware {
 
         """
 
-    /// The root, site and firmware partitions by the MBR's PARTUUIDs. No data partition:
-    /// systemd-repart, which makes it on GPT boards, works only on GPT disks, so the agent's state
-    /// stays on the root filesystem.
+    /// The root, site, data and firmware partitions by the MBR's PARTUUIDs. The data partition is
+    /// made at first boot by `edgekit-grow-data` (overlays/usr/local/sbin), which this mount pulls
+    /// in: systemd-repart, which makes it on GPT boards, works only on GPT disks.
     static var fstab: String {
         """
         # edgekit appliance, board rpi (docs/image.md, "The rpi board"): an MBR disk, whose partitions'
@@ -40,11 +40,20 @@ enum RaspberryPiFirmware {
         # The site partition (FAT, label EDGESITE): the site image identity, operator key and site.json,
         # read-only, readable by root only. /etc/edgekit/{site.identity,operator.pub,site.json} link here.
         PARTUUID=\(DiskLayout.mbrPartitionUUID(3))  /etc/edgekit/site  vfat  ro,uid=0,gid=0,fmask=0177,dmask=0077,nofail  0  0
+        # The data partition (ext4, label edgekit-data): the agent's generations and state. Not in the
+        # image: edgekit-grow-data.service, which this mount requires, makes it at first boot from the
+        # site partition's end to the card's. nofail: where it cannot be made the state stays on the root.
+        PARTUUID=\(DiskLayout.mbrPartitionUUID(4))  /var/lib/edgekit  ext4  nofail,x-systemd.requires=edgekit-grow-data.service,x-systemd.device-timeout=2min  0  2
         # The firmware partition (config.txt, cmdline.txt, kernel, initrd, device trees), only mounted when asked for.
         PARTUUID=\(DiskLayout.mbrPartitionUUID(1))  /boot/firmware    vfat  umask=0077,noauto,nofail  0  0
 
         """
     }
+
+    /// Overlay files for one kind of partition table only: systemd-repart's definitions on GPT,
+    /// the unit and script that make the data partition on MBR.
+    static let gptOnly = ["etc/repart.d"]
+    static let mbrOnly = ["etc/systemd/system/edgekit-grow-data.service", "usr/local/sbin/edgekit-grow-data"]
 
     /// Copies what raspi-firmware's hooks put into `source` (the tree's /boot/firmware) to
     /// `destination`, but for the files edgekit writes itself: `config.txt`, `cmdline.txt`, and the

@@ -192,10 +192,11 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     /// Bluetooth). qemu's raspi machines cannot run the GPU firmware: the boot test starts the
     /// image's own kernel, initrd and device tree (`-kernel`, `-initrd`, `-dtb`), the card on the
     /// SD controller, four vCPUs (the machine has no other count) on one host thread, and its
-    /// console on the second serial port (the first is the PL011).
+    /// console on the second serial port (the first is the PL011). `fdisk` brings sfdisk, with which
+    /// edgekit-grow-data makes the data partition at first boot (repart cannot write an MBR).
     public static let rpi = Board(
         name: "rpi", architecture: "arm64", firmware: [.raspberryPi], partitions: .mbrFirmware,
-        bootloaders: [.raspberryPiFirmware], packages: ["linux-image-arm64", "initramfs-tools", "raspi-firmware"],
+        bootloaders: [.raspberryPiFirmware], packages: ["linux-image-arm64", "initramfs-tools", "raspi-firmware", "fdisk"],
         emulation: [Emulation(firmware: .raspberryPi, emulator: "qemu-system-aarch64",
                               arguments: ["-machine", "raspi3b", "-accel", "tcg,thread=single", "-serial", "null"],
                               driveInterface: "sd", cpus: 4)],

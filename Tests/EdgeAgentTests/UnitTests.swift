@@ -5,17 +5,40 @@ import Testing
 @Suite struct UnitTests {
     static let overlay = packageRoot.appendingPathComponent("overlays/etc/systemd/system").path
 
-    /// `systemd-analyze verify` in a scratch root with systemd's own units and a stand-in agent binary.
-    func verify(_ contents: String, in scratch: Scratch) throws -> ToolResult {
+    /// `systemd-analyze verify` in a scratch root with systemd's own units and stand-ins for the
+    /// programs edgekit's units start.
+    func verify(_ contents: String, as unit: String = "edgekit-agent.service", in scratch: Scratch) throws -> ToolResult {
         let root = scratch.path("unit-root-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: root + "/usr/lib/systemd", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/usr/local/bin", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/usr/local/sbin", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/etc/systemd/system", withIntermediateDirectories: true)
         #expect(try runSystem("cp", ["-a", "/lib/systemd/system", root + "/usr/lib/systemd/"]).status == 0)
-        FileManager.default.createFile(atPath: root + "/usr/local/bin/edgekit-agent", contents: Data("#!/bin/sh\n".utf8),
-                                       attributes: [.posixPermissions: 0o755])
-        try Data(contents.utf8).write(to: URL(fileURLWithPath: root + "/etc/systemd/system/edgekit-agent.service"))
-        return try runSystem("systemd-analyze", ["verify", "--man=no", "--root=\(root)", "/etc/systemd/system/edgekit-agent.service"])
+        for program in ["/usr/local/bin/edgekit-agent", "/usr/local/sbin/edgekit-grow-data"] {
+            FileManager.default.createFile(atPath: root + program, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        }
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: root + "/etc/systemd/system/" + unit))
+        return try runSystem("systemd-analyze", ["verify", "--man=no", "--root=\(root)", "/etc/systemd/system/" + unit])
+    }
+
+    /// The rpi board's unit that makes the data partition (docs/image.md, "Growing to the card"):
+    /// accepted, a oneshot that stays active (the mount requires it), its lines on the console.
+    @Test("systemd-analyze verify accepts edgekit-grow-data.service and flags a broken copy")
+    func growDataUnitVerifies() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
+            return
+        }
+        let unit = try String(contentsOfFile: Self.overlay + "/edgekit-grow-data.service", encoding: .utf8)
+        try Scratch.with { scratch in
+            let good = try verify(unit, as: "edgekit-grow-data.service", in: scratch)
+            #expect(good.status == 0 && good.stderr.isEmpty, "\(good)")
+            let broken = try verify(unit.replacingOccurrences(of: "Type=oneshot", with: "Type=oneshoot"), as: "edgekit-grow-data.service", in: scratch)
+            #expect(broken.stderr.contains("oneshoot"), "\(broken)")
+        }
+        for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/local/sbin/edgekit-grow-data", "StandardError=journal+console"] {
+            #expect(unit.split(separator: "\n").contains { $0 == line }, "\(line)")
+        }
     }
 
     @Test("systemd-analyze verify accepts edgekit-agent.service and flags a broken copy")

@@ -231,6 +231,49 @@ enum PartitionTable {
         }
     }
 
+    /// The rpi board's `edgekit-grow-data` (overlays/usr/local/sbin) on cards that are not its
+    /// own, run here on loop devices: a GPT card is left alone; a device without a partition table, a
+    /// path that is no block device and two cards are each one line and status 1; `--help` says how
+    /// to call it. What it does on an edgekit card
+    /// (and after a power cut) needs the card's partitions as block devices, which this machine's
+    /// kernel does not make for loop devices: the rpi boot test shows it in the guest
+    /// (`RaspberryPiImageTests.rpiImageBootsOnRaspi3bToTheAgent`).
+    @Test(.requiresRoot(andTools: "sfdisk", "losetup", "blkid", "blockdev", "findmnt", "lsblk"))
+    func growDataLeavesOtherCardsAlone() throws {
+        let script = Products.packageRoot.appendingPathComponent("overlays/usr/local/sbin/edgekit-grow-data").path
+        try withScratch { dir in
+            let disk = dir + "/card.img"
+            let layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 8 << 20, architecture: "arm64")
+            try layout.createDisk(at: disk)
+            try #require(truncate(disk, off_t(1 << 30)) == 0)
+            let loop = try system("losetup", ["--find", "--show", disk])
+            let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
+            defer { _ = try? system("losetup", ["--detach", device]) }
+            let before = try system("sfdisk", ["--dump", device]).stdout
+            let gpt = try system(script, [device])
+            #expect(gpt.status == 0 && gpt.stderr == "edgekit-grow-data: \(device) has no MBR (label: gpt); nothing to do\n", "\(gpt.stderr)")
+            #expect(try system("sfdisk", ["--dump", device]).stdout == before)
+            // A device without any partition table: one line, status 1, nothing written.
+            let blank = dir + "/blank.img"
+            try #require(FileManager.default.createFile(atPath: blank, contents: nil) && truncate(blank, off_t(64 << 20)) == 0)
+            let blankLoop = try system("losetup", ["--find", "--show", blank])
+            let blankDevice = blankLoop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try #require(blankLoop.status == 0 && blankDevice.hasPrefix("/dev/loop"), "losetup: \(blankLoop.stderr)")
+            defer { _ = try? system("losetup", ["--detach", blankDevice]) }
+            let none = try system(script, [blankDevice])
+            #expect(none.status == 1 && none.stderr.hasPrefix("edgekit-grow-data: cannot read the partition table of \(blankDevice): ")
+                        && none.stderr.split(separator: "\n").count == 1, "\(none.stderr)")
+            #expect(try bytes(of: blank, at: 0, count: 1 << 20).allSatisfy { $0 == 0 }, "nothing written to the blank device")
+        }
+        let notADisk = try system(script, ["/etc/hostname"])
+        #expect(notADisk.status == 1 && notADisk.stderr == "edgekit-grow-data: /etc/hostname is not a block device\n", "\(notADisk.stderr)")
+        let help = try system(script, ["--help"])
+        #expect(help.status == 0 && help.stdout.hasPrefix("usage: edgekit-grow-data [DISK]"), "\(help.stdout)")
+        let two = try system(script, ["/dev/null", "/dev/null"])
+        #expect(two.status == 1 && two.stderr.hasPrefix("edgekit-grow-data: one card at most; usage:"), "\(two.stderr)")
+    }
+
     @Test func fstabInOverlaysNamesTheFixedPartitions() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let fstab = try String(contentsOf: root.appendingPathComponent("overlays/etc/fstab"), encoding: .utf8)

@@ -144,3 +144,40 @@ import Testing
         }
     }
 }
+
+/// The overlay written into an ext4 root with debugfs, as the system level does it.
+@Suite struct OverlayWriteTests {
+    /// Folders the root already has are left as they are and new ones made, even when a folder
+    /// comes last with nothing after it (debugfs' mkdir of an existing folder takes an inode before
+    /// it fails; no later file reused it there, and e2fsck found it unconnected): the root is clean,
+    /// every overlay entry is in it, and what the root had survives.
+    @Test(.requiresTool("mke2fs", "debugfs", "e2fsck"))
+    func existingAndNewFoldersLeaveTheRootClean() throws {
+        try withScratch { dir in
+            let tree = dir + "/tree"
+            try FileManager.default.createDirectory(atPath: tree + "/etc/kept", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: tree + "/usr/local/sbin", withIntermediateDirectories: true)
+            try Data("base\n".utf8).write(to: URL(fileURLWithPath: tree + "/etc/kept/file"))
+            let root = dir + "/root.ext4"
+            let made = try system("mke2fs", ["-q", "-t", "ext4", "-d", tree, root, "16M"])
+            try #require(made.status == 0, "mke2fs: \(made.stderr)")
+            let builder = ImageBuilder(cacheDirectory: dir, recipe: BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime), overlayDirectory: dir,
+                                       agentBinary: "/nonexistent", packerExecutable: "/bin/false", progress: .silent)
+            let overlay: [ImageBuilder.OverlayFile] = [
+                .init(path: "etc", kind: .directory, mode: 0o755),
+                .init(path: "etc/new", kind: .directory, mode: 0o755),
+                .init(path: "etc/new/file", kind: .file(Data("overlay\n".utf8)), mode: 0o644),
+                .init(path: "usr", kind: .directory, mode: 0o755),
+                .init(path: "usr/local", kind: .directory, mode: 0o755),
+                .init(path: "usr/local/sbin", kind: .directory, mode: 0o755),
+            ]
+            try builder.writeOverlay(overlay, into: root)
+            let check = try system("e2fsck", ["-fn", root])
+            #expect(check.status == 0, "e2fsck: \(check.stdout)")
+            #expect(try system("debugfs", ["-R", "cat /etc/new/file", root]).stdout == "overlay\n")
+            #expect(try system("debugfs", ["-R", "cat /etc/kept/file", root]).stdout == "base\n")
+            #expect(try builder.existingFolders(["/etc", "/etc/new", "/usr/local/sbin", "/etc/kept/file", "/nope"], in: root)
+                        == ["/etc", "/etc/new", "/usr/local/sbin"])
+        }
+    }
+}

@@ -411,22 +411,28 @@ struct ImageBuildTests {
         #expect(mounted, "the data partition was mounted; \(tail)")
         try expectDataPartitionFills(card, bytes: cardBytes, holding: "generations/1")
     }
+}
 
-    /// The card after the boot (qemu stopped): a data partition from the site partition's end to the
-    /// card's, ext4, holding what the agent wrote under /var/lib/edgekit (`path`, after e2fsck
-    /// replays the journal of a guest that was never shut down).
-    func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String) throws {
-        let partitions = try PartitionTable.read(card)
-        let data = try #require(partitions.first { $0.name == "edgekit-data" }, "no data partition: \(partitions)")
-        let start = data.start, size = data.size
-        #expect(bytes / DiskLayout.sector - (start + size) < 2048, "grown to the card's end: \(data)")
-        let loop = try system("losetup", ["--find", "--show", "--offset", String(start * DiskLayout.sector),
-                                          "--sizelimit", String(size * DiskLayout.sector), card])
-        let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
-        defer { _ = try? system("losetup", ["--detach", device]) }
-        let check = try system("e2fsck", ["-fy", device])
-        #expect(check.status <= 1, "e2fsck: \(check.stdout)\(check.stderr)")
+/// The card after a boot (qemu stopped): a data partition from the site partition's end to the
+/// card's, ext4 with label edgekit-data, holding what the agent wrote under /var/lib/edgekit
+/// (`path`, after e2fsck replays the journal of a guest that was never shut down). On GPT it is
+/// the partition named edgekit-data, on an MBR card (rpi) partition 4, which has no name.
+func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String?) throws {
+    let partitions = try PartitionTable.read(card)
+    let mbrData = partitions.count == 4 && partitions[3].name == nil && partitions[3].type == "83" ? partitions[3] : nil
+    let data = try #require(partitions.first { $0.name == "edgekit-data" } ?? mbrData, "no data partition: \(partitions)")
+    let start = data.start, size = data.size
+    #expect(bytes / DiskLayout.sector - (start + size) < 2048, "grown to the card's end: \(data)")
+    let loop = try system("losetup", ["--find", "--show", "--offset", String(start * DiskLayout.sector),
+                                      "--sizelimit", String(size * DiskLayout.sector), card])
+    let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
+    defer { _ = try? system("losetup", ["--detach", device]) }
+    let check = try system("e2fsck", ["-fy", device])
+    #expect(check.status <= 1, "e2fsck: \(check.stdout)\(check.stderr)")
+    let probe = try system("blkid", ["--probe", "--output", "export", device])
+    #expect(probe.stdout.contains("TYPE=ext4") && probe.stdout.contains("LABEL=edgekit-data"), "\(probe.stdout)\(probe.stderr)")
+    if let path {
         let listing = try system("debugfs", ["-R", "stat /\(path)", device])
         #expect(listing.stdout.contains("Type: directory"), "\(path) on the data partition: \(listing.stdout)\(listing.stderr)")
     }

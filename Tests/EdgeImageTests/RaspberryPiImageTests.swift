@@ -66,11 +66,17 @@ struct RaspberryPiImageTests {
         let kernelKind = try system("file", ["-b", kernel]).stdout
         #expect(kernelKind.contains("ARM64"), "Debian's arm64 kernel: \(kernelKind)")
 
-        // The root's fstab names the same partitions; no repart definitions (repart needs GPT).
+        // The root's fstab names the same partitions, the data partition (04) made by
+        // edgekit-grow-data, which the image carries with sfdisk; no repart definitions (repart needs GPT).
         let rootOffset = "\(image)?offset=\(table.partitions[1].start * DiskLayout.sector)"
         let fstab = try system("debugfs", ["-R", "cat /etc/fstab", rootOffset]).stdout
         #expect(fstab.contains("PARTUUID=\(rootID)  /  ") && fstab.contains("PARTUUID=\(table.id.dropFirst(2))-03  /etc/edgekit/site "), "\(fstab)")
-        #expect(!fstab.contains("/var/lib/edgekit"), "no data partition on the Pi yet: \(fstab)")
+        #expect(fstab.contains("PARTUUID=\(table.id.dropFirst(2))-04  /var/lib/edgekit  ext4  nofail,x-systemd.requires=edgekit-grow-data.service,"),
+                "\(fstab)")
+        for path in ["/usr/local/sbin/edgekit-grow-data", "/etc/systemd/system/edgekit-grow-data.service", "/usr/sbin/sfdisk"] {
+            let found = try system("debugfs", ["-R", "stat \(path)", rootOffset])
+            #expect(found.stdout.contains("Type: regular"), "\(path) in the root: \(found.stdout)\(found.stderr)")
+        }
         let repart = try system("debugfs", ["-R", "ls /etc/repart.d", rootOffset])
         #expect(repart.stdout.isEmpty || repart.stderr.contains("File not found"), "no repart.d: \(repart.stdout)")
         #expect(try agentKind(in: image, scratch: dir).contains("ARM aarch64"), "the aarch64 agent on rpi")
@@ -81,7 +87,11 @@ struct RaspberryPiImageTests {
     /// The image's own kernel, initrd and Pi 3 device tree, taken from its firmware partition, boot
     /// under qemu's `raspi3b` (the GPU firmware cannot run there) with the card on the SD controller
     /// to the agent's first line and the site's login prompt on the GPIO serial console (ttyS1).
-    @Test(.timeLimit(.minutes(25))) func rpiImageBootsOnRaspi3bToTheAgent() throws {
+    /// The image is written to a 4 GiB card and its data partition is made at first boot, through a
+    /// power cut: the first boot is cut (qemu killed) as soon as edgekit-grow-data has written the
+    /// partition table, before or while it formats; the second boot finishes the partition, mounts
+    /// it, and the card then holds partition 4 from the site partition's end to its own, ext4.
+    @Test(.timeLimit(.minutes(30))) func rpiImageBootsOnRaspi3bToTheAgent() throws {
         let dir = try RaspberryPiBuild.shared.build()
         let firmware = try RaspberryPiBuild.firmwarePartition(dir)
         defer { try? FileManager.default.removeItem(atPath: firmware) }
@@ -92,22 +102,38 @@ struct RaspberryPiImageTests {
             kernelArguments += [option, copy]
         }
         let commandLine = try system("mtype", ["-i", firmware, "::/cmdline.txt"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        // qemu's SD card must be a power of two in size: the image written to a 2 GiB card.
+        // qemu's SD card must be a power of two in size: the image written to a 4 GiB card.
         let card = dir + "/rpi-card.img"
         try? FileManager.default.removeItem(atPath: card)
         try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
         defer { try? FileManager.default.removeItem(atPath: card) }
-        try #require(truncate(card, off_t(2 << 30)) == 0)
+        let cardBytes = 4 << 30
+        try #require(truncate(card, off_t(cardBytes)) == 0)
+        let qemu = ["-nic", "none"] + kernelArguments + ["-append", commandLine]
+
+        let made = "edgekit-grow-data: made partition 4 of /dev/mmcblk0: "
+        let cut = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi-cut", limit: 900, extra: qemu,
+                                       writable: true, waitingFor: [made])
+        print("boot rpi, cut: partition table written after \(cut.seconds(made)) s under emulation; qemu killed then")
+        try #require(cut.console.contains(made), "the first boot made the data partition; console tail: \(cut.console.suffix(3000))")
+        #expect(try PartitionTable.read(card).count == 4, "the cut came after the table was written")
+
+        let formatted = "edgekit-grow-data: formatted /dev/mmcblk0p4 as ext4 (edgekit-data)"
         let prompt = LateStick.prompt
-        let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200,
-                                        extra: ["-nic", "none"] + kernelArguments + ["-append", commandLine],
-                                        waitingFor: [EmulatedBoot.noStickLine, prompt])
-        print("boot rpi (raspi3b, kernel from the firmware partition): agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, "
-              + "\"\(prompt)\" after \(boot.seconds(prompt)) s under emulation")
+        let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200, extra: qemu,
+                                        writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt])
+        print("boot rpi (raspi3b, kernel from the firmware partition), after the cut: agent line after "
+              + "\(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s under emulation; "
+              + (boot.console.contains(formatted) ? "the cut came before the format ended, this boot formatted"
+                                                  : "the format had ended before the cut"))
         let tail = "console tail: \(boot.console.suffix(3000))"
         #expect(boot.console.contains("Machine model: Raspberry Pi 3 Model B"), "the Pi 3's device tree; \(tail)")
         #expect(boot.console.contains("root=PARTUUID=\(DiskLayout.mbrPartitionUUID(2))"), "root by the MBR's PARTUUID; \(tail)")
         #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
         #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+        #expect(!boot.console.contains(made), "the second boot made no partition again; \(tail)")
+        let mounted = boot.console.split(separator: "\n").contains { $0.contains("Mounted ") && $0.contains("var-lib-edgekit.mount") }
+        #expect(mounted, "the data partition was mounted; \(tail)")
+        try expectDataPartitionFills(card, bytes: cardBytes, holding: nil)
     }
 }
