@@ -56,6 +56,20 @@ import Glibc
         return nil
     }()
 
+    /// The aarch64 agent the arm64 image carries (`./build.sh test` cross-builds it and sets this).
+    static var arm64Agent: String? { ProcessInfo.processInfo.environment["EDGEKIT_ARM64_AGENT_BINARY"] }
+
+    /// Why the qemu scenario cannot boot site B's `arm64-uefi` image here, or nil.
+    static let arm64QemuMissing: String? = {
+        if let qemuMissing { return qemuMissing }
+        if !installed("qemu-system-aarch64") { return "qemu-system-aarch64 is missing: run ./build.sh deps" }
+        if !FileManager.default.fileExists(atPath: "/usr/share/AAVMF/AAVMF_CODE.fd") { return "AAVMF is missing: run ./build.sh deps" }
+        guard let arm64Agent, FileManager.default.isExecutableFile(atPath: arm64Agent) else {
+            return "no aarch64 agent (EDGEKIT_ARM64_AGENT_BINARY; ./build.sh test cross-builds it)"
+        }
+        return nil
+    }()
+
     /// The report rows lab.sh must write for the namespace scenarios: (scenario, part of the figure).
     static let namespaceFigures = [
         ("boot", "routers start → all three registered"),
@@ -120,11 +134,14 @@ import Glibc
 
     static let run: Result<Run, LabRunError> = runLab()
 
+    /// A second, shorter run: the start-up scenarios and the qemu one only, site B on `arm64-uefi`.
+    static let arm64Run: Result<Run, LabRunError> = runLab(["LAB_ONLY": "qemu", "LAB_QEMU_BOARD": "arm64-uefi"])
+
     struct LabRunError: Error, CustomStringConvertible {
         var description: String
     }
 
-    static func runLab() -> Result<Run, LabRunError> {
+    static func runLab(_ settings: [String: String] = [:]) -> Result<Run, LabRunError> {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-lab-report-\(UUID().uuidString).md")
         defer { try? FileManager.default.removeItem(at: report) }
         let process = Process()
@@ -133,6 +150,7 @@ import Glibc
         environment["EDGEKIT_BIN_DIR"] = binDirectory.path
         environment["LAB_REPORT"] = report.path
         if qemuMissing != nil { environment["LAB_QEMU"] = "0" }
+        environment.merge(settings) { _, setting in setting }
         process.environment = environment
         let output = Pipe()
         process.standardOutput = output
@@ -156,7 +174,8 @@ import Glibc
         process.waitUntilExit()
         let text = (try? String(contentsOf: report, encoding: .utf8)) ?? ""
         let seconds = Int(Date().timeIntervalSince(started))
-        print("lab/lab.sh took \(seconds) s (qemu scenario \(qemuMissing == nil ? "included" : "skipped: \(qemuMissing!)"))")
+        let how = settings.isEmpty ? "" : " with " + settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("lab/lab.sh\(how) took \(seconds) s (qemu scenario \(qemuMissing == nil ? "included" : "skipped: \(qemuMissing!)"))")
         return .success(Run(status: process.terminationStatus, log: log, report: text, seconds: seconds, withQemu: qemuMissing == nil))
     }
 
@@ -222,6 +241,20 @@ import Glibc
         #expect(run.withQemu)
         #expect(run.status == 0, "lab/lab.sh failed:\n\(run.log)")
         guard run.status == 0 else { return }
+        check(Self.qemuFigures, in: run)
+    }
+
+    /// The same with site B on `arm64-uefi` (issue 15): its image, with the aarch64 agent, boots
+    /// under qemu-system-aarch64 (`virt`, AAVMF) on the same taps, applies b1's stick, registers and
+    /// carries the servers' traffic. A run of its own (`LAB_ONLY=qemu`: the start-up scenarios and
+    /// this one), after the full run.
+    @Test("lab: site B's arm64-uefi image in qemu-system-aarch64 registers with the lab relay and carries server A ↔ B traffic",
+          .enabled(if: LabTests.arm64QemuMissing == nil, Comment(rawValue: LabTests.arm64QemuMissing ?? "")))
+    func arm64QemuScenario() throws {
+        let run = try Self.arm64Run.get()
+        #expect(run.status == 0, "lab/lab.sh with site B on arm64-uefi failed:\n\(run.log)")
+        guard run.status == 0 else { return }
+        #expect(run.report.contains("site B on arm64-uefi"), "the report names the board:\n\(run.report)")
         check(Self.qemuFigures, in: run)
     }
 }
