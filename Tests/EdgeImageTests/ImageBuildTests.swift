@@ -451,14 +451,14 @@ enum LateStick {
 
     /// Seals the stick from `plan` with the secrets in `dir` (sealed to the image the same secrets
     /// built) into `dir`, and returns the monitor commands that plug it in.
-    static func make(plan: String, in dir: String) throws -> [String] {
+    static func make(plan: String, in dir: String, bus: String? = "xhci.0") throws -> [String] {
         let stick = dir + "/late.stick.img"
         try? FileManager.default.removeItem(atPath: stick)
         let built = try edgekit(["stick", "build", "--plan", plan, "--secrets", dir + "/secrets",
                                  "--site", "site-b", "--router", "1", "--serial", "1000", "--out", stick])
         try #require(built.status == 0, "\(built.stderr)")
         return ["drive_add 0 if=none,id=stick,file=\(stick),format=raw,readonly=on",
-                "device_add usb-storage,bus=xhci.0,drive=stick,id=stickdisk,removable=on"]
+                "device_add usb-storage,\(bus.map { "bus=\($0)," } ?? "")drive=stick,id=stickdisk,removable=on"]
     }
 }
 

@@ -90,7 +90,9 @@ struct RaspberryPiImageTests {
     /// The image is written to a 4 GiB card and its data partition is made at first boot, through a
     /// power cut: the first boot is cut (qemu killed) as soon as edgekit-grow-data has written the
     /// partition table, before or while it formats; the second boot finishes the partition, mounts
-    /// it, and the card then holds partition 4 from the site partition's end to its own, ext4.
+    /// it, applies the site's stick plugged in after the login prompt (two USB Ethernet adapters as
+    /// the ports), and the card then holds partition 4 from the site partition's end to its own,
+    /// ext4, with generation 1 on it.
     @Test(.timeLimit(.minutes(30))) func rpiImageBootsOnRaspi3bToTheAgent() throws {
         let dir = try RaspberryPiBuild.shared.build()
         let firmware = try RaspberryPiBuild.firmwarePartition(dir)
@@ -118,12 +120,19 @@ struct RaspberryPiImageTests {
         try #require(cut.console.contains(made), "the first boot made the data partition; console tail: \(cut.console.suffix(3000))")
         #expect(try PartitionTable.read(card).count == 4, "the cut came after the table was written")
 
+        // The second boot has the Pi's two Ethernet ports as a Pi 3 has them, on USB (the onboard
+        // port is a USB device too): two USB network adapters on the machine's DWC2 controller. The
+        // site's stick is plugged in (USB storage, same controller) after the login prompt.
         let formatted = "edgekit-grow-data: formatted /dev/mmcblk0p4 as ext4 (edgekit-data)"
-        let prompt = LateStick.prompt
-        let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200, extra: qemu,
-                                        writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt])
+        let prompt = LateStick.prompt, applied = LateStick.applied
+        let plug = try LateStick.make(plan: dir + "/plan", in: dir, bus: nil)
+        let ports = ["-netdev", "user,id=uplink", "-device", "usb-net,netdev=uplink", "-netdev", "user,id=lan", "-device", "usb-net,netdev=lan"]
+        let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200,
+                                        extra: kernelArguments + ["-append", commandLine] + ports, after: (prompt, plug),
+                                        writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot rpi (raspi3b, kernel from the firmware partition), after the cut: agent line after "
-              + "\(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s under emulation; "
+              + "\(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, stick plugged in then, "
+              + "applied after \(boot.seconds(applied)) s under emulation; "
               + (boot.console.contains(formatted) ? "the cut came before the format ended, this boot formatted"
                                                   : "the format had ended before the cut"))
         let tail = "console tail: \(boot.console.suffix(3000))"
@@ -132,8 +141,14 @@ struct RaspberryPiImageTests {
         #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
         #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
         #expect(!boot.console.contains(made), "the second boot made no partition again; \(tail)")
+        #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
+        #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
+        #expect(!boot.console.contains("did not come up with generation"), "every service came up; \(tail)")
+        // Both ports are USB: the first by device path is the uplink (docs/network.md, "Ports").
+        #expect(boot.console.contains("ports: uplink auto: pinned 52:54:00:12:34:57 (usb0, USB)")
+                    && boot.console.contains("ports: LAN auto: pinned 52:54:00:12:34:58 (usb1, USB)"), "\(tail)")
         let mounted = boot.console.split(separator: "\n").contains { $0.contains("Mounted ") && $0.contains("var-lib-edgekit.mount") }
         #expect(mounted, "the data partition was mounted; \(tail)")
-        try expectDataPartitionFills(card, bytes: cardBytes, holding: nil)
+        try expectDataPartitionFills(card, bytes: cardBytes, holding: "generations/1")
     }
 }
