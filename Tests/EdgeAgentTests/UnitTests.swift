@@ -21,20 +21,31 @@ import Testing
         return try runSystem("systemd-analyze", ["verify", "--man=no", "--root=\(root)", "/etc/systemd/system/" + unit])
     }
 
+    /// Reads `unit` from overlays/ and expects systemd-analyze to accept it as it is, without a
+    /// warning, and to name `complaint` once `broken.0` is replaced by `broken.1`; nil where
+    /// systemd-analyze is missing (recorded as an issue).
+    func expectVerifies(_ unit: String, broken: (String, String), complaint: String) throws -> String? {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
+            return nil
+        }
+        let text = try String(contentsOfFile: Self.overlay + "/" + unit, encoding: .utf8)
+        try Scratch.with { scratch in
+            let good = try verify(text, as: unit, in: scratch)
+            #expect(good.status == 0, "\(good)")
+            #expect(good.stderr.isEmpty, "systemd-analyze warned: \(good)")
+            let bad = try verify(text.replacingOccurrences(of: broken.0, with: broken.1), as: unit, in: scratch)
+            #expect(bad.stderr.contains(complaint), "\(bad)")
+        }
+        return text
+    }
+
     /// The rpi board's unit that makes the data partition (docs/image.md, "Growing to the card"):
     /// accepted, a oneshot that stays active (the mount requires it), its lines on the console.
     @Test("systemd-analyze verify accepts edgekit-grow-data.service and flags a broken copy")
     func growDataUnitVerifies() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
-            Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
+        guard let unit = try expectVerifies("edgekit-grow-data.service", broken: ("Type=oneshot", "Type=oneshoot"), complaint: "oneshoot") else {
             return
-        }
-        let unit = try String(contentsOfFile: Self.overlay + "/edgekit-grow-data.service", encoding: .utf8)
-        try Scratch.with { scratch in
-            let good = try verify(unit, as: "edgekit-grow-data.service", in: scratch)
-            #expect(good.status == 0 && good.stderr.isEmpty, "\(good)")
-            let broken = try verify(unit.replacingOccurrences(of: "Type=oneshot", with: "Type=oneshoot"), as: "edgekit-grow-data.service", in: scratch)
-            #expect(broken.stderr.contains("oneshoot"), "\(broken)")
         }
         for line in ["Type=oneshot", "RemainAfterExit=yes", "ExecStart=/usr/local/sbin/edgekit-grow-data", "StandardError=journal+console"] {
             #expect(unit.split(separator: "\n").contains { $0 == line }, "\(line)")
@@ -43,17 +54,9 @@ import Testing
 
     @Test("systemd-analyze verify accepts edgekit-agent.service and flags a broken copy")
     func agentUnitVerifies() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
-            Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
+        guard let unit = try expectVerifies("edgekit-agent.service", broken: ("ProtectHome=yes", "ProtectHomes=yes"),
+                                            complaint: "Unknown key 'ProtectHomes'") else {
             return
-        }
-        let unit = try String(contentsOfFile: Self.overlay + "/edgekit-agent.service", encoding: .utf8)
-        try Scratch.with { scratch in
-            let good = try verify(unit, in: scratch)
-            #expect(good.status == 0, "\(good)")
-            #expect(good.stderr.isEmpty, "systemd-analyze warned: \(good)")
-            let broken = try verify(unit.replacingOccurrences(of: "ProtectHome=yes", with: "ProtectHomes=yes"), in: scratch)
-            #expect(broken.stderr.contains("Unknown key 'ProtectHomes'"), "\(broken)")
         }
         // Documentation= must lead somewhere on the device. The image has no docs, man or info
         // pages (BaseRecipe excludes them), so only a file the overlay itself ships, or a web page, will do.
