@@ -232,7 +232,8 @@ enum PartitionTable {
     }
 
     /// The rpi board's `edgekit-grow-data` (overlays/usr/local/sbin) on cards that are not its
-    /// own, run here on loop devices: a GPT card is left alone; a device without a partition table, a
+    /// own, run here on loop devices: a GPT card, and an MBR one whose partition 3 is not readable as
+    /// edgekit's site partition, are left alone; a device without a partition table, a
     /// path that is no block device and two cards are each one line and status 1; `--help` says how
     /// to call it. What it does on an edgekit card
     /// (and after a power cut) needs the card's partitions as block devices, which this machine's
@@ -254,6 +255,22 @@ enum PartitionTable {
             let gpt = try system(script, [device])
             #expect(gpt.status == 0 && gpt.stderr == "edgekit-grow-data: \(device) has no MBR (label: gpt); nothing to do\n", "\(gpt.stderr)")
             #expect(try system("sfdisk", ["--dump", device]).stdout == before)
+            // edgekit's MBR layout whose partition 3 cannot be read as the site partition (here: no
+            // partition devices at all): nothing is written.
+            var mbr = layout
+            mbr.table = .mbr
+            let mbrDisk = dir + "/mbr.img"
+            try mbr.createDisk(at: mbrDisk)
+            try #require(truncate(mbrDisk, off_t(1 << 30)) == 0)
+            let mbrLoop = try system("losetup", ["--find", "--show", mbrDisk])
+            let mbrDevice = mbrLoop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try #require(mbrLoop.status == 0 && mbrDevice.hasPrefix("/dev/loop"), "losetup: \(mbrLoop.stderr)")
+            defer { _ = try? system("losetup", ["--detach", mbrDevice]) }
+            let mbrBefore = try system("sfdisk", ["--dump", mbrDevice]).stdout
+            let unknown = try system(script, [mbrDevice])
+            #expect(unknown.status == 0 && unknown.stderr.hasPrefix("edgekit-grow-data: partition 3 of \(mbrDevice) is not edgekit's site partition"),
+                    "\(unknown.stderr)")
+            #expect(try system("sfdisk", ["--dump", mbrDevice]).stdout == mbrBefore)
             // A device without any partition table: one line, status 1, nothing written.
             let blank = dir + "/blank.img"
             try #require(FileManager.default.createFile(atPath: blank, contents: nil) && truncate(blank, off_t(64 << 20)) == 0)
