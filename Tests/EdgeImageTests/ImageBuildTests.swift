@@ -369,11 +369,12 @@ struct ImageBuildTests {
 
     /// The disk image boots under qemu (software emulation) with OVMF, and the agent says on the
     /// serial console that there is no stick.
-    /// One boot, three checks: the agent says "no stick" at boot; a stick plugged in afterwards
-    /// (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied without a reboot; the
-    /// image written to an 8 GiB card grows a data partition to the card's end at first boot, which
-    /// holds the applied generation.
-    @Test(.timeLimit(.minutes(10))) func imageBootsWithoutAStickAndAppliesOnePluggedInLater() throws {
+    /// The image written to an 8 GiB card grows a data partition to the card's end at first boot,
+    /// through a power cut: the first boot is cut (qemu killed) once systemd-repart has started,
+    /// while it formats. The second boot, three checks: the agent says "no stick" at boot; a stick
+    /// plugged in afterwards (qemu monitor: a USB disk hot-plugged on an xHCI controller) is applied
+    /// without a reboot; the data partition reaches the card's end and holds the applied generation.
+    @Test(.timeLimit(.minutes(15))) func imageBootsWithoutAStickAndAppliesOnePluggedInLater() throws {
         let dir = try SharedImage.shared.build()
         // Router 1's stick of site B, sealed to this image's identity (the same test secrets), from
         // the example plan with an operator added: the apply then starts sshd under the image's own
@@ -393,6 +394,14 @@ struct ImageBuildTests {
         defer { try? FileManager.default.removeItem(atPath: card) }
         let cardBytes = 8 << 30
         try #require(truncate(card, off_t(cardBytes)) == 0)
+        // systemd's status line as repart starts: "Starting \e[0;1;39msystemd-repart.service\e[0m - …".
+        let repart = "systemd-repart.service"
+        let cut = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, name: "cut", writable: true, waitingFor: [repart])
+        try #require(cut.console.contains(repart), "the first boot reached systemd-repart; console tail: \(cut.console.suffix(3000))")
+        // Where the cut fell: repart formats the new partition before it writes the table naming it.
+        let cutTable = try PartitionTable.read(card).contains { $0.name == "edgekit-data" } ? "the table already named the data partition"
+                                                                                             : "before repart wrote the table"
+        print("boot, cut: systemd-repart started after \(cut.seconds(repart)) s under emulation; qemu killed then, \(cutTable)")
         let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: LateStick.devices,
                                         after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
         print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
