@@ -37,7 +37,7 @@ extension Supervisor {
         if let pending = inFlight {
             Task {
                 await pending.value
-                await self.registerAgainForHealth()
+                self.registerAgainForHealth()
             }
             return
         }

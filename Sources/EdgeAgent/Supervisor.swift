@@ -437,7 +437,7 @@ public actor Supervisor {
         registrationDue = .distantFuture
         inFlight = Task {
             let failed = await self.register(with: relays)
-            await self.finishRegistration(number, failed: failed)
+            self.finishRegistration(number, failed: failed)
         }
     }
 
