@@ -36,7 +36,9 @@ public enum CommandRunner {
                 exit(2)
             }
             // Library errors describe themselves in operator words (they name the input and the fix).
-            if let described = error as? any CustomStringConvertible {
+            // Through Any: the error's own type is asked at run time on either toolchain (Swift 6.0
+            // calls the cast from `any Error` always true and warns).
+            if let described = (error as Any) as? any CustomStringConvertible {
                 Output.error(described.description)
                 exit(1)
             }
