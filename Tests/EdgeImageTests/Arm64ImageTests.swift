@@ -122,7 +122,7 @@ struct Arm64ImageTests {
         #expect(boot.console.contains("Linux version") && boot.console.contains("aarch64"), "the arm64 kernel started; \(tail)")
         #expect(boot.console.contains("efi: EFI v"), "started by UEFI firmware; \(tail)")
         #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
-        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+        #expect(boot.console.contains(prompt) && LateStick.named(boot.console), "a login prompt, the machine named after the site; \(tail)")
         #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
         #expect(!boot.console.contains("did not come up with generation"), "every service came up; \(tail)")
     }

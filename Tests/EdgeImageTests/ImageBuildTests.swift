@@ -409,7 +409,7 @@ struct ImageBuildTests {
         let tail = "console tail: \(boot.console.suffix(3000))\nmonitor: \(boot.monitor.joined(separator: "\n"))"
         #expect(boot.console.contains("Linux version"), "the kernel started")
         #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
-        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+        #expect(boot.console.contains(prompt) && LateStick.named(boot.console), "a login prompt, the machine named after the site; \(tail)")
         #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
         #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
         #expect(!boot.console.contains("did not come up with generation"), "every service came up, sshd included; \(tail)")
@@ -450,9 +450,16 @@ func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String?)
 /// Router 1's stick of site-b, attached to a booted guest through the qemu monitor (a USB disk
 /// hot-plugged on an xHCI controller), and the console lines that show it was applied.
 enum LateStick {
-    /// The root filesystem is every site's; the agent names the machine after its site stamp (site
-    /// partition), so the serial login prompt carries the site's hostname.
-    static let prompt = "site-b login:"
+    /// The serial console's login prompt ("HOSTNAME login:"). The root filesystem is every site's;
+    /// the agent names the machine after its site stamp (site partition) as it starts, and on a
+    /// first boot getty may print its prompt before that ("edgekit login:"), so the prompt is
+    /// awaited whatever it says and the site's name is checked in `named`.
+    static let prompt = " login:"
+    /// Whether `console` shows the machine named after the site: the agent's line as it sets the
+    /// name (and writes /etc/hostname for later boots), or a prompt that already says site-b.
+    static func named(_ console: String) -> Bool {
+        console.contains("set the running system's hostname to site-b") || console.contains("site-b" + prompt)
+    }
     static let applied = "applied generation 1 (site site-b router 1"
     /// Two NICs (uplink and LAN, user-mode networking: no relay answers) so the apply has its
     /// ports, and the controller the stick is plugged into.

@@ -139,7 +139,7 @@ struct RaspberryPiImageTests {
         #expect(boot.console.contains("Machine model: Raspberry Pi 3 Model B"), "the Pi 3's device tree; \(tail)")
         #expect(boot.console.contains("root=PARTUUID=\(DiskLayout.mbrPartitionUUID(2))"), "root by the MBR's PARTUUID; \(tail)")
         #expect(boot.console.contains(EmulatedBoot.noStickLine), "\(tail)")
-        #expect(boot.console.contains(prompt), "the site's hostname on the login prompt; \(tail)")
+        #expect(boot.console.contains(prompt) && LateStick.named(boot.console), "a login prompt, the machine named after the site; \(tail)")
         #expect(!boot.console.contains(made), "the second boot made no partition again; \(tail)")
         #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
         #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
