@@ -243,29 +243,29 @@ enum PartitionTable {
     func growDataLeavesOtherCardsAlone() throws {
         let script = Products.packageRoot.appendingPathComponent("overlays/usr/local/sbin/edgekit-grow-data").path
         try withScratch { dir in
-            let disk = dir + "/card.img"
-            let layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 8 << 20, architecture: "arm64")
-            try layout.createDisk(at: disk)
-            try #require(truncate(disk, off_t(1 << 30)) == 0)
-            let loop = try system("losetup", ["--find", "--show", disk])
-            let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
-            defer { _ = try? system("losetup", ["--detach", device]) }
-            let before = try system("sfdisk", ["--dump", device]).stdout
-            let gpt = try system(script, [device])
-            #expect(gpt.status == 0 && gpt.stderr == "edgekit-grow-data: \(device) has no MBR (label: gpt); nothing to do\n", "\(gpt.stderr)")
-            #expect(try system("sfdisk", ["--dump", device]).stdout == before)
+            // Each card a loop device of its own, detached at the end.
+            var attached: [String] = []
+            defer { for device in attached { _ = try? system("losetup", ["--detach", device]) } }
+            func attach(_ file: String, bytes: Int) throws -> String {
+                try #require(truncate(file, off_t(bytes)) == 0)
+                let loop = try system("losetup", ["--find", "--show", file])
+                let device = loop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                try #require(loop.status == 0 && device.hasPrefix("/dev/loop"), "losetup: \(loop.stderr)")
+                attached.append(device)
+                return device
+            }
+            var layout = DiskLayout(espBytes: 16 << 20, rootBytes: 40 << 20, siteBytes: 8 << 20, architecture: "arm64")
+            try layout.createDisk(at: dir + "/gpt.img")
+            let gptDevice = try attach(dir + "/gpt.img", bytes: 1 << 30)
+            let before = try system("sfdisk", ["--dump", gptDevice]).stdout
+            let gpt = try system(script, [gptDevice])
+            #expect(gpt.status == 0 && gpt.stderr == "edgekit-grow-data: \(gptDevice) has no MBR (label: gpt); nothing to do\n", "\(gpt.stderr)")
+            #expect(try system("sfdisk", ["--dump", gptDevice]).stdout == before)
             // edgekit's MBR layout whose partition 3 cannot be read as the site partition (here: no
             // partition devices at all): nothing is written.
-            var mbr = layout
-            mbr.table = .mbr
-            let mbrDisk = dir + "/mbr.img"
-            try mbr.createDisk(at: mbrDisk)
-            try #require(truncate(mbrDisk, off_t(1 << 30)) == 0)
-            let mbrLoop = try system("losetup", ["--find", "--show", mbrDisk])
-            let mbrDevice = mbrLoop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            try #require(mbrLoop.status == 0 && mbrDevice.hasPrefix("/dev/loop"), "losetup: \(mbrLoop.stderr)")
-            defer { _ = try? system("losetup", ["--detach", mbrDevice]) }
+            layout.table = .mbr
+            try layout.createDisk(at: dir + "/mbr.img")
+            let mbrDevice = try attach(dir + "/mbr.img", bytes: 1 << 30)
             let mbrBefore = try system("sfdisk", ["--dump", mbrDevice]).stdout
             let unknown = try system(script, [mbrDevice])
             #expect(unknown.status == 0 && unknown.stderr.hasPrefix("edgekit-grow-data: partition 3 of \(mbrDevice) is not edgekit's site partition"),
@@ -273,11 +273,8 @@ enum PartitionTable {
             #expect(try system("sfdisk", ["--dump", mbrDevice]).stdout == mbrBefore)
             // A device without any partition table: one line, status 1, nothing written.
             let blank = dir + "/blank.img"
-            try #require(FileManager.default.createFile(atPath: blank, contents: nil) && truncate(blank, off_t(64 << 20)) == 0)
-            let blankLoop = try system("losetup", ["--find", "--show", blank])
-            let blankDevice = blankLoop.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            try #require(blankLoop.status == 0 && blankDevice.hasPrefix("/dev/loop"), "losetup: \(blankLoop.stderr)")
-            defer { _ = try? system("losetup", ["--detach", blankDevice]) }
+            try #require(FileManager.default.createFile(atPath: blank, contents: nil))
+            let blankDevice = try attach(blank, bytes: 64 << 20)
             let none = try system(script, [blankDevice])
             #expect(none.status == 1 && none.stderr.hasPrefix("edgekit-grow-data: cannot read the partition table of \(blankDevice): ")
                         && none.stderr.split(separator: "\n").count == 1, "\(none.stderr)")
