@@ -388,12 +388,9 @@ struct ImageBuildTests {
         let plug = try LateStick.make(plan: plan, in: dir)
         let prompt = LateStick.prompt, applied = LateStick.applied
         // Written to an 8 GiB card: systemd-repart makes the data partition at first boot, to the card's end.
-        let card = dir + "/card.img"
-        try? FileManager.default.removeItem(atPath: card)
-        try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
-        defer { try? FileManager.default.removeItem(atPath: card) }
         let cardBytes = 8 << 30
-        try #require(truncate(card, off_t(cardBytes)) == 0)
+        let card = try writeSiteBImage(in: dir, toCard: "card.img", bytes: cardBytes)
+        defer { try? FileManager.default.removeItem(atPath: card) }
         // systemd's status line as repart starts: "Starting \e[0;1;39msystemd-repart.service\e[0m - …".
         let repart = "systemd-repart.service"
         let cut = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, name: "cut", writable: true, waitingFor: [repart])
@@ -420,6 +417,16 @@ struct ImageBuildTests {
         #expect(mounted, "the data partition was mounted; \(tail)")
         try expectDataPartitionFills(card, bytes: cardBytes, holding: "generations/1")
     }
+}
+
+/// site-b's image (`dir/out/site-b.img`) written to a card of `bytes` at `dir/name`: a sparse copy
+/// grown to the card's size, the rest of the card unpartitioned. The caller removes it.
+func writeSiteBImage(in dir: String, toCard name: String, bytes: Int) throws -> String {
+    let card = dir + "/" + name
+    try? FileManager.default.removeItem(atPath: card)
+    try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
+    try #require(truncate(card, off_t(bytes)) == 0)
+    return card
 }
 
 /// The card after a boot (qemu stopped): a data partition from the site partition's end to the

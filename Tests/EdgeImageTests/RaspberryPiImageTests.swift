@@ -105,12 +105,9 @@ struct RaspberryPiImageTests {
         }
         let commandLine = try system("mtype", ["-i", firmware, "::/cmdline.txt"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         // qemu's SD card must be a power of two in size: the image written to a 4 GiB card.
-        let card = dir + "/rpi-card.img"
-        try? FileManager.default.removeItem(atPath: card)
-        try SparseCopy.duplicate(dir + "/out/site-b.img", to: card)
-        defer { try? FileManager.default.removeItem(atPath: card) }
         let cardBytes = 4 << 30
-        try #require(truncate(card, off_t(cardBytes)) == 0)
+        let card = try writeSiteBImage(in: dir, toCard: "rpi-card.img", bytes: cardBytes)
+        defer { try? FileManager.default.removeItem(atPath: card) }
         let qemu = ["-nic", "none"] + kernelArguments + ["-append", commandLine]
 
         let made = "edgekit-grow-data: made partition 4 of /dev/mmcblk0: "
