@@ -169,7 +169,7 @@ final class FleetLab: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: path("\(name).log"), contents: nil)
+        _ = FileManager.default.createFile(atPath: path("\(name).log"), contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path("\(name).log")))
         process.standardOutput = handle
         process.standardError = handle
@@ -189,7 +189,7 @@ final class FleetLab: @unchecked Sendable {
 
     func startRelay() throws {
         let key = path("relay.key")
-        FileManager.default.createFile(atPath: key, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
+        _ = FileManager.default.createFile(atPath: key, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
         try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(toFile: path("operator.pub"), atomically: true, encoding: .utf8)
         // The rendered relay.json, pointed at this lab's interface and files.

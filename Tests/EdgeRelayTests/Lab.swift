@@ -166,20 +166,49 @@ final class Lab: @unchecked Sendable {
         }
     }
 
-    /// wireguard-go for `interface` in `namespace`, once `wg` can talk to it.
+    /// wireguard-go for `interface` in `namespace`, once `wg` can talk to it. One that exits by
+    /// itself is started once more (printing what it said: a CI run once saw `wg show` fail for
+    /// 60 s after a re-creation, with no output kept); one that still fails throws with its output.
     func startWireGuard(in namespace: String, _ interface: String) throws -> Process {
+        do {
+            return try startWireGuardOnce(in: namespace, interface)
+        } catch let failure as WireGuardExited {
+            print("Lab: \(failure); starting it once more")
+            return try startWireGuardOnce(in: namespace, interface)
+        }
+    }
+
+    struct WireGuardExited: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private func startWireGuardOnce(in namespace: String, _ interface: String) throws -> Process {
         let wg = Process()
         wg.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         wg.arguments = ["netns", "exec", namespace, "wireguard-go", "-f", interface]
         var environment = ProcessInfo.processInfo.environment
         environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
         wg.environment = environment
-        wg.standardOutput = FileHandle.nullDevice
-        wg.standardError = FileHandle.nullDevice
+        let log = directory.appendingPathComponent("wireguard-go-\(interface).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let output = try FileHandle(forWritingTo: log)
+        defer { try? output.close() }
+        wg.standardOutput = output
+        wg.standardError = output
         try wg.run()
+        func said() -> String { String(((try? String(contentsOf: log, encoding: .utf8)) ?? "").suffix(1500)) }
         // 60 s: while the suite builds images beside it, wireguard-go took over 15 s to open its socket.
-        try waitFor("wireguard-go \(interface)", timeout: 60) {
-            (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
+        do {
+            try waitFor("wireguard-go \(interface)", timeout: 60) {
+                if !wg.isRunning {
+                    throw WireGuardExited(description: "wireguard-go \(interface) exited (\(wg.terminationStatus)): \(said())")
+                }
+                return (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
+            }
+        } catch let error as LabError {
+            kill(wg.processIdentifier, SIGKILL)
+            wg.waitUntilExit()
+            throw LabError("\(error); wireguard-go said: \(said())")
         }
         try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
         return wg
@@ -206,9 +235,9 @@ final class Lab: @unchecked Sendable {
         let process = try startWireGuard(in: clientNamespace, name)
         routerTunnels.append((process, name))
         let keyFile = directory.appendingPathComponent("\(name).key")
-        FileManager.default.createFile(atPath: keyFile.path, contents: Data((router.key.privateKeyBase64 + "\n").utf8),
+        _ = FileManager.default.createFile(atPath: keyFile.path, contents: Data((router.key.privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
-        try routerWG(["set", name, "private-key", keyFile.path, "peer", Fixture.keys.relayWireGuardKey().publicKeyBase64,
+        _ = try routerWG(["set", name, "private-key", keyFile.path, "peer", Fixture.keys.relayWireGuardKey().publicKeyBase64,
                       "endpoint", "\(relayAddress):51820", "allowed-ips", "\(Fixture.plan.tunnel)"])
         return name
     }
@@ -220,7 +249,7 @@ final class Lab: @unchecked Sendable {
     func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int,
                      globalPerSecond: Double = 1_000_000) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
-        FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
+        _ = FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
         let operatorFile = directory.appendingPathComponent("operator.pub")
         try Fixture.keys.operatorKey.publicKey.fileText(comment: "example operator").write(to: operatorFile, atomically: true, encoding: .utf8)
@@ -258,7 +287,7 @@ final class Lab: @unchecked Sendable {
     func snapshot() throws -> RelaySnapshot { try RelayStore(path: databasePath).snapshot() }
 
     func startRelay() throws {
-        FileManager.default.createFile(atPath: relayLog.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: relayLog.path, contents: nil)
         let handle = try FileHandle(forWritingTo: relayLog)
         handle.seekToEndOfFile()
         let process = Process()
