@@ -29,10 +29,12 @@ public enum TunnelMTU {
     /// the smaller of the two (the plan's value caps what the link claims: a DS-Lite softwire or an
     /// LTE modem behind Ethernet shows 1500 on the link and carries less), minus `family`'s overhead,
     /// and no more than `relayMTU`, the relay's own tunnel MTU (`defaults.uplink_mtu - 80`): anything
-    /// bigger could not go on to another site anyway. Never below 1280: the kernel turns IPv6 off on
-    /// a link below IPv6's minimum (RFC 8200 section 5), and the tunnel carries only IPv6.
+    /// bigger could not go on to another site anyway. Below it, a multiple of 16, so the relay's
+    /// WireGuard padding never makes a packet bigger than the uplink carries. Never below 1280: the
+    /// kernel turns IPv6 off on a link below IPv6's minimum (RFC 8200 section 5), and the tunnel
+    /// carries only IPv6. (`Defaults.tunnelMTU(payload:relayMTU:)`.)
     public static func tunnelMTU(linkMTU: Int, plannedUplinkMTU: Int, relayMTU: Int, family: OuterFamily) -> Int {
-        max(Defaults.ipv6MinimumMTU, min(relayMTU, min(linkMTU, plannedUplinkMTU) - family.overhead))
+        Defaults.tunnelMTU(payload: min(linkMTU, plannedUplinkMTU) - family.overhead, relayMTU: relayMTU)
     }
 
     /// The address family of a WireGuard endpoint as `wg show … endpoints` prints it (`[ADDRESS]:PORT`
@@ -132,7 +134,7 @@ public struct TunnelMTUWatch: Sendable {
         case .noTunnel:
             return
         case .set(let from, let to, let uplinkMTU, let family):
-            // "tunnel MTU 1420 → 1400: uplink MTU 1480, relay over IPv6"
+            // "tunnel MTU 1420 → 1392: uplink MTU 1480, relay over IPv6"
             var why = "uplink MTU \(uplinkMTU)"
             if plannedUplinkMTU < uplinkMTU { why += " (plan uplink_mtu \(plannedUplinkMTU))" }
             why += endpointKnown ? ", relay over \(family.rawValue)" : ", relay address not known yet (sized for IPv6)"

@@ -74,10 +74,11 @@ public struct Plan: Sendable, Equatable {
         router.uplinkMTU ?? defaults.uplinkMTU
     }
 
-    /// The tunnel MTU the plan renders for `router` (uplink - 80, WireGuard over IPv6). The agent
+    /// The tunnel MTU the plan renders for `router`: uplink - 80 (WireGuard over IPv6), rounded down
+    /// to a multiple of 16 below the relay's (`Defaults.tunnelMTU(payload:relayMTU:)`). The agent
     /// re-sets it at run time from the uplink's real MTU and the relay's address family.
     public func tunnelMTU(of router: Router) -> Int {
-        uplinkMTU(of: router) - Defaults.wireGuardOverhead
+        Defaults.tunnelMTU(payload: uplinkMTU(of: router) - Defaults.wireGuardOverhead, relayMTU: defaults.tunnelMTU)
     }
 
     /// The smallest uplink MTU of any router in the plan (`defaults.uplink_mtu` without routers).
@@ -85,11 +86,16 @@ public struct Plan: Sendable, Equatable {
         sites.flatMap(\.routers).map(uplinkMTU(of:)).min() ?? defaults.uplinkMTU
     }
 
-    /// The servers' mesh MTU: every mesh packet crosses two routers' tunnels, so the smallest uplink
-    /// minus two WireGuard layers of 80 bytes, but never below IPv6's 1280 (an uplink of 1420-1439
-    /// carries 1280 only with its tunnel over IPv4; docs/network.md, "MTU").
+    /// The smallest tunnel MTU of any router in the plan, as rendered (over IPv6).
+    public var smallestTunnelMTU: Int {
+        Defaults.tunnelMTU(payload: smallestUplinkMTU - Defaults.wireGuardOverhead, relayMTU: defaults.tunnelMTU)
+    }
+
+    /// The servers' mesh MTU: every mesh packet crosses two routers' tunnels, so the smallest tunnel
+    /// minus the mesh's own WireGuard layer of 80 bytes, but never below IPv6's 1280 (an uplink of
+    /// 1420-1439 carries 1280 only with its tunnel over IPv4; docs/network.md, "MTU").
     public var meshMTU: Int {
-        max(Defaults.ipv6MinimumMTU, smallestUplinkMTU - 2 * Defaults.wireGuardOverhead)
+        max(Defaults.ipv6MinimumMTU, smallestTunnelMTU - Defaults.wireGuardOverhead)
     }
 }
 
@@ -201,8 +207,33 @@ public struct Defaults: Sendable, Equatable {
     /// Below this, the tunnel over IPv6 leaves the mesh less than 1280: 1280 + 80 + 80.
     public static let uplinkMTUForMeshOverIPv6 = ipv6MinimumMTU + 2 * wireGuardOverhead
 
-    /// MTU of the router ↔ relay tunnel.
+    /// MTU of the router ↔ relay tunnel, and of the relay's one interface.
     public var tunnelMTU: Int { uplinkMTU - Defaults.wireGuardOverhead }
+
+    /// The tunnel MTU for an uplink that carries `payload` bytes inside WireGuard's outer headers, to a
+    /// relay whose interface has `relayMTU`: the relay's when the uplink carries that much (nothing
+    /// bigger could go on to another site), else `payload` rounded down to a multiple of 16, and never
+    /// below IPv6's 1280 (the kernel turns IPv6 off on a smaller link).
+    ///
+    /// The rounding is WireGuard's padding: it pads each packet to a multiple of 16 bytes, up to the
+    /// MTU of the interface that sends it. The relay's interface is bigger than a small uplink's
+    /// tunnel, so a 1400-byte packet to a DS-Lite site (1460 - 60 = 1400) left the relay padded to
+    /// 1408: 8 bytes over the uplink, and every full-size packet towards that site was fragmented. At a
+    /// multiple of 16 there is nothing to pad (docs/network.md, "MTU").
+    public static func tunnelMTU(payload: Int, relayMTU: Int) -> Int {
+        if payload >= relayMTU { return relayMTU }
+        return max(ipv6MinimumMTU, payload / 16 * 16)
+    }
+
+    /// Why `tunnelMTU(payload:relayMTU:)` is not `payload`, for comments in rendered files: "" when
+    /// it is, else ", no more than the relay's N" or ", down to a multiple of 16 (…)".
+    public static func tunnelMTUNote(payload: Int, relayMTU: Int) -> String {
+        let tunnel = tunnelMTU(payload: payload, relayMTU: relayMTU)
+        if tunnel == payload { return "" }
+        if tunnel == relayMTU { return ", no more than the relay's \(relayMTU)" }
+        if tunnel == ipv6MinimumMTU && payload < ipv6MinimumMTU { return ", raised to IPv6's 1280" }
+        return ", down to a multiple of 16 (WireGuard pads to 16 bytes, up to the sender's MTU)"
+    }
 
     /// What is left for packets inside the servers' own WireGuard mesh, which rides the tunnel: two
     /// layers of 80 bytes, never below 1280 (see `Plan.meshMTU`, which also counts the overrides).

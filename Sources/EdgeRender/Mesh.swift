@@ -46,11 +46,13 @@ public enum MeshFiles {
     /// Why the MTU is what it is, in one comment line (docs/network.md, "The servers' mesh MTU").
     static func mtuComment(_ plan: Plan) -> String {
         let uplink = plan.smallestUplinkMTU
+        let tunnel = plan.smallestTunnelMTU
         let mtu = plan.meshMTU
         let smallest = uplink == plan.defaults.uplinkMTU ? "uplink" : "smallest uplink"
+        let rounded = Defaults.tunnelMTUNote(payload: uplink - Defaults.wireGuardOverhead, relayMTU: plan.defaults.tunnelMTU)
         // 1420-1439: the math gives less than 1280; 1280 fits when that router's tunnel runs over IPv4 (60 bytes).
-        let floor = mtu > uplink - 2 * Defaults.wireGuardOverhead ? ", raised to IPv6's 1280 (that tunnel must run over IPv4, 60 bytes)" : ""
-        return "# Two WireGuard layers of 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard): \(smallest) \(uplink) - 80 (router <-> relay) - 80 (this mesh) = \(uplink - 2 * Defaults.wireGuardOverhead)\(floor)."
+        let floor = mtu > tunnel - Defaults.wireGuardOverhead ? ", raised to IPv6's 1280 (that tunnel must run over IPv4, 60 bytes)" : ""
+        return "# Two WireGuard layers of 80 bytes (40 IPv6 + 8 UDP + 32 WireGuard): \(smallest) \(uplink) - 80 = \(tunnel) (router <-> relay)\(rounded); - 80 (this mesh) = \(tunnel - Defaults.wireGuardOverhead)\(floor)."
     }
 
     /// What the server must hold on its LAN for the other servers to reach it.

@@ -105,6 +105,11 @@ enum RouterNetworkd {
             """
     }
 
+    /// Why this router's rendered tunnel MTU is not its uplink's - 80 (`Defaults.tunnelMTUNote`), or "".
+    static func tunnelMTUNote(_ plan: Plan, _ router: Router) -> String {
+        Defaults.tunnelMTUNote(payload: plan.uplinkMTU(of: router) - Defaults.wireGuardOverhead, relayMTU: plan.defaults.tunnelMTU)
+    }
+
     static func tunnelNetdev(plan: Plan, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
         let relay = tunnel.relay
         return """
@@ -112,7 +117,7 @@ enum RouterNetworkd {
             [NetDev]
             Name=\(tunnel.interface)
             Kind=wireguard
-            # Uplink MTU \(plan.uplinkMTU(of: router)) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard).
+            # Uplink MTU \(plan.uplinkMTU(of: router)) minus 80 bytes of WireGuard over IPv6 (40 IPv6 + 8 UDP + 32 WireGuard)\(Self.tunnelMTUNote(plan, router)).
             # At run time edgekit-agent sets it from the uplink's real MTU and the relay's address family.
             MTUBytes=\(plan.tunnelMTU(of: router))
 

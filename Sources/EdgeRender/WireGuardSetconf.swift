@@ -11,7 +11,7 @@ enum WireGuardSetconf {
         return """
         # edgekit: tunnel to the relay in wg(8) setconf form, for hosts without systemd-networkd.
         # The private key is not here: add it with `wg set \(tunnel.interface) private-key \(ConfigPaths.routerWireGuardKey)`.
-        # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.tunnelMTU(of: router)) (uplink \(plan.uplinkMTU(of: router)) - 80; the agent re-sets it from the uplink),
+        # Then: address \(IPv6Prefix.host(router.tunnelAddress)), MTU \(plan.tunnelMTU(of: router)) (uplink \(plan.uplinkMTU(of: router)) - 80\(RouterNetworkd.tunnelMTUNote(plan, router)); the agent re-sets it from the uplink),
         # routes \(IPv6Prefix.host(relay.tunnelAddress)) and \(plan.ula) on \(tunnel.interface).
         [Interface]
         # Fixed, so the firewall can allow WireGuard on the uplink by port.

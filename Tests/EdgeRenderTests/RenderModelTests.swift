@@ -125,8 +125,10 @@ struct RenderModelTests {
         plan.sites[0].routers[1].uplinkMTU = 1428
         let site = plan.sites[0]
         let files = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[1], relayPublicKeys: [Fixtures.relayPublicKey])
-        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1348\n"))
-        #expect(try files.file(ConfigPaths.routerTunnelSetconf).contents.contains("MTU 1348 (uplink 1428 - 80;"))
+        // 1428 - 80 = 1348, down to a multiple of 16 below the relay's 1420 (WireGuard's padding).
+        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("MTUBytes=1344\n"))
+        #expect(try files.file(ConfigPaths.routerTunnelNetdev).contents.contains("(40 IPv6 + 8 UDP + 32 WireGuard), down to a multiple of 16"))
+        #expect(try files.file(ConfigPaths.routerTunnelSetconf).contents.contains("MTU 1344 (uplink 1428 - 80, down to a multiple of 16"))
         // DHCP option 26 sets the uplink's MTU, which the agent sizes the tunnel from.
         #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("[DHCPv4]\n") == true)
         #expect(try files.file(ConfigPaths.uplinkNetwork).contents.contains("\nUseMTU=yes\n"))
@@ -136,7 +138,7 @@ struct RenderModelTests {
         #expect(plan.smallestUplinkMTU == 1428)
         #expect(plan.meshMTU == 1280)
         plan.sites[0].routers[1].uplinkMTU = 1492
-        #expect(plan.meshMTU == 1332)
+        #expect(plan.meshMTU == 1328)
     }
 
     @Test("every comment line of every rendered file explains itself (no bare or empty comments)")
