@@ -15,11 +15,14 @@ public struct ClaimReport: Sendable, Equatable {
     public var agentVersion: String
     /// The running agent's verdict (RUNTIME/health.json); nil before its first look.
     public var health: HealthReport?
+    /// The MTU the tunnel to this relay has now (`TunnelMTUWatch`); nil before the watch's first look.
+    public var tunnelMTU: Int?
 
-    public init(generation: Int, agentVersion: String = AgentVersion.current, health: HealthReport?) {
+    public init(generation: Int, agentVersion: String = AgentVersion.current, health: HealthReport?, tunnelMTU: Int? = nil) {
         self.generation = generation
         self.agentVersion = agentVersion
         self.health = health
+        self.tunnelMTU = tunnelMTU
     }
 
     /// The report for now: the applied generation, this agent, the last verdict the health watch wrote.
@@ -29,15 +32,16 @@ public struct ClaimReport: Sendable, Equatable {
 }
 
 extension Supervisor {
-    /// A changed health verdict registers again, so the relay's view of this router is current
-    /// (the claim reads the verdict when it is made). An attempt in flight carries the old verdict:
-    /// once it ends, look again. A retry already scheduled (the relay did not accept yet) will carry
-    /// the new verdict itself, so nothing is moved forward then.
-    func registerAgainForHealth() {
+    /// A changed health verdict or tunnel MTU registers again, so the relay's view of this router is
+    /// current (the claim reads both when it is made) and the relay routes the site with the tunnel's
+    /// MTU. An attempt in flight carries the old report: once it ends, look again. A retry already
+    /// scheduled (the relay did not accept yet) will carry the new report itself, so nothing is moved
+    /// forward then.
+    func registerAgainForReport() {
         if let pending = inFlight {
             Task {
                 await pending.value
-                self.registerAgainForHealth()
+                self.registerAgainForReport()
             }
             return
         }

@@ -50,6 +50,6 @@ extension RouterReport {
         case nil: .unknown
         }
         self.init(generation: UInt64(max(0, report.generation)), health: health, agentVersion: report.agentVersion,
-                  healthReason: report.health?.reason ?? "no health verdict yet")
+                  healthReason: report.health?.reason ?? "no health verdict yet", tunnelMTU: report.tunnelMTU)
     }
 }

@@ -240,10 +240,12 @@ public actor Supervisor {
         guard let document = appliedProfile() else { return nil }
         let master = VRRPNotify.current(paths: paths) == .master
         let report = ClaimReport.current(paths: paths, generation: agent.store.current?.number)
-        return document.plan.relays.map { relay in
-            (relay.name, Claim(master: master, certificate: document.certificate, relayHost: relay.host,
-                               registrationPort: relay.registrationPort, relayPublicKey: relay.publicKey,
-                               privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey), report: report))
+        return document.plan.tunnels.map { relay, interface in
+            var report = report
+            report.tunnelMTU = tunnelMTUs[interface]?.mtu
+            return (relay.name, Claim(master: master, certificate: document.certificate, relayHost: relay.host,
+                                      registrationPort: relay.registrationPort, relayPublicKey: relay.publicKey,
+                                      privateKeyFile: paths.live(ConfigPaths.routerWireGuardKey), report: report))
         }
     }
 
@@ -482,7 +484,7 @@ public actor Supervisor {
     func log(_ health: HealthReport) {
         logChange("health", "health: \(health.verdict.rawValue) (\(health.reason))", level: health.verdict == .healthy ? .info : .warning)
         publishMetrics()
-        registerAgainForHealth()
+        registerAgainForReport()
     }
 
     /// What the `KeepalivedWatch` did, logged once per change.

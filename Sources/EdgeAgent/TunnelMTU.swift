@@ -81,6 +81,9 @@ public struct TunnelMTUWatch: Sendable {
     public var ip: String
     var nextCheck = Date.distantPast
     var lastLogged: String?
+    /// The tunnel's MTU at the last look (what the registration reports to the relay); nil before
+    /// the first look or while the tunnel is not there.
+    public private(set) var mtu: Int?
 
     public init(interval: TimeInterval = 5, ip: String = "ip") {
         self.interval = interval
@@ -95,6 +98,12 @@ public struct TunnelMTUWatch: Sendable {
         guard now >= nextCheck else { return nil }
         nextCheck = now.addingTimeInterval(interval)
         let outcome = look(uplink: uplink, tunnel: tunnel, plannedUplinkMTU: plannedUplinkMTU, relayMTU: relayMTU, endpoint: endpoint)
+        switch outcome {
+        case .set(_, let to, _, _): mtu = to
+        case .unchanged(let current): mtu = current
+        case .noTunnel: mtu = nil
+        case .noUplink, .failed: break
+        }
         log(outcome, plannedUplinkMTU: plannedUplinkMTU, relayMTU: relayMTU,
             endpointKnown: TunnelMTU.family(ofEndpoint: endpoint) != nil, tunnel: tunnel, logger: logger)
         return outcome
@@ -169,10 +178,13 @@ extension Supervisor {
             guard now >= watch.nextCheck else { continue }
             watch.ip = agent.services.ipTool
             let endpoint = tunnel.endpoint(relayPublicKey: relay.publicKey)
+            let before = watch.mtu
             _ = watch.check(now: now, uplink: InterfaceNames.uplink(of: profile.router), tunnel: interface,
                             plannedUplinkMTU: profile.router.uplinkMTU ?? profile.plan.defaults.uplinkMTU,
                             relayMTU: profile.plan.defaults.tunnelMTU, endpoint: endpoint, logger: logger)
             tunnelMTUs[interface] = watch
+            // The relay routes the site with the tunnel's MTU: tell it when that changed.
+            if before != nil, watch.mtu != nil, watch.mtu != before { registerAgainForReport() }
         }
     }
 }

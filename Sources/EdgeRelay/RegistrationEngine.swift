@@ -36,12 +36,15 @@ public actor RegistrationEngine {
     var flushing = false
     /// `wg set` batches applied since start (for the log and the benchmark).
     public private(set) var batchesApplied = 0
+    /// The routes that give small sites their tunnel's MTU (`SiteRoutes`).
+    public private(set) var siteRoutes: SiteRoutes
 
     public init(config: RelayConfig, store: RelayStore, relayPrivateKey: WireGuardKey, operatorKey: Signify.PublicKey,
                 logger: Logger) throws {
         self.config = config
         self.store = store
         wireGuard = WireGuardControl(interface: config.interface)
+        siteRoutes = SiteRoutes(interface: config.interface)
         relayKey = WireGuardKeyPair(privateKey: relayPrivateKey.agreementKey)
         helloProofKey = HelloProof.key(relayPublicKey: relayKey.publicKey).withUnsafeBytes { Array($0) }
         relayPrivateKeyBase64 = relayPrivateKey.privateKeyBase64
@@ -95,6 +98,36 @@ public actor RegistrationEngine {
         logger.info("WireGuard holds the stored peers", metadata: [
             "interface": "\(config.interface)", "peers": "\(peers.count)",
             "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
+        await synchroniseSiteRoutes(prefixes: nil)
+    }
+
+    /// Makes the site routes of `prefixes` (nil: every site, and every route found on the interface)
+    /// follow their owners' tunnel MTUs. A failure is logged, never fatal: the site is still reached,
+    /// only without packet-too-big for packets its tunnel cannot carry.
+    func synchroniseSiteRoutes(prefixes: Set<String>?) async {
+        var routes = siteRoutes
+        do {
+            if prefixes == nil { try routes.load() }
+            guard let interfaceMTU = routes.interfaceMTU else { return }
+            let desired = try store.siteTunnelMTUs(of: prefixes.map { $0.union(routes.installed.keys) })
+            let wanted = (prefixes ?? Set(desired.keys)).union(routes.installed.keys)
+            let changes = SiteRoutes.changes(installed: routes.installed, desired: desired, prefixes: wanted, interfaceMTU: interfaceMTU)
+            guard !changes.isEmpty else {
+                siteRoutes = routes
+                return
+            }
+            let before = routes
+            routes = try await offThread { () -> SiteRoutes in
+                var after = before
+                try after.apply(changes)
+                return after
+            }
+            logger.info("site routes set", metadata: [
+                "interface": "\(config.interface)", "changes": "\(changes.count)", "routes": "\(routes.installed.count)"])
+        } catch {
+            logger.error("site routes could not be set", metadata: ["error": "\(error)"])
+        }
+        siteRoutes = routes
     }
 
     /// Each peer's received bytes at the last `samplePeers`, to see whose grew.
@@ -336,6 +369,7 @@ public actor RegistrationEngine {
             batchesApplied += 1
             logger.debug("wg set applied", metadata: [
                 "peers": "\(changes.count)", "registrations": "\(batch.count)", "duration": "\(ContinuousClock.now - started)"])
+            await synchroniseSiteRoutes(prefixes: try store.sitePrefixes(ofKeys: keys))
         } catch {
             succeeded = false
             logger.error("WireGuard update failed; re-synchronising from the database", metadata: ["error": "\(error)"])

@@ -37,13 +37,17 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
     /// every `endpoint_save_ms` by `serve`); nil until then. Liveness: WireGuard rekeys only every
     /// 2 minutes, so a live router's last handshake is often older than 3 keepalives. Migration v5.
     public var lastHeard: Int64? = nil
+    /// The MTU of the router's tunnel to this relay, as its last accepted REGISTER reported it; nil
+    /// when it did not say. The relay routes the site's /64 with it when this router owns the /64
+    /// (`SiteRoutes`, docs/relay.md, "Site MTU"). Migration v6.
+    public var tunnelMTU: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case publicKey = "public_key", plan, site, slot, serial
         case tunnelAddress = "tunnel_address", sitePrefix = "site_prefix", claim
         case lastSeen = "last_seen", lastCookieTime = "last_cookie_time", endpoint
         case generation, agentVersion = "agent_version", health, healthReason = "health_reason"
-        case lastHeard = "last_heard"
+        case lastHeard = "last_heard", tunnelMTU = "tunnel_mtu"
     }
 
     /// Sets the report columns from a REGISTER's report (nil clears them: the router said nothing).
@@ -52,6 +56,7 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
         agentVersion = report?.agentVersion
         health = report?.health.description
         healthReason = report?.healthReason
+        tunnelMTU = report?.tunnelMTU
     }
 }
 
@@ -172,6 +177,10 @@ public final class RelayStore: Sendable {
         migrator.registerMigration("v5: last heard") { db in
             try db.alter(table: "peer") { t in t.add(column: "last_heard", .integer) }
         }
+        // The router's tunnel MTU from its report: the relay routes small sites with it.
+        migrator.registerMigration("v6: tunnel MTU") { db in
+            try db.alter(table: "peer") { t in t.add(column: "tunnel_mtu", .integer) }
+        }
         return migrator
     }
 
@@ -202,6 +211,38 @@ public final class RelayStore: Sendable {
                 }
                 let owned = try String.fetchAll(db, sql: "SELECT site_prefix FROM prefix_owner WHERE public_key = ? ORDER BY site_prefix", arguments: [key])
                 result[key] = .some(["\(peer.tunnelAddress)/128"] + owned)
+            }
+            return result
+        }
+    }
+
+    /// The site /64s of `keys`' rows (a registration's own site, whatever owns it now).
+    public func sitePrefixes(ofKeys keys: some Sequence<String>) throws -> Set<String> {
+        try queue.read { db in
+            var prefixes: Set<String> = []
+            let statement = try db.cachedStatement(sql: "SELECT site_prefix FROM peer WHERE public_key = ?")
+            for key in keys {
+                if let prefix = try String.fetchOne(statement, arguments: [key]) { prefixes.insert(prefix) }
+            }
+            return prefixes
+        }
+    }
+
+    /// Each site /64 whose owner reported its tunnel MTU → that MTU, for `prefixes` (nil: every one).
+    public func siteTunnelMTUs(of prefixes: Set<String>? = nil) throws -> [String: Int] {
+        try queue.read { db in
+            let sql = """
+                SELECT o.site_prefix, p.tunnel_mtu FROM prefix_owner o JOIN peer p ON p.public_key = o.public_key
+                WHERE p.tunnel_mtu IS NOT NULL
+                """
+            var result: [String: Int] = [:]
+            guard let prefixes else {
+                for row in try Row.fetchAll(db, sql: sql) { result[row[0]] = row[1] }
+                return result
+            }
+            let statement = try db.cachedStatement(sql: sql + " AND o.site_prefix = ?")
+            for prefix in prefixes {
+                if let row = try Row.fetchOne(statement, arguments: [prefix]) { result[row[0]] = row[1] }
             }
             return result
         }
@@ -289,18 +330,18 @@ public final class RelayStore: Sendable {
             // Insert or update in one statement; the saved endpoint of an existing row stays.
             try db.cachedStatement(sql: """
                 INSERT INTO peer (public_key, plan, site, slot, serial, tunnel_address, site_prefix, claim, last_seen,
-                                  last_cookie_time, generation, agent_version, health, health_reason)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  last_cookie_time, generation, agent_version, health, health_reason, tunnel_mtu)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (public_key) DO UPDATE SET
                   plan = excluded.plan, site = excluded.site, slot = excluded.slot, serial = excluded.serial,
                   tunnel_address = excluded.tunnel_address, site_prefix = excluded.site_prefix, claim = excluded.claim,
                   last_seen = excluded.last_seen, last_cookie_time = excluded.last_cookie_time,
                   generation = excluded.generation, agent_version = excluded.agent_version, health = excluded.health,
-                  health_reason = excluded.health_reason
+                  health_reason = excluded.health_reason, tunnel_mtu = excluded.tunnel_mtu
                 """).execute(arguments: [
                     record.publicKey, record.plan, record.site, record.slot, record.serial, record.tunnelAddress,
                     record.sitePrefix, record.claim, record.lastSeen, record.lastCookieTime, record.generation,
-                    record.agentVersion, record.health, record.healthReason,
+                    record.agentVersion, record.health, record.healthReason, record.tunnelMTU,
                 ])
             // A certificate for another /64 than before: the old one is no longer this router's.
             try db.cachedStatement(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?")

@@ -180,7 +180,9 @@ public struct RouterReport: Sendable, Equatable {
     public static let fixedSize = 11
     public static let maximumVersionSize = 32
     public static let maximumReasonSize = 200
-    public static let maximumSize = fixedSize + maximumVersionSize + maximumReasonSize
+    /// The tunnel MTU after the reason, when the router says it: 2 bytes.
+    public static let tunnelMTUSize = 2
+    public static let maximumSize = fixedSize + maximumVersionSize + maximumReasonSize + tunnelMTUSize
 
     /// The applied generation's number (0: none applied).
     public private(set) var generation: UInt64
@@ -189,10 +191,15 @@ public struct RouterReport: Sendable, Equatable {
     public private(set) var agentVersion: String
     /// One line of UTF-8, at most 200 bytes.
     public private(set) var healthReason: String
+    /// The MTU of the router's tunnel to this relay now (the agent sets it from the uplink), 1280 or
+    /// more; nil when the router does not say (agents before it). The relay routes the site's /64
+    /// with it (docs/relay.md, "Site MTU").
+    public private(set) var tunnelMTU: Int?
 
-    public init(generation: UInt64, health: Health, agentVersion: String, healthReason: String) {
+    public init(generation: UInt64, health: Health, agentVersion: String, healthReason: String, tunnelMTU: Int? = nil) {
         self.generation = generation
         self.health = health
+        self.tunnelMTU = tunnelMTU.map { min(max($0, RouterReport.minimumTunnelMTU), Int(UInt16.max)) }
         let version = String(String.UnicodeScalarView(agentVersion.unicodeScalars.map { (0x21...0x7e).contains($0.value) ? $0 : "_" }))
         self.agentVersion = RouterReport.prefix(version, bytes: RouterReport.maximumVersionSize)
         let line = String(String.UnicodeScalarView(healthReason.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) ? " " : $0 }))
@@ -202,7 +209,7 @@ public struct RouterReport: Sendable, Equatable {
     /// This report with its reason cut so the encoded report takes at most `size` bytes; nil when
     /// even an empty reason does not fit.
     public func fitting(_ size: Int) -> RouterReport? {
-        let room = size - RouterReport.fixedSize - agentVersion.utf8.count
+        let room = size - RouterReport.fixedSize - agentVersion.utf8.count - (tunnelMTU == nil ? 0 : RouterReport.tunnelMTUSize)
         guard room >= 0 else { return nil }
         var copy = self
         copy.healthReason = RouterReport.prefix(healthReason, bytes: room)
@@ -217,8 +224,12 @@ public struct RouterReport: Sendable, Equatable {
         bytes += Array(agentVersion.utf8)
         bytes.append(UInt8(truncatingIfNeeded: healthReason.utf8.count))
         bytes += Array(healthReason.utf8)
+        if let tunnelMTU { bytes += [UInt8(truncatingIfNeeded: tunnelMTU >> 8), UInt8(truncatingIfNeeded: tunnelMTU)] }
         return bytes
     }
+
+    /// IPv6's minimum link MTU: the smallest tunnel MTU a report may carry.
+    public static let minimumTunnelMTU = 1280
 
     /// Parses a report's bytes; any input gives a report or a `ParseError`, never a trap.
     public static func parse(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> RouterReport {
@@ -233,10 +244,17 @@ public struct RouterReport: Sendable, Equatable {
         guard version.allSatisfy({ (0x21...0x7e).contains($0) }) else { throw .report("agent version is not printable ASCII") }
         let reasonLength = Int(bytes[10 + versionLength])
         guard reasonLength <= maximumReasonSize else { throw .report("health reason of \(reasonLength) bytes is longer than \(maximumReasonSize)") }
-        guard bytes.count == fixedSize + versionLength + reasonLength else {
-            throw .report("\(bytes.count) bytes, but its fields take \(fixedSize + versionLength + reasonLength)")
+        let fields = fixedSize + versionLength + reasonLength
+        guard bytes.count == fields || bytes.count == fields + tunnelMTUSize else {
+            throw .report("\(bytes.count) bytes, but its fields take \(fields) (or \(fields + tunnelMTUSize) with the tunnel MTU)")
         }
-        let reasonBytes = bytes[(11 + versionLength)...]
+        var tunnelMTU: Int?
+        if bytes.count == fields + tunnelMTUSize {
+            let mtu = Int(bytes[fields]) << 8 | Int(bytes[fields + 1])
+            guard mtu >= minimumTunnelMTU else { throw .report("tunnel MTU \(mtu) is below \(minimumTunnelMTU)") }
+            tunnelMTU = mtu
+        }
+        let reasonBytes = bytes[(11 + versionLength)..<fields]
         guard let reason = String(validating: reasonBytes, as: UTF8.self) else { throw .report("health reason is not UTF-8") }
         guard !reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) }) else {
             throw .report("health reason holds a control character")
@@ -245,6 +263,7 @@ public struct RouterReport: Sendable, Equatable {
         report.generation = readUInt64(bytes, at: 0)
         report.agentVersion = String(decoding: version, as: UTF8.self)
         report.healthReason = reason
+        report.tunnelMTU = tunnelMTU
         return report
     }
 

@@ -1,4 +1,7 @@
 @testable import EdgeAgent
+import EdgeCrypto
+import EdgeModel
+import EdgeRender
 import Foundation
 import Registration
 import Synchronization
@@ -64,6 +67,74 @@ final class RecordingRegistrar: RelayRegistrar {
             await supervisor.log(healthy)
             await supervisor.stepAndSettle()
             #expect(registrar.all.count == 3 && registrar.all.last?.report?.health?.verdict == .healthy)
+        }
+    }
+
+    /// Services whose `ip` is a script over files: `ip -o link show dev X` prints the MTU in
+    /// FOLDER/mtu-X, `ip link set dev X mtu N` writes it (enough for `TunnelMTUWatch`).
+    struct FileLinkServices: ServiceControl {
+        let ipTool: String
+        var name: String { "file-links" }
+        func restart(_ service: RouterService) throws {}
+
+        init(folder: URL) throws {
+            let script = folder.appendingPathComponent("ip")
+            let text = """
+                #!/bin/sh
+                folder='\(folder.path)'
+                case "$*" in
+                  "-o link show dev "*) [ -f "$folder/mtu-$5" ] || exit 1; echo "7: $5: <UP> mtu $(cat "$folder/mtu-$5") qdisc noqueue state UP" ;;
+                  "link set dev "*" mtu "*) echo "$6" > "$folder/mtu-$4" ;;
+                  *) exit 0 ;;
+                esac
+                """
+            try #require(FileManager.default.createFile(atPath: script.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]))
+            ipTool = script.path
+        }
+    }
+
+    @Test("the claim reports the tunnel's MTU; a changed uplink MTU registers again with the new one, once")
+    func claimCarriesTheTunnelMTUAndAChangeReRegisters() async throws {
+        try await Scratch.withAsync { scratch in
+            let root = try scratch.makeRoot()
+            let applied = try scratch.apply(root, try scratch.stickFolder("stick", slot: 2, serial: 1000))
+            try #require(applied.status == 0, "\(applied)")
+            let paths = AgentPaths(root: root)
+            let links = scratch.dir.appendingPathComponent("links")
+            try FileManager.default.createDirectory(at: links, withIntermediateDirectories: true)
+            let services = try FileLinkServices(folder: links)
+            let profile = try JSONDecoder().decode(ProfileDocument.self, from: Data(contentsOf: URL(fileURLWithPath: paths.live(Agent.appliedProfile))))
+            let uplink = InterfaceNames.uplink(of: profile.router)
+            let tunnel = try #require(profile.plan.tunnels.first?.interface)
+            func setMTU(_ interface: String, _ mtu: Int) throws {
+                try "\(mtu)\n".write(to: links.appendingPathComponent("mtu-\(interface)"), atomically: true, encoding: .utf8)
+            }
+            try setMTU(uplink, 1460)    // DS-Lite
+            try setMTU(tunnel, 1420)    // as rendered
+            let clock = FakeClock(Date(timeIntervalSince1970: 1_800_000_000))
+            let registrar = RecordingRegistrar()
+            var settings = SupervisorSettings()
+            settings.stickCheckInterval = nil
+            let supervisor = Supervisor(paths: paths, services: services, registrar: registrar,
+                                        tunnel: ScriptedTunnel(journal: Journal(), clock: clock),
+                                        settings: settings, logger: AgentLogger { _ in }, stick: nil, clock: { clock.now })
+
+            // The watch looks before the first registration: it carries the MTU the watch set (the
+            // scripted tunnel's relay endpoint is IPv4: 1460 - 60 = 1400, down to 1392).
+            await supervisor.stepAndSettle()
+            #expect(registrar.all.count == 1)
+            #expect(registrar.all.first?.report?.tunnelMTU == 1392)
+            #expect(RouterReport(try #require(registrar.all.first?.report)).tunnelMTU == 1392)
+
+            // The uplink becomes LTE: the next look sets 1360 and registers again with it, once.
+            try setMTU(uplink, 1420)
+            for _ in 0..<4 {
+                clock.advance(3)
+                await supervisor.stepAndSettle()
+            }
+            #expect(registrar.all.count == 2, "one registration for the new MTU: \(registrar.all.map { $0.report?.tunnelMTU })")
+            #expect(registrar.all.last?.report?.tunnelMTU == 1360)
+            #expect(try String(contentsOf: links.appendingPathComponent("mtu-\(tunnel)"), encoding: .utf8) == "1360\n")
         }
     }
 

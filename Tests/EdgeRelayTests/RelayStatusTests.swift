@@ -101,8 +101,8 @@ import Testing
         #expect(migrated.peers.count == 1 && migrated.owners.count == 1, "the migration keeps every row")
         #expect(migrated.peers[0].endpoint == "198.51.100.2:4000" && migrated.peers[0].generation == nil && migrated.peers[0].health == nil)
         let columns = try DatabaseQueue(path: path).read { db in try db.columns(in: "peer").map(\.name) }
-        #expect(columns.suffix(5) == ["generation", "agent_version", "health", "health_reason", "last_heard"])
-        #expect(migrated.peers[0].lastHeard == nil)
+        #expect(columns.suffix(6) == ["generation", "agent_version", "health", "health_reason", "last_heard", "tunnel_mtu"])
+        #expect(migrated.peers[0].lastHeard == nil && migrated.peers[0].tunnelMTU == nil)
         // Opening it again is a no-op (the migration is recorded).
         _ = try RelayStore(path: path)
 

@@ -78,7 +78,7 @@ import Testing
         #expect(throws: ParseError.report("agent version of 33 bytes is longer than 32")) { try MessageCodec.parse(with { $0[reportAt + 9] = 33 }) }
         #expect(throws: ParseError.report("agent version is not printable ASCII")) { try MessageCodec.parse(with { $0[reportAt + 10] = 0x20 }) }
         #expect(throws: ParseError.report("health reason of 201 bytes is longer than 200")) { try MessageCodec.parse(with { $0[reportAt + 15] = 201 }) }
-        #expect(throws: ParseError.report("54 bytes, but its fields take 53")) { try MessageCodec.parse(with { $0[reportAt + 15] = 37 }) }
+        #expect(throws: ParseError.report("54 bytes, but its fields take 53 (or 55 with the tunnel MTU)")) { try MessageCodec.parse(with { $0[reportAt + 15] = 37 }) }
         #expect(throws: ParseError.report("health reason holds a control character")) { try MessageCodec.parse(with { $0[reportAt + 16] = 0x0a }) }
         #expect(throws: ParseError.report("health reason is not UTF-8")) { try MessageCodec.parse(with { $0[reportAt + 16] = 0xff }) }
         // A report that would push the datagram past 1200 bytes.
@@ -98,6 +98,39 @@ import Testing
                 }
             }
         }
+    }
+
+    /// The tunnel MTU: two bytes after the reason, only when the router says it (docs/protocol.md,
+    /// "Report"); a report without them parses as before, with no MTU.
+    @Test func theTunnelMTUFollowsTheReasonWhenTheRouterSaysIt() throws {
+        let withMTU = RouterReport(generation: 7, health: .unhealthy, agentVersion: "0.1.0",
+                                   healthReason: "uplink eth0 has no carrier (link down)", tunnelMTU: 1392)
+        let encoded = withMTU.encoded
+        #expect(encoded.count == 11 + 5 + 38 + 2)
+        #expect(Array(encoded.prefix(54)) == report.encoded, "the fields before it are the report without it")
+        #expect(Array(encoded.suffix(2)) == [0x05, 0x70], "1392, big-endian")
+        let keys = try SessionKeys(router: router, relayPublicKey: relay.publicKey)
+        let bytes = MessageMAC.seal(register(withMTU).authenticated, with: keys.requestKey)
+        #expect(Array(bytes[478..<480]) == [0, 56], "E = 11 + V + Q + 2")
+        let parsed = try MessageCodec.parse(bytes)
+        guard case .register(let register) = parsed.body else { Issue.record("not a REGISTER"); return }
+        #expect(register.report?.tunnelMTU == 1392 && register.report == withMTU)
+        #expect(MessageMAC.verify(keys.requestKey, parsed.authenticated, mac: parsed.mac))
+        #expect(try RouterReport.parse(report.encoded[...]).tunnelMTU == nil)
+
+        // Below IPv6's 1280 is refused; a single extra byte is neither form.
+        var small = encoded
+        small[55] = 0xff
+        small[54] = 0x04    // 0x04ff = 1279
+        #expect(throws: ParseError.report("tunnel MTU 1279 is below 1280")) { try RouterReport.parse(small[...]) }
+        #expect(throws: ParseError.report("55 bytes, but its fields take 54 (or 56 with the tunnel MTU)")) {
+            try RouterReport.parse((report.encoded + [0x05])[...])
+        }
+        // Made safe when made; the client keeps it when it cuts the reason to fit.
+        #expect(RouterReport(generation: 1, health: .healthy, agentVersion: "v", healthReason: "", tunnelMTU: 900).tunnelMTU == 1280)
+        #expect(withMTU.fitting(11 + 5 + 2 + 10)?.tunnelMTU == 1392)
+        #expect(withMTU.fitting(11 + 5 + 2 + 10)?.healthReason.utf8.count == 10)
+        #expect(withMTU.fitting(11 + 5 + 1) == nil)
     }
 
     @Test func reportsAreMadeWireSafeWhenMade() throws {
