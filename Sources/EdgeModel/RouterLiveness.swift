@@ -31,18 +31,22 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
     public var agentVersion: String?
     public var health: String?
     public var healthReason: String?
+    /// The MTU of its tunnel to this relay, as its last registration reported it; the relay routes
+    /// the site with it when it owns the /64 (docs/relay.md, "Site MTU"). Absent: not reported.
+    public var tunnelMTU: Int?
 
     enum CodingKeys: String, CodingKey {
         case site, slot, claim, state, serial, generation, health
         case publicKey = "public_key", handshakeAgeSeconds = "handshake_age_seconds", heardAgeSeconds = "heard_age_seconds"
         case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
         case routesSitePrefix = "routes_site_prefix"
-        case agentVersion = "agent_version", healthReason = "health_reason"
+        case agentVersion = "agent_version", healthReason = "health_reason", tunnelMTU = "tunnel_mtu"
     }
 
     public init(site: String, slot: Int, publicKey: String, claim: String, state: String, handshakeAgeSeconds: Int?,
                 heardAgeSeconds: Int? = nil, registeredAt: String, registeredAgeSeconds: Int, serial: Int64, routesSitePrefix: Bool,
-                generation: Int64? = nil, agentVersion: String? = nil, health: String? = nil, healthReason: String? = nil) {
+                generation: Int64? = nil, agentVersion: String? = nil, health: String? = nil, healthReason: String? = nil,
+                tunnelMTU: Int? = nil) {
         self.site = site
         self.slot = slot
         self.publicKey = publicKey
@@ -58,5 +62,6 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
         self.agentVersion = agentVersion
         self.health = health
         self.healthReason = healthReason
+        self.tunnelMTU = tunnelMTU
     }
 }

@@ -134,6 +134,10 @@ public enum RelayMetrics {
         for row in ordered {
             if let version = row.agentVersion { out.sample("edgekit_relay_router_agent_info", labels(row) + [("version", version)], 1) }
         }
+        out.family("edgekit_relay_router_tunnel_mtu_bytes", .gauge, "The MTU of the router's tunnel to this relay, as its last registration reported it.")
+        for row in ordered {
+            if let mtu = row.tunnelMTU { out.sample("edgekit_relay_router_tunnel_mtu_bytes", labels(row), Double(mtu)) }
+        }
         return out.text
     }
 }

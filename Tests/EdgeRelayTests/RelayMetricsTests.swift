@@ -21,6 +21,7 @@ import Testing
         peer.agentVersion = version
         peer.health = health
         peer.healthReason = "a reason"
+        peer.tunnelMTU = health == "healthy" ? 1392 : nil
         return peer
     }
 
@@ -95,10 +96,12 @@ import Testing
             "edgekit_relay_router_healthy{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\"} 0",
             "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\",version=\"0.1.0\"} 1",
             "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\",version=\"0.1.0\\\"x\"} 1",
+            "edgekit_relay_router_tunnel_mtu_bytes{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 1392",
         ]
         for line in expected { #expect(lines.contains(line), "missing: \(line)") }
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_generation{site=\"site-b\"") || $0.hasPrefix("edgekit_relay_router_healthy{site=\"site-b\"") },
                 "a router without a report has no report samples")
+        #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_tunnel_mtu_bytes{site=\"site-a\",slot=\"2\"") }, "no MTU reported: no sample")
         // No handshake yet: no age sample rather than a made-up one.
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_handshake_age_seconds{site=\"site-\\\"c") })
     }

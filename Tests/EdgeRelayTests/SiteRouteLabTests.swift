@@ -61,6 +61,12 @@ struct SiteRouteLabTests {
             #expect(try Self.routes(lab).isEmpty)
             try register(r1, .master, mtu: 1360)
             #expect(try mtu() == "1360")
+            // The operator sees it: status (text and JSON) and the metrics' source rows.
+            let text = try lab.relayTool(["status", "--config", lab.configPath])
+            #expect(text.out.contains("site-a router 1 master down, no handshake, generation 1, agent 0.1.0, healthy, tunnel MTU 1360"), "\(text.out)")
+            let json = try lab.relayTool(["status", "--config", lab.configPath, "--format", "json"])
+            let rows = (try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])?["routers"] as? [[String: Any]]
+            #expect(rows?.first { ($0["slot"] as? Int) == 1 }?["tunnel_mtu"] as? Int == 1360, "\(json.out)")
 
             // Killed and started again: the route is still there, and the new relay takes it over
             // (a change replaces it; nothing is doubled).
