@@ -19,7 +19,7 @@ struct AgentCommand: AsyncParsableCommand {
             Docs: docs/agent.md.
             """,
         version: AgentVersion.current,
-        subcommands: [Apply.self, Run.self, Notify.self, Status.self])
+        subcommands: [Apply.self, Run.self, Notify.self, Status.self, Hostname.self])
 }
 
 enum ServiceMode: String, ExpressibleByArgument, CaseIterable {
@@ -89,6 +89,35 @@ struct Apply: AsyncParsableCommand {
             publishMetrics(options.paths)
         }
         Output.data(try result.get().lines.joined(separator: "\n") + "\n")
+    }
+}
+
+struct Hostname: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the hostname the site stamp's (the running system's and /etc/hostname), then exit.",
+        discussion: """
+            Every site's image shares one root filesystem, whose /etc/hostname says edgekit; only the
+            site stamp (/etc/edgekit/site.json, on the site partition) knows the site. At boot
+            edgekit-hostname.service runs this before the login prompts, so the console greets with
+            the site's name from the first boot on; `apply` and `run` do the same at their start.
+            Without a stamp (a root not stamped yet) it says so and changes nothing (exit 0).
+            Under another --root only that root's /etc/hostname is written.
+            Docs: docs/agent.md, "Hostname".
+            """)
+
+    @Option(help: "Root of the tree to read and write (default /).")
+    var root: String = "/"
+    @Flag(help: "Print what would change; change nothing.")
+    var dryRun = false
+
+    func run() async throws {
+        let paths = AgentPaths(root: root)
+        guard FileManager.default.fileExists(atPath: paths.siteStamp) else {
+            Output.data("hostname: no site stamp at \(paths.siteStamp); nothing to do\n")
+            return
+        }
+        let lines = try Agent(paths: paths, services: NoServices()).syncHostname(dryRun: dryRun)
+        Output.data((lines.isEmpty ? ["hostname: already the site stamp's"] : lines).joined(separator: "\n") + "\n")
     }
 }
 

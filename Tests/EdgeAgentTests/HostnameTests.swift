@@ -55,6 +55,34 @@ import TestSupport
         }
     }
 
+    /// `edgekit-agent hostname`, what edgekit-hostname.service runs before the login prompts.
+    @Test("edgekit-agent hostname writes DIR/etc/hostname from the stamp and nothing else; again: already; no stamp: says so")
+    func hostnameCommand() throws {
+        try Scratch.with { scratch in
+            let root = try Self.imageRoot(scratch)
+            let running = Self.hostname
+            let before = treeIdentity(root)
+            let dry = try runTool("edgekit-agent", ["hostname", "--root", root, "--dry-run"])
+            #expect(dry.status == 0 && dry.stdout == "would write /etc/hostname (site-a-edge, from /etc/edgekit/site.json)\n", "\(dry)")
+            #expect(treeIdentity(root) == before, "a dry run changes nothing")
+            let first = try runTool("edgekit-agent", ["hostname", "--root", root])
+            #expect(first.status == 0 && first.stdout == "hostname: wrote /etc/hostname (site-a-edge, from /etc/edgekit/site.json)\n", "\(first)")
+            #expect(try String(contentsOfFile: root + "/etc/hostname", encoding: .utf8) == "site-a-edge\n")
+            let changed = changedEntries(before, treeIdentity(root)).map { String($0.prefix { $0 != ":" }) }
+            #expect(changed == ["etc", "etc/hostname"], "only the hostname file (and its folder, renamed into): \(changed)")
+            #expect(Self.hostname == running, "never sethostname under --root")
+            let again = try runTool("edgekit-agent", ["hostname", "--root", root])
+            #expect(again.status == 0 && again.stdout == "hostname: already the site stamp's\n", "\(again)")
+
+            try FileManager.default.removeItem(atPath: root + "/etc/edgekit/site.json")
+            let unstamped = try runTool("edgekit-agent", ["hostname", "--root", root])
+            #expect(unstamped.status == 0 && unstamped.stdout == "hostname: no site stamp at \(root)/etc/edgekit/site.json; nothing to do\n",
+                    "\(unstamped)")
+            let help = try runTool("edgekit-agent", ["hostname", "--help"])
+            #expect(help.status == 0 && help.stdout.contains("before the login prompts"))
+        }
+    }
+
     @Test("the hostname is set even when the stick is refused or absent, and nothing else changes")
     func hostnameWithoutAGoodStick() throws {
         try Scratch.with { scratch in

@@ -52,6 +52,23 @@ import Testing
         }
     }
 
+    /// The site's hostname before the login prompts (docs/agent.md, "Hostname").
+    @Test("systemd-analyze verify accepts edgekit-hostname.service, ordered before the gettys, and flags a broken copy")
+    func hostnameUnitVerifies() throws {
+        guard let unit = try expectVerifies("edgekit-hostname.service", broken: ("Type=oneshot", "Type=oneshoot"), complaint: "oneshoot") else {
+            return
+        }
+        let lines = Set(unit.split(separator: "\n").map(String.init))
+        for line in ["Type=oneshot", "ExecStart=/usr/local/bin/edgekit-agent hostname", "Wants=getty-pre.target",
+                     "Before=getty-pre.target systemd-user-sessions.service edgekit-agent.service",
+                     "After=etc-edgekit-site.mount", "ConditionPathExists=/etc/edgekit/site.json"] {
+            #expect(lines.contains(line), "\(line)")
+        }
+        #expect(!unit.contains("ProtectHostname=yes"), "sethostname(2) must reach the system")
+        let wanted = Self.overlay + "/multi-user.target.wants/edgekit-hostname.service"
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: wanted)) == "../edgekit-hostname.service", "enabled")
+    }
+
     @Test("systemd-analyze verify accepts edgekit-agent.service and flags a broken copy")
     func agentUnitVerifies() throws {
         guard let unit = try expectVerifies("edgekit-agent.service", broken: ("ProtectHome=yes", "ProtectHomes=yes"),

@@ -457,15 +457,15 @@ func expectDataPartitionFills(_ card: String, bytes: Int, holding path: String?)
 /// Router 1's stick of site-b, attached to a booted guest through the qemu monitor (a USB disk
 /// hot-plugged on an xHCI controller), and the console lines that show it was applied.
 enum LateStick {
-    /// The serial console's login prompt ("HOSTNAME login:"). The root filesystem is every site's;
-    /// the agent names the machine after its site stamp (site partition) as it starts, and on a
-    /// first boot getty may print its prompt before that ("edgekit login:"), so the prompt is
-    /// awaited whatever it says and the site's name is checked in `named`.
+    /// The serial console's login prompt ("HOSTNAME login:"), awaited whatever it says; `named`
+    /// then checks what it said.
     static let prompt = " login:"
-    /// Whether `console` shows the machine named after the site: the agent's line as it sets the
-    /// name (and writes /etc/hostname for later boots), or a prompt that already says site-b.
+    /// Whether `console` greets with the site's name, and only with it. The root filesystem is every
+    /// site's (its /etc/hostname says edgekit); edgekit-hostname.service names the machine after the
+    /// site stamp before the login prompts, so even a first boot's prompt says site-b. (Before that
+    /// unit, getty could print "edgekit login:" ahead of the agent.)
     static func named(_ console: String) -> Bool {
-        console.contains("set the running system's hostname to site-b") || console.contains("site-b" + prompt)
+        console.contains("site-b" + prompt) && !console.contains("edgekit" + prompt)
     }
     static let applied = "applied generation 1 (site site-b router 1"
     /// Two NICs (uplink and LAN, user-mode networking: no relay answers) so the apply has its
