@@ -18,6 +18,7 @@ ROOT=$(pwd)
 # The aarch64 agent (scripts/aarch64-agent.sh) needs mmdebstrap, rsync and file, and qemu-user-static
 # with binfmt-support to run it; arm64 images need arch-test (mmdebstrap's check for foreign
 # architectures) and qemu-user-static, and qemu-system-arm and qemu-efi-aarch64 boot them.
+# `edgekit client config --qr/--png` runs qrencode; the tests read its codes back with zbarimg.
 PACKAGES=(
   pkg-config libarchive-dev libzstd-dev libssl-dev zstd libarchive-tools
   age signify-openbsd
@@ -28,6 +29,7 @@ PACKAGES=(
   rsync file binutils qemu-user-static binfmt-support arch-test qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
+  qrencode zbar-tools
 )
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }

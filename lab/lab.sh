@@ -54,6 +54,7 @@ cleanup() {
   sleep 0.3
   for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null; done
   rm -f /var/run/wireguard/"$P"*.sock
+  rm -rf /etc/netns/"$P"*
   if [ "${LAB_KEEP:-0}" = 1 ] || [ "$status" -ne 0 ]; then log "work folder kept: $W"; else rm -rf "$W"; fi
   exit "$status"
 }
@@ -182,6 +183,10 @@ mesh:
   prefix: fd9a:61c4:b7e:1::/64
   port: $MESH_PORT
 
+# A phone (docs/clients.md): it connects to the relay from behind its own NAT.
+clients:
+  - name: phone
+
 servers:
   - name: sa
     site: site-a
@@ -301,6 +306,14 @@ setup_relay() {
   "state_database": "$W/$ns-state/state.sqlite"
 }
 EOF
+  # The plan's clients (phones, laptops) as the rendered relay.json lists them, on the client relay.
+  python3 - "$files/etc/edgekit/relay.json" "$W/$ns.json" <<'EOF_CLIENTS'
+import json, sys
+rendered, lab = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+if rendered.get("clients"):
+    lab["clients"] = rendered["clients"]
+    json.dump(lab, open(sys.argv[2], "w"), indent=2)
+EOF_CLIENTS
 }
 printf '%s\n' "$OPERATOR_PUB" > "$W/operator.pub"
 TUNNEL=$(awk '/^tunnel:/ { print $2 }' "$PLAN/plan.yaml")
@@ -633,6 +646,54 @@ not_healthy() { [ "$(health_of "$1")" = unhealthy ]; }
 # LAB_ONLY=qemu: only the start-up scenarios above and the qemu one below (for working on the image);
 # LAB_ONLY=relays: only those and the several-relays scenarios at the end.
 if [ -z "${LAB_ONLY:-}" ]; then
+log "scenario: a phone behind its own NAT, on the file edgekit client config wrote, reaches both sites; revoked, it does not"
+# The phone's home network: a NAT router on the internet segment (IPv4 only), the phone behind it,
+# resolving relay.lab.example with the internet's DNS. The phone runs wg-quick on the generated
+# file, renamed only (wg-quick names the interface after the file; it must be unique to this run).
+mkns phonenat
+veth phonenat up0 inet phonenat; port inet phonenat
+ip -n "$(ns phonenat)" addr add 198.51.100.40/24 dev up0
+mkns phone
+veth phone eth0 phonenat lan0
+ip -n "$(ns phonenat)" addr add 10.99.0.1/24 dev lan0
+ip -n "$(ns phone)" addr add 10.99.0.2/24 dev eth0
+ip -n "$(ns phone)" route add default via 10.99.0.1
+nsx phonenat sysctl -qw net.ipv4.ip_forward=1
+isp_nat 198.51.100.40 | nsx phonenat nft -f -
+mkdir -p "/etc/netns/$(ns phone)"
+echo "nameserver 198.51.100.1" > "/etc/netns/$(ns phone)/resolv.conf"
+EK client config phone --out "$W/phone.conf" 2>"$W/client.log" || fail "edgekit client config phone: $(cat "$W/client.log")"
+[ "$(stat -c %a "$W/phone.conf")" = 600 ] || fail "edgekit client config wrote the phone's file wider than 0600"
+# What the phone's WireGuard app scans: the QR code decodes to exactly the file.
+EK client config phone --png "$W/phone.png" 2>>"$W/client.log" || fail "edgekit client config --png: $(tail -1 "$W/client.log")"
+zbarimg -q --raw "$W/phone.png" 2>/dev/null | head -c "$(stat -c %s "$W/phone.conf")" | cmp -s - "$W/phone.conf" \
+  || fail "the phone's QR code does not decode to its file"
+mkdir -p "$W/phoneconf"
+install -m 0600 "$W/phone.conf" "$W/phoneconf/${P}ph.conf"
+T_PHONE=$(now)
+nsx phone wg-quick up "$W/phoneconf/${P}ph.conf" >>"$W/phone.log" 2>&1 || fail "wg-quick up the phone's file: $(tail -3 "$W/phone.log")"
+wait_until 20 "phone → server A ($SA_ADDR)" ping_once phone "$SA_ADDR"
+figure "client" "phone: wg-quick up of the generated file behind NAT → first reply from server A" "$(elapsed "$T_PHONE")" "-"
+nsx phone ping -6 -n -c 5 -i 0.1 -W 2 "$SB_ADDR" >/dev/null || fail "phone → server B lost packets"
+# TCP too (the relay forwards a client's connections to any site; ICMPv6 alone passes between sites anyway).
+nsx sb python3 -c 'import socket; s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", 8080)); s.listen(1); s.settimeout(20); c, a = s.accept(); c.sendall(b"hello " + a[0].encode()); c.close()' >"$W/sb-tcp.log" 2>&1 &
+sleep 0.5
+PHONE_GOT=$(nsx phone python3 -c 'import socket,sys; s = socket.create_connection((sys.argv[1], 8080), timeout=10); print(s.recv(200).decode())' "$SB_ADDR" 2>&1) \
+  || fail "phone → server B TCP: $PHONE_GOT"
+PHONE_ADDR=$(sed -n 's|^Address = \(.*\)/128$|\1|p' "$W/phone.conf")
+[ "$PHONE_GOT" = "hello $PHONE_ADDR" ] || fail "server B saw the phone as '$PHONE_GOT', not its /128 $PHONE_ADDR"
+PHONE_PUB=$(sed -n 's/^PrivateKey = //p' "$W/phone.conf" | wg pubkey)
+PHONE_AT_RELAY=$(nsx relay wg show "$RWG" endpoints | awk -v k="$PHONE_PUB" '$1 == k { print $2 }')
+case "$PHONE_AT_RELAY" in 198.51.100.40:*) ;; *) fail "the relay sees the phone at '$PHONE_AT_RELAY', not behind its NAT 198.51.100.40";; esac
+FIGURES+=("client|phone behind NAT: server A / server B (ping), server B (TCP), as the relay sees it|replies / 5 of 5 / $PHONE_ADDR / $PHONE_AT_RELAY|reachable|met")
+"$BIN/edgekit-relay" revoke --client phone --config "$W/relay.json" 2>>"$W/client.log" || fail "edgekit-relay revoke --client phone: $(tail -1 "$W/client.log")"
+T_REVOKE=$(now)
+phone_gone() { ! nsx relay wg show "$RWG" peers | has -x -- "$PHONE_PUB"; }
+wait_until 5 "the revoked phone's peer to leave the relay" phone_gone
+figure "client" "edgekit-relay revoke --client phone → its peer gone from the relay" "$(elapsed "$T_REVOKE")" "<2 s"
+! nsx phone ping -6 -n -c 3 -i 0.3 -W 1 "$SA_ADDR" >/dev/null 2>&1 || fail "the revoked phone still reaches server A"
+nsx phone wg-quick down "$W/phoneconf/${P}ph.conf" >>"$W/phone.log" 2>&1 || true
+FIGURES+=("client|revoked phone → server A|no reply|none|met")
 # Health-tracked VRRP (docs/network.md, "Health"): a master whose uplink dies, or whose ISP swallows
 # everything while the link stays up, is unhealthy; keepalived takes the difference of the site's
 # priorities off its own (track file), so the healthy backup preempts, registers as master and the

@@ -16,7 +16,7 @@ public enum RenderedTree {
         switch target {
         case .relay(let relay):
             let operatorKey = keys.operatorKey.publicKey.fileText(comment: "edgekit operator key of plan \(plan.name)")
-            return RelayFiles.files(plan: plan, relay: relay) + [
+            return RelayFiles.files(plan: plan, relay: relay, clientPublicKeys: keys.clientPublicKeys(of: plan)) + [
                 RenderedFile(path: ConfigPaths.operatorPublicKey, contents: operatorKey),
                 RenderedFile(path: ConfigPaths.relayWireGuardKey, mode: 0o600,
                              contents: keys.relayWireGuardKey(name: relay.name).privateKeyBase64 + "\n"),

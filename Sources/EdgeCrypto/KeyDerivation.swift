@@ -166,6 +166,24 @@ public struct PlanKeys: Sendable {
     public func serverWireGuardKey(_ server: Server) -> WireGuardKey {
         serverWireGuardKey(server: server.name, generation: server.generation)
     }
+
+    /// The WireGuard key of client `name` (a laptop or phone, `clients:`) at `generation`; bumping
+    /// the generation rotates it. Derived where the client's file is made; the relay's bundle
+    /// carries only its public half.
+    public func clientWireGuardKey(client name: String, generation: Int) -> WireGuardKey {
+        try! WireGuardKey(privateKey: KeyDerivation.expand(
+            master.bytes, label: "client-wireguard",
+            fields: [KeyDerivation.text(planName), KeyDerivation.text(name), KeyDerivation.number(generation, bytes: 4)]))
+    }
+
+    public func clientWireGuardKey(_ client: Client) -> WireGuardKey {
+        clientWireGuardKey(client: client.name, generation: client.generation)
+    }
+
+    /// Every client of `plan`: name → base64 public key (what the client relay's relay.json lists).
+    public func clientPublicKeys(of plan: Plan) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: plan.clients.map { ($0.name, clientWireGuardKey($0).publicKeyBase64) })
+    }
 }
 
 /// Problems with key material, worded for the operator.

@@ -22,7 +22,7 @@ public enum RelayBundle {
         guard let relayProgram = FileManager.default.contents(atPath: binary) else {
             throw ImageError("image.missing-input", "relay binary \(binary) is missing (build it with ./build.sh, or pass --relay-binary)")
         }
-        var entries = RelayFiles.files(plan: plan, relay: relay).map {
+        var entries = RelayFiles.files(plan: plan, relay: relay, clientPublicKeys: keys.clientPublicKeys(of: plan)).map {
             LayerEntry(path: String($0.path.dropFirst()), kind: .file(Data($0.contents.utf8)), mode: $0.mode)
         }
         entries.append(LayerEntry(path: String(ConfigPaths.relayWireGuardKey.dropFirst()),

@@ -20,10 +20,18 @@ public struct Plan: Sendable, Equatable {
     public var mesh: Mesh?
     /// The servers at the sites that join the mesh (`servers:`); empty without a mesh.
     public var servers: [Server]
+    /// Laptops and phones that reach the sites through the plan's first relay (`clients:`).
+    public var clients: [Client]
+    /// The /64 inside `ula` the clients' /128s come from (`client_prefix:`, by default the /48's
+    /// last /64, `ula:ffff::/64`); never a site's.
+    public var clientPrefix: IPv6Prefix
 
     public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relays: [Relay], defaults: Defaults, sites: [Site],
-                operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = []) {
+                operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = [], clients: [Client] = [],
+                clientPrefix: IPv6Prefix? = nil) {
         precondition(!relays.isEmpty, "a plan has at least one relay")
+        self.clients = clients
+        self.clientPrefix = clientPrefix ?? Plan.Addressing.defaultClientPrefix(in: ula)
         self.name = name
         self.ula = ula
         self.tunnel = tunnel
@@ -63,6 +71,14 @@ public struct Plan: Sendable, Equatable {
     public func site(named name: String) -> Site? {
         sites.first { $0.name == name }
     }
+
+    /// The client called `name`, if any.
+    public func client(named name: String) -> Client? {
+        clients.first { $0.name == name }
+    }
+
+    /// The relay every client connects through: the plan's first (docs/clients.md, "Several relays").
+    public var clientRelay: Relay { relay }
 
     /// The server called `name`, if any.
     public func server(named name: String) -> Server? {
@@ -138,6 +154,23 @@ public struct Server: Sendable, Equatable {
         self.token = token
         self.siteAddress = siteAddress
         self.meshAddress = meshAddress
+        self.generation = generation
+    }
+}
+
+/// A laptop or phone with a WireGuard app (`clients:`): it connects to the plan's first relay with
+/// a key derived from the master secret and reaches every site /64 from its /128.
+public struct Client: Sendable, Equatable {
+    /// DNS label, unique among the plan's clients; names its file and its key.
+    public var name: String
+    /// Its /128 inside the plan's `clientPrefix`.
+    public var address: IPv6Address
+    /// Bump to rotate the client's key (an input of its derivation).
+    public var generation: Int
+
+    public init(name: String, address: IPv6Address, generation: Int = 1) {
+        self.name = name
+        self.address = address
         self.generation = generation
     }
 }
@@ -365,6 +398,17 @@ extension Plan {
                 hash = hash &* 0x0000_0100_0000_01b3
             }
             return hash
+        }
+
+        /// The clients' default /64: the plan's /48 with subnet `ffff`, its last.
+        public static func defaultClientPrefix(in ula: IPv6Prefix) -> IPv6Prefix {
+            ula.subnet(0xffff, length: 64) ?? ula
+        }
+
+        /// A client's default /128: the client prefix with the FNV-1a of its name as host part
+        /// (stable when clients come and go; the checker refuses the rare clash).
+        public static func clientAddress(in prefix: IPv6Prefix, name: String) -> IPv6Address? {
+            prefix.host(serverInterfaceID(name: name))
         }
 
         /// A server's default token: `::<interface id>` (the id's 64 bits as the lower half).

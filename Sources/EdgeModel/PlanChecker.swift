@@ -93,9 +93,14 @@ struct PlanChecker {
         let operators = checkOperators(draft.operators)
         let mesh = draft.mesh.flatMap { checkMesh($0, ula: ula, tunnel: tunnel, defaults: defaults) }
         let servers = checkServers(draft, sites: sites, mesh: mesh)
+        // The default client prefix clashes with nothing until the plan has clients.
+        let clientPrefix = ula.flatMap { ula in
+            draft.clientPrefix == nil && draft.clients.isEmpty ? nil : checkClientPrefix(draft.clientPrefix, ula: ula, sites: sites)
+        }
+        let clients = checkClients(draft, prefix: clientPrefix)
         guard diagnostics.isEmpty, let planName, let ula, let tunnel, !relays.isEmpty else { return nil }
         return Plan(name: planName, ula: ula, tunnel: tunnel, relays: relays, defaults: defaults, sites: sites,
-                    operators: operators, mesh: mesh, servers: servers)
+                    operators: operators, mesh: mesh, servers: servers, clients: clients, clientPrefix: clientPrefix)
     }
 
     // MARK: - The plan's prefixes
@@ -580,5 +585,78 @@ extension PlanChecker {
         }
         used[meshAddress] = (server.what, line)
         return meshAddress
+    }
+}
+
+// MARK: - Clients
+
+extension PlanChecker {
+    /// `client_prefix`: a /64 inside the plan's `ula` that is no site's; by default the /48's last
+    /// /64 (`ula:ffff::/64`), which a site with index 65535 would clash with once there are clients.
+    mutating func checkClientPrefix(_ located: Located<String>?, ula: IPv6Prefix, sites: [Site]) -> IPv6Prefix? {
+        var value = Plan.Addressing.defaultClientPrefix(in: ula)
+        let line = located?.line ?? 1
+        if let located {
+            guard let given = prefix(located, "client_prefix") else { return nil }
+            guard given.length == 64, ula.contains(given) else {
+                error(located.line, "client_prefix \(given) must be a /64 inside the plan's ula \(ula): routers route the /48 to the relay, so clients are reached through it")
+                return nil
+            }
+            value = given
+        }
+        if let site = sites.first(where: { $0.prefix == value }) {
+            let fix = located == nil ? "give the site another index, or set client_prefix to a free /64 of the ula" : "pick a /64 no site uses"
+            error(line, "client_prefix \(value) is site \"\(site.name)\"'s /64; \(fix)")
+            return nil
+        }
+        return value
+    }
+
+    /// Every client: a unique DNS-safe name, a unique /128 inside the client prefix (not its first
+    /// address), a generation.
+    mutating func checkClients(_ draft: PlanDraft, prefix: IPv6Prefix?) -> [Client] {
+        var names: [String: Int] = [:]
+        var addresses: [IPv6Address: (owner: String, line: Int)] = [:]
+        var clients: [Client] = []
+        for client in draft.clients {
+            let what = client.what
+            let clientName = name(client.name, "client name")
+            if let clientName, let located = client.name {
+                if let first = names[clientName] {
+                    error(located.line, "client name \"\(clientName)\" is already used on line \(first); client names must be unique")
+                    continue
+                } else {
+                    names[clientName] = located.line
+                }
+            }
+            guard let prefix else {
+                if let located = client.address { _ = address(located, "\(what) address") }
+                continue
+            }
+            var clientAddress = clientName.flatMap { Plan.Addressing.clientAddress(in: prefix, name: $0) }
+            let line = client.address?.line ?? client.line
+            if let located = client.address {
+                guard let value = address(located, "\(what) address") else { continue }
+                guard prefix.contains(value) else {
+                    error(located.line, "\(what) address \(value) is outside client_prefix \(prefix)")
+                    continue
+                }
+                clientAddress = value
+            }
+            guard let clientAddress else { continue }
+            if clientAddress == prefix.address {
+                error(line, "\(what) address \(clientAddress) is client_prefix's first address (the subnet-router anycast, RFC 4291 section 2.6.1); set \"address\" to another")
+                continue
+            }
+            if let (other, otherLine) = addresses[clientAddress] {
+                error(line, "\(what) address \(clientAddress) is already \(other)'s (line \(otherLine)); set \"address\" for one of them")
+                continue
+            }
+            addresses[clientAddress] = (what, line)
+            if let clientName {
+                clients.append(Client(name: clientName, address: clientAddress, generation: client.generation?.value ?? 1))
+            }
+        }
+        return clients
     }
 }

@@ -357,6 +357,16 @@ struct PlanDraft {
     var servers: [ServerDraft] = []
     /// Line of `servers:`, 0 when the plan has none.
     var serversLine = 0
+    var clients: [ClientDraft] = []
+    var clientPrefix: Located<String>?
+
+    struct ClientDraft {
+        var line: Int
+        var what: String
+        var name: Located<String>?
+        var address: Located<String>?
+        var generation: Located<Int>?
+    }
 
     struct MeshDraft {
         var line: Int
@@ -429,7 +439,9 @@ struct PlanDraft {
         var uplinkMTU: Located<Int>?
     }
 
-    static let topKeys = ["name", "ula", "tunnel", "relay", "relays", "defaults", "sites", "operators", "mesh", "servers"]
+    static let topKeys = ["name", "ula", "tunnel", "relay", "relays", "defaults", "sites", "operators", "mesh", "servers",
+                          "clients", "client_prefix"]
+    static let clientKeys = ["name", "address", "generation"]
     static let meshKeys = ["prefix", "port"]
     static let serverKeys = ["name", "site", "token", "address", "generation"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
@@ -526,7 +538,25 @@ struct PlanDraft {
             draft.sites.append(site)
         }
         readMesh(top, into: &draft, &r)
+        readClients(top, into: &draft, &r)
         return draft
+    }
+
+    /// `clients:` and `client_prefix:`, both optional: a plan without them is read exactly as before.
+    static func readClients(_ top: Fields, into draft: inout PlanDraft, _ r: inout NodeReader) {
+        draft.clientPrefix = r.string(top, "client_prefix", required: false)
+        guard top.has("clients") else { return }
+        for (i, node) in (r.list(top, "clients") ?? []).enumerated() {
+            let label = NodeReader.peek(node, "name").map { "client \(FieldRules.quoted($0))" } ?? "clients[\(i)]"
+            guard let f = r.fields(node, label, allowed: clientKeys) else { continue }
+            let name = r.string(f, "name")
+            let what = name.map { "client \(FieldRules.quoted($0.value))" } ?? "clients[\(i)]"
+            let named = Fields(what: what, line: f.line, values: f.values)
+            draft.clients.append(ClientDraft(
+                line: f.line, what: what, name: name,
+                address: r.string(named, "address", required: false),
+                generation: r.integer(named, "generation", 1...1_000_000, required: false)))
+        }
     }
 
     /// `mesh:` and `servers:`, both optional: a plan without them is read exactly as before.

@@ -11,6 +11,21 @@ public struct PlanSummary: Codable, Sendable, Equatable {
     /// Absent (not in the JSON) when the plan has no mesh, so older plans print as before.
     public var mesh: MeshSummary?
     public var servers: [ServerSummary]?
+    /// Absent when the plan has no clients (docs/clients.md), so older plans print as before.
+    public var clients: ClientsSummary?
+
+    public struct ClientsSummary: Codable, Sendable, Equatable {
+        public var prefix: String
+        /// The host of the relay every client connects through.
+        public var relay: String
+        public var devices: [ClientSummary]
+    }
+
+    public struct ClientSummary: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+        public var generation: Int
+    }
 
     public struct MeshSummary: Codable, Sendable, Equatable {
         public var prefix: String
@@ -100,6 +115,11 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                               generation: server.generation)
             }
         }
+        if !plan.clients.isEmpty {
+            clients = ClientsSummary(prefix: plan.clientPrefix.description, relay: plan.clientRelay.host, devices: plan.clients.map {
+                ClientSummary(name: $0.name, address: $0.address.description, generation: $0.generation)
+            })
+        }
     }
 
     /// Stable, pretty JSON (sorted keys, snake_case) for scripts and CI matrices.
@@ -144,6 +164,10 @@ public struct PlanSummary: Codable, Sendable, Equatable {
             out += "\nmesh \(mesh.prefix)  udp \(mesh.port)  mtu \(mesh.mtu)\n"
             out += Self.table([["SERVER", "SITE", "GEN", "SITE ADDRESS (ENDPOINT)", "MESH ADDRESS"]]
                 + (servers ?? []).map { [$0.name, $0.site, String($0.generation), $0.siteAddress, $0.meshAddress] })
+        }
+        if let clients {
+            out += "\nclients \(clients.prefix)  through relay \(clients.relay)\n"
+            out += Self.table([["CLIENT", "GEN", "ADDRESS"]] + clients.devices.map { [$0.name, String($0.generation), $0.address] })
         }
         return out
     }

@@ -49,6 +49,30 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public var metricsPort: UInt16
     /// The default `metrics_port`.
     public static let defaultMetricsPort: UInt16 = 9821
+    /// The plan's clients (laptops, phones) that connect through this relay: WireGuard peers the
+    /// daemon keeps beside the routers, each with its /128 (docs/clients.md). Empty on other relays.
+    public var clients: [Client]
+
+    /// One client as the relay holds it: no secret, only its public key and address.
+    public struct Client: Codable, Sendable, Equatable {
+        public var name: String
+        /// Base64 WireGuard public key.
+        public var publicKey: String
+        /// Its /128 (the peer's only AllowedIPs).
+        public var address: IPv6Address
+
+        public init(name: String, publicKey: String, address: IPv6Address) {
+            self.name = name
+            self.publicKey = publicKey
+            self.address = address
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case name
+            case publicKey = "public_key"
+            case address
+        }
+    }
 
     public struct RateLimit: Codable, Sendable, Equatable {
         public var perSourcePerSecond: Double
@@ -87,7 +111,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
                 batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
                 endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25, metricsAddresses: [String] = [],
-                metricsPort: UInt16 = RelayConfig.defaultMetricsPort) {
+                metricsPort: UInt16 = RelayConfig.defaultMetricsPort, clients: [Client] = []) {
+        self.clients = clients
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.interface = interface
@@ -126,6 +151,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case keepaliveSeconds = "keepalive_seconds"
         case metricsAddresses = "metrics_addresses"
         case metricsPort = "metrics_port"
+        case clients
     }
 
     public init(from decoder: any Decoder) throws {
@@ -148,6 +174,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         keepaliveSeconds = try c.decodeIfPresent(Int.self, forKey: .keepaliveSeconds) ?? 25
         metricsAddresses = try c.decodeIfPresent([String].self, forKey: .metricsAddresses) ?? []
         metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? RelayConfig.defaultMetricsPort
+        clients = try c.decodeIfPresent([Client].self, forKey: .clients) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -172,6 +199,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         if keepaliveSeconds != defaults.keepaliveSeconds { try c.encode(keepaliveSeconds, forKey: .keepaliveSeconds) }
         if !metricsAddresses.isEmpty { try c.encode(metricsAddresses, forKey: .metricsAddresses) }
         if metricsPort != defaults.metricsPort { try c.encode(metricsPort, forKey: .metricsPort) }
+        if !clients.isEmpty { try c.encode(clients, forKey: .clients) }
     }
 
     /// The first rule the values break, worded after the key (`ula … must be a /48`), or nil.
@@ -198,6 +226,18 @@ public struct RelayConfig: Codable, Sendable, Equatable {
             return "metrics_addresses entry \(FieldRules.quoted(bad)) is not an IP address (e.g. \"::1\" or the relay's tunnel address)"
         }
         guard metricsPort != 0 else { return "metrics_port must be 1…65535" }
+        var names = Set<String>(), keys = Set<String>(), addresses = Set<IPv6Address>()
+        for client in clients {
+            if case .failure(let problem) = FieldRules.name(client.name) { return "clients: name \(problem)" }
+            guard Data(base64Encoded: client.publicKey)?.count == 32 else {
+                return "clients: \(client.name)'s public_key is not a base64 WireGuard key (32 bytes)"
+            }
+            guard ula.contains(client.address) else { return "clients: \(client.name)'s address \(client.address) is outside ula \(ula)" }
+            guard names.insert(client.name).inserted, keys.insert(client.publicKey).inserted,
+                  addresses.insert(client.address).inserted else {
+                return "clients: \(client.name) repeats another client's name, key or address"
+            }
+        }
         return nil
     }
 
@@ -210,4 +250,5 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     /// The keys the file may hold, for the loader's unknown-key check.
     public static let keys = Set(CodingKeys.allCases.map(\.rawValue))
     public static let rateLimitKeys = Set(RateLimit.CodingKeys.allCases.map(\.rawValue))
+    public static let clientKeys = Set(Client.CodingKeys.allCases.map(\.rawValue))
 }

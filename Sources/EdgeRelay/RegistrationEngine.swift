@@ -38,6 +38,8 @@ public actor RegistrationEngine {
     public private(set) var batchesApplied = 0
     /// The routes that give small sites their tunnel's MTU (`SiteRoutes`).
     public private(set) var siteRoutes: SiteRoutes
+    /// The clients whose revocation WireGuard already reflects.
+    var revokedClients: Set<String> = []
 
     public init(config: RelayConfig, store: RelayStore, relayPrivateKey: WireGuardKey, operatorKey: Signify.PublicKey,
                 logger: Logger) throws {
@@ -84,7 +86,8 @@ public actor RegistrationEngine {
     func synchronise() async throws {
         // What the interface knows is fresher than the last save (a router may have roamed since).
         await saveEndpoints()
-        let peers = try store.desiredPeers()
+        revokedClients = try store.revokedClients()
+        let peers = try store.desiredPeers() + clientPeers()
         let control = wireGuard
         let key = relayPrivateKeyBase64
         let port = config.wireguardPort
@@ -99,6 +102,12 @@ public actor RegistrationEngine {
             "interface": "\(config.interface)", "peers": "\(peers.count)",
             "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
         await synchroniseSiteRoutes(prefixes: nil)
+    }
+
+    /// The clients of relay.json (laptops, phones; docs/clients.md) that are not revoked, as
+    /// WireGuard peers: their /128 each, no endpoint (a client always speaks first).
+    func clientPeers() -> [(key: String, allowedIPs: [String], endpoint: String?)] {
+        config.clients.filter { !revokedClients.contains($0.name) }.map { ($0.publicKey, ["\($0.address)/128"], nil) }
     }
 
     /// Makes the site routes of `prefixes` (nil: every site, and every route found on the interface)
@@ -382,10 +391,15 @@ public actor RegistrationEngine {
         scheduleFlush()
     }
 
-    /// Applies revocations written by `edgekit-relay revoke` since the last poll.
+    /// Applies revocations written by `edgekit-relay revoke` since the last poll: routers' and
+    /// clients' (a client's key is in no database row, so the batch removes its peer).
     public func pollRevocations() async {
         do {
-            let removed = try store.enforceRevocations()
+            var removed = try store.enforceRevocations()
+            let clients = try store.revokedClients()
+            let newlyRevoked = clients.subtracting(revokedClients)
+            revokedClients = clients
+            removed += config.clients.filter { newlyRevoked.contains($0.name) }.map(\.publicKey)
             guard !removed.isEmpty else { return }
             logger.notice("revoked peers removed", metadata: ["count": "\(removed.count)"])
             _ = await applySoon(Set(removed))

@@ -23,6 +23,11 @@ extension RelayConfig {
                 throw RelayError.config(path, "has unknown key \"rate_limit.\(unknown)\"")
             }
         }
+        for client in object["clients"] as? [[String: Any]] ?? [] {
+            if let unknown = client.keys.sorted().first(where: { !RelayConfig.clientKeys.contains($0) }) {
+                throw RelayError.config(path, "has unknown key \"clients.\(unknown)\"")
+            }
+        }
         let config: RelayConfig
         do {
             config = try JSONDecoder().decode(RelayConfig.self, from: data)

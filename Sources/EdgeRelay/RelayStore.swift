@@ -181,6 +181,13 @@ public final class RelayStore: Sendable {
         migrator.registerMigration("v6: tunnel MTU") { db in
             try db.alter(table: "peer") { t in t.add(column: "tunnel_mtu", .integer) }
         }
+        // Clients (laptops, phones) the operator revoked: their peers stay out of WireGuard.
+        migrator.registerMigration("v7: client revocations") { db in
+            try db.create(table: "client_revocation") { t in
+                t.primaryKey("name", .text)
+                t.column("created_at", .text).notNull()
+            }
+        }
         return migrator
     }
 
@@ -369,6 +376,19 @@ public final class RelayStore: Sendable {
             try revocation.insert(db)
             return revocation
         }
+    }
+
+    /// Revokes client `name` (laptop or phone, docs/clients.md); revoking it again changes nothing.
+    public func revokeClient(_ name: String, at date: Date = Date()) throws {
+        try queue.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO client_revocation (name, created_at) VALUES (?, ?)",
+                           arguments: [name, ISO8601DateFormatter().string(from: date)])
+        }
+    }
+
+    /// The names of the revoked clients.
+    public func revokedClients() throws -> Set<String> {
+        try queue.read { db in Set(try String.fetchAll(db, sql: "SELECT name FROM client_revocation")) }
     }
 
     /// Deletes every peer a revocation covers (and, by cascade, its /64 ownership); returns their keys.

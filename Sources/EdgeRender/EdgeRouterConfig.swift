@@ -64,14 +64,17 @@ public struct PinnedPorts: Sendable, Equatable, Codable {
 public enum RelayFiles {
     /// The files of `relay` (the plan's first when not given), sorted by path. Its private key is
     /// not among them (`ConfigPaths.relayWireGuardKey`).
-    public static func files(plan: Plan, relay: Relay? = nil) -> [RenderedFile] {
+    /// `clientPublicKeys` (client name → base64 public key) put the plan's clients into the client
+    /// relay's relay.json.
+    public static func files(plan: Plan, relay: Relay? = nil, clientPublicKeys: [String: String] = [:]) -> [RenderedFile] {
         let relay = relay ?? plan.relay
         return [
             RenderedFile(path: ConfigPaths.relayTunnelNetdev, contents: RelayNetworkd.tunnelNetdev(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.relayTunnelNetwork, contents: RelayNetworkd.tunnelNetwork(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.relay(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay()),
-            RenderedFile(path: ConfigPaths.relayDaemonConfig, contents: RelayConfig(plan: plan, relay: relay).encoded()),
+            RenderedFile(path: ConfigPaths.relayDaemonConfig,
+                         contents: RelayConfig(plan: plan, relay: relay, clientPublicKeys: clientPublicKeys).encoded()),
             RenderedFile(path: ConfigPaths.relayService, contents: SystemdUnits.relayService()),
             RenderedFile(path: ConfigPaths.prometheusConfig, contents: PrometheusFiles.config(plan: plan)),
             RenderedFile(path: ConfigPaths.prometheusRules, contents: PrometheusFiles.rules()),

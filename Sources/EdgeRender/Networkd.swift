@@ -149,6 +149,15 @@ enum RouterNetworkd {
             # edgekit-agent routes the /48 through the tunnel it chose (metric \(RouterTunnel.chosenMetric)).
             Metric=\(tunnel.metric(for: site, in: plan))
             """
+        // Several relays: the clients connect through the first only, so their /64 goes there
+        // whichever relay the /48 takes (docs/clients.md, "Several relays").
+        let clients = plan.relays.count > 1 && !plan.clients.isEmpty && tunnel.relay == plan.clientRelay ? """
+
+            [Route]
+            # The plan's clients (laptops, phones): they connect through this relay only.
+            Destination=\(plan.clientPrefix)
+
+            """ : "\n"
         return """
             # edgekit: addresses and routes of the tunnel to the relay \(tunnel.relay.host).
             [Match]
@@ -168,8 +177,7 @@ enum RouterNetworkd {
             [Route]
             # The other sites; the own /64 is more specific and stays on the LAN.
             Destination=\(plan.ula)\(metric)
-
-            [Link]
+            \(clients)[Link]
             # The uplink decides when the router is online; the tunnel follows it.
             RequiredForOnline=no
 

@@ -93,6 +93,15 @@ enum Nftables {
             """
     }
 
+    /// The relay's forward rule for the plan's clients (docs/clients.md): from a client to any site
+    /// (not to another client); the sites' answers pass as established. Only on the relay the
+    /// clients connect through, and only when the plan has clients; otherwise nothing.
+    static func clientRule(plan: Plan, relay: Relay, tunnel: String) -> String {
+        guard !plan.clients.isEmpty, relay == plan.clientRelay else { return "" }
+        return "\n        # Clients (laptops, phones) to every site of the plan; the sites answer as established.\n"
+            + "        iifname \"\(tunnel)\" oifname \"\(tunnel)\" ip6 saddr \(plan.clientPrefix) ip6 daddr \(plan.ula) ip6 daddr != \(plan.clientPrefix) accept"
+    }
+
     static func relay(plan: Plan, relay: Relay) -> String {
         let tunnel = InterfaceNames.relayTunnel
         let ports = plan.defaults.serverWireGuardPorts
@@ -128,7 +137,7 @@ enum Nftables {
                     iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
                     # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890); an
                     # echo reply or error without its request here is "invalid" to conntrack.
-                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept\(clientRule(plan: plan, relay: relay, tunnel: tunnel))
 
                     ct state established,related accept
                     ct state invalid drop

@@ -8,8 +8,13 @@ import Foundation
 /// keys, so it is deterministic; rate limits and timers keep the daemon's defaults and are not written.
 extension RelayConfig {
     /// The config of `relay` (the plan's first when not given) with the standard paths of `ConfigPaths`.
-    public init(plan: Plan, relay: Relay? = nil) {
+    /// `clientPublicKeys` (client name → base64 public key, `PlanKeys.clientPublicKeys`) fill
+    /// `clients` on the plan's client relay; without them, or on another relay, there are none.
+    public init(plan: Plan, relay: Relay? = nil, clientPublicKeys: [String: String] = [:]) {
         let relay = relay ?? plan.relay
+        let clients = relay == plan.clientRelay ? plan.clients.compactMap { client in
+            clientPublicKeys[client.name].map { RelayConfig.Client(name: client.name, publicKey: $0, address: client.address) }
+        } : []
         self.init(
             listenAddress: "::", listenPort: relay.registrationPort, interface: InterfaceNames.relayTunnel,
             wireguardPort: relay.wireguardPort, privateKeyFile: ConfigPaths.relayWireGuardKey,
@@ -18,7 +23,8 @@ extension RelayConfig {
             // The routers' PersistentKeepalive: `status` judges a router down after 3 of them silent.
             keepaliveSeconds: plan.defaults.keepalive,
             // Prometheus on the relay itself scrapes `::1`; one elsewhere comes through a tunnel.
-            metricsAddresses: ["::1", relay.tunnelAddress.description])
+            metricsAddresses: ["::1", relay.tunnelAddress.description],
+            clients: clients)
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.

@@ -93,12 +93,19 @@ struct Status: AsyncParsableCommand {
 
 struct Revoke: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Revoke a site or one router of it; a running relay removes its peers within revocation_poll_ms.")
+        abstract: "Revoke a site, one router of it, or a client; a running relay removes the peers within revocation_poll_ms.",
+        discussion: """
+            edgekit-relay revoke --site site-b                  every router of site-b
+            edgekit-relay revoke --site site-b --router 2       only router 2 of site-b
+            edgekit-relay revoke --client alice-phone           a laptop or phone of relay.json's clients
+            A revoked client stays out of WireGuard across restarts; to let it in again, give it a new
+            key (bump its generation in the plan, docs/clients.md) and a new name, or start over.
+            """)
 
     @OptionGroup var options: ConfigOption
 
     @Option(help: "The site to revoke.")
-    var site: String
+    var site: String?
 
     @Option(name: .customLong("router"), help: "Only this router slot (default: every router of the site).")
     var slot: Int?
@@ -106,9 +113,31 @@ struct Revoke: AsyncParsableCommand {
     @Option(help: "Only certificates with a serial below this one (a re-issued stick with a newer serial registers again).")
     var beforeSerial: Int64?
 
+    @Option(help: "A client (laptop or phone) of relay.json's clients to revoke, instead of a site.")
+    var client: String?
+
+    func validate() throws {
+        guard (site == nil) != (client == nil) else {
+            throw ValidationError("name what to revoke: --site SITE (and --router N) or --client NAME, one of the two")
+        }
+        if client != nil, slot != nil || beforeSerial != nil {
+            throw ValidationError("--router and --before-serial go with --site, not --client")
+        }
+    }
+
     func run() async throws {
         let config = try options.load()
         let store = try RelayStore(path: config.stateDatabase)
+        if let client {
+            guard config.clients.contains(where: { $0.name == client }) else {
+                let known = config.clients.map(\.name)
+                throw CommandError("revoke: no client \"\(client)\" in \(options.config) (clients: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+            }
+            try store.revokeClient(client)
+            Output.error("revoked client \(client); a running relay removes its peer within \(config.revocationPollMilliseconds) ms")
+            return
+        }
+        guard let site else { return }
         try store.revoke(site: site, slot: slot, beforeSerial: beforeSerial)
         let what = slot.map { "router \($0) of site \(site)" } ?? "every router of site \(site)"
         let serial = beforeSerial.map { " (certificates with serial below \($0))" } ?? ""

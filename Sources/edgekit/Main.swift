@@ -20,5 +20,5 @@ struct EdgekitCommand: AsyncParsableCommand {
             Docs: docs/plan.md (plan reference), docs/first-site.md (walkthrough).
             """,
         version: "0.1.0",
-        subcommands: [PlanCommand.self, KeysCommand.self, RenderCommand.self, ProfileCommand.self, StickCommand.self, ImageCommand.self, RelayCommand.self, BuildCommand.self, MeshCommand.self, FleetCommand.self])
+        subcommands: [PlanCommand.self, KeysCommand.self, RenderCommand.self, ProfileCommand.self, StickCommand.self, ImageCommand.self, RelayCommand.self, BuildCommand.self, MeshCommand.self, FleetCommand.self, ClientCommand.self])
 }

@@ -136,7 +136,7 @@ final class Lab: @unchecked Sendable {
     var databasePath: String { directory.appendingPathComponent("state.sqlite").path }
 
     init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5, endpointSaveMilliseconds: Int = 10_000,
-         globalPerSecond: Double = 1_000_000) throws {
+         globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = []) throws {
         labCounterLock.lock()
         labCounter += 1
         let n = labCounter
@@ -159,7 +159,7 @@ final class Lab: @unchecked Sendable {
             }
             wireGuardProcess = try startWireGuard(in: relayNamespace, interface)
             try writeConfig(perSourcePerSecond: perSourcePerSecond, batchWindowMilliseconds: batchWindowMilliseconds,
-                            endpointSaveMilliseconds: endpointSaveMilliseconds, globalPerSecond: globalPerSecond)
+                            endpointSaveMilliseconds: endpointSaveMilliseconds, globalPerSecond: globalPerSecond, clients: clients)
         } catch {
             close()
             throw error
@@ -247,7 +247,7 @@ final class Lab: @unchecked Sendable {
     }
 
     func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int,
-                     globalPerSecond: Double = 1_000_000) throws {
+                     globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = []) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
         _ = FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
@@ -260,7 +260,7 @@ final class Lab: @unchecked Sendable {
             rateLimit: .init(perSourcePerSecond: perSourcePerSecond, perSourceBurst: max(10, perSourcePerSecond / 10),
                              globalPerSecond: globalPerSecond, buckets: 1024),
             batchWindowMilliseconds: batchWindowMilliseconds, revocationPollMilliseconds: 200,
-            endpointSaveMilliseconds: endpointSaveMilliseconds)
+            endpointSaveMilliseconds: endpointSaveMilliseconds, clients: clients)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(config).write(to: URL(fileURLWithPath: configPath))

@@ -73,6 +73,40 @@ import Testing
         #expect(config.problem() == #"plan "Bad Plan" is not DNS-safe: use 1–63 lower-case letters, digits and inner hyphens"#)
     }
 
+    /// `clients` (docs/clients.md): the rendered file of a plan with clients loads with their keys and
+    /// /128s; a bad key, an address outside the ULA, a repeat or an unknown key is refused by name.
+    @Test func clientsLoadAndBadOnesAreRefusedByName() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOfFile: root.appendingPathComponent("profiles/example/plan.yaml").path, encoding: .utf8)
+        let plan = try PlanLoader.parse(text + "\nclients:\n  - name: alice-phone\n")
+        let key = "NP3XYy5Cf0Qrvyi54rxPN9ViuYeftmSZE5wmUsS6r3M="
+        let file = try #require(RelayFiles.files(plan: plan, clientPublicKeys: ["alice-phone": key]).first { $0.path == ConfigPaths.relayDaemonConfig })
+        let config = try withFile(file.contents) { try RelayConfig.load(path: $0) }
+        #expect(config.clients == [RelayConfig.Client(name: "alice-phone", publicKey: key, address: plan.clients[0].address)])
+        #expect(RelayFiles.files(plan: plan).first { $0.path == ConfigPaths.relayDaemonConfig }.map { !$0.contents.contains("clients") } == true,
+                "no keys given: no clients")
+
+        func client(_ body: String) -> String {
+            minimal.replacingOccurrences(of: "\"plan\": \"example\",", with: "\"plan\": \"example\", \"clients\": [\(body)],")
+        }
+        let good = #"{"name": "a", "public_key": "\#(key)", "address": "fd5e:d9e1:7c2a:ffff::a"}"#
+        #expect(try withFile(client(good)) { try RelayConfig.load(path: $0) }.clients.count == 1)
+        let cases = [
+            (good.replacingOccurrences(of: key, with: "c2hvcnQ="), "clients: a's public_key is not a base64 WireGuard key (32 bytes)"),
+            (good.replacingOccurrences(of: "fd5e:d9e1:7c2a:ffff::a", with: "fd00::a"), "clients: a's address fd00::a is outside ula fd5e:d9e1:7c2a::/48"),
+            (good + ", " + good, "clients: a repeats another client's name, key or address"),
+            (good.replacingOccurrences(of: "\"name\"", with: "\"colour\": 1, \"name\""), "has unknown key \"clients.colour\""),
+        ]
+        for (body, expected) in cases {
+            do {
+                _ = try withFile(client(body)) { try RelayConfig.load(path: $0) }
+                Issue.record("accepted: \(body)")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+        }
+    }
+
     @Test func rateLimiterBoundsEachSourceAndRefills() {
         var limiter = RateLimiter(perSecond: 10, burst: 5, globalPerSecond: 1000, buckets: 64)
         let a = [UInt8](repeating: 1, count: 16)

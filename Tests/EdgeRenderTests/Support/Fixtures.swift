@@ -44,8 +44,37 @@ enum Fixtures {
         for relay in two.relays {
             result.append(("relay-of-two-" + relay.name, RelayFiles.files(plan: two, relay: relay)))
         }
+        // With clients (laptops, phones): the first relay lists them and lets them reach the sites;
+        // the routers route the clients' /64 through it.
+        let clients = try twoRelaysWithClientsPlan()
+        let site = clients.sites[0]
+        result.append(("with-clients/" + site.hostname(slot: 1),
+                       EdgeRouterConfig.files(plan: clients, site: site, router: site.routers[0],
+                                              relayPublicKeys: [relayPublicKey, secondRelayPublicKey])))
+        for relay in clients.relays {
+            result.append(("relay-with-clients-" + relay.name,
+                           RelayFiles.files(plan: clients, relay: relay, clientPublicKeys: clientPublicKeys)))
+        }
         return result
     }
+
+    /// The two-relays plan with two clients, one at its default address.
+    static func twoRelaysWithClientsPlan() throws -> Plan {
+        try PlanLoader.parse(try MeshPlanFixture.twoRelaysText() + """
+
+            clients:
+              - name: alice-phone
+              - name: bob-laptop
+                address: fd5e:d9e1:7c2a:ffff::b0b
+
+            """)
+    }
+
+    /// Fixed public keys of those clients (`wg genkey | wg pubkey`, once).
+    static let clientPublicKeys = [
+        "alice-phone": "NP3XYy5Cf0Qrvyi54rxPN9ViuYeftmSZE5wmUsS6r3M=",
+        "bob-laptop": "NEGB6a9eJbxOTM7jfH8HzCKjHVoMNVkg/PTi2vO7yFQ=",
+    ]
 
     /// site-a's first router on a device where edgekit-agent pinned its `auto` ports by MAC address
     /// (docs/network.md, "Interface names"): only its `.link` files differ from the preview's.
