@@ -122,9 +122,14 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         /// Who may log in over SSH; a new stick rotates them. Absent on the wire when there are none,
         /// so a profile of a plan without operators is byte for byte what it was before the field.
         public var operators: [Operator]
+        /// The plan's `client_prefix` when it is not the default (`Plan.Addressing.defaultClientPrefix`):
+        /// with several relays the routers route it through the first (docs/clients.md). Absent on
+        /// the wire for the default, so profiles of plans that do not set it are as before.
+        public var clientPrefix: IPv6Prefix?
 
         enum CodingKeys: String, CodingKey {
             case name, ula, tunnel, relay, relays, operators
+            case clientPrefix = "client_prefix"
         }
 
         /// `relayPublicKeys` are the relays' WireGuard public keys in the order of `plan.relays`.
@@ -136,6 +141,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             relays = zip(plan.relays, relayPublicKeys).map { RelayParameters(relay: $0, publicKey: $1) }
             defaults = plan.defaults
             operators = plan.operators
+            clientPrefix = plan.clientPrefix == Plan.Addressing.defaultClientPrefix(in: plan.ula) ? nil : plan.clientPrefix
         }
 
         public init(from decoder: any Decoder) throws {
@@ -159,6 +165,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             operators = c.contains(.operators) ? try c.field(.operators, as: [Operator].self) { list in
                 list.isEmpty ? .failure(FieldProblem("is empty; a plan without operators leaves the field out")) : .success(list)
             } : []
+            clientPrefix = c.contains(.clientPrefix) ? try c.field(.clientPrefix, as: String.self, FieldRules.prefix) : nil
             var seen = Set<String>()
             for (index, person) in operators.enumerated() where !seen.insert(person.name).inserted {
                 throw DocumentError(field: "plan.operators[\(index)].name", problem: "\(FieldRules.quoted(person.name)) appears twice; operator names are unique")
@@ -176,6 +183,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
                 try c.encode(relays, forKey: .relays)
             }
             if !operators.isEmpty { try c.encode(operators, forKey: .operators) }
+            try c.encodeIfPresent(clientPrefix, forKey: .clientPrefix)
             try defaults.encode(to: encoder)
         }
 
@@ -242,6 +250,9 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
     /// or nil: the router must be one of the site's routers, exactly as listed there.
     public func problem() -> DocumentError? {
         if let problem = SiteRules.planProblem(ula: plan.ula, tunnel: plan.tunnel, relays: plan.relays.map(\.relay)) { return problem }
+        if let prefix = plan.clientPrefix, prefix.length != 64 || !plan.ula.contains(prefix) || prefix == site.prefix {
+            return DocumentError(field: "plan.client_prefix", problem: "\(prefix) is not a /64 of the plan's ula \(plan.ula) apart from the site's")
+        }
         // The router this device becomes first, so its own field is the one named.
         if let problem = SiteRules.routerProblem(router, field: "router", site: site, ula: plan.ula, tunnel: plan.tunnel) {
             return problem
@@ -264,7 +275,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         var site = site
         site.routers.sort { $0.slot < $1.slot }
         let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relays: plan.relays.map(\.relay),
-                        defaults: plan.defaults, sites: [site], operators: plan.operators)
+                        defaults: plan.defaults, sites: [site], operators: plan.operators, clientPrefix: plan.clientPrefix)
         return (plan, site, router)
     }
 

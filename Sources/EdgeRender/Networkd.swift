@@ -149,13 +149,15 @@ enum RouterNetworkd {
             # edgekit-agent routes the /48 through the tunnel it chose (metric \(RouterTunnel.chosenMetric)).
             Metric=\(tunnel.metric(for: site, in: plan))
             """
-        // Several relays: the clients connect through the first only, so their /64 goes there
-        // whichever relay the /48 takes (docs/clients.md, "Several relays").
-        let clients = plan.relays.count > 1 && !plan.clients.isEmpty && tunnel.relay == plan.clientRelay ? """
+        // Several relays: clients connect through the first only, so their /64 goes there whichever
+        // relay the /48 takes (docs/clients.md, "Several relays"). Rendered with or without clients:
+        // the device renders from its profile, which knows the client prefix but not the clients.
+        let clients = plan.relays.count > 1 && tunnel.relay == plan.clientRelay ? """
 
             [Route]
             # The plan's clients (laptops, phones): they connect through this relay only.
             Destination=\(plan.clientPrefix)
+
 
             """ : "\n"
         return """
