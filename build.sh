@@ -19,6 +19,7 @@ ROOT=$(pwd)
 # with binfmt-support to run it; arm64 images need arch-test (mmdebstrap's check for foreign
 # architectures) and qemu-user-static, and qemu-system-arm and qemu-efi-aarch64 boot them.
 # `edgekit client config --qr/--png` runs qrencode; the tests read its codes back with zbarimg.
+# The relay's NAT64 and DNS64 run tayga and unbound (the lab runs both; unbound-checkconf checks the drop-in).
 PACKAGES=(
   pkg-config libarchive-dev libzstd-dev libssl-dev zstd libarchive-tools
   age signify-openbsd
@@ -29,7 +30,7 @@ PACKAGES=(
   rsync file binutils qemu-user-static binfmt-support arch-test qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
-  qrencode zbar-tools
+  qrencode zbar-tools tayga unbound
 )
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }

@@ -170,6 +170,9 @@ PLAN=$W/plan
 mkdir -p "$PLAN"
 sed 's/^\(  host: \).*/\1relay.lab.example/' "$ROOT/profiles/example/plan.yaml" > "$PLAN/plan.yaml"
 grep -q 'host: relay.lab.example' "$PLAN/plan.yaml" || fail "could not set the lab relay name in the plan copy"
+# Site B's IPv6-only servers reach IPv4 through the relay's NAT64 (docs/nat64.md).
+sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    nat64: true/" "$PLAN/plan.yaml"
+grep -q "nat64: true" "$PLAN/plan.yaml" || fail "could not turn NAT64 on for site B in the plan copy"
 if [ "$LAB_QEMU_BOARD" != pc-uefi ]; then
   sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    board: $LAB_QEMU_BOARD/" "$PLAN/plan.yaml"
   grep -q "board: $LAB_QEMU_BOARD" "$PLAN/plan.yaml" || fail "could not put site B on $LAB_QEMU_BOARD in the plan copy"
@@ -186,6 +189,10 @@ mesh:
 # A phone (docs/clients.md): it connects to the relay from behind its own NAT.
 clients:
   - name: phone
+
+# NAT64 and DNS64 on the relay for site B (docs/nat64.md); the lab's internet DNS answers for it.
+nat64:
+  dns_forward: [198.51.100.1]
 
 servers:
   - name: sa
@@ -252,7 +259,8 @@ ip -n "$(ns inet)" addr add 2001:db8:100::1/64 dev br0 nodad
 ip netns exec "$(ns inet)" dnsmasq --conf-file=/dev/null --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=198.51.100.1 --user=root --group=root --pid-file="$W/dns.pid" --log-queries \
   --log-facility="$W/dns.log" --address=/relay.lab.example/198.51.100.10 --address=/relay.lab.example/2001:db8:100::10 \
-  --address=/relay2.lab.example/198.51.100.11 --address=/relay2.lab.example/2001:db8:100::11 &
+  --address=/relay2.lab.example/198.51.100.11 --address=/relay2.lab.example/2001:db8:100::11 \
+  --host-record=v4only.lab.example,198.51.100.50 &
 
 log "relay: wireguard-go, rendered nftables, edgekit-relay serve"
 # A relay is a namespace on the internet segment at 198.51.100.N and 2001:db8:100::N with the files
@@ -319,6 +327,25 @@ printf '%s\n' "$OPERATOR_PUB" > "$W/operator.pub"
 TUNNEL=$(awk '/^tunnel:/ { print $2 }' "$PLAN/plan.yaml")
 RWG=${P}r
 setup_relay relay "$RWG" 10 "$W/relayfiles"
+# The relay's NAT64 (tayga) and DNS64 (unbound), as their rendered unit and drop-in run them
+# (docs/nat64.md): the unit's commands in order, tayga's data in the work folder.
+start_nat64() { # start_nat64 NS FILES
+  local ns=$1 files=$2 unit=$2/etc/systemd/system/edgekit-nat64.service line
+  sed "s|^data-dir .*|data-dir $W/$ns-tayga|" "$files/etc/edgekit/tayga.conf" > "$W/$ns-tayga.conf"
+  mkdir -p "$W/$ns-tayga"
+  while IFS= read -r line; do
+    nsx "$ns" ${line//\/etc\/edgekit\/tayga.conf/$W/$ns-tayga.conf} >>"$W/$ns-nat64.log" 2>&1 || fail "NAT64: $line: $(tail -1 "$W/$ns-nat64.log")"
+  done < <(sed -n 's/^ExecStartPre=//p' "$unit")
+  local start; start=$(sed -n 's/^ExecStart=//p' "$unit")
+  nsx "$ns" ${start//\/etc\/edgekit\/tayga.conf/$W/$ns-tayga.conf} >>"$W/$ns-nat64.log" 2>&1 &
+  printf 'server:\n  do-daemonize: no\n  chroot: ""\n  username: ""\n  pidfile: ""\n  use-syslog: no\n  directory: "%s"\n  logfile: ""\ninclude: "%s"\n' \
+    "$W" "$files/etc/unbound/unbound.conf.d/edgekit-dns64.conf" > "$W/$ns-unbound.conf"
+  unbound-checkconf "$W/$ns-unbound.conf" >/dev/null || fail "unbound-checkconf refuses the rendered DNS64 drop-in"
+  ip netns exec "$(ns "$ns")" unbound -d -c "$W/$ns-unbound.conf" >>"$W/$ns-unbound.log" 2>&1 &
+  nsx "$ns" sysctl -qw net.ipv4.ip_forward=1
+}
+[ -f "$W/relayfiles/etc/edgekit/tayga.conf" ] || fail "edgekit render --relay wrote no tayga.conf for a plan with nat64: true"
+start_nat64 relay "$W/relayfiles"
 declare -A RELAY_PIDS
 RELAY_PID=
 # start_relay [NS]: edgekit-relay serve in a relay's namespace (default the first relay), until it listens.
@@ -694,6 +721,46 @@ figure "client" "edgekit-relay revoke --client phone → its peer gone from the 
 ! nsx phone ping -6 -n -c 3 -i 0.3 -W 1 "$SA_ADDR" >/dev/null 2>&1 || fail "the revoked phone still reaches server A"
 nsx phone wg-quick down "$W/phoneconf/${P}ph.conf" >>"$W/phone.log" 2>&1 || true
 FIGURES+=("client|revoked phone → server A|no reply|none|met")
+
+log "scenario: NAT64/DNS64: site B's IPv6-only server resolves an A-only name and fetches from an IPv4-only host through the relay"
+# The IPv4-only host on the lab's internet (v4only.lab.example has an A record only), answering each
+# connection with 1400 bytes. Server B learns the relay's DNS64 resolver from b1's RAs (RDNSS).
+mkns v4host
+veth v4host eth0 inet v4host; port inet v4host
+nsx v4host sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n "$(ns v4host)" addr add 198.51.100.50/24 dev eth0
+nsx v4host python3 -c 'import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.51.100.50", 8080)); s.listen(8)
+while True:
+    c, a = s.accept(); c.recv(100); c.sendall(b"v" * 1400); c.close()' >"$W/v4host.log" 2>&1 &
+RDNSS=$(nsx sb rdisc6 -1 -w 12000 eth0 2>/dev/null | sed -n 's/^ *Recursive DNS server *: *//p' | head -1)
+NAT64_RESOLVER=$(plan_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nat64"]["resolver"])')
+[ -n "$RDNSS" ] && [ "$RDNSS" = "$NAT64_RESOLVER" ] || fail "server B's RAs announce RDNSS '$RDNSS', not the relay's DNS64 $NAT64_RESOLVER"
+T_DNS64=$(now)
+# An AAAA question as a stub resolver asks it, to the announced server.
+aaaa() { nsx sb python3 -c 'import random, socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", random.randint(0, 65535), 0x0100, 1, 0, 0, 0) + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 28, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(q, (server, 53)); r = s.recv(1500)
+assert struct.unpack(">H", r[6:8])[0] >= 1, "no answer"
+print(socket.inet_ntop(socket.AF_INET6, r[-16:]))' "$1" "$RDNSS"; }
+wait_until 20 "DNS64 answers AAAA for v4only.lab.example" aaaa v4only.lab.example
+SYNTH=$(aaaa v4only.lab.example)
+NAT64_PREFIX=$(plan_json | python3 -c 'import json,sys; print(json.load(sys.stdin)["nat64"]["prefix"])')
+python3 -c 'import ipaddress, sys; a, p = ipaddress.ip_address(sys.argv[1]), ipaddress.ip_network(sys.argv[2]); assert a in p and str(ipaddress.ip_address(int(a) & 0xffffffff)) == "198.51.100.50", a' \
+  "$SYNTH" "$NAT64_PREFIX" || fail "DNS64 answered $SYNTH, not 198.51.100.50 inside $NAT64_PREFIX"
+figure "nat64" "server B: AAAA for an A-only name from the announced DNS64 → $SYNTH" "$(elapsed "$T_DNS64")" "-"
+GOT=$(nsx sb python3 -c 'import socket, sys
+s = socket.create_connection((sys.argv[1], 8080), timeout=10); s.sendall(b"GET"); n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)' "$SYNTH" 2>&1) || fail "server B → v4only.lab.example over NAT64 (TCP): $GOT"
+[ "$GOT" = 1400 ] || fail "server B got $GOT bytes from the IPv4-only host, not 1400"
+# Whole 1400-byte packets both ways, don't-fragment set: the NAT64 does not drop what is over 1280.
+nsx sb ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1400 - 48)) "$SYNTH" >/dev/null || fail "a 1400-byte ping from server B did not cross the NAT64"
+FIGURES+=("nat64|server B (IPv6 only) → IPv4-only host by name: DNS64 answer / TCP bytes / 1400-byte ping|$SYNTH / $GOT / 3 of 3|1400 bytes|met")
 # Health-tracked VRRP (docs/network.md, "Health"): a master whose uplink dies, or whose ISP swallows
 # everything while the link stays up, is unhealthy; keepalived takes the difference of the site's
 # priorities off its own (track file), so the healthy backup preempts, registers as master and the

@@ -126,10 +126,15 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         /// with several relays the routers route it through the first (docs/clients.md). Absent on
         /// the wire for the default, so profiles of plans that do not set it are as before.
         public var clientPrefix: IPv6Prefix?
+        /// The plan's NAT64 /96 when it is not the default (`Plan.Addressing.defaultNAT64Prefix`):
+        /// a site with `nat64` announces the resolver inside it, and with several relays the routers
+        /// route its /64 through the first (docs/nat64.md). Absent on the wire for the default.
+        public var nat64Prefix: IPv6Prefix?
 
         enum CodingKeys: String, CodingKey {
             case name, ula, tunnel, relay, relays, operators
             case clientPrefix = "client_prefix"
+            case nat64Prefix = "nat64_prefix"
         }
 
         /// `relayPublicKeys` are the relays' WireGuard public keys in the order of `plan.relays`.
@@ -142,6 +147,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             defaults = plan.defaults
             operators = plan.operators
             clientPrefix = plan.clientPrefix == Plan.Addressing.defaultClientPrefix(in: plan.ula) ? nil : plan.clientPrefix
+            nat64Prefix = plan.nat64.prefix == Plan.Addressing.defaultNAT64Prefix(in: plan.ula) ? nil : plan.nat64.prefix
         }
 
         public init(from decoder: any Decoder) throws {
@@ -166,6 +172,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
                 list.isEmpty ? .failure(FieldProblem("is empty; a plan without operators leaves the field out")) : .success(list)
             } : []
             clientPrefix = c.contains(.clientPrefix) ? try c.field(.clientPrefix, as: String.self, FieldRules.prefix) : nil
+            nat64Prefix = c.contains(.nat64Prefix) ? try c.field(.nat64Prefix, as: String.self, FieldRules.prefix) : nil
             var seen = Set<String>()
             for (index, person) in operators.enumerated() where !seen.insert(person.name).inserted {
                 throw DocumentError(field: "plan.operators[\(index)].name", problem: "\(FieldRules.quoted(person.name)) appears twice; operator names are unique")
@@ -184,6 +191,7 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
             }
             if !operators.isEmpty { try c.encode(operators, forKey: .operators) }
             try c.encodeIfPresent(clientPrefix, forKey: .clientPrefix)
+            try c.encodeIfPresent(nat64Prefix, forKey: .nat64Prefix)
             try defaults.encode(to: encoder)
         }
 
@@ -253,6 +261,9 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         if let prefix = plan.clientPrefix, prefix.length != 64 || !plan.ula.contains(prefix) || prefix == site.prefix {
             return DocumentError(field: "plan.client_prefix", problem: "\(prefix) is not a /64 of the plan's ula \(plan.ula) apart from the site's")
         }
+        if let prefix = plan.nat64Prefix, prefix.length != 96 || !plan.ula.contains(prefix) || site.prefix.contains(prefix) {
+            return DocumentError(field: "plan.nat64_prefix", problem: "\(prefix) is not a /96 of the plan's ula \(plan.ula) outside the site's /64")
+        }
         // The router this device becomes first, so its own field is the one named.
         if let problem = SiteRules.routerProblem(router, field: "router", site: site, ula: plan.ula, tunnel: plan.tunnel) {
             return problem
@@ -275,7 +286,8 @@ public struct ProfileDocument: Codable, Sendable, Equatable {
         var site = site
         site.routers.sort { $0.slot < $1.slot }
         let plan = Plan(name: plan.name, ula: plan.ula, tunnel: plan.tunnel, relays: plan.relays.map(\.relay),
-                        defaults: plan.defaults, sites: [site], operators: plan.operators, clientPrefix: plan.clientPrefix)
+                        defaults: plan.defaults, sites: [site], operators: plan.operators, clientPrefix: plan.clientPrefix,
+                        nat64: plan.nat64Prefix.map { NAT64(prefix: $0) })
         return (plan, site, router)
     }
 

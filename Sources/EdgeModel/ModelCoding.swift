@@ -37,7 +37,7 @@ extension Router: Codable {
 
 extension Site: Codable {
     enum CodingKeys: String, CodingKey {
-        case name, index, prefix, vip, routers
+        case name, index, prefix, vip, routers, nat64
         case vrrpID = "vrrp_id"
         case linkLocalVIP = "link_local_vip"
     }
@@ -52,6 +52,8 @@ extension Site: Codable {
         linkLocalVIP = try c.field(.linkLocalVIP, as: String.self, FieldRules.address)
         routers = try c.field(.routers, as: [Router].self)
         board = .default  // a build input, not carried by documents (see `Site.board`)
+        // On the wire only when true, so profiles of sites without NAT64 read as before.
+        nat64 = c.contains(.nat64) ? try c.field(.nat64, as: Bool.self) : false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -63,6 +65,7 @@ extension Site: Codable {
         try c.encode(vip, forKey: .vip)
         try c.encode(linkLocalVIP, forKey: .linkLocalVIP)
         try c.encode(routers, forKey: .routers)
+        if nat64 { try c.encode(true, forKey: .nat64) }
     }
 }
 

@@ -25,11 +25,15 @@ public struct Plan: Sendable, Equatable {
     /// The /64 inside `ula` the clients' /128s come from (`client_prefix:`, by default the /48's
     /// last /64, `ula:ffff::/64`); never a site's.
     public var clientPrefix: IPv6Prefix
+    /// The relay's NAT64 and DNS64 (`nat64:`; docs/nat64.md): where it sits and whom the resolver
+    /// asks. Always resolved; it runs when `nat64Enabled`.
+    public var nat64: NAT64
 
     public init(name: String, ula: IPv6Prefix, tunnel: IPv6Prefix, relays: [Relay], defaults: Defaults, sites: [Site],
                 operators: [Operator] = [], mesh: Mesh? = nil, servers: [Server] = [], clients: [Client] = [],
-                clientPrefix: IPv6Prefix? = nil) {
+                clientPrefix: IPv6Prefix? = nil, nat64: NAT64? = nil) {
         precondition(!relays.isEmpty, "a plan has at least one relay")
+        self.nat64 = nat64 ?? NAT64(prefix: Plan.Addressing.defaultNAT64Prefix(in: ula))
         self.clients = clients
         self.clientPrefix = clientPrefix ?? Plan.Addressing.defaultClientPrefix(in: ula)
         self.name = name
@@ -79,6 +83,12 @@ public struct Plan: Sendable, Equatable {
 
     /// The relay every client connects through: the plan's first (docs/clients.md, "Several relays").
     public var clientRelay: Relay { relay }
+
+    /// Whether the relay runs NAT64 and DNS64: some site asks for it.
+    public var nat64Enabled: Bool { sites.contains(where: \.nat64) }
+
+    /// The sites whose hosts use the NAT64.
+    public var nat64Sites: [Site] { sites.filter(\.nat64) }
 
     /// The server called `name`, if any.
     public func server(named name: String) -> Server? {
@@ -156,6 +166,33 @@ public struct Server: Sendable, Equatable {
         self.meshAddress = meshAddress
         self.generation = generation
     }
+}
+
+/// The relay's NAT64 (tayga) and DNS64 resolver (unbound), for sites with `nat64: true`
+/// (docs/nat64.md). IPv4 addresses are written into the last 32 bits of `prefix`, a /96 inside the
+/// plan's /48, so the routers already send it to the relay and let its answers in.
+public struct NAT64: Sendable, Equatable {
+    /// The /96 IPv4 hosts appear under (RFC 6052, a network-specific prefix).
+    public var prefix: IPv6Prefix
+    /// Resolvers the DNS64 forwards to (IP addresses); empty: it resolves from the root itself.
+    public var dnsForward: [String]
+
+    public init(prefix: IPv6Prefix, dnsForward: [String] = []) {
+        self.prefix = prefix
+        self.dnsForward = dnsForward
+    }
+
+    /// The /64 that holds `prefix`, the resolver and the translator: the relay routes it to tayga.
+    public var network: IPv6Prefix { IPv6Prefix(address: prefix.address, length: 64) }
+    /// The DNS64 resolver's address, `<network>:0:1:0:53`: inside the /48 (the routers forward LAN
+    /// hosts' queries to it), outside the /96.
+    public var resolver: IPv6Address { IPv6Address(high: network.address.high, low: 0x0000_0001_0000_0053) }
+    /// tayga's own address (the source of the ICMPv6 errors it makes), `<network>:0:1:0:64`.
+    public var translator: IPv6Address { IPv6Address(high: network.address.high, low: 0x0000_0001_0000_0064) }
+    /// The IPv4 addresses tayga gives the IPv6 hosts it translates; the relay masquerades them.
+    public static let pool = "192.168.255.0/24"
+    /// tayga's own IPv4 address, in the pool.
+    public static let translatorIPv4 = "192.168.255.1"
 }
 
 /// A laptop or phone with a WireGuard app (`clients:`): it connects to the plan's first relay with
@@ -290,9 +327,13 @@ public struct Site: Sendable, Equatable {
     /// The device kind the site's image boots on (`board:`, default `pc-uefi`). A build input
     /// only: not part of the profile's wire form, so a profile reads the same on every board.
     public var board: Board
+    /// Whether the site's IPv6-only hosts reach IPv4 through the relay's NAT64 (`nat64: true`): the
+    /// routers announce the relay's DNS64 resolver on the LAN (docs/nat64.md).
+    public var nat64: Bool
 
     public init(name: String, index: Int, prefix: IPv6Prefix, vrrpID: Int, vip: IPv6Address,
-                linkLocalVIP: IPv6Address, routers: [Router], board: Board = .default) {
+                linkLocalVIP: IPv6Address, routers: [Router], board: Board = .default, nat64: Bool = false) {
+        self.nat64 = nat64
         self.name = name
         self.index = index
         self.prefix = prefix
@@ -403,6 +444,11 @@ extension Plan {
         /// The clients' default /64: the plan's /48 with subnet `ffff`, its last.
         public static func defaultClientPrefix(in ula: IPv6Prefix) -> IPv6Prefix {
             ula.subnet(0xffff, length: 64) ?? ula
+        }
+
+        /// The NAT64's default /96: the first of the /48's subnet `fffe`.
+        public static func defaultNAT64Prefix(in ula: IPv6Prefix) -> IPv6Prefix {
+            ula.subnet(0xfffe, length: 64).flatMap { IPv6Prefix(address: $0.address, length: 96) } ?? ula
         }
 
         /// A client's default /128: the client prefix with the FNV-1a of its name as host part

@@ -98,9 +98,10 @@ struct PlanChecker {
             draft.clientPrefix == nil && draft.clients.isEmpty ? nil : checkClientPrefix(draft.clientPrefix, ula: ula, sites: sites)
         }
         let clients = checkClients(draft, prefix: clientPrefix)
+        let nat64 = ula.flatMap { checkNAT64(draft, ula: $0, sites: sites, clientPrefix: clients.isEmpty ? nil : clientPrefix) }
         guard diagnostics.isEmpty, let planName, let ula, let tunnel, !relays.isEmpty else { return nil }
         return Plan(name: planName, ula: ula, tunnel: tunnel, relays: relays, defaults: defaults, sites: sites,
-                    operators: operators, mesh: mesh, servers: servers, clients: clients, clientPrefix: clientPrefix)
+                    operators: operators, mesh: mesh, servers: servers, clients: clients, clientPrefix: clientPrefix, nat64: nat64)
     }
 
     // MARK: - The plan's prefixes
@@ -309,8 +310,16 @@ struct PlanChecker {
         let siteMTU = uplinkMTU(draft.uplinkMTU, "\(what) uplink_mtu")
         let routers = checkRouters(of: draft, sitePrefix: sitePrefix, vip: vip, ula: ula, tunnel: tunnel, siteMTU: siteMTU, used: &used)
         guard let siteName, let index = draft.index, let sitePrefix, let vrrpID = draft.vrrpID, let vip else { return nil }
+        var nat64 = false
+        if let flag = draft.nat64 {
+            switch flag.value {
+            case "true": nat64 = true
+            case "false": nat64 = false
+            default: error(flag.line, "\(what) nat64 \(FieldRules.quoted(flag.value)) is neither true nor false")
+            }
+        }
         return Site(name: siteName, index: index.value, prefix: sitePrefix, vrrpID: vrrpID.value,
-                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }, board: board)
+                    vip: vip, linkLocalVIP: linkLocalVIP, routers: routers.sorted { $0.slot < $1.slot }, board: board, nat64: nat64)
     }
 
     /// The site's board: a row of `Board.all` (default `pc-uefi`).
@@ -658,5 +667,42 @@ extension PlanChecker {
             }
         }
         return clients
+    }
+}
+
+// MARK: - NAT64
+
+extension PlanChecker {
+    /// `nat64:` (docs/nat64.md): `prefix` a /96 inside the plan's `ula` whose /64 is no site's and
+    /// not the clients'; `dns_forward` IP addresses. Checked when written or when a site turns NAT64 on.
+    mutating func checkNAT64(_ draft: PlanDraft, ula: IPv6Prefix, sites: [Site], clientPrefix: IPv6Prefix?) -> NAT64? {
+        guard draft.nat64 != nil || sites.contains(where: \.nat64) else { return nil }
+        var value = NAT64(prefix: Plan.Addressing.defaultNAT64Prefix(in: ula))
+        let line = draft.nat64?.prefix?.line ?? draft.nat64?.line ?? 1
+        if let located = draft.nat64?.prefix {
+            guard let given = prefix(located, "nat64.prefix") else { return nil }
+            guard given.length == 96, ula.contains(given) else {
+                error(located.line, "nat64.prefix \(given) must be a /96 inside the plan's ula \(ula): routers send the /48 to the relay, so its NAT64 is reached through it")
+                return nil
+            }
+            value.prefix = given
+        }
+        if let site = sites.first(where: { $0.prefix == value.network }) {
+            let fix = draft.nat64?.prefix == nil ? "give the site another index, or set nat64.prefix to a /96 of a free /64" : "pick a /96 of a /64 no site uses"
+            error(line, "nat64.prefix \(value.prefix) is inside site \"\(site.name)\"'s /64; \(fix)")
+            return nil
+        }
+        if let clientPrefix, clientPrefix == value.network {
+            error(line, "nat64.prefix \(value.prefix) is inside client_prefix \(clientPrefix); the two need their own /64s")
+            return nil
+        }
+        for server in draft.nat64?.dnsForward ?? [] {
+            guard IPv6Address(server.value) != nil || RelayConfig.isIPv4(server.value) else {
+                error(server.line, "nat64.dns_forward \(FieldRules.quoted(server.value)) is not an IP address (e.g. 9.9.9.9 or 2620:fe::fe)")
+                continue
+            }
+            value.dnsForward.append(server.value)
+        }
+        return value
     }
 }

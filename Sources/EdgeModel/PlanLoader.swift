@@ -333,7 +333,7 @@ struct Fields {
     func label(_ key: String) -> String {
         switch what {
         case "the plan": key
-        case "relay", "defaults", "mesh": "\(what).\(key)"
+        case "relay", "defaults", "mesh", "nat64": "\(what).\(key)"
         default: "\(what) \(key)"
         }
     }
@@ -359,6 +359,13 @@ struct PlanDraft {
     var serversLine = 0
     var clients: [ClientDraft] = []
     var clientPrefix: Located<String>?
+    var nat64: NAT64Draft?
+
+    struct NAT64Draft {
+        var line: Int
+        var prefix: Located<String>?
+        var dnsForward: [Located<String>] = []
+    }
 
     struct ClientDraft {
         var line: Int
@@ -424,6 +431,7 @@ struct PlanDraft {
         var linkLocalVIP: Located<String>?
         var board: Located<String>?
         var uplinkMTU: Located<Int>?
+        var nat64: Located<String>?
         var routers: [RouterDraft] = []
     }
 
@@ -440,14 +448,15 @@ struct PlanDraft {
     }
 
     static let topKeys = ["name", "ula", "tunnel", "relay", "relays", "defaults", "sites", "operators", "mesh", "servers",
-                          "clients", "client_prefix"]
+                          "clients", "client_prefix", "nat64"]
     static let clientKeys = ["name", "address", "generation"]
     static let meshKeys = ["prefix", "port"]
     static let serverKeys = ["name", "site", "token", "address", "generation"]
     static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
     static let operatorKeys = ["name", "ssh_keys"]
-    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "routers"]
+    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "nat64", "routers"]
+    static let nat64Keys = ["prefix", "dns_forward"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address", "uplink_mtu"]
 
     static func relay(_ f: Fields, name: Located<String>?, what: String, _ r: inout NodeReader) -> PlanDraft.RelayDraft {
@@ -519,7 +528,8 @@ struct PlanDraft {
                 vip: r.string(f, "vip", required: false),
                 linkLocalVIP: r.string(f, "link_local_vip", required: false),
                 board: r.string(f, "board", required: false),
-                uplinkMTU: r.integer(Fields(what: what, line: f.line, values: f.values), "uplink_mtu", FieldRules.uplinkMTUs, required: false))
+                uplinkMTU: r.integer(Fields(what: what, line: f.line, values: f.values), "uplink_mtu", FieldRules.uplinkMTUs, required: false),
+                nat64: r.string(Fields(what: what, line: f.line, values: f.values), "nat64", required: false))
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
                 let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"
                 guard let rf = r.fields(routerNode, routerLabel, allowed: routerKeys) else { continue }
@@ -539,6 +549,16 @@ struct PlanDraft {
         }
         readMesh(top, into: &draft, &r)
         readClients(top, into: &draft, &r)
+        if let node = top.values["nat64"], let f = r.fields(node, "nat64", allowed: nat64Keys) {
+            var nat64 = NAT64Draft(line: f.line, prefix: r.string(f, "prefix", required: false))
+            if f.has("dns_forward") {
+                for item in r.list(f, "dns_forward") ?? [] {
+                    let entry = Fields(what: "nat64", line: NodeReader.line(item), values: ["dns_forward": item])
+                    if let text = r.string(entry, "dns_forward") { nat64.dnsForward.append(text) }
+                }
+            }
+            draft.nat64 = nat64
+        }
         return draft
     }
 

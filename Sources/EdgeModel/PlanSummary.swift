@@ -13,6 +13,18 @@ public struct PlanSummary: Codable, Sendable, Equatable {
     public var servers: [ServerSummary]?
     /// Absent when the plan has no clients (docs/clients.md), so older plans print as before.
     public var clients: ClientsSummary?
+    /// Absent when no site has `nat64: true` (docs/nat64.md).
+    public var nat64: NAT64Summary?
+
+    public struct NAT64Summary: Codable, Sendable, Equatable {
+        public var prefix: String
+        /// The DNS64 resolver the sites' routers announce (RDNSS).
+        public var resolver: String
+        /// The relay that runs them.
+        public var relay: String
+        public var sites: [String]
+        public var dnsForward: [String]
+    }
 
     public struct ClientsSummary: Codable, Sendable, Equatable {
         public var prefix: String
@@ -115,6 +127,10 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                               generation: server.generation)
             }
         }
+        if plan.nat64Enabled {
+            nat64 = NAT64Summary(prefix: plan.nat64.prefix.description, resolver: plan.nat64.resolver.description,
+                                 relay: plan.relay.host, sites: plan.nat64Sites.map(\.name), dnsForward: plan.nat64.dnsForward)
+        }
         if !plan.clients.isEmpty {
             clients = ClientsSummary(prefix: plan.clientPrefix.description, relay: plan.clientRelay.host, devices: plan.clients.map {
                 ClientSummary(name: $0.name, address: $0.address.description, generation: $0.generation)
@@ -164,6 +180,10 @@ public struct PlanSummary: Codable, Sendable, Equatable {
             out += "\nmesh \(mesh.prefix)  udp \(mesh.port)  mtu \(mesh.mtu)\n"
             out += Self.table([["SERVER", "SITE", "GEN", "SITE ADDRESS (ENDPOINT)", "MESH ADDRESS"]]
                 + (servers ?? []).map { [$0.name, $0.site, String($0.generation), $0.siteAddress, $0.meshAddress] })
+        }
+        if let nat64 {
+            let forward = nat64.dnsForward.isEmpty ? "" : ", forwarding to \(nat64.dnsForward.joined(separator: ", "))"
+            out += "\nnat64 \(nat64.prefix)  on relay \(nat64.relay)  dns64 \(nat64.resolver)\(forward)  for \(nat64.sites.joined(separator: ", "))\n"
         }
         if let clients {
             out += "\nclients \(clients.prefix)  through relay \(clients.relay)\n"

@@ -242,7 +242,7 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     }
 
     /// A dotted IPv4 address (`127.0.0.1`).
-    static func isIPv4(_ text: String) -> Bool {
+    public static func isIPv4(_ text: String) -> Bool {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4 && parts.allSatisfy { $0.count <= 3 && UInt8($0) != nil }
     }

@@ -68,17 +68,17 @@ public enum RelayFiles {
     /// relay's relay.json.
     public static func files(plan: Plan, relay: Relay? = nil, clientPublicKeys: [String: String] = [:]) -> [RenderedFile] {
         let relay = relay ?? plan.relay
-        return [
+        return ([
             RenderedFile(path: ConfigPaths.relayTunnelNetdev, contents: RelayNetworkd.tunnelNetdev(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.relayTunnelNetwork, contents: RelayNetworkd.tunnelNetwork(plan: plan, relay: relay)),
             RenderedFile(path: ConfigPaths.nftables, contents: Nftables.relay(plan: plan, relay: relay)),
-            RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay()),
+            RenderedFile(path: ConfigPaths.relaySysctl, contents: Sysctl.relay(nat64: plan.nat64Enabled && relay == plan.relay)),
             RenderedFile(path: ConfigPaths.relayDaemonConfig,
                          contents: RelayConfig(plan: plan, relay: relay, clientPublicKeys: clientPublicKeys).encoded()),
             RenderedFile(path: ConfigPaths.relayService, contents: SystemdUnits.relayService()),
             RenderedFile(path: ConfigPaths.prometheusConfig, contents: PrometheusFiles.config(plan: plan)),
             RenderedFile(path: ConfigPaths.prometheusRules, contents: PrometheusFiles.rules()),
             RenderedFile(path: ConfigPaths.prometheusRouterTargets, contents: PrometheusFiles.routerTargets(plan: plan)),
-        ].sorted { $0.path < $1.path }
+        ] + NAT64Files.files(plan: plan, relay: relay)).sorted { $0.path < $1.path }
     }
 }

@@ -158,6 +158,10 @@ enum RouterNetworkd {
             # The plan's clients (laptops, phones): they connect through this relay only.
             Destination=\(plan.clientPrefix)
 
+            [Route]
+            # The relay's NAT64 and DNS64 run on this relay only (docs/nat64.md).
+            Destination=\(plan.nat64.network)
+
 
             """ : "\n"
         return """

@@ -125,7 +125,7 @@ enum Nftables {
                     # Registration; edgekit-relay stays silent to anything unauthenticated.
                     udp dport \(relay.registrationPort) accept
                     # SSH, so the operator keeps access to the VPS (docs/network.md, "Relay firewall").
-                    tcp dport 22 accept
+                    tcp dport 22 accept\(NAT64Files.inputRules(plan: plan, relay: relay))
                 }
 
                 chain forward {
@@ -137,7 +137,7 @@ enum Nftables {
                     iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
                     # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890); an
                     # echo reply or error without its request here is "invalid" to conntrack.
-                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept\(clientRule(plan: plan, relay: relay, tunnel: tunnel))
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept\(clientRule(plan: plan, relay: relay, tunnel: tunnel))\(NAT64Files.forwardRules(plan: plan, relay: relay, tunnel: tunnel))
 
                     ct state established,related accept
                     ct state invalid drop
@@ -152,7 +152,7 @@ enum Nftables {
                     # kernel sends none while the tunnel has no link-local address (LinkLocalAddressing=no
                     # in the .network); this holds without relying on that.
                     oifname "\(tunnel)" icmpv6 type nd-redirect drop
-                }
+                }\(NAT64Files.natChain(plan: plan, relay: relay))
             }
 
             """

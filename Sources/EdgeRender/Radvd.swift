@@ -30,7 +30,14 @@ enum Radvd {
             route \(plan.ula)
             {
                 AdvRoutePreference high;
-            };
+            };\(site.nat64 ? """
+
+
+                # The relay's DNS64 resolver (RFC 8106): IPv6-only hosts reach IPv4 names through NAT64.
+                RDNSS \(plan.nat64.resolver)
+                {
+                };
+            """ : "")
         };
 
         """

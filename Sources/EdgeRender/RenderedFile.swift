@@ -77,6 +77,10 @@ public enum ConfigPaths {
     public static let prometheusConfig = "/etc/prometheus/prometheus.yml"
     public static let prometheusRules = "/etc/prometheus/edgekit-rules.yml"
     public static let prometheusRouterTargets = "/etc/prometheus/edgekit-routers.json"
+    /// NAT64 and DNS64 on the relay (docs/nat64.md): tayga's config, its unit, unbound's drop-in.
+    public static let taygaConfig = "/etc/edgekit/tayga.conf"
+    public static let nat64Service = "/etc/systemd/system/edgekit-nat64.service"
+    public static let dns64Config = "/etc/unbound/unbound.conf.d/edgekit-dns64.conf"
 
     // MARK: A server in the servers' mesh (edgekit mesh render)
 

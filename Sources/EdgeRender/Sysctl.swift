@@ -23,17 +23,24 @@ enum Sysctl {
         """
     }
 
-    static func relay() -> String {
-        """
-        # edgekit relay: kernel settings.
-        # Route IPv6 between edge routers on the WireGuard interface.
-        net.ipv6.conf.all.forwarding = 1
-        # With forwarding on, the kernel ignores RAs where accept_ra=1; a VPS that gets its public IPv6
-        # by SLAAC needs 2. This covers interfaces created later; see docs/network.md for the existing one.
-        net.ipv6.conf.default.accept_ra = 2
-        # No IPv4 routing.
-        net.ipv4.ip_forward = 0
+    /// `nat64`: this relay runs the plan's NAT64, which routes IPv4 between tayga and the internet.
+    static func relay(nat64: Bool = false) -> String {
+        let ipv4 = nat64 ? """
+            # Route IPv4 between tayga (NAT64) and the internet (docs/nat64.md).
+            net.ipv4.ip_forward = 1
+            """ : """
+            # No IPv4 routing.
+            net.ipv4.ip_forward = 0
+            """
+        return """
+            # edgekit relay: kernel settings.
+            # Route IPv6 between edge routers on the WireGuard interface.
+            net.ipv6.conf.all.forwarding = 1
+            # With forwarding on, the kernel ignores RAs where accept_ra=1; a VPS that gets its public IPv6
+            # by SLAAC needs 2. This covers interfaces created later; see docs/network.md for the existing one.
+            net.ipv6.conf.default.accept_ra = 2
+            \(ipv4)
 
-        """
+            """
     }
 }

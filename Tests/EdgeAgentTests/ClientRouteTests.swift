@@ -46,4 +46,25 @@ import TestSupport
         let one = try PlanLoader.load(directory: Products.examplePlan)
         #expect(try Self.deviceFiles(one).files.allSatisfy { !$0.contents.contains("ffff::/64") })
     }
+
+    /// NAT64 (docs/nat64.md): the profile carries the site's `nat64` and a set prefix, so the device
+    /// announces the relay's DNS64 resolver and, with several relays, routes the NAT64 /64 through
+    /// the first, as `edgekit render` does.
+    @Test("the device announces the DNS64 resolver of a set NAT64 prefix and routes it through the first relay")
+    func theDeviceAnnouncesTheResolver() throws {
+        let two = try MeshPlanFixture.twoRelaysText().replacingOccurrences(of: "    vrrp_id: 51\n", with: "    vrrp_id: 51\n    nat64: true\n")
+        let plan = try PlanLoader.parse(two + "\nnat64:\n  prefix: fd5e:d9e1:7c2a:6464::/96\n")
+        let (json, files) = try Self.deviceFiles(plan)
+        #expect(json.contains("\"nat64\":true") || json.contains("\"nat64\" : true"), "\(json)")
+        let radvd = try #require(files.first { $0.path == ConfigPaths.radvd })
+        #expect(radvd.contents.contains("RDNSS fd5e:d9e1:7c2a:6464:0:1:0:53\n"), "\(radvd.contents)")
+        let first = try #require(files.first { $0.path.hasSuffix("/30-edgekit-wg-relay.network") })
+        #expect(first.contents.contains("\nDestination=fd5e:d9e1:7c2a:6464::/64\n"), "\(first.contents)")
+        let site = try #require(plan.site(named: "site-a"))
+        let rendered = EdgeRouterConfig.files(plan: plan, site: site, router: site.routers[0], relayPublicKeys: Self.keys.relayPublicKeys(of: plan))
+        #expect(rendered.first { $0.path == ConfigPaths.radvd }?.contents == radvd.contents)
+        // A site without NAT64 announces no resolver, and its profile has no nat64 field.
+        let plain = try Self.deviceFiles(try PlanLoader.parse(try MeshPlanFixture.twoRelaysText()))
+        #expect(!plain.json.contains("nat64") && plain.files.allSatisfy { !$0.contents.contains("RDNSS") })
+    }
 }

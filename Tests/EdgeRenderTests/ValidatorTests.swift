@@ -87,6 +87,45 @@ extension RealTools {
             #expect(result.status != 0, "nft accepted a broken ruleset: \(result)")
         }
 
+        /// The relay's NAT64 unit (docs/nat64.md): accepted, with stand-ins for tayga and ip, whose
+        /// real runs the lab does.
+        @Test("systemd-analyze verify accepts the NAT64 unit and flags a broken one")
+        func nat64Unit() throws {
+            _ = try Lab.tool("systemd-analyze", package: "systemd")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let unit = try RelayFiles.files(plan: Fixtures.twoRelaysWithClientsPlan()).file(ConfigPaths.nat64Service)
+            func verify(_ contents: String) throws -> ProgramResult {
+                let root = lab.directory.appendingPathComponent("root-\(Lab.nextNumber())")
+                let units = root.appendingPathComponent("usr/lib/systemd")
+                try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
+                try lab.mustRun(["cp", "-a", "/lib/systemd/system", units.path])
+                for tool in ["/usr/sbin/tayga", "/usr/sbin/ip"] {
+                    _ = try lab.write(root.lastPathComponent + tool, "#!/bin/sh\n", mode: 0o755)
+                }
+                _ = try lab.write(root.lastPathComponent + unit.path, contents)
+                return try lab.run(["systemd-analyze", "verify", "--man=no", "--root=\(root.path)", unit.path])
+            }
+            let good = try verify(unit.contents)
+            #expect(good.status == 0 && good.stderr.isEmpty, "\(good)")
+            let broken = try verify(unit.contents.replacingOccurrences(of: "Type=exec", with: "Type=exce"))
+            #expect(broken.stderr.contains("exce"), "\(broken)")
+        }
+
+        /// unbound's own checker takes the DNS64 drop-in (with its forwarders) and refuses a broken copy.
+        @Test("unbound-checkconf accepts the DNS64 drop-in and refuses a broken one")
+        func dns64DropIn() throws {
+            let checker = try Lab.tool("unbound-checkconf", package: "unbound")
+            let lab = try Lab()
+            defer { lab.tearDown() }
+            let file = try RelayFiles.files(plan: Fixtures.twoRelaysWithClientsPlan()).file(ConfigPaths.dns64Config)
+            #expect(file.contents.contains("dns64-prefix: fd5e:d9e1:7c2a:fffe::/96\n") && file.contents.contains("forward-addr: 2620:fe::fe"))
+            let good = try lab.run([checker, try lab.write("dns64.conf", file.contents)])
+            #expect(good.status == 0, "\(good)")
+            let bad = try lab.run([checker, try lab.write("bad.conf", file.contents.replacingOccurrences(of: "dns64-prefix:", with: "dns64-prefx:"))])
+            #expect(bad.status != 0, "\(bad)")
+        }
+
         @Test("systemd-analyze verify accepts the relay unit and flags a broken one")
         func systemdUnits() throws {
             _ = try Lab.tool("systemd-analyze", package: "systemd")

@@ -58,14 +58,19 @@ enum Fixtures {
         return result
     }
 
-    /// The two-relays plan with two clients, one at its default address.
+    /// The two-relays plan with two clients, one at its default address, and NAT64 for site-a
+    /// (docs/nat64.md), its resolver forwarding to two others.
     static func twoRelaysWithClientsPlan() throws -> Plan {
-        try PlanLoader.parse(try MeshPlanFixture.twoRelaysText() + """
+        let text = try MeshPlanFixture.twoRelaysText().replacingOccurrences(of: "    vrrp_id: 51\n", with: "    vrrp_id: 51\n    nat64: true\n")
+        return try PlanLoader.parse(text + """
 
             clients:
               - name: alice-phone
               - name: bob-laptop
                 address: fd5e:d9e1:7c2a:ffff::b0b
+
+            nat64:
+              dns_forward: [9.9.9.9, "2620:fe::fe"]
 
             """)
     }
