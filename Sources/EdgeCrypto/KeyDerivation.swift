@@ -158,8 +158,14 @@ public struct PlanKeys: Sendable {
     /// generation in the plan rotates it. Derived on the operator's machine or CI (the mesh files
     /// carry it), so unlike a router's it needs no intermediate secret.
     public func serverWireGuardKey(server name: String, generation: Int) -> WireGuardKey {
+        namedWireGuardKey(label: "server-wireguard", name: name, generation: generation)
+    }
+
+    /// A WireGuard key derived straight from the master secret for one named holder of a kind
+    /// (`label`): plan name, holder name, generation (docs/keys.md).
+    func namedWireGuardKey(label: String, name: String, generation: Int) -> WireGuardKey {
         try! WireGuardKey(privateKey: KeyDerivation.expand(
-            master.bytes, label: "server-wireguard",
+            master.bytes, label: label,
             fields: [KeyDerivation.text(planName), KeyDerivation.text(name), KeyDerivation.number(generation, bytes: 4)]))
     }
 
@@ -171,9 +177,7 @@ public struct PlanKeys: Sendable {
     /// the generation rotates it. Derived where the client's file is made; the relay's bundle
     /// carries only its public half.
     public func clientWireGuardKey(client name: String, generation: Int) -> WireGuardKey {
-        try! WireGuardKey(privateKey: KeyDerivation.expand(
-            master.bytes, label: "client-wireguard",
-            fields: [KeyDerivation.text(planName), KeyDerivation.text(name), KeyDerivation.number(generation, bytes: 4)]))
+        namedWireGuardKey(label: "client-wireguard", name: name, generation: generation)
     }
 
     public func clientWireGuardKey(_ client: Client) -> WireGuardKey {

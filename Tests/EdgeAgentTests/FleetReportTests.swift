@@ -26,13 +26,18 @@ final class RecordingRegistrar: RelayRegistrar {
                      probeAnswered: verdict == .healthy, roundTripSeconds: nil)
     }
 
+    /// A root with site-a router 2's stick applied, as the supervisor finds it.
+    static func appliedRoot(_ scratch: Scratch) throws -> AgentPaths {
+        let root = try scratch.makeRoot()
+        let applied = try scratch.apply(root, try scratch.stickFolder("stick", slot: 2, serial: 1000))
+        try #require(applied.status == 0, "\(applied)")
+        return AgentPaths(root: root)
+    }
+
     @Test("the claim reports the applied generation, this agent's version and its health; a new verdict registers again")
     func claimCarriesTheReportAndHealthChangesReRegister() async throws {
         try await Scratch.withAsync { scratch in
-            let root = try scratch.makeRoot()
-            let applied = try scratch.apply(root, try scratch.stickFolder("stick", slot: 2, serial: 1000))
-            try #require(applied.status == 0, "\(applied)")
-            let paths = AgentPaths(root: root)
+            let paths = try Self.appliedRoot(scratch)
             let clock = FakeClock(Date(timeIntervalSince1970: 1_800_000_000))
             let registrar = RecordingRegistrar()
             var settings = SupervisorSettings()
@@ -96,10 +101,7 @@ final class RecordingRegistrar: RelayRegistrar {
     @Test("the claim reports the tunnel's MTU; a changed uplink MTU registers again with the new one, once")
     func claimCarriesTheTunnelMTUAndAChangeReRegisters() async throws {
         try await Scratch.withAsync { scratch in
-            let root = try scratch.makeRoot()
-            let applied = try scratch.apply(root, try scratch.stickFolder("stick", slot: 2, serial: 1000))
-            try #require(applied.status == 0, "\(applied)")
-            let paths = AgentPaths(root: root)
+            let paths = try Self.appliedRoot(scratch)
             let links = scratch.dir.appendingPathComponent("links")
             try FileManager.default.createDirectory(at: links, withIntermediateDirectories: true)
             let services = try FileLinkServices(folder: links)

@@ -23,10 +23,7 @@ struct ClientRelayLabTests {
 
     @Test("clients are peers with their /128 beside the routers; a revoked one leaves at once and stays out after restarts")
     func clientsArePeersUntilRevoked() throws {
-        let lab = try Lab(clients: Self.clients)
-        defer { lab.close() }
-        try lab.startRelay()
-        do {
+        try Lab(clients: Self.clients).withRelay { lab in
             let alice = Self.clients[0].publicKey, bob = Self.clients[1].publicKey
             let router = try Fixture.router(site: "site-a", slot: 1)
             let client = try router.client(relay: lab.relayAddress, port: lab.port)
@@ -58,9 +55,6 @@ struct ClientRelayLabTests {
             #expect(peers[bob] == nil && peers[alice] == ["fd5e:d9e1:7c2a:ffff::a/128"], "\(peers)")
             // Revoking it again changes nothing.
             #expect(try lab.relayTool(["revoke", "--client", "bob-laptop", "--config", lab.configPath]).status == 0)
-        } catch {
-            Issue.record("relay log:\n\(lab.logText().suffix(3000))")
-            throw error
         }
     }
 }

@@ -308,6 +308,19 @@ final class Lab: @unchecked Sendable {
 
     func logText() -> String { (try? String(contentsOf: relayLog, encoding: .utf8)) ?? "" }
 
+    /// Starts the relay and runs `body`; a failure records the end of the relay's log with it. The
+    /// lab is closed either way.
+    func withRelay(_ body: (Lab) throws -> Void) throws {
+        defer { close() }
+        try startRelay()
+        do {
+            try body(self)
+        } catch {
+            Issue.record("relay log:\n\(logText().suffix(3000))")
+            throw error
+        }
+    }
+
     /// SIGTERM (graceful) or SIGKILL; waits for the process to end.
     func stopRelay(signal: Int32 = SIGTERM) throws -> Int32 {
         guard let process = relayProcess else { return 0 }

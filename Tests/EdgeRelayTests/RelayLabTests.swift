@@ -15,15 +15,7 @@ import Glibc
 struct RelayLabTests {
     /// Runs `body` with a fresh lab and a running relay; always tears the lab down.
     func withLab(perSourcePerSecond: Double = 100_000, endpointSaveMilliseconds: Int = 10_000, _ body: (Lab) throws -> Void) throws {
-        let lab = try Lab(perSourcePerSecond: perSourcePerSecond, endpointSaveMilliseconds: endpointSaveMilliseconds)
-        defer { lab.close() }
-        try lab.startRelay()
-        do {
-            try body(lab)
-        } catch {
-            Issue.record("relay log:\n\(lab.logText().suffix(3000))")
-            throw error
-        }
+        try Lab(perSourcePerSecond: perSourcePerSecond, endpointSaveMilliseconds: endpointSaveMilliseconds).withRelay(body)
     }
 
     @Test func twoRoutersOfOneSiteMoveTheSitePrefixBackAndForth() throws {

@@ -29,10 +29,7 @@ struct SiteRouteLabTests {
 
     @Test("the owner's reported tunnel MTU routes its /64 with mtu lock; ownership, reports, restarts and revocation move the route")
     func theOwnersTunnelMTURoutesItsSite() throws {
-        let lab = try Lab()
-        defer { lab.close() }
-        try lab.startRelay()
-        do {
+        try Lab().withRelay { lab in
             let r1 = try Fixture.router(site: "site-a", slot: 1)
             let r2 = try Fixture.router(site: "site-a", slot: 2)
             let prefix = r1.prefix.description
@@ -86,9 +83,6 @@ struct SiteRouteLabTests {
             // Revoked: the route goes with the peer.
             #expect(try lab.relayTool(["revoke", "--site", "site-a", "--config", lab.configPath]).status == 0)
             try lab.waitFor("the revoked site's route to go", timeout: 5) { try Self.routes(lab).isEmpty }
-        } catch {
-            Issue.record("relay log:\n\(lab.logText().suffix(3000))")
-            throw error
         }
     }
 
@@ -97,10 +91,7 @@ struct SiteRouteLabTests {
     /// fragmented. Site B's router is a real wireguard-go tunnel in the client namespace.
     @Test("a packet bigger than the small site's tunnel gets packet-too-big from the relay, with that MTU")
     func aBigPacketGetsPacketTooBig() throws {
-        let lab = try Lab()
-        defer { lab.close() }
-        try lab.startRelay()
-        do {
+        try Lab().withRelay { lab in
             let small = try Fixture.router(site: "site-a", slot: 1)
             let other = try Fixture.router(site: "site-b", slot: 1)
             for (router, mtu) in [(small, 1360), (other, 1420)] {
@@ -132,9 +123,6 @@ struct SiteRouteLabTests {
             let stats = try sh("ip", ["netns", "exec", lab.relayNamespace, "cat", "/proc/net/snmp6"]).out
             let sent = stats.split(separator: "\n").first { $0.hasPrefix("Icmp6OutPktTooBigs") }
             #expect(sent.map { !$0.hasSuffix(" 0") } == true, "the relay sent packet-too-big: \(sent ?? "no counter")")
-        } catch {
-            Issue.record("relay log:\n\(lab.logText().suffix(3000))")
-            throw error
         }
     }
 }

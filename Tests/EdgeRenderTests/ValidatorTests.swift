@@ -96,15 +96,7 @@ extension RealTools {
             defer { lab.tearDown() }
             let unit = try RelayFiles.files(plan: Fixtures.twoRelaysWithClientsPlan()).file(ConfigPaths.nat64Service)
             func verify(_ contents: String) throws -> ProgramResult {
-                let root = lab.directory.appendingPathComponent("root-\(Lab.nextNumber())")
-                let units = root.appendingPathComponent("usr/lib/systemd")
-                try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
-                try lab.mustRun(["cp", "-a", "/lib/systemd/system", units.path])
-                for tool in ["/usr/sbin/tayga", "/usr/sbin/ip"] {
-                    _ = try lab.write(root.lastPathComponent + tool, "#!/bin/sh\n", mode: 0o755)
-                }
-                _ = try lab.write(root.lastPathComponent + unit.path, contents)
-                return try lab.run(["systemd-analyze", "verify", "--man=no", "--root=\(root.path)", unit.path])
+                try lab.verifyUnit(unit.path, contents, standIns: ["/usr/sbin/tayga", "/usr/sbin/ip"])
             }
             let good = try verify(unit.contents)
             #expect(good.status == 0 && good.stderr.isEmpty, "\(good)")
@@ -133,16 +125,8 @@ extension RealTools {
             defer { lab.tearDown() }
             let unit = try RelayFiles.files(plan: Fixtures.examplePlan()).file(ConfigPaths.relayService)
 
-            /// verify inside a scratch root holding systemd's own units, the unit and a stand-in for the
-            /// daemon binary (verify checks that ExecStart= is executable).
             func verify(_ contents: String) throws -> ProgramResult {
-                let root = lab.directory.appendingPathComponent("root-\(Lab.nextNumber())")
-                let units = root.appendingPathComponent("usr/lib/systemd")
-                try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
-                try lab.mustRun(["cp", "-a", "/lib/systemd/system", units.path])
-                _ = try lab.write(root.lastPathComponent + ConfigPaths.relayExecutable, "#!/bin/sh\n", mode: 0o755)
-                _ = try lab.write(root.lastPathComponent + unit.path, contents)
-                return try lab.run(["systemd-analyze", "verify", "--man=no", "--root=\(root.path)", unit.path])
+                try lab.verifyUnit(unit.path, contents, standIns: [ConfigPaths.relayExecutable])
             }
             let good = try verify(unit.contents)
             #expect(good.status == 0, "\(good)")

@@ -123,6 +123,21 @@ final class Lab {
     }
 
     /// Writes `contents` to a file in the lab directory and returns its path.
+    /// `systemd-analyze verify` of a unit at `path` holding `contents`, inside a scratch root with
+    /// systemd's own units and an executable stand-in at each of `standIns` (verify checks that the
+    /// unit's Exec= programs exist).
+    func verifyUnit(_ path: String, _ contents: String, standIns: [String]) throws -> ProgramResult {
+        let root = directory.appendingPathComponent("root-\(Lab.nextNumber())")
+        let units = root.appendingPathComponent("usr/lib/systemd")
+        try FileManager.default.createDirectory(at: units, withIntermediateDirectories: true)
+        try mustRun(["cp", "-a", "/lib/systemd/system", units.path])
+        for tool in standIns {
+            _ = try write(root.lastPathComponent + tool, "#!/bin/sh\n", mode: 0o755)
+        }
+        _ = try write(root.lastPathComponent + path, contents)
+        return try run(["systemd-analyze", "verify", "--man=no", "--root=\(root.path)", path])
+    }
+
     func write(_ name: String, _ contents: String, mode: Int = 0o644) throws -> String {
         let url = directory.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
