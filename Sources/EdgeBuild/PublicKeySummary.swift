@@ -14,6 +14,9 @@ public struct PublicKeySummary: Encodable, Sendable {
     public var sites: [SiteKeys]
     /// The servers' mesh keys; absent (not in the JSON) when the plan has no servers.
     public var servers: [ServerKeys]?
+    /// The clients' keys (laptops, phones; docs/clients.md); absent when the plan has no clients.
+    /// Same shape as a server's.
+    public var clients: [ServerKeys]?
 
     public struct ServerKeys: Encodable, Sendable {
         public var name: String
@@ -43,7 +46,7 @@ public struct PublicKeySummary: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case plan, relays, sites, servers
+        case plan, relays, sites, servers, clients
         case operatorKeyNumber = "operator_key_number"
         case operatorPublicKey = "operator_public_key"
         case relayWireguardPublicKey = "relay_wireguard_public_key"
@@ -72,6 +75,12 @@ public struct PublicKeySummary: Encodable, Sendable {
                            wireguardPublicKey: keys.serverWireGuardKey(server).publicKeyBase64)
             }
         }
+        if !plan.clients.isEmpty {
+            clients = plan.clients.map { client in
+                ServerKeys(name: client.name, generation: client.generation,
+                           wireguardPublicKey: keys.clientWireGuardKey(client).publicKeyBase64)
+            }
+        }
     }
 
     /// What `edgekit keys show` prints.
@@ -95,6 +104,9 @@ public struct PublicKeySummary: Encodable, Sendable {
         }
         for server in servers ?? [] {
             lines.append("server \(server.name) (generation \(server.generation)) mesh wireguard public key: \(server.wireguardPublicKey)")
+        }
+        for client in clients ?? [] {
+            lines.append("client \(client.name) (generation \(client.generation)) wireguard public key: \(client.wireguardPublicKey)")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -32,6 +32,11 @@ import TestSupport
                          "Endpoint = relay.example.net:51820", "AllowedIPs = fd5e:d9e1:7c2a::/48", "PersistentKeepalive = 25"] {
                 #expect(lines.contains(line), "\(line)\n\(result.stdout)")
             }
+            // `keys show` lists its public key (what the relay bundle carries), and nothing secret.
+            let show = try runTool("edgekit", ["keys", "show", "--plan", plan, "--secrets", secrets])
+            #expect(show.stdout.contains("client alice-phone (generation 1) wireguard public key: \(keys.clientWireGuardKey(client).publicKeyBase64)\n"),
+                    "\(show.stdout)")
+            #expect(!show.stdout.contains(keys.clientWireGuardKey(client).privateKeyBase64))
             // Another client and another generation: another key.
             let bob = try runTool("edgekit", ["client", "config", "bob-laptop", "--plan", plan, "--secrets", secrets])
             let bobKey = keys.clientWireGuardKey(client: "bob-laptop", generation: 2).privateKeyBase64
