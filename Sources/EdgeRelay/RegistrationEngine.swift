@@ -378,7 +378,9 @@ public actor RegistrationEngine {
             batchesApplied += 1
             logger.debug("wg set applied", metadata: [
                 "peers": "\(changes.count)", "registrations": "\(batch.count)", "duration": "\(ContinuousClock.now - started)"])
-            await synchroniseSiteRoutes(prefixes: try store.sitePrefixes(ofKeys: keys))
+            // Applied to WireGuard: the registrations succeed whatever the routes do (an unreadable
+            // database here leaves the routes of this batch to the next one that reads it).
+            await synchroniseSiteRoutes(prefixes: (try? store.sitePrefixes(ofKeys: keys)) ?? [])
         } catch {
             succeeded = false
             logger.error("WireGuard update failed; re-synchronising from the database", metadata: ["error": "\(error)"])
