@@ -76,6 +76,9 @@ public enum NAT64Files {
               interface: \(nat64.resolver)
               # Bound before tayga's interface holds the address.
               ip-freebind: yes
+              # Naming an interface replaces unbound's default of localhost: keep it for the VPS itself.
+              interface: 127.0.0.1
+              interface: ::1
               access-control: \(plan.ula) allow
               module-config: "dns64 iterator"
               dns64-prefix: \(nat64.prefix)
