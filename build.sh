@@ -149,9 +149,23 @@ PY
 
 # `./build.sh test [quick]`: the whole suite, or (quick) what runs in seconds: EDGEKIT_QUICK=1 makes
 # the tests marked .slow skip with that reason, and no release build is made for them.
+# The suite's image cache keeps a system level (about 1 GB) per board for every agent binary and
+# overlay it has seen; unpruned, a busy machine filled its disk with them (47 GB in one day, and a
+# run failed with "No space left on device"). Before a run, keep the 12 most recent (every board's
+# current ones and a few more); the Debian bases, which take minutes to build, are kept.
+prune_test_cache() {
+  local cache="${EDGEKIT_TEST_CACHE:-/var/tmp/edgekit-test-cache}" old
+  [ -d "$cache" ] || return 0
+  old=$(cd "$cache" && ls -dt system-*/ 2>/dev/null | tail -n +13)
+  [ -n "$old" ] || return 0
+  log "pruning $(echo "$old" | wc -l) old system levels from $cache (keeping the 12 most recent)"
+  (cd "$cache" && for level in $old; do rm -rf "$level" "${level%/}.lock"; done)
+}
+
 run_tests() {
   local mode="${1:-all}" started log_file report
   started=$(date +%s)
+  prune_test_cache
   if [ "$mode" = quick ]; then
     export EDGEKIT_QUICK=1
   else
