@@ -194,7 +194,10 @@ import TestSupport
             let started = Date()
             let notify = try runTool("edgekit-agent", ["notify", "master", "--root", root])
             #expect(notify.status == 0, "\(notify)")
-            #expect(Date().timeIntervalSince(started) < 2, "notify must return at once")
+            // At once: no waiting on the registration, which takes its deadline. Under qemu-aarch64
+            // (the suite's second pass) starting the 59 MB agent alone took 4 s on a busy machine.
+            let bound: TimeInterval = ProcessInfo.processInfo.environment["QEMU_LD_PREFIX"] == nil ? 2 : 15
+            #expect(Date().timeIntervalSince(started) < bound, "notify must return at once")
 
             // relay.example.net does not resolve in the test: the real client gives up at the deadline.
             let run = try runTool("edgekit-agent", ["run", "--once", "--root", root, "--registration-deadline", "2"])
