@@ -309,6 +309,21 @@ struct NodeReader {
         return Located(value: value, line: text.line)
     }
 
+    /// The entries of list `key` that name themselves (`servers:`, `clients:`): each one's fields,
+    /// named in messages after its `name` (`client "a"`), else its position (`clients[2]`), and the
+    /// name. An entry whose shape is wrong is reported and left out.
+    mutating func namedEntries(_ fields: Fields, _ key: String, kind: String, allowed: [String]) -> [(fields: Fields, name: Located<String>?)] {
+        var entries: [(fields: Fields, name: Located<String>?)] = []
+        for (i, node) in (list(fields, key) ?? []).enumerated() {
+            let label = NodeReader.peek(node, "name").map { "\(kind) \(FieldRules.quoted($0))" } ?? "\(key)[\(i)]"
+            guard let f = self.fields(node, label, allowed: allowed) else { continue }
+            let name = string(f, "name")
+            let what = name.map { "\(kind) \(FieldRules.quoted($0.value))" } ?? "\(key)[\(i)]"
+            entries.append((Fields(what: what, line: f.line, values: f.values), name))
+        }
+        return entries
+    }
+
     mutating func list(_ fields: Fields, _ key: String) -> [Node]? {
         guard let node = fields.values[key] else {
             error(fields.line, "\(fields.what) is missing \"\(key)\"")
@@ -566,14 +581,9 @@ struct PlanDraft {
     static func readClients(_ top: Fields, into draft: inout PlanDraft, _ r: inout NodeReader) {
         draft.clientPrefix = r.string(top, "client_prefix", required: false)
         guard top.has("clients") else { return }
-        for (i, node) in (r.list(top, "clients") ?? []).enumerated() {
-            let label = NodeReader.peek(node, "name").map { "client \(FieldRules.quoted($0))" } ?? "clients[\(i)]"
-            guard let f = r.fields(node, label, allowed: clientKeys) else { continue }
-            let name = r.string(f, "name")
-            let what = name.map { "client \(FieldRules.quoted($0.value))" } ?? "clients[\(i)]"
-            let named = Fields(what: what, line: f.line, values: f.values)
+        for (named, name) in r.namedEntries(top, "clients", kind: "client", allowed: clientKeys) {
             draft.clients.append(ClientDraft(
-                line: f.line, what: what, name: name,
+                line: named.line, what: named.what, name: name,
                 address: r.string(named, "address", required: false),
                 generation: r.integer(named, "generation", 1...1_000_000, required: false)))
         }
@@ -587,14 +597,9 @@ struct PlanDraft {
         }
         guard top.has("servers") else { return }
         draft.serversLine = top.values["servers"].map(NodeReader.line) ?? top.line
-        for (i, node) in (r.list(top, "servers") ?? []).enumerated() {
-            let label = NodeReader.peek(node, "name").map { "server \(FieldRules.quoted($0))" } ?? "servers[\(i)]"
-            guard let f = r.fields(node, label, allowed: serverKeys) else { continue }
-            let name = r.string(f, "name")
-            let what = name.map { "server \(FieldRules.quoted($0.value))" } ?? "servers[\(i)]"
-            let named = Fields(what: what, line: f.line, values: f.values)
+        for (named, name) in r.namedEntries(top, "servers", kind: "server", allowed: serverKeys) {
             draft.servers.append(ServerDraft(
-                line: f.line, what: what, name: name,
+                line: named.line, what: named.what, name: name,
                 site: r.string(named, "site"),
                 token: r.string(named, "token", required: false),
                 address: r.string(named, "address", required: false),
