@@ -179,12 +179,8 @@ final class FleetLab: @unchecked Sendable {
     }
 
     func startWireGuard(_ namespace: String, _ interface: String) throws {
-        try spawn(namespace, ["wireguard-go", "-f", interface], log: "wg-\(interface)",
-                  environment: ["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"])
-        try waitFor("wireguard-go \(interface)") {
-            (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
-        }
-        try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
+        // Stopped with everything else in its namespace by close().
+        _ = try WireGuardGo.start(in: namespace, interface, logDirectory: directory)
     }
 
     func startRelay() throws {

@@ -166,52 +166,9 @@ final class Lab: @unchecked Sendable {
         }
     }
 
-    /// wireguard-go for `interface` in `namespace`, once `wg` can talk to it. One that exits by
-    /// itself is started once more (printing what it said: a CI run once saw `wg show` fail for
-    /// 60 s after a re-creation, with no output kept); one that still fails throws with its output.
+    /// wireguard-go for `interface` in `namespace` (WireGuardGo.start), its output kept in this lab's folder.
     func startWireGuard(in namespace: String, _ interface: String) throws -> Process {
-        do {
-            return try startWireGuardOnce(in: namespace, interface)
-        } catch let failure as WireGuardExited {
-            print("Lab: \(failure); starting it once more")
-            return try startWireGuardOnce(in: namespace, interface)
-        }
-    }
-
-    struct WireGuardExited: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    private func startWireGuardOnce(in namespace: String, _ interface: String) throws -> Process {
-        let wg = Process()
-        wg.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        wg.arguments = ["netns", "exec", namespace, "wireguard-go", "-f", interface]
-        var environment = ProcessInfo.processInfo.environment
-        environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
-        wg.environment = environment
-        let log = directory.appendingPathComponent("wireguard-go-\(interface).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let output = try FileHandle(forWritingTo: log)
-        defer { try? output.close() }
-        wg.standardOutput = output
-        wg.standardError = output
-        try wg.run()
-        func said() -> String { String(((try? String(contentsOf: log, encoding: .utf8)) ?? "").suffix(1500)) }
-        // 60 s: while the suite builds images beside it, wireguard-go took over 15 s to open its socket.
-        do {
-            try waitFor("wireguard-go \(interface)", timeout: 60) {
-                if !wg.isRunning {
-                    throw WireGuardExited(description: "wireguard-go \(interface) exited (\(wg.terminationStatus)): \(said())")
-                }
-                return (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) != nil
-            }
-        } catch let error as LabError {
-            kill(wg.processIdentifier, SIGKILL)
-            wg.waitUntilExit()
-            throw LabError("\(error); wireguard-go said: \(said())")
-        }
-        try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
-        return wg
+        try WireGuardGo.start(in: namespace, interface, logDirectory: directory)
     }
 
     /// The relay loses its WireGuard interface: wireguard-go killed (-9), the interface gone, then a
@@ -481,4 +438,57 @@ struct ManualRouter {
 final class ResultBox<T>: @unchecked Sendable {
     var result: Result<T, any Error>?
     init() {}
+}
+
+/// Starting wireguard-go in a namespace for the lab fixtures, the one way they all do it.
+enum WireGuardGo {
+    /// wireguard-go for `interface` in `namespace`, once `wg` can talk to it and the link is up. One
+    /// that exits by itself is started once more, printing what it said (CI runs have seen `wg show`
+    /// fail for a minute after a re-creation, with no output kept); one that still fails, or does not
+    /// answer within 60 s, throws with its output (`wireguard-go-IFACE.log` in `logDirectory`).
+    static func start(in namespace: String, _ interface: String, logDirectory: URL) throws -> Process {
+        do {
+            return try startOnce(in: namespace, interface, logDirectory: logDirectory)
+        } catch let failure as Exited {
+            print("Lab: \(failure); starting it once more")
+            return try startOnce(in: namespace, interface, logDirectory: logDirectory)
+        }
+    }
+
+    struct Exited: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private static func startOnce(in namespace: String, _ interface: String, logDirectory: URL) throws -> Process {
+        let wg = Process()
+        wg.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        wg.arguments = ["netns", "exec", namespace, "wireguard-go", "-f", interface]
+        var environment = ProcessInfo.processInfo.environment
+        environment["WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD"] = "1"
+        wg.environment = environment
+        wg.standardInput = FileHandle.nullDevice
+        let log = logDirectory.appendingPathComponent("wireguard-go-\(interface).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let output = try FileHandle(forWritingTo: log)
+        defer { try? output.close() }
+        wg.standardOutput = output
+        wg.standardError = output
+        try wg.run()
+        func said() -> String { String(((try? String(contentsOf: log, encoding: .utf8)) ?? "").suffix(1500)) }
+        // 60 s: while the suite builds images beside it, wireguard-go took over 15 s to open its socket.
+        let deadline = Date().addingTimeInterval(60)
+        while (try? sh("ip", ["netns", "exec", namespace, "wg", "show", interface])) == nil {
+            if !wg.isRunning {
+                throw Exited(description: "wireguard-go \(interface) exited (\(wg.terminationStatus)): \(said())")
+            }
+            guard Date() < deadline else {
+                kill(wg.processIdentifier, SIGKILL)
+                wg.waitUntilExit()
+                throw LabError("timed out waiting for wireguard-go \(interface); it said: \(said())")
+            }
+            usleep(50_000)
+        }
+        try sh("ip", ["-n", namespace, "link", "set", interface, "up"])
+        return wg
+    }
 }
