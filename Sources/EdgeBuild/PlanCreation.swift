@@ -1,5 +1,6 @@
 import EdgeModel
 import Foundation
+import PlanYAML
 
 /// `edgekit plan init`: a new commented plan with a fresh random ULA /48, checked before a byte
 /// is written, never over an existing plan.

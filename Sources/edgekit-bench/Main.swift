@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeImage
 import EdgeModel
 import Foundation
+import PlanYAML
 
 /// `edgekit-bench profile PLAN_DIR`: the profile targets of docs/benchmarks.md; `agent …`: the agent's
 /// (AgentBench.swift).

@@ -2,6 +2,7 @@ import ArgumentParser
 import CLISupport
 import EdgeBuild
 import EdgeModel
+import PlanYAML
 
 extension PlanError: UserFacingError {
     public var lines: [String] { diagnostics.map(\.description) }

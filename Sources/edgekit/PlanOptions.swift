@@ -3,6 +3,7 @@ import EdgeBuild
 import EdgeCrypto
 import EdgeModel
 import Foundation
+import PlanYAML
 
 /// `--plan DIR [--secrets S]`, shared by every command that needs the plan's keys.
 struct PlanOptions: ParsableArguments {

@@ -1,6 +1,7 @@
 import EdgeCrypto
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// The fail-closed corpus: 40 bad profiles and sticks, each with the exact line `edgekit profile

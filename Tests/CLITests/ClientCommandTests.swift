@@ -1,6 +1,7 @@
 import EdgeCrypto
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 import TestSupport
 

@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRender
 import Foundation
+import PlanYAML
 import Testing
 import TestSupport
 

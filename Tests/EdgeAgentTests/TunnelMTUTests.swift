@@ -1,6 +1,7 @@
 import EdgeAgent
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 import TestSupport
 

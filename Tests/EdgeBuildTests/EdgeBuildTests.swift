@@ -3,6 +3,7 @@ import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import PlanYAML
 import Synchronization
 import Testing
 import TestSupport

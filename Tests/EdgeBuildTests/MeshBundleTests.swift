@@ -5,6 +5,7 @@ import EdgeImage
 import EdgeModel
 import EdgeRender
 import Foundation
+import PlanYAML
 import Testing
 import TestSupport
 

@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// The profile on the wire: the same bytes as before for valid profiles, and every field of a

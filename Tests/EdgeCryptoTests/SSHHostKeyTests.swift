@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// The router's SSH host key (docs/keys.md): derived from the router secret, written in OpenSSH's

@@ -1,6 +1,7 @@
 import EdgeErrors
 import EdgeModel
 import Foundation
+import PlanYAML
 import TestSupport
 import Testing
 

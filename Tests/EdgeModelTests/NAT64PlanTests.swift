@@ -1,5 +1,6 @@
 import EdgeModel
 import Foundation
+import PlanYAML
 import TestSupport
 import Testing
 

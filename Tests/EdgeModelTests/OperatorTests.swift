@@ -1,5 +1,6 @@
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// `operators:` and `defaults.ssh_on_lan` in the plan, and the SSH key rule the agent shares

@@ -1,5 +1,6 @@
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// `uplink_mtu` per site and per router beside `defaults.uplink_mtu` (docs/plan.md), and the floor

@@ -1,6 +1,7 @@
 import EdgeErrors
 import EdgeModel
 import Foundation
+import PlanYAML
 import Testing
 
 /// The wire documents' field rules are the plan's: a value `plan check` refuses is refused in a

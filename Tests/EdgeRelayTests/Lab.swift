@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRelay
 import Foundation
+import PlanYAML
 import Registration
 import SystemCrypto
 import Testing

@@ -3,6 +3,7 @@ import EdgeModel
 import EdgeRender
 import Foundation
 import GRDB
+import PlanYAML
 import TestSupport
 import Testing
 @testable import EdgeRelay

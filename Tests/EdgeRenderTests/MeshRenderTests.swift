@@ -1,6 +1,7 @@
 import EdgeModel
 import EdgeRender
 import Foundation
+import PlanYAML
 import Testing
 import TestSupport
 

@@ -3,6 +3,7 @@
 import EdgeModel
 import EdgeRender
 import Foundation
+import PlanYAML
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {
