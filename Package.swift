@@ -48,7 +48,7 @@ let package = Package(
         // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
         .target(name: "EdgeStick", dependencies: ["EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem"]),
         // Every config file as a pure function of the model.
-        .target(name: "EdgeRender", dependencies: ["EdgeModel"]),
+        .target(name: "EdgeRender", dependencies: ["EdgeErrors", "EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
         .target(name: "Registration", dependencies: [
             "EdgeErrors", "EdgeModel", "EdgeCrypto",
@@ -61,6 +61,7 @@ let package = Package(
         ]),
         // Shared by the three executables: error → exit code mapping, output helpers.
         .target(name: "CLISupport", dependencies: [
+            "EdgeErrors",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgekit-agent", dependencies: [

@@ -33,3 +33,7 @@ int edgekit_open_pty(int *terminal, unsigned short columns) {
     *terminal = side;
     return controller;
 }
+
+int edgekit_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}

@@ -1,5 +1,11 @@
 import ArgumentParser
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Runs a root command with edgekit's exit-code contract (README.md, "Commands"):
 /// 0 success, 1 a failure the user can fix (printed as one line per problem), 2 usage.
@@ -64,11 +70,11 @@ public struct CommandError: Error, CustomStringConvertible {
 /// stdout for data, stderr for diagnostics and progress (STYLE.md, "Output").
 public enum Output {
     public static func error(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        StandardStream.error.write(line + "\n")
     }
 
     public static func data(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        StandardStream.output.write(text)
     }
 
     /// True when stderr is a terminal (progress bars only then).

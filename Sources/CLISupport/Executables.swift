@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Where the running program and the programs installed beside it are.
 public enum Executables {
@@ -9,6 +15,6 @@ public enum Executables {
 
     /// `name` in the folder this program runs from (edgekit-agent and edgekit-relay next to edgekit).
     public static func sibling(_ name: String) -> String {
-        (current as NSString).deletingLastPathComponent + "/" + name
+        current.deletingLastPathComponent + "/" + name
     }
 }

@@ -1,8 +1,12 @@
-import Foundation
-
-#if canImport(Glibc)
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 import Glibc
+#else
+import Foundation
 #endif
+
 
 /// Shows long-running work on stderr the way SwiftPM does (STYLE.md, "Output and CLI conventions").
 ///
@@ -28,7 +32,7 @@ public final class ProgressDisplay: @unchecked Sendable {
 
     public let isTerminal: Bool
     private let descriptor: Int32
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var running: [(step: String, state: Running)] = []
     private var barShown = false
     private var lastDraw = Date.distantPast
@@ -86,7 +90,7 @@ public final class ProgressDisplay: @unchecked Sendable {
             seconds = Date().timeIntervalSince(running[index].state.started)
             running.remove(at: index)
         }
-        writeLine(summary + String(format: " (%.1f s)", seconds))
+        writeLine(summary + String(cFormat: " (%.1f s)", seconds))
     }
 
     /// A line that is not a step (a cached level reused, a wait for a lock).
@@ -164,7 +168,7 @@ public final class ProgressDisplay: @unchecked Sendable {
     /// One bar line, at most `width - 1` columns so the terminal never wraps it (a wrapped line
     /// cannot be redrawn with `\r`).
     static func barText(step: String, completed: Int, total: Int?, unit: Unit, detail: String?, elapsed: TimeInterval, width: Int) -> String {
-        let clock = String(format: "%d:%02d", Int(elapsed) / 60, Int(elapsed) % 60)
+        let clock = String(cFormat: "%d:%02d", Int(elapsed) / 60, Int(elapsed) % 60)
         var amount = ""
         var fraction: Double?
         if let total, total > 0 {
@@ -181,7 +185,7 @@ public final class ProgressDisplay: @unchecked Sendable {
         let title = printable(detail.map { "\(step): \($0)" } ?? step)
         var tail = [amount, clock].filter { !$0.isEmpty }.joined(separator: "  ")
         if let fraction {
-            let percent = String(format: "%3d%%", Int(fraction * 100))
+            let percent = String(cFormat: "%3d%%", Int(fraction * 100))
             let barWidth = max(10, min(30, width - 1 - title.count - tail.count - percent.count - 6))
             let filled = Int(fraction * Double(barWidth))
             let bar = String(repeating: "=", count: filled) + (filled < barWidth ? ">" + String(repeating: " ", count: barWidth - filled - 1) : "")
@@ -194,9 +198,9 @@ public final class ProgressDisplay: @unchecked Sendable {
 
     static func bytes(_ count: Int) -> String {
         let value = Double(count)
-        if value >= 1e9 { return String(format: "%.2f GB", value / 1e9) }
-        if value >= 1e6 { return String(format: "%.0f MB", value / 1e6) }
-        if value >= 1e3 { return String(format: "%.0f kB", value / 1e3) }
+        if value >= 1e9 { return String(cFormat: "%.2f GB", value / 1e9) }
+        if value >= 1e6 { return String(cFormat: "%.0f MB", value / 1e6) }
+        if value >= 1e3 { return String(cFormat: "%.0f kB", value / 1e3) }
         return "\(count) B"
     }
 

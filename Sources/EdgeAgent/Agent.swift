@@ -4,7 +4,12 @@ import EdgeModel
 import EdgeRender
 import EdgeStick
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// What `apply` did, in words for stdout.
 public struct ApplyReport: Sendable, Equatable {
@@ -484,7 +489,7 @@ struct Lock {
     let fd: Int32
 
     init(path: String, wait: Bool = false) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+        try FileManager.default.createDirectory(atPath: path.deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.cannotWrite(path, DurableFiles.errorText()) }

@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeStick
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Why the agent did not apply or run. Each prints as one line naming the input and the problem.
 public enum AgentError: EdgeError, Equatable {

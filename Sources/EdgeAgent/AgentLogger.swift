@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import Registration
 
 /// The agent's log: one line per event, on stderr under `run` (the journal, under systemd). The
@@ -39,11 +45,11 @@ public struct AgentLogger: Sendable {
 
     /// Lines on stderr, labelled `label`, as `StreamLogHandler.standardError(label:)` wrote them.
     public static func standardError(label: String, level: Level = .info) -> AgentLogger {
-        let lock = NSLock()
+        let lock = ThreadLock()
         return AgentLogger(level: level) { entry in
             let line = Data(entry.line(label: label, time: Date()).utf8)
             // One line at a time: the supervisor, its watches and registrations log from several threads.
-            lock.withLock { try? FileHandle.standardError.write(contentsOf: line) }
+            lock.withLock { StandardStream.error.write(bytes: Array(line)) }
         }
     }
 

@@ -1,6 +1,12 @@
 import EdgeRender
 import EdgeSystem
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The router's `edgekit_*` series for Prometheus: `edgekit.prom` in the node exporter's textfile
 /// collector directory (Debian's `prometheus-node-exporter` reads `/var/lib/prometheus/node-exporter`),
@@ -70,7 +76,7 @@ public enum AgentMetrics {
         family("edgekit_agent_relay_probe_rtt_seconds", "Round trip of the last answered health probe of the relay.")
         for probe in probes {
             if let rtt = probe.rtt {
-                out.append("edgekit_agent_relay_probe_rtt_seconds{relay=\"\(escape(probe.relay))\"} \(String(format: "%.6f", rtt))")
+                out.append("edgekit_agent_relay_probe_rtt_seconds{relay=\"\(escape(probe.relay))\"} \(String(cFormat: "%.6f", rtt))")
             }
         }
         family("edgekit_agent_relay_chosen", "With several relays: 1 for the relay the site's traffic to the other sites goes through, 0 for the others.")
@@ -85,8 +91,8 @@ public enum AgentMetrics {
     }
 
     static func escape(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
+        value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
+            .replacing("\n", with: "\\n")
     }
 
     /// Gathers the status and writes `edgekit.prom` under the root's textfile directory when that
@@ -94,8 +100,8 @@ public enum AgentMetrics {
     @discardableResult
     public static func publish(paths: AgentPaths, now: Date = Date()) throws -> Bool {
         let directory = paths.live(textfileDirectory)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else { return false }
         let status = AgentStatus.gather(paths: paths, now: now)
         let text = exposition(status, lastApplyResult: RuntimeState.load(paths: paths)?.lastApplyResult, now: now)
         let path = directory + "/" + fileName

@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Where the agent reads and writes, all under one root: `/` on the appliance, a scratch folder in
 /// tests and when preparing a tree offline (DESIGN.md, "Paths on the appliance").

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// `edgekit-agent run`: the boot apply, `READY=1` to systemd, then the supervisor until SIGTERM or
 /// SIGINT. The signal cancels the supervisor: the loop then ends within a tick, removes its notify

@@ -2,7 +2,13 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// What `run` knows that the disk does not: kept in `/run/edgekit/status.json` while it runs, and
 /// left there when it stops, marked stopped. `run` owns the registration, service and process fields;
@@ -301,7 +307,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         ]
         if let health {
             func probe(_ roundTrip: Double?) -> String {
-                roundTrip.map { String(format: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
+                roundTrip.map { String(cFormat: "answered in %.1f ms", $0 * 1000) } ?? "not answered"
             }
             lines.append("health        \(health.verdict.rawValue) since \(health.since): \(health.reason); last probe of \(health.relay) \(probe(health.roundTripSeconds))")
             // With several relays, one line each: probe, up or down, and which one carries the traffic.

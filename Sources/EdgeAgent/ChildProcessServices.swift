@@ -1,7 +1,13 @@
 import EdgeErrors
 import EdgeRender
 import EdgeSystem
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The router's daemons as direct child processes, for network namespaces without systemd (tests and
 /// the lab). Each daemon runs in the foreground in its own session, logs to
@@ -125,7 +131,7 @@ public struct ChildProcessServices: ServiceControl {
         lines.insert("PidFile \(paths.processes)/sshd.daemon.pid", at: 0)
         let copy = paths.processes + "/sshd_config"
         try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: copy))
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         if !FileManager.default.fileExists(atPath: "/run/sshd", isDirectory: &isDirectory) {
             try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
@@ -180,7 +186,7 @@ public struct ChildProcessServices: ServiceControl {
                 guard waited < 5, alivePid(process) != nil else {
                     throw ServiceFailure(service: .tunnel, detail: "wireguard-go did not create \(socket): \(logTail(process))")
                 }
-                Thread.sleep(forTimeInterval: 0.05)
+                Threads.sleep(0.05)
                 waited += 0.05
             }
         }
@@ -192,7 +198,7 @@ public struct ChildProcessServices: ServiceControl {
         if try !attempt(tool("wg"), ["setconf", interface, setconf], environment: noRetries).succeeded {
             let text = (try? String(contentsOfFile: setconf, encoding: .utf8)) ?? ""
             let without = text.split(separator: "\n", omittingEmptySubsequences: false)
-                .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("Endpoint") }.joined(separator: "\n")
+                .filter { !$0.trimmingSpaces().hasPrefix("Endpoint") }.joined(separator: "\n")
             let copy = paths.processes + "/\(interface).no-endpoint.conf"
             try Data(without.utf8).write(to: URL(fileURLWithPath: copy))
             try check(.tunnel, tool("wg"), ["setconf", interface, copy])
@@ -227,7 +233,7 @@ public struct ChildProcessServices: ServiceControl {
             guard alivePid(name) != nil else {
                 throw ServiceFailure(service: service, detail: "exited at start: \(logTail(name))")
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            Threads.sleep(0.1)
             waited += 0.1
         }
     }
@@ -238,7 +244,7 @@ public struct ChildProcessServices: ServiceControl {
     /// The recorded pid of `name` if that process still runs (reaping it if it is our exited child).
     func alivePid(_ name: String) -> pid_t? {
         guard let text = try? String(contentsOfFile: pidFile(name), encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+              let pid = pid_t(text.trimmingWhitespace()), pid > 0 else { return nil }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid { return nil }
         guard kill(pid, 0) == 0 else { return nil }
@@ -255,7 +261,7 @@ public struct ChildProcessServices: ServiceControl {
         kill(pid, SIGTERM)
         for _ in 0..<30 {
             if alivePid(name) == nil { return }
-            Thread.sleep(forTimeInterval: 0.1)
+            Threads.sleep(0.1)
         }
         kill(pid, SIGKILL)
         var status: Int32 = 0
@@ -339,7 +345,7 @@ public struct ChildProcessServices: ServiceControl {
         }
         guard result.succeeded else {
             let detail = result.errorText.split(separator: "\n").first.map(String.init) ?? "exit \(result.status)"
-            throw ServiceFailure(service: service, detail: "\((tool as NSString).lastPathComponent) \(arguments.first ?? ""): \(detail)")
+            throw ServiceFailure(service: service, detail: "\(tool.lastPathComponent) \(arguments.first ?? ""): \(detail)")
         }
     }
 }
@@ -352,7 +358,7 @@ struct NetworkdFile {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         var section = ""
         for line in text.split(separator: "\n") {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingSpaces()
             if trimmed.hasPrefix("[") {
                 section = trimmed
                 if section == "[Route]" { routes.append(("", nil)) }

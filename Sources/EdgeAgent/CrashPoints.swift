@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Named steps of an apply, for the crash-consistency test: with `EDGEKIT_AGENT_CRASH_AT=N` (the Nth
 /// step) or `=NAME`, a debug build kills itself with SIGKILL right there, as a power cut would stop
@@ -17,7 +23,7 @@ final class CrashPoints {
         count += 1
         guard target != nil || trace else { return }
         let label = name()
-        if trace { FileHandle.standardError.write(Data("step \(count): \(label)\n".utf8)) }
+        if trace { StandardStream.error.write("step \(count): \(label)\n") }
         if let target, target == String(count) || target == label {
             kill(getpid(), SIGKILL)
         }

@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// The few POSIX operations a generation is built from, each durable when it returns: files are
@@ -51,12 +57,12 @@ enum DurableFiles {
     /// `mkdir -p` with mode 0755; each parent that gained an entry is added to `changed` for the
     /// caller to fsync once, with everything else it wrote, before the step that needs it durable.
     static func makeDirectories(_ path: String, steps: CrashPoints, syncLater changed: inout Set<String>) throws {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw AgentError.cannotWrite(path, "exists and is not a directory") }
+            guard isDirectory else { throw AgentError.cannotWrite(path, "exists and is not a directory") }
             return
         }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = path.deletingLastPathComponent
         if !parent.isEmpty && parent != path { try makeDirectories(parent, steps: steps, syncLater: &changed) }
         steps.step("mkdir \(path)")
         guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw AgentError.cannotWrite(path, errorText()) }
@@ -68,8 +74,8 @@ enum DurableFiles {
     /// directory is fsynced unless `syncDirectory` is false (the caller fsyncs it later, once for
     /// all the links it made there).
     static func replaceSymlink(_ path: String, target: String, steps: CrashPoints, syncDirectory: Bool = true) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let temporary = directory + "/.\((path as NSString).lastPathComponent).edgekit-new"
+        let directory = path.deletingLastPathComponent
+        let temporary = directory + "/.\(path.lastPathComponent).edgekit-new"
         unlink(temporary)
         steps.step("symlink \(temporary)")
         guard symlink(target, temporary) == 0 else { throw AgentError.cannotWrite(temporary, errorText()) }
@@ -117,19 +123,17 @@ enum DurableFiles {
     /// Removes a tree; files that are not world-readable (secrets) are scrubbed first.
     static func removeTree(_ path: String) {
         guard exists(path) else { return }
-        if let walker = FileManager.default.enumerator(atPath: path) {
-            for case let relative as String in walker {
-                let full = path + "/" + relative
-                var info = stat()
-                if lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_mode & 0o004 == 0 {
-                    scrub(full)
-                }
+        for relative in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
+            let full = path + "/" + relative
+            var info = stat()
+            if lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_mode & 0o004 == 0 {
+                scrub(full)
             }
         }
         try? FileManager.default.removeItem(atPath: path)
     }
 
     static func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: data).map { String(cFormat: "%02x", $0) }.joined()
     }
 }

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The agent's version: `edgekit-agent --version`, and what each registration reports to the relay
 /// (the fleet view, docs/fleet.md). The one place it is written down.

@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One file of a generation as it will be installed: absolute path on the appliance, bytes, mode, owner.
 public struct DesiredFile: Sendable, Equatable {
@@ -218,7 +224,7 @@ public final class GenerationStore {
             try DurableFiles.makeDirectories(paths.staging + "/files", steps: steps, syncLater: &directories)
             for file in files {
                 let target = paths.staging + "/files" + file.path
-                let directory = (target as NSString).deletingLastPathComponent
+                let directory = target.deletingLastPathComponent
                 try DurableFiles.makeDirectories(directory, steps: steps, syncLater: &directories)
                 directories.insert(directory)
                 try DurableFiles.create(target, file.contents, mode: file.mode, uid: file.uid, gid: file.gid, steps: steps)
@@ -266,7 +272,7 @@ public final class GenerationStore {
         var directories = Set<String>()
         for path in paths.sorted() where !isOurLink(path) {
             let live = self.paths.live(path)
-            let directory = (live as NSString).deletingLastPathComponent
+            let directory = live.deletingLastPathComponent
             try DurableFiles.makeDirectories(directory, steps: steps, syncLater: &directories)
             try DurableFiles.replaceSymlink(live, target: Self.linkTarget(for: path), steps: steps, syncDirectory: false)
             directories.insert(directory)
@@ -278,11 +284,11 @@ public final class GenerationStore {
     func removeDanglingLinks(_ candidates: [String]) throws {
         for path in Set(candidates).sorted() {
             let live = paths.live(path)
-            unlink((live as NSString).deletingLastPathComponent + "/.\((live as NSString).lastPathComponent).edgekit-new")
+            unlink(live.deletingLastPathComponent + "/.\(live.lastPathComponent).edgekit-new")
             guard isOurLink(path), !FileManager.default.fileExists(atPath: live) else { continue }
             steps.step("unlink \(live)")
             unlink(live)
-            try DurableFiles.fsyncDirectory((live as NSString).deletingLastPathComponent, steps: steps)
+            try DurableFiles.fsyncDirectory(live.deletingLastPathComponent, steps: steps)
         }
     }
 
@@ -350,7 +356,7 @@ public final class GenerationStore {
         unlink(paths.journal + ".new")
         unlink(paths.failedServices + ".new")
         for link in [paths.current, paths.previous] {
-            unlink((link as NSString).deletingLastPathComponent + "/.\((link as NSString).lastPathComponent).edgekit-new")
+            unlink(link.deletingLastPathComponent + "/.\(link.lastPathComponent).edgekit-new")
         }
         guard let current else {
             // Nothing was ever switched to: whatever is in generations/ was never live.

@@ -1,7 +1,13 @@
 import EdgeCrypto
 import EdgeModel
 import EdgeRender
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The router's health (docs/network.md, "Health"): healthy while its uplink has a carrier and a
 /// default route and the relay answers the probe through the tunnel. keepalived tracks it
@@ -135,7 +141,7 @@ public struct HealthReport: Codable, Sendable, Equatable {
     /// The verdict in keepalived's track file, if there is one (nil at boot: /run is empty).
     static func tracked(paths: AgentPaths) -> HealthTracker.Verdict? {
         guard let text = try? String(contentsOfFile: paths.live(trackFile), encoding: .utf8) else { return nil }
-        switch text.trimmingCharacters(in: .whitespacesAndNewlines) {
+        switch text.trimmingWhitespace() {
         case "0": return .healthy
         case "1": return .unhealthy
         default: return nil
@@ -198,7 +204,7 @@ enum UplinkState {
         guard let carrier = try? String(contentsOfFile: "\(sysfs)/\(interface)/carrier", encoding: .utf8) else {
             return "uplink \(interface) is not there"
         }
-        guard carrier.trimmingCharacters(in: .whitespacesAndNewlines) == "1" else {
+        guard carrier.trimmingWhitespace() == "1" else {
             return "uplink \(interface) has no carrier (link down)"
         }
         guard hasDefaultRoute(interface: interface, proc: proc) else {

@@ -1,7 +1,14 @@
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Looks at the router's health once per interval from a thread of its own (like `KeepalivedWatch`):
 /// the uplink's carrier and default route, and one probe of each relay, all relays at once. The
@@ -32,7 +39,7 @@ final class HealthWatch: @unchecked Sendable {
          ipTool: String = "ip", clock: @escaping @Sendable () -> Date = { Date() },
          report: @escaping @Sendable (HealthReport) -> Void) {
         self.paths = paths
-        thread = WatchThread("health-watch", every: interval)
+        thread = WatchThread(every: interval)
         self.report = report
         self.rise = rise
         self.relayMisses = relayMisses
@@ -61,10 +68,10 @@ final class HealthWatch: @unchecked Sendable {
         let file = paths.live(ConfigPaths.yieldTrackFile)
         do {
             try HealthReport.replace(file, with: Data("1\n".utf8))
-            Thread.sleep(forTimeInterval: 2)
+            Threads.sleep(2)
             try HealthReport.replace(file, with: Data("0\n".utf8))
         } catch {
-            FileHandle.standardError.write(Data("edgekit-agent: health: cannot yield mastership: \(error)\n".utf8))
+            StandardStream.error.write("edgekit-agent: health: cannot yield mastership: \(error)\n")
         }
     }
 
@@ -72,7 +79,7 @@ final class HealthWatch: @unchecked Sendable {
         if first {
             // An agent killed inside a yield's two seconds left keepalived in FAULT: end that first.
             let yield = paths.live(ConfigPaths.yieldTrackFile)
-            if (try? String(contentsOfFile: yield, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == "1" {
+            if (try? String(contentsOfFile: yield, encoding: .utf8))?.trimmingWhitespace() == "1" {
                 try? HealthReport.replace(yield, with: Data("0\n".utf8))
             }
         }
@@ -115,7 +122,7 @@ final class HealthWatch: @unchecked Sendable {
         do {
             try health.save(paths: paths)
         } catch {
-            FileHandle.standardError.write(Data("edgekit-agent: health: \(error)\n".utf8))
+            StandardStream.error.write("edgekit-agent: health: \(error)\n")
         }
         if changed || first { report(health) }
         first = false
@@ -148,13 +155,13 @@ final class HealthWatch: @unchecked Sendable {
         nextRouteCheck = now.addingTimeInterval(10)
         let arguments = ["-6", "route", "replace", "\(target.ula)", "dev", relay.interface, "metric", "\(RouterTunnel.chosenMetric)"]
         guard let result = try? SystemCommand.run(ipTool, arguments), result.succeeded else {
-            FileHandle.standardError.write(Data("edgekit-agent: relays: cannot route \(target.ula) through \(relay.interface)\n".utf8))
+            StandardStream.error.write("edgekit-agent: relays: cannot route \(target.ula) through \(relay.interface)\n")
             routed = nil
             return
         }
         if chosen != routed {
             let from = routed.map { " (was relay \($0))" } ?? ""
-            FileHandle.standardError.write(Data("edgekit-agent: relays: \(target.ula) goes through relay \(chosen) on \(relay.interface)\(from)\n".utf8))
+            StandardStream.error.write("edgekit-agent: relays: \(target.ula) goes through relay \(chosen) on \(relay.interface)\(from)\n")
         }
         routed = chosen
     }
@@ -162,7 +169,7 @@ final class HealthWatch: @unchecked Sendable {
 
 /// Results written by concurrent probes, each to its own slot.
 private final class ConcurrentAnswers: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var values: [TimeInterval?]
 
     init(count: Int) { values = Array(repeating: nil, count: count) }

@@ -1,5 +1,11 @@
 import EdgeModel
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The hostname from the site stamp (docs/agent.md, "Hostname"). Every site's disk image shares one
 /// root filesystem, whose `/etc/hostname` says `edgekit`; only the site partition (the stamp,
@@ -36,7 +42,7 @@ extension Agent {
             }
         }
         let file = paths.live(Agent.hostnameFile)
-        let content = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let content = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingWhitespace()
         if content != name {
             if dryRun {
                 lines.append("would write \(Agent.hostnameFile) (\(name), \(source))")
@@ -51,7 +57,7 @@ extension Agent {
     /// `NAME\n` via a temporary file renamed over the old one, each durable: after a power cut the
     /// file holds the old name or the new one.
     func writeHostnameFile(_ name: String, to file: String) throws {
-        let directory = (file as NSString).deletingLastPathComponent
+        let directory = file.deletingLastPathComponent
         try DurableFiles.makeDirectories(directory, steps: steps)
         let temporary = directory + "/.hostname.edgekit-new"
         unlink(temporary)

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// keepalived started by this agent (`--services processes`) and gone since (kill -9, a crash):
 /// takes its VIPs off the LAN port at once, which also silences radvd (it sends only from the
@@ -28,7 +33,7 @@ final class KeepalivedWatch: @unchecked Sendable {
 
     init(agent: Agent, every interval: Duration, report: @escaping @Sendable (Change) -> Void) {
         self.agent = agent
-        thread = WatchThread("keepalived-watch", every: interval)
+        thread = WatchThread(every: interval)
         self.report = report
     }
 

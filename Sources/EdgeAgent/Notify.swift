@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// `edgekit-agent notify [--root DIR] master|backup|fault`: keepalived's notify hook. Records the state
 /// in `/run/edgekit/vrrp-state` under the root (atomically) and pokes the agent running with that
@@ -8,8 +14,8 @@ public enum VRRPNotify {
     /// Writes the state file under `paths.root` and pokes the agent running with the same root.
     /// A root that is not a directory is refused before anything is written.
     public static func record(_ state: VRRPState, paths: AgentPaths) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: paths.root, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: paths.root, isDirectory: &isDirectory), isDirectory else {
             throw AgentError.badRoot(paths.root, "no such directory")
         }
         do {
@@ -32,7 +38,7 @@ public enum VRRPNotify {
     /// Reads the last recorded state, if any.
     public static func current(paths: AgentPaths) -> VRRPState? {
         (try? String(contentsOfFile: paths.vrrpState, encoding: .utf8))
-            .flatMap { VRRPState(rawValue: $0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            .flatMap { VRRPState(rawValue: $0.trimmingWhitespace()) }
     }
 
     /// One non-blocking datagram; no listener (agent not running) is fine: it reads the file at start,

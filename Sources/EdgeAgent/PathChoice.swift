@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Which relay carries the site's traffic to the other sites (docs/relay.md, "Running several
 /// relays"). Every relay is probed through its own tunnel, once a second; a relay is up after `rise`

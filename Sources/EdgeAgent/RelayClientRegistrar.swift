@@ -1,5 +1,11 @@
 import EdgeCrypto
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import Registration
 
 /// Registers through `Registration.RegistrationClient` (docs/protocol.md): reads the router's
@@ -16,7 +22,7 @@ public struct RelayClientRegistrar: RelayRegistrar {
 
     public func register(claim: Claim) async throws -> RegistrationOutcome {
         guard let text = FileManager.default.contents(atPath: claim.privateKeyFile),
-            let raw = Data(base64Encoded: String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            let raw = Data(base64Encoded: String(decoding: text, as: UTF8.self).trimmingWhitespace())
         else {
             throw RegistrationFailure.invalidConfiguration("cannot read the WireGuard key \(claim.privateKeyFile)")
         }

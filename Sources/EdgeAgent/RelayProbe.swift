@@ -1,6 +1,8 @@
-import Foundation
-#if canImport(Glibc)
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 import Glibc
+#else
+import Foundation
 #endif
 
 /// ICMPv6 echo to the relay's tunnel address: the packet goes through the WireGuard tunnel, so an

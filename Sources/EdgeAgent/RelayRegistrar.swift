@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The router's VRRP role, as keepalived reports it through `edgekit-agent notify`.
 public enum VRRPState: String, Codable, Sendable, CaseIterable {

@@ -1,7 +1,14 @@
 import EdgeCrypto
 import EdgeRender
 import EdgeSystem
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The router's WireGuard tunnel to the relay, as far as the supervisor watches and repairs it.
 /// Two implementations: `WireGuardTunnel` (`wg` on `wg-relay`) and the tests' scripted one, so the
@@ -154,7 +161,7 @@ enum Blocking {
     /// One continuation resumed exactly once, by whichever comes first: the result or cancellation
     /// (which may come before the continuation exists).
     final class Handoff<T: Sendable>: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = ThreadLock()
         private var continuation: CheckedContinuation<T?, Never>?
         private var outcome: T??
 

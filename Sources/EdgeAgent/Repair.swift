@@ -1,5 +1,10 @@
 import EdgeCrypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// What `apply --repair` did (or with `--dry-run` would do), in words for stdout.
 public struct RepairReport: Sendable, Equatable {

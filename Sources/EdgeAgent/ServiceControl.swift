@@ -2,7 +2,12 @@ import EdgeErrors
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A daemon (or kernel setting) that reads some of the rendered files, in the order they are restarted.
 public enum RouterService: String, CaseIterable, Codable, Sendable, Comparable {
@@ -113,10 +118,10 @@ public struct SystemdServices: ServiceControl {
             let unit = "\(service.rawValue).service"
             try run(service, "systemctl", ["restart", unit])
             // A daemon that exits right after start (bad config) shows as failed a moment later.
-            Thread.sleep(forTimeInterval: 1)
+            Threads.sleep(1)
             let active = try SystemCommand.run("systemctl", ["is-active", unit])
             guard active.succeeded else {
-                throw ServiceFailure(service: service, detail: "\(unit) is \(active.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+                throw ServiceFailure(service: service, detail: "\(unit) is \(active.output.trimmingWhitespace())")
             }
         }
     }
@@ -142,7 +147,7 @@ public struct SystemdServices: ServiceControl {
             missing = wanted.filter { !addresses.contains($0) }
             if missing.isEmpty { return }
             if Date() >= deadline { break }
-            Thread.sleep(forTimeInterval: 0.2)
+            Threads.sleep(0.2)
         }
         throw ServiceFailure(service: service, detail: "\(name) has no \(missing.map(\.description).joined(separator: ", ")) \(Int(seconds)) s after networkctl reload (networkd did not take \(file))")
     }

@@ -1,4 +1,11 @@
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// SIGTERM and SIGINT as the end of `edgekit-agent run` (docs/agent.md, "Stopping"): caught on Dispatch
 /// signal sources instead of ending the process, and turned into the cancellation of the work
@@ -7,7 +14,7 @@ import Foundation
 /// Not swift-service-lifecycle: the agent builds with Swift 6.0 for aarch64, which cannot resolve it
 /// (docs/architecture.md, "Toolchains").
 public final class ShutdownSignals: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var received: Int32?
     private var actions: [@Sendable () -> Void] = []
     private var sources: [any DispatchSourceSignal] = []

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The kernel's block devices (`/sys/class/block`: disks and partitions by name), for noticing a
 /// stick plugged in after boot without running blkid on every look.

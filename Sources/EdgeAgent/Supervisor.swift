@@ -1,7 +1,14 @@
 import EdgeCrypto
 import EdgeModel
 import EdgeRender
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// How often the supervisor looks at things, and how it backs off. The defaults are the appliance's;
 /// tests and the lab shorten them.
@@ -108,7 +115,7 @@ public actor Supervisor {
     /// `ignoringNumbers`, messages that differ only in their numbers ("after 4 attempts", "after 5
     /// attempts") count as the same state.
     func logChange(_ key: String, _ message: String, level: AgentLogger.Level = .info, ignoringNumbers: Bool = false) {
-        let state = ignoringNumbers ? message.replacingOccurrences(of: "[0-9]+", with: "#", options: .regularExpression) : message
+        let state = ignoringNumbers ? message.replacing(#/[0-9]+/#, with: "#") : message
         guard lastLogged[key] != state else { return }
         lastLogged[key] = state
         logger.log(level: level, "\(message)")
@@ -164,7 +171,7 @@ public actor Supervisor {
             if atBoot {
                 state.noStickAtBoot = true
                 // Exactly this line on the console (StandardError=journal+console): the image boot test greps it.
-                FileHandle.standardError.write(Data((AgentError.noStickLine(keeping: keeping) + "\n").utf8))
+                StandardStream.error.write(AgentError.noStickLine(keeping: keeping) + "\n")
             }
         } catch let error as AgentError where error.isServiceFailure {
             // The stick was good; a service did not come up with it.

@@ -1,7 +1,12 @@
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The tunnel MTU from the uplink that is really there (docs/network.md, "MTU").
 ///

@@ -1,9 +1,11 @@
 import EdgeCrypto
 import EdgeModel
 import EdgeRender
-import Foundation
-#if canImport(Glibc)
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 import Glibc
+#else
+import Foundation
 #endif
 
 /// The VRRPv3 advertisement with priority 0 that a master sends when it stops (RFC 5798 sections

@@ -2,7 +2,12 @@ import EdgeCrypto
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The VRRP virtual addresses of the applied generation, and taking them off the LAN port when
 /// keepalived is gone. keepalived adds them (`nodad`) and removes them itself on every clean stop;

@@ -1,7 +1,13 @@
 import EdgeModel
 import EdgeRender
 import EdgeSystem
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A physical wired Ethernet port as sysfs shows it (`/sys/class/net/NAME`).
 public struct WiredPort: Sendable, Equatable {
@@ -35,7 +41,7 @@ public enum WiredPorts {
         let ports = names.compactMap { name -> WiredPort? in
             let folder = classNet + "/" + name
             func read(_ file: String) -> String? {
-                (try? String(contentsOfFile: folder + "/" + file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                (try? String(contentsOfFile: folder + "/" + file, encoding: .utf8))?.trimmingWhitespace()
             }
             guard read("type") == "1",
                   let device = resolved(folder + "/device"),
@@ -43,7 +49,7 @@ public enum WiredPorts {
                   !FileManager.default.fileExists(atPath: folder + "/phy80211"),
                   !(read("uevent") ?? "").split(separator: "\n").contains(where: { $0.hasPrefix("DEVTYPE=") }),
                   let mac = read("address")?.lowercased(), isMAC(mac) else { return nil }
-            let subsystem = resolved(device + "/subsystem").map { ($0 as NSString).lastPathComponent }
+            let subsystem = resolved(device + "/subsystem").map(\.lastPathComponent)
             let onUSBBus = device.split(separator: "/").contains { $0.hasPrefix("usb") && Int($0.dropFirst(3)) != nil }
             return WiredPort(name: name, mac: mac, devicePath: device, isUSB: onUSBBus || subsystem == "usb")
         }

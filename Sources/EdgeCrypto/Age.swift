@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// Why an age operation failed. `kind` is what callers branch on (`code` names it for tests and
@@ -80,7 +85,7 @@ public enum Age {
         /// line must remain.
         public init(parsing text: String) throws {
             let lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-                .map { $0.trimmingCharacters(in: .whitespaces) }
+                .map { $0.trimmingSpaces() }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             guard lines.count == 1, let line = lines.first else {
                 throw AgeError(.invalidIdentity, "expected exactly one AGE-SECRET-KEY-1… line, found \(lines.count)")
@@ -127,7 +132,7 @@ public enum Age {
 
         /// Parses `age1…` (lower case).
         public init(parsing text: String) throws {
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let trimmed = text.trimmingWhitespace()
             let decoded: (hrp: String, data: Data)
             do {
                 decoded = try Bech32.decode(trimmed)

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Canonical standard-alphabet base64, shared by age (unpadded) and signify (padded).
 ///

@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One recipient stanza: `-> type args…` followed by its base64 body.
 struct AgeStanza: Sendable, Equatable {
@@ -131,7 +137,7 @@ struct AgeHeader: Sendable {
             switch byte {
             case 0x20...0x7E where byte != 0x22 && byte != 0x5C: out.append(Character(Unicode.Scalar(byte)))
             case 0x0D: out += "\\r"
-            default: out += String(format: "\\x%02x", byte)
+            default: out += String(cFormat: "\\x%02x", byte)
             }
         }
         if bytes.count > 80 { out += "…" }

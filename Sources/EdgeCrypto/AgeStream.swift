@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// The age payload: ChaCha20-Poly1305 STREAM over 64 KiB chunks.

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// BIP-173 Bech32 (the original checksum constant 1, not Bech32m), as age uses for its
 /// recipient (`age1…`) and identity (`AGE-SECRET-KEY-1…`) strings.

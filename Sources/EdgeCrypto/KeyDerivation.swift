@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// The plan's one secret: 32 random bytes from which every other secret derives (docs/keys.md).
@@ -21,7 +26,7 @@ public struct MasterSecret: Sendable, Equatable {
 
     /// `master.key` holds one line: standard base64 of the 32 bytes (easy to paste into a CI secret).
     public init(fileText: String) throws {
-        let line = fileText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let line = fileText.trimmingWhitespace()
         guard let bytes = Data(base64Encoded: line) else { throw KeyError.masterNotBase64 }
         try self.init(bytes: bytes)
     }

@@ -1,5 +1,10 @@
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 extension PlanKeys {
     /// The operator signing key in signify's form.

@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The operator-signed statement the relay checks: this WireGuard key is router `slot` of `site`
 /// in `plan`, owns `tunnelAddress`, and may claim `sitePrefix`. The relay needs nothing else per site.

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// A router's SSH host key: Ed25519 from HKDF(router secret, "edgekit/v1/router-ssh-host")
@@ -29,7 +34,7 @@ public struct SSHHostKey: Sendable, Equatable {
 
     /// `SHA256:…`, as `ssh-keygen -l` and ssh's host key prompt print it.
     public var fingerprint: String {
-        "SHA256:" + Data(SHA256.hash(data: publicKeyBlob)).base64EncodedString().replacingOccurrences(of: "=", with: "")
+        "SHA256:" + Data(SHA256.hash(data: publicKeyBlob)).base64EncodedString().replacing("=", with: "")
     }
 
     /// The private key in OpenSSH's own format ("openssh-key-v1", unencrypted; OpenSSH's

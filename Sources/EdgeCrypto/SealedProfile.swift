@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// `profile.age`: a profile document, signed by the operator (signify embedded form), sealed with

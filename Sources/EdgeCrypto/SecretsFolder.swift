@@ -1,6 +1,11 @@
 import EdgeErrors
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The folder holding `master.key` (`--secrets DIR`, default `$EDGEKIT_SECRETS`), kept outside the
 /// repository. The folder is 0700 and the file 0600, and both are checked like ssh checks its keys.
@@ -21,14 +26,14 @@ public struct SecretsFolder: Sendable {
         throw SecretsError("secrets.no-folder", "no secrets folder: pass --secrets DIR or set \(environmentVariable) (the folder holding \(masterFileName))")
     }
 
-    public var masterPath: String { (path as NSString).appendingPathComponent(SecretsFolder.masterFileName) }
+    public var masterPath: String { path.appendingPath(SecretsFolder.masterFileName) }
 
     /// Creates the folder (0700) if needed and writes a new master secret (0600). Never overwrites.
     public func create(_ master: MasterSecret) throws {
         let files = FileManager.default
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         if files.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw SecretsError("secrets.not-a-folder", "\(path) is a file; --secrets needs a folder") }
+            guard isDirectory else { throw SecretsError("secrets.not-a-folder", "\(path) is a file; --secrets needs a folder") }
             if files.fileExists(atPath: masterPath) {
                 throw SecretsError("secrets.exists", "\(masterPath) already exists; refusing to overwrite the plan's master secret (every key derives from it)")
             }
@@ -40,7 +45,7 @@ public struct SecretsFolder: Sendable {
             do {
                 try files.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw SecretsError("secrets.cannot-write", "cannot create \(path): \(error.localizedDescription)", cause: error)
+                throw SecretsError("secrets.cannot-write", "cannot create \(path): \(error.plainDescription)", cause: error)
             }
         }
         // Never replaces: if another process created the file meanwhile, fail rather than overwrite.

@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// Why a signify operation failed. `kind` is what callers branch on (`code` names it for tests
@@ -310,7 +315,7 @@ public enum Signify {
         return Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
-    static func hex(_ data: Data) -> String { data.map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ data: Data) -> String { data.map { String(cFormat: "%02x", $0) }.joined() }
 
     static func quote<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 { AgeHeader.describe(bytes) }
 }

@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Canonical JSON for the wire documents (profile, site certificate, site stamp): sorted keys, no
 /// escaped slashes, so the same document always produces the same bytes (signatures are checked over
@@ -37,8 +42,8 @@ public enum DocumentCoding {
         }
         // Every field the document carries must be one this software reads: what it would write
         // back is what it understood, so a key present only in the input is unknown.
-        guard let received = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
-            let understood = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
+        guard let received = try? JSONDecoder().decode(JSONShape.self, from: data),
+            let understood = try? JSONDecoder().decode(JSONShape.self, from: JSONEncoder().encode(value))
         else { throw DocumentError(field: nil, problem: "not JSON", code: "document.not-json") }
         if let unknown = firstUnknownKey(received, understood, path: "") {
             throw DocumentError(field: unknown, problem: "is not a field this software knows; refusing rather than ignoring it", code: "document.unknown-field")
@@ -58,9 +63,11 @@ public enum DocumentCoding {
         }
     }
 
-    static func firstUnknownKey(_ received: Any, _ understood: Any, path: String) -> String? {
-        if let object = received as? [String: Any] {
-            let known = understood as? [String: Any] ?? [:]
+    static func firstUnknownKey(_ received: JSONShape, _ understood: JSONShape, path: String) -> String? {
+        switch (received, understood) {
+        case (.object(let object), _):
+            let known: [String: JSONShape]
+            if case .object(let fields) = understood { known = fields } else { known = [:] }
             for key in object.keys.sorted() {
                 let plain = key.utf8.count <= FieldRules.quotedLimit
                     && key.utf8.allSatisfy { $0 == UInt8(ascii: "_") || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
@@ -69,12 +76,42 @@ public enum DocumentCoding {
                 guard let inner = known[key] else { return field }
                 if let found = firstUnknownKey(object[key]!, inner, path: field) { return found }
             }
-        } else if let array = received as? [Any], let known = understood as? [Any] {
+        case (.array(let array), .array(let known)):
             for (index, element) in array.enumerated() where index < known.count {
                 if let found = firstUnknownKey(element, known[index], path: "\(path)[\(index)]") { return found }
             }
+        default:
+            break
         }
         return nil
+    }
+
+    /// A JSON value's shape: its objects' keys and its arrays' elements, every other value alike.
+    enum JSONShape: Decodable {
+        case object([String: JSONShape])
+        case array([JSONShape])
+        case value
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: any Decoder) throws {
+            if let object = try? decoder.container(keyedBy: Key.self) {
+                var fields: [String: JSONShape] = [:]
+                for key in object.allKeys { fields[key.stringValue] = try object.decode(JSONShape.self, forKey: key) }
+                self = .object(fields)
+            } else if var array = try? decoder.unkeyedContainer() {
+                var elements: [JSONShape] = []
+                while !array.isAtEnd { elements.append(try array.decode(JSONShape.self)) }
+                self = .array(elements)
+            } else {
+                self = .value
+            }
+        }
     }
 
     /// A field path as the documents spell it: `site.routers[1].lan_address`.
@@ -118,11 +155,13 @@ public enum DocumentCoding {
         }
     }
 
+    /// RFC 3339 in UTC to the second: `2026-12-07T11:18:15Z`.
     public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(cFormat: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                      parts.tm_hour, parts.tm_min, parts.tm_sec)
     }
 }
 

@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One parser per field kind, shared by `plan check` (`PlanChecker`) and the wire documents a device
 /// reads (the profile, relay.json): both sides accept and refuse the same values for the same reason.
@@ -46,8 +51,8 @@ public enum FieldRules {
     /// `LOW-HIGH`, 1 ≤ LOW ≤ HIGH ≤ 65535: the servers' WireGuard port range.
     public static func portRange(_ text: String) -> Result<ClosedRange<UInt16>, FieldProblem> {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        if parts.count == 2, let low = UInt16(parts[0].trimmingCharacters(in: .whitespaces)),
-            let high = UInt16(parts[1].trimmingCharacters(in: .whitespaces)), low >= 1, low <= high {
+        if parts.count == 2, let low = UInt16(parts[0].trimmingSpaces()),
+            let high = UInt16(parts[1].trimmingSpaces()), low >= 1, low <= high {
             return .success(low...high)
         }
         return .failure(FieldProblem("\(quoted(text)) must be a port range LOW-HIGH within 1–65535, e.g. 58000-60000"))

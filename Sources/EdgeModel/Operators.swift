@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A person who may log in to the plan's routers over SSH (docs/plan.md, `operators:`): a name for
 /// logs and the authorized_keys file, and one or more SSH public keys.
@@ -92,7 +98,7 @@ extension FieldRules {
                 return refuse("is a damaged \(type) key (RFC 5656: curve \(curve) and an uncompressed point); copy the line again")
             }
         }
-        let comment = parts.count == 3 ? String(parts[2]).trimmingCharacters(in: .whitespaces) : ""
+        let comment = parts.count == 3 ? String(parts[2]).trimmingSpaces() : ""
         return .success(SSHPublicKey(type: type, blob: blob, comment: comment))
     }
 }

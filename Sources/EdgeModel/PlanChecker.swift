@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The semantic rules of a plan (docs/plan.md, "Rules"), applied to the draft read from YAML.
 /// Every rule that fails adds one diagnostic; the plan is returned only if all pass.

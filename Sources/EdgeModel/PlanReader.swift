@@ -1,8 +1,13 @@
 import EdgeErrors
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
+#else
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 #else
 import Foundation
+#endif
 #endif
 
 // MARK: - The document
@@ -74,7 +79,7 @@ struct NodeReader {
                 continue
             }
             if !allowed.contains(name) {
-                let hint = allowed.first { $0.replacingOccurrences(of: "_", with: "") == name.lowercased().replacingOccurrences(of: "_", with: "").replacingOccurrences(of: "-", with: "") }
+                let hint = allowed.first { $0.replacing("_", with: "") == name.lowercased().replacing("_", with: "").replacing("-", with: "") }
                 let suggestion = hint.map { "; did you mean \"\($0)\"?" } ?? " (allowed: \(allowed.joined(separator: ", ")))"
                 error(Self.line(key), "unknown key \"\(name)\" in \(what)\(suggestion)")
                 continue

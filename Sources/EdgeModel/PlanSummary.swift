@@ -1,4 +1,10 @@
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The resolved addressing of a plan, as `edgekit plan show` prints it (and CI reads as JSON).
 public struct PlanSummary: Codable, Sendable, Equatable {
@@ -154,7 +160,7 @@ public struct PlanSummary: Codable, Sendable, Equatable {
               tunnel   \(tunnel)
               relay    \(relay.host)  wireguard \(relay.wireguardPort)/udp  registration \(relay.registrationPort)/udp  tunnel \(relay.tunnelAddress)
               mtu      uplink \(defaults.uplinkMTU), tunnel \(defaults.tunnelMTU), servers' mesh \(defaults.innerMTU)
-              vrrp     advert every \(String(format: "%.2f", defaults.vrrpAdvertInterval)) s; keepalive \(defaults.keepalive) s; relay forwards udp \(defaults.serverWireguardPorts)
+              vrrp     advert every \(String(cFormat: "%.2f", defaults.vrrpAdvertInterval)) s; keepalive \(defaults.keepalive) s; relay forwards udp \(defaults.serverWireguardPorts)
 
             """
         let header = ["SITE", "INDEX", "BOARD", "PREFIX", "VRRP", "VIP", "SLOT", "HOSTNAME", "PRIO", "GEN", "LAN ADDRESS", "TUNNEL ADDRESS", "UPLINK", "LAN"]
@@ -172,7 +178,7 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
             let cells = row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column == row.count - 1 ? cell : cell.padded(to: widths[column])
             }
             out += cells.joined(separator: "  ") + "\n"
         }
@@ -198,7 +204,7 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
             row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column == row.count - 1 ? cell : cell.padded(to: widths[column])
             }.joined(separator: "  ") + "\n"
         }.joined()
     }

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// `/etc/edgekit/relay.json`: everything the relay daemon needs, and nothing per site (docs/relay.md).
 /// The one schema of the file: `edgekit render --relay` writes it (EdgeRender fills it from the plan),

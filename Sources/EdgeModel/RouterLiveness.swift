@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// How one registered router looks from the relay now: its claim, whether WireGuard still hears
 /// from it, when it last registered (issue 17.5) and what it reported (issue 18.2). One element of

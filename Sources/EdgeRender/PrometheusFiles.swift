@@ -1,5 +1,11 @@
 import EdgeModel
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Prometheus on the relay VPS (Debian's `prometheus`, docs/fleet.md): the scrape config, the
 /// routers as file_sd targets from the plan, and the alert rules. Paths inside the config are
@@ -25,7 +31,7 @@ public enum PrometheusFiles {
                 plan: \(plan.name)
 
             rule_files:
-              - \((ConfigPaths.prometheusRules as NSString).lastPathComponent)
+              - \(ConfigPaths.prometheusRules.lastPathComponent)
 
             scrape_configs:
               # edgekit-relay serve: registrations, drops, peers, each site's master, each router's liveness.
@@ -35,7 +41,7 @@ public enum PrometheusFiles {
               # Each router's prometheus-node-exporter on its tunnel address, with the agent's edgekit_* series.
               - job_name: \(routerJob)
                 file_sd_configs:
-                  - files: [\((ConfigPaths.prometheusRouterTargets as NSString).lastPathComponent)]
+                  - files: [\(ConfigPaths.prometheusRouterTargets.lastPathComponent)]
 
             """
     }

@@ -1,5 +1,10 @@
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// The relay daemon's own config file, `/etc/edgekit/relay.json` (`edgekit-relay serve --config`),
 /// filled from the plan. Its schema is `EdgeModel.RelayConfig`, the one the daemon reads

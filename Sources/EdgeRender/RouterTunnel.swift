@@ -1,5 +1,11 @@
 import EdgeModel
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A router's WireGuard tunnel to one relay of the plan: its interface, its files and the port it
 /// listens on. A router keeps one to every relay (docs/relay.md, "Running several relays"), each
@@ -77,7 +83,7 @@ public struct RouterTunnelFiles: Sendable, Equatable {
 
     /// Whether `path` is one of a router tunnel's files.
     public static func isTunnelFile(_ path: String) -> Bool {
-        let name = (path as NSString).lastPathComponent
+        let name = path.lastPathComponent
         let prefix = InterfaceNames.routerTunnel
         return (path.hasPrefix(ConfigPaths.networkdDirectory + "/30-edgekit-\(prefix)") && (name.hasSuffix(".netdev") || name.hasSuffix(".network")))
             || (path.hasPrefix(setconfDirectory + "/\(prefix)") && name.hasSuffix(".conf"))

@@ -1,7 +1,12 @@
 import EdgeCrypto
 import EdgeErrors
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// What a path given as a profile input is: the one place that decides between a mounted stick,
 /// a bare `profile.age`, a stick image or device, and everything else. `edgekit profile inspect`

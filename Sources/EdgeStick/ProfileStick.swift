@@ -1,7 +1,12 @@
 import EdgeCrypto
 import EdgeErrors
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A profile stick: any FAT or ext4 filesystem labelled `EDGEPROFILE` holding one `profile.age`.
 ///
@@ -26,19 +31,19 @@ public enum ProfileStick {
         profile.age is sealed to the site image and signed by the operator; it is useless
         anywhere else. Keep exactly one profile.age on the stick. Docs: docs/replace-router.md
 
-        """.replacingOccurrences(of: "\n", with: "\r\n")
+        """.replacing("\n", with: "\r\n")
     }
 
     /// Writes a FAT stick image holding `profile` and a README to `output`, atomically: on any
     /// failure nothing is left at `output`.
     public static func build(profile: Data, readme: String, output: String, volumeID: UInt32) throws {
-        let directory = (output as NSString).deletingLastPathComponent
-        let staging = (directory.isEmpty ? "." : directory) + "/.\((output as NSString).lastPathComponent).partial-\(getpid())"
+        let directory = output.deletingLastPathComponent
+        let staging = (directory.isEmpty ? "." : directory) + "/.\(output.lastPathComponent).partial-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: staging) }
         do {
             // --invariant + a fixed volume id: the same profile gives the same image bytes.
             let image = try FATImage.format(staging, bytes: imageSize, bits: 12, label: label,
-                                            volumeID: String(format: "%08X", volumeID), mode: 0o600)
+                                            volumeID: String(cFormat: "%08X", volumeID), mode: 0o600)
             try image.add([("::/\(profileName)", profile), ("::/README.txt", Data(readme.utf8))])
         } catch let error as FATImageError {
             throw StickError.cannotWrite(output, error.reason)
@@ -77,11 +82,11 @@ public enum ProfileStick {
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: path)
         } catch {
-            throw .unreadable(path, error.localizedDescription, cause: ErrorCause(error))
+            throw .unreadable(path, error.plainDescription, cause: ErrorCause(error))
         }
         let name = try findProfile(in: names, path)
-        let file = (path as NSString).appendingPathComponent(name)
-        return (try readRegularFile(file, stick: path), (path as NSString).appendingPathComponent(profileName))
+        let file = path.appendingPath(name)
+        return (try readRegularFile(file, stick: path), path.appendingPath(profileName))
     }
 
     /// Reads at most `SealedProfile.maximumSize + 1` bytes of `file`, which must be a regular file

@@ -1,6 +1,11 @@
 import EdgeCrypto
 import EdgeModel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One router's sealed `profile.age`, with what a stick needs around it (`edgekit profile seal`,
 /// `edgekit stick build`).

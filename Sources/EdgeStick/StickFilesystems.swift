@@ -1,7 +1,12 @@
 import EdgeCrypto
 import EdgeErrors
 import EdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Reading `profile.age` from a stick's filesystem with the standard tools, straight from the
 /// image or device (no mount), in the same steps for FAT and ext4: list the root, pick the one

@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Writes a whole file so that no one ever sees it half written or with a wider mode than asked:
 /// a temporary file beside the target is created owner-only (whatever the umask), set to `mode`
@@ -12,8 +17,8 @@ public enum AtomicFile {
     /// Writes `data` to `path` with permission bits `mode`.
     /// - Parameter replace: when false, an existing `path` is an error and is left untouched.
     public static func write(_ data: Data, to path: String, mode: Int, replace: Bool) throws {
-        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let directory = path.deletingLastPathComponent.isEmpty ? "." : path.deletingLastPathComponent
+        let name = path.lastPathComponent
         if !replace, exists(path) { throw AtomicFileError.alreadyExists(path) }
         let (fd, temporary) = try createTemporary(in: directory, for: name, path: path)
         var placed = false
@@ -59,7 +64,7 @@ public enum AtomicFile {
         try data.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = Foundation.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     throw AtomicFileError.systemFailure(path)

@@ -1,4 +1,11 @@
+import Dispatch
+import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One run of a tool whose output was read only up to a limit (`SystemCommand.runBounded`).
 public struct BoundedResult: Sendable {
@@ -23,7 +30,7 @@ public struct BoundedResult: Sendable {
     /// `Printable.escaped`: it is the tool's text, and may echo the input.
     public func reason(skipping prefixes: [String] = []) -> String {
         let lines = String(decoding: stderr, as: UTF8.self).split(whereSeparator: \.isNewline)
-            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .map { $0.trimmingSpaces() }
             .filter { line in !line.isEmpty && !prefixes.contains { line.hasPrefix($0) } }
         if let first = lines.first { return first }
         if let signal { return "killed by signal \(signal)" }
@@ -58,37 +65,29 @@ extension SystemCommand {
     /// debugfs cat) costs at most the limit in memory whatever the file claims or holds.
     public static func runBounded(_ tool: String, _ arguments: [String], outputLimit: Int) throws -> BoundedResult {
         guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let started: SpawnedTool
         do {
-            try process.run()
+            started = try SpawnedTool.start(path, arguments, environment: nil, stdin: .null, stdout: .pipe, stderr: .pipe)
         } catch {
-            throw SystemCommandError.cannotStart(tool, "\(error.localizedDescription)")
+            throw SystemCommandError.cannotStart(tool, error.description)
         }
         // stderr is drained on another thread (kept up to its limit, the rest discarded) so a
         // tool that writes much there never blocks.
         let errorData = LockedData()
         let group = DispatchGroup()
         group.enter()
-        let errorHandle = err.fileHandleForReading
+        let errors = started.errors!
         DispatchQueue.global().async {
-            errorData.set(SystemCommand.readCapped(errorHandle.fileDescriptor, limit: BoundedResult.errorLimit, drain: true).data)
+            errorData.set(SystemCommand.readCapped(errors, limit: BoundedResult.errorLimit, drain: true).data)
+            close(errors)
             group.leave()
         }
-        let (output, exceeded) = readCapped(out.fileHandleForReading.fileDescriptor, limit: outputLimit, drain: false)
-        if exceeded { kill(process.processIdentifier, SIGKILL) }
-        try? out.fileHandleForReading.close()
+        let (output, exceeded) = readCapped(started.output!, limit: outputLimit, drain: false)
+        if exceeded { kill(started.pid, SIGKILL) }
+        close(started.output!)
         group.wait()
-        process.waitUntilExit()
-        let signalled = process.terminationReason == .uncaughtSignal
-        return BoundedResult(status: signalled ? 128 + process.terminationStatus : process.terminationStatus,
-                             signal: signalled ? process.terminationStatus : nil,
+        let (status, signal) = started.wait()
+        return BoundedResult(status: signal == nil ? status : 128 + status, signal: signal,
                              stdout: output, stderr: errorData.get(), exceeded: exceeded)
     }
 

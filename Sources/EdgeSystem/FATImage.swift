@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A FAT filesystem image made with the standard tools, without root, loop devices or mounts:
 /// `mkfs.vfat --invariant` formats it, mtools (`mmd`, `mcopy -m`) fills it. The appliance's ESP
@@ -15,7 +20,7 @@ public struct FATImage: Sendable {
     public static func format(_ path: String, bytes: Int, bits: Int, label: String, volumeID: String, mode: Int = 0o644,
                               environment: [String: String]? = nil) throws -> FATImage {
         guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: mode]) else {
-            throw FATImageError(path: path, reason: "cannot create it in \((path as NSString).deletingLastPathComponent)")
+            throw FATImageError(path: path, reason: "cannot create it in \(path.deletingLastPathComponent)")
         }
         guard truncate(path, off_t(bytes)) == 0 else {
             throw FATImageError(path: path, reason: String(cString: strerror(errno)))
@@ -38,7 +43,7 @@ public struct FATImage: Sendable {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         for (index, file) in files.enumerated() {
-            let name = (file.target as NSString).lastPathComponent
+            let name = file.target.lastPathComponent
             let folder = scratch + "/\(index)"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
             let staged = folder + "/" + name

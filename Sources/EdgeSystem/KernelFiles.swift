@@ -1,5 +1,10 @@
 import CEdgeSystem
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// Copying file contents inside the kernel, and pseudo-terminals: the syscalls behind
 /// `CEdgeSystem`, with Swift types only.

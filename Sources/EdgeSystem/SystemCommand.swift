@@ -1,5 +1,11 @@
 import EdgeErrors
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One run of a system tool: what it printed and how it ended.
 public struct CommandResult: Sendable {
@@ -9,7 +15,7 @@ public struct CommandResult: Sendable {
 
     public var succeeded: Bool { status == 0 }
     public var output: String { String(decoding: stdout, as: UTF8.self) }
-    public var errorText: String { String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+    public var errorText: String { String(decoding: stderr, as: UTF8.self).trimmingWhitespace() }
 }
 
 /// Runs the standard tools edgekit relies on (mtools, blkid, mkfs.vfat, wg, nft, …).
@@ -25,7 +31,7 @@ public enum SystemCommand {
         if tool.contains("/") { return FileManager.default.isExecutableFile(atPath: tool) ? tool : nil }
         let fromEnvironment = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
         for dir in fromEnvironment + searchPath {
-            let candidate = (dir as NSString).appendingPathComponent(tool)
+            let candidate = dir.appendingPath(tool)
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
@@ -35,61 +41,41 @@ public enum SystemCommand {
     public static func run(_ tool: String, _ arguments: [String], stdin: Data? = nil,
                            environment: [String: String]? = nil) throws -> CommandResult {
         guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let out = Pipe()
-        let err = Pipe()
-        let input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        let started: SpawnedTool
         do {
-            try process.run()
+            started = try SpawnedTool.start(path, arguments, environment: environment,
+                                          stdin: stdin == nil ? .null : .pipe, stdout: .pipe, stderr: .pipe)
         } catch {
-            throw SystemCommandError.cannotStart(tool, "\(error.localizedDescription)")
+            throw SystemCommandError.cannotStart(tool, error.description)
         }
-        if let stdin {
-            // Write on another thread so a tool that prints before reading all input cannot deadlock.
-            let writer = input.fileHandleForWriting
-            DispatchQueue.global().async {
-                writer.write(stdin)
-                try? writer.close()
-            }
-        }
-        // Drain stderr concurrently with stdout, for the same reason.
+        if let stdin { started.feed(stdin) }
+        // Drain stderr concurrently with stdout, so a tool that fills one pipe cannot deadlock us.
         let errorData = LockedData()
         let group = DispatchGroup()
         group.enter()
+        let errors = started.errors!
         DispatchQueue.global().async {
-            errorData.set(err.fileHandleForReading.readDataToEndOfFile())
+            errorData.set(readCapped(errors, limit: .max, drain: false).data)
+            close(errors)
             group.leave()
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = readCapped(started.output!, limit: .max, drain: false).data
+        close(started.output!)
         group.wait()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, stdout: outData, stderr: errorData.get())
+        return CommandResult(status: started.wait().status, stdout: outData, stderr: errorData.get())
     }
 
     /// Runs a long job with its stderr passed straight to ours, so the operator sees its progress;
     /// stdout is discarded. Returns the exit status.
     public static func runShowingProgress(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Int32 {
         guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
+        let started: SpawnedTool
         do {
-            try process.run()
+            started = try SpawnedTool.start(path, arguments, environment: environment, stdin: .null, stdout: .parentError, stderr: .parentError)
         } catch {
-            throw SystemCommandError.cannotStart(tool, error.localizedDescription)
+            throw SystemCommandError.cannotStart(tool, error.description)
         }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return started.wait().status
     }
 
     /// Runs `tool` and throws its stderr as a one-line error when it fails.
@@ -106,7 +92,7 @@ public enum SystemCommand {
 }
 
 final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var data = Data()
     func set(_ value: Data) { lock.lock(); data = value; lock.unlock() }
     func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }

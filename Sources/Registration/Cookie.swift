@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// The relay's stateless cookies (docs/protocol.md, "Cookie"): `T || HMAC(secret, T || R || A)[0..<16]`.

@@ -1,5 +1,10 @@
 import EdgeErrors
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// The two MAC keys that only the router and the relay can compute (docs/protocol.md, "Keys"):

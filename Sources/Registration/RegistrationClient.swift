@@ -1,7 +1,13 @@
 import EdgeCrypto
 import EdgeErrors
 import EdgeModel
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import SystemCrypto
 
 /// What the relay confirmed (a verified RESULT with status `accepted`).
@@ -165,7 +171,7 @@ public struct RegistrationClient: Sendable {
             if fallback.record(outcome, reported: report != nil) { logFallback() }
             if let result = try decide(outcome, attempts: attempts, problem: &lastProblem) { return result }
             let pause = min(backoff(after: attempts), configuration.deadline - (ContinuousClock.now - started))
-            if pause > .zero { Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18) }
+            if pause > .zero { Threads.sleep(Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18) }
         }
     }
 

@@ -1,7 +1,12 @@
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
+#else
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 #else
 import Foundation
+#endif
 #endif
 
 /// X25519 key agreement (RFC 7748) and Ed25519 signatures (RFC 8032), by libcrypto.

@@ -1,7 +1,12 @@
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
+#else
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 #else
 import Foundation
+#endif
 #endif
 
 /// A symmetric key. Its bytes are zeroed when the last copy of the key goes away.

@@ -1,7 +1,12 @@
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
+#else
+#if canImport(FoundationEssentials)
+import FoundationEssentials
 #else
 import Foundation
+#endif
 #endif
 internal import COpenSSL
 

@@ -1,7 +1,12 @@
 import ArgumentParser
 import CLISupport
 import EdgeAgent
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 @main
 enum Main {
@@ -43,7 +48,7 @@ struct RootOptions: ParsableArguments {
         case .processes:
             var tools: [String: String] = [:]
             for (key, value) in ProcessInfo.processInfo.environment where key.hasPrefix("EDGEKIT_AGENT_TOOL_") {
-                tools[String(key.dropFirst("EDGEKIT_AGENT_TOOL_".count)).lowercased().replacingOccurrences(of: "_", with: "-")] = value
+                tools[String(key.dropFirst("EDGEKIT_AGENT_TOOL_".count)).lowercased().replacing("_", with: "-")] = value
             }
             return ChildProcessServices(paths: paths, tools: tools)
         }

@@ -5,7 +5,7 @@
 
 /* The syscalls EdgeSystem needs that Swift cannot reach through Glibc's headers as shipped: they
    are declared only under _GNU_SOURCE/_XOPEN_SOURCE or are macros (FICLONE). Wrapped in Swift by
-   Sources/EdgeSystem/KernelFiles.swift; nothing else calls these. */
+   Sources/EdgeSystem/KernelFiles.swift and Spawn.swift; nothing else calls these. */
 
 /* copy_file_range(2): copy `length` bytes inside the kernel; the offsets advance. */
 ssize_t edgekit_copy_file_range(int in, long long *in_offset, int out, long long *out_offset, size_t length);
@@ -17,4 +17,6 @@ int edgekit_reflink(int destination, int source);
 /* A pseudo-terminal sized `columns` wide: returns the controlling side and stores the terminal
    side in *terminal; -1 when the system has no pseudo-terminals. */
 int edgekit_open_pty(int *terminal, unsigned short columns);
+/* pipe2(O_CLOEXEC): a pipe neither of whose ends leaks into a program another thread starts. */
+int edgekit_pipe_cloexec(int fds[2]);
 #endif
