@@ -302,6 +302,40 @@ struct RelayLabTests {
         }
     }
 
+    /// Issue 20's fleet case at CI size: 1,000 distinct routers register at once (all accepted,
+    /// WireGuard holds every one), the relay restarts into a re-created, empty interface and
+    /// restores all 1,000 peers from SQLite, and all 1,000 register again. The lab's routers all
+    /// send from one address, so the per-source bucket stands for 1,000 addresses (as in
+    /// bench/relay.sh); the global key-agreement budget is the shipped one.
+    @Test func aThousandRoutersRegisterAtOnceAndARestartRestoresThemAll() throws {
+        let count = 1_000
+        let shipped = RelayConfig.RateLimit()
+        try Lab(perSourcePerSecond: 1_000_000, globalPerSecond: shipped.globalPerSecond).withRelay { lab in
+            let slots = RouterSlots(count)
+            DispatchQueue.concurrentPerform(iterations: count) { index in
+                slots.set(index, try! ManualRouter(Fixture.synthetic(index)))
+            }
+            let routers = slots.all
+            let keys = Set(routers.map(\.router.key.publicKeyBase64))
+
+            let cold = RegistrationStorm(routers: routers).run(lab: lab, timeout: 90)
+            #expect(cold.accepted == count, "\(cold.accepted) of \(count) registered from cold (\(cold.refused) refused)")
+            #expect(Set(try lab.wireGuardPeers().keys) == keys)
+
+            #expect(try lab.stopRelay() == 0)
+            try lab.recreateRelayInterface()
+            let restart = ContinuousClock.now
+            try lab.startRelay()
+            let restored = try lab.wireGuardPeers()
+            print("RelayLabTests: \(count) routers: cold storm \(String(format: "%.2f", cold.seconds)) s; restart restored \(restored.count) peers in \(String(format: "%.2f", (ContinuousClock.now - restart).seconds)) s")
+            #expect(Set(restored.keys) == keys, "the restart restored \(restored.count) of \(count) peers")
+            #expect(restored.mapValues { $0.sorted() } == (try lab.databasePeers()), "WireGuard differs from the database after the restart")
+
+            let again = RegistrationStorm(routers: routers).run(lab: lab, timeout: 90)
+            #expect(again.accepted == count, "\(again.accepted) of \(count) registered again after the restart")
+        }
+    }
+
     /// Many routers registering while the relay is killed (-9) and stopped (SIGTERM): after every
     /// start the database is consistent and WireGuard holds exactly what it says.
     @Test func killAndRestartDuringARegistrationStormLeaveWireGuardEqualToTheDatabase() throws {
