@@ -94,6 +94,9 @@ enum AgentBench {
             Thread.sleep(forTimeInterval: 1)
         }
         let resident = median(rss) / 1024
+        let last = contents("/proc/\(pid)/status")
+        print(String(format: "  of it: anonymous (heap, stacks) %.1f MiB, file-backed (the binary's and libraries' pages in use) %.1f MiB",
+                     kibibytes(last, "RssAnon:") / 1024, kibibytes(last, "RssFile:") / 1024))
         print(String(format: "run while supervising: VmRSS %.1f MiB (median of 5 samples, 5-9 s after start), VmHWM %.1f MiB (target ≤ 15 MiB, issue 20) %@",
                      resident, hwm / 1024, resident <= 15 ? "PASS" : "MISSED"))
         let stopping = DispatchTime.now().uptimeNanoseconds
