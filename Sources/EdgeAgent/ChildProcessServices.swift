@@ -69,6 +69,7 @@ public struct ChildProcessServices: ServiceControl {
             if let uplink = NetworkdFile(paths.live(ConfigPaths.uplinkNetwork)).values("Name").first {
                 try check(service, tool("ip"), ["link", "set", uplink, "up"])
             }
+            try configureDMZ(lan: lan.values("Name").first)
         case .radvd:
             let config = paths.live(ConfigPaths.radvd)
             try restartDaemon(service, name: "radvd", [tool("radvd"), "-n", "-m", "stderr", "-C", config,
@@ -83,6 +84,40 @@ public struct ChildProcessServices: ServiceControl {
             try restartTunnel()
         case .ssh:
             try restartSSH()
+        }
+    }
+
+    /// The DMZ VLAN as networkd makes it from the `.netdev` and `.network` (docs/dmz.md): the VLAN
+    /// on the LAN port, up, its /64 on-link, and the rule that sends the DMZ's traffic to the table
+    /// whose default route is the relay's tunnel. Without a DMZ in the profile, a VLAN left by an
+    /// earlier one is deleted.
+    func configureDMZ(lan: String?) throws {
+        let netdev = NetworkdFile(paths.live(ConfigPaths.dmzNetdev))
+        let network = NetworkdFile(paths.live(ConfigPaths.dmzNetwork))
+        guard let lan, let name = netdev.values("Name").first, let id = netdev.values("Id").first else {
+            _ = try? attempt(tool("ip"), ["link", "delete", InterfaceNames.dmz])
+            deleteRules(priority: "\(ConfigPaths.dmzRulePriority)")
+            return
+        }
+        if try !attempt(tool("ip"), ["link", "show", "dev", name]).succeeded {
+            try check(.networkd, tool("ip"), ["link", "add", "link", lan, "name", name, "type", "vlan", "id", id])
+        }
+        try check(.networkd, tool("ip"), ["link", "set", name, "up"])
+        for route in network.routes {
+            try check(.networkd, tool("ip"), route.arguments(dev: name))
+        }
+        for rule in network.rules {
+            let priority = rule.priority ?? "\(ConfigPaths.dmzRulePriority)"
+            // Replace: one rule at this priority, whatever an earlier apply left.
+            deleteRules(priority: priority)
+            try check(.networkd, tool("ip"), ["-6", "rule", "add", "from", rule.from, "table", rule.table, "priority", priority])
+        }
+    }
+
+    /// Deletes the IPv6 rules at `priority` (a bounded number: `ip rule del` removes one per call).
+    func deleteRules(priority: String) {
+        for _ in 0..<16 {
+            guard (try? attempt(tool("ip"), ["-6", "rule", "del", "priority", priority]))?.succeeded == true else { return }
         }
     }
 
@@ -216,8 +251,7 @@ public struct ChildProcessServices: ServiceControl {
             try check(.tunnel, tool("ip"), ["-6", "addr", "replace", address, "dev", interface, "nodad"])
         }
         for route in network.routes {
-            try check(.tunnel, tool("ip"), ["-6", "route", "replace", route.destination, "dev", interface]
-                                            + (route.metric.map { ["metric", $0] } ?? []))
+            try check(.tunnel, tool("ip"), route.arguments(dev: interface))
         }
     }
 
@@ -361,19 +395,49 @@ struct NetworkdFile {
             let trimmed = line.trimmingSpaces()
             if trimmed.hasPrefix("[") {
                 section = trimmed
-                if section == "[Route]" { routes.append(("", nil)) }
+                if section == "[Route]" { routes.append(Route()) }
+                if section == "[RoutingPolicyRule]" { rules.append(Rule()) }
                 continue
             }
             guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
             let key = String(trimmed[..<equals]), value = String(trimmed[trimmed.index(after: equals)...])
             pairs.append((key, value))
-            if section == "[Route]", key == "Destination" { routes[routes.count - 1].destination = value }
-            if section == "[Route]", key == "Metric" { routes[routes.count - 1].metric = value }
+            switch (section, key) {
+            case ("[Route]", "Destination"): routes[routes.count - 1].destination = value
+            case ("[Route]", "Metric"): routes[routes.count - 1].metric = value
+            case ("[Route]", "Table"): routes[routes.count - 1].table = value
+            case ("[RoutingPolicyRule]", "From"): rules[rules.count - 1].from = value
+            case ("[RoutingPolicyRule]", "Table"): rules[rules.count - 1].table = value
+            case ("[RoutingPolicyRule]", "Priority"): rules[rules.count - 1].priority = value
+            default: break
+            }
         }
     }
 
-    /// `[Route]` sections, in order: each one's `Destination=` and, when it has one, `Metric=`.
-    private(set) var routes: [(destination: String, metric: String?)] = []
+    /// A `[Route]` section: `Destination=`, and `Metric=` and `Table=` when it has them.
+    struct Route {
+        var destination = ""
+        var metric: String?
+        var table: String?
+
+        /// `ip -6 route replace` arguments for this route on `interface`.
+        func arguments(dev interface: String) -> [String] {
+            ["-6", "route", "replace", destination, "dev", interface] + (metric.map { ["metric", $0] } ?? [])
+                + (table.map { ["table", $0] } ?? [])
+        }
+    }
+
+    /// A `[RoutingPolicyRule]` section: `From=`, `Table=`, `Priority=`.
+    struct Rule {
+        var from = ""
+        var table = ""
+        var priority: String?
+    }
+
+    /// `[Route]` sections, in order.
+    private(set) var routes: [Route] = []
+    /// `[RoutingPolicyRule]` sections, in order.
+    private(set) var rules: [Rule] = []
 
     func values(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1) }
 }

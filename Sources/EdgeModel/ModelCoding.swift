@@ -37,7 +37,7 @@ extension Router: Codable {
 
 extension Site: Codable {
     enum CodingKeys: String, CodingKey {
-        case name, index, prefix, vip, routers, nat64
+        case name, index, prefix, vip, routers, nat64, dmz
         case vrrpID = "vrrp_id"
         case linkLocalVIP = "link_local_vip"
     }
@@ -54,6 +54,8 @@ extension Site: Codable {
         board = .default  // a build input, not carried by documents (see `Site.board`)
         // On the wire only when true, so profiles of sites without NAT64 read as before.
         nat64 = c.contains(.nat64) ? try c.field(.nat64, as: Bool.self) : false
+        // Only for a site with a DMZ (docs/dmz.md).
+        dmz = c.contains(.dmz) ? try c.field(.dmz, as: DMZ.self) : nil
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -66,6 +68,29 @@ extension Site: Codable {
         try c.encode(linkLocalVIP, forKey: .linkLocalVIP)
         try c.encode(routers, forKey: .routers)
         if nat64 { try c.encode(true, forKey: .nat64) }
+        if let dmz { try c.encode(dmz, forKey: .dmz) }
+    }
+}
+
+/// A site's DMZ on the wire (the profile's `site.dmz`): its VLAN, its public /64 and the relay
+/// that routes it, read with the plan's rules.
+extension DMZ: Codable {
+    enum CodingKeys: String, CodingKey {
+        case vlan, prefix, relay
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        vlan = try c.field(.vlan, as: Int.self) { FieldRules.integer($0, in: DMZ.vlans) }
+        prefix = try c.field(.prefix, as: String.self, FieldRules.prefix)
+        relay = try c.field(.relay, as: String.self, FieldRules.name)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vlan, forKey: .vlan)
+        try c.encode(prefix, forKey: .prefix)
+        try c.encode(relay, forKey: .relay)
     }
 }
 

@@ -90,6 +90,11 @@ public struct Plan: Sendable, Equatable {
     /// The sites whose hosts use the NAT64.
     public var nat64Sites: [Site] { sites.filter(\.nat64) }
 
+    /// The sites whose DMZ is routed through `relay`.
+    public func dmzSites(of relay: Relay) -> [Site] {
+        sites.filter { $0.dmz?.relay == relay.name }
+    }
+
     /// The server called `name`, if any.
     public func server(named name: String) -> Server? {
         servers.first { $0.name == name }
@@ -223,14 +228,19 @@ public struct Relay: Sendable, Equatable {
     public var registrationPort: UInt16
     /// The relay's own /128 inside the plan's tunnel range.
     public var tunnelAddress: IPv6Address
+    /// A public prefix the relay's provider routes to the relay (`public_prefix:`), whose /64s the
+    /// sites' DMZs use (docs/dmz.md); nil when it has none. A plan input: routers learn their DMZ's
+    /// /64 from their site, the relay its prefix and routes from relay.json.
+    public var publicPrefix: IPv6Prefix?
 
     public init(name: String = Relay.singleName, host: String, wireguardPort: UInt16, registrationPort: UInt16,
-                tunnelAddress: IPv6Address) {
+                tunnelAddress: IPv6Address, publicPrefix: IPv6Prefix? = nil) {
         self.name = name
         self.host = host
         self.wireguardPort = wireguardPort
         self.registrationPort = registrationPort
         self.tunnelAddress = tunnelAddress
+        self.publicPrefix = publicPrefix
     }
 
     public static let defaultWireGuardPort: UInt16 = 51820
@@ -310,6 +320,27 @@ public struct Defaults: Sendable, Equatable {
     public var innerMTU: Int { max(Defaults.ipv6MinimumMTU, uplinkMTU - 2 * Defaults.wireGuardOverhead) }
 }
 
+/// A site's DMZ (docs/dmz.md): a VLAN on the routers' LAN port whose hosts take addresses from a
+/// public /64 that `relay`'s provider routes to that relay, which routes it through the tunnel to
+/// the site's master. DMZ hosts reach the internet (and are reached from it) through that relay,
+/// never the site LAN or another site.
+public struct DMZ: Sendable, Equatable {
+    /// The 802.1Q VLAN id on the LAN port, 1–4094.
+    public var vlan: Int
+    /// The DMZ's /64, inside `relay`'s public prefix.
+    public var prefix: IPv6Prefix
+    /// The name of the relay whose public prefix holds `prefix`.
+    public var relay: String
+
+    public init(vlan: Int, prefix: IPv6Prefix, relay: String) {
+        self.vlan = vlan
+        self.prefix = prefix
+        self.relay = relay
+    }
+
+    public static let vlans = 1...4094
+}
+
 /// One site: a LAN with one /64, one VRRP group and one or two edge routers.
 public struct Site: Sendable, Equatable {
     public var name: String
@@ -330,10 +361,14 @@ public struct Site: Sendable, Equatable {
     /// Whether the site's IPv6-only hosts reach IPv4 through the relay's NAT64 (`nat64: true`): the
     /// routers announce the relay's DNS64 resolver on the LAN (docs/nat64.md).
     public var nat64: Bool
+    /// The site's DMZ (`dmz:`), if it has one: a VLAN on the LAN port with a public /64 (docs/dmz.md).
+    public var dmz: DMZ?
 
     public init(name: String, index: Int, prefix: IPv6Prefix, vrrpID: Int, vip: IPv6Address,
-                linkLocalVIP: IPv6Address, routers: [Router], board: Board = .default, nat64: Bool = false) {
+                linkLocalVIP: IPv6Address, routers: [Router], board: Board = .default, nat64: Bool = false,
+                dmz: DMZ? = nil) {
         self.nat64 = nat64
+        self.dmz = dmz
         self.name = name
         self.index = index
         self.prefix = prefix

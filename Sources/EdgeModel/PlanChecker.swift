@@ -94,7 +94,8 @@ struct PlanChecker {
         let tunnel = checkTunnel(draft.tunnel, outside: ula)
         let relays = checkRelays(draft, tunnel: tunnel)
         let defaults = checkDefaults(draft.defaults)
-        let sites = checkSites(draft, ula: ula, tunnel: tunnel, relays: relays)
+        var sites = checkSites(draft, ula: ula, tunnel: tunnel, relays: relays)
+        checkDMZs(draft, sites: &sites, relays: relays)
         let operators = checkOperators(draft.operators)
         let mesh = draft.mesh.flatMap { checkMesh($0, ula: ula, tunnel: tunnel, defaults: defaults) }
         let servers = checkServers(draft, sites: sites, mesh: mesh)
@@ -200,8 +201,70 @@ struct PlanChecker {
                 error(located.line, "\(what)tunnel_address \(address) is outside tunnel \(tunnel)")
             }
         }
-        guard let host, let tunnelAddress, wgPort != regPort else { return nil }
-        return Relay(name: name, host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress)
+        let publicPrefix = draft.publicPrefix.flatMap { checkPublicPrefix($0, "\(what)public_prefix") }
+        guard let host, let tunnelAddress, wgPort != regPort, draft.publicPrefix == nil || publicPrefix != nil else { return nil }
+        return Relay(name: name, host: host, wireguardPort: wgPort, registrationPort: regPort, tunnelAddress: tunnelAddress,
+                     publicPrefix: publicPrefix)
+    }
+
+    /// A relay's `public_prefix`: global unicast (inside 2000::/3), /32 to /64, so it holds whole /64s.
+    mutating func checkPublicPrefix(_ located: Located<String>, _ what: String) -> IPv6Prefix? {
+        guard let value = prefix(located, what) else { return nil }
+        guard IPv6Prefix("2000::/3")!.contains(value) else {
+            error(located.line, "\(what) \(value) is not a public (global unicast, 2000::/3) prefix; use the one your provider routes to the relay")
+            return nil
+        }
+        guard (32...64).contains(value.length) else {
+            error(located.line, "\(what) must be a /32 to /64 (each DMZ takes a /64), found /\(value.length)")
+            return nil
+        }
+        return value
+    }
+
+    /// Each site's `dmz:` (docs/dmz.md): `vlan` 1–4094; `prefix` a /64 inside some relay's
+    /// `public_prefix`, by default the first such relay's /64 numbered like the site (its index);
+    /// no two DMZs share a /64. The relay whose prefix holds it routes it.
+    mutating func checkDMZs(_ draft: PlanDraft, sites: inout [Site], relays: [Relay]) {
+        var used: [IPv6Prefix: (site: String, line: Int)] = [:]
+        for siteDraft in draft.sites {
+            guard let dmzDraft = siteDraft.dmz else { continue }
+            let what = dmzDraft.what
+            let owners = relays.filter { $0.publicPrefix != nil }
+            guard let first = owners.first?.publicPrefix else {
+                // A public_prefix that is there but wrong has its own error; this one would repeat it.
+                if draft.relays.contains(where: { $0.publicPrefix != nil }) { continue }
+                error(dmzDraft.line, "\(what) needs a relay with public_prefix (the public prefix your provider routes to the relay)")
+                continue
+            }
+            var prefix: IPv6Prefix?
+            if let located = siteDraft.dmz?.prefix {
+                if let value = self.prefix(located, "\(what) prefix") {
+                    if value.length != 64 {
+                        error(located.line, "\(what) prefix must be a /64 (hosts configure themselves by SLAAC), found /\(value.length)")
+                    } else if !owners.contains(where: { $0.publicPrefix!.contains(value) }) {
+                        let prefixes = owners.map { "\($0.publicPrefix!)" }.joined(separator: ", ")
+                        error(located.line, "\(what) prefix \(value) is inside no relay's public_prefix (\(prefixes))")
+                    } else {
+                        prefix = value
+                    }
+                }
+            } else if let index = siteDraft.index?.value {
+                prefix = first.subnet(UInt64(index), length: 64)
+                if prefix == nil {
+                    error(dmzDraft.line, "\(what): public_prefix \(first) has no /64 number \(index) (the site's index); set the dmz prefix")
+                }
+            }
+            guard let prefix, let vlan = dmzDraft.vlan?.value, let relay = owners.first(where: { $0.publicPrefix!.contains(prefix) }) else { continue }
+            if let (other, line) = used[prefix] {
+                error(siteDraft.dmz?.prefix?.line ?? dmzDraft.line, "\(what) prefix \(prefix) is already the DMZ of site \"\(other)\" (line \(line))")
+                continue
+            }
+            let name = siteDraft.name?.value ?? what
+            used[prefix] = (name, dmzDraft.line)
+            if let at = sites.firstIndex(where: { $0.name == siteDraft.name?.value }) {
+                sites[at].dmz = DMZ(vlan: vlan, prefix: prefix, relay: relay.name)
+            }
+        }
     }
 
     mutating func checkDefaults(_ draft: PlanDraft.DefaultsDraft) -> Defaults {

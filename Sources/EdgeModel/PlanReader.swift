@@ -247,6 +247,14 @@ struct PlanDraft {
         var wireguardPort: Located<Int>?
         var registrationPort: Located<Int>?
         var tunnelAddress: Located<String>?
+        var publicPrefix: Located<String>?
+    }
+
+    struct DMZDraft {
+        var line: Int
+        var what: String
+        var vlan: Located<Int>?
+        var prefix: Located<String>?
     }
 
     struct DefaultsDraft {
@@ -278,6 +286,7 @@ struct PlanDraft {
         var board: Located<String>?
         var uplinkMTU: Located<Int>?
         var nat64: Located<String>?
+        var dmz: DMZDraft?
         var routers: [RouterDraft] = []
     }
 
@@ -298,10 +307,11 @@ struct PlanDraft {
     static let clientKeys = ["name", "address", "generation"]
     static let meshKeys = ["prefix", "port"]
     static let serverKeys = ["name", "site", "token", "address", "generation"]
-    static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address"]
+    static let relayKeys = ["host", "wireguard_port", "registration_port", "tunnel_address", "public_prefix"]
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
     static let operatorKeys = ["name", "ssh_keys"]
-    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "nat64", "routers"]
+    static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "nat64", "dmz", "routers"]
+    static let dmzKeys = ["vlan", "prefix"]
     static let nat64Keys = ["prefix", "dns_forward"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address", "uplink_mtu"]
 
@@ -310,7 +320,8 @@ struct PlanDraft {
             line: f.line, name: name, what: what, host: r.string(f, "host"),
             wireguardPort: r.integer(f, "wireguard_port", 1...65535, required: false),
             registrationPort: r.integer(f, "registration_port", 1...65535, required: false),
-            tunnelAddress: r.string(f, "tunnel_address", required: false))
+            tunnelAddress: r.string(f, "tunnel_address", required: false),
+            publicPrefix: r.string(f, "public_prefix", required: false))
     }
 
     static func read(_ root: PlanNode, _ r: inout NodeReader) -> PlanDraft {
@@ -376,6 +387,10 @@ struct PlanDraft {
                 board: r.string(f, "board", required: false),
                 uplinkMTU: r.integer(Fields(what: what, line: f.line, values: f.values), "uplink_mtu", FieldRules.uplinkMTUs, required: false),
                 nat64: r.string(Fields(what: what, line: f.line, values: f.values), "nat64", required: false))
+            if let node = f.values["dmz"], let d = r.fields(node, "\(what) dmz", allowed: dmzKeys) {
+                site.dmz = DMZDraft(line: d.line, what: "\(what) dmz", vlan: r.integer(d, "vlan", DMZ.vlans),
+                                    prefix: r.string(d, "prefix", required: false))
+            }
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
                 let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"
                 guard let rf = r.fields(routerNode, routerLabel, allowed: routerKeys) else { continue }

@@ -57,6 +57,28 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     /// The plan's clients (laptops, phones) that connect through this relay: WireGuard peers the
     /// daemon keeps beside the routers, each with its /128 (docs/clients.md). Empty on other relays.
     public var clients: [Client]
+    /// The public prefix the provider routes to this relay (the plan's `public_prefix`), nil when it
+    /// has none: the daemon routes it into the tunnel, with a blackhole behind (docs/dmz.md).
+    public var publicPrefix: IPv6Prefix?
+    /// Which site /64's master gets which DMZ /64 of `publicPrefix`: the relay routes a DMZ to
+    /// whichever router holds its site's prefix.
+    public var dmzRoutes: [DMZRoute]
+
+    /// One site's DMZ as the relay routes it.
+    public struct DMZRoute: Codable, Sendable, Equatable {
+        public var sitePrefix: IPv6Prefix
+        public var prefix: IPv6Prefix
+
+        public init(sitePrefix: IPv6Prefix, prefix: IPv6Prefix) {
+            self.sitePrefix = sitePrefix
+            self.prefix = prefix
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case sitePrefix = "site_prefix"
+            case prefix
+        }
+    }
 
     /// One client as the relay holds it: no secret, only its public key and address.
     public struct Client: Codable, Sendable, Equatable {
@@ -116,8 +138,11 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
                 batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
                 endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25, metricsAddresses: [String] = [],
-                metricsPort: UInt16 = RelayConfig.defaultMetricsPort, clients: [Client] = []) {
+                metricsPort: UInt16 = RelayConfig.defaultMetricsPort, clients: [Client] = [],
+                publicPrefix: IPv6Prefix? = nil, dmzRoutes: [DMZRoute] = []) {
         self.clients = clients
+        self.publicPrefix = publicPrefix
+        self.dmzRoutes = dmzRoutes
         self.listenAddress = listenAddress
         self.listenPort = listenPort
         self.interface = interface
@@ -157,6 +182,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case metricsAddresses = "metrics_addresses"
         case metricsPort = "metrics_port"
         case clients
+        case publicPrefix = "public_prefix"
+        case dmzRoutes = "dmz_routes"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,6 +207,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         metricsAddresses = try c.decodeIfPresent([String].self, forKey: .metricsAddresses) ?? []
         metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? RelayConfig.defaultMetricsPort
         clients = try c.decodeIfPresent([Client].self, forKey: .clients) ?? []
+        publicPrefix = try c.decodeIfPresent(IPv6Prefix.self, forKey: .publicPrefix)
+        dmzRoutes = try c.decodeIfPresent([DMZRoute].self, forKey: .dmzRoutes) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -205,6 +234,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         if !metricsAddresses.isEmpty { try c.encode(metricsAddresses, forKey: .metricsAddresses) }
         if metricsPort != defaults.metricsPort { try c.encode(metricsPort, forKey: .metricsPort) }
         if !clients.isEmpty { try c.encode(clients, forKey: .clients) }
+        try c.encodeIfPresent(publicPrefix, forKey: .publicPrefix)
+        if !dmzRoutes.isEmpty { try c.encode(dmzRoutes, forKey: .dmzRoutes) }
     }
 
     /// The first rule the values break, worded after the key (`ula … must be a /48`), or nil.
@@ -243,6 +274,19 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 return "clients: \(client.name) repeats another client's name, key or address"
             }
         }
+        if !dmzRoutes.isEmpty, publicPrefix == nil { return "dmz_routes need public_prefix" }
+        var dmzPrefixes = Set<IPv6Prefix>(), dmzSites = Set<IPv6Prefix>()
+        for route in dmzRoutes {
+            guard route.sitePrefix.length == 64, ula.contains(route.sitePrefix) else {
+                return "dmz_routes: site_prefix \(route.sitePrefix) is not a /64 inside ula \(ula)"
+            }
+            guard route.prefix.length == 64, let publicPrefix, publicPrefix.contains(route.prefix) else {
+                return "dmz_routes: prefix \(route.prefix) is not a /64 inside public_prefix \(publicPrefix.map { "\($0)" } ?? "(none)")"
+            }
+            guard dmzPrefixes.insert(route.prefix).inserted, dmzSites.insert(route.sitePrefix).inserted else {
+                return "dmz_routes: \(route.prefix) or \(route.sitePrefix) appears twice"
+            }
+        }
         return nil
     }
 
@@ -256,4 +300,5 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public static let keys = Set(CodingKeys.allCases.map(\.rawValue))
     public static let rateLimitKeys = Set(RateLimit.CodingKeys.allCases.map(\.rawValue))
     public static let clientKeys = Set(Client.CodingKeys.allCases.map(\.rawValue))
+    public static let dmzRouteKeys = Set(DMZRoute.CodingKeys.allCases.map(\.rawValue))
 }

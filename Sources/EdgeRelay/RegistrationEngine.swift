@@ -40,6 +40,8 @@ public actor RegistrationEngine {
     public private(set) var siteRoutes: SiteRoutes
     /// The clients whose revocation WireGuard already reflects.
     var revokedClients: Set<String> = []
+    /// Site /64 → its DMZ's /64 (relay.json `dmz_routes`, docs/dmz.md), as the database writes prefixes.
+    let dmzBySite: [String: String]
 
     public init(config: RelayConfig, store: RelayStore, relayPrivateKey: WireGuardKey, operatorKey: Signify.PublicKey,
                 logger: Logger) throws {
@@ -47,6 +49,7 @@ public actor RegistrationEngine {
         self.store = store
         wireGuard = WireGuardControl(interface: config.interface)
         siteRoutes = SiteRoutes(interface: config.interface)
+        dmzBySite = Dictionary(config.dmzRoutes.map { ("\($0.sitePrefix)", "\($0.prefix)") }, uniquingKeysWith: { first, _ in first })
         relayKey = WireGuardKeyPair(privateKey: relayPrivateKey.agreementKey)
         helloProofKey = HelloProof.key(relayPublicKey: relayKey.publicKey).withUnsafeBytes { Array($0) }
         relayPrivateKeyBase64 = relayPrivateKey.privateKeyBase64
@@ -87,7 +90,7 @@ public actor RegistrationEngine {
         // What the interface knows is fresher than the last save (a router may have roamed since).
         await saveEndpoints()
         revokedClients = try store.revokedClients()
-        let peers = try store.desiredPeers() + clientPeers()
+        let peers = try store.desiredPeers().map { ($0.key, withDMZs($0.allowedIPs), $0.endpoint) } + clientPeers()
         let control = wireGuard
         let key = relayPrivateKeyBase64
         let port = config.wireguardPort
@@ -102,6 +105,20 @@ public actor RegistrationEngine {
             "interface": "\(config.interface)", "peers": "\(peers.count)",
             "endpoints": "\(peers.filter { $0.endpoint != nil }.count)", "handshakes_started": "\(started)"])
         await synchroniseSiteRoutes(prefixes: nil)
+        if let publicPrefix = config.publicPrefix {
+            do {
+                try siteRoutes.installPublicPrefix("\(publicPrefix)")
+            } catch {
+                logger.error("cannot route the public prefix; the DMZs are unreachable", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// `allowed` (a router's tunnel /128 and the site /64s it holds) with the DMZ /64 of each of
+    /// those sites (docs/dmz.md): a DMZ follows its site's master, and WireGuard accepts from that
+    /// router only the DMZ's own sources (the relay's source-address check).
+    func withDMZs(_ allowed: [String]) -> [String] {
+        allowed + allowed.compactMap { dmzBySite[$0] }
     }
 
     /// The clients of relay.json (laptops, phones; docs/clients.md) that are not revoked, as
@@ -369,7 +386,7 @@ public actor RegistrationEngine {
         do {
             let desired = try store.allowedIPs(for: keys.sorted())
             let changes: [WireGuardControl.PeerChange] = desired.keys.sorted().map { key in
-                if let allowed = desired[key] ?? nil { return .set(key: key, allowedIPs: allowed) }
+                if let allowed = desired[key] ?? nil { return .set(key: key, allowedIPs: withDMZs(allowed)) }
                 return .remove(key: key)
             }
             let control = wireGuard

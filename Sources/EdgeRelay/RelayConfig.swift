@@ -28,6 +28,11 @@ extension RelayConfig {
                 throw RelayError.config(path, "has unknown key \"clients.\(unknown)\"")
             }
         }
+        for route in object["dmz_routes"] as? [[String: Any]] ?? [] {
+            if let unknown = route.keys.sorted().first(where: { !RelayConfig.dmzRouteKeys.contains($0) }) {
+                throw RelayError.config(path, "has unknown key \"dmz_routes.\(unknown)\"")
+            }
+        }
         let config: RelayConfig
         do {
             config = try JSONDecoder().decode(RelayConfig.self, from: data)

@@ -109,3 +109,23 @@ public struct SiteRoutes: Sendable {
         return routes
     }
 }
+
+extension SiteRoutes {
+    /// The largest route metric: the blackhole behind the public prefix loses to any other route.
+    public static let lastResortMetric: UInt32 = 4_294_967_295
+
+    /// `ip -6 -batch` lines for the relay's public prefix (docs/dmz.md): into the tunnel, where
+    /// WireGuard hands each DMZ /64 to the router that holds its site (a /64 no router holds is
+    /// dropped there), and a blackhole behind it for while the interface is gone, so the prefix
+    /// never leaves by the default route towards the provider that routes it here (a loop).
+    public func publicPrefixBatch(_ prefix: String) -> String {
+        "route replace \(prefix) dev \(interface) proto \(Self.protocolNumber)\n"
+            + "route replace blackhole \(prefix) proto \(Self.protocolNumber) metric \(Self.lastResortMetric)\n"
+    }
+
+    /// Installs `publicPrefixBatch` with one `ip -batch`.
+    public func installPublicPrefix(_ prefix: String) throws {
+        try SystemCommand.check(ip, ["-6", "-force", "-batch", "-"], stdin: Data(publicPrefixBatch(prefix).utf8),
+                                what: "routing the public prefix \(prefix) into \(interface)")
+    }
+}

@@ -23,12 +23,16 @@ public enum EdgeRouterConfig {
         for (tunnel, key) in zip(RouterTunnel.all(of: plan), relayPublicKeys) {
             files += [
                 RenderedFile(path: tunnel.netdevPath,
-                             contents: RouterNetworkd.tunnelNetdev(plan: plan, router: router, tunnel: tunnel, relayPublicKey: key)),
+                             contents: RouterNetworkd.tunnelNetdev(plan: plan, site: site, router: router, tunnel: tunnel, relayPublicKey: key)),
                 RenderedFile(path: tunnel.networkPath,
                              contents: RouterNetworkd.tunnelNetwork(plan: plan, site: site, router: router, tunnel: tunnel)),
                 RenderedFile(path: tunnel.setconfPath,
-                             contents: WireGuardSetconf.router(plan: plan, router: router, tunnel: tunnel, relayPublicKey: key)),
+                             contents: WireGuardSetconf.router(plan: plan, site: site, router: router, tunnel: tunnel, relayPublicKey: key)),
             ]
+        }
+        if let dmz = site.dmz {
+            files.append(RenderedFile(path: ConfigPaths.dmzNetdev, contents: RouterNetworkd.dmzNetdev(site: site, dmz: dmz)))
+            files.append(RenderedFile(path: ConfigPaths.dmzNetwork, contents: RouterNetworkd.dmzNetwork(site: site, dmz: dmz)))
         }
         if !plan.operators.isEmpty {
             files.append(RenderedFile(path: ConfigPaths.sshdConfig, contents: SSHServer.config(plan: plan, site: site, router: router)))

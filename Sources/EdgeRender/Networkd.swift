@@ -97,7 +97,11 @@ enum RouterNetworkd {
             IPv6SendRA=no
             LinkLocalAddressing=ipv6
             # The LAN can be down (no switch yet) without holding up boot.
-            ConfigureWithoutCarrier=yes
+            ConfigureWithoutCarrier=yes\(site.dmz == nil ? "" : """
+
+            # The DMZ's VLAN rides this port (docs/dmz.md).
+            VLAN=\(InterfaceNames.dmz)
+            """)
 
             [Link]
             RequiredForOnline=no
@@ -105,12 +109,59 @@ enum RouterNetworkd {
             """
     }
 
+    /// The DMZ's VLAN on the LAN port (docs/dmz.md).
+    static func dmzNetdev(site: Site, dmz: DMZ) -> String {
+        """
+        # edgekit: the DMZ of \(site.name) (\(dmz.prefix)): 802.1Q VLAN \(dmz.vlan) on the LAN port (docs/dmz.md).
+        [NetDev]
+        Name=\(InterfaceNames.dmz)
+        Kind=vlan
+
+        [VLAN]
+        Id=\(dmz.vlan)
+
+        """
+    }
+
+    /// The DMZ's link: its public /64 on-link (radvd announces it) and the rule that sends what
+    /// comes from it to the relay that routes it, whose tunnel is the default route of its table.
+    static func dmzNetwork(site: Site, dmz: DMZ) -> String {
+        """
+        # edgekit: the DMZ of \(site.name): public \(dmz.prefix), routed by relay \(dmz.relay) (docs/dmz.md).
+        [Match]
+        Name=\(InterfaceNames.dmz)
+
+        [Network]
+        DHCP=no
+        IPv6AcceptRA=no
+        # radvd sends the RAs (from the VRRP link-local VIP, which keepalived adds here too).
+        IPv6SendRA=no
+        LinkLocalAddressing=ipv6
+        ConfigureWithoutCarrier=yes
+
+        [Route]
+        # The DMZ's hosts, on this link (no router address in it: radvd and the VIP are enough).
+        Destination=\(dmz.prefix)
+
+        [RoutingPolicyRule]
+        # What comes from the DMZ goes to the relay that routes its prefix: never out of the uplink (the
+        # ISP would drop the source) and never to the site LAN or another site (the firewall).
+        From=\(dmz.prefix)
+        Table=\(ConfigPaths.dmzTable)
+        Priority=\(ConfigPaths.dmzRulePriority)
+
+        [Link]
+        RequiredForOnline=no
+
+        """
+    }
+
     /// Why this router's rendered tunnel MTU is not its uplink's - 80 (`Defaults.tunnelMTUNote`), or "".
     static func tunnelMTUNote(_ plan: Plan, _ router: Router) -> String {
         Defaults.tunnelMTUNote(payload: plan.uplinkMTU(of: router) - Defaults.wireGuardOverhead, relayMTU: plan.defaults.tunnelMTU)
     }
 
-    static func tunnelNetdev(plan: Plan, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
+    static func tunnelNetdev(plan: Plan, site: Site, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
         let relay = tunnel.relay
         return """
             # edgekit: WireGuard tunnel to the relay \(relay.host) (systemd.netdev(5), [WireGuard]).
@@ -133,7 +184,12 @@ enum RouterNetworkd {
             Endpoint=\(relay.host):\(relay.wireguardPort)
             # The relay itself and every site of the plan; nothing else rides the tunnel.
             AllowedIPs=\(IPv6Prefix.host(relay.tunnelAddress))
-            AllowedIPs=\(plan.ula)
+            AllowedIPs=\(plan.ula)\(site.dmz?.relay == relay.name ? """
+
+            # And the internet, for the DMZ only: what may enter and leave by the tunnel is the
+            # firewall's and the DMZ rule's business (docs/dmz.md); WireGuard adds no route.
+            AllowedIPs=::/0
+            """ : "")
             # Keeps NAT and CG-NAT mappings open so the relay can reach us (wg(8), PersistentKeepalive).
             PersistentKeepalive=\(plan.defaults.keepalive)
 
@@ -183,7 +239,14 @@ enum RouterNetworkd {
             [Route]
             # The other sites; the own /64 is more specific and stays on the LAN.
             Destination=\(plan.ula)\(metric)
-            \(clients)[Link]
+            \(clients)\(site.dmz?.relay == tunnel.relay.name ? """
+            [Route]
+            # The DMZ's default route, in the table only its traffic uses (docs/dmz.md).
+            Destination=::/0
+            Table=\(ConfigPaths.dmzTable)
+
+
+            """ : "")[Link]
             # The uplink decides when the router is online; the tunnel follows it.
             RequiredForOnline=no
 

@@ -75,7 +75,7 @@ enum Nftables {
                     # Site LAN to the other sites of the plan: from our /64, to the /48 but not our /64.
                     iifname "\(lan)" oifname \(tunnel) ip6 saddr \(site.prefix) ip6 daddr \(plan.ula) ip6 daddr != \(site.prefix) accept
                     # Other sites to our LAN: only to our /64, and only from the rest of the /48.
-                    iifname \(tunnel) oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept
+                    iifname \(tunnel) oifname "\(lan)" ip6 saddr \(plan.ula) ip6 saddr != \(site.prefix) ip6 daddr \(site.prefix) accept\(dmzRules(plan: plan, site: site))
 
                     ct state established,related accept
                     ct state invalid drop
@@ -91,6 +91,28 @@ enum Nftables {
             }
 
             """
+    }
+
+    /// The DMZ's forward rules (docs/dmz.md): its public /64 to and from the internet through the
+    /// relay that routes it, never to or from the plan's /48. Nothing between the DMZ and the LAN is
+    /// accepted, so the chain's policy drops it both ways.
+    static func dmzRules(plan: Plan, site: Site) -> String {
+        guard let dmz = site.dmz, let tunnel = RouterTunnel.all(of: plan).first(where: { $0.relay.name == dmz.relay }) else { return "" }
+        return """
+
+                    # The DMZ (\(dmz.prefix)) and the internet, through relay \(dmz.relay) only; never the /48.
+                    iifname "\(InterfaceNames.dmz)" oifname "\(tunnel.interface)" ip6 saddr \(dmz.prefix) ip6 daddr != \(plan.ula) accept
+                    iifname "\(tunnel.interface)" oifname "\(InterfaceNames.dmz)" ip6 saddr != \(plan.ula) ip6 daddr \(dmz.prefix) accept
+            """
+    }
+
+    /// The relay's DMZ rules (docs/dmz.md): the internet to its public prefix (each /64 goes on to its
+    /// site's master) and back, never to or from the plan's /48.
+    static func publicPrefixRules(plan: Plan, relay: Relay, tunnel: String) -> String {
+        guard let prefix = relay.publicPrefix else { return "" }
+        return "\n        # The sites' DMZs (\(prefix)) and the internet; never the plan's /48.\n"
+            + "        iifname != \"\(tunnel)\" oifname \"\(tunnel)\" ip6 saddr != \(plan.ula) ip6 daddr \(prefix) accept\n"
+            + "        iifname \"\(tunnel)\" oifname != \"\(tunnel)\" ip6 saddr \(prefix) ip6 daddr != \(plan.ula) accept"
     }
 
     /// The relay's forward rule for the plan's clients (docs/clients.md): from a client to any site
@@ -137,7 +159,7 @@ enum Nftables {
                     iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) udp dport \(ports.lowerBound)-\(ports.upperBound) accept
                     # And ICMPv6, which that mesh needs for path MTU discovery and errors (RFC 4890); an
                     # echo reply or error without its request here is "invalid" to conntrack.
-                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept\(clientRule(plan: plan, relay: relay, tunnel: tunnel))\(NAT64Files.forwardRules(plan: plan, relay: relay, tunnel: tunnel))
+                    iifname "\(tunnel)" oifname "\(tunnel)" ip6 saddr \(plan.ula) ip6 daddr \(plan.ula) meta l4proto ipv6-icmp accept\(clientRule(plan: plan, relay: relay, tunnel: tunnel))\(publicPrefixRules(plan: plan, relay: relay, tunnel: tunnel))\(NAT64Files.forwardRules(plan: plan, relay: relay, tunnel: tunnel))
 
                     ct state established,related accept
                     ct state invalid drop

@@ -39,7 +39,29 @@ enum Radvd {
                 };
             """ : "")
         };
+        \(site.dmz.map { dmz in """
 
+        # The DMZ (docs/dmz.md): its public /64, and the routers as its hosts' default router, since
+        # everything they send goes through the relay that routes the prefix.
+        interface \(InterfaceNames.dmz)
+        {
+            AdvSendAdvert on;
+            MinRtrAdvInterval 3;
+            MaxRtrAdvInterval 10;
+            AdvDefaultLifetime 1800;
+            # From the same VRRP link-local VIP, which keepalived also holds here: only the master advertises.
+            AdvRASrcAddress {
+                \(site.linkLocalVIP);
+            };
+
+            prefix \(dmz.prefix)
+            {
+                AdvOnLink on;
+                AdvAutonomous on;
+            };
+        };
+
+        """ } ?? "")
         """
     }
 

@@ -9,7 +9,8 @@ import Foundation
 /// The relay daemon's own config file, `/etc/edgekit/relay.json` (`edgekit-relay serve --config`),
 /// filled from the plan. Its schema is `EdgeModel.RelayConfig`, the one the daemon reads
 /// (docs/relay.md). Only public parameters and file paths: the relay needs no per-site
-/// configuration, because every router brings an operator-signed site certificate. JSON with sorted
+/// configuration, because every router brings an operator-signed site certificate; the exceptions
+/// are plan data the relay routes by, the clients and the sites' DMZs. JSON with sorted
 /// keys, so it is deterministic; rate limits and timers keep the daemon's defaults and are not written.
 extension RelayConfig {
     /// The config of `relay` (the plan's first when not given) with the standard paths of `ConfigPaths`.
@@ -29,7 +30,12 @@ extension RelayConfig {
             keepaliveSeconds: plan.defaults.keepalive,
             // Prometheus on the relay itself scrapes `::1`; one elsewhere comes through a tunnel.
             metricsAddresses: ["::1", relay.tunnelAddress.description],
-            clients: clients)
+            clients: clients,
+            // The sites' DMZs this relay routes (docs/dmz.md): plan data, like the clients.
+            publicPrefix: relay.publicPrefix,
+            dmzRoutes: plan.dmzSites(of: relay).compactMap { site in
+                site.dmz.map { RelayConfig.DMZRoute(sitePrefix: site.prefix, prefix: $0.prefix) }
+            })
     }
 
     /// Pretty-printed JSON with sorted keys and a final newline.

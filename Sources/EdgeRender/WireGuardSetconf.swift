@@ -6,7 +6,7 @@ import EdgeModel
 /// the interface, runs `wg setconf wg-relay FILE`, then `wg set wg-relay private-key KEYFILE`, and
 /// sets addresses, MTU and routes as the `.network` file says. Holds no secret.
 enum WireGuardSetconf {
-    static func router(plan: Plan, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
+    static func router(plan: Plan, site: Site, router: Router, tunnel: RouterTunnel, relayPublicKey: String) -> String {
         let relay = tunnel.relay
         return """
         # edgekit: tunnel to the relay in wg(8) setconf form, for hosts without systemd-networkd.
@@ -22,7 +22,7 @@ enum WireGuardSetconf {
         # wg resolves the name once; the agent re-resolves it when handshakes go stale.
         Endpoint = \(relay.host):\(relay.wireguardPort)
         # The relay itself and every site of the plan.
-        AllowedIPs = \(IPv6Prefix.host(relay.tunnelAddress)), \(plan.ula)
+        AllowedIPs = \(IPv6Prefix.host(relay.tunnelAddress)), \(plan.ula)\(site.dmz?.relay == relay.name ? ", ::/0" : "")
         # Keeps NAT and CG-NAT mappings open so the relay can reach us.
         PersistentKeepalive = \(plan.defaults.keepalive)
 

@@ -48,7 +48,8 @@ extension RealTools {
             _ = try Lab.tool("keepalived")
             let lab = try Lab()
             defer { lab.tearDown() }
-            let ns = try namespace(with: ["lan0"], in: lab)
+            // dmz0: the DMZ's VLAN (docs/dmz.md), where a site with one holds the link-local VIP too.
+            let ns = try namespace(with: ["lan0", "dmz0"], in: lab)
             for (name, files) in try Fixtures.allRenderings() where !name.hasPrefix("relay") {
                 let path = try lab.write("\(name)-keepalived.conf", files.file(ConfigPaths.keepalived).contents)
                 let result = try lab.exec(ns, ["keepalived", "-t", "-f", path])
@@ -149,11 +150,12 @@ extension RealTools {
                 "network": [
                     "Match": ["Name"],
                     "Network": ["Address", "DHCP", "IPv6AcceptRA", "IPv6SendRA", "LinkLocalAddressing",
-                                "ConfigureWithoutCarrier"],
-                    "DHCPv4": ["SendHostname", "UseMTU"], "Route": ["Destination", "Metric"], "Link": ["RequiredForOnline"],
+                                "ConfigureWithoutCarrier", "VLAN"],
+                    "DHCPv4": ["SendHostname", "UseMTU"], "Route": ["Destination", "Metric", "Table"], "Link": ["RequiredForOnline"],
+                    "RoutingPolicyRule": ["From", "Table", "Priority"],
                 ],
                 "netdev": [
-                    "NetDev": ["Name", "Kind", "MTUBytes"], "WireGuard": ["PrivateKeyFile", "ListenPort"],
+                    "NetDev": ["Name", "Kind", "MTUBytes"], "VLAN": ["Id"], "WireGuard": ["PrivateKeyFile", "ListenPort"],
                     "WireGuardPeer": ["PublicKey", "Endpoint", "AllowedIPs", "PersistentKeepalive"],
                 ],
             ]
@@ -189,7 +191,7 @@ extension RealTools {
                         #expect(table[section]?.contains(key) == true, "\(name)\(file.path): [\(section)] \(key) not allowed")
                         let needle = Data([0] + Array("\(section).\(key)".utf8) + [0])
                         #expect(binary.range(of: needle) != nil, "\(name)\(file.path): systemd does not know [\(section)] \(key)")
-                        if ["Address", "Destination", "AllowedIPs"].contains(key) {
+                        if ["Address", "Destination", "AllowedIPs", "From"].contains(key) {
                             #expect(IPv6Prefix(parts[1]) != nil || parts[1].split(separator: "/").count == 2
                                     && IPv6Address(parts[1].split(separator: "/")[0]) != nil,
                                     "\(name)\(file.path): \(key)=\(parts[1]) is not an IPv6 prefix")

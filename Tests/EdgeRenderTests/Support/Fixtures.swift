@@ -56,7 +56,26 @@ enum Fixtures {
             result.append(("relay-with-clients-" + relay.name,
                            RelayFiles.files(plan: clients, relay: relay, clientPublicKeys: clientPublicKeys)))
         }
+        // With a DMZ (docs/dmz.md): site-a's, routed by the second relay.
+        let dmz = try dmzPlan()
+        for router in dmz.sites[0].routers {
+            result.append(("with-dmz/" + dmz.sites[0].hostname(slot: router.slot),
+                           EdgeRouterConfig.files(plan: dmz, site: dmz.sites[0], router: router,
+                                                  relayPublicKeys: [relayPublicKey, secondRelayPublicKey])))
+        }
+        for relay in dmz.relays {
+            result.append(("relay-with-dmz-" + relay.name, RelayFiles.files(plan: dmz, relay: relay)))
+        }
         return result
+    }
+
+    /// The two-relays plan whose second relay ("us") has a public prefix, and a DMZ on VLAN 100 for
+    /// site-a (docs/dmz.md), its /64 the prefix's number 1 (the site's index).
+    static func dmzPlan() throws -> Plan {
+        let text = try MeshPlanFixture.twoRelaysText()
+            .replacingOccurrences(of: "    registration_port: 51831\n", with: "    registration_port: 51831\n    public_prefix: 2001:db8:4200::/48\n")
+            .replacingOccurrences(of: "    vrrp_id: 51\n", with: "    vrrp_id: 51\n    dmz:\n      vlan: 100\n")
+        return try PlanLoader.parse(text)
     }
 
     /// The two-relays plan with two clients, one at its default address, and NAT64 for site-a
