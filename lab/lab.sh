@@ -173,6 +173,12 @@ grep -q 'host: relay.lab.example' "$PLAN/plan.yaml" || fail "could not set the l
 # Site B's IPv6-only servers reach IPv4 through the relay's NAT64 (docs/nat64.md).
 sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    nat64: true/" "$PLAN/plan.yaml"
 grep -q "nat64: true" "$PLAN/plan.yaml" || fail "could not turn NAT64 on for site B in the plan copy"
+# Site A's DMZ (docs/dmz.md): VLAN 100 on its LAN, a /64 of the public prefix the lab's internet
+# routes to the relay.
+PUBLIC_PREFIX=2001:db8:4200::/48 DMZ_VLAN=100
+sed -i "s|^  registration_port: 51821$|  registration_port: 51821\n  public_prefix: $PUBLIC_PREFIX|; s/^    vrrp_id: 51$/    vrrp_id: 51\n    dmz:\n      vlan: $DMZ_VLAN/" "$PLAN/plan.yaml"
+grep -q "public_prefix: $PUBLIC_PREFIX" "$PLAN/plan.yaml" && grep -q "vlan: $DMZ_VLAN" "$PLAN/plan.yaml" \
+  || fail "could not give site A a DMZ in the plan copy"
 if [ "$LAB_QEMU_BOARD" != pc-uefi ]; then
   sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    board: $LAB_QEMU_BOARD/" "$PLAN/plan.yaml"
   grep -q "board: $LAB_QEMU_BOARD" "$PLAN/plan.yaml" || fail "could not put site B on $LAB_QEMU_BOARD in the plan copy"
@@ -314,13 +320,15 @@ setup_relay() {
   "state_database": "$W/$ns-state/state.sqlite"
 }
 EOF
-  # The plan's clients (phones, laptops) as the rendered relay.json lists them, on the client relay.
+  # The plan's clients (phones, laptops) as the rendered relay.json lists them, on the client relay,
+  # and the DMZs it routes (docs/dmz.md).
   python3 - "$files/etc/edgekit/relay.json" "$W/$ns.json" <<'EOF_CLIENTS'
 import json, sys
 rendered, lab = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-if rendered.get("clients"):
-    lab["clients"] = rendered["clients"]
-    json.dump(lab, open(sys.argv[2], "w"), indent=2)
+for key in ("clients", "public_prefix", "dmz_routes"):
+    if rendered.get(key):
+        lab[key] = rendered[key]
+json.dump(lab, open(sys.argv[2], "w"), indent=2)
 EOF_CLIENTS
 }
 printf '%s\n' "$OPERATOR_PUB" > "$W/operator.pub"
@@ -761,6 +769,54 @@ print(n)' "$SYNTH" 2>&1) || fail "server B → v4only.lab.example over NAT64 (TC
 # Whole 1400-byte packets both ways, don't-fragment set: the NAT64 does not drop what is over 1280.
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1400 - 48)) "$SYNTH" >/dev/null || fail "a 1400-byte ping from server B did not cross the NAT64"
 FIGURES+=("nat64|server B (IPv6 only) → IPv4-only host by name: DNS64 answer / TCP bytes / 1400-byte ping|$SYNTH / $GOT / 3 of 3|1400 bytes|met")
+log "scenario: DMZ: a host on site A's DMZ VLAN takes a public address, is reached from the internet through the relay, and neither it nor the internet reaches the ULA"
+# The DMZ host: VLAN $DMZ_VLAN on site A's LAN segment, SLAAC from the master's RAs on the VLAN.
+# The lab's internet (the inet namespace) routes the public prefix to the relay, as a provider would.
+mkns dmzhost
+veth dmzhost eth0 lana dmzhost; port lana dmzhost
+ip -n "$(ns dmzhost)" link set eth0 up
+ip -n "$(ns dmzhost)" link add link eth0 name dmz type vlan id "$DMZ_VLAN"
+nsx dmzhost sysctl -qw net.ipv6.conf.dmz.accept_ra=1 net.ipv6.conf.dmz.autoconf=1
+ip -n "$(ns dmzhost)" link set dmz up
+ip -n "$(ns inet)" -6 route add "$PUBLIC_PREFIX" via 2001:db8:100::10
+DMZ_PREFIX=$(plan_json | python3 -c 'import json,sys; print([s for s in json.load(sys.stdin)["sites"] if s["name"] == "site-a"][0]["dmz"]["prefix"])')
+dmz_address() { ip -n "$(ns dmzhost)" -6 -o addr show dev dmz scope global | awk '{ print $4 }' | cut -d/ -f1 | head -1; }
+dmz_addressed() { local a; a=$(dmz_address); [ -n "$a" ] && python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$a" "$DMZ_PREFIX"; }
+T_DMZ=$(now)
+wait_until 30 "the DMZ host's SLAAC address in $DMZ_PREFIX (master a1's RAs on VLAN $DMZ_VLAN)" dmz_addressed
+DMZ_ADDR=$(dmz_address)
+ip -n "$(ns dmzhost)" -6 route show default | has "via fe80::1" || fail "the DMZ host's default route is not the routers' link-local VIP: $(ip -n "$(ns dmzhost)" -6 route show default)"
+wait_until 30 "the relay routes $DMZ_PREFIX to site A's master" relay_owner_has "$(in_router a1 wg show wg-relay public-key)" "$DMZ_PREFIX"
+wait_until 20 "the internet reaches the DMZ host at $DMZ_ADDR through the relay" ping_once inet "$DMZ_ADDR"
+figure "dmz" "DMZ host: public address by SLAAC, then reached from the internet" "$(elapsed "$T_DMZ")" "-"
+nsx inet ping -6 -n -c 3 -i 0.2 -W 2 "$DMZ_ADDR" >/dev/null || fail "the internet → DMZ host: not 3 of 3 replies"
+nsx dmzhost ping -6 -n -c 3 -i 0.2 -W 2 2001:db8:100::1 >/dev/null || fail "the DMZ host → the internet: not 3 of 3 replies"
+# TCP both ways through the relay: the internet fetches 100 kB from the DMZ host, byte for byte.
+nsx dmzhost python3 -c 'import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("::", 8080)); s.listen(4)
+while True:
+    c, a = s.accept(); c.sendall(b"d" * 100000); c.close()' >"$W/dmzhost.log" 2>&1 &
+wait_until 10 "the DMZ host's test server listens" nsx dmzhost python3 -c 'import socket; socket.create_connection(("::1", 8080), timeout=1)'
+GOT=$(nsx inet python3 -c 'import socket, sys
+s = socket.create_connection((sys.argv[1], 8080), timeout=10); n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)' "$DMZ_ADDR" 2>&1) || fail "the internet → DMZ host over TCP: $GOT"
+[ "$GOT" = 100000 ] || fail "the internet got $GOT bytes from the DMZ host, not 100000"
+# Never the ULA: the DMZ host towards server A (through the router, which it has as default), the
+# internet towards server A (a route for the /48 through the relay, as an attacker would add), server
+# A towards the DMZ (a route through its router).
+! nsx dmzhost ping -6 -n -c 2 -i 0.3 -W 1 "$SA_ADDR" >/dev/null 2>&1 || fail "the DMZ host reaches server A's ULA address"
+ip -n "$(ns inet)" -6 route add "$ULA" via 2001:db8:100::10
+! nsx inet ping -6 -n -c 2 -i 0.3 -W 1 "$SA_ADDR" >/dev/null 2>&1 || fail "the internet reaches server A's ULA address through the relay"
+ip -n "$(ns inet)" -6 route del "$ULA" via 2001:db8:100::10
+ip -n "$(ns sa)" -6 route add "$DMZ_PREFIX" via fe80::1 dev eth0
+! nsx sa ping -6 -n -c 2 -i 0.3 -W 1 "$DMZ_ADDR" >/dev/null 2>&1 || fail "server A (site LAN) reaches the DMZ host"
+ip -n "$(ns sa)" -6 route del "$DMZ_PREFIX" via fe80::1 dev eth0
+FIGURES+=("dmz|internet ↔ DMZ host: ping 3/3 each way, 100 kB TCP; DMZ → ULA, internet → ULA, LAN → DMZ|$GOT bytes; all three refused|refused|met")
+
 # Health-tracked VRRP (docs/network.md, "Health"): a master whose uplink dies, or whose ISP swallows
 # everything while the link stays up, is unhealthy; keepalived takes the difference of the site's
 # priorities off its own (track file), so the healthy backup preempts, registers as master and the
@@ -1111,7 +1167,9 @@ import sys
 text = open(sys.argv[1]).read()
 start = text.index("relay:\n")
 end = text.index("defaults:", start)
-relays = "relays:\n  - name: relay\n    host: relay.lab.example\n  - name: two\n    host: relay2.lab.example\n\n"
+public = [line.strip() for line in text[start:end].splitlines() if line.strip().startswith("public_prefix:")]
+relays = "relays:\n  - name: relay\n    host: relay.lab.example\n" + "".join("    " + line + "\n" for line in public) \
+    + "  - name: two\n    host: relay2.lab.example\n\n"
 sys.stdout.write(text[:start] + relays + text[end:])
 EOF
 "$BIN/edgekit" plan check "$PLAN2" >/dev/null 2>"$W/plan2.check" || fail "the two-relay lab plan: $(head -3 "$W/plan2.check")"

@@ -86,6 +86,14 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         /// The board its image is built for (docs/image.md, "Boards").
         public var board: String
         public var routers: [RouterSummary]
+        /// Absent for a site without a DMZ (docs/dmz.md).
+        public var dmz: DMZSummary?
+    }
+
+    public struct DMZSummary: Codable, Sendable, Equatable {
+        public var vlan: Int
+        public var prefix: String
+        public var relay: String
     }
 
     public struct RouterSummary: Codable, Sendable, Equatable {
@@ -123,7 +131,8 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                         generation: router.generation, lanAddress: router.lanAddress.description,
                         tunnelAddress: router.tunnelAddress.description,
                         uplink: router.uplink.description, lan: router.lan.description, uplinkMTU: router.uplinkMTU)
-                })
+                },
+                dmz: site.dmz.map { DMZSummary(vlan: $0.vlan, prefix: $0.prefix.description, relay: $0.relay) })
         }
         if let planMesh = plan.mesh {
             mesh = MeshSummary(prefix: planMesh.prefix.description, port: planMesh.port, mtu: plan.meshMTU)
@@ -190,6 +199,10 @@ public struct PlanSummary: Codable, Sendable, Equatable {
         if let nat64 {
             let forward = nat64.dnsForward.isEmpty ? "" : ", forwarding to \(nat64.dnsForward.joined(separator: ", "))"
             out += "\nnat64 \(nat64.prefix)  on relay \(nat64.relay)  dns64 \(nat64.resolver)\(forward)  for \(nat64.sites.joined(separator: ", "))\n"
+        }
+        let dmzs = sites.compactMap { site in site.dmz.map { [site.name, String($0.vlan), $0.prefix, $0.relay] } }
+        if !dmzs.isEmpty {
+            out += "\n" + Self.table([["DMZ OF", "VLAN", "PUBLIC PREFIX", "RELAY"]] + dmzs)
         }
         if let clients {
             out += "\nclients \(clients.prefix)  through relay \(clients.relay)\n"

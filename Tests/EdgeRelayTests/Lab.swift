@@ -137,7 +137,8 @@ final class Lab: @unchecked Sendable {
     var databasePath: String { directory.appendingPathComponent("state.sqlite").path }
 
     init(perSourcePerSecond: Double = 100_000, batchWindowMilliseconds: Int = 5, endpointSaveMilliseconds: Int = 10_000,
-         globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = []) throws {
+         globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = [],
+         publicPrefix: IPv6Prefix? = nil, dmzRoutes: [RelayConfig.DMZRoute] = []) throws {
         labCounterLock.lock()
         labCounter += 1
         let n = labCounter
@@ -160,7 +161,8 @@ final class Lab: @unchecked Sendable {
             }
             wireGuardProcess = try startWireGuard(in: relayNamespace, interface)
             try writeConfig(perSourcePerSecond: perSourcePerSecond, batchWindowMilliseconds: batchWindowMilliseconds,
-                            endpointSaveMilliseconds: endpointSaveMilliseconds, globalPerSecond: globalPerSecond, clients: clients)
+                            endpointSaveMilliseconds: endpointSaveMilliseconds, globalPerSecond: globalPerSecond, clients: clients,
+                            publicPrefix: publicPrefix, dmzRoutes: dmzRoutes)
         } catch {
             close()
             throw error
@@ -205,7 +207,8 @@ final class Lab: @unchecked Sendable {
     }
 
     func writeConfig(perSourcePerSecond: Double, batchWindowMilliseconds: Int, endpointSaveMilliseconds: Int,
-                     globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = []) throws {
+                     globalPerSecond: Double = 1_000_000, clients: [RelayConfig.Client] = [],
+                     publicPrefix: IPv6Prefix? = nil, dmzRoutes: [RelayConfig.DMZRoute] = []) throws {
         let keyFile = directory.appendingPathComponent("relay.key")
         _ = FileManager.default.createFile(atPath: keyFile.path, contents: Data((Fixture.keys.relayWireGuardKey().privateKeyBase64 + "\n").utf8),
                                        attributes: [.posixPermissions: 0o600])
@@ -218,7 +221,7 @@ final class Lab: @unchecked Sendable {
             rateLimit: .init(perSourcePerSecond: perSourcePerSecond, perSourceBurst: max(10, perSourcePerSecond / 10),
                              globalPerSecond: globalPerSecond, buckets: 1024),
             batchWindowMilliseconds: batchWindowMilliseconds, revocationPollMilliseconds: 200,
-            endpointSaveMilliseconds: endpointSaveMilliseconds, clients: clients)
+            endpointSaveMilliseconds: endpointSaveMilliseconds, clients: clients, publicPrefix: publicPrefix, dmzRoutes: dmzRoutes)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(config).write(to: URL(fileURLWithPath: configPath))
