@@ -173,11 +173,12 @@ grep -q 'host: relay.lab.example' "$PLAN/plan.yaml" || fail "could not set the l
 # Site B's IPv6-only servers reach IPv4 through the relay's NAT64 (docs/nat64.md).
 sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    nat64: true/" "$PLAN/plan.yaml"
 grep -q "nat64: true" "$PLAN/plan.yaml" || fail "could not turn NAT64 on for site B in the plan copy"
-# Site A's DMZ (docs/dmz.md): VLAN 100 on its LAN, a /64 of the public prefix the lab's internet
-# routes to the relay.
-PUBLIC_PREFIX=2001:db8:4200::/48 DMZ_VLAN=100
-sed -i "s|^  registration_port: 51821$|  registration_port: 51821\n  public_prefix: $PUBLIC_PREFIX|; s/^    vrrp_id: 51$/    vrrp_id: 51\n    dmz:\n      vlan: $DMZ_VLAN/" "$PLAN/plan.yaml"
-grep -q "public_prefix: $PUBLIC_PREFIX" "$PLAN/plan.yaml" && grep -q "vlan: $DMZ_VLAN" "$PLAN/plan.yaml" \
+# Site A's DMZ (docs/dmz.md): a /64 of the public prefix the lab's internet routes to the relay, on
+# a port of its own (dmz0) on each site A router. This kernel has no 802.1Q VLANs (the appliance's
+# has), so the lab takes the DMZ's other form; the routing and firewall are the same.
+PUBLIC_PREFIX=2001:db8:4200::/48
+sed -i "s|^  registration_port: 51821$|  registration_port: 51821\n  public_prefix: $PUBLIC_PREFIX|; s/^    vrrp_id: 51$/    vrrp_id: 51\n    dmz:\n      port: dmz0/" "$PLAN/plan.yaml"
+grep -q "public_prefix: $PUBLIC_PREFIX" "$PLAN/plan.yaml" && grep -q "port: dmz0" "$PLAN/plan.yaml" \
   || fail "could not give site A a DMZ in the plan copy"
 if [ "$LAB_QEMU_BOARD" != pc-uefi ]; then
   sed -i "s/^    vrrp_id: 52$/    vrrp_id: 52\n    board: $LAB_QEMU_BOARD/" "$PLAN/plan.yaml"
@@ -414,6 +415,7 @@ ip netns exec "$(ns ispb)" dnsmasq --conf-file=/dev/null --keep-in-foreground --
 
 log "site LANs and servers"
 mkns lana; mkbridge lana
+mkns dmza; mkbridge dmza
 mkns lanb; mkbridge lanb
 server() { # server NAME LAN [TOKEN]: a server on a site LAN with a stable SLAAC token (default ::10)
   mkns "$1"
@@ -491,6 +493,8 @@ start_router() {
   mkns "$name"
   veth "$name" uplink0 "$isp" "$name"; port "$isp" "$name"
   veth "$name" lan0 "$lan" "$name"; port "$lan" "$name"
+  # Site A's DMZ port (docs/dmz.md).
+  if [ "$site" = site-a ]; then veth "$name" dmz0 dmza "$name"; port dmza "$name"; fi
   rm -rf "$W/root-$name"; make_root "$W/root-$name" "$site"
   local stack=ipv4; [ "$isp" = ispb ] && stack=dual
   ip netns exec "$(ns "$name")" unshare -m --propagation private "$W/router.sh" "$name" "$W/root-$name" "$stick" "$BIN" "$W" "$stack" \
@@ -770,20 +774,19 @@ print(n)' "$SYNTH" 2>&1) || fail "server B → v4only.lab.example over NAT64 (TC
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1400 - 48)) "$SYNTH" >/dev/null || fail "a 1400-byte ping from server B did not cross the NAT64"
 FIGURES+=("nat64|server B (IPv6 only) → IPv4-only host by name: DNS64 answer / TCP bytes / 1400-byte ping|$SYNTH / $GOT / 3 of 3|1400 bytes|met")
 log "scenario: DMZ: a host on site A's DMZ VLAN takes a public address, is reached from the internet through the relay, and neither it nor the internet reaches the ULA"
-# The DMZ host: VLAN $DMZ_VLAN on site A's LAN segment, SLAAC from the master's RAs on the VLAN.
-# The lab's internet (the inet namespace) routes the public prefix to the relay, as a provider would.
+# The DMZ host: on site A's DMZ segment, SLAAC from the master's RAs there. The lab's internet (the
+# inet namespace) routes the public prefix to the relay, as a provider would.
 mkns dmzhost
-veth dmzhost eth0 lana dmzhost; port lana dmzhost
-ip -n "$(ns dmzhost)" link set eth0 up
-ip -n "$(ns dmzhost)" link add link eth0 name dmz type vlan id "$DMZ_VLAN"
+veth dmzhost dmz dmza dmzhost; port dmza dmzhost
 nsx dmzhost sysctl -qw net.ipv6.conf.dmz.accept_ra=1 net.ipv6.conf.dmz.autoconf=1
+ip -n "$(ns dmzhost)" link set dmz down
 ip -n "$(ns dmzhost)" link set dmz up
 ip -n "$(ns inet)" -6 route add "$PUBLIC_PREFIX" via 2001:db8:100::10
 DMZ_PREFIX=$(plan_json | python3 -c 'import json,sys; print([s for s in json.load(sys.stdin)["sites"] if s["name"] == "site-a"][0]["dmz"]["prefix"])')
 dmz_address() { ip -n "$(ns dmzhost)" -6 -o addr show dev dmz scope global | awk '{ print $4 }' | cut -d/ -f1 | head -1; }
 dmz_addressed() { local a; a=$(dmz_address); [ -n "$a" ] && python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$a" "$DMZ_PREFIX"; }
 T_DMZ=$(now)
-wait_until 30 "the DMZ host's SLAAC address in $DMZ_PREFIX (master a1's RAs on VLAN $DMZ_VLAN)" dmz_addressed
+wait_until 30 "the DMZ host's SLAAC address in $DMZ_PREFIX (master a1's RAs on the DMZ)" dmz_addressed
 DMZ_ADDR=$(dmz_address)
 ip -n "$(ns dmzhost)" -6 route show default | has "via fe80::1" || fail "the DMZ host's default route is not the routers' link-local VIP: $(ip -n "$(ns dmzhost)" -6 route show default)"
 wait_until 30 "the relay routes $DMZ_PREFIX to site A's master" relay_owner_has "$(in_router a1 wg show wg-relay public-key)" "$DMZ_PREFIX"

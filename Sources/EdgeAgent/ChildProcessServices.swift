@@ -1,4 +1,5 @@
 import EdgeErrors
+import EdgeModel
 import EdgeRender
 import EdgeSystem
 import Dispatch
@@ -87,20 +88,25 @@ public struct ChildProcessServices: ServiceControl {
         }
     }
 
-    /// The DMZ VLAN as networkd makes it from the `.netdev` and `.network` (docs/dmz.md): the VLAN
-    /// on the LAN port, up, its /64 on-link, and the rule that sends the DMZ's traffic to the table
-    /// whose default route is the relay's tunnel. Without a DMZ in the profile, a VLAN left by an
-    /// earlier one is deleted.
+    /// The DMZ as networkd makes it from its `.netdev` and `.network` (docs/dmz.md): the VLAN on the
+    /// LAN port (a DMZ on a port of its own has no `.netdev`: the port is there), up, its /64
+    /// on-link, and the rule that sends the DMZ's traffic to the table whose default route is the
+    /// relay's tunnel. Without a DMZ in the profile, a VLAN and a rule left by an earlier one go.
     func configureDMZ(lan: String?) throws {
         let netdev = NetworkdFile(paths.live(ConfigPaths.dmzNetdev))
         let network = NetworkdFile(paths.live(ConfigPaths.dmzNetwork))
-        guard let lan, let name = netdev.values("Name").first, let id = netdev.values("Id").first else {
-            _ = try? attempt(tool("ip"), ["link", "delete", InterfaceNames.dmz])
+        guard let name = network.values("Name").first else {
+            let vlans = (try? attempt(tool("ip"), ["-o", "link", "show", "type", "vlan"]))?.output ?? ""
+            if vlans.contains(" \(DMZ.vlanInterface)@") { _ = try? attempt(tool("ip"), ["link", "delete", DMZ.vlanInterface]) }
             deleteRules(priority: "\(ConfigPaths.dmzRulePriority)")
             return
         }
-        if try !attempt(tool("ip"), ["link", "show", "dev", name]).succeeded {
+        let present = try attempt(tool("ip"), ["link", "show", "dev", name]).succeeded
+        if let lan, let id = netdev.values("Id").first, !present {
             try check(.networkd, tool("ip"), ["link", "add", "link", lan, "name", name, "type", "vlan", "id", id])
+        } else if !present {
+            // A port of its own that is not there (yet): networkd would wait for it; so does this.
+            return
         }
         try check(.networkd, tool("ip"), ["link", "set", name, "up"])
         for route in network.routes {

@@ -76,19 +76,31 @@ extension Site: Codable {
 /// that routes it, read with the plan's rules.
 extension DMZ: Codable {
     enum CodingKeys: String, CodingKey {
-        case vlan, prefix, relay
+        case vlan, port, prefix, relay
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        vlan = try c.field(.vlan, as: Int.self) { FieldRules.integer($0, in: DMZ.vlans) }
+        if c.contains(.port) {
+            link = .port(try c.field(.port, as: String.self) { text in
+                FieldRules.interface(text).flatMap { match in
+                    if case .name(let name) = match { return .success(name) }
+                    return .failure(FieldProblem("\(FieldRules.quoted(text)) must be an interface name"))
+                }
+            })
+        } else {
+            link = .vlan(try c.field(.vlan, as: Int.self) { FieldRules.integer($0, in: DMZ.vlans) })
+        }
         prefix = try c.field(.prefix, as: String.self, FieldRules.prefix)
         relay = try c.field(.relay, as: String.self, FieldRules.name)
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(vlan, forKey: .vlan)
+        switch link {
+        case .vlan(let id): try c.encode(id, forKey: .vlan)
+        case .port(let name): try c.encode(name, forKey: .port)
+        }
         try c.encode(prefix, forKey: .prefix)
         try c.encode(relay, forKey: .relay)
     }

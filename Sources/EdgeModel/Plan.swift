@@ -320,25 +320,56 @@ public struct Defaults: Sendable, Equatable {
     public var innerMTU: Int { max(Defaults.ipv6MinimumMTU, uplinkMTU - 2 * Defaults.wireGuardOverhead) }
 }
 
-/// A site's DMZ (docs/dmz.md): a VLAN on the routers' LAN port whose hosts take addresses from a
-/// public /64 that `relay`'s provider routes to that relay, which routes it through the tunnel to
-/// the site's master. DMZ hosts reach the internet (and are reached from it) through that relay,
-/// never the site LAN or another site.
+/// A site's DMZ (docs/dmz.md): a VLAN on the routers' LAN port, or a port of its own, whose hosts
+/// take addresses from a public /64 that `relay`'s provider routes to that relay, which routes it
+/// through the tunnel to the site's master. DMZ hosts reach the internet (and are reached from it)
+/// through that relay, never the site LAN or another site.
 public struct DMZ: Sendable, Equatable {
-    /// The 802.1Q VLAN id on the LAN port, 1–4094.
-    public var vlan: Int
+    /// Where the DMZ's hosts are.
+    public enum Link: Sendable, Equatable {
+        /// An 802.1Q VLAN on the routers' LAN port, id 1–4094 (`dmz0` on the routers).
+        case vlan(Int)
+        /// A port of its own, by its kernel name, the same on every router of the site.
+        case port(String)
+    }
+
+    public var link: Link
     /// The DMZ's /64, inside `relay`'s public prefix.
     public var prefix: IPv6Prefix
     /// The name of the relay whose public prefix holds `prefix`.
     public var relay: String
 
-    public init(vlan: Int, prefix: IPv6Prefix, relay: String) {
-        self.vlan = vlan
+    public init(link: Link, prefix: IPv6Prefix, relay: String) {
+        self.link = link
         self.prefix = prefix
         self.relay = relay
     }
 
     public static let vlans = 1...4094
+    /// The routers' name for a VLAN DMZ.
+    public static let vlanInterface = "dmz0"
+
+    /// The routers' interface on the DMZ.
+    public var interface: String {
+        switch link {
+        case .vlan: DMZ.vlanInterface
+        case .port(let name): name
+        }
+    }
+
+    /// The VLAN id of a VLAN DMZ; nil for one on a port of its own.
+    public var vlan: Int? {
+        if case .vlan(let id) = link { return id }
+        return nil
+    }
+
+    /// `vlan 100` or `port eth2`, for tables and comments.
+    public var linkDescription: String {
+        switch link {
+        case .vlan(let id): "vlan \(id)"
+        case .port(let name): "port \(name)"
+        }
+    }
 }
 
 /// One site: a LAN with one /64, one VRRP group and one or two edge routers.

@@ -221,7 +221,7 @@ struct PlanChecker {
         return value
     }
 
-    /// Each site's `dmz:` (docs/dmz.md): `vlan` 1–4094; `prefix` a /64 inside some relay's
+    /// Each site's `dmz:` (docs/dmz.md): `vlan` 1–4094 or `port` (an interface name); `prefix` a /64 inside some relay's
     /// `public_prefix`, by default the first such relay's /64 numbered like the site (its index);
     /// no two DMZs share a /64. The relay whose prefix holds it routes it.
     mutating func checkDMZs(_ draft: PlanDraft, sites: inout [Site], relays: [Relay]) {
@@ -254,7 +254,20 @@ struct PlanChecker {
                     error(dmzDraft.line, "\(what): public_prefix \(first) has no /64 number \(index) (the site's index); set the dmz prefix")
                 }
             }
-            guard let prefix, let vlan = dmzDraft.vlan?.value, let relay = owners.first(where: { $0.publicPrefix!.contains(prefix) }) else { continue }
+            var link: DMZ.Link?
+            switch (dmzDraft.vlan, dmzDraft.port) {
+            case (let vlan?, nil): link = .vlan(vlan.value)
+            case (nil, let port?):
+                if case .success(.name(let name)) = FieldRules.interface(port.value) {
+                    link = .port(name)
+                } else {
+                    error(port.line, "\(what) port \(FieldRules.quoted(port.value)) must be an interface name (the same on every router of the site), e.g. eth2")
+                }
+            case (nil, nil) where !dmzDraft.linkWritten: error(dmzDraft.line, "\(what) needs vlan (an 802.1Q VLAN on the LAN port) or port (a port of its own)")
+            case (_?, let port?): error(port.line, "\(what) has both vlan and port; keep one")
+            case (nil, nil): break  // its own error is reported
+            }
+            guard let prefix, let link, let relay = owners.first(where: { $0.publicPrefix!.contains(prefix) }) else { continue }
             if let (other, line) = used[prefix] {
                 error(siteDraft.dmz?.prefix?.line ?? dmzDraft.line, "\(what) prefix \(prefix) is already the DMZ of site \"\(other)\" (line \(line))")
                 continue
@@ -262,7 +275,7 @@ struct PlanChecker {
             let name = siteDraft.name?.value ?? what
             used[prefix] = (name, dmzDraft.line)
             if let at = sites.firstIndex(where: { $0.name == siteDraft.name?.value }) {
-                sites[at].dmz = DMZ(vlan: vlan, prefix: prefix, relay: relay.name)
+                sites[at].dmz = DMZ(link: link, prefix: prefix, relay: relay.name)
             }
         }
     }

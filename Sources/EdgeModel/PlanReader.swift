@@ -254,7 +254,10 @@ struct PlanDraft {
         var line: Int
         var what: String
         var vlan: Located<Int>?
+        var port: Located<String>?
         var prefix: Located<String>?
+        /// Whether `vlan` or `port` is written, even with a value that did not read.
+        var linkWritten = false
     }
 
     struct DefaultsDraft {
@@ -311,7 +314,7 @@ struct PlanDraft {
     static let defaultsKeys = ["uplink_mtu", "keepalive", "vrrp_advert_interval", "server_wireguard_ports", "ssh_on_lan"]
     static let operatorKeys = ["name", "ssh_keys"]
     static let siteKeys = ["name", "index", "prefix", "vrrp_id", "vip", "link_local_vip", "board", "uplink_mtu", "nat64", "dmz", "routers"]
-    static let dmzKeys = ["vlan", "prefix"]
+    static let dmzKeys = ["vlan", "port", "prefix"]
     static let nat64Keys = ["prefix", "dns_forward"]
     static let routerKeys = ["slot", "priority", "generation", "uplink", "lan", "tunnel_address", "uplink_mtu"]
 
@@ -388,8 +391,9 @@ struct PlanDraft {
                 uplinkMTU: r.integer(Fields(what: what, line: f.line, values: f.values), "uplink_mtu", FieldRules.uplinkMTUs, required: false),
                 nat64: r.string(Fields(what: what, line: f.line, values: f.values), "nat64", required: false))
             if let node = f.values["dmz"], let d = r.fields(node, "\(what) dmz", allowed: dmzKeys) {
-                site.dmz = DMZDraft(line: d.line, what: "\(what) dmz", vlan: r.integer(d, "vlan", DMZ.vlans),
-                                    prefix: r.string(d, "prefix", required: false))
+                site.dmz = DMZDraft(line: d.line, what: "\(what) dmz", vlan: r.integer(d, "vlan", DMZ.vlans, required: false),
+                                    port: r.string(d, "port", required: false), prefix: r.string(d, "prefix", required: false),
+                                    linkWritten: d.has("vlan") || d.has("port"))
             }
             for (j, routerNode) in (r.list(Fields(what: what, line: f.line, values: f.values), "routers") ?? []).enumerated() {
                 let routerLabel = NodeReader.peek(routerNode, "slot").map { "\(what) router \($0)" } ?? "\(what) routers[\(j)]"

@@ -91,7 +91,9 @@ public struct PlanSummary: Codable, Sendable, Equatable {
     }
 
     public struct DMZSummary: Codable, Sendable, Equatable {
-        public var vlan: Int
+        /// One of `vlan` and `port`.
+        public var vlan: Int?
+        public var port: String?
         public var prefix: String
         public var relay: String
     }
@@ -132,7 +134,12 @@ public struct PlanSummary: Codable, Sendable, Equatable {
                         tunnelAddress: router.tunnelAddress.description,
                         uplink: router.uplink.description, lan: router.lan.description, uplinkMTU: router.uplinkMTU)
                 },
-                dmz: site.dmz.map { DMZSummary(vlan: $0.vlan, prefix: $0.prefix.description, relay: $0.relay) })
+                dmz: site.dmz.map { dmz in
+                    switch dmz.link {
+                    case .vlan(let id): DMZSummary(vlan: id, prefix: dmz.prefix.description, relay: dmz.relay)
+                    case .port(let name): DMZSummary(port: name, prefix: dmz.prefix.description, relay: dmz.relay)
+                    }
+                })
         }
         if let planMesh = plan.mesh {
             mesh = MeshSummary(prefix: planMesh.prefix.description, port: planMesh.port, mtu: plan.meshMTU)
@@ -200,9 +207,11 @@ public struct PlanSummary: Codable, Sendable, Equatable {
             let forward = nat64.dnsForward.isEmpty ? "" : ", forwarding to \(nat64.dnsForward.joined(separator: ", "))"
             out += "\nnat64 \(nat64.prefix)  on relay \(nat64.relay)  dns64 \(nat64.resolver)\(forward)  for \(nat64.sites.joined(separator: ", "))\n"
         }
-        let dmzs = sites.compactMap { site in site.dmz.map { [site.name, String($0.vlan), $0.prefix, $0.relay] } }
+        let dmzs = sites.compactMap { site in
+            site.dmz.map { [site.name, $0.vlan.map { "vlan \($0)" } ?? "port \($0.port ?? "")", $0.prefix, $0.relay] }
+        }
         if !dmzs.isEmpty {
-            out += "\n" + Self.table([["DMZ OF", "VLAN", "PUBLIC PREFIX", "RELAY"]] + dmzs)
+            out += "\n" + Self.table([["DMZ OF", "LINK", "PUBLIC PREFIX", "RELAY"]] + dmzs)
         }
         if let clients {
             out += "\nclients \(clients.prefix)  through relay \(clients.relay)\n"

@@ -31,7 +31,9 @@ public enum EdgeRouterConfig {
             ]
         }
         if let dmz = site.dmz {
-            files.append(RenderedFile(path: ConfigPaths.dmzNetdev, contents: RouterNetworkd.dmzNetdev(site: site, dmz: dmz)))
+            if let netdev = RouterNetworkd.dmzNetdev(site: site, dmz: dmz) {
+                files.append(RenderedFile(path: ConfigPaths.dmzNetdev, contents: netdev))
+            }
             files.append(RenderedFile(path: ConfigPaths.dmzNetwork, contents: RouterNetworkd.dmzNetwork(site: site, dmz: dmz)))
         }
         if !plan.operators.isEmpty {

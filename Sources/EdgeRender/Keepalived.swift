@@ -107,14 +107,14 @@ enum Keepalived {
                     \(site.linkLocalVIP)/64
                     # The site's router address, one next hop for the servers whichever router is master.
                     \(site.vip)/\(site.prefix.length)
-                }\(site.dmz == nil ? "" : """
+                }\(site.dmz.map { dmz in """
 
                     # The same link-local VIP on the DMZ's VLAN (docs/dmz.md), so radvd advertises there from
                     # the master only; not in the advertisements, which go on the LAN.
                     virtual_ipaddress_excluded {
-                        \(site.linkLocalVIP)/64 dev \(InterfaceNames.dmz)
+                        \(site.linkLocalVIP)/64 dev \(dmz.interface)
                     }
-                """)
+                """ } ?? "")
                 # The agent registers with the relay on becoming master and steps back otherwise.
                 notify_master "\(agent) notify master"
                 notify_backup "\(agent) notify backup"

@@ -97,10 +97,10 @@ enum RouterNetworkd {
             IPv6SendRA=no
             LinkLocalAddressing=ipv6
             # The LAN can be down (no switch yet) without holding up boot.
-            ConfigureWithoutCarrier=yes\(site.dmz == nil ? "" : """
+            ConfigureWithoutCarrier=yes\(site.dmz?.vlan == nil ? "" : """
 
             # The DMZ's VLAN rides this port (docs/dmz.md).
-            VLAN=\(InterfaceNames.dmz)
+            VLAN=\(DMZ.vlanInterface)
             """)
 
             [Link]
@@ -109,27 +109,28 @@ enum RouterNetworkd {
             """
     }
 
-    /// The DMZ's VLAN on the LAN port (docs/dmz.md).
-    static func dmzNetdev(site: Site, dmz: DMZ) -> String {
-        """
-        # edgekit: the DMZ of \(site.name) (\(dmz.prefix)): 802.1Q VLAN \(dmz.vlan) on the LAN port (docs/dmz.md).
-        [NetDev]
-        Name=\(InterfaceNames.dmz)
-        Kind=vlan
+    /// The DMZ's VLAN on the LAN port (docs/dmz.md); nil for a DMZ on a port of its own.
+    static func dmzNetdev(site: Site, dmz: DMZ) -> String? {
+        guard case .vlan(let id) = dmz.link else { return nil }
+        return """
+            # edgekit: the DMZ of \(site.name) (\(dmz.prefix)): 802.1Q VLAN \(id) on the LAN port (docs/dmz.md).
+            [NetDev]
+            Name=\(dmz.interface)
+            Kind=vlan
 
-        [VLAN]
-        Id=\(dmz.vlan)
+            [VLAN]
+            Id=\(id)
 
-        """
+            """
     }
 
     /// The DMZ's link: its public /64 on-link (radvd announces it) and the rule that sends what
     /// comes from it to the relay that routes it, whose tunnel is the default route of its table.
     static func dmzNetwork(site: Site, dmz: DMZ) -> String {
         """
-        # edgekit: the DMZ of \(site.name): public \(dmz.prefix), routed by relay \(dmz.relay) (docs/dmz.md).
+        # edgekit: the DMZ of \(site.name) (\(dmz.linkDescription)): public \(dmz.prefix), routed by relay \(dmz.relay) (docs/dmz.md).
         [Match]
-        Name=\(InterfaceNames.dmz)
+        Name=\(dmz.interface)
 
         [Network]
         DHCP=no

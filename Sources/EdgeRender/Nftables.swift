@@ -101,8 +101,8 @@ enum Nftables {
         return """
 
                     # The DMZ (\(dmz.prefix)) and the internet, through relay \(dmz.relay) only; never the /48.
-                    iifname "\(InterfaceNames.dmz)" oifname "\(tunnel.interface)" ip6 saddr \(dmz.prefix) ip6 daddr != \(plan.ula) accept
-                    iifname "\(tunnel.interface)" oifname "\(InterfaceNames.dmz)" ip6 saddr != \(plan.ula) ip6 daddr \(dmz.prefix) accept
+                    iifname "\(dmz.interface)" oifname "\(tunnel.interface)" ip6 saddr \(dmz.prefix) ip6 daddr != \(plan.ula) accept
+                    iifname "\(tunnel.interface)" oifname "\(dmz.interface)" ip6 saddr != \(plan.ula) ip6 daddr \(dmz.prefix) accept
             """
     }
 

@@ -43,7 +43,7 @@ enum Radvd {
 
         # The DMZ (docs/dmz.md): its public /64, and the routers as its hosts' default router, since
         # everything they send goes through the relay that routes the prefix.
-        interface \(InterfaceNames.dmz)
+        interface \(dmz.interface)
         {
             AdvSendAdvert on;
             MinRtrAdvInterval 3;

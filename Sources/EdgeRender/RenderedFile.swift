@@ -40,7 +40,8 @@ public enum ConfigPaths {
     public static let lanLink = "/etc/systemd/network/10-edgekit-lan.link"
     public static let uplinkNetwork = "/etc/systemd/network/20-edgekit-uplink.network"
     public static let lanNetwork = "/etc/systemd/network/20-edgekit-lan.network"
-    /// The DMZ VLAN on the LAN port (docs/dmz.md), only for a site with `dmz:`.
+    /// The DMZ's VLAN on the LAN port and its link (docs/dmz.md), only for a site with `dmz:` (the
+    /// `.netdev` only for a VLAN).
     public static let dmzNetdev = "/etc/systemd/network/20-edgekit-dmz.netdev"
     public static let dmzNetwork = "/etc/systemd/network/21-edgekit-dmz.network"
     /// The routing table whose default route is the DMZ relay's tunnel, and the priority of the
@@ -113,8 +114,6 @@ public enum InterfaceNames {
     public static let stableUplink = "uplink0"
     /// The name a `.link` file gives the LAN NIC when the plan says `auto` or a MAC address.
     public static let stableLAN = "lan0"
-    /// The DMZ VLAN on the LAN port (docs/dmz.md).
-    public static let dmz = "dmz0"
 
     /// The runtime name of the router's uplink: the plan's name, or `uplink0`.
     public static func uplink(of router: Router) -> String {

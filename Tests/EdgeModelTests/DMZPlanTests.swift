@@ -29,7 +29,7 @@ import Testing
     @Test func aDMZTakesThePublicPrefixsSubnetNumberedLikeItsSite() throws {
         let plan = try PlanLoader.parse(try Self.text())
         #expect(plan.relay.publicPrefix?.description == "2001:db8:4200::/48")
-        #expect(plan.sites[0].dmz == DMZ(vlan: 100, prefix: IPv6Prefix("2001:db8:4200:1::/64")!, relay: "relay"))
+        #expect(plan.sites[0].dmz == DMZ(link: .vlan(100), prefix: IPv6Prefix("2001:db8:4200:1::/64")!, relay: "relay"))
         #expect(plan.sites[1].dmz == nil)
         #expect(plan.dmzSites(of: plan.relay).map(\.name) == ["site-a"])
     }
@@ -39,8 +39,17 @@ import Testing
             .replacingOccurrences(of: "    registration_port: 51831\n", with: "    registration_port: 51831\n    public_prefix: 2001:db8:77::/56\n")
             .replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    dmz:\n      vlan: 7\n      prefix: 2001:db8:77:42::/64\n")
         let plan = try PlanLoader.parse(text)
-        #expect(plan.sites[1].dmz == DMZ(vlan: 7, prefix: IPv6Prefix("2001:db8:77:42::/64")!, relay: "us"))
+        #expect(plan.sites[1].dmz == DMZ(link: .vlan(7), prefix: IPv6Prefix("2001:db8:77:42::/64")!, relay: "us"))
         #expect(plan.relays.map { plan.dmzSites(of: $0).map(\.name) } == [[], ["site-b"]])
+    }
+
+    @Test func aDMZOnAPortOfItsOwn() throws {
+        let plan = try PlanLoader.parse(try Self.text(dmz: "    dmz:\n      port: eth2\n"))
+        #expect(plan.sites[0].dmz == DMZ(link: .port("eth2"), prefix: IPv6Prefix("2001:db8:4200:1::/64")!, relay: "relay"))
+        #expect(plan.sites[0].dmz?.interface == "eth2" && plan.sites[0].dmz?.vlan == nil)
+        let site = plan.sites[0]
+        #expect(try JSONDecoder().decode(Site.self, from: JSONEncoder().encode(site)).dmz == site.dmz)
+        #expect(PlanSummary(plan).text().contains("site-a  port eth2  2001:db8:4200:1::/64  relay"))
     }
 
     @Test func theProfilesSiteCarriesItAndReadsItBack() throws {
@@ -68,7 +77,11 @@ import Testing
         #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      prefix: 2001:db8:4200::/56\n"))
                 == ["plan.yaml:38: site \"site-a\" dmz prefix must be a /64 (hosts configure themselves by SLAAC), found /56"])
         #expect(Self.problems(try Self.text(dmz: "    dmz:\n      prefix: 2001:db8:4200:5::/64\n"))
-                == ["plan.yaml:37: site \"site-a\" dmz is missing \"vlan\""])
+                == ["plan.yaml:37: site \"site-a\" dmz needs vlan (an 802.1Q VLAN on the LAN port) or port (a port of its own)"])
+        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      port: eth2\n"))
+                == ["plan.yaml:38: site \"site-a\" dmz has both vlan and port; keep one"])
+        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      port: auto\n"))
+                == ["plan.yaml:37: site \"site-a\" dmz port \"auto\" must be an interface name (the same on every router of the site), e.g. eth2"])
         #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      vlans: 6\n")).first?.contains("unknown key \"vlans\" in site \"site-a\" dmz") == true)
         let twice = try Self.text().replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    dmz:\n      vlan: 9\n      prefix: 2001:db8:4200:1::/64\n")
         #expect(Self.problems(twice).first?.contains("dmz prefix 2001:db8:4200:1::/64 is already the DMZ of site \"site-a\"") == true)
