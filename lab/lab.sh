@@ -908,6 +908,12 @@ STALE_VIPS=$(ip -n "$(ns a1)" -6 addr show dev lan0 | awk '/inet6 (fe80::1|'"${S
 SA_NEXT_HOP=$(ip -n "$(ns sa)" -6 neigh show fe80::1 dev eth0 | grep -o 'lladdr [^ ]*' | cut -d' ' -f2)
 [ "$SA_NEXT_HOP" = "$(lan_mac a2)" ] || fail "server A's next hop fe80::1 is ${SA_NEXT_HOP:-unresolved}, not a2's LAN MAC $(lan_mac a2) (a1's: $(lan_mac a1))"
 FIGURES+=("failover (kill -9 master)|VIPs left on the killed a1's lan0; server A's fe80::1 after the failover|${STALE_VIPS:-none}; a2's MAC $SA_NEXT_HOP|-|measured")
+# The DMZ moves with the site (docs/dmz.md): the relay routes its /64 to a2, a2 advertises it, and
+# the internet reaches the DMZ host again.
+T_DMZ_MOVE=$(now)
+wait_until 15 "the relay routes the DMZ $DMZ_PREFIX to a2" relay_owner_has "$(in_router a2 wg show wg-relay public-key)" "$DMZ_PREFIX"
+wait_until 20 "the internet reaches the DMZ host through a2" ping_once inet "$DMZ_ADDR"
+figure "failover (kill -9 master)" "DMZ: the internet reaches the DMZ host again through a2 (from the failover's end)" "$(elapsed "$T_DMZ_MOVE")" "-"
 
 log "scenario: stick swap, a1 destroyed, a spare with a1's stick"
 del_namespace a1
