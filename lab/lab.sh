@@ -555,6 +555,14 @@ is_master a1 || fail "a1 (priority 200) is not the VRRP master of site A"
 
 log "scenario: server A <-> server B over ULA through the relay"
 ping_once() { nsx "$1" ping -6 -n -c 1 -W 1 "$2"; }
+# fetched NS ADDR: from NS, connect to ADDR port 8080 over TCP, say GET, print how many bytes came back.
+fetched() { nsx "$1" python3 -c 'import socket, sys
+s = socket.create_connection((sys.argv[1], 8080), timeout=10); s.sendall(b"GET"); n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)' "$2"; }
 wait_until 60 "server A → server B ping" ping_once sa "$SB_ADDR"
 figure "ULA ping" "routers start → first reply server A → server B" "$(elapsed "$T_ROUTERS")" "-"
 nsx sa ping -6 -n -c 3 -i 0.2 -W 2 "$SB_ADDR" >/dev/null || fail "server A → server B ping lost packets"
@@ -762,13 +770,7 @@ NAT64_PREFIX=$(plan_json | python3 -c 'import json,sys; print(json.load(sys.stdi
 python3 -c 'import ipaddress, sys; a, p = ipaddress.ip_address(sys.argv[1]), ipaddress.ip_network(sys.argv[2]); assert a in p and str(ipaddress.ip_address(int(a) & 0xffffffff)) == "198.51.100.50", a' \
   "$SYNTH" "$NAT64_PREFIX" || fail "DNS64 answered $SYNTH, not 198.51.100.50 inside $NAT64_PREFIX"
 figure "nat64" "server B: AAAA for an A-only name from the announced DNS64 → $SYNTH" "$(elapsed "$T_DNS64")" "-"
-GOT=$(nsx sb python3 -c 'import socket, sys
-s = socket.create_connection((sys.argv[1], 8080), timeout=10); s.sendall(b"GET"); n = 0
-while True:
-    b = s.recv(65536)
-    if not b: break
-    n += len(b)
-print(n)' "$SYNTH" 2>&1) || fail "server B → v4only.lab.example over NAT64 (TCP): $GOT"
+GOT=$(fetched sb "$SYNTH" 2>&1) || fail "server B → v4only.lab.example over NAT64 (TCP): $GOT"
 [ "$GOT" = 1400 ] || fail "server B got $GOT bytes from the IPv4-only host, not 1400"
 # Whole 1400-byte packets both ways, don't-fragment set: the NAT64 does not drop what is over 1280.
 nsx sb ping -6 -n -c 3 -i 0.2 -W 2 -M do -s $((1400 - 48)) "$SYNTH" >/dev/null || fail "a 1400-byte ping from server B did not cross the NAT64"
@@ -800,13 +802,7 @@ s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_RE
 while True:
     c, a = s.accept(); c.sendall(b"d" * 100000); c.close()' >"$W/dmzhost.log" 2>&1 &
 wait_until 10 "the DMZ host's test server listens" nsx dmzhost python3 -c 'import socket; socket.create_connection(("::1", 8080), timeout=1)'
-GOT=$(nsx inet python3 -c 'import socket, sys
-s = socket.create_connection((sys.argv[1], 8080), timeout=10); n = 0
-while True:
-    b = s.recv(65536)
-    if not b: break
-    n += len(b)
-print(n)' "$DMZ_ADDR" 2>&1) || fail "the internet → DMZ host over TCP: $GOT"
+GOT=$(fetched inet "$DMZ_ADDR" 2>&1) || fail "the internet → DMZ host over TCP: $GOT"
 [ "$GOT" = 100000 ] || fail "the internet got $GOT bytes from the DMZ host, not 100000"
 # Never the ULA: the DMZ host towards server A (through the router, which it has as default), the
 # internet towards server A (a route for the /48 through the relay, as an attacker would add), server

@@ -17,15 +17,6 @@ import Testing
         return text
     }
 
-    static func problems(_ text: String) -> [String] {
-        do {
-            _ = try PlanLoader.parse(text)
-            return []
-        } catch {
-            return "\(error)".split(separator: "\n").map(String.init)
-        }
-    }
-
     @Test func aDMZTakesThePublicPrefixsSubnetNumberedLikeItsSite() throws {
         let plan = try PlanLoader.parse(try Self.text())
         #expect(plan.relay.publicPrefix?.description == "2001:db8:4200::/48")
@@ -64,26 +55,26 @@ import Testing
 
     @Test("bad DMZ settings: one line each, naming the line and the problem")
     func badSettingsAreRefusedByLine() throws {
-        #expect(Self.problems(try Self.text(publicPrefix: nil))
+        #expect(planProblems(try Self.text(publicPrefix: nil))
                 == ["plan.yaml:36: site \"site-a\" dmz needs a relay with public_prefix (the public prefix your provider routes to the relay)"])
-        #expect(Self.problems(try Self.text(publicPrefix: "fd00:1::/48"))
+        #expect(planProblems(try Self.text(publicPrefix: "fd00:1::/48"))
                 == ["plan.yaml:17: relay.public_prefix fd00:1::/48 is not a public (global unicast, 2000::/3) prefix; use the one your provider routes to the relay"])
-        #expect(Self.problems(try Self.text(publicPrefix: "2001:db8::/96"))
+        #expect(planProblems(try Self.text(publicPrefix: "2001:db8::/96"))
                 == ["plan.yaml:17: relay.public_prefix must be a /32 to /64 (each DMZ takes a /64), found /96"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 4095\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      vlan: 4095\n"))
                 == ["plan.yaml:37: site \"site-a\" dmz vlan is 4095, outside 1–4094"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      prefix: 2001:db8:99::/64\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      prefix: 2001:db8:99::/64\n"))
                 == ["plan.yaml:38: site \"site-a\" dmz prefix 2001:db8:99::/64 is inside no relay's public_prefix (2001:db8:4200::/48)"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      prefix: 2001:db8:4200::/56\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      prefix: 2001:db8:4200::/56\n"))
                 == ["plan.yaml:38: site \"site-a\" dmz prefix must be a /64 (hosts configure themselves by SLAAC), found /56"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      prefix: 2001:db8:4200:5::/64\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      prefix: 2001:db8:4200:5::/64\n"))
                 == ["plan.yaml:37: site \"site-a\" dmz needs vlan (an 802.1Q VLAN on the LAN port) or port (a port of its own)"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      port: eth2\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      port: eth2\n"))
                 == ["plan.yaml:38: site \"site-a\" dmz has both vlan and port; keep one"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      port: auto\n"))
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      port: auto\n"))
                 == ["plan.yaml:37: site \"site-a\" dmz port \"auto\" must be an interface name (the same on every router of the site), e.g. eth2"])
-        #expect(Self.problems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      vlans: 6\n")).first?.contains("unknown key \"vlans\" in site \"site-a\" dmz") == true)
+        #expect(planProblems(try Self.text(dmz: "    dmz:\n      vlan: 5\n      vlans: 6\n")).first?.contains("unknown key \"vlans\" in site \"site-a\" dmz") == true)
         let twice = try Self.text().replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    dmz:\n      vlan: 9\n      prefix: 2001:db8:4200:1::/64\n")
-        #expect(Self.problems(twice).first?.contains("dmz prefix 2001:db8:4200:1::/64 is already the DMZ of site \"site-a\"") == true)
+        #expect(planProblems(twice).first?.contains("dmz prefix 2001:db8:4200:1::/64 is already the DMZ of site \"site-a\"") == true)
     }
 }

@@ -13,15 +13,6 @@ import Testing
         return text + "\n" + extra
     }
 
-    static func problems(_ text: String) -> [String] {
-        do {
-            _ = try PlanLoader.parse(text)
-            return []
-        } catch {
-            return "\(error)".split(separator: "\n").map(String.init)
-        }
-    }
-
     @Test func aSiteTurnsItOnWithTheDefaults() throws {
         let plan = try PlanLoader.parse(try Self.text())
         #expect(plan.nat64Enabled && plan.nat64Sites.map(\.name) == ["site-b"])
@@ -50,16 +41,16 @@ import Testing
 
     @Test("bad NAT64 settings: one line each, naming the line and the problem")
     func badSettingsAreRefusedByLine() throws {
-        #expect(Self.problems(try Self.text(siteB: false).replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    nat64: yes\n"))
+        #expect(planProblems(try Self.text(siteB: false).replacingOccurrences(of: "    vrrp_id: 52\n", with: "    vrrp_id: 52\n    nat64: yes\n"))
                 == ["plan.yaml:52: site \"site-b\" nat64 \"yes\" is neither true nor false"])
-        #expect(Self.problems(try Self.text("nat64:\n  prefix: fd5e:d9e1:7c2a:6464::/64\n")).first?.contains("must be a /96 inside the plan's ula") == true)
-        #expect(Self.problems(try Self.text("nat64:\n  prefix: 64:ff9b::/96\n")).first?.contains("must be a /96 inside the plan's ula") == true)
-        #expect(Self.problems(try Self.text("nat64:\n  prefix: fd5e:d9e1:7c2a:1::/96\n"))
+        #expect(planProblems(try Self.text("nat64:\n  prefix: fd5e:d9e1:7c2a:6464::/64\n")).first?.contains("must be a /96 inside the plan's ula") == true)
+        #expect(planProblems(try Self.text("nat64:\n  prefix: 64:ff9b::/96\n")).first?.contains("must be a /96 inside the plan's ula") == true)
+        #expect(planProblems(try Self.text("nat64:\n  prefix: fd5e:d9e1:7c2a:1::/96\n"))
                 == ["plan.yaml:61: nat64.prefix fd5e:d9e1:7c2a:1::/96 is inside site \"site-a\"'s /64; pick a /96 of a /64 no site uses"])
-        #expect(Self.problems(try Self.text("nat64:\n  dns_forward: [resolver.example]\n"))
+        #expect(planProblems(try Self.text("nat64:\n  dns_forward: [resolver.example]\n"))
                 == ["plan.yaml:61: nat64.dns_forward \"resolver.example\" is not an IP address (e.g. 9.9.9.9 or 2620:fe::fe)"])
-        #expect(Self.problems(try Self.text("nat64:\n  colour: red\n")).first?.contains("unknown key \"colour\" in nat64") == true)
-        #expect(Self.problems(try Self.text("client_prefix: fd5e:d9e1:7c2a:fffe::/64\nclients:\n  - name: c\n")).first?
+        #expect(planProblems(try Self.text("nat64:\n  colour: red\n")).first?.contains("unknown key \"colour\" in nat64") == true)
+        #expect(planProblems(try Self.text("client_prefix: fd5e:d9e1:7c2a:fffe::/64\nclients:\n  - name: c\n")).first?
                     .contains("is inside client_prefix") == true)
     }
 }
