@@ -30,7 +30,7 @@ struct SpawnedTool {
 
     /// Starts `path` with `arguments` (argv[0] is `path`) and `environment` (ours when nil), in our
     /// working directory, every signal at its default and none blocked, no descriptor of ours
-    /// inherited but the three it is given. Throws the system's reason when it cannot start.
+    /// inherited but the three it is given (closed from 3 up in the child). Throws the system's reason when it cannot start.
     static func start(_ path: String, _ arguments: [String], environment: [String: String]?,
                       stdin: Stream, stdout: Stream, stderr: Stream) throws(SpawnFailure) -> SpawnedTool {
         var actions = posix_spawn_file_actions_t()
@@ -65,6 +65,9 @@ struct SpawnedTool {
         let input = try connect(stdin, to: 0, toolReads: true)
         let output = try connect(stdout, to: 1, toolReads: false)
         let errors = try connect(stderr, to: 2, toolReads: false)
+        // Then nothing else of ours: a descriptor opened without O_CLOEXEC (a socket, a device) would
+        // otherwise stay open in the tool for as long as it runs, as Foundation's Process never let it.
+        _ = edgekit_spawn_closefrom(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -19,4 +19,8 @@ int edgekit_reflink(int destination, int source);
 int edgekit_open_pty(int *terminal, unsigned short columns);
 /* pipe2(O_CLOEXEC): a pipe neither of whose ends leaks into a program another thread starts. */
 int edgekit_pipe_cloexec(int fds[2]);
+
+/* posix_spawn_file_actions_addclosefrom_np (glibc 2.34): `actions`, a posix_spawn_file_actions_t,
+   closes every descriptor from `from` up in the child. */
+int edgekit_spawn_closefrom(void *actions, int from);
 #endif
