@@ -30,7 +30,8 @@ struct SpawnedTool {
 
     /// Starts `path` with `arguments` (argv[0] is `path`) and `environment` (ours when nil), in our
     /// working directory, every signal at its default and none blocked, no descriptor of ours
-    /// inherited but the three it is given (closed from 3 up in the child). Throws the system's reason when it cannot start.
+    /// inherited but the three it is given (closed from 3 up in the child). Throws the system's
+    /// reason when it cannot start.
     static func start(_ path: String, _ arguments: [String], environment: [String: String]?,
                       stdin: Stream, stdout: Stream, stderr: Stream) throws(SpawnFailure) -> SpawnedTool {
         var actions = posix_spawn_file_actions_t()
