@@ -186,6 +186,12 @@ struct Run: AsyncParsableCommand {
         guard await agent.run(until: signals, grace: .seconds(5)) else {
             throw CommandError("run: the supervisor did not stop within 5 s of SIGTERM or SIGINT; exiting without it")
         }
+        // Stopped: end here rather than through exit(3). The watch threads may be mid-pass, and the
+        // atexit handlers (libcrypto's cleanup among them) would take libraries away under them: a
+        // hash started then failed as "out of memory" and trapped (seen under qemu-aarch64). All
+        // that matters is written already (stderr is unbuffered, status.json is on disk).
+        fflush(nil)
+        _exit(0)
     }
 }
 
