@@ -464,8 +464,15 @@ chmod 0755 /usr/local/bin/edgekit-agent
 mount --bind "$work/$name.resolv" /etc/resolv.conf
 # networkd's IPv6AcceptRA=yes takes RAs on the uplink even with forwarding on; the kernel needs accept_ra=2.
 sysctl -qw net.ipv6.conf.uplink0.accept_ra=2
-# The LAN .network says no RA client (IPv6AcceptRA=no): the router takes no SLAAC address from its peer's RAs.
-sysctl -qw net.ipv6.conf.lan0.accept_ra=0
+# The LAN and DMZ .network files say no RA client (IPv6AcceptRA=no): the router takes no SLAAC address
+# from its peer's RAs. The peer may have answered the port's router solicitation already, so drop what
+# the kernel took, as networkd drops foreign addresses. (A backup that kept a global DMZ address sorted
+# the relay's AAAA first and lost a second per registration: its source went into the DMZ's table.)
+for port in lan0 dmz0; do
+  [ -e "/sys/class/net/$port" ] || continue
+  sysctl -qw "net.ipv6.conf.$port.accept_ra=0"
+  ip -6 addr flush dev "$port" scope global
+done
 busybox udhcpc -f -i uplink0 -s "$work/udhcpc.sh" -t 30 -T 1 -A 1 >"$work/$name.udhcpc.log" 2>&1 &
 for _ in $(seq 1 200); do [ -s /etc/resolv.conf ] && break; sleep 0.1; done
 [ -s /etc/resolv.conf ] || { echo "router.sh: no DHCP lease on uplink0" >&2; exit 1; }
