@@ -31,7 +31,11 @@ PACKAGES=(
   systemd udev python3-minimal
   prometheus prometheus-node-exporter
   qrencode zbar-tools tayga unbound
+  python3-venv
 )
+# The SPDX project's validator (spdx-tools, from PyPI: Debian has none) checks the images' software
+# bills of materials in the suite; it lives in a virtual environment under the cache.
+SPDX_TOOLS_VERSION=0.8.5
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -52,6 +56,22 @@ install_packages() {
   apt-get update -qq >/dev/null || die "apt-get update failed (is the Debian archive reachable?)"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || die "apt-get install failed for: ${missing[*]}"
+}
+
+# Installs spdx-tools (pinned) into CACHE/spdx-tools once and puts its pyspdxtools, alone, on PATH.
+spdx_validator() {
+  local venv="${EDGEKIT_CACHE:-$ROOT/cache}/spdx-tools"
+  if [ ! -x "$venv/only/pyspdxtools" ] || [ "$(cat "$venv/version" 2>/dev/null)" != "$SPDX_TOOLS_VERSION" ]; then
+    log "installing the SPDX validator (spdx-tools $SPDX_TOOLS_VERSION from PyPI) into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/pip" install -q --disable-pip-version-check "spdx-tools==$SPDX_TOOLS_VERSION" >&2 \
+      || die "pip install spdx-tools==$SPDX_TOOLS_VERSION failed (is PyPI reachable?)"
+    mkdir -p "$venv/only" && ln -sf ../bin/pyspdxtools "$venv/only/pyspdxtools"
+    echo "$SPDX_TOOLS_VERSION" > "$venv/version"
+  fi
+  # Only the validator: the environment's python3 must not shadow Debian's for the other tests.
+  export PATH="$venv/only:$PATH"
 }
 
 find_swift() {
@@ -166,6 +186,7 @@ run_tests() {
   local mode="${1:-all}" started log_file report
   started=$(date +%s)
   prune_test_cache
+  spdx_validator
   if [ "$mode" = quick ]; then
     export EDGEKIT_QUICK=1
   else

@@ -9,6 +9,16 @@ public struct BaseRecipe: Sendable, Equatable {
     /// Debian 13: Debian 12 (bookworm) left regular security support in June 2026 (docs/image.md,
     /// "Debian suite"). The suite is in `cacheKey`, so a base of another suite is never reused.
     public var suite = "trixie"
+
+    /// The suite as package URLs name the distribution (`distro=debian-13`).
+    public var distribution: String {
+        switch suite {
+        case "bookworm": "debian-12"
+        case "trixie": "debian-13"
+        case "forky": "debian-14"
+        default: "debian-\(suite)"
+        }
+    }
     /// The board the base is for: its architecture and boot packages are part of the recipe.
     public var board: Board
     public var architecture: String

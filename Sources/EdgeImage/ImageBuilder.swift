@@ -26,6 +26,10 @@ public struct ImageBuilder: Sendable {
     /// building without root (`image pack-base`).
     public var packerExecutable: String
     public var progress: BuildProgress
+    /// Build the Debian base anew even when it is cached (`debianBase()`; `edgekit build` asks once
+    /// per board): the cache key does not follow the archive, so this is how security updates
+    /// reach the images (`--refresh-base`, docs/image.md "Security updates").
+    public var refreshBase = false
 
     /// `agentBinary` is the agent for `recipe`'s architecture; `agentBinaries` adds those of others.
     public init(cacheDirectory: String, recipe: BaseRecipe, overlayDirectory: String, agentBinary: String,
@@ -94,9 +98,12 @@ public struct ImageBuilder: Sendable {
         let lock = try CacheLock(for: directory, progress: progress.note)
         defer { lock.release() }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
-            progress.note("base \(key): cached")
-            markUsed(directory)
-            return directory
+            guard refreshBase else {
+                progress.note("base \(key): cached")
+                markUsed(directory)
+                return directory
+            }
+            progress.note("base \(key): built anew (--refresh-base)")
         }
         let debs = cacheDirectory + "/debs"
         try FileManager.default.createDirectory(atPath: debs, withIntermediateDirectories: true)
@@ -127,6 +134,12 @@ public struct ImageBuilder: Sendable {
                                "--board", recipe.board.name])
             guard status == 0 else { throw ImageError("image.tool-failed", "packing the base failed (exit \(status)); its messages are above") }
         }
+        // What the base installed, so a base built anew from a newer archive (same key) gives its
+        // system levels new keys (`systemKey`).
+        guard let status = FileManager.default.contents(atPath: tree + "/var/lib/dpkg/status") else {
+            throw ImageError("the base tree \(tree) has no var/lib/dpkg/status")
+        }
+        let packages = SHA256.hash(data: status).map { String(format: "%02x", $0) }.joined()
         try progress.step("base: removing the build tree") { _ in
             try removeBuildTree(tree)
             return ((), "base \(key): build tree removed")
@@ -135,8 +148,15 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.moveItem(atPath: log, toPath: staging + "/mmdebstrap.log")
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
-        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(key.utf8))
+        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data("\(key)\npackages \(packages)\n".utf8))
         return directory
+    }
+
+    /// What a cached base says about itself beyond its key: `packages SHA-256` of its dpkg status
+    /// (bases from before that record say nothing, and their system levels keep their keys).
+    func baseContents(_ base: String) -> String {
+        let lines = (try? String(contentsOfFile: base + "/complete", encoding: .utf8))?.split(separator: "\n") ?? []
+        return lines.dropFirst().joined(separator: " ")
     }
 
     /// mmdebstrap options that install from the packages in `debs` and keep what it downloads
@@ -327,11 +347,13 @@ public struct ImageBuilder: Sendable {
     /// The system level's key. The version is bumped when the way the level is made changes
     /// (v3: the ESP's folders carry the image file time, not the build's; v4: folders the base
     /// already has are not made again, which changes the root's inode numbers).
-    func systemKey(baseKey: String, overlay: [OverlayFile]) -> String {
+    func systemKey(baseKey: String, baseContents: String = "", overlay: [OverlayFile]) -> String {
         var hasher = SHA256()
-        // The default board's key is what it was before boards: its cached systems stay valid.
+        // The default board's key is what it was before boards: its cached systems stay valid; so
+        // are those of bases that do not record their packages.
         let board = recipe.board == .default ? "" : " board \(recipe.board.name)"
-        hasher.update(data: Data("system v4 \(baseKey) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
+        let contents = baseContents.isEmpty ? "" : " \(baseContents)"
+        hasher.update(data: Data("system v4 \(baseKey)\(contents) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -348,7 +370,7 @@ public struct ImageBuilder: Sendable {
     public func system() throws -> String {
         let overlay = try overlayFiles()
         let base = try debianBase()
-        let key = systemKey(baseKey: recipe.cacheKey, overlay: overlay)
+        let key = systemKey(baseKey: recipe.cacheKey, baseContents: baseContents(base), overlay: overlay)
         let directory = cacheDirectory + "/system-" + key
         let lock = try CacheLock(for: directory, progress: progress.note)
         defer { lock.release() }
@@ -422,10 +444,39 @@ public struct ImageBuilder: Sendable {
         // and the disk's block map with a checksum per run.
         try ImageBuilder.writeSharedChecksums(system: staging, siteStartByte: layout.siteStart * DiskLayout.sector,
                                               progress: progress, step: "system: checksums", summary: "system \(key): checksums")
+        try writeSoftwareBill(system: staging, key: key)
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
         _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(key.utf8))
         return directory
+    }
+
+    /// The system level's software bill of materials (`sbom.spdx.json`): the packages dpkg lists
+    /// installed in its tarball and the agent. Levels cached before it existed get it on first use.
+    public func softwareBill(system: String) throws -> String {
+        let path = system + "/" + SoftwareBill.fileName
+        if !FileManager.default.fileExists(atPath: path) {
+            let name = (system as NSString).lastPathComponent
+            try writeSoftwareBill(system: system, key: String(name.dropFirst("system-".count)))
+        }
+        return path
+    }
+
+    func writeSoftwareBill(system: String, key: String) throws {
+        try progress.step("system: software bill of materials") { _ in
+            let packages = DebianPackage.installed(fromStatus: try SoftwareBill.dpkgStatus(inTarball: system + "/rootfs.tar.zst"))
+            let document = try SoftwareBill.spdx(name: "edgekit-system-\(recipe.board.name)-\(key)", board: recipe.board.name,
+                                                 distribution: recipe.distribution, packages: packages,
+                                                 agentSHA256: try sha256(ofFile: try agent()), created: recipe.sourceDateEpoch)
+            // Written whole under a temporary name: stamps of several sites may ask for it at once.
+            let temporary = system + "/.\(SoftwareBill.fileName).\(getpid())-\(UUID().uuidString)"
+            guard FileManager.default.createFile(atPath: temporary, contents: document),
+                  rename(temporary, system + "/" + SoftwareBill.fileName) == 0 else {
+                unlink(temporary)
+                throw ImageError("cannot write \(system)/\(SoftwareBill.fileName)")
+            }
+            return ((), "system \(key): software bill of materials, \(packages.count) Debian packages")
+        }
     }
 
     /// Writes the overlay into an ext4 image with debugfs (no mount, no root): folders, files with
@@ -577,7 +628,8 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: partial) }
 
-        let names = ["\(site).img", "\(site).img.bmap", "\(site).rootfs.tar.zst"]
+        let names = ["\(site).img", "\(site).img.bmap", "\(site).rootfs.tar.zst", "\(site).spdx.json"]
+        let bill = try softwareBill(system: system)
         try progress.step("site \(site)", total: 3, unit: .items) { step in
             step.advance(0, of: 3, detail: "tar layer")
             let tar = partial + "/\(site).rootfs.tar.zst"
@@ -623,7 +675,8 @@ public struct ImageBuilder: Sendable {
             stat(system + "/rootfs.tar.zst", &systemTar)
             try tarHash.update(file: tar, offset: Int(systemTar.st_size))
             try diskHash.update(file: image, offset: layout.siteStart * DiskLayout.sector)
-            let digests = [diskHash.hex(), try sha256(ofFile: image + ".bmap"), tarHash.hex()]
+            try SparseCopy.duplicate(bill, to: partial + "/" + names[3])
+            let digests = [diskHash.hex(), try sha256(ofFile: image + ".bmap"), tarHash.hex(), try sha256(ofFile: partial + "/" + names[3])]
             var sums = ""
             for (name, digest) in zip(names, digests) {
                 sums += "\(digest)  \(name)\n"
@@ -642,7 +695,7 @@ public struct ImageBuilder: Sendable {
             var imageInfo = stat()
             stat(outputDirectory + "/" + names[0], &imageInfo)
             return ((), "site \(site): \(names[0]) \(byteCount(Int(imageInfo.st_size))) (\(byteCount(Int(imageInfo.st_blocks) * 512)) allocated), "
-                + "\(names[2]) \(byteCount(tarBytes)), bmap, \(sumsName)")
+                + "\(names[2]) \(byteCount(tarBytes)), bmap, \(names[3]), \(sumsName)")
         }
         if mergeChecksums { try ImageBuilder.mergeChecksums(in: outputDirectory) }
         return names.map { outputDirectory + "/" + $0 }

@@ -20,9 +20,14 @@ struct ImageOptions: ParsableArguments {
             help: ArgumentHelp("edgekit-agent binary to install on arm64 boards (arm64-uefi, rpi), cross-built for aarch64 (./build.sh makes .build/appliance-arm64/edgekit-agent; docs/cross-build.md).", valueName: "file"))
     var arm64Agent: String?
 
+    @Flag(help: ArgumentHelp("Build the Debian base of each board anew from the archive, even when cached: the cache key does not follow the archive, so this is how Debian's security updates reach the images (docs/image.md, \"Security updates\")."))
+    var refreshBase = false
+
     func builder(progress: BuildProgress) throws -> ImageBuilder {
-        try ImageBuilder(cache: cache, overlays: overlays, agent: agent ?? Executables.sibling("edgekit-agent"), arm64Agent: arm64Agent,
-                         packer: Executables.current, progress: progress)
+        var builder = try ImageBuilder(cache: cache, overlays: overlays, agent: agent ?? Executables.sibling("edgekit-agent"), arm64Agent: arm64Agent,
+                                       packer: Executables.current, progress: progress)
+        builder.refreshBase = refreshBase
+        return builder
     }
 }
 
@@ -57,10 +62,11 @@ struct ImageCommand: AsyncParsableCommand {
 
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap and SHA256SUMS into OUTDIR.",
+            abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap, SITE.spdx.json and SHA256SUMS into OUTDIR.",
             discussion: """
                 The Debian base is built once with mmdebstrap and cached under --cache; overlays and the
                 agent form a second cached level; stamping a site onto them takes under a second.
+                SITE.spdx.json lists every Debian package in the image (SPDX 2.3, with package URLs).
                 Flash with: bmaptool copy SITE.img /dev/sdX   (docs/image.md)
                 """)
 
@@ -141,7 +147,8 @@ struct BuildCommand: AsyncParsableCommand {
         abstract: "Build every (or one) site image, every router's stick and the relay bundle into OUTDIR.",
         discussion: """
             One CI job per site: edgekit build --plan P --out out --site SITE (docs/ci.md).
-            Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE-rN.stick.img, relay.tar.zst, SHA256SUMS.
+            Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE.spdx.json, SITE-rN.stick.img, relay.tar.zst, SHA256SUMS.
+            A weekly job with --refresh-base picks up Debian's security updates (docs/ci.md).
             """)
 
     @OptionGroup var options: PlanOptions

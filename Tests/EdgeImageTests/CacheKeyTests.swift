@@ -180,4 +180,23 @@ import Testing
                         == ["/etc", "/etc/new", "/usr/local/sbin"])
         }
     }
+
+    /// A base records what it installed; a base built anew (`--refresh-base`) from a newer archive
+    /// has the same key but other packages, and its system levels must not be the old ones. Bases
+    /// from before that record keep their system keys.
+    @Test func aBaseBuiltAnewGivesItsSystemLevelsNewKeys() throws {
+        let builder = ImageBuilder(cacheDirectory: "/nonexistent", recipe: BaseRecipe(sourceDateEpoch: 0), overlayDirectory: "/nonexistent",
+                                   agentBinary: "/nonexistent", packerExecutable: "/bin/false", progress: .silent)
+        let old = builder.systemKey(baseKey: "base", overlay: [])
+        #expect(builder.systemKey(baseKey: "base", baseContents: "", overlay: []) == old)
+        let first = builder.systemKey(baseKey: "base", baseContents: "packages " + String(repeating: "a", count: 64), overlay: [])
+        let second = builder.systemKey(baseKey: "base", baseContents: "packages " + String(repeating: "b", count: 64), overlay: [])
+        #expect(first != old && second != old && first != second)
+        try TemporaryDirectory.with { dir in
+            try Data("0123456789abcdef".utf8).write(to: dir.file("complete"))
+            #expect(builder.baseContents(dir.path) == "")
+            try Data("0123456789abcdef\npackages abc\n".utf8).write(to: dir.file("complete"))
+            #expect(builder.baseContents(dir.path) == "packages abc")
+        }
+    }
 }

@@ -174,6 +174,68 @@ struct ImageBuildTests {
         #expect(try sha256(ofFile: dir + "/flashed.img") == sha256(ofFile: out + "/site-b.img"))
     }
 
+    /// The image's software bill of materials lists what dpkg in the image says is installed, with
+    /// package URLs a scanner matches, is valid SPDX and is covered by the checksums (issue 21.5).
+    @Test(.requiresTool("pyspdxtools")) func siteImageComesWithItsSoftwareBill() throws {
+        let dir = try SharedImage.shared.build()
+        let out = dir + "/out"
+        let bill = out + "/site-b.spdx.json"
+        let check = try system(try #require(SystemTools.path("pyspdxtools")), ["-i", bill])
+        #expect(check.status == 0 && check.stderr.isEmpty, "pyspdxtools: \(check.stdout)\(check.stderr)")
+        let sums = try String(contentsOfFile: out + "/site-b.SHA256SUMS", encoding: .utf8)
+        #expect(sums.contains("\(try sha256(ofFile: bill))  site-b.spdx.json\n"))
+        // The image's own dpkg database, from its tarball.
+        let status = try system("tar", ["--zstd", "-xOf", out + "/site-b.rootfs.tar.zst", "./var/lib/dpkg/status"])
+        let installed = DebianPackage.installed(fromStatus: status.stdout)
+        let document = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: bill))) as? [String: Any])
+        let packages = (document["packages"] as? [[String: Any]]) ?? []
+        let listed = Dictionary(packages.compactMap { entry -> (String, String)? in
+            guard let name = entry["name"] as? String, let version = entry["versionInfo"] as? String else { return nil }
+            return (name, version)
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(installed.count > 100 && packages.count == installed.count + 2, "every package, the image and the agent")
+        for name in ["keepalived", "radvd", "nftables", "libssl3t64", "systemd", "linux-image-amd64"] {
+            let package = try #require(installed.first { $0.name == name }, "\(name) is in the image")
+            #expect(listed[name] == package.version, "\(name): the bill says \(listed[name] ?? "nothing"), dpkg \(package.version)")
+        }
+        let locators = packages.flatMap { ($0["externalRefs"] as? [[String: Any]]) ?? [] }.compactMap { $0["referenceLocator"] as? String }
+        #expect(locators.contains { $0.hasPrefix("pkg:deb/debian/keepalived@") && $0.hasSuffix("?arch=amd64&distro=debian-13") }, "\(locators.prefix(3))")
+        let agent = try #require(packages.first { $0["name"] as? String == "edgekit-agent" })
+        let agentSum = ((agent["checksums"] as? [[String: Any]])?.first?["checksumValue"] as? String) ?? ""
+        #expect(agentSum == (try sha256(ofFile: try staticAgent())), "the agent's checksum is that of the agent the image carries")
+    }
+
+    /// `--refresh-base` builds the base anew from the archive although it is cached, once for a
+    /// build of two sites on one board, and the system level built on it gets a new key because
+    /// the base records what it installed (issue 21.5).
+    @Test(.requiresRoot) func refreshBaseBuildsTheCachedBaseAnewOncePerBuild() throws {
+        let dir = try SharedImage.shared.build()
+        let cache = try scratchCacheWithBase(in: dir, name: "cache-refresh")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        // The packages the shared cache downloaded already: nothing is downloaded twice.
+        try FileManager.default.createSymbolicLink(atPath: cache + "/debs", withDestinationPath: imageCache + "/debs")
+        let key = BaseRecipe(sourceDateEpoch: try BaseRecipe.imageFileTime()).cacheKey
+        let sharedComplete = try String(contentsOfFile: imageCache + "/base-\(key)/complete", encoding: .utf8)
+        let out = dir + "/refresh-out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try edgekit(["build", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+                                  "--out", out, "--cache", cache, "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays",
+                                  "--serial", "42", "--relay-binary", binaryDirectory + "/edgekit-relay", "--refresh-base"])
+        #expect(result.status == 0, "\(result.stderr.suffix(3000))")
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.filter { $0 == "base \(key): built anew (--refresh-base)" }.count == 1, "\(lines)")
+        #expect(lines.filter { $0.hasPrefix("base \(key): mmdebstrap trixie") }.count == 1, "one mmdebstrap run for both sites: \(lines)")
+        let complete = try String(contentsOfFile: cache + "/base-\(key)/complete", encoding: .utf8)
+        #expect(complete.range(of: "^\(key)\npackages [0-9a-f]{64}\n$", options: .regularExpression) != nil, "\(complete)")
+        // The new system level is not the shared one, although base key, overlay and agent are the same.
+        let systems = try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasPrefix("system-") && !$0.hasSuffix(".lock") }
+        #expect(systems.count == 1 && !FileManager.default.fileExists(atPath: imageCache + "/" + systems[0]), "\(systems)")
+        // The shared cache's base (hard links of the scratch one's old files) is as it was.
+        #expect(try String(contentsOfFile: imageCache + "/base-\(key)/complete", encoding: .utf8) == sharedComplete)
+        let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
+        #expect(sums.status == 0, "\(sums.stdout)")
+    }
+
     /// The boot policy overlays/ sets, as systemd itself reads it from the image's tree: the firewall
     /// and the agent start at boot (Debian installs nftables disabled), apt's timers never run.
     @Test func bootPolicyIsWhatSystemdSees() throws {
@@ -203,7 +265,7 @@ struct ImageBuildTests {
         let first = try String(contentsOfFile: dir + "/out/SHA256SUMS", encoding: .utf8)
         let second = try String(contentsOfFile: again + "/SHA256SUMS", encoding: .utf8)
         #expect(first == second)
-        #expect(first.split(separator: "\n").count == 3)
+        #expect(first.split(separator: "\n").count == 4, "image, bmap, tarball, software bill")
     }
 
     /// `edgekit build` for one site (one CI job): the image, a stick per router, the relay bundle,
@@ -231,12 +293,12 @@ struct ImageBuildTests {
             #expect(line.range(of: pattern, options: .regularExpression) != nil, "\(line) !~ \(pattern)")
         }
         #expect(!result.stderr.utf8.contains { $0 < 0x20 && $0 != 0x0a }, "no control characters")
-        for name in ["site-a.img", "site-a.img.bmap", "site-a.rootfs.tar.zst", "site-a-r1.stick.img", "site-a-r2.stick.img", "relay.tar.zst"] {
+        for name in ["site-a.img", "site-a.img.bmap", "site-a.rootfs.tar.zst", "site-a.spdx.json", "site-a-r1.stick.img", "site-a-r2.stick.img", "relay.tar.zst"] {
             #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name)")
         }
         #expect(!FileManager.default.fileExists(atPath: out + "/site-b.img"), "only the site asked for")
         let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
-        #expect(sums.status == 0 && sums.stdout.split(separator: "\n").count == 6, "sha256sum -c: \(sums.stdout)")
+        #expect(sums.status == 0 && sums.stdout.split(separator: "\n").count == 7, "sha256sum -c: \(sums.stdout)")
         let relay = try system("tar", ["--zstd", "-tvf", out + "/relay.tar.zst", "--numeric-owner"])
         #expect(relay.status == 0)
         #expect(relay.stdout.contains("-rw------- 0/0") && relay.stdout.contains("./etc/edgekit/relay-wireguard.key"))

@@ -40,13 +40,14 @@ func shellWord(_ text: String) -> String {
         #expect(!bytes.contains(0x1b), "no escape sequence")
         #expect(!bytes.contains { $0 < 0x20 && $0 != 0x0a }, "no other control character")
         let lines = result.stderr.split(separator: "\n").map(String.init)
-        // base (cached), the system level's three steps, the site: one line each, in this order.
+        // base (cached), the system level's four steps, the site: one line each, in this order.
         let expected = [
             #"^base [0-9a-f]{16}: cached$"#,
             #"^system [0-9a-f]{16}: overlay tar layer, [0-9]+ entries, .* \([0-9]+\.[0-9] s\)$"#,
             #"^system [0-9a-f]{16}: disk image .* allocated \([0-9]+\.[0-9] s\)$"#,
             #"^system [0-9a-f]{16}: checksums: .* hashed \([0-9]+\.[0-9] s\)$"#,
-            #"^site site-b: site-b\.img .*, site-b\.rootfs\.tar\.zst .*, bmap, site-b\.SHA256SUMS \([0-9]+\.[0-9] s\)$"#,
+            #"^system [0-9a-f]{16}: software bill of materials, [0-9]+ Debian packages \([0-9]+\.[0-9] s\)$"#,
+            #"^site site-b: site-b\.img .*, site-b\.rootfs\.tar\.zst .*, bmap, site-b\.spdx\.json, site-b\.SHA256SUMS \([0-9]+\.[0-9] s\)$"#,
         ]
         #expect(lines.count == expected.count, "\(lines)")
         for (line, pattern) in zip(lines, expected) {
@@ -62,7 +63,7 @@ func shellWord(_ text: String) -> String {
         }
         let again = try contentSums(out + "/SHA256SUMS")
         let shared = try contentSums(dir + "/out/SHA256SUMS")
-        #expect(again.count == 2)
+        #expect(again.count == 3, "the image, the tar layer and the software bill")
         #expect(again == shared, "a fresh system level gives other bytes:\n\(again)\nvs\n\(shared)")
     }
 
