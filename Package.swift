@@ -46,7 +46,7 @@ let package = Package(
         // Running the system's tools (mtools, blkid, wg, nft, …) with captured output and clear errors.
         .target(name: "EdgeSystem", dependencies: ["EdgeErrors", "CEdgeSystem"]),
         // Profile inputs: what a path is, sealing, stick images (FATImage), read back bounded, never mounted.
-        .target(name: "EdgeStick", dependencies: ["EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem"]),
+        .target(name: "EdgeStick", dependencies: ["EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "SystemCrypto"]),
         // Every config file as a pure function of the model.
         .target(name: "EdgeRender", dependencies: ["EdgeErrors", "EdgeModel"]),
         // The registration protocol, shared by agent (client) and relay (server).
@@ -95,7 +95,7 @@ package.targets += [
         providers: [.apt(["libarchive-dev", "libzstd-dev"])]),
     // Rootfs, overlays, archives, disk images, the relay bundle.
     .target(name: "EdgeImage", dependencies: [
-        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeSystem", "CArchive",
+        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeStick", "EdgeSystem", "CArchive",
         "SystemCrypto",
     ]),
     // Registration server and WireGuard control.
@@ -143,7 +143,7 @@ package.targets += [
     // bench/render.sh: times rendering the whole example plan.
     .executableTarget(name: "edgekit-bench-render", dependencies: ["EdgeModel", "EdgeRender", "PlanYAML"],
                       path: "bench/edgekit-bench-render"),
-    .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage", "EdgeModel"]),
+    .testTarget(name: "EdgeImageTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeImage", "EdgeModel", "EdgeCrypto", "EdgeStick"]),
     .testTarget(name: "EdgeStickTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeStick", "EdgeSystem"]),
     .testTarget(name: "EdgeSystemTests", dependencies: ["TestSupport", "EdgeSystem"]),
     .testTarget(name: "EdgeBuildTests", dependencies: ["TestSupport", "EdgeErrors", "EdgeBuild", "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeImage", "PlanYAML"]),

@@ -1,4 +1,5 @@
 import EdgeErrors
+import EdgeCrypto
 import EdgeModel
 import EdgeSystem
 import Foundation
@@ -30,6 +31,9 @@ public struct ImageBuilder: Sendable {
     /// per board): the cache key does not follow the archive, so this is how security updates
     /// reach the images (`--refresh-base`, docs/image.md "Security updates").
     public var refreshBase = false
+    /// The system's version, in `/usr/lib/edgekit/system.json` (`SystemRelease`): 0 unless given
+    /// (`--system-version`); an update bundle must carry a larger one (docs/updates.md).
+    public var systemVersion: UInt64 = 0
 
     /// `agentBinary` is the agent for `recipe`'s architecture; `agentBinaries` adds those of others.
     public init(cacheDirectory: String, recipe: BaseRecipe, overlayDirectory: String, agentBinary: String,
@@ -333,6 +337,11 @@ public struct ImageBuilder: Sendable {
             throw ImageError("cannot read agent binary \(agentBinary)")
         }
         files.append(OverlayFile(path: "usr/local/bin/edgekit-agent", kind: .file(agent), mode: 0o755, source: agentBinary))
+        // What this system is, for the agent to judge update bundles by (board, version).
+        let release = try DocumentCoding.encode(SystemRelease(board: recipe.board.name, version: systemVersion))
+        let releasePath = String(SystemRelease.path.dropFirst())
+        files.append(OverlayFile(path: (releasePath as NSString).deletingLastPathComponent, kind: .directory, mode: 0o755))
+        files.append(OverlayFile(path: releasePath, kind: .file(release), mode: 0o644))
         // systemd-repart makes the data partition on GPT disks only; on MBR edgekit-grow-data does,
         // and the fstab names the MBR's PARTUUIDs.
         let mbr = recipe.board.partitions == .mbrFirmware
@@ -491,10 +500,17 @@ public struct ImageBuilder: Sendable {
         // debugfs' mkdir of a folder that exists fails only after it has taken an inode, which
         // e2fsck then finds unconnected (unless a later file happens to reuse it): only new
         // folders are made.
-        let existing = try existingFolders(overlay.compactMap { file in
+        let folders = overlay.compactMap { file -> String? in
             if case .directory = file.kind { return "/" + file.path }
             return nil
-        }, in: device)
+        }
+        // Every file's folder must be in the root or made by the overlay: a failed `cd` would have
+        // debugfs write the file into the folder of the file before (and remove its namesake there).
+        let parents = Set(overlay.map { ("/" + $0.path as NSString).deletingLastPathComponent }).subtracting(folders).subtracting(["/"])
+        let existing = try existingFolders(folders + parents.sorted(), in: device)
+        if let missing = parents.subtracting(existing).sorted().first {
+            throw ImageError("image.overlay-folder", "the overlay has files in \(missing), a folder neither the root filesystem nor the overlay has")
+        }
         for file in overlay {
             let path = "/" + file.path
             let parent = (path as NSString).deletingLastPathComponent
@@ -529,9 +545,10 @@ public struct ImageBuilder: Sendable {
         environment["E2FSPROGS_FAKE_TIME"] = String(epoch)
         let result = try SystemCommand.run("debugfs", ["-w", "-f", scriptPath, device], environment: environment)
         // debugfs keeps going after a failed command; "rm" of a file that does not exist yet is
-        // expected, anything else is a real failure.
+        // expected, anything else is a real failure (a `cd` into a folder that is missing would
+        // have the next file written into the folder before it).
         let failures = result.errorText.split(separator: "\n").filter { line in
-            !line.hasPrefix("debugfs ") && !line.contains("File not found by ext2_lookup")
+            !line.hasPrefix("debugfs ") && !line.hasPrefix("rm: File not found by ext2_lookup")
         }
         guard result.succeeded, failures.isEmpty else {
             throw ImageError("image.tool-failed", "writing the overlay into the root filesystem failed: \(failures.first.map(String.init) ?? result.errorText)")
@@ -646,13 +663,7 @@ public struct ImageBuilder: Sendable {
             let tarBytes = Int(try handle.offset())
 
             step.advance(1, of: 3, detail: "disk image")
-            let layoutData = try Data(contentsOf: URL(fileURLWithPath: system + "/layout.json"))
-            let sizes = try JSONDecoder().decode([String: Int].self, from: layoutData)
-            var layout = DiskLayout(espBytes: 0, rootBytes: 0, siteBytes: 0)
-            layout.espSectors = sizes["esp"] ?? 0
-            layout.rootSectors = sizes["root"] ?? 0
-            layout.siteSectors = sizes["site"] ?? 0
-            layout.biosBootSectors = sizes["bios-boot"] ?? 0
+            let layout = try ImageBuilder.layout(ofSystem: system)
             let sitePartition = partial + "/site.vfat"
             try makeSitePartition(sitePartition, files: layer.files.filter { $0.path.hasPrefix("etc/edgekit/") }, bytes: layout.siteSectors * DiskLayout.sector)
             let image = partial + "/\(site).img"
@@ -699,6 +710,41 @@ public struct ImageBuilder: Sendable {
         }
         if mergeChecksums { try ImageBuilder.mergeChecksums(in: outputDirectory) }
         return names.map { outputDirectory + "/" + $0 }
+    }
+
+    /// The partitions of a system level's disk, from its `layout.json`.
+    static func layout(ofSystem system: String) throws -> DiskLayout {
+        let sizes = try JSONDecoder().decode([String: Int].self, from: Data(contentsOf: URL(fileURLWithPath: system + "/layout.json")))
+        var layout = DiskLayout(espBytes: 0, rootBytes: 0, siteBytes: 0)
+        layout.espSectors = sizes["esp"] ?? 0
+        layout.rootSectors = sizes["root"] ?? 0
+        layout.siteSectors = sizes["site"] ?? 0
+        layout.biosBootSectors = sizes["bios-boot"] ?? 0
+        return layout
+    }
+
+    /// Writes `PREFIX-VERSION.update` into `outputDirectory` from the system level (built or cached
+    /// with this builder's `systemVersion`): its root filesystem, the base's kernel and initrd and
+    /// the software bill, signed with `key` (docs/updates.md). `site` nil: for any site of the plan.
+    public func updateBundle(plan: String, site: String?, key: Signify.SecretKey, outputDirectory: String) throws -> String {
+        guard systemVersion > 0 else {
+            throw ImageError("image.no-version", "an update bundle needs --system-version N (a number that grows with every release, e.g. the commit time; the images it replaces carry a smaller one)")
+        }
+        let system = try system()
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        let layout = try ImageBuilder.layout(ofSystem: system)
+        let base = cacheDirectory + "/base-" + recipe.cacheKey  // system() has just found or built it
+        var files: [UpdateBundleWriter.File] = ["vmlinuz", "initrd.img"].compactMap { name in
+            FileManager.default.fileExists(atPath: base + "/" + name) ? UpdateBundleWriter.File(name: name, path: base + "/" + name) : nil
+        }
+        files.append(UpdateBundleWriter.File(name: SoftwareBill.fileName, path: try softwareBill(system: system)))
+        let path = outputDirectory + "/\(site ?? "\(plan)-\(recipe.board.name)")-\(systemVersion).update"
+        let key16 = String((system as NSString).lastPathComponent.dropFirst("system-".count))
+        try UpdateBundleWriter.write(to: path, plan: plan, site: site, release: SystemRelease(board: recipe.board.name, version: systemVersion),
+                                     system: key16, root: (file: system + "/disk.img", offset: layout.rootStart * DiskLayout.sector,
+                                                           bytes: layout.rootSectors * DiskLayout.sector),
+                                     files: files, key: key, mtime: recipe.sourceDateEpoch, progress: progress)
+        return path
     }
 
     /// Writes `checksums.json` for a system level: the SHA-256 states of what every site shares and

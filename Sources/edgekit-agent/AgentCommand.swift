@@ -24,7 +24,7 @@ struct AgentCommand: AsyncParsableCommand {
             Docs: docs/agent.md.
             """,
         version: AgentVersion.current,
-        subcommands: [Apply.self, Run.self, Notify.self, Status.self, Hostname.self])
+        subcommands: [Apply.self, Run.self, Notify.self, Status.self, Hostname.self, Update.self])
 }
 
 enum ServiceMode: String, ExpressibleByArgument, CaseIterable {
@@ -245,5 +245,38 @@ struct Status: AsyncParsableCommand {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             Output.data(String(decoding: try encoder.encode(status), as: UTF8.self) + "\n")
         }
+    }
+}
+
+struct Update: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a system update bundle (SITE-VERSION.update) against this router.",
+        discussion: """
+            --check verifies, and writes nothing: the operator's signature on the
+            manifest (this image's /etc/edgekit/operator.pub), the plan and site
+            (/etc/edgekit/site.json), the board and a version newer than the
+            running system's (/usr/lib/edgekit/system.json), then every member
+            against its SHA-256 in the manifest. A refused bundle is one line,
+            exit 1. Installing into a second system slot is not built yet
+            (A/B slots and trial boots): only --check is accepted.
+            Docs: docs/updates.md.
+            """)
+
+    @Flag(help: "Verify the bundle for this router and change nothing.")
+    var check = false
+    @Option(help: "Root of the system to check against (default /).")
+    var root: String = "/"
+    @Argument(help: "The update bundle.")
+    var bundle: String
+
+    func run() async throws {
+        guard check else {
+            throw ValidationError("installing is not built yet (A/B system slots, docs/updates.md); use --check to verify a bundle")
+        }
+        let (opened, release) = try SystemUpdate.check(bundle, paths: AgentPaths(root: root))
+        let manifest = opened.manifest
+        let bytes = manifest.members.reduce(0) { $0 + $1.bytes }
+        Output.data("update \(bundle): ok: plan \(manifest.plan), \(manifest.site.map { "site \($0)" } ?? "any site"), board \(manifest.board), "
+            + "version \(manifest.version) (this system: \(release.version)), \(manifest.members.count) members, \(bytes) bytes verified\n")
     }
 }

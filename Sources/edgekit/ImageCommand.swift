@@ -23,10 +23,15 @@ struct ImageOptions: ParsableArguments {
     @Flag(help: ArgumentHelp("Build the Debian base of each board anew from the archive, even when cached: the cache key does not follow the archive, so this is how Debian's security updates reach the images (docs/image.md, \"Security updates\")."))
     var refreshBase = false
 
+    @Option(name: .customLong("system-version"),
+            help: ArgumentHelp("The system's version, a whole number that grows with every release (e.g. the commit time); written into the image (/usr/lib/edgekit/system.json), and an update bundle must carry a larger one than the router runs (default 0; docs/updates.md).", valueName: "n"))
+    var systemVersion: UInt64 = 0
+
     func builder(progress: BuildProgress) throws -> ImageBuilder {
         var builder = try ImageBuilder(cache: cache, overlays: overlays, agent: agent ?? Executables.sibling("edgekit-agent"), arm64Agent: arm64Agent,
                                        packer: Executables.current, progress: progress)
         builder.refreshBase = refreshBase
+        builder.systemVersion = systemVersion
         return builder
     }
 }
@@ -58,15 +63,16 @@ struct ImageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
         abstract: "Build a site's appliance image (rootfs tarball, bootable disk image, bmap, checksums).",
-        subcommands: [Build.self, PackBase.self])
+        subcommands: [Build.self, Update.self, PackBase.self])
 
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write SITE.rootfs.tar.zst, SITE.img, SITE.img.bmap, SITE.spdx.json and SHA256SUMS into OUTDIR.",
             discussion: """
-                The Debian base is built once with mmdebstrap and cached under --cache; overlays and the
-                agent form a second cached level; stamping a site onto them takes under a second.
-                SITE.spdx.json lists every Debian package in the image (SPDX 2.3, with package URLs).
+                The Debian base is built once with mmdebstrap and cached under
+                --cache; overlays and the agent form a second cached level;
+                stamping a site onto them takes under a second. SITE.spdx.json
+                lists every Debian package in the image (SPDX 2.3, package URLs).
                 Flash with: bmaptool copy SITE.img /dev/sdX   (docs/image.md)
                 """)
 
@@ -86,6 +92,45 @@ struct ImageCommand: AsyncParsableCommand {
                 return try builder.stamp(try ImageBuilder.SiteLayer(plan: plan, site: site, keys: keys), system: system, outputDirectory: out)
             }
             Output.data(outputs.joined(separator: "\n") + "\n")
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write SITE-VERSION.update into OUTDIR: the site's system as a signed update bundle for its routers.",
+            discussion: """
+                The bundle holds the system level's root filesystem (zstd), its
+                kernel and initrd, its software bill, and a manifest (plan, site,
+                board, version, sizes, SHA-256) signed with the operator key. A
+                router checks all of it before writing a byte, and refuses a
+                version that is not newer than its own. For example:
+                  V=$(git log -1 --format=%ct)
+                  edgekit image update --plan P --site a --system-version $V --out o
+                  edgekit-agent update --check a-$V.update          (on a router)
+                By hand:
+                  tar -xf BUNDLE manifest.sig
+                  signify-openbsd -V -e -p operator.pub -x manifest.sig -m m.json
+                (docs/updates.md)
+                """)
+
+        @OptionGroup var options: PlanOptions
+        @Option(help: "Site whose board and plan the bundle is for.") var site: String
+        @Flag(name: .customLong("any-site"), help: "Let every site of the plan on that board install it (the system is the same for all; default: only --site).")
+        var anySite = false
+        @Option(help: "Output folder.") var out: String
+        @OptionGroup var image: ImageOptions
+
+        func run() async throws {
+            let plan = try options.loadPlan()
+            let (site, _) = try plan.locate(site: site, router: nil)
+            let keys = try options.loadKeys(for: plan)
+            let display = ProgressDisplay()
+            let path = try display.showing {
+                let builder = try image.builder(progress: display.buildProgress).on(site.board)
+                return try builder.updateBundle(plan: plan.name, site: anySite ? nil : site.name,
+                                                key: keys.operatorKey, outputDirectory: out)
+            }
+            Output.data(path + "\n")
         }
     }
 
@@ -147,8 +192,9 @@ struct BuildCommand: AsyncParsableCommand {
         abstract: "Build every (or one) site image, every router's stick and the relay bundle into OUTDIR.",
         discussion: """
             One CI job per site: edgekit build --plan P --out out --site SITE (docs/ci.md).
-            Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE.spdx.json, SITE-rN.stick.img, relay.tar.zst, SHA256SUMS.
-            A weekly job with --refresh-base picks up Debian's security updates (docs/ci.md).
+            Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE.spdx.json,
+            SITE-rN.stick.img, relay.tar.zst, SHA256SUMS. A weekly job with
+            --refresh-base picks up Debian's security updates (docs/ci.md).
             """)
 
     @OptionGroup var options: PlanOptions

@@ -178,6 +178,18 @@ import Testing
             #expect(try system("debugfs", ["-R", "cat /etc/kept/file", root]).stdout == "base\n")
             #expect(try builder.existingFolders(["/etc", "/etc/new", "/usr/local/sbin", "/etc/kept/file", "/nope"], in: root)
                         == ["/etc", "/etc/new", "/usr/local/sbin"])
+            // A file whose folder neither the root nor the overlay has is a build error before
+            // anything is written: debugfs' failed `cd` would have put it into the folder of the file
+            // before, replacing its namesake there (found when usr/lib/edgekit/system.json came
+            // without its folder).
+            let stray: [ImageBuilder.OverlayFile] = [
+                .init(path: "etc/new/file", kind: .file(Data("second\n".utf8)), mode: 0o644),
+                .init(path: "usr/lib/missing/file", kind: .file(Data("stray\n".utf8)), mode: 0o644),
+            ]
+            #expect(throws: ImageError("image.overlay-folder", "the overlay has files in /usr/lib/missing, a folder neither the root filesystem nor the overlay has")) {
+                try builder.writeOverlay(stray, into: root)
+            }
+            #expect(try system("debugfs", ["-R", "cat /etc/new/file", root]).stdout == "overlay\n", "nothing was written")
         }
     }
 

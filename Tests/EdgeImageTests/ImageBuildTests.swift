@@ -236,6 +236,63 @@ struct ImageBuildTests {
         #expect(sums.status == 0, "\(sums.stdout)")
     }
 
+    /// `edgekit image update` writes the site's system as a bundle the agent on that site's image
+    /// accepts with `update --check`, and refuses when it is not newer or not for its site (issue 21.2).
+    @Test func updateBundleOfTheSystemIsCheckedByTheImagesAgent() throws {
+        let dir = try SharedImage.shared.build()
+        let out = dir + "/update-out"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let made = try edgekit(["image", "update", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+                                "--site", "site-b", "--system-version", "7", "--out", out, "--cache", imageCache,
+                                "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays"])
+        #expect(made.status == 0, "\(made.stderr.suffix(2000))")
+        let bundle = out + "/site-b-7.update"
+        #expect(made.stdout == bundle + "\n")
+        // The root in the bundle is the system's ext4 root, clean, saying version 7.
+        let root = out + "/root.img"
+        let unpack = try system("sh", ["-c", "tar -xOf '\(bundle)' root.img.zst | zstd -dcq > '\(root)'"])
+        #expect(unpack.status == 0, "\(unpack.stderr)")
+        let fsck = try system("fsck.ext4", ["-fn", root])
+        #expect(fsck.status == 0, "\(fsck.stdout)\(fsck.stderr)")
+        let release = try system("debugfs", ["-R", "cat /usr/lib/edgekit/system.json", root])
+        #expect(release.stdout == "{\"board\":\"pc-uefi\",\"version\":7}\n", "\(release.stdout)\(release.stderr)")
+        // The image (version 0) as a router's root: the stamp and the keys from the site layer.
+        let tree = dir + "/update-tree"
+        try? FileManager.default.removeItem(atPath: tree)
+        try FileManager.default.createDirectory(atPath: tree, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tree) }
+        let files = try system("tar", ["--zstd", "-xf", dir + "/out/site-b.rootfs.tar.zst", "-C", tree,
+                                       "./etc/edgekit/site.json", "./etc/edgekit/site.identity", "./etc/edgekit/operator.pub", "./usr/lib/edgekit/system.json"])
+        #expect(files.status == 0, "\(files.stderr)")
+        #expect((try? String(contentsOfFile: tree + "/usr/lib/edgekit/system.json", encoding: .utf8)) == "{\"board\":\"pc-uefi\",\"version\":0}\n")
+        let agent = binaryDirectory + "/edgekit-agent"
+        let checked = try system(agent, ["update", "--check", "--root", tree, bundle])
+        #expect(checked.status == 0 && checked.stdout.hasPrefix("update \(bundle): ok: plan example, site site-b, board pc-uefi, version 7 (this system: 0), 4 members,"),
+                "\(checked.stdout)\(checked.stderr)")
+        // The same router once it runs version 7: an equal version is refused, one line, exit 1.
+        try Data("{\"board\":\"pc-uefi\",\"version\":7}\n".utf8).write(to: URL(fileURLWithPath: tree + "/usr/lib/edgekit/system.json"))
+        let again = try system(agent, ["update", "--check", "--root", tree, bundle])
+        #expect(again.status == 1 && again.stdout.isEmpty && again.stderr.split(separator: "\n").count == 1
+                && again.stderr.contains("update bundle \(bundle): version 7 is not newer than the installed 7"), "\(again.stderr)")
+        // A router of another site.
+        try Data("{\"board\":\"pc-uefi\",\"version\":0}\n".utf8).write(to: URL(fileURLWithPath: tree + "/usr/lib/edgekit/system.json"))
+        let stamp = try String(contentsOfFile: tree + "/etc/edgekit/site.json", encoding: .utf8)
+        try Data(stamp.replacingOccurrences(of: "\"site\":\"site-b\"", with: "\"site\":\"site-a\"").utf8)
+            .write(to: URL(fileURLWithPath: tree + "/etc/edgekit/site.json"))
+        let otherSite = try system(agent, ["update", "--check", "--root", tree, bundle])
+        #expect(otherSite.status == 1 && otherSite.stderr.contains("is for site site-b, this router serves site-a"), "\(otherSite.stderr)")
+        // Installing is not there yet: said so, nothing done.
+        let install = try system(agent, ["update", "--root", tree, bundle])
+        #expect(install.status != 0 && install.stderr.contains("use --check"), "\(install.stderr)")
+        // No version, no bundle: one line before anything is built.
+        let unversioned = try edgekit(["image", "update", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+                                       "--site", "site-b", "--out", out + "/none", "--cache", imageCache,
+                                       "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays"])
+        #expect(unversioned.status == 1 && unversioned.stderr.hasSuffix("needs --system-version N (a number that grows with every release, e.g. the commit time; the images it replaces carry a smaller one)\n"),
+                "\(unversioned.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/none"), "nothing written")
+    }
+
     /// The boot policy overlays/ sets, as systemd itself reads it from the image's tree: the firewall
     /// and the agent start at boot (Debian installs nftables disabled), apt's timers never run.
     @Test func bootPolicyIsWhatSystemdSees() throws {

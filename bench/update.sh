@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Update bundle figures (issue 21), each beside its target and the load it ran at:
+#   full bundle size (compressed) for the example plan's site-b on pc-uefi;
+#   time to make a bundle from a cached base (the system level built anew for the version, then
+#     the bundle), and the bundle step alone from a cached system level;
+#   time for the router's agent (the appliance binary) to check the bundle (signature, stamp,
+#     version, every member's SHA-256);
+#   the delta when only the agent changed (target <= 10 % of the full bundle): not built yet.
+# Needs a cached Debian base for pc-uefi (./build.sh or ./build.sh test makes one); the bench builds
+# its system levels in a scratch cache holding hard links of the cached bases, removed at the end.
+#
+#   BENCH_CACHE   image cache whose bases are used (default: the suite's, /var/tmp/edgekit-test-cache)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CACHE=${BENCH_CACHE:-${EDGEKIT_TEST_CACHE:-/var/tmp/edgekit-test-cache}}
+WORK=$(mktemp -d /tmp/edgekit-bench-update.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+now() { date +%s.%N; }
+seconds() { echo "scale=2; ($2 - $1) / 1" | bc; }
+
+for product in edgekit edgekit-agent; do
+  swift build -c release --static-swift-stdlib --product "$product" 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' >&2
+done
+BIN=$(swift build -c release --show-bin-path)
+mkdir -p .build/appliance && strip -o .build/appliance/edgekit-agent "$BIN/edgekit-agent"
+AGENT=$ROOT/.build/appliance/edgekit-agent
+"$BIN/edgekit" keys init --plan profiles/example --secrets "$WORK/secrets" >/dev/null 2>&1
+mkdir -p "$WORK/cache"
+for base in "$CACHE"/base-*/; do cp -al "$base" "$WORK/cache/"; done
+COMMON=(--plan profiles/example --secrets "$WORK/secrets" --site site-b --cache "$WORK/cache" --agent "$AGENT" --overlays "$ROOT/overlays")
+VERSION=$(date +%s)
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+start=$(now)
+"$BIN/edgekit" image update "${COMMON[@]}" --system-version "$VERSION" --out "$WORK/out" > /dev/null 2> "$WORK/first.log"
+first=$(seconds "$start" "$(now)")
+rm -rf "$WORK/out"
+start=$(now)
+"$BIN/edgekit" image update "${COMMON[@]}" --system-version "$VERSION" --out "$WORK/out" > /dev/null 2> "$WORK/second.log"
+second=$(seconds "$start" "$(now)")
+BUNDLE=$WORK/out/site-b-$VERSION.update
+bytes=$(stat -c %s "$BUNDLE")
+root=$(tar -tvf "$BUNDLE" | awk '$6 == "root.img.zst" { print $3 }')
+
+# The router: the image of version 0 as its root, then the check.
+"$BIN/edgekit" image build "${COMMON[@]}" --out "$WORK/image" > /dev/null 2>&1
+mkdir -p "$WORK/tree"
+tar --zstd -xf "$WORK/image/site-b.rootfs.tar.zst" -C "$WORK/tree" ./etc/edgekit ./usr/lib/edgekit
+best=""
+for _ in 1 2 3 4 5; do
+  start=$(now)
+  "$AGENT" update --check --root "$WORK/tree" "$BUNDLE" > "$WORK/check.out"
+  took=$(seconds "$start" "$(now)")
+  if [ -z "$best" ] || [ "$(echo "$took < $best" | bc)" = 1 ]; then best=$took; fi
+done
+
+printf '%-62s %-22s %s\n' "figure" "measured" "target"
+printf '%-62s %-22s %s\n' "full bundle, site-b on pc-uefi (root zstd, kernel, initrd, SBOM)" "$((bytes / 1000000)) MB ($bytes B)" "reported"
+printf '%-62s %-22s %s\n' "  of which the root filesystem, zstd level 3" "$((root / 1000000)) MB" "reported"
+printf '%-62s %-22s %s\n' "make a bundle: new version (system level built anew)" "$first s" "reported"
+printf '%-62s %-22s %s\n' "make a bundle: system level cached" "$second s" "reported"
+printf '%-62s %-22s %s\n' "agent: update --check of the bundle (best of 5)" "$best s" "reported"
+printf '%-62s %-22s %s\n' "delta when only the agent changed" "not built" "<= 10 % of the full bundle"
+echo "check said: $(cat "$WORK/check.out")"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
