@@ -160,7 +160,7 @@ package.targets += [
     ]),
     // Runs the built edgekit-agent against scratch roots, sticks and namespaces.
     .testTarget(name: "EdgeAgentTests", dependencies: ["TestSupport", "EdgeErrors",
-        "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "Registration", "PlanYAML",
+        "EdgeModel", "EdgeCrypto", "EdgeRender", "EdgeAgent", "EdgeStick", "EdgeImage", "Registration", "PlanYAML",
     ]),
     // Runs the end-to-end namespace lab (lab/lab.sh) with the built binaries; root only, minutes.
     .testTarget(name: "LabTests", dependencies: ["TestSupport"]),
