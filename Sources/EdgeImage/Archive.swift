@@ -35,7 +35,7 @@ public struct LayerEntry: Sendable, Equatable {
 /// This file is the only code in edgekit that touches libarchive or libzstd.
 public final class TarZstdLayerWriter {
     private let archive: OpaquePointer
-    private let compressor: OpaquePointer
+    private let compressor: ZstdCompressor
     private let output: FileHandle
     private let isLast: Bool
     private let mtime: Int
@@ -43,7 +43,6 @@ public final class TarZstdLayerWriter {
     private var pending = Data()
     private var failure: ArchiveError?
     private var finished = false
-    private var compressedBuffer = [UInt8](repeating: 0, count: Int(ZSTD_CStreamOutSize()))
     private var hardlinks: [String: String] = [:]
     public private(set) var uncompressedBytes = 0
 
@@ -57,12 +56,13 @@ public final class TarZstdLayerWriter {
     public init(output: FileHandle, isLast: Bool, mtime: Int, level: Int32 = 3,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         guard let archive = archive_write_new() else { throw ArchiveError("libarchive: out of memory") }
-        guard let compressor = ZSTD_createCCtx() else {
+        do {
+            compressor = try ZstdCompressor(level: level, threads: threads)
+        } catch {
             archive_write_free(archive)
-            throw ArchiveError("libzstd: out of memory")
+            throw error
         }
         self.archive = archive
-        self.compressor = compressor
         self.output = output
         self.isLast = isLast
         self.mtime = mtime
@@ -70,9 +70,6 @@ public final class TarZstdLayerWriter {
         // No blocking: members end on 512-byte boundaries and the trailer is exactly 1024 bytes.
         try check(archive_write_set_bytes_per_block(archive, 0), "setting the block size")
         try check(archive_write_set_bytes_in_last_block(archive, 1), "setting the last block size")
-        try zstd(ZSTD_CCtx_setParameter(compressor, ZSTD_c_compressionLevel, level), "setting the level")
-        try zstd(ZSTD_CCtx_setParameter(compressor, ZSTD_c_nbWorkers, Int32(max(1, threads))), "setting workers")
-        try zstd(ZSTD_CCtx_setParameter(compressor, ZSTD_c_checksumFlag, 1), "enabling checksums")
         let context = Unmanaged.passUnretained(self).toOpaque()
         let status = archive_write_open2(archive, context, nil, { _, context, buffer, length in
             guard let context, let buffer else { return -1 }
@@ -84,7 +81,6 @@ public final class TarZstdLayerWriter {
 
     deinit {
         archive_write_free(archive)
-        ZSTD_freeCCtx(compressor)
     }
 
     /// Adds one member.
@@ -239,26 +235,11 @@ public final class TarZstdLayerWriter {
     }
 
     private func compress(_ data: Data, end: Bool) throws {
-        try data.withUnsafeBytes { raw in
-            var input = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
-            while true {
-                let (remaining, produced): (Int, Int) = compressedBuffer.withUnsafeMutableBytes { out in
-                    var output = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                    let result = ZSTD_compressStream2(compressor, &output, &input, end ? ZSTD_e_end : ZSTD_e_continue)
-                    return (result, output.pos)
-                }
-                if edgekit_zstd_is_error(remaining) != 0 {
-                    throw ArchiveError("libzstd: \(String(cString: ZSTD_getErrorName(remaining)))")
-                }
-                if produced > 0 {
-                    do {
-                        try output.write(contentsOf: compressedBuffer[0..<produced])
-                    } catch {
-                        throw ArchiveError("cannot write the archive: \(error.localizedDescription)", cause: error)
-                    }
-                }
-                let done = end ? remaining == 0 : input.pos == input.size
-                if done { break }
+        try compressor.compress(data, end: end) { bytes in
+            do {
+                try output.write(contentsOf: bytes)
+            } catch {
+                throw ArchiveError("cannot write the archive: \(error.localizedDescription)", cause: error)
             }
         }
     }
@@ -273,7 +254,42 @@ public final class TarZstdLayerWriter {
         return ArchiveError("\(what): \(detail)")
     }
 
-    private func zstd(_ code: Int, _ what: String) throws {
+}
+
+/// A zstd stream compressor (one frame, with its checksum; `threads` workers, which do not change
+/// the output): the tar layers and the update bundles' root filesystem.
+final class ZstdCompressor {
+    private let context: OpaquePointer
+    private var buffer = [UInt8](repeating: 0, count: Int(ZSTD_CStreamOutSize()))
+
+    init(level: Int32 = 3, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+        guard let context = ZSTD_createCCtx() else { throw ArchiveError("libzstd: out of memory") }
+        self.context = context
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level), "setting the level")
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(max(1, threads))), "setting workers")
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "enabling checksums")
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    /// Compresses `data`; `end` closes the frame. `write` gets every piece of output.
+    func compress(_ data: Data, end: Bool, write: (ArraySlice<UInt8>) throws -> Void) throws {
+        try data.withUnsafeBytes { raw in
+            var input = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
+            while true {
+                let (remaining, produced): (Int, Int) = buffer.withUnsafeMutableBytes { out in
+                    var output = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
+                    let result = ZSTD_compressStream2(context, &output, &input, end ? ZSTD_e_end : ZSTD_e_continue)
+                    return (result, output.pos)
+                }
+                try check(remaining, "compressing")
+                if produced > 0 { try write(buffer[0..<produced]) }
+                if end ? remaining == 0 : input.pos == input.size { break }
+            }
+        }
+    }
+
+    private func check(_ code: Int, _ what: String) throws {
         if edgekit_zstd_is_error(code) != 0 {
             throw ArchiveError("libzstd \(what): \(String(cString: ZSTD_getErrorName(code)))")
         }

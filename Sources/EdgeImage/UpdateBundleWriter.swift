@@ -1,4 +1,3 @@
-import CArchive
 import EdgeCrypto
 import EdgeModel
 import EdgeStick
@@ -89,37 +88,17 @@ public enum UpdateBundleWriter {
             throw ImageError("cannot write \(output)")
         }
         defer { try? sink.close() }
-        guard let context = ZSTD_createCCtx() else { throw ImageError("libzstd: out of memory") }
-        defer { ZSTD_freeCCtx(context) }
-        for (parameter, value) in [(ZSTD_c_compressionLevel, Int32(3)), (ZSTD_c_checksumFlag, 1),
-                                   (ZSTD_c_nbWorkers, Int32(ProcessInfo.processInfo.activeProcessorCount))] {
-            let status = ZSTD_CCtx_setParameter(context, parameter, value)
-            guard edgekit_zstd_is_error(status) == 0 else { throw ImageError("libzstd: \(String(cString: ZSTD_getErrorName(status)))") }
-        }
+        let compressor = try ZstdCompressor()
         var hash = SHA256()
-        var buffer = [UInt8](repeating: 0, count: Int(ZSTD_CStreamOutSize()))
         var done = 0
         while true {
             let chunk = try input.read(upToCount: min(4 << 20, bytes - done)) ?? Data()
-            let end = done + chunk.count >= bytes || chunk.isEmpty
             guard !chunk.isEmpty || done == bytes else { throw ImageError("\(file) ends before its root filesystem does") }
             hash.update(data: chunk)
-            try chunk.withUnsafeBytes { raw in
-                var source = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
-                while true {
-                    let (remaining, produced): (Int, Int) = buffer.withUnsafeMutableBytes { out in
-                        var target = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
-                        let result = ZSTD_compressStream2(context, &target, &source, end ? ZSTD_e_end : ZSTD_e_continue)
-                        return (result, target.pos)
-                    }
-                    guard edgekit_zstd_is_error(remaining) == 0 else { throw ImageError("libzstd: \(String(cString: ZSTD_getErrorName(remaining)))") }
-                    if produced > 0 { try sink.write(contentsOf: buffer[0..<produced]) }
-                    if end ? remaining == 0 : source.pos == source.size { break }
-                }
-            }
             done += chunk.count
+            try compressor.compress(chunk, end: done == bytes) { try sink.write(contentsOf: $0) }
             progress(done)
-            if end { break }
+            if done == bytes { break }
         }
         return hash.finalize().map { String(format: "%02x", $0) }.joined()
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLISupport
 import EdgeBuild
+import EdgeCrypto
 import EdgeImage
 import EdgeModel
 import Foundation
@@ -33,6 +34,15 @@ struct ImageOptions: ParsableArguments {
         builder.refreshBase = refreshBase
         builder.systemVersion = systemVersion
         return builder
+    }
+}
+
+extension PlanOptions {
+    /// The plan, its site named `name` and the plan's keys: what a command about one site's image needs.
+    func loadSite(_ name: String) throws -> (Plan, Site, PlanKeys) {
+        let plan = try loadPlan()
+        let (site, _) = try plan.locate(site: name, router: nil)
+        return (plan, site, try loadKeys(for: plan))
     }
 }
 
@@ -82,9 +92,7 @@ struct ImageCommand: AsyncParsableCommand {
         @OptionGroup var image: ImageOptions
 
         func run() async throws {
-            let plan = try options.loadPlan()
-            let (site, _) = try plan.locate(site: site, router: nil)
-            let keys = try options.loadKeys(for: plan)
+            let (plan, site, keys) = try options.loadSite(site)
             let display = ProgressDisplay()
             let outputs = try display.showing {
                 let builder = try image.builder(progress: display.buildProgress).on(site.board)
@@ -121,9 +129,7 @@ struct ImageCommand: AsyncParsableCommand {
         @OptionGroup var image: ImageOptions
 
         func run() async throws {
-            let plan = try options.loadPlan()
-            let (site, _) = try plan.locate(site: site, router: nil)
-            let keys = try options.loadKeys(for: plan)
+            let (plan, site, keys) = try options.loadSite(site)
             let display = ProgressDisplay()
             let path = try display.showing {
                 let builder = try image.builder(progress: display.buildProgress).on(site.board)
