@@ -39,6 +39,8 @@ public enum AgentMetrics {
         family("edgekit_agent_info", "The router this is by its applied profile: plan, site and slot (site from the image before any apply).")
         sample("edgekit_agent_info", [("plan", status.plan ?? ""), ("profile_site", status.site ?? ""),
                                       ("profile_slot", status.slot.map(String.init) ?? "")], 1)
+        family("edgekit_system_version", "The running system's version (--system-version of its image or update bundle), by board; absent on images from before versions.")
+        if let system = status.system { sample("edgekit_system_version", [("board", system.board)], Int(clamping: system.version)) }
         family("edgekit_agent_generation", "The applied generation; absent when nothing is applied.")
         if let generation = status.generation { sample("edgekit_agent_generation", [], generation) }
         family("edgekit_agent_serial", "Serial of the applied profile; absent when nothing is applied.")

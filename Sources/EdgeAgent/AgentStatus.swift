@@ -167,6 +167,9 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     /// The ports pinned for the plan's `auto` uplink and LAN (docs/network.md, "Interface names");
     /// nil when nothing is pinned.
     public var ports: [PinnedPort]?
+    /// The running system's board and version (`/usr/lib/edgekit/system.json`, docs/updates.md);
+    /// nil on an image from before update bundles.
+    public var system: SystemRelease?
 
     /// One pinned port: its role, MAC address and the name it has now (nil: not present).
     public struct PinnedPort: Codable, Sendable, Equatable {
@@ -200,7 +203,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health, ports
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health, ports, system
         case driftedFiles = "drifted_files"
         case driftProblem = "drift_problem"
         case stickPath = "stick_path"
@@ -234,6 +237,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         try container.encode(driftProblem, forKey: .driftProblem)
         try container.encode(health, forKey: .health)
         try container.encode(ports, forKey: .ports)
+        try container.encode(system, forKey: .system)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
@@ -285,13 +289,16 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note,
             drift: drift, driftedFiles: drifted, driftProblem: driftProblem,
             health: runtime?.agentLine.hasPrefix("running") == true ? HealthReport.load(paths: paths) : nil,
-            ports: PinnedPort.gather(paths: paths))
+            ports: PinnedPort.gather(paths: paths), system: try? SystemUpdate.release(paths: paths))
     }
 
     public var lines: [String] {
         var lines = [
             "stick         \(stick)\(stickPath.map { " (\($0))" } ?? "")",
             "site          \(plan ?? "?")/\(site ?? "?")\(slot.map { " router \($0)" } ?? "")",
+        ]
+        if let system { lines.append("system        \(system.board), version \(system.version)") }
+        lines += [
             "generation    \(generation.map(String.init) ?? "none")\(previousGeneration.map { " (previous \($0) kept)" } ?? "")",
             "serial        \(serial.map(String.init) ?? "none")",
             "vrrp          \(vrrp)",
@@ -325,7 +332,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             lines += (driftedFiles ?? []).map { "drifted       \($0.line)" }
         }
         if let failedServices {
-            lines.insert("services      not up with this generation: \(failedServices.joined(separator: ", ")) (apply its stick again to retry)", at: 4)
+            lines.insert("services      not up with this generation: \(failedServices.joined(separator: ", ")) (apply its stick again to retry)",
+                         at: lines.firstIndex { $0.hasPrefix("vrrp ") } ?? lines.count)
         }
         if let note { lines.append(note) }
         return lines

@@ -1,3 +1,4 @@
+import EdgeAgent
 import EdgeCrypto
 import EdgeImage
 import EdgeModel
@@ -69,6 +70,30 @@ import TestSupport
             let noRelease = try runTool("edgekit-agent", ["update", "--check", "--root", root, good])
             #expect(noRelease.status == 1 && noRelease.stderr.contains("usr/lib/edgekit/system.json: missing or unreadable; this image is from before update bundles"),
                     "\(noRelease)")
+        }
+    }
+
+    @Test("status and the metrics say the running system's board and version; an image without them says nothing", .requiresTool("promtool"))
+    func statusAndMetricsNameTheSystem() throws {
+        try Scratch.with { scratch in
+            let root = try scratch.makeRoot()
+            try Self.release(root, version: 1_765_000_000)
+            let text = try runTool("edgekit-agent", ["status", "--root", root])
+            #expect(text.status == 0 && text.stdout.contains("\nsystem        pc-uefi, version 1765000000\ngeneration    none"), "\(text)")
+            let json = try ApplyTests.status(root)
+            let system = json["system"] as? [String: Any]
+            #expect(system?["board"] as? String == "pc-uefi" && system?["version"] as? Int == 1_765_000_000 && system?.count == 2, "\(json)")
+            let directory = root + AgentMetrics.textfileDirectory
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let applied = try scratch.apply(root, try scratch.stickFolder("stick", serial: 1000))
+            #expect(applied.status == 0, "\(applied)")
+            let metrics = try String(contentsOfFile: directory + "/" + AgentMetrics.fileName, encoding: .utf8)
+            #expect(try Promtool.problems(inMetrics: metrics) == nil)
+            #expect(metrics.contains("\nedgekit_system_version{board=\"pc-uefi\"} 1765000000\n"), "\(metrics)")
+
+            try FileManager.default.removeItem(atPath: root + "/usr/lib/edgekit/system.json")
+            #expect(!(try runTool("edgekit-agent", ["status", "--root", root])).stdout.contains("system "))
+            #expect(try ApplyTests.status(root)["system"] is NSNull)
         }
     }
 
