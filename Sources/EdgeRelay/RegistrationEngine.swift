@@ -135,8 +135,16 @@ public actor RegistrationEngine {
         do {
             if prefixes == nil { try routes.load() }
             guard let interfaceMTU = routes.interfaceMTU else { return }
-            let desired = try store.siteTunnelMTUs(of: prefixes.map { $0.union(routes.installed.keys) })
-            let wanted = (prefixes ?? Set(desired.keys)).union(routes.installed.keys)
+            // A site's DMZ /64 comes through the site's tunnel: it gets the site's route MTU too
+            // (docs/dmz.md). Installed DMZ routes are asked about by their site.
+            let siteOfDMZ = Dictionary(dmzBySite.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+            let asked = prefixes.map { Set($0.union(routes.installed.keys).map { siteOfDMZ[$0] ?? $0 }) }
+            var desired = try store.siteTunnelMTUs(of: asked)
+            for (site, dmz) in dmzBySite {
+                if let mtu = desired[site] { desired[dmz] = mtu }
+            }
+            let withDMZs = prefixes.map { $0.union($0.compactMap { dmzBySite[$0] }) }
+            let wanted = (withDMZs ?? Set(desired.keys)).union(routes.installed.keys)
             let changes = SiteRoutes.changes(installed: routes.installed, desired: desired, prefixes: wanted, interfaceMTU: interfaceMTU)
             guard !changes.isEmpty else {
                 siteRoutes = routes

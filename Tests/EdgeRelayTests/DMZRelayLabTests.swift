@@ -27,12 +27,23 @@ struct DMZRelayLabTests {
             #expect(peers[siteB.key.publicKeyBase64]?.contains(where: { $0.hasPrefix("2001:") }) == false,
                     "site B has no DMZ: \(peers)")
 
+            // A small site (its master reports a 1392-byte tunnel): its DMZ /64 is routed with the same
+            // `mtu lock` as its site /64, so the internet's big packets get packet-too-big at the relay.
+            let small = try r1.client(relay: lab.relayAddress, port: lab.port, report: SiteRouteLabTests.report(1392))
+            _ = try lab.inClient { try small.registerBlocking(claim: .master) }
+            var siteRoutes = try SiteRouteLabTests.routes(lab)
+            #expect(siteRoutes[Self.siteA]?.contains("mtu lock 1392") == true && siteRoutes[Self.dmz]?.contains("mtu lock 1392") == true,
+                    "\(siteRoutes)")
+
             // The other router of the site takes over: the DMZ moves with the site /64, in the same `wg set`.
             let c2 = try r2.client(relay: lab.relayAddress, port: lab.port)
             _ = try lab.inClient { try c2.registerBlocking(claim: .master) }
             peers = try lab.wireGuardPeers()
             #expect(peers[r2.key.publicKeyBase64]?.contains(Self.dmz) == true && peers[r1.key.publicKeyBase64]?.contains(Self.dmz) == false,
                     "\(peers)")
+            // Its router reported no MTU (an agent from before the report): both routes go.
+            siteRoutes = try SiteRouteLabTests.routes(lab)
+            #expect(siteRoutes[Self.siteA] == nil && siteRoutes[Self.dmz] == nil, "\(siteRoutes)")
 
             // The prefix into the tunnel (proto 74), and the blackhole at the largest metric.
             func routeLines() throws -> [String] {
