@@ -39,7 +39,9 @@ enum RaspberryPiFirmware {
         PARTUUID=\(DiskLayout.mbrPartitionUUID(2))  /                 ext4  errors=remount-ro  0  1
         # The site partition (FAT, label EDGESITE): the site image identity, operator key and site.json,
         # read-only, readable by root only. /etc/edgekit/{site.identity,operator.pub,site.json} link here.
-        PARTUUID=\(DiskLayout.mbrPartitionUUID(3))  /etc/edgekit/site  vfat  ro,uid=0,gid=0,fmask=0177,dmask=0077,nofail  0  0
+        # The agent starts after it and is nothing without it: up to 5 minutes for the device (the
+        # default 90 s ran out in a loaded boot test while udev settled).
+        PARTUUID=\(DiskLayout.mbrPartitionUUID(3))  /etc/edgekit/site  vfat  ro,uid=0,gid=0,fmask=0177,dmask=0077,nofail,x-systemd.device-timeout=5min  0  0
         # The data partition (ext4, label edgekit-data): the agent's generations and state. Not in the
         # image: edgekit-grow-data.service, which this mount requires, makes it at first boot from the
         # site partition's end to the card's. nofail: where it cannot be made the state stays on the root.
