@@ -2,6 +2,7 @@ import EdgeCrypto
 import EdgeErrors
 import EdgeModel
 import EdgeStick
+import EdgeSystem
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -37,5 +38,13 @@ public enum SystemUpdate {
         try opened.check(plan: stamp.plan, site: stamp.site, release: release)
         try opened.verifyMembers(progress: progress)
         return (opened, release)
+    }
+
+    /// `update …: ok: plan P, site S, board B, version N (this system: M), K members, BYTES bytes verified`.
+    public static func acceptedLine(_ bundle: UpdateBundle, release: SystemRelease) -> String {
+        let manifest = bundle.manifest
+        let bytes = manifest.members.reduce(0) { $0 + $1.bytes }
+        return "update \(Printable.escaped(bundle.path)): ok: plan \(manifest.plan), \(manifest.site.map { "site \($0)" } ?? "any site"), "
+            + "board \(manifest.board), version \(manifest.version) (this system: \(release.version)), \(manifest.members.count) members, \(bytes) bytes verified"
     }
 }

@@ -1,5 +1,5 @@
-import EdgeErrors
 import EdgeCrypto
+import EdgeErrors
 import EdgeModel
 import EdgeSystem
 import Foundation

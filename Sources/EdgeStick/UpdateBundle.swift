@@ -121,8 +121,9 @@ public struct UpdateBundle: Sendable {
         guard manifest.format == UpdateManifest.currentFormat else {
             throw UpdateBundleError("update.unsupported", path, "manifest format \(manifest.format); this agent reads format \(UpdateManifest.currentFormat): update the agent first")
         }
-        guard manifest.members.count <= maximumMembers, manifest.members.first?.name == rootMember else {
-            throw UpdateBundleError("update.malformed", path, "its manifest must list \(rootMember) first and at most \(maximumMembers) members")
+        guard manifest.members.count <= maximumMembers, manifest.members.first?.name == rootMember,
+              Set(manifest.members.map(\.name)).count == manifest.members.count else {
+            throw UpdateBundleError("update.malformed", path, "its manifest must list \(rootMember) first and at most \(maximumMembers) members, each once")
         }
         var offsets: [String: UInt64] = [:]
         var position = TarFormat.blockSize + TarFormat.padded(first.size)
@@ -137,7 +138,7 @@ public struct UpdateBundle: Sendable {
     }
 
     /// Refuses a bundle that is not for this device: another plan, board or site, or a version not
-    /// newer than `installed` (anti-rollback, like the stick's serial).
+    /// newer than the running system's `release` (anti-rollback, like the stick's serial).
     public func check(plan: String, site: String, release: SystemRelease) throws(UpdateBundleError) {
         guard manifest.plan == plan else {
             throw UpdateBundleError("update.wrong-plan", path, "is for plan \(manifest.plan), this router belongs to plan \(plan)")

@@ -274,9 +274,6 @@ struct Update: AsyncParsableCommand {
             throw ValidationError("installing is not built yet (A/B system slots, docs/updates.md); use --check to verify a bundle")
         }
         let (opened, release) = try SystemUpdate.check(bundle, paths: AgentPaths(root: root))
-        let manifest = opened.manifest
-        let bytes = manifest.members.reduce(0) { $0 + $1.bytes }
-        Output.data("update \(bundle): ok: plan \(manifest.plan), \(manifest.site.map { "site \($0)" } ?? "any site"), board \(manifest.board), "
-            + "version \(manifest.version) (this system: \(release.version)), \(manifest.members.count) members, \(bytes) bytes verified\n")
+        Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
     }
 }

@@ -147,6 +147,13 @@ import TestSupport
             expectRefused("update.malformed", huge) { _ = try UpdateBundle.open(huge, operatorKey: key) }
             expectRefused("update.unreadable", dir.path) { _ = try UpdateBundle.open(dir.path, operatorKey: key) }
             expectRefused("update.unreadable", dir.path + "/missing.update") { _ = try UpdateBundle.open(dir.path + "/missing.update", operatorKey: key) }
+            // A manifest naming a member twice (signed, but not a bundle this builder writes).
+            let twice = dir.path + "/twice.update"
+            try UpdateBundleWriter.write(to: twice, plan: "example", site: "site-b", release: Self.release, system: "0123456789abcdef",
+                                         root: (file: dir.path + "/disk.img", offset: 4096, bytes: 4096),
+                                         files: [.init(name: "vmlinuz", path: dir.path + "/vmlinuz"), .init(name: "vmlinuz", path: dir.path + "/vmlinuz")],
+                                         key: Self.operatorKey, mtime: 0, progress: .silent)
+            expectRefused("update.malformed", twice) { _ = try UpdateBundle.open(twice, operatorKey: key) }
             // A bundle signed by another plan's operator is refused with this plan's key.
             let (foreign, _) = try makeBundle(in: dir.path, site: "site-c", key: Self.otherKey)
             expectRefused("update.bad-signature", foreign) { _ = try UpdateBundle.open(foreign, operatorKey: key) }
