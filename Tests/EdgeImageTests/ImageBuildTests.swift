@@ -518,8 +518,11 @@ struct ImageBuildTests {
         let cutTable = try PartitionTable.read(card).contains { $0.name == "edgekit-data" } ? "the table already named the data partition"
                                                                                              : "before repart wrote the table"
         print("boot, cut: systemd-repart started after \(cut.seconds(repart)) s under emulation; qemu killed then, \(cutTable)")
+        // The services' restart line comes after the applied line and its file list: wait for it too
+        // (CI16 stopped at the applied line, before it was printed).
+        let restartedLine = "restarted (systemd): "
         let boot = try EmulatedBoot.run(card, Board.pcUEFI.emulation[0], scratch: dir, extra: LateStick.devices,
-                                        after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
+                                        after: (prompt, plug), writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied, restartedLine])
         print("boot: agent line after \(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, "
               + "stick plugged in then, applied after \(boot.seconds(applied)) s under emulation")
         let tail = "console tail: \(boot.console.suffix(3000))\nmonitor: \(boot.monitor.joined(separator: "\n"))"
@@ -529,7 +532,7 @@ struct ImageBuildTests {
         #expect(boot.console.contains("appeared (new block devices:"), "the agent noticed the stick; \(tail)")
         #expect(boot.console.contains(applied), "the stick plugged in after boot was applied; \(tail)")
         #expect(!boot.console.contains("did not come up with generation"), "every service came up, sshd included; \(tail)")
-        let restarted = boot.console.split(separator: "\n").first { $0.contains("restarted (systemd): ") }
+        let restarted = boot.console.split(separator: "\n").first { $0.contains(restartedLine) }
         #expect(restarted?.contains("ssh") == true, "sshd started for the operator: \(restarted.map(String.init) ?? "no restart line"); \(tail)")
         // systemd's status line, coloured: "[  OK  ] Mounted \e[0;1;39mvar-lib-edgekit.mount\e[0m - …".
         let mounted = boot.console.split(separator: "\n").contains { $0.contains("Mounted ") && $0.contains("var-lib-edgekit.mount") }
