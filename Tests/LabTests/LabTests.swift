@@ -145,7 +145,12 @@ import Glibc
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-lab-report-\(UUID().uuidString).md")
         defer { try? FileManager.default.removeItem(at: report) }
         let process = Process()
-        process.executableURL = packageRoot.appendingPathComponent("lab/lab.sh")
+        // Through coreutils' `env --default-signal`: every signal unblocked and at its default. The
+        // child would inherit the spawning thread's mask, and test threads block SIGTERM (lab.sh's
+        // graceful-stop scenario needs it); setting this thread's mask around `run()` was not enough
+        // (CI17's second lab run still started with SIGINT, SIGTERM and SIGCHLD blocked).
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["--default-signal", packageRoot.appendingPathComponent("lab/lab.sh").path]
         var environment = ProcessInfo.processInfo.environment
         environment["EDGEKIT_BIN_DIR"] = binDirectory.path
         environment["LAB_REPORT"] = report.path
@@ -157,19 +162,11 @@ import Glibc
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
         let started = Date()
-        // The child inherits this thread's signal mask, and test threads block most signals: lab.sh
-        // would then start daemons that ignore SIGTERM (its graceful-stop scenario needs it). Spawn
-        // with an empty mask and restore ours afterwards (no suspension in between: a sync function).
-        var empty = sigset_t(), saved = sigset_t()
-        sigemptyset(&empty)
-        pthread_sigmask(SIG_SETMASK, &empty, &saved)
         do {
             try process.run()
         } catch {
-            pthread_sigmask(SIG_SETMASK, &saved, nil)
             return .failure(LabRunError(description: "cannot start lab/lab.sh: \(error)"))
         }
-        pthread_sigmask(SIG_SETMASK, &saved, nil)
         let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         let text = (try? String(contentsOf: report, encoding: .utf8)) ?? ""
