@@ -134,6 +134,6 @@ enum DurableFiles {
     }
 
     static func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(cFormat: "%02x", $0) }.joined()
+        SHA256.hash(data: data).hex
     }
 }

@@ -119,6 +119,6 @@ public struct BaseRecipe: Sendable, Equatable {
             hasher.update(data: Data(field.utf8))
             hasher.update(data: Data([0]))
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined().prefix(16).description
+        return String(hasher.finalize().hex.prefix(16))
     }
 }

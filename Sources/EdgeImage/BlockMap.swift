@@ -75,7 +75,7 @@ public struct BlockMap: Sendable, Equatable, Codable {
                 counted?.add(chunk.count)
             }
             runs.append(Run(first: range.lowerBound, last: range.upperBound,
-                            sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined()))
+                            sha256: hasher.finalize().hex))
         }
         return BlockMap(imageSize: size, runs: runs)
     }
@@ -106,7 +106,7 @@ public struct BlockMap: Sendable, Equatable, Codable {
             return lines.joined(separator: "\n") + "\n"
         }
         let zeroed = text(checksum: String(repeating: "0", count: 64))
-        let sum = SHA256.hash(data: Data(zeroed.utf8)).map { String(format: "%02x", $0) }.joined()
+        let sum = SHA256.hash(data: Data(zeroed.utf8)).hex
         return text(checksum: sum)
     }
 }

@@ -143,7 +143,7 @@ public struct ImageBuilder: Sendable {
         guard let status = FileManager.default.contents(atPath: tree + "/var/lib/dpkg/status") else {
             throw ImageError("the base tree \(tree) has no var/lib/dpkg/status")
         }
-        let packages = SHA256.hash(data: status).map { String(format: "%02x", $0) }.joined()
+        let packages = SHA256.hash(data: status).hex
         try progress.step("base: removing the build tree") { _ in
             try removeBuildTree(tree)
             return ((), "base \(key): build tree removed")
@@ -372,7 +372,7 @@ public struct ImageBuilder: Sendable {
             }
             hasher.update(data: Data([0]))
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined().prefix(16).description
+        return String(hasher.finalize().hex.prefix(16))
     }
 
     /// The cached system level: `rootfs.tar.zst` (base + overlay layers, no trailer) and `disk.img`.
@@ -834,7 +834,7 @@ public func sha256(ofFile path: String) throws -> String {
         if chunk.isEmpty { break }
         hasher.update(data: chunk)
     }
-    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    return hasher.finalize().hex
 }
 
 func shellQuote(_ text: String) -> String {

@@ -1,4 +1,5 @@
 import CArchive
+import EdgeModel
 import Foundation
 
 /// One Debian package as dpkg records it installed (`/var/lib/dpkg/status`).
@@ -124,7 +125,7 @@ public enum SoftwareBill {
             "name": name,
             "documentNamespace": "https://edgekit.invalid/spdx/\(identifierSafe(name))",
             "creationInfo": [
-                "created": timestamp(created),
+                "created": DocumentCoding.timestamp(Date(timeIntervalSince1970: TimeInterval(created))),
                 "creators": ["Tool: edgekit"],
             ],
             "packages": entries,
@@ -136,14 +137,6 @@ public enum SoftwareBill {
     /// SPDX identifiers hold letters, digits, `.` and `-` only.
     static func identifierSafe(_ text: String) -> String {
         String(text.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") ? $0 : "-" })
-    }
-
-    static func timestamp(_ seconds: Int) -> String {
-        var time = time_t(seconds)
-        var fields = tm()
-        gmtime_r(&time, &fields)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(fields.tm_year) + 1900, Int(fields.tm_mon) + 1, Int(fields.tm_mday),
-                      Int(fields.tm_hour), Int(fields.tm_min), Int(fields.tm_sec))
     }
 
     /// dpkg's status file from a rootfs tarball (`rootfs.tar.zst` of a system level), read with

@@ -100,7 +100,7 @@ public enum UpdateBundleWriter {
             progress(done)
             if done == bytes { break }
         }
-        return hash.finalize().map { String(format: "%02x", $0) }.joined()
+        return hash.finalize().hex
     }
 
     static func fileSize(_ path: String) -> Int {

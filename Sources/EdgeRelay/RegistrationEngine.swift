@@ -42,6 +42,8 @@ public actor RegistrationEngine {
     var revokedClients: Set<String> = []
     /// Site /64 → its DMZ's /64 (relay.json `dmz_routes`, docs/dmz.md), as the database writes prefixes.
     let dmzBySite: [String: String]
+    /// The same the other way round: DMZ /64 → its site's /64.
+    let siteByDMZ: [String: String]
 
     public init(config: RelayConfig, store: RelayStore, relayPrivateKey: WireGuardKey, operatorKey: Signify.PublicKey,
                 logger: Logger) throws {
@@ -50,6 +52,7 @@ public actor RegistrationEngine {
         wireGuard = WireGuardControl(interface: config.interface)
         siteRoutes = SiteRoutes(interface: config.interface)
         dmzBySite = Dictionary(config.dmzRoutes.map { ("\($0.sitePrefix)", "\($0.prefix)") }, uniquingKeysWith: { first, _ in first })
+        siteByDMZ = Dictionary(config.dmzRoutes.map { ("\($0.prefix)", "\($0.sitePrefix)") }, uniquingKeysWith: { first, _ in first })
         relayKey = WireGuardKeyPair(privateKey: relayPrivateKey.agreementKey)
         helloProofKey = HelloProof.key(relayPublicKey: relayKey.publicKey).withUnsafeBytes { Array($0) }
         relayPrivateKeyBase64 = relayPrivateKey.privateKeyBase64
@@ -137,8 +140,7 @@ public actor RegistrationEngine {
             guard let interfaceMTU = routes.interfaceMTU else { return }
             // A site's DMZ /64 comes through the site's tunnel: it gets the site's route MTU too
             // (docs/dmz.md). Installed DMZ routes are asked about by their site.
-            let siteOfDMZ = Dictionary(dmzBySite.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
-            let asked = prefixes.map { Set($0.union(routes.installed.keys).map { siteOfDMZ[$0] ?? $0 }) }
+            let asked = prefixes.map { Set($0.union(routes.installed.keys).map { siteByDMZ[$0] ?? $0 }) }
             var desired = try store.siteTunnelMTUs(of: asked)
             for (site, dmz) in dmzBySite {
                 if let mtu = desired[site] { desired[dmz] = mtu }

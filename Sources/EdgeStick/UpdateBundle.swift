@@ -168,8 +168,7 @@ public struct UpdateBundle: Sendable {
                 done += UInt64(chunk.count)
                 progress(done)
             }
-            let digest = hash.finalize().map { String(cFormat: "%02x", $0) }.joined()
-            guard digest == member.sha256 else {
+            guard hash.finalize().hex == member.sha256 else {
                 throw UpdateBundleError("update.damaged", path, "member \(member.name) does not match its SHA-256 in the signed manifest (damaged or altered)")
             }
         }

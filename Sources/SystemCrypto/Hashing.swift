@@ -40,6 +40,12 @@ public struct HashDigest<H: HashFunction>: Sequence {
     public func makeIterator() -> IndexingIterator<[UInt8]> { bytes.makeIterator() }
     public var underestimatedCount: Int { bytes.count }
 
+    /// Lower-case hex, as sha256sum prints it.
+    public var hex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]] }, as: UTF8.self)
+    }
+
     /// Zeroes a digest that was a secret (HKDF's intermediate keys) before it is dropped.
     mutating func cleanse() { LibCrypto.cleanse(&bytes) }
 }
