@@ -329,7 +329,8 @@ runtime="$(dirname "$out")/runtime"
 rm -rf "$runtime.partial-$$" && mkdir -p "$runtime.partial-$$/lib/aarch64-linux-gnu"
 cp -L "$sysroot/lib/ld-linux-aarch64.so.1" "$runtime.partial-$$/lib/"
 needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -v '^ld-linux' || true; }
-pending=($(needed "$out"))
+# libzstd.so.1 is not NEEDED: the agent loads it when it installs an update (dlopen).
+pending=($(needed "$out") libzstd.so.1)
 while [ ${#pending[@]} -gt 0 ]; do  # the libraries' own, too (libcrypto needs libz)
   library=${pending[0]}; pending=("${pending[@]:1}")
   [ -e "$runtime.partial-$$/lib/aarch64-linux-gnu/$library" ] && continue

@@ -41,6 +41,12 @@ public enum AgentMetrics {
                                       ("profile_slot", status.slot.map(String.init) ?? "")], 1)
         family("edgekit_system_version", "The running system's version (--system-version of its image or update bundle), by board; absent on images from before versions.")
         if let system = status.system { sample("edgekit_system_version", [("board", system.board)], Int(clamping: system.version)) }
+        family("edgekit_system_update", "1 for the state of the last update install (trial, blessed, failed), by the version it installed; absent when none was.")
+        if let update = status.update {
+            for state in ["trial", "blessed", "failed"] {
+                sample("edgekit_system_update", [("version", String(update.version)), ("state", state)], update.state.rawValue == state ? 1 : 0)
+            }
+        }
         family("edgekit_agent_generation", "The applied generation; absent when nothing is applied.")
         if let generation = status.generation { sample("edgekit_agent_generation", [], generation) }
         family("edgekit_agent_serial", "Serial of the applied profile; absent when nothing is applied.")

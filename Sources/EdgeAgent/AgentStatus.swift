@@ -170,6 +170,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     /// The running system's board and version (`/usr/lib/edgekit/system.json`, docs/updates.md);
     /// nil on an image from before update bundles.
     public var system: SystemRelease?
+    /// The last update install and how its trial boot went (docs/updates.md); nil when none was ever installed.
+    public var update: UpdateRecord? = nil
 
     /// One pinned port: its role, MAC address and the name it has now (nil: not present).
     public struct PinnedPort: Codable, Sendable, Equatable {
@@ -203,7 +205,7 @@ public struct AgentStatus: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health, ports, system
+        case stick, plan, site, slot, generation, serial, vrrp, tunnel, registration, agent, note, drift, health, ports, system, update
         case driftedFiles = "drifted_files"
         case driftProblem = "drift_problem"
         case stickPath = "stick_path"
@@ -238,12 +240,14 @@ public struct AgentStatus: Codable, Sendable, Equatable {
         try container.encode(health, forKey: .health)
         try container.encode(ports, forKey: .ports)
         try container.encode(system, forKey: .system)
+        try container.encode(update, forKey: .update)
     }
 
     public static func gather(paths: AgentPaths, now: Date = Date()) -> AgentStatus {
         let store = GenerationStore(paths: paths)
         let current = store.current
         let runtime = RuntimeState.load(paths: paths)
+        let release = try? SystemUpdate.release(paths: paths)
         let failed = store.failedServices
         let stamp = try? SiteStamp.load(from: paths.siteStamp)
         let relayKey = FileManager.default.contents(atPath: paths.live(Agent.appliedProfile))
@@ -289,7 +293,8 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             agent: runtime?.agentLine ?? "not running", lastApply: runtime?.lastApply, note: note,
             drift: drift, driftedFiles: drifted, driftProblem: driftProblem,
             health: runtime?.agentLine.hasPrefix("running") == true ? HealthReport.load(paths: paths) : nil,
-            ports: PinnedPort.gather(paths: paths), system: try? SystemUpdate.release(paths: paths))
+            ports: PinnedPort.gather(paths: paths), system: release,
+            update: release.flatMap { SlotInstall(paths: paths).reconciledRecord(running: $0, save: false) })
     }
 
     public var lines: [String] {
@@ -298,6 +303,14 @@ public struct AgentStatus: Codable, Sendable, Equatable {
             "site          \(plan ?? "?")/\(site ?? "?")\(slot.map { " router \($0)" } ?? "")",
         ]
         if let system { lines.append("system        \(system.board), version \(system.version)") }
+        if let update {
+            let outcome = switch update.state {
+            case .trial: update.version == system?.version ? "on its trial boot" : "installed; the next boot tries it"
+            case .blessed: "blessed"
+            case .failed: "failed its trial boot: \(update.reason ?? "not blessed")"
+            }
+            lines.append("update        version \(update.version) into slot \(update.slot.rawValue) (from \(update.from)): \(outcome)")
+        }
         lines += [
             "generation    \(generation.map(String.init) ?? "none")\(previousGeneration.map { " (previous \($0) kept)" } ?? "")",
             "serial        \(serial.map(String.init) ?? "none")",

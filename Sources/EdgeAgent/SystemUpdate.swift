@@ -47,4 +47,15 @@ public enum SystemUpdate {
         return "update \(Printable.escaped(bundle.path)): ok: plan \(manifest.plan), \(manifest.site.map { "site \($0)" } ?? "any site"), "
             + "board \(manifest.board), version \(manifest.version) (this system: \(release.version)), \(manifest.members.count) members, \(bytes) bytes verified"
     }
+
+    /// Run at the agent's start: when the last install's trial boot failed and the board came back
+    /// to this system, records it and says so in one line; nil otherwise.
+    public static func failedTrial(paths: AgentPaths) -> String? {
+        guard let running = try? release(paths: paths) else { return nil }
+        let install = SlotInstall(paths: paths)
+        guard install.record()?.state == .trial, let record = install.reconciledRecord(running: running, save: true),
+              record.state == .failed else { return nil }
+        return "system version \(record.version) (slot \(record.slot.rawValue)) failed its trial boot: \(record.reason ?? "not blessed"); "
+            + "running version \(running.version)"
+    }
 }

@@ -3,9 +3,10 @@ import EdgeSystem
 import Foundation
 import SystemCrypto
 
-/// A GPT disk: an EFI system partition, the ext4 root and a small site partition, and on boards that
-/// boot legacy BIOS with GRUB a BIOS boot partition in front of the ESP (numbered 4, so the others
-/// keep their numbers on every board). After the site partition the disk leaves unpartitioned room
+/// A GPT disk: an EFI system partition, the ext4 root (system slot A), an empty second system slot
+/// (B, for update bundles; docs/updates.md) and a small site partition, and on boards that boot legacy
+/// BIOS with GRUB a BIOS boot partition in front of the ESP (numbered 4, so the others keep their
+/// numbers on every board; slot B is listed last, 4 or 5). After the site partition the disk leaves unpartitioned room
 /// where systemd-repart makes the data partition at first boot, grown to the end of the card
 /// (overlays/etc/repart.d). Offsets and sizes are in 512-byte sectors; every identifier is fixed
 /// from a seed.
@@ -16,6 +17,9 @@ public struct DiskLayout: Sendable, Equatable {
     public var espSectors: Int
     public var rootSectors: Int
     public var siteSectors: Int
+    /// System slot B, as large as slot A, between slot A and the site partition; holes in the image
+    /// (the agent writes it when it installs an update). 0 on the MBR board, which has no room for it.
+    public var rootBSectors: Int
     /// 0 on boards without GRUB for BIOS, whose disks are as they were before boards existed.
     public var biosBootSectors: Int
     /// The root partition's type: the Discoverable Partitions Specification's root type of the
@@ -30,13 +34,14 @@ public struct DiskLayout: Sendable, Equatable {
         case mbr
     }
 
-    public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0, architecture: String = "amd64") {
+    public init(espBytes: Int, rootBytes: Int, siteBytes: Int, biosBootBytes: Int = 0, architecture: String = "amd64", rootSlots: Int = 2) {
         func sectors(_ bytes: Int) -> Int {
             let raw = (bytes + DiskLayout.sector - 1) / DiskLayout.sector
             return (raw + DiskLayout.alignment - 1) / DiskLayout.alignment * DiskLayout.alignment
         }
         espSectors = sectors(espBytes)
         rootSectors = sectors(rootBytes)
+        rootBSectors = rootSlots == 2 ? rootSectors : 0
         siteSectors = sectors(siteBytes)
         biosBootSectors = sectors(biosBootBytes)
         rootType = DiskLayout.rootTypes[architecture] ?? DiskLayout.rootTypes["amd64"]!
@@ -50,7 +55,8 @@ public struct DiskLayout: Sendable, Equatable {
     public var biosBootStart: Int { DiskLayout.alignment }
     public var espStart: Int { biosBootStart + biosBootSectors }
     public var rootStart: Int { espStart + espSectors }
-    public var siteStart: Int { rootStart + rootSectors }
+    public var rootBStart: Int { rootStart + rootSectors }
+    public var siteStart: Int { rootBStart + rootBSectors }
     /// The data partition's room, then room for the backup GPT.
     public var totalSectors: Int { siteStart + siteSectors + DiskLayout.dataRoomSectors + DiskLayout.alignment }
     public var totalBytes: Int { totalSectors * DiskLayout.sector }
@@ -69,6 +75,8 @@ public struct DiskLayout: Sendable, Equatable {
     public static let diskID = uuid(seed: "disk")
     public static let espUUID = uuid(seed: "esp")
     public static let rootUUID = uuid(seed: "root")
+    /// System slot B's PARTUUID (slot A's is `rootUUID`).
+    public static let rootBUUID = uuid(seed: "root-b")
     public static let siteUUID = uuid(seed: "site")
     /// Not in the partition table: systemd-repart gives it to the data partition it creates.
     public static let dataUUID = uuid(seed: "data")
@@ -124,6 +132,9 @@ public struct DiskLayout: Sendable, Equatable {
 
         """ + (biosBootSectors == 0 ? "" : """
         start=\(biosBootStart), size=\(biosBootSectors), type=\(DiskLayout.biosBootType), uuid=\(DiskLayout.biosBootUUID), name="bios-boot"
+
+        """) + (rootBSectors == 0 ? "" : """
+        start=\(rootBStart), size=\(rootBSectors), type=\(rootType), uuid=\(DiskLayout.rootBUUID), name="edgekit-root-b"
 
         """)
     }

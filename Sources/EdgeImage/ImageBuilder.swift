@@ -31,6 +31,10 @@ public struct ImageBuilder: Sendable {
     /// per board): the cache key does not follow the archive, so this is how security updates
     /// reach the images (`--refresh-base`, docs/image.md "Security updates").
     public var refreshBase = false
+    /// Whether a cached base is checked against the Debian archive's state (`ArchiveState`) and
+    /// built anew when the archive changed since. On, unless `EDGEKIT_ARCHIVE_CHECK=off` (the
+    /// suite sets it, so a publication during a run does not rebuild its shared base half-way).
+    public var archiveCheck = ProcessInfo.processInfo.environment["EDGEKIT_ARCHIVE_CHECK"] != "off"
     /// The system's version, in `/usr/lib/edgekit/system.json` (`SystemRelease`): 0 unless given
     /// (`--system-version`); an update bundle must carry a larger one (docs/updates.md).
     public var systemVersion: UInt64 = 0
@@ -85,7 +89,14 @@ public struct ImageBuilder: Sendable {
     /// fixed GPT UUID, or on an MBR disk `DISKID-02`); the consoles are the board's.
     public static func kernelCommandLine(_ board: Board) -> String {
         let root = board.partitions == .mbrFirmware ? DiskLayout.mbrPartitionUUID(2) : DiskLayout.rootUUID
-        return "root=PARTUUID=\(root) ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
+        return "root=PARTUUID=\(root) " + kernelOptions(board)
+    }
+
+    /// The command line after `root=`, the same for both system slots: the initrd mounts the root
+    /// read-write (`rw`; fstab has no line for `/`, whose device depends on the slot booted),
+    /// interfaces keep the kernel's names, the board's consoles, systemd's status on the last.
+    public static func kernelOptions(_ board: Board) -> String {
+        "rw rootflags=errors=remount-ro net.ifnames=0 " + board.consoles.map { "console=" + $0 }.joined(separator: " ") + " systemd.show_status=1"
     }
 
     // MARK: Level 1: the Debian base
@@ -101,13 +112,27 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
         let lock = try CacheLock(for: directory, progress: progress.note)
         defer { lock.release() }
+        // The archive's state now (nil: not checked, or it could not be read).
+        var archive: String?
+        var archiveProblem: String?
+        if archiveCheck {
+            do { archive = try ArchiveState.lookUp(mirrors: recipe.mirrors) } catch { archiveProblem = "\(error)" }
+        }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
-            guard refreshBase else {
-                progress.note("base \(key): cached")
+            let recorded = baseRecord(directory, "archive")
+            if refreshBase {
+                progress.note("base \(key): built anew (--refresh-base)")
+            } else if let archive, archive != recorded {
+                progress.note("base \(key): built anew: the archive changed since it was built (\(recorded ?? "state not recorded") → \(archive))")
+            } else {
+                if let archiveProblem {
+                    progress.note("base \(key): cached, built from the archive of \(recorded ?? "an unrecorded date"); the archive's state now is unknown (\(archiveProblem))")
+                } else {
+                    progress.note("base \(key): cached")
+                }
                 markUsed(directory)
                 return directory
             }
-            progress.note("base \(key): built anew (--refresh-base)")
         }
         let debs = cacheDirectory + "/debs"
         try FileManager.default.createDirectory(atPath: debs, withIntermediateDirectories: true)
@@ -152,15 +177,23 @@ public struct ImageBuilder: Sendable {
         try FileManager.default.moveItem(atPath: log, toPath: staging + "/mmdebstrap.log")
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.moveItem(atPath: staging, toPath: directory)
-        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data("\(key)\npackages \(packages)\n".utf8))
+        let record = "\(key)\npackages \(packages)\n" + (archive.map { "archive \($0)\n" } ?? "")
+        _ = FileManager.default.createFile(atPath: directory + "/complete", contents: Data(record.utf8))
         return directory
     }
 
     /// What a cached base says about itself beyond its key: `packages SHA-256` of its dpkg status
-    /// (bases from before that record say nothing, and their system levels keep their keys).
+    /// (bases from before that record say nothing, and their system levels keep their keys). The
+    /// archive's state is not part of it: a new archive that changed none of the base's packages
+    /// keeps the system levels.
     func baseContents(_ base: String) -> String {
+        baseRecord(base, "packages").map { "packages " + $0 } ?? ""
+    }
+
+    /// The value of the `NAME VALUE` line of a base's `complete` file, nil without one.
+    func baseRecord(_ base: String, _ name: String) -> String? {
         let lines = (try? String(contentsOfFile: base + "/complete", encoding: .utf8))?.split(separator: "\n") ?? []
-        return lines.dropFirst().joined(separator: " ")
+        return lines.dropFirst().first { $0.hasPrefix(name + " ") }.map { String($0.dropFirst(name.count + 1)) }
     }
 
     /// mmdebstrap options that install from the packages in `debs` and keep what it downloads
@@ -362,7 +395,7 @@ public struct ImageBuilder: Sendable {
         // are those of bases that do not record their packages.
         let board = recipe.board == .default ? "" : " board \(recipe.board.name)"
         let contents = baseContents.isEmpty ? "" : " \(baseContents)"
-        hasher.update(data: Data("system v4 \(baseKey)\(contents) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
+        hasher.update(data: Data("system v5 \(baseKey)\(contents) \(ImageBuilder.kernelCommandLine(recipe.board))\(board)".utf8))
         for file in overlay {
             hasher.update(data: Data("\(file.path)\0\(file.mode)\0".utf8))
             switch file.kind {
@@ -416,7 +449,7 @@ public struct ImageBuilder: Sendable {
         var layout = DiskLayout(espBytes: mbr ? ImageBuilder.firmwareBytes : ImageBuilder.espBytes, rootBytes: Int(rootInfo.st_size),
                                 siteBytes: ImageBuilder.siteBytes,
                                 biosBootBytes: recipe.board.partitions.hasBIOSBootPartition ? ImageBuilder.biosBootBytes : 0,
-                                architecture: recipe.architecture)
+                                architecture: recipe.architecture, rootSlots: mbr ? 1 : 2)
         layout.table = mbr ? .mbr : .gpt
         let disk = staging + "/disk.img"
         try progress.step("system: disk image", total: Int(rootInfo.st_blocks) * 512) { step in
@@ -445,6 +478,7 @@ public struct ImageBuilder: Sendable {
         }
         var sizes = ["esp": layout.espSectors, "root": layout.rootSectors, "site": layout.siteSectors]
         if layout.biosBootSectors > 0 { sizes["bios-boot"] = layout.biosBootSectors }
+        if layout.rootBSectors > 0 { sizes["root-b"] = layout.rootBSectors }
         let encoded = try JSONEncoder().encode(sizes)
         _ = FileManager.default.createFile(atPath: staging + "/layout.json", contents: encoded)
 
@@ -602,13 +636,14 @@ public struct ImageBuilder: Sendable {
         let esp = try FATImage.format(path, bytes: ImageBuilder.espBytes, bits: 32, label: "EFI", volumeID: DiskLayout.espVolumeID,
                                       environment: fatToolEnvironment)
         let commandLine = ImageBuilder.kernelCommandLine(recipe.board)
-        let entry = "title edgekit\nlinux /vmlinuz\ninitrd /initrd.img\noptions \(commandLine)\n"
+        let entry = SystemSlot.a.bootEntry(version: systemVersion, kernel: "/vmlinuz", initrd: "/initrd.img",
+                                           options: ImageBuilder.kernelOptions(recipe.board))
         let efi = recipe.board.efiArchitecture
         try esp.makeFolders(["::/EFI", "::/EFI/BOOT", "::/loader", "::/loader/entries"])
         try esp.add([
             ("::/EFI/BOOT/BOOT\(efi.uppercased()).EFI", try Data(contentsOf: URL(fileURLWithPath: base + "/systemd-boot\(efi).efi"))),
-            ("::/loader/loader.conf", Data("default edgekit.conf\ntimeout 0\n".utf8)),
-            ("::/loader/entries/edgekit.conf", Data(entry.utf8)),
+            ("::/loader/loader.conf", Data("timeout 0\n".utf8)),
+            ("::/loader/entries/edgekit-a.conf", Data(entry.utf8)),
             ("::/vmlinuz", try Data(contentsOf: URL(fileURLWithPath: base + "/vmlinuz"))),
             ("::/initrd.img", try Data(contentsOf: URL(fileURLWithPath: base + "/initrd.img"))),
         ], modified: Int(recipe.sourceDateEpoch))
@@ -720,6 +755,7 @@ public struct ImageBuilder: Sendable {
         layout.rootSectors = sizes["root"] ?? 0
         layout.siteSectors = sizes["site"] ?? 0
         layout.biosBootSectors = sizes["bios-boot"] ?? 0
+        layout.rootBSectors = sizes["root-b"] ?? 0
         return layout
     }
 
@@ -743,7 +779,7 @@ public struct ImageBuilder: Sendable {
         try UpdateBundleWriter.write(to: path, plan: plan, site: site, release: SystemRelease(board: recipe.board.name, version: systemVersion),
                                      system: key16, root: (file: system + "/disk.img", offset: layout.rootStart * DiskLayout.sector,
                                                            bytes: layout.rootSectors * DiskLayout.sector),
-                                     files: files, key: key, mtime: recipe.sourceDateEpoch, progress: progress)
+                                     kernelOptions: ImageBuilder.kernelOptions(recipe.board), files: files, key: key, mtime: recipe.sourceDateEpoch, progress: progress)
         return path
     }
 

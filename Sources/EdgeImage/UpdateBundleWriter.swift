@@ -23,8 +23,8 @@ public enum UpdateBundleWriter {
     /// byte range of the root filesystem in `root.file` (the system level's disk image).
     @discardableResult
     public static func write(to path: String, plan: String, site: String?, release: SystemRelease, system: String,
-                             root: (file: String, offset: Int, bytes: Int), files: [File], key: Signify.SecretKey,
-                             mtime: Int, progress: BuildProgress) throws -> UpdateManifest {
+                             root: (file: String, offset: Int, bytes: Int), kernelOptions: String? = nil, files: [File],
+                             key: Signify.SecretKey, mtime: Int, progress: BuildProgress) throws -> UpdateManifest {
         let partial = (path as NSString).deletingLastPathComponent + "/." + (path as NSString).lastPathComponent + ".partial-\(getpid())"
         let compressed = partial + ".root"
         defer {
@@ -40,7 +40,7 @@ public enum UpdateBundleWriter {
             members.append(UpdateManifest.Member(name: file.name, bytes: UInt64(fileSize(file.path)), sha256: try sha256(ofFile: file.path)))
         }
         let manifest = UpdateManifest(plan: plan, site: site, board: release.board, version: release.version, system: system,
-                                      rootBytes: UInt64(root.bytes), rootSHA256: rootSum, members: members)
+                                      rootBytes: UInt64(root.bytes), rootSHA256: rootSum, kernelOptions: kernelOptions, members: members)
         let signed = Signify.signEmbedded(try DocumentCoding.encode(manifest), with: key,
                                           comment: "edgekit update: plan \(plan), \(site.map { "site \($0)" } ?? "any site"), board \(release.board), version \(release.version)")
         try progress.step("update: bundle") { _ in

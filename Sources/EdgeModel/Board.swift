@@ -118,7 +118,8 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     static let seaBIOS = Emulation(firmware: .bios, emulator: "qemu-system-x86_64", arguments: ["-machine", "q35"])
 
     /// The kernel, initramfs and systemd-boot every x86-64 UEFI image carries.
-    static let pcPackages = ["linux-image-amd64", "initramfs-tools", "systemd-boot-efi"]
+    /// systemd-boot (bootctl, systemd-bless-boot: the trial boot of an update, docs/updates.md) beside the EFI binaries.
+    static let pcPackages = ["linux-image-amd64", "initramfs-tools", "systemd-boot-efi", "systemd-boot"]
 
     /// What an x86-64 edge router loads, out of the ~4,200 modules of Debian's amd64 kernel: the
     /// disks and NICs of PCs, mini PCs and virtual machines, USB sticks and NICs, WireGuard,
@@ -179,7 +180,7 @@ public struct Board: Sendable, Equatable, CustomStringConvertible {
     /// (ttyAMA0) of `virt` and most Arm boards; every kernel module is kept (no trimmed list yet).
     public static let arm64UEFI = Board(
         name: "arm64-uefi", architecture: "arm64", firmware: [.uefi], partitions: .gpt(biosBoot: false),
-        bootloaders: [.systemdBoot], packages: ["linux-image-arm64", "initramfs-tools", "systemd-boot-efi"],
+        bootloaders: [.systemdBoot], packages: ["linux-image-arm64", "initramfs-tools", "systemd-boot-efi", "systemd-boot"],
         emulation: [Emulation(firmware: .uefi, emulator: "qemu-system-aarch64",
                               arguments: ["-machine", "virt", "-cpu", "cortex-a72",
                                           "-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"],

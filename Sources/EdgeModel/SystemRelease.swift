@@ -23,3 +23,80 @@ public struct SystemRelease: Codable, Sendable, Equatable {
         version = try c.field(.version, as: UInt64.self)
     }
 }
+
+/// The two system (root) slots of an appliance on a GPT board (docs/updates.md, "System slots"):
+/// slot A is the image's root partition, slot B the empty one beside it that the first update
+/// fills. The image builder gives the partitions these PARTUUIDs (DiskLayout); the boot entry of a
+/// slot names it on the kernel command line (`root=PARTUUID=`), which is how the agent tells which
+/// slot it runs from.
+public enum SystemSlot: String, Codable, Sendable, CaseIterable {
+    case a, b
+
+    public var other: SystemSlot { self == .a ? .b : .a }
+
+    public var partitionUUID: String {
+        switch self {
+        case .a: "d4c27ba9-7b6e-468d-90b1-64c5b7f1c749"
+        case .b: "cc0257bc-4d86-4439-bb62-71aa553f66b6"
+        }
+    }
+
+    /// systemd-boot's entry for this slot (Boot Loader Specification, type 1), in
+    /// `loader/entries/edgekit-SLOT.conf` on the ESP, or `edgekit-SLOT+1.conf` on trial: the newest
+    /// `version` sorts first and boots (no `default` in loader.conf); an entry whose boot counter has
+    /// run out sorts last, so the slot that booted before boots again (docs/updates.md, "Trial boot").
+    public func bootEntry(version: UInt64, kernel: String, initrd: String, options: String) -> String {
+        """
+        title edgekit system \(version) (slot \(rawValue))
+        sort-key edgekit
+        version \(version)
+        linux \(kernel)
+        initrd \(initrd)
+        options root=PARTUUID=\(partitionUUID) \(options)
+
+        """
+    }
+
+    /// The slot whose partition `root=PARTUUID=…` on `commandLine` names; nil for another root.
+    public static func booted(commandLine: String) -> SystemSlot? {
+        for word in commandLine.split(whereSeparator: { $0 == " " || $0 == "\n" }) where word.hasPrefix("root=PARTUUID=") {
+            let uuid = word.dropFirst("root=PARTUUID=".count).lowercased()
+            return allCases.first { $0.partitionUUID == uuid }
+        }
+        return nil
+    }
+}
+
+/// The last update install and how its trial boot went, `/var/lib/edgekit/update.json` on the data
+/// partition (shared by both slots): written `trial` by the install, `blessed` by the health check
+/// of the new system's trial boot, `failed` when the old system finds itself running again.
+public struct UpdateRecord: Codable, Sendable, Equatable {
+    public enum State: String, Codable, Sendable {
+        case trial, blessed, failed
+    }
+
+    public var version: UInt64
+    public var slot: SystemSlot
+    /// The version that installed it (and that a failed trial comes back to).
+    public var from: UInt64
+    public var state: State
+    /// Why a trial failed, as far as the system that judged it knew.
+    public var reason: String?
+    /// The kernel's boot ID when it was installed (/proc/sys/kernel/random/boot_id): until the
+    /// router reboots, a trial of another version is waiting for its boot, not failed.
+    public var installedInBoot: String?
+
+    public init(version: UInt64, slot: SystemSlot, from: UInt64, state: State, reason: String? = nil, installedInBoot: String? = nil) {
+        self.version = version
+        self.slot = slot
+        self.from = from
+        self.state = state
+        self.reason = reason
+        self.installedInBoot = installedInBoot
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, slot, from, state, reason
+        case installedInBoot = "installed_in_boot"
+    }
+}

@@ -55,10 +55,13 @@ public struct UpdateManifest: Codable, Sendable, Equatable {
     /// The root filesystem once decompressed: what the inactive slot must hold after the install.
     public var rootBytes: UInt64
     public var rootSHA256: String
+    /// The kernel command line after `root=` for the new system's boot entry (the agent adds
+    /// `root=PARTUUID=` of the slot it installs into); nil: the running system's.
+    public var kernelOptions: String?
     public var members: [Member]
 
     public init(plan: String, site: String?, board: String, version: UInt64, system: String,
-                rootBytes: UInt64, rootSHA256: String, members: [Member]) {
+                rootBytes: UInt64, rootSHA256: String, kernelOptions: String? = nil, members: [Member]) {
         format = Self.currentFormat
         self.plan = plan
         self.site = site
@@ -67,6 +70,7 @@ public struct UpdateManifest: Codable, Sendable, Equatable {
         self.system = system
         self.rootBytes = rootBytes
         self.rootSHA256 = rootSHA256
+        self.kernelOptions = kernelOptions
         self.members = members
     }
 
@@ -74,6 +78,7 @@ public struct UpdateManifest: Codable, Sendable, Equatable {
         case format, plan, site, board, version, system, members
         case rootBytes = "root_bytes"
         case rootSHA256 = "root_sha256"
+        case kernelOptions = "kernel_options"
     }
 }
 
@@ -153,6 +158,14 @@ public struct UpdateBundle: Sendable {
             throw UpdateBundleError("update.not-newer", path,
                                     "version \(manifest.version) is not newer than the installed \(release.version); an older system is never installed again")
         }
+    }
+
+    /// Reads member `name` in order, in chunks of at most 1 MiB (nothing when the bundle has no such member).
+    public func readMember(_ name: String, _ body: (Data) -> Void) throws(UpdateBundleError) {
+        guard let offset = offsets[name], let member = manifest.members.first(where: { $0.name == name }) else { return }
+        let file = try BundleFile(path)
+        defer { file.close() }
+        try file.stream(at: offset, count: member.bytes, body)
     }
 
     /// Reads every member once and compares its SHA-256 with the manifest's; `progress` gets the

@@ -165,6 +165,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = AgentLogger.standardError(label: "edgekit-agent", level: .info)
+        if let failed = SystemUpdate.failedTrial(paths: options.paths) { logger.warning(failed) }
         let registrar = RelayClientRegistrar(logger: logger, deadline: .seconds(registrationDeadline))
         var settings = SupervisorSettings()
         settings.tunnelCheckInterval = TimeInterval(tunnelCheckInterval)
@@ -250,30 +251,78 @@ struct Status: AsyncParsableCommand {
 
 struct Update: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check a system update bundle (SITE-VERSION.update) against this router.",
+        abstract: "Install a system update bundle (SITE-VERSION.update) into the other system slot, or check one.",
         discussion: """
-            --check verifies, and writes nothing: the operator's signature on the
-            manifest (this image's /etc/edgekit/operator.pub), the plan and site
-            (/etc/edgekit/site.json), the board and a version newer than the
-            running system's (/usr/lib/edgekit/system.json), then every member
-            against its SHA-256 in the manifest. A refused bundle is one line,
-            exit 1. Installing into a second system slot is not built yet
-            (A/B slots and trial boots): only --check is accepted.
+            update BUNDLE checks the bundle, writing nothing until every check
+            passed: the operator's signature on the manifest (this image's
+            /etc/edgekit/operator.pub), the plan and site (/etc/edgekit/site.json),
+            the board and a version newer than the running system's
+            (/usr/lib/edgekit/system.json), then every member against its
+            SHA-256. A refused bundle is one line, exit 1, nothing written.
+            It then writes the system into the slot that is not running (A or B),
+            reads it back, copies the kernel and initrd to the EFI system
+            partition and adds the slot's boot entry with one try: the next boot
+            tries the new system once. --reboot reboots into it at once.
+
+            On that trial boot, edgekit-health.service runs `update --confirm`:
+            the new system is kept (blessed) once the agent is healthy (profile
+            applied, services up, registered with a relay; or no stick at all),
+            else after --within seconds it exits 1, the router reboots and the
+            board boots the old slot by itself. Either way `edgekit-agent status`
+            and the metrics say how the last update went.
+
+            --check verifies only. Trial boots need systemd-boot (pc-uefi,
+            arm64-uefi, pc-bios started by UEFI); elsewhere the install is refused.
             Docs: docs/updates.md.
             """)
 
     @Flag(help: "Verify the bundle for this router and change nothing.")
     var check = false
-    @Option(help: "Root of the system to check against (default /).")
+    @Flag(help: "Judge this system's trial boot (edgekit-health.service runs this): exit 0 when healthy or not on trial, 1 when not healthy in time.")
+    var confirm = false
+    @Option(help: "With --confirm: seconds the new system has to become healthy.")
+    var within: Int = 600
+    @Flag(help: "After installing, reboot into the new system.")
+    var reboot = false
+    @Option(help: "Root of the system to work on (default /).")
     var root: String = "/"
-    @Argument(help: "The update bundle.")
-    var bundle: String
+    @Argument(help: "The update bundle (not with --confirm).")
+    var bundle: String?
+
+    func validate() throws {
+        if confirm {
+            guard bundle == nil, !check, !reboot else { throw ValidationError("--confirm takes no bundle, --check or --reboot") }
+            guard within >= 1 else { throw ValidationError("--within must be at least 1 second, not \(within)") }
+        } else if bundle == nil {
+            throw ValidationError("name the update bundle (or --confirm on a trial boot)")
+        }
+        if check && reboot { throw ValidationError("--check changes nothing; --reboot is for an install") }
+    }
 
     func run() async throws {
-        guard check else {
-            throw ValidationError("installing is not built yet (A/B system slots, docs/updates.md); use --check to verify a bundle")
+        let paths = AgentPaths(root: root)
+        if confirm {
+            switch try SlotInstall(paths: paths).confirm(deadline: Double(within)) {
+            case .notOnTrial:
+                return
+            case .healthy(let line):
+                Output.data("edgekit-agent: " + line + "\n")
+            case .failed(let line):
+                throw CommandError(line)
+            }
+            return
         }
-        let (opened, release) = try SystemUpdate.check(bundle, paths: AgentPaths(root: root))
-        Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
+        guard let bundle else { return }
+        if check {
+            let (opened, release) = try SystemUpdate.check(bundle, paths: paths)
+            Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
+            return
+        }
+        let installed = try SlotInstall(paths: paths).install(bundle) { Output.error("edgekit-agent: update: " + $0) }
+        Output.data(installed.line + "\n")
+        if reboot {
+            Output.error("edgekit-agent: update: rebooting into system version \(installed.version)")
+            try SlotInstall.reboot()
+        }
     }
 }

@@ -10,7 +10,7 @@ import TestSupport
     static let statusKeys: Set<String> = [
         "stick", "stick_path", "plan", "site", "slot", "generation", "previous_generation", "serial", "failed_services",
         "vrrp", "handshake_age_seconds", "tunnel", "registration", "agent", "last_apply", "note",
-        "drift", "drifted_files", "drift_problem", "health", "ports", "system",
+        "drift", "drifted_files", "drift_problem", "health", "ports", "system", "update",
     ]
 
     /// `status --format json`, checked to carry every key.

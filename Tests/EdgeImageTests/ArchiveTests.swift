@@ -1,4 +1,5 @@
 import EdgeImage
+import EdgeModel
 import Foundation
 import TestSupport
 import Testing
@@ -291,7 +292,9 @@ enum PartitionTable {
     @Test func fstabInOverlaysNamesTheFixedPartitions() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let fstab = try String(contentsOf: root.appendingPathComponent("overlays/etc/fstab"), encoding: .utf8)
-        #expect(fstab.contains("PARTUUID=\(DiskLayout.rootUUID)  /"))
+        #expect(!fstab.contains(DiskLayout.rootUUID) && !fstab.contains(DiskLayout.rootBUUID), "the root is the slot the boot entry names")
+        #expect(DiskLayout.rootUUID == SystemSlot.a.partitionUUID && DiskLayout.rootBUUID == SystemSlot.b.partitionUUID,
+                "the agent tells its slot by these")
         #expect(fstab.contains("PARTUUID=\(DiskLayout.siteUUID)  /etc/edgekit/site"))
         #expect(fstab.contains("PARTUUID=\(DiskLayout.espUUID)  /boot/efi"))
         #expect(fstab.contains("PARTUUID=\(DiskLayout.dataUUID)  /var/lib/edgekit"))

@@ -80,7 +80,7 @@ struct Arm64ImageTests {
         let verify = try system("sfdisk", ["--verify", out + "/site-b.img"])
         #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify: \(verify.stdout)")
         let partitions = try PartitionTable.read(out + "/site-b.img")
-        #expect(partitions.map(\.name) == ["esp", "edgekit-root", "edgekit-site"])
+        #expect(partitions.map(\.name) == ["esp", "edgekit-root", "edgekit-site", "edgekit-root-b"])
         #expect(partitions[1].type.uppercased() == "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", "root, 64-bit ARM: \(partitions[1])")
         #expect(try PartitionTable.read(out + "/site-a.img")[1].type.uppercased() == "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709")
 
@@ -92,7 +92,7 @@ struct Arm64ImageTests {
         #expect(try system("mcopy", ["-n", "-i", esp, "::/EFI/BOOT/BOOTAA64.EFI", loader]).status == 0)
         let loaderKind = try system("file", ["-b", loader]).stdout
         #expect(loaderKind.contains("EFI application") && loaderKind.contains("Aarch64"), "systemd-boot for aarch64: \(loaderKind)")
-        let entry = try system("mtype", ["-i", esp, "::/loader/entries/edgekit.conf"]).stdout
+        let entry = try system("mtype", ["-i", esp, "::/loader/entries/edgekit-a.conf"]).stdout
         #expect(entry.contains("options \(ImageBuilder.kernelCommandLine(.arm64UEFI))\n") && entry.contains("console=ttyAMA0,115200"), "\(entry)")
         let kernel = dir + "/vmlinuz"
         defer { try? FileManager.default.removeItem(atPath: kernel) }

@@ -75,12 +75,12 @@ struct BoardImageTests {
             #expect(verify.status == 0 && verify.stdout.contains("No errors detected"), "sfdisk --verify \(image): \(verify.stdout)")
         }
         let uefi = try partitions(out + "/site-a.img")
-        #expect(uefi.map { $0["name"] as? String } == ["esp", "edgekit-root", "edgekit-site"])
+        #expect(uefi.map { $0["name"] as? String } == ["esp", "edgekit-root", "edgekit-site", "edgekit-root-b"])
         #expect(try bytes(of: out + "/site-a.img", at: 0, count: 440).allSatisfy { $0 == 0 }, "pc-uefi: no BIOS boot code")
 
         let bios = try partitions(out + "/site-b.img")
-        #expect(bios.map { $0["name"] as? String } == ["esp", "edgekit-root", "edgekit-site", "bios-boot"])
-        let biosBoot = try #require(bios.last)
+        #expect(bios.map { $0["name"] as? String } == ["esp", "edgekit-root", "edgekit-site", "bios-boot", "edgekit-root-b"])
+        let biosBoot = try #require(bios.count == 5 ? bios[3] : nil, "\(bios)")
         #expect((biosBoot["type"] as? String)?.uppercased() == "21686148-6449-6E6F-744E-656564454649", "\(biosBoot)")
         let start = try #require(biosBoot["start"] as? Int)
         #expect(start < (bios[0]["start"] as? Int ?? 0), "the BIOS boot partition lies in front of the ESP")

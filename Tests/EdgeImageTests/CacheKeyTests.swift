@@ -33,16 +33,16 @@ import Testing
         let bios = BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime, board: .pcBIOS)
         #expect(uefi == BaseRecipe(sourceDateEpoch: BaseRecipe.latestFileTime))
         // Pinned: a change to the default board's packages or hooks must be deliberate (it rebuilds
-        // every cached base). Last changed by systemd-repart (the data partition) and naming
-        // libssl3t64, the libcrypto the agent links (SystemCrypto).
-        #expect(uefi.cacheKey == "243b43b4830748f5", "pc-uefi's base key changed")
+        // every cached base). Last changed by systemd-boot (systemd-bless-boot keeps a new system
+        // after its trial boot, docs/updates.md).
+        #expect(uefi.cacheKey == "b1f3599727e48cc4", "pc-uefi's base key changed")
         #expect(uefi.packages == ["systemd", "systemd-sysv", "systemd-resolved", "udev", "dbus", "kmod",
-                                  "linux-image-amd64", "initramfs-tools", "systemd-boot-efi",
+                                  "linux-image-amd64", "initramfs-tools", "systemd-boot-efi", "systemd-boot",
                                   "wireguard-tools", "radvd", "keepalived", "nftables", "iproute2", "iputils-ping",
                                   "e2fsprogs", "mtools", "procps", "systemd-repart", "prometheus-node-exporter", "openssh-server",
                                   "libssl3t64"])
         #expect(bios.cacheKey != uefi.cacheKey)
-        #expect(bios.packages == uefi.packages.prefix(9) + ["grub-pc-bin"] + uefi.packages.dropFirst(9))
+        #expect(bios.packages == uefi.packages.prefix(10) + ["grub-pc-bin"] + uefi.packages.dropFirst(10))
         #expect(bios.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") && $0.contains("grub-mkimage --format=i386-pc") })
         #expect(!uefi.mmdebstrapOptions.contains { $0.hasPrefix("--customize-hook=") && $0.contains("grub-mkimage") })
         let builder = ImageBuilder(cacheDirectory: "/nonexistent", recipe: uefi, overlayDirectory: "/nonexistent", agentBinary: "/nonexistent",
@@ -82,8 +82,9 @@ import Testing
         #expect(Board.arm64UEFI.kernelModules == .all, "arm64-uefi has no trimmed module list yet")
     }
 
-    /// The disk of the default board is as before; pc-bios adds GRUB's BIOS boot partition as
-    /// number 4 in front of the ESP, so partitions 1–3 keep their numbers (grub.cfg's `(,gpt1)`).
+    /// pc-bios adds GRUB's BIOS boot partition as number 4 in front of the ESP, so partitions 1–3
+    /// keep their numbers (grub.cfg's `(,gpt1)`); system slot B, as large as slot A, lies between
+    /// slot A and the site partition and is listed last (4, or 5 on pc-bios).
     @Test func biosBootPartitionIsNumberFourInFrontOfTheESP() {
         let uefi = DiskLayout(espBytes: 128 << 20, rootBytes: 680 << 20, siteBytes: 8 << 20)
         let bios = DiskLayout(espBytes: 128 << 20, rootBytes: 680 << 20, siteBytes: 8 << 20, biosBootBytes: 1 << 20)
@@ -91,9 +92,14 @@ import Testing
         #expect(!uefi.sfdiskScript.contains("bios-boot"))
         #expect(bios.biosBootStart == 2048 && bios.espStart == 4096 && bios.totalSectors == uefi.totalSectors + 2048)
         let lines = bios.sfdiskScript.split(separator: "\n").filter { $0.hasPrefix("start=") }
-        #expect(lines.count == 4)
-        #expect(lines.last?.contains("type=21686148-6449-6E6F-744E-656564454649") == true)
+        #expect(lines.count == 5)
+        #expect(lines[3].contains("type=21686148-6449-6E6F-744E-656564454649"))
         #expect(lines.first?.contains("name=\"esp\"") == true)
+        #expect(lines.last == "start=\(bios.rootBStart), size=\(bios.rootSectors), type=\(bios.rootType), uuid=\(DiskLayout.rootBUUID), name=\"edgekit-root-b\"")
+        #expect(uefi.rootBStart == uefi.rootStart + uefi.rootSectors && uefi.siteStart == uefi.rootBStart + uefi.rootSectors)
+        var mbr = DiskLayout(espBytes: 128 << 20, rootBytes: 680 << 20, siteBytes: 8 << 20, rootSlots: 1)
+        mbr.table = .mbr
+        #expect(mbr.rootBSectors == 0 && !mbr.sfdiskScript.contains("edgekit-root-b") && mbr.siteStart == mbr.rootStart + mbr.rootSectors)
     }
 
     /// The appliance is Debian 13, and every archive it installs from is that suite's: a mirror

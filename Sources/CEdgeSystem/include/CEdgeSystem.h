@@ -23,4 +23,16 @@ int edgekit_pipe_cloexec(int fds[2]);
 /* posix_spawn_file_actions_addclosefrom_np (glibc 2.34): `actions`, a posix_spawn_file_actions_t,
    closes every descriptor from `from` up in the child. */
 int edgekit_spawn_closefrom(void *actions, int from);
+
+/* zstd decompression from libzstd.so.1, loaded on first use (dlopen): the agent links no zstd (its
+   aarch64 build has no zstd headers), and every image has libzstd1 (systemd needs it). Wrapped by
+   Sources/EdgeSystem/ZstdDecoder.swift. edgekit_zstd_open returns a stream, or NULL with a reason in
+   *error (library missing, out of memory). */
+void *edgekit_zstd_open(const char **error);
+/* Decodes from input[*input_used, input_size) into output[0, output_size): advances *input_used,
+   sets *output_made. Returns 0 when a frame is complete and flushed, 1 when more is to come, -1 on
+   corrupt input with zstd's reason in *error. */
+int edgekit_zstd_decode(void *stream, const void *input, size_t input_size, size_t *input_used,
+                        void *output, size_t output_size, size_t *output_made, const char **error);
+void edgekit_zstd_close(void *stream);
 #endif
