@@ -14,6 +14,9 @@ public struct FleetBuild: Sendable {
     public var issuedAt: Date
     /// The `edgekit-relay` binary the relay bundle carries.
     public var relayBinary: String
+    /// Also write each site's update bundle, `SITE-VERSION.update` (`edgekit build --update-bundles`;
+    /// the builder's system version must be set).
+    public var updateBundles = false
     public var outputDirectory: String
 
     /// Checks what can be checked before minutes of work: bad input fails first, not last.
@@ -71,6 +74,15 @@ public struct FleetBuild: Sendable {
         try forEachConcurrently(stamps) { stamp in
             try stamp.level.builder.stamp(stamp.layer, system: stamp.level.system, outputDirectory: output, mergeChecksums: false)
         }
+        // Update bundles (docs/updates.md): each site's system as SITE-VERSION.update, from the
+        // system level its image was stamped from.
+        var updates: [String] = []
+        if updateBundles {
+            for stamp in stamps {
+                let path = try stamp.level.builder.updateBundle(plan: plan.name, site: stamp.layer.site, key: keys.operatorKey, outputDirectory: output)
+                updates.append(String(path.split(separator: "/").last!))
+            }
+        }
         let sticks = try sealings()
         try progress.step("sticks", total: sticks.count, unit: .items) { step in
             let done = Counter()
@@ -89,13 +101,14 @@ public struct FleetBuild: Sendable {
         }
         // Sticks and the relay bundles join SHA256SUMS next to the images.
         var sums = ""
-        for name in bundles.map(\.name) + sticks.map(\.name) { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
+        for name in bundles.map(\.name) + sticks.map(\.name) + updates { sums += "\(try sha256(ofFile: output + "/" + name))  \(name)\n" }
         let part = output + "/sticks-and-relay.SHA256SUMS"
         guard FileManager.default.createFile(atPath: part, contents: Data(sums.utf8)) else {
             throw BuildError("cannot write \(part)", code: "build.cannot-write", input: part)
         }
         try ImageBuilder.mergeChecksums(in: output)
-        let relayBundles = bundles.count == 1 ? "the relay bundle" : "\(bundles.count) relay bundles"
+        let relayBundles = (bundles.count == 1 ? "the relay bundle" : "\(bundles.count) relay bundles")
+            + (updates.isEmpty ? "" : ", \(updates.count) update bundle(s)")
         progress.note(String(format: "done: %d site image(s), %d stick(s) and %@ in %@ (%.1f s)",
                              sites.count, sticks.count, relayBundles, output, Date().timeIntervalSince(started)))
     }

@@ -199,8 +199,10 @@ struct BuildCommand: AsyncParsableCommand {
         discussion: """
             One CI job per site: edgekit build --plan P --out out --site SITE (docs/ci.md).
             Outputs: SITE.img, SITE.img.bmap, SITE.rootfs.tar.zst, SITE.spdx.json,
-            SITE-rN.stick.img, relay.tar.zst, SHA256SUMS. A weekly job with
-            --refresh-base picks up Debian's security updates (docs/ci.md).
+            SITE-rN.stick.img, relay.tar.zst, SHA256SUMS; with --update-bundles and
+            --system-version N also SITE-N.update for the routers in the field
+            (docs/updates.md). A cached Debian base is built anew when the archive
+            has published since (docs/ci.md, "Security updates").
             """)
 
     @OptionGroup var options: PlanOptions
@@ -210,14 +212,23 @@ struct BuildCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("edgekit-relay binary for the relay bundle (default: next to this edgekit).", valueName: "file"))
     var relayBinary: String?
     @OptionGroup var serialOption: SerialOption
+    @Flag(help: ArgumentHelp("Also write each site's update bundle, SITE-VERSION.update (needs --system-version; docs/updates.md)."))
+    var updateBundles = false
+
+    func validate() throws {
+        if updateBundles && image.systemVersion == 0 {
+            throw ValidationError("--update-bundles needs --system-version N (a number that grows with every release, e.g. the commit time)")
+        }
+    }
 
     func run() async throws {
         let plan = try options.loadPlan()
         let sites = try site.map { [try plan.locate(site: $0, router: nil).0] } ?? plan.sites
         let (serial, issuedAt) = try ProfileSerial.resolve(serialOption.serial)
         // Bad input fails before minutes of work, not after.
-        let build = try FleetBuild(plan: plan, sites: sites, keys: try options.loadKeys(for: plan), serial: serial, issuedAt: issuedAt,
+        var build = try FleetBuild(plan: plan, sites: sites, keys: try options.loadKeys(for: plan), serial: serial, issuedAt: issuedAt,
                                    relayBinary: relayBinary ?? Executables.sibling("edgekit-relay"), outputDirectory: out)
+        build.updateBundles = updateBundles
         let display = ProgressDisplay()
         try display.showing {
             try build.run(builder: try image.builder(progress: display.buildProgress), progress: display.buildProgress)

@@ -234,9 +234,14 @@ struct ImageBuildTests {
         #expect(lines.filter { $0.hasPrefix("base \(key): mmdebstrap trixie") }.count == 1, "one mmdebstrap run for both sites: \(lines)")
         let complete = try String(contentsOfFile: cache + "/base-\(key)/complete", encoding: .utf8)
         #expect(complete.range(of: "^\(key)\npackages [0-9a-f]{64}\n$", options: .regularExpression) != nil, "\(complete)")
-        // The new system level is not the shared one, although base key, overlay and agent are the same.
+        // The system level follows what the new base installed: base key, overlay and agent are the
+        // shared cache's, so its key is the shared one's exactly when the archive gave the same
+        // packages (a shared base built the same day), and a new one when any package changed.
         let systems = try FileManager.default.contentsOfDirectory(atPath: cache).filter { $0.hasPrefix("system-") && !$0.hasSuffix(".lock") }
-        #expect(systems.count == 1 && !FileManager.default.fileExists(atPath: imageCache + "/" + systems[0]), "\(systems)")
+        let samePackages = complete.split(separator: "\n").first { $0.hasPrefix("packages ") }
+            == sharedComplete.split(separator: "\n").first { $0.hasPrefix("packages ") }
+        #expect(systems.count == 1 && FileManager.default.fileExists(atPath: imageCache + "/" + systems[0]) == samePackages,
+                "\(systems), the same packages as the shared base: \(samePackages)")
         // The shared cache's base (hard links of the scratch one's old files) is as it was.
         #expect(try String(contentsOfFile: imageCache + "/base-\(key)/complete", encoding: .utf8) == sharedComplete)
         let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])
@@ -413,14 +418,22 @@ struct ImageBuildTests {
         defer { try? FileManager.default.removeItem(atPath: out2) }
         try FileManager.default.createDirectory(atPath: plan2, withIntermediateDirectories: true)
         try MeshPlanFixture.twoRelaysText().write(toFile: plan2 + "/plan.yaml", atomically: true, encoding: .utf8)
+        // With its update bundle (version 7: the system level updateBundleOfTheSystemIsCheckedByTheImagesAgent uses too).
         let two = try edgekit(["build", "--plan", plan2, "--secrets", dir + "/secrets", "--site", "site-a", "--out", out2, "--cache", imageCache,
                                "--agent", try staticAgent(), "--overlays", repositoryRoot + "/overlays", "--serial", "43",
-                               "--relay-binary", binaryDirectory + "/edgekit-relay"])
+                               "--relay-binary", binaryDirectory + "/edgekit-relay", "--system-version", "7", "--update-bundles"])
         #expect(two.status == 0, "\(two.stderr)")
         #expect(two.stderr.contains("relay bundles: relay-eu.tar.zst, relay-us.tar.zst ("), "\(two.stderr)")
-        #expect(two.stderr.contains("2 stick(s) and 2 relay bundles in"), "\(two.stderr)")
+        #expect(two.stderr.contains("2 stick(s) and 2 relay bundles, 1 update bundle(s) in"), "\(two.stderr)")
         let sums2 = try system("sh", ["-c", "cd '\(out2)' && sha256sum -c SHA256SUMS"])
-        #expect(sums2.status == 0 && sums2.stdout.contains("relay-eu.tar.zst: OK") && sums2.stdout.contains("relay-us.tar.zst: OK"), "\(sums2.stdout)")
+        #expect(sums2.status == 0 && sums2.stdout.contains("relay-eu.tar.zst: OK") && sums2.stdout.contains("relay-us.tar.zst: OK")
+                && sums2.stdout.contains("site-a-7.update: OK"), "\(sums2.stdout)")
+        let members = try system("tar", ["-tf", out2 + "/site-a-7.update"])
+        #expect(members.stdout == "manifest.sig\nroot.img.zst\nvmlinuz\ninitrd.img\nsbom.spdx.json\n", "\(members)")
+        // Without a version: one line before anything is built.
+        let unversioned = try edgekit(["build", "--plan", plan2, "--secrets", dir + "/secrets", "--out", out2 + "-none", "--update-bundles"])
+        #expect(unversioned.status != 0 && unversioned.stderr.contains("--update-bundles needs --system-version N"), "\(unversioned.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out2 + "-none"))
         #expect(!FileManager.default.fileExists(atPath: out2 + "/relay.tar.zst"))
     }
 
@@ -674,37 +687,68 @@ struct EmulatedBoot {
     static func run(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String = "boot", cpus: Int = 1,
                     limit: TimeInterval = 420, extra: [String] = ["-nic", "none"], after: (line: String, monitor: [String])? = nil,
                     writable: Bool = false, waitingFor lines: [String]) throws -> EmulatedBoot {
-        var arguments = emulation.arguments
-        if let variables = emulation.variables {
-            let copy = scratch + "/\(name).vars.fd"
-            try? FileManager.default.removeItem(atPath: copy)
-            try FileManager.default.copyItem(atPath: variables, toPath: copy)
-            arguments += ["-drive", "if=pflash,format=raw,file=\(copy)"]
-        }
-        let console = scratch + "/\(name).console.log"
-        try? FileManager.default.removeItem(atPath: console)
+        let session = try Session(image, emulation, scratch: scratch, name: name, cpus: cpus, limit: limit, extra: extra,
+                                  after: after, writable: writable, lines: lines)
+        defer { session.stop() }
+        while try session.poll() { Thread.sleep(forTimeInterval: 2) }
+        return session.boot
+    }
+
+    /// The same, sleeping between looks without holding a thread of Swift's cooperative pool: a
+    /// boot test that runs for minutes would otherwise starve the suite's async tests (two threads
+    /// on a 2-core machine), whose deadlines then run out for the machine, not for what they test.
+    static func running(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String = "boot", limit: TimeInterval = 420,
+                        extra: [String] = ["-nic", "none"], writable: Bool = false, waitingFor lines: [String]) async throws -> EmulatedBoot {
+        let session = try Session(image, emulation, scratch: scratch, name: name, cpus: 1, limit: limit, extra: extra,
+                                  after: nil, writable: writable, lines: lines)
+        defer { session.stop() }
+        while try session.poll() { try await Task.sleep(for: .seconds(2)) }
+        return session.boot
+    }
+
+    /// One qemu run: started by `init`, its console read by `poll`, killed by `stop`.
+    final class Session {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/" + emulation.emulator)
-        let monitor = scratch + "/\(name).monitor"
-        try? FileManager.default.removeItem(atPath: monitor)
-        process.arguments = arguments + extra + [
-            "-m", "1024", "-smp", String(emulation.cpus ?? cpus), "-nographic", "-no-reboot",
-            "-drive", "file=\(image),if=\(emulation.driveInterface),format=raw,snapshot=\(writable ? "off" : "on")",
-            "-serial", "file:\(console)", "-monitor", "unix:\(monitor),server=on,wait=off",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            // SIGKILL: a child started from a test thread inherits its blocked signals, so qemu may
-            // never see SIGTERM.
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        let console: String
+        let monitor: String
+        let lines: [String]
+        let after: (line: String, monitor: [String])?
         let started = Date()
+        let limit: TimeInterval
         var boot = EmulatedBoot(console: "", seen: [:], monitor: [])
-        var acted = after == nil
-        while Date().timeIntervalSince(started) < limit {
+        var acted: Bool
+
+        init(_ image: String, _ emulation: Board.Emulation, scratch: String, name: String, cpus: Int, limit: TimeInterval,
+             extra: [String], after: (line: String, monitor: [String])?, writable: Bool, lines: [String]) throws {
+            var arguments = emulation.arguments
+            if let variables = emulation.variables {
+                let copy = scratch + "/\(name).vars.fd"
+                try? FileManager.default.removeItem(atPath: copy)
+                try FileManager.default.copyItem(atPath: variables, toPath: copy)
+                arguments += ["-drive", "if=pflash,format=raw,file=\(copy)"]
+            }
+            console = scratch + "/\(name).console.log"
+            try? FileManager.default.removeItem(atPath: console)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/" + emulation.emulator)
+            monitor = scratch + "/\(name).monitor"
+            try? FileManager.default.removeItem(atPath: monitor)
+            process.arguments = arguments + extra + [
+                "-m", "1024", "-smp", String(emulation.cpus ?? cpus), "-nographic", "-no-reboot",
+                "-drive", "file=\(image),if=\(emulation.driveInterface),format=raw,snapshot=\(writable ? "off" : "on")",
+                "-serial", "file:\(console)", "-monitor", "unix:\(monitor),server=on,wait=off",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            self.lines = lines
+            self.after = after
+            self.limit = limit
+            acted = after == nil
+            try process.run()
+        }
+
+        /// Reads the console; false once every awaited line has appeared, qemu has ended or the time is up.
+        func poll() throws -> Bool {
+            guard Date().timeIntervalSince(started) < limit else { return false }
             boot.console = String(decoding: FileManager.default.contents(atPath: console) ?? Data(), as: UTF8.self)
             for line in lines where boot.seen[line] == nil && boot.console.contains(line) {
                 boot.seen[line] = Int(Date().timeIntervalSince(started))
@@ -717,10 +761,15 @@ struct EmulatedBoot {
                 }
                 boot.monitor.append("(sent \(Int(Date().timeIntervalSince(started))) s after qemu started)")
             }
-            if boot.seen.count == lines.count || !process.isRunning { break }
-            Thread.sleep(forTimeInterval: 2)
+            return boot.seen.count < lines.count && process.isRunning
         }
-        return boot
+
+        /// SIGKILL: a child started from a test thread inherits its blocked signals, so qemu may
+        /// never see SIGTERM.
+        func stop() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 }
 

@@ -122,11 +122,14 @@ struct RaspberryPiImageTests {
         // site's stick is plugged in (USB storage, same controller) after the login prompt.
         let formatted = "edgekit-grow-data: formatted /dev/mmcblk0p4 as ext4 (edgekit-data)"
         let prompt = LateStick.prompt, applied = LateStick.applied
+        // The ports' pins are logged after the applied line: wait for the last one too (CI20
+        // stopped between the uplink's line and the LAN's).
+        let lanPinned = "ports: LAN auto: pinned "
         let plug = try LateStick.make(plan: dir + "/plan", in: dir, bus: nil)
         let ports = ["-netdev", "user,id=uplink", "-device", "usb-net,netdev=uplink", "-netdev", "user,id=lan", "-device", "usb-net,netdev=lan"]
         let boot = try EmulatedBoot.run(card, Board.rpi.emulation[0], scratch: dir, name: "rpi", limit: 1200,
                                         extra: kernelArguments + ["-append", commandLine] + ports, after: (prompt, plug),
-                                        writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied])
+                                        writable: true, waitingFor: [EmulatedBoot.noStickLine, prompt, applied, lanPinned])
         print("boot rpi (raspi3b, kernel from the firmware partition), after the cut: agent line after "
               + "\(boot.seconds(EmulatedBoot.noStickLine)) s, \"\(prompt)\" after \(boot.seconds(prompt)) s, stick plugged in then, "
               + "applied after \(boot.seconds(applied)) s under emulation; "

@@ -86,7 +86,7 @@ struct UpdateBootTests {
     /// systemd's status line once systemd-bless-boot kept the entry (coloured unit name, cut to the console's width).
     static let blessed = "Finished \u{1b}[0;1;39msystemd-bless-boot"
 
-    @Test(.timeLimit(.minutes(30))) func slotsUpdateTryBlessFallBackAndSurviveAPowerCut() throws {
+    @Test(.timeLimit(.minutes(30))) func slotsUpdateTryBlessFallBackAndSurviveAPowerCut() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-update-boot-\(getpid())").path
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -100,10 +100,11 @@ struct UpdateBootTests {
         let card = try writeSiteBImage(in: dir, toCard: "card.img", bytes: 8 << 30)
         let emulation = Board.pcUEFI.emulation[0]
         var timings: [String] = []
-        func boot(_ name: String, attach disk: String? = nil, waitingFor lines: [String]) throws -> EmulatedBoot {
+        // Eight boots of about a minute each: awaited, so the suite's async tests are not starved meanwhile.
+        func boot(_ name: String, attach disk: String? = nil, waitingFor lines: [String]) async throws -> EmulatedBoot {
             let started = Date()
-            let result = try EmulatedBoot.run(card, emulation, scratch: dir, name: name, limit: 480,
-                                              extra: ["-nic", "none"] + (disk.map(Self.attach) ?? []), writable: true, waitingFor: lines)
+            let result = try await EmulatedBoot.running(card, emulation, scratch: dir, name: name, limit: 480,
+                                                        extra: ["-nic", "none"] + (disk.map(Self.attach) ?? []), writable: true, waitingFor: lines)
             timings.append("\(name) \(Int(Date().timeIntervalSince(started))) s")
             for line in lines {
                 try #require(result.seen[line] != nil, "\(name): no \"\(line)\" on the console; tail: \(result.console.suffix(4000))")
@@ -114,23 +115,23 @@ struct UpdateBootTests {
         // 1. Slot A, version 1, installs version 2 into slot B and reboots.
         let v2 = try Self.bundleDisk(version: 2, agent: agent, overlays: overlays, dir: dir)
         let installed2 = "installed system version 2 into slot b"
-        let first = try boot("a1", attach: v2, waitingFor: [installed2, "reboot: Restarting system"])
+        let first = try await boot("a1", attach: v2, waitingFor: [installed2, "reboot: Restarting system"])
         #expect(first.console.contains("edgekit-agent: update: slot b written"), "read back before the entry")
         var entries = try Self.entries(card)
         #expect(Set(entries.keys) == ["edgekit-a.conf", "edgekit-b+1.conf"], "\(entries.keys)")
         #expect(entries["edgekit-a.conf"]?.contains("version 1\n") == true && entries["edgekit-b+1.conf"]?.contains("version 2\n") == true)
 
         // 2. The trial boot of slot B: healthy (no stick: a spare), blessed by systemd-bless-boot.
-        let trial = try boot("b2-trial", waitingFor: ["system version 2 (slot b) is healthy on its trial boot", Self.blessed])
+        let trial = try await boot("b2-trial", waitingFor: ["system version 2 (slot b) is healthy on its trial boot", Self.blessed])
         #expect(trial.console.contains("root=PARTUUID=\(SystemSlot.b.partitionUUID)"), "the kernel was given slot b")
         entries = try Self.entries(card)
         #expect(Set(entries.keys) == ["edgekit-a.conf", "edgekit-b.conf"], "blessed: the counter gone: \(entries.keys)")
 
         // 3. From slot B, version 3 goes back into slot A; its trial passes too.
         let v3 = try Self.bundleDisk(version: 3, agent: agent, overlays: overlays, dir: dir)
-        _ = try boot("b2", attach: v3, waitingFor: ["installed system version 3 into slot a", "reboot: Restarting system"])
+        _ = try await boot("b2", attach: v3, waitingFor: ["installed system version 3 into slot a", "reboot: Restarting system"])
         #expect(Set(try Self.entries(card).keys) == ["edgekit-a+1.conf", "edgekit-b.conf"])
-        _ = try boot("a3-trial", waitingFor: ["system version 3 (slot a) is healthy on its trial boot", Self.blessed])
+        _ = try await boot("a3-trial", waitingFor: ["system version 3 (slot a) is healthy on its trial boot", Self.blessed])
         entries = try Self.entries(card)
         #expect(Set(entries.keys) == ["edgekit-a.conf", "edgekit-b.conf"] && entries["edgekit-a.conf"]?.contains("linux /a/vmlinuz\n") == true,
                 "\(entries)")
@@ -138,18 +139,18 @@ struct UpdateBootTests {
         // 4. Version 4's agent exits 1 (/bin/false). Its install is cut by a power cut first (qemu
         //    killed while slot B is written): the next boot is slot A's, and the install runs again.
         let v4 = try Self.bundleDisk(version: 4, agent: "/bin/false", overlays: overlays, dir: dir)
-        _ = try boot("a3-cut", attach: v4, waitingFor: ["edgekit-agent: update: writing slot b: "])
+        _ = try await boot("a3-cut", attach: v4, waitingFor: ["edgekit-agent: update: writing slot b: "])
         #expect(Set(try Self.entries(card).keys) == ["edgekit-a.conf"], "slot b's entry went before its first byte was written")
-        let retried = try boot("a3-retry", attach: v4, waitingFor: ["installed system version 4 into slot b", "reboot: Restarting system"])
+        let retried = try await boot("a3-retry", attach: v4, waitingFor: ["installed system version 4 into slot b", "reboot: Restarting system"])
         #expect(retried.console.contains("root=PARTUUID=\(SystemSlot.a.partitionUUID)"), "after the cut, slot a booted")
         // 5. The trial of version 4: its health check fails at once and the router reboots; the entry, out of tries, sorts last.
-        let failing = try boot("b4-trial", waitingFor: ["reboot: Restarting system"])
+        let failing = try await boot("b4-trial", waitingFor: ["reboot: Restarting system"])
         #expect(failing.console.contains("root=PARTUUID=\(SystemSlot.b.partitionUUID)"), "version 4 was tried")
         #expect(!failing.console.contains("is healthy on its trial boot"))
         entries = try Self.entries(card)
         #expect(Set(entries.keys) == ["edgekit-a.conf", "edgekit-b+0-1.conf"], "\(entries.keys)")
         // 6. The board is back on slot A by itself, and the agent says version 4 failed.
-        let back = try boot("a3-back", waitingFor: ["system version 4 (slot b) failed its trial boot", EmulatedBoot.noStickLine])
+        let back = try await boot("a3-back", waitingFor: ["system version 4 (slot b) failed its trial boot", EmulatedBoot.noStickLine])
         #expect(back.console.contains("root=PARTUUID=\(SystemSlot.a.partitionUUID)"))
         print("update boots under emulation: " + timings.joined(separator: ", "))
     }
