@@ -48,13 +48,14 @@ public enum SystemUpdate {
             + "board \(manifest.board), version \(manifest.version) (this system: \(release.version)), \(manifest.members.count) members, \(bytes) bytes verified"
     }
 
-    /// Run at the agent's start: when the last install's trial boot failed and the board came back
-    /// to this system, records it and says so in one line; nil otherwise.
+    /// Run at the agent's start: when the last install's trial boot failed and the board runs
+    /// another system (the one it came back to), records the failure if the trial could not (its
+    /// system never judged itself) and says so in one line, at every start until the next install;
+    /// nil otherwise.
     public static func failedTrial(paths: AgentPaths) -> String? {
-        guard let running = try? release(paths: paths) else { return nil }
-        let install = SlotInstall(paths: paths)
-        guard install.record()?.state == .trial, let record = install.reconciledRecord(running: running, save: true),
-              record.state == .failed else { return nil }
+        guard let running = try? release(paths: paths),
+              let record = SlotInstall(paths: paths).reconciledRecord(running: running, save: true),
+              record.state == .failed, record.version != running.version else { return nil }
         return "system version \(record.version) (slot \(record.slot.rawValue)) failed its trial boot: \(record.reason ?? "not blessed"); "
             + "running version \(running.version)"
     }

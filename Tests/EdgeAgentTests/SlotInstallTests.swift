@@ -179,7 +179,11 @@ import TestSupport
             let line = SystemUpdate.failedTrial(paths: paths)
             #expect(line == "system version 6 (slot b) failed its trial boot: not blessed on its trial boot; the board booted version 5 again; running version 5")
             #expect(try Self.record(root)?.state == .failed)
-            #expect(SystemUpdate.failedTrial(paths: paths) == nil, "said once")
+            #expect(SystemUpdate.failedTrial(paths: paths) == line, "said at every start until the next install")
+            // A trial that judged itself failed (the health unit recorded why) is said with its reason.
+            try DocumentCoding.encode(UpdateRecord(version: 6, slot: .b, from: 5, state: .failed, reason: "no relay answered"))
+                .write(to: URL(fileURLWithPath: state + "/update.json"))
+            #expect(SystemUpdate.failedTrial(paths: paths) == "system version 6 (slot b) failed its trial boot: no relay answered; running version 5")
         }
     }
 }
