@@ -166,10 +166,13 @@ public struct SlotInstall {
         guard FileManager.default.fileExists(atPath: entries) else {
             throw refuse("the EFI system partition is not at \(esp) (no loader/entries)")
         }
+        let device = paths.live("/dev/disk/by-partuuid/" + slot.partitionUUID)
+        guard FileManager.default.fileExists(atPath: device) else {
+            throw refuse("this card has no slot \(slot.rawValue) (no partition \(slot.partitionUUID)): images from before A/B slots are reflashed once")
+        }
         // 1. The inactive slot leaves the boot menu before it is touched.
         try removeEntries(of: slot, in: entries)
         // 2. The system, decoded straight onto the partition, then read back.
-        let device = paths.live("/dev/disk/by-partuuid/" + slot.partitionUUID)
         try writeSlot(bundle, to: device, slot: slot, report: report)
         // 3. The kernel and initrd, into the slot's folder on the ESP.
         let folder = esp + "/" + slot.rawValue

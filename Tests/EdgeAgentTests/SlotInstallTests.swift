@@ -122,6 +122,16 @@ import TestSupport
             try refused(try Self.bundle(scratch, "large", version: 6, rootBytes: Self.slotBytes + 4096).path,
                         "its system is \(Self.slotBytes + 4096) bytes, slot b holds \(Self.slotBytes)")
 
+            // A card from before the slots: no slot B partition.
+            let slotB = root + "/dev/disk/by-partuuid/" + SystemSlot.b.partitionUUID
+            try FileManager.default.moveItem(atPath: slotB, toPath: scratch.path("slot-b"))
+            let withoutSlot = treeIdentity(root)
+            let noSlot = try runTool("edgekit-agent", ["update", "--root", root, good])
+            #expect(noSlot.status == 1 && noSlot.stderr.contains("this card has no slot b (no partition \(SystemSlot.b.partitionUUID)): images from before A/B slots are reflashed once"),
+                    "\(noSlot)")
+            #expect(treeIdentity(root) == withoutSlot)
+            try FileManager.default.moveItem(atPath: scratch.path("slot-b"), toPath: slotB)
+
             let loaderInfo = root + "/sys/firmware/efi/efivars/LoaderInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
             try FileManager.default.removeItem(atPath: loaderInfo)
             let grub = treeIdentity(root)
