@@ -62,7 +62,7 @@ public struct SlotInstall {
 
     func save(_ record: UpdateRecord) throws {
         try FileManager.default.createDirectory(atPath: paths.state, withIntermediateDirectories: true)
-        try SlotInstall.writeDurably(recordPath, try DocumentCoding.encode(record))
+        try AtomicFile.write(try DocumentCoding.encode(record), to: recordPath, mode: 0o644, replace: true)
     }
 
     /// The record as this system sees it: a trial of another version that this system outlived
@@ -296,7 +296,9 @@ public struct SlotInstall {
         try writeDurably(path, data)
     }
 
-    /// Writes `data` to `path` under a temporary name, syncs it, renames it into place and syncs the folder.
+    /// Writes `data` to `path` under a temporary name, syncs it, renames it into place and syncs the
+    /// folder: `AtomicFile.write` without its chmod, which FAT (the ESP, mounted `umask=0077`) refuses
+    /// with EPERM. The temporary name ends in `.new`, never `.conf`, so systemd-boot never reads it.
     static func writeDurably(_ path: String, _ data: Data) throws {
         let temporary = path + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

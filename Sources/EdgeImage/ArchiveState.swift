@@ -1,3 +1,4 @@
+import EdgeErrors
 import EdgeSystem
 import Foundation
 
@@ -23,6 +24,20 @@ public enum ArchiveState {
         }
         return parts.joined(separator: "; ")
     }
+
+    /// `lookUp(mirrors:)` with apt's downloader, once per process and mirror list: a build asks for
+    /// the base at every level it makes (each site's system level, each update bundle), and the
+    /// answer of its first look is the one its base was checked against. Failures are not kept.
+    public static func current(mirrors: [String]) throws -> String {
+        let key = mirrors.joined(separator: "\n")
+        if let known = lock.withLock({ looked[key] }) { return known }
+        let state = try lookUp(mirrors: mirrors)
+        lock.withLock { looked[key] = state }
+        return state
+    }
+
+    private static let lock = ThreadLock()
+    nonisolated(unsafe) private static var looked: [String: String] = [:]
 
     /// The `Date:` field of a Release file (clear-signed or not), nil without one before its file lists.
     public static func date(inRelease data: Data) -> String? {
@@ -51,3 +66,4 @@ public enum ArchiveState {
         return data
     }
 }
+

@@ -116,7 +116,7 @@ public struct ImageBuilder: Sendable {
         var archive: String?
         var archiveProblem: String?
         if archiveCheck {
-            do { archive = try ArchiveState.lookUp(mirrors: recipe.mirrors) } catch { archiveProblem = "\(error)" }
+            do { archive = try ArchiveState.current(mirrors: recipe.mirrors) } catch { archiveProblem = "\(error)" }
         }
         if FileManager.default.fileExists(atPath: directory + "/complete") {
             let recorded = baseRecord(directory, "archive")
