@@ -56,6 +56,20 @@ extension RouterReport {
         case nil: .unknown
         }
         self.init(generation: UInt64(max(0, report.generation)), health: health, agentVersion: report.agentVersion,
-                  healthReason: report.health?.reason ?? "no health verdict yet", tunnelMTU: report.tunnelMTU)
+                  healthReason: report.health?.reason ?? "no health verdict yet", tunnelMTU: report.tunnelMTU,
+                  system: report.system.map(RouterReport.System.init))
+    }
+}
+
+extension RouterReport.System {
+    /// The wire form of the system state: the last install's state and version, `none` when there was none.
+    init(_ state: SystemState) {
+        let update: Update = switch state.update?.state {
+        case .trial: .trial
+        case .blessed: .blessed
+        case .failed: .failed
+        case nil: .none
+        }
+        self.init(version: state.version, update: update, updateVersion: state.update?.version ?? 0)
     }
 }

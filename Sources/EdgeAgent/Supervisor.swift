@@ -85,6 +85,8 @@ public actor Supervisor {
     var nextMetrics = Date.distantPast
     /// The tunnel MTUs that follow the uplink (TunnelMTU.swift), by tunnel interface.
     var tunnelMTUs: [String: TunnelMTUWatch] = [:]
+    /// The system state at the last look (`registerAgainForSystemChange`).
+    var lastSystemState: SystemState?
 
     public init(paths: AgentPaths, services: any ServiceControl, registrar: any RelayRegistrar,
                 tunnel: any RelayTunnel = WireGuardTunnel(), settings: SupervisorSettings = SupervisorSettings(),
@@ -101,6 +103,7 @@ public actor Supervisor {
         // Give a freshly started tunnel time for its first handshake before judging it.
         nextTunnelCheck = now.addingTimeInterval(settings.tunnelCheckInterval)
         lastVRRP = VRRPNotify.current(paths: paths)
+        lastSystemState = SystemState.current(paths: paths)
         // Only a block device that appears after the agent started makes it look for a stick.
         knownBlockDevices = StickWatch.blockDevices()
         let pid = getpid()
@@ -433,7 +436,10 @@ public actor Supervisor {
         if now >= nextStickLook { lookForLateStick(now: now) }
         if now >= nextTunnelCheck { await checkTunnel(now: now) }
         checkTunnelMTU(now: now)
-        if now >= nextMetrics { publishMetrics() }
+        if now >= nextMetrics {
+            publishMetrics()
+            registerAgainForSystemChange()
+        }
         if stopping { return }
         if clock() >= registrationDue && inFlight == nil { startRegistration() }
     }

@@ -64,12 +64,13 @@ public enum FleetStatus {
     /// One line per router, in the relay's order (sites without a live master first), columns
     /// aligned; the reason of a health verdict that is not `healthy` closes its line.
     public static func table(_ routers: [RouterLiveness]) -> String {
-        let header = ["SITE", "SLOT", "CLAIM", "STATE", "HANDSHAKE", "GENERATION", "AGENT", "HEALTH"]
+        let header = ["SITE", "SLOT", "CLAIM", "STATE", "HANDSHAKE", "GENERATION", "AGENT", "SYSTEM", "HEALTH"]
         let rows = routers.map { router -> [String] in
             [Printable.escaped(router.site), "\(router.slot)", Printable.escaped(router.claim), Printable.escaped(router.state),
              router.handshakeAgeSeconds.map { "\($0) s ago" } ?? "never",
              router.generation.map(String.init) ?? "-",
              router.agentVersion.map(Printable.escaped) ?? "-",
+             systemText(router),
              healthText(router)]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
@@ -79,6 +80,16 @@ public enum FleetStatus {
             }.joined(separator: "  ")
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n") + "\n"
+    }
+
+    /// The system version it runs, with its last update when that is not simply the version it
+    /// runs, blessed: `3 (4 failed)`, `3 (4 next boot)` (installed, not booted yet), `4 (trial)` (on
+    /// its trial boot); `-` when it did not say.
+    static func systemText(_ router: RouterLiveness) -> String {
+        guard let version = router.systemVersion else { return "-" }
+        guard let state = router.updateState, state != "none", let update = router.updateVersion else { return "\(version)" }
+        if update == version { return state == "blessed" ? "\(version)" : "\(version) (\(Printable.escaped(state)))" }
+        return "\(version) (\(update) \(state == "trial" ? "next boot" : Printable.escaped(state)))"
     }
 
     static func healthText(_ router: RouterLiveness) -> String {

@@ -39,6 +39,12 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
     /// The MTU of its tunnel to this relay, as its last registration reported it; the relay routes
     /// the site with it when it owns the /64 (docs/relay.md, "Site MTU"). Absent: not reported.
     public var tunnelMTU: Int?
+    /// The system version it runs and its last update install (state "none", "trial", "blessed" or
+    /// "failed", and the version installed), as its last registration reported them
+    /// (docs/updates.md, "Watching"). Absent: not reported.
+    public var systemVersion: Int64?
+    public var updateState: String?
+    public var updateVersion: Int64?
 
     enum CodingKeys: String, CodingKey {
         case site, slot, claim, state, serial, generation, health
@@ -46,12 +52,13 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
         case registeredAt = "registered_at", registeredAgeSeconds = "registered_age_seconds"
         case routesSitePrefix = "routes_site_prefix"
         case agentVersion = "agent_version", healthReason = "health_reason", tunnelMTU = "tunnel_mtu"
+        case systemVersion = "system_version", updateState = "update_state", updateVersion = "update_version"
     }
 
     public init(site: String, slot: Int, publicKey: String, claim: String, state: String, handshakeAgeSeconds: Int?,
                 heardAgeSeconds: Int? = nil, registeredAt: String, registeredAgeSeconds: Int, serial: Int64, routesSitePrefix: Bool,
                 generation: Int64? = nil, agentVersion: String? = nil, health: String? = nil, healthReason: String? = nil,
-                tunnelMTU: Int? = nil) {
+                tunnelMTU: Int? = nil, systemVersion: Int64? = nil, updateState: String? = nil, updateVersion: Int64? = nil) {
         self.site = site
         self.slot = slot
         self.publicKey = publicKey
@@ -68,5 +75,16 @@ public struct RouterLiveness: Codable, Sendable, Equatable {
         self.health = health
         self.healthReason = healthReason
         self.tunnelMTU = tunnelMTU
+        self.systemVersion = systemVersion
+        self.updateState = updateState
+        self.updateVersion = updateVersion
+    }
+
+    /// "version 3", with the last update when there was one: "version 3, update 4 failed"; nil when
+    /// the router did not say.
+    public var systemText: String? {
+        guard let systemVersion else { return nil }
+        guard let updateState, updateState != "none", let updateVersion else { return "version \(systemVersion)" }
+        return "version \(systemVersion), update \(updateVersion) \(updateState)"
     }
 }

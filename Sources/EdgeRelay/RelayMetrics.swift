@@ -138,6 +138,19 @@ public enum RelayMetrics {
         for row in ordered {
             if let mtu = row.tunnelMTU { out.sample("edgekit_relay_router_tunnel_mtu_bytes", labels(row), Double(mtu)) }
         }
+        // The rollout (docs/updates.md, "Watching"): the same series as the agent's
+        // edgekit_system_version and edgekit_system_update, from what the router last told the relay.
+        out.family("edgekit_relay_router_system_version", .gauge, "The system version the router reported running in its last registration.")
+        for row in ordered {
+            if let version = row.systemVersion { out.sample("edgekit_relay_router_system_version", labels(row), Double(version)) }
+        }
+        out.family("edgekit_relay_router_update", .gauge, "1 for the state of the router's last update install (trial, blessed, failed), by the version it installed, as its last registration reported it; absent when none was.")
+        for row in ordered {
+            guard let state = row.updateState, state != "none", let version = row.updateVersion else { continue }
+            for candidate in ["trial", "blessed", "failed"] {
+                out.sample("edgekit_relay_router_update", labels(row) + [("version", String(version)), ("state", candidate)], candidate == state ? 1 : 0)
+            }
+        }
         return out.text
     }
 }

@@ -24,7 +24,8 @@ extension RouterLiveness {
                                   registeredAgeSeconds: max(0, nowSeconds - Int(peer.lastSeen / 1_000_000)),
                                   serial: peer.serial, routesSitePrefix: owners.contains(peer.publicKey + " " + peer.sitePrefix),
                                   generation: peer.generation, agentVersion: peer.agentVersion, health: peer.health,
-                                  healthReason: peer.healthReason, tunnelMTU: peer.tunnelMTU)
+                                  healthReason: peer.healthReason, tunnelMTU: peer.tunnelMTU,
+                                  systemVersion: peer.systemVersion, updateState: peer.updateState, updateVersion: peer.updateVersion)
         }
         let liveMaster = Set(rows.filter { $0.claim == "master" && $0.state == "up" }.map(\.site))
         return rows.sorted {
@@ -37,13 +38,15 @@ extension RouterLiveness {
 
 extension RouterLiveness {
     /// "generation 3, agent 0.1.0, healthy", the reason added when not healthy, then ", tunnel MTU
-    /// 1392" when it said; "no report" for an agent that sends none.
+    /// 1392" and ", system version 3, update 4 failed" when it said; "no report" for an agent that
+    /// sends none.
     public var reportText: String {
         guard generation != nil || agentVersion != nil || health != nil else { return "no report (an agent from before the report)" }
         let health = health ?? "unknown"
         let reason = health == "healthy" ? "" : healthReason.map { " (\($0))" } ?? ""
         let mtu = tunnelMTU.map { ", tunnel MTU \($0)" } ?? ""
-        return "generation \(generation.map(String.init) ?? "?"), agent \(agentVersion ?? "?"), \(health)\(reason)\(mtu)"
+        let system = systemText.map { ", system \($0)" } ?? ""
+        return "generation \(generation.map(String.init) ?? "?"), agent \(agentVersion ?? "?"), \(health)\(reason)\(mtu)\(system)"
     }
 }
 

@@ -41,6 +41,13 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
     /// when it did not say. The relay routes the site's /64 with it when this router owns the /64
     /// (`SiteRoutes`, docs/relay.md, "Site MTU"). Migration v6.
     public var tunnelMTU: Int? = nil
+    /// The system version the router runs, and its last update install's state ("none", "trial",
+    /// "blessed", "failed") and version, as its last accepted REGISTER reported them; nil when it
+    /// did not say (docs/updates.md, "Watching"). `updateVersion` is nil when the state is "none".
+    /// Migration v8.
+    public var systemVersion: Int64? = nil
+    public var updateState: String? = nil
+    public var updateVersion: Int64? = nil
 
     enum CodingKeys: String, CodingKey {
         case publicKey = "public_key", plan, site, slot, serial
@@ -48,6 +55,7 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
         case lastSeen = "last_seen", lastCookieTime = "last_cookie_time", endpoint
         case generation, agentVersion = "agent_version", health, healthReason = "health_reason"
         case lastHeard = "last_heard", tunnelMTU = "tunnel_mtu"
+        case systemVersion = "system_version", updateState = "update_state", updateVersion = "update_version"
     }
 
     /// Sets the report columns from a REGISTER's report (nil clears them: the router said nothing).
@@ -57,6 +65,10 @@ public struct PeerRecord: Codable, FetchableRecord, PersistableRecord, Sendable,
         health = report?.health.description
         healthReason = report?.healthReason
         tunnelMTU = report?.tunnelMTU
+        let system = report?.system
+        systemVersion = system.map { Int64(clamping: $0.version) }
+        updateState = system?.update.description
+        updateVersion = system.flatMap { $0.update == .none ? nil : Int64(clamping: $0.updateVersion) }
     }
 }
 
@@ -186,6 +198,14 @@ public final class RelayStore: Sendable {
             try db.create(table: "client_revocation") { t in
                 t.primaryKey("name", .text)
                 t.column("created_at", .text).notNull()
+            }
+        }
+        // The router's system version and its last update's state from its report: the rollout view.
+        migrator.registerMigration("v8: router system") { db in
+            try db.alter(table: "peer") { t in
+                t.add(column: "system_version", .integer)
+                t.add(column: "update_state", .text)
+                t.add(column: "update_version", .integer)
             }
         }
         return migrator
@@ -337,18 +357,22 @@ public final class RelayStore: Sendable {
             // Insert or update in one statement; the saved endpoint of an existing row stays.
             try db.cachedStatement(sql: """
                 INSERT INTO peer (public_key, plan, site, slot, serial, tunnel_address, site_prefix, claim, last_seen,
-                                  last_cookie_time, generation, agent_version, health, health_reason, tunnel_mtu)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  last_cookie_time, generation, agent_version, health, health_reason, tunnel_mtu,
+                                  system_version, update_state, update_version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (public_key) DO UPDATE SET
                   plan = excluded.plan, site = excluded.site, slot = excluded.slot, serial = excluded.serial,
                   tunnel_address = excluded.tunnel_address, site_prefix = excluded.site_prefix, claim = excluded.claim,
                   last_seen = excluded.last_seen, last_cookie_time = excluded.last_cookie_time,
                   generation = excluded.generation, agent_version = excluded.agent_version, health = excluded.health,
-                  health_reason = excluded.health_reason, tunnel_mtu = excluded.tunnel_mtu
+                  health_reason = excluded.health_reason, tunnel_mtu = excluded.tunnel_mtu,
+                  system_version = excluded.system_version, update_state = excluded.update_state,
+                  update_version = excluded.update_version
                 """).execute(arguments: [
                     record.publicKey, record.plan, record.site, record.slot, record.serial, record.tunnelAddress,
                     record.sitePrefix, record.claim, record.lastSeen, record.lastCookieTime, record.generation,
                     record.agentVersion, record.health, record.healthReason, record.tunnelMTU,
+                    record.systemVersion, record.updateState, record.updateVersion,
                 ])
             // A certificate for another /64 than before: the old one is no longer this router's.
             try db.cachedStatement(sql: "DELETE FROM prefix_owner WHERE public_key = ? AND site_prefix != ?")

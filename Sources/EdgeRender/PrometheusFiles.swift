@@ -114,6 +114,15 @@ public enum PrometheusFiles {
                   severity: warning
                 annotations:
                   summary: "router {{ $labels.site }} slot {{ $labels.slot }}: {{ $value }} files drifted from the applied generation"
+              # A router's last system update failed its trial boot, and the board came back to its
+              # old system by itself (docs/updates.md). From the router's report to the relay, so it
+              # fires for a router Prometheus cannot scrape too; it clears with the next install.
+              - alert: EdgekitUpdateFailed
+                expr: edgekit_relay_router_update{state="failed"} == 1
+                labels:
+                  severity: warning
+                annotations:
+                  summary: "router {{ $labels.site }} slot {{ $labels.slot }}: system version {{ $labels.version }} failed its trial boot; it runs its old system"
               # The relay's metrics endpoint does not answer.
               - alert: EdgekitRelayDown
                 expr: up{job="\(relayJob)"} == 0

@@ -182,7 +182,52 @@ public struct RouterReport: Sendable, Equatable {
     public static let maximumReasonSize = 200
     /// The tunnel MTU after the reason, when the router says it: 2 bytes.
     public static let tunnelMTUSize = 2
-    public static let maximumSize = fixedSize + maximumVersionSize + maximumReasonSize + tunnelMTUSize
+    /// The system part last, when the router says it: version (8), update state (1), update version (8).
+    public static let systemSize = 17
+    public static let maximumSize = fixedSize + maximumVersionSize + maximumReasonSize + tunnelMTUSize + systemSize
+
+    /// The router's system (docs/updates.md) and its last update install: which version it runs, and
+    /// whether the last bundle it installed is on trial, blessed or failed its trial boot.
+    public struct System: Sendable, Equatable {
+        public enum Update: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+            case none = 0, trial = 1, blessed = 2, failed = 3
+
+            public var description: String {
+                switch self {
+                case .none: "none"
+                case .trial: "trial"
+                case .blessed: "blessed"
+                case .failed: "failed"
+                }
+            }
+        }
+
+        /// The running system's version (`--system-version` of its image or bundle); 0 for an image
+        /// built without one.
+        public var version: UInt64
+        public var update: Update
+        /// The version the last install wrote; 0 exactly when `update` is `none`.
+        public var updateVersion: UInt64
+
+        /// `updateVersion` is taken as 0 when there was no install.
+        public init(version: UInt64, update: Update, updateVersion: UInt64) {
+            self.version = version
+            self.update = update
+            self.updateVersion = update == .none ? 0 : updateVersion
+        }
+
+        var encoded: [UInt8] { uint64Bytes(version) + [update.rawValue] + uint64Bytes(updateVersion) }
+
+        static func parse(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> System {
+            let bytes = Array(bytes)
+            guard let update = Update(rawValue: bytes[8]) else { throw .report("update state \(bytes[8]) is not 0, 1, 2 or 3") }
+            let updateVersion = readUInt64(bytes, at: 9)
+            guard (update == .none) == (updateVersion == 0) else {
+                throw .report(update == .none ? "update version \(updateVersion) without an update" : "update \(update) of version 0")
+            }
+            return System(version: readUInt64(bytes, at: 0), update: update, updateVersion: updateVersion)
+        }
+    }
 
     /// The applied generation's number (0: none applied).
     public private(set) var generation: UInt64
@@ -195,10 +240,14 @@ public struct RouterReport: Sendable, Equatable {
     /// more; nil when the router does not say (agents before it). The relay routes the site's /64
     /// with it (docs/relay.md, "Site MTU").
     public private(set) var tunnelMTU: Int?
+    /// The running system and its last update; nil when the router does not say (agents before it).
+    public var system: System?
 
-    public init(generation: UInt64, health: Health, agentVersion: String, healthReason: String, tunnelMTU: Int? = nil) {
+    public init(generation: UInt64, health: Health, agentVersion: String, healthReason: String, tunnelMTU: Int? = nil,
+                system: System? = nil) {
         self.generation = generation
         self.health = health
+        self.system = system
         self.tunnelMTU = tunnelMTU.map { min(max($0, RouterReport.minimumTunnelMTU), Int(UInt16.max)) }
         let version = String(String.UnicodeScalarView(agentVersion.unicodeScalars.map { (0x21...0x7e).contains($0.value) ? $0 : "_" }))
         self.agentVersion = RouterReport.prefix(version, bytes: RouterReport.maximumVersionSize)
@@ -210,6 +259,7 @@ public struct RouterReport: Sendable, Equatable {
     /// even an empty reason does not fit.
     public func fitting(_ size: Int) -> RouterReport? {
         let room = size - RouterReport.fixedSize - agentVersion.utf8.count - (tunnelMTU == nil ? 0 : RouterReport.tunnelMTUSize)
+            - (system == nil ? 0 : RouterReport.systemSize)
         guard room >= 0 else { return nil }
         var copy = self
         copy.healthReason = RouterReport.prefix(healthReason, bytes: room)
@@ -225,6 +275,7 @@ public struct RouterReport: Sendable, Equatable {
         bytes.append(UInt8(truncatingIfNeeded: healthReason.utf8.count))
         bytes += Array(healthReason.utf8)
         if let tunnelMTU { bytes += [UInt8(truncatingIfNeeded: tunnelMTU >> 8), UInt8(truncatingIfNeeded: tunnelMTU)] }
+        if let system { bytes += system.encoded }
         return bytes
     }
 
@@ -245,15 +296,20 @@ public struct RouterReport: Sendable, Equatable {
         let reasonLength = Int(bytes[10 + versionLength])
         guard reasonLength <= maximumReasonSize else { throw .report("health reason of \(reasonLength) bytes is longer than \(maximumReasonSize)") }
         let fields = fixedSize + versionLength + reasonLength
-        guard bytes.count == fields || bytes.count == fields + tunnelMTUSize else {
-            throw .report("\(bytes.count) bytes, but its fields take \(fields) (or \(fields + tunnelMTUSize) with the tunnel MTU)")
+        // What follows the reason says which optional parts there are: none, the tunnel MTU, the
+        // system, or both (in that order). The four lengths differ, so the count alone tells.
+        let optional = bytes.count - fields
+        guard [0, tunnelMTUSize, systemSize, tunnelMTUSize + systemSize].contains(optional) else {
+            throw .report("\(bytes.count) bytes, but its fields take \(fields) (\(fields + tunnelMTUSize) with the tunnel MTU, "
+                          + "\(fields + systemSize) with the system, \(fields + tunnelMTUSize + systemSize) with both)")
         }
         var tunnelMTU: Int?
-        if bytes.count == fields + tunnelMTUSize {
+        if optional == tunnelMTUSize || optional == tunnelMTUSize + systemSize {
             let mtu = Int(bytes[fields]) << 8 | Int(bytes[fields + 1])
             guard mtu >= minimumTunnelMTU else { throw .report("tunnel MTU \(mtu) is below \(minimumTunnelMTU)") }
             tunnelMTU = mtu
         }
+        let system = optional >= systemSize ? try System.parse(bytes[(bytes.count - systemSize)...]) : nil
         let reasonBytes = bytes[(11 + versionLength)..<fields]
         guard let reason = String(validating: reasonBytes, as: UTF8.self) else { throw .report("health reason is not UTF-8") }
         guard !reason.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80..<0xa0).contains($0.value) }) else {
@@ -264,6 +320,7 @@ public struct RouterReport: Sendable, Equatable {
         report.agentVersion = String(decoding: version, as: UTF8.self)
         report.healthReason = reason
         report.tunnelMTU = tunnelMTU
+        report.system = system
         return report
     }
 

@@ -12,20 +12,22 @@ import TestSupport
         {"owners": [], "peers": [], "revocations": [], "routers": [
           {"claim": "master", "public_key": "B1=", "registered_age_seconds": 300, "registered_at": "2027-01-15T08:00:00Z",
            "routes_site_prefix": true, "serial": 1000, "site": "site-b", "slot": 1, "state": "down",
-           "generation": 2, "agent_version": "0.1.0", "health": "unhealthy", "health_reason": "uplink eth0 has no carrier (link down)"},
+           "generation": 2, "agent_version": "0.1.0", "health": "unhealthy", "health_reason": "uplink eth0 has no carrier (link down)",
+           "system_version": 3, "update_state": "failed", "update_version": 4},
           {"claim": "backup", "handshake_age_seconds": 4, "public_key": "A2=", "registered_age_seconds": 40,
            "registered_at": "2027-01-15T08:04:20Z", "routes_site_prefix": false, "serial": 1000, "site": "site-a", "slot": 2, "state": "up"},
           {"claim": "master", "handshake_age_seconds": 12, "public_key": "A1=", "registered_age_seconds": 40,
            "registered_at": "2027-01-15T08:04:20Z", "routes_site_prefix": true, "serial": 1000, "site": "site-a", "slot": 1, "state": "up",
-           "generation": 3, "agent_version": "0.1.0", "health": "healthy", "health_reason": "uplink up", "unknown_later_field": 1}
+           "generation": 3, "agent_version": "0.1.0", "health": "healthy", "health_reason": "uplink up", "unknown_later_field": 1,
+           "system_version": 4, "update_state": "blessed", "update_version": 4}
         ]}
         """
 
     static let table = """
-        SITE    SLOT  CLAIM   STATE  HANDSHAKE  GENERATION  AGENT  HEALTH
-        site-b  1     master  down   never      2           0.1.0  unhealthy (uplink eth0 has no carrier (link down))
-        site-a  2     backup  up     4 s ago    -           -      - (no report: agent older than the fleet view)
-        site-a  1     master  up     12 s ago   3           0.1.0  healthy
+        SITE    SLOT  CLAIM   STATE  HANDSHAKE  GENERATION  AGENT  SYSTEM        HEALTH
+        site-b  1     master  down   never      2           0.1.0  3 (4 failed)  unhealthy (uplink eth0 has no carrier (link down))
+        site-a  2     backup  up     4 s ago    -           -      -             - (no report: agent older than the fleet view)
+        site-a  1     master  up     12 s ago   3           0.1.0  4             healthy
 
         """
 
@@ -49,6 +51,7 @@ import TestSupport
             #expect(routers?.map { $0["site"] as? String ?? "?" } == ["site-b", "site-a", "site-a"])
             #expect(routers?.first?["health_reason"] as? String == "uplink eth0 has no carrier (link down)")
             #expect(routers?[1]["generation"] == nil)
+            #expect(routers?.first?["update_state"] as? String == "failed" && routers?.first?["update_version"] as? Int == 4)
         }
     }
 

@@ -140,6 +140,46 @@ final class RecordingRegistrar: RelayRegistrar {
         }
     }
 
+    @Test("the claim reports the system version and the last update's state; an install, or its trial judged, registers again")
+    func claimCarriesTheSystemAndUpdateChangesReRegister() async throws {
+        try await Scratch.withAsync { scratch in
+            let paths = try Self.appliedRoot(scratch)
+            try SystemUpdateTests.release(paths.root, version: 3)
+            let clock = FakeClock(Date(timeIntervalSince1970: 1_800_000_000))
+            let registrar = RecordingRegistrar()
+            var settings = SupervisorSettings()
+            settings.stickCheckInterval = nil
+            let supervisor = Supervisor(paths: paths, services: NoServices(), registrar: registrar, tunnel: ScriptedTunnel(journal: Journal(), clock: clock),
+                                        settings: settings, logger: AgentLogger { _ in }, stick: nil, clock: { clock.now })
+            func stepPastTheMetrics() async {
+                for _ in 0..<3 {
+                    clock.advance(settings.tunnelCheckInterval / 2 + 1)
+                    await supervisor.stepAndSettle()
+                }
+            }
+            await supervisor.stepAndSettle()
+            #expect(registrar.all.count == 1)
+            #expect(RouterReport(try #require(registrar.all.last?.report)).system == RouterReport.System(version: 3, update: .none, updateVersion: 0))
+
+            // Nothing changed: no registration.
+            await stepPastTheMetrics()
+            #expect(registrar.all.count == 1)
+
+            // An install of version 4 (the `update` command, another process): its trial is reported.
+            let install = SlotInstall(paths: paths)
+            try install.save(UpdateRecord(version: 4, slot: .b, from: 3, state: .trial, installedInBoot: install.bootID()))
+            await stepPastTheMetrics()
+            #expect(registrar.all.count == 2, "one registration for the install: \(registrar.all.count)")
+            #expect(RouterReport(try #require(registrar.all.last?.report)).system == RouterReport.System(version: 3, update: .trial, updateVersion: 4))
+
+            // The board came back to version 3 in another boot: failed, and reported so.
+            try install.save(UpdateRecord(version: 4, slot: .b, from: 3, state: .trial, installedInBoot: "an earlier boot"))
+            await stepPastTheMetrics()
+            #expect(registrar.all.count == 3)
+            #expect(RouterReport(try #require(registrar.all.last?.report)).system == RouterReport.System(version: 3, update: .failed, updateVersion: 4))
+        }
+    }
+
     @Test func theVersionIsTheOneTheAgentCommandPrints() {
         #expect(!AgentVersion.current.isEmpty && RouterReport(generation: 0, health: .unknown, agentVersion: AgentVersion.current,
                                                                healthReason: "").agentVersion == AgentVersion.current,

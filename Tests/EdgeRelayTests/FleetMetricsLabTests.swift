@@ -62,6 +62,15 @@ struct FleetMetricsLabTests {
         #expect(try lab.query("edgekit_relay_router_generation", by: "tunnel")
                 == ["fd3b:4f10:a8c6::1:1:1": 1, "fd3b:4f10:a8c6::1:1:2": 1, "fd3b:4f10:a8c6::1:2:1": 1])
         #expect(try lab.query("edgekit_relay_router_agent_info", by: "version") == ["0.1.0": 1])
+        // The system each agent runs and site-b's failed update, as the relay heard them, and its alert.
+        #expect(try lab.query("edgekit_relay_router_system_version", by: "tunnel")
+                == ["fd3b:4f10:a8c6::1:1:1": 3, "fd3b:4f10:a8c6::1:1:2": 3, "fd3b:4f10:a8c6::1:2:1": 3])
+        #expect(try lab.query(#"edgekit_relay_router_update{state="failed",version="4"}"#, by: "site") == ["site-b": 1])
+        #expect(try lab.query(#"edgekit_system_update{state="failed",version="4"}"#, by: "hostname") == ["site-b-r1": 1],
+                "the agent's own series says the same")
+        _ = try lab.waitForValue("EdgekitUpdateFailed firing for site-b", timeout: 15) { () -> Bool? in
+            try lab.query(#"ALERTS{alertname="EdgekitUpdateFailed",alertstate="firing"}"#, by: "site") == ["site-b": 1] ? true : nil
+        }
         // What the relay serves, as scraped, passes promtool's lint.
         let exposition = try lab.relayMetrics()
         #expect(try Promtool.problems(inMetrics: exposition) == nil)
@@ -235,12 +244,24 @@ final class FleetLab: @unchecked Sendable {
         try "{\"plan\": \"example\", \"site\": \"\(member.site.name)\", \"hostname\": \"\(hostname)\"}\n"
             .write(toFile: root + "/etc/edgekit/site.json", atomically: true, encoding: .utf8)
         try "\(hostname)\n".write(toFile: root + "/etc/hostname", atomically: true, encoding: .utf8)
+        // Every router runs system version 3; site-b's update to 4 was installed in an earlier boot
+        // and the board came back to 3: its trial failed (docs/updates.md, "Trial boot").
+        try FileManager.default.createDirectory(atPath: root + "/usr/lib/edgekit", withIntermediateDirectories: true)
+        try DocumentCoding.encode(SystemRelease(board: "pc-uefi", version: 3)).write(to: URL(fileURLWithPath: root + SystemRelease.path))
+        if member.site.name == "site-b" {
+            try FileManager.default.createDirectory(atPath: root + "/var/lib/edgekit", withIntermediateDirectories: true)
+            try DocumentCoding.encode(UpdateRecord(version: 4, slot: .b, from: 3, state: .trial, installedInBoot: "an earlier boot"))
+                .write(to: URL(fileURLWithPath: root + "/var/lib/edgekit/update.json"))
+        }
 
         let notify = try agent(index, ["notify", member.router.slot == 1 ? "master" : "backup"])
         try #require(notify.status == 0, "\(notify.err)")
         let run = try agent(index, ["run", "--once", "--stick", stick(index, serial: 1000), "--services", "none", "--registration-deadline", "10"])
         try #require(run.status == 0, "\(run.err)")
         try #require(run.err.contains("registered as"), "\(run.err)")
+        if member.site.name == "site-b" {
+            #expect(run.err.contains("system version 4 (slot b) failed its trial boot"), "\(run.err)")
+        }
 
         // The tunnel as the agent rendered it (wg-relay.conf: the relay by name, its /128 and the /48),
         // under this lab's interface name.

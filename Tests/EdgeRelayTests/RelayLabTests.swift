@@ -95,14 +95,19 @@ struct RelayLabTests {
             #expect(rows[0]["health"] as? String == "healthy" && rows[0]["health_reason"] as? String == healthy.healthReason)
             #expect(rows[1]["generation"] == nil && rows[1]["agent_version"] == nil && rows[1]["health"] == nil)
 
-            // The master turns unhealthy and says so in its next registration.
-            let unhealthy = RouterReport(generation: 3, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)")
+            #expect(rows[0]["system_version"] == nil, "a report without the system part: no system")
+
+            // The master turns unhealthy and says so in its next registration, with its system:
+            // version 3, whose update to 4 failed its trial boot (docs/updates.md, "Watching").
+            let unhealthy = RouterReport(generation: 3, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)",
+                                         system: RouterReport.System(version: 3, update: .failed, updateVersion: 4))
             let c1b = try r1.client(relay: lab.relayAddress, port: lab.port, report: unhealthy)
             _ = try lab.inClient { try c1b.registerBlocking(claim: .master) }
             rows = try routers()
             #expect(rows[0]["health"] as? String == "unhealthy" && rows[0]["health_reason"] as? String == unhealthy.healthReason)
+            #expect(rows[0]["system_version"] as? Int == 3 && rows[0]["update_state"] as? String == "failed" && rows[0]["update_version"] as? Int == 4)
             let text = try lab.relayTool(["status", "--config", lab.configPath])
-            #expect(text.out.contains("site-a router 1 master down, no handshake, generation 3, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), registered"), "\(text.out)")
+            #expect(text.out.contains("site-a router 1 master down, no handshake, generation 3, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), system version 3, update 4 failed, registered"), "\(text.out)")
             #expect(text.out.contains("site-a router 2 backup down, no handshake, no report (an agent from before the report), registered"), "\(text.out)")
 
             // The operator's view: `edgekit fleet status` with an ssh that runs the real status on this relay's state.
@@ -122,15 +127,15 @@ struct RelayLabTests {
             #expect(fleet.status == 0, "\(fleet.err)")
             let lines = fleet.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }
             #expect(lines == [
-                "SITE SLOT CLAIM STATE HANDSHAKE GENERATION AGENT HEALTH",
-                "site-a 1 master down never 3 0.1.0 unhealthy (uplink eth0 has no carrier (link down))",
-                "site-a 2 backup down never - - - (no report: agent older than the fleet view)",
+                "SITE SLOT CLAIM STATE HANDSHAKE GENERATION AGENT SYSTEM HEALTH",
+                "site-a 1 master down never 3 0.1.0 3 (4 failed) unhealthy (uplink eth0 has no carrier (link down))",
+                "site-a 2 backup down never - - - - (no report: agent older than the fleet view)",
             ], "\(fleet.out)")
 
             // The report survives a relay restart (it is in the state database).
             _ = try lab.stopRelay()
             try lab.startRelay()
-            #expect(try routers()[0]["generation"] as? Int == 3)
+            #expect(try routers()[0]["generation"] as? Int == 3 && routers()[0]["update_state"] as? String == "failed")
         }
     }
 

@@ -22,6 +22,10 @@ import Testing
         peer.health = health
         peer.healthReason = "a reason"
         peer.tunnelMTU = health == "healthy" ? 1392 : nil
+        // The healthy one runs 4, blessed; the other came back to 3 from a failed 4.
+        peer.systemVersion = health == "healthy" ? 4 : 3
+        peer.updateState = health == "healthy" ? "blessed" : "failed"
+        peer.updateVersion = 4
         return peer
     }
 
@@ -97,11 +101,19 @@ import Testing
             "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\",version=\"0.1.0\"} 1",
             "edgekit_relay_router_agent_info{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\",version=\"0.1.0\\\"x\"} 1",
             "edgekit_relay_router_tunnel_mtu_bytes{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 1392",
+            "edgekit_relay_router_system_version{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\"} 4",
+            "edgekit_relay_router_system_version{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\"} 3",
+            "edgekit_relay_router_update{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\",version=\"4\",state=\"blessed\"} 1",
+            "edgekit_relay_router_update{site=\"site-a\",slot=\"1\",tunnel=\"fd3b::1:1:1\",version=\"4\",state=\"failed\"} 0",
+            "edgekit_relay_router_update{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\",version=\"4\",state=\"failed\"} 1",
+            "edgekit_relay_router_update{site=\"site-a\",slot=\"2\",tunnel=\"fd3b::1:1:2\",version=\"4\",state=\"trial\"} 0",
         ]
         for line in expected { #expect(lines.contains(line), "missing: \(line)") }
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_generation{site=\"site-b\"") || $0.hasPrefix("edgekit_relay_router_healthy{site=\"site-b\"") },
                 "a router without a report has no report samples")
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_tunnel_mtu_bytes{site=\"site-a\",slot=\"2\"") }, "no MTU reported: no sample")
+        #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_system_version{site=\"site-b\"") || $0.hasPrefix("edgekit_relay_router_update{site=\"site-b\"") },
+                "no system reported: no sample")
         // No handshake yet: no age sample rather than a made-up one.
         #expect(!lines.contains { $0.hasPrefix("edgekit_relay_router_handshake_age_seconds{site=\"site-\\\"c") })
     }

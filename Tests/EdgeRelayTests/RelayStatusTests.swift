@@ -79,7 +79,7 @@ import Testing
         #expect(try store.snapshot().peers.map(\.lastHeard) == [9_999])
     }
 
-    @Test("a v3 database migrates; generation, agent version and health reach status")
+    @Test("a v3 database migrates; generation, agent version, health and system reach status")
     func reportColumnsMigrateAndShow() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("relay-report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -101,14 +101,16 @@ import Testing
         #expect(migrated.peers.count == 1 && migrated.owners.count == 1, "the migration keeps every row")
         #expect(migrated.peers[0].endpoint == "198.51.100.2:4000" && migrated.peers[0].generation == nil && migrated.peers[0].health == nil)
         let columns = try DatabaseQueue(path: path).read { db in try db.columns(in: "peer").map(\.name) }
-        #expect(columns.suffix(6) == ["generation", "agent_version", "health", "health_reason", "last_heard", "tunnel_mtu"])
-        #expect(migrated.peers[0].lastHeard == nil && migrated.peers[0].tunnelMTU == nil)
+        #expect(columns.suffix(9) == ["generation", "agent_version", "health", "health_reason", "last_heard", "tunnel_mtu",
+                                      "system_version", "update_state", "update_version"])
+        #expect(migrated.peers[0].lastHeard == nil && migrated.peers[0].tunnelMTU == nil && migrated.peers[0].systemVersion == nil)
         // Opening it again is a no-op (the migration is recorded).
         _ = try RelayStore(path: path)
 
         let fields = SiteCertificateFields(plan: "example", site: "site-a", slot: 2, serial: 1000,
                                            tunnelAddress: "fd3b:4f10:a8c6::2", sitePrefix: "fd5e:d9e1:7c2a:1::/64")
-        let report = RouterReport(generation: 4, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)")
+        let report = RouterReport(generation: 4, health: .unhealthy, agentVersion: "0.1.0", healthReason: "uplink eth0 has no carrier (link down)",
+                                  system: RouterReport.System(version: 3, update: .failed, updateVersion: 4))
         _ = try store.register(publicKey: "A2=", certificate: fields, claim: "backup", cookieTime: 11, now: 9_500_000_000, report: report)
         var a1 = SiteCertificateFields(plan: "example", site: "site-a", slot: 1, serial: 1000,
                                        tunnelAddress: "fd3b:4f10:a8c6::1", sitePrefix: "fd5e:d9e1:7c2a:1::/64")
@@ -126,11 +128,13 @@ import Testing
         #expect(rows.map { "\($0.slot) \($0.generation.map(String.init) ?? "-") \($0.agentVersion ?? "-") \($0.health ?? "-")" } == ["1 - - -", "2 4 0.1.0 unhealthy"])
         let text = RelayStatus.text(snapshot, routers: rows)
         #expect(text.contains("site-a router 1 master up, handshake 10 s ago, no report (an agent from before the report), registered"), "\(text)")
-        #expect(text.contains("site-a router 2 backup up, handshake 5 s ago, generation 4, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), registered"), "\(text)")
+        #expect(text.contains("site-a router 2 backup up, handshake 5 s ago, generation 4, agent 0.1.0, unhealthy (uplink eth0 has no carrier (link down)), system version 3, update 4 failed, registered"), "\(text)")
         let json = try JSONSerialization.jsonObject(with: Data(RelayStatus.json(snapshot, routers: rows).utf8)) as? [String: Any]
         let routers = try #require(json?["routers"] as? [[String: Any]])
         #expect(routers[0]["generation"] == nil && routers[0]["health"] == nil, "no report: the keys are absent")
         #expect(routers[1]["generation"] as? Int == 4 && routers[1]["agent_version"] as? String == "0.1.0")
         #expect(routers[1]["health"] as? String == "unhealthy" && routers[1]["health_reason"] as? String == "uplink eth0 has no carrier (link down)")
+        #expect(routers[1]["system_version"] as? Int == 3 && routers[1]["update_state"] as? String == "failed" && routers[1]["update_version"] as? Int == 4)
+        #expect(routers[0]["system_version"] == nil && routers[0]["update_state"] == nil)
     }
 }

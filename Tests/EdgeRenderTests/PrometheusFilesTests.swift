@@ -27,7 +27,7 @@ import Testing
             #expect(config.output.contains("SUCCESS: 1 rule files found"), "\(config.output)")
             let rules = try Promtool.run(["check", "rules", "edgekit-rules.yml"], in: dir.path)
             #expect(rules.status == 0, "\(rules.output)")
-            #expect(rules.output.contains("SUCCESS: 6 rules found"), "\(rules.output)")
+            #expect(rules.output.contains("SUCCESS: 7 rules found"), "\(rules.output)")
             // Every router of the plan is a target at its tunnel address, labelled with site and slot.
             let data = try Data(contentsOf: dir.file("edgekit-routers.json"))
             let groups = try #require(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
@@ -74,6 +74,11 @@ import Testing
                     values: '1 1 0x20'
                   - series: 'edgekit_agent_drift_files{\(b1)}'
                     values: '0 0 2x20'
+                  # site-b's update to version 5 is on trial, then its board comes back to the old system.
+                  - series: 'edgekit_relay_router_update{\(relay),site="site-b",slot="1",tunnel="fd3b::1:2:1",version="5",state="failed"}'
+                    values: '0 0 1x20'
+                  - series: 'edgekit_relay_router_update{\(relay),site="site-b",slot="1",tunnel="fd3b::1:2:1",version="5",state="trial"}'
+                    values: '1 1 0x20'
                 alert_rule_test:
                   - eval_time: 3m
                     alertname: EdgekitRouterDown
@@ -117,6 +122,13 @@ import Testing
                         exp_annotations: {summary: "router site-b slot 1: 2 files drifted from the applied generation"}
                   - eval_time: 10m
                     alertname: EdgekitRelayDown
+                  - eval_time: 1m
+                    alertname: EdgekitUpdateFailed
+                  - eval_time: 2m
+                    alertname: EdgekitUpdateFailed
+                    exp_alerts:
+                      - exp_labels: {severity: warning, \(relay.replacingOccurrences(of: "=", with: ": ")), site: site-b, slot: "1", tunnel: "fd3b::1:2:1", version: "5", state: failed}
+                        exp_annotations: {summary: "router site-b slot 1: system version 5 failed its trial boot; it runs its old system"}
 
             """
         try withFiles { dir in

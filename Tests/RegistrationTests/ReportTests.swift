@@ -78,7 +78,7 @@ import Testing
         #expect(throws: ParseError.report("agent version of 33 bytes is longer than 32")) { try MessageCodec.parse(with { $0[reportAt + 9] = 33 }) }
         #expect(throws: ParseError.report("agent version is not printable ASCII")) { try MessageCodec.parse(with { $0[reportAt + 10] = 0x20 }) }
         #expect(throws: ParseError.report("health reason of 201 bytes is longer than 200")) { try MessageCodec.parse(with { $0[reportAt + 15] = 201 }) }
-        #expect(throws: ParseError.report("54 bytes, but its fields take 53 (or 55 with the tunnel MTU)")) { try MessageCodec.parse(with { $0[reportAt + 15] = 37 }) }
+        #expect(throws: ParseError.report("54 bytes, but its fields take 53 (55 with the tunnel MTU, 70 with the system, 72 with both)")) { try MessageCodec.parse(with { $0[reportAt + 15] = 37 }) }
         #expect(throws: ParseError.report("health reason holds a control character")) { try MessageCodec.parse(with { $0[reportAt + 16] = 0x0a }) }
         #expect(throws: ParseError.report("health reason is not UTF-8")) { try MessageCodec.parse(with { $0[reportAt + 16] = 0xff }) }
         // A report that would push the datagram past 1200 bytes.
@@ -123,7 +123,7 @@ import Testing
         small[55] = 0xff
         small[54] = 0x04    // 0x04ff = 1279
         #expect(throws: ParseError.report("tunnel MTU 1279 is below 1280")) { try RouterReport.parse(small[...]) }
-        #expect(throws: ParseError.report("55 bytes, but its fields take 54 (or 56 with the tunnel MTU)")) {
+        #expect(throws: ParseError.report("55 bytes, but its fields take 54 (56 with the tunnel MTU, 71 with the system, 73 with both)")) {
             try RouterReport.parse((report.encoded + [0x05])[...])
         }
         // Made safe when made; the client keeps it when it cuts the reason to fit.
@@ -131,6 +131,55 @@ import Testing
         #expect(withMTU.fitting(11 + 5 + 2 + 10)?.tunnelMTU == 1392)
         #expect(withMTU.fitting(11 + 5 + 2 + 10)?.healthReason.utf8.count == 10)
         #expect(withMTU.fitting(11 + 5 + 1) == nil)
+    }
+
+    /// The system part: 17 bytes last, with or without the tunnel MTU before it (docs/protocol.md,
+    /// "Report"); the relay learns which version a router runs and how its last update went.
+    @Test func theSystemFollowsTheReasonOrTheMTUWhenTheRouterSaysIt() throws {
+        let failed = RouterReport.System(version: 3, update: .failed, updateVersion: 4)
+        let withSystem = RouterReport(generation: 7, health: .unhealthy, agentVersion: "0.1.0",
+                                      healthReason: "uplink eth0 has no carrier (link down)", system: failed)
+        let encoded = withSystem.encoded
+        #expect(encoded.count == 54 + 17)
+        #expect(Array(encoded.prefix(54)) == report.encoded)
+        #expect(Array(encoded.suffix(17)) == [0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 4],
+                "version 3, state failed, update version 4, big-endian")
+        let both = RouterReport(generation: 7, health: .unhealthy, agentVersion: "0.1.0",
+                                healthReason: "uplink eth0 has no carrier (link down)", tunnelMTU: 1392, system: failed)
+        #expect(Array(both.encoded[54..<56]) == [0x05, 0x70] && Array(both.encoded.suffix(17)) == Array(encoded.suffix(17)),
+                "the MTU first, the system last")
+        let keys = try SessionKeys(router: router, relayPublicKey: relay.publicKey)
+        for sent in [withSystem, both] {
+            let bytes = MessageMAC.seal(register(sent).authenticated, with: keys.requestKey)
+            #expect(Array(bytes[478..<480]) == [0, UInt8(sent.encoded.count)])
+            let parsed = try MessageCodec.parse(bytes)
+            guard case .register(let register) = parsed.body else { Issue.record("not a REGISTER"); return }
+            #expect(register.report == sent)
+            #expect(MessageMAC.verify(keys.requestKey, parsed.authenticated, mac: parsed.mac))
+        }
+        #expect(try RouterReport.parse(encoded[...]).tunnelMTU == nil)
+        #expect(try RouterReport.parse(both.encoded[...]).system == failed)
+
+        // Refused by name: a state above 3, an install of version 0, a version without an install.
+        func changed(_ offset: Int, _ value: UInt8) -> ArraySlice<UInt8> {
+            var bytes = encoded
+            bytes[offset] = value
+            return bytes[...]
+        }
+        #expect(throws: ParseError.report("update state 4 is not 0, 1, 2 or 3")) { try RouterReport.parse(changed(62, 4)) }
+        #expect(throws: ParseError.report("update failed of version 0")) { try RouterReport.parse(changed(70, 0)) }
+        #expect(throws: ParseError.report("update version 4 without an update")) { try RouterReport.parse(changed(62, 0)) }
+        // No install: the update version is 0 whatever the caller passed.
+        #expect(RouterReport.System(version: 5, update: .none, updateVersion: 9).updateVersion == 0)
+        // The reason is cut to make room for it; the system is kept.
+        #expect(withSystem.fitting(11 + 5 + 17 + 10)?.system == failed)
+        #expect(withSystem.fitting(11 + 5 + 17 + 10)?.healthReason.utf8.count == 10)
+        #expect(withSystem.fitting(11 + 5 + 16) == nil)
+        // The largest report still parses inside one REGISTER.
+        let largest = RouterReport(generation: .max, health: .healthy, agentVersion: String(repeating: "v", count: 32),
+                                   healthReason: String(repeating: "r", count: 200), tunnelMTU: 65535, system: failed)
+        #expect(largest.encoded.count == RouterReport.maximumSize && RouterReport.maximumSize == 262)
+        #expect(try MessageCodec.parse(register(largest).authenticated + [UInt8](repeating: 0, count: 16)).body == .register(register(largest)))
     }
 
     @Test func reportsAreMadeWireSafeWhenMade() throws {
