@@ -154,6 +154,9 @@ package.targets += [
     .testTarget(name: "EdgeRelayTests", dependencies: ["TestSupport", "EdgeErrors",
         "EdgeRelay", "EdgeRender", "Registration", "EdgeCrypto", "EdgeModel", "PlanYAML",
         "SystemCrypto",
+        // Small signed update bundles for the relay to serve (FleetMetricsLabTests).
+        "EdgeImage",
+        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
         // To lay down a database as an older release left it (migration tests).
         .product(name: "GRDB", package: "GRDB.swift"),

@@ -40,11 +40,15 @@ public enum AgentError: EdgeError, Equatable {
     case noManifest(generation: Int)
     /// `apply --repair` found no copy with the manifest's SHA-256 for a drifted file.
     case cannotRepair(path: String, generation: Int)
+    /// `update --from-relay` could not ask the relay or fetch what it named (docs/updates.md).
+    case updateFromRelay(String)
 
     public var description: String {
         switch self {
         case .badImageFile(let path, let why, _):
             "\(path): \(why)"
+        case .updateFromRelay(let why):
+            "update from the relay: \(why)"
         case .noStick(let keeping):
             AgentError.noStickLine(keeping: keeping)
         case .profile(let input, let why, _):
@@ -83,6 +87,7 @@ public enum AgentError: EdgeError, Equatable {
     public var code: ErrorCode {
         switch self {
         case .badImageFile: "agent.bad-image-file"
+        case .updateFromRelay: "agent.update-from-relay"
         case .noStick: "agent.no-stick"
         case .profile: "agent.profile-refused"
         case .stick: "agent.stick-unreadable"
@@ -111,7 +116,7 @@ public enum AgentError: EdgeError, Equatable {
             service
         case .cannotSetHostname(let name, _):
             name
-        case .noStick, .interrupted, .noManifest:
+        case .noStick, .interrupted, .noManifest, .updateFromRelay:
             nil
         }
     }

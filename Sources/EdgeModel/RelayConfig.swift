@@ -54,6 +54,15 @@ public struct RelayConfig: Codable, Sendable, Equatable {
     public var metricsPort: UInt16
     /// The default `metrics_port`.
     public static let defaultMetricsPort: UInt16 = 9821
+    /// The folder of update bundles the relay serves to its routers (docs/updates.md, "From the
+    /// relay"); nil: none served.
+    public var bundlesDirectory: String?
+    /// Addresses the update endpoint (`GET /update`, `GET /bundles/NAME`) listens on, each on
+    /// `updatePort`: the relay's tunnel address in the rendered file, so only routers (through
+    /// their tunnels) reach it.
+    public var updateAddresses: [String]
+    public var updatePort: UInt16
+    public static let defaultUpdatePort: UInt16 = 9822
     /// The plan's clients (laptops, phones) that connect through this relay: WireGuard peers the
     /// daemon keeps beside the routers, each with its /128 (docs/clients.md). Empty on other relays.
     public var clients: [Client]
@@ -138,7 +147,8 @@ public struct RelayConfig: Codable, Sendable, Equatable {
                 ula: IPv6Prefix, tunnelPrefix: IPv6Prefix, stateDatabase: String, rateLimit: RateLimit = RateLimit(),
                 batchWindowMilliseconds: Int = 5, cookieLifetimeSeconds: Double = 30, revocationPollMilliseconds: Int = 1000,
                 endpointSaveMilliseconds: Int = 10_000, keepaliveSeconds: Int = 25, metricsAddresses: [String] = [],
-                metricsPort: UInt16 = RelayConfig.defaultMetricsPort, clients: [Client] = [],
+                metricsPort: UInt16 = RelayConfig.defaultMetricsPort, bundlesDirectory: String? = nil, updateAddresses: [String] = [],
+                updatePort: UInt16 = RelayConfig.defaultUpdatePort, clients: [Client] = [],
                 publicPrefix: IPv6Prefix? = nil, dmzRoutes: [DMZRoute] = []) {
         self.clients = clients
         self.publicPrefix = publicPrefix
@@ -161,6 +171,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         self.keepaliveSeconds = keepaliveSeconds
         self.metricsAddresses = metricsAddresses
         self.metricsPort = metricsPort
+        self.bundlesDirectory = bundlesDirectory
+        self.updateAddresses = updateAddresses
+        self.updatePort = updatePort
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -181,6 +194,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         case keepaliveSeconds = "keepalive_seconds"
         case metricsAddresses = "metrics_addresses"
         case metricsPort = "metrics_port"
+        case bundlesDirectory = "bundles_directory"
+        case updateAddresses = "update_addresses"
+        case updatePort = "update_port"
         case clients
         case publicPrefix = "public_prefix"
         case dmzRoutes = "dmz_routes"
@@ -206,6 +222,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         keepaliveSeconds = try c.decodeIfPresent(Int.self, forKey: .keepaliveSeconds) ?? 25
         metricsAddresses = try c.decodeIfPresent([String].self, forKey: .metricsAddresses) ?? []
         metricsPort = try c.decodeIfPresent(UInt16.self, forKey: .metricsPort) ?? RelayConfig.defaultMetricsPort
+        bundlesDirectory = try c.decodeIfPresent(String.self, forKey: .bundlesDirectory)
+        updateAddresses = try c.decodeIfPresent([String].self, forKey: .updateAddresses) ?? []
+        updatePort = try c.decodeIfPresent(UInt16.self, forKey: .updatePort) ?? RelayConfig.defaultUpdatePort
         clients = try c.decodeIfPresent([Client].self, forKey: .clients) ?? []
         publicPrefix = try c.decodeIfPresent(IPv6Prefix.self, forKey: .publicPrefix)
         dmzRoutes = try c.decodeIfPresent([DMZRoute].self, forKey: .dmzRoutes) ?? []
@@ -233,6 +252,9 @@ public struct RelayConfig: Codable, Sendable, Equatable {
         if keepaliveSeconds != defaults.keepaliveSeconds { try c.encode(keepaliveSeconds, forKey: .keepaliveSeconds) }
         if !metricsAddresses.isEmpty { try c.encode(metricsAddresses, forKey: .metricsAddresses) }
         if metricsPort != defaults.metricsPort { try c.encode(metricsPort, forKey: .metricsPort) }
+        try c.encodeIfPresent(bundlesDirectory, forKey: .bundlesDirectory)
+        if !updateAddresses.isEmpty { try c.encode(updateAddresses, forKey: .updateAddresses) }
+        if updatePort != defaults.updatePort { try c.encode(updatePort, forKey: .updatePort) }
         if !clients.isEmpty { try c.encode(clients, forKey: .clients) }
         try c.encodeIfPresent(publicPrefix, forKey: .publicPrefix)
         if !dmzRoutes.isEmpty { try c.encode(dmzRoutes, forKey: .dmzRoutes) }
@@ -262,6 +284,14 @@ public struct RelayConfig: Codable, Sendable, Equatable {
             return "metrics_addresses entry \(FieldRules.quoted(bad)) is not an IP address (e.g. \"::1\" or the relay's tunnel address)"
         }
         guard metricsPort != 0 else { return "metrics_port must be 1…65535" }
+        if let bundlesDirectory, !bundlesDirectory.hasPrefix("/") {
+            return "bundles_directory \(FieldRules.quoted(bundlesDirectory)) must be an absolute path"
+        }
+        if let bad = updateAddresses.first(where: { IPv6Address($0) == nil && !RelayConfig.isIPv4($0) }) {
+            return "update_addresses entry \(FieldRules.quoted(bad)) is not an IP address (the relay's tunnel address)"
+        }
+        guard updatePort != 0 else { return "update_port must be 1…65535" }
+        guard updateAddresses.isEmpty || updatePort != metricsPort else { return "update_port must differ from metrics_port" }
         var names = Set<String>(), keys = Set<String>(), addresses = Set<IPv6Address>()
         for client in clients {
             if case .failure(let problem) = FieldRules.name(client.name) { return "clients: name \(problem)" }

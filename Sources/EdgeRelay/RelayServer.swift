@@ -81,10 +81,12 @@ public struct RelayServer: Service {
         let logger = logger
         let counters = engine.counters
         let metrics = MetricsEndpoint(config: config, store: store, counters: counters, logger: logger, onListening: onMetricsListening)
+        let updates = UpdateEndpoint(config: config, store: store, logger: logger, onListening: { _ in })
         // Graceful shutdown closes the socket: the receive loop ends, then the poller is cancelled.
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await metrics.run() }
+                group.addTask { await updates.run() }
                 group.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(pollInterval))

@@ -147,7 +147,9 @@ enum Nftables {
                     # Registration; edgekit-relay stays silent to anything unauthenticated.
                     udp dport \(relay.registrationPort) accept
                     # SSH, so the operator keeps access to the VPS (docs/network.md, "Relay firewall").
-                    tcp dport 22 accept\(NAT64Files.inputRules(plan: plan, relay: relay))
+                    tcp dport 22 accept
+                    # The routers fetch update bundles through their tunnels (docs/updates.md, "From the relay").
+                    iifname "\(tunnel)" ip6 saddr \(plan.tunnel) ip6 daddr \(relay.tunnelAddress) tcp dport \(RelayConfig.defaultUpdatePort) accept\(NAT64Files.inputRules(plan: plan, relay: relay))
                 }
 
                 chain forward {

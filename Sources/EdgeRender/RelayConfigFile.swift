@@ -30,6 +30,8 @@ extension RelayConfig {
             keepaliveSeconds: plan.defaults.keepalive,
             // Prometheus on the relay itself scrapes `::1`; one elsewhere comes through a tunnel.
             metricsAddresses: ["::1", relay.tunnelAddress.description],
+            // Update bundles for the routers, on the tunnel address only (docs/updates.md).
+            bundlesDirectory: ConfigPaths.relayBundles, updateAddresses: [relay.tunnelAddress.description],
             clients: clients,
             // The sites' DMZs this relay routes (docs/dmz.md): plan data, like the clients.
             publicPrefix: relay.publicPrefix,

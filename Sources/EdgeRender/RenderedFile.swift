@@ -80,6 +80,8 @@ public enum ConfigPaths {
     /// Created by systemd (`StateDirectory=edgekit-relay`).
     public static let relayStateDirectory = "/var/lib/edgekit-relay"
     public static let relayStateDatabase = "/var/lib/edgekit-relay/relay.sqlite"
+    /// Update bundles the relay serves its routers (`bundles_directory`, docs/updates.md).
+    public static let relayBundles = "/var/lib/edgekit-relay/bundles"
     /// Debian's `prometheus` reads this config (its `--config.file` default); the rules and the
     /// routers' file_sd targets sit beside it and are named relative to it.
     public static let prometheusConfig = "/etc/prometheus/prometheus.yml"

@@ -271,6 +271,13 @@ struct Update: AsyncParsableCommand {
             board boots the old slot by itself. Either way `edgekit-agent status`
             and the metrics say how the last update went.
 
+            --from-relay asks the plan's first relay, through the tunnel, which
+            bundle this router should install now (the newest for its site or board
+            above the running version; a site's master only once its backup runs
+            that version, blessed), fetches it to /var/lib/edgekit/updates and then
+            checks (--check) or installs it as above. Nothing newer, or held back:
+            one line saying why, exit 0, nothing fetched.
+
             --check verifies only. Trial boots need systemd-boot (pc-uefi,
             arm64-uefi, pc-bios started by UEFI); elsewhere the install is refused.
             Docs: docs/updates.md.
@@ -284,6 +291,8 @@ struct Update: AsyncParsableCommand {
     var within: Int = 600
     @Flag(help: "After installing, reboot into the new system.")
     var reboot = false
+    @Flag(help: "Ask the relay which bundle to install now and fetch it through the tunnel, instead of naming one.")
+    var fromRelay = false
     @Option(help: "Root of the system to work on (default /).")
     var root: String = "/"
     @Argument(help: "The update bundle (not with --confirm).")
@@ -291,10 +300,12 @@ struct Update: AsyncParsableCommand {
 
     func validate() throws {
         if confirm {
-            guard bundle == nil, !check, !reboot else { throw ValidationError("--confirm takes no bundle, --check or --reboot") }
+            guard bundle == nil, !check, !reboot, !fromRelay else { throw ValidationError("--confirm takes no bundle, --check, --reboot or --from-relay") }
             guard within >= 1 else { throw ValidationError("--within must be at least 1 second, not \(within)") }
+        } else if fromRelay {
+            guard bundle == nil else { throw ValidationError("--from-relay fetches the bundle; name none") }
         } else if bundle == nil {
-            throw ValidationError("name the update bundle (or --confirm on a trial boot)")
+            throw ValidationError("name the update bundle (or --from-relay, or --confirm on a trial boot)")
         }
         if check && reboot { throw ValidationError("--check changes nothing; --reboot is for an install") }
     }
@@ -311,6 +322,21 @@ struct Update: AsyncParsableCommand {
                 throw CommandError(line)
             }
             return
+        }
+        var bundle = bundle
+        if fromRelay {
+            let relay = RelayUpdate(paths: paths)
+            switch try relay.ask() {
+            case .none(let why):
+                Output.data("update: the relay has nothing newer for this router: \(why)\n")
+                return
+            case .wait(let why):
+                Output.data("update: the relay holds this router back for now: \(why)\n")
+                return
+            case .bundle(let name, let bytes, let version):
+                Output.error("edgekit-agent: update: the relay offers \(name) (version \(version), \(bytes) bytes)")
+                bundle = try relay.fetch(name, bytes: bytes) { Output.error("edgekit-agent: update: " + $0) }
+            }
         }
         guard let bundle else { return }
         if check {

@@ -1,4 +1,5 @@
 import EdgeCrypto
+import EdgeImage
 import EdgeModel
 import EdgeRender
 import Foundation
@@ -106,6 +107,87 @@ struct FleetMetricsLabTests {
     }
 }
 
+/// Update bundles from the relay (docs/updates.md, "From the relay"): the real `edgekit-relay serve`
+/// with a bundles folder, the real agent in each router's namespace asking through its wireguard-go
+/// tunnel (`update --from-relay --check`): site-a's backup gets version 5 and checks it, its master
+/// is held back until the backup reports 5 blessed, site-b is not offered again the version that
+/// failed its trial boot there.
+@Suite(.serialized, .enabled(if: LabSupport.available, "needs root, ip, wg and wireguard-go"),
+       .requiresTool("prometheus", "prometheus-node-exporter", "promtool"), .slow)
+struct RelayUpdateLabTests {
+    /// A small signed system for `site` at `version` (the agent checks it whole; it is never installed here).
+    static func bundle(site: String, version: UInt64, to path: String, scratch: String) throws {
+        let disk = scratch + "/root-\(site)-\(version).img"
+        // Random bytes: zstd cannot shrink them, so the bundle streams in many chunks.
+        var generator = SystemRandomNumberGenerator()
+        let root = Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        try root.write(to: URL(fileURLWithPath: disk))
+        try Data("kernel\n".utf8).write(to: URL(fileURLWithPath: scratch + "/vmlinuz"))
+        try UpdateBundleWriter.write(to: path, plan: Fixture.plan.name, site: site, release: SystemRelease(board: "pc-uefi", version: version),
+                                     system: "0123456789abcdef", root: (file: disk, offset: 0, bytes: root.count),
+                                     files: [.init(name: "vmlinuz", path: scratch + "/vmlinuz")], key: Fixture.keys.operatorKey,
+                                     mtime: 0, progress: .silent)
+    }
+
+    @Test func routersFetchFromTheRelayBackupFirst() throws {
+        let lab = try FleetLab()
+        defer { lab.close() }
+        try lab.start()
+        let bundles = lab.path("bundles")
+        #expect(FileManager.default.fileExists(atPath: bundles), "the relay makes its bundles folder")
+        try Self.bundle(site: "site-a", version: 5, to: bundles + "/site-a-5.update", scratch: lab.path(""))
+        try Self.bundle(site: "site-b", version: 4, to: bundles + "/site-b-4.update", scratch: lab.path(""))
+        try "not a bundle\n".write(toFile: bundles + "/README.txt", atomically: true, encoding: .utf8)
+        let updates = { (index: Int) in lab.members[index].root + "/var/lib/edgekit/updates" }
+
+        // site-a's master (member 0) first: held back, nothing fetched.
+        let early = try lab.agent(0, ["update", "--from-relay", "--check"])
+        #expect(early.status == 0, "\(early.err)")
+        #expect(early.out == "update: the relay holds this router back for now: site site-a router 2 (backup) runs version 3, not yet 5 blessed; the backup updates first\n",
+                "\(early.out)")
+        #expect(!FileManager.default.fileExists(atPath: updates(0)))
+
+        // The backup (member 1) is offered version 5, fetches it through the tunnel and checks it whole.
+        let backup = try lab.agent(1, ["update", "--from-relay", "--check"])
+        #expect(backup.status == 0, "\(backup.err)\n\(lab.log("relay").suffix(3000))")
+        #expect(backup.err.contains("the relay offers site-a-5.update (version 5, "), "\(backup.err)")
+        #expect(backup.err.contains("fetching site-a-5.update from relay relay: 100 % (3 of 3 MiB)"), "\(backup.err)")
+        #expect(backup.out.contains("ok: plan example, site site-a, board pc-uefi, version 5 (this system: 3)"), "\(backup.out)")
+        let fetched = updates(1) + "/site-a-5.update"
+        #expect(FileManager.default.contents(atPath: fetched) == FileManager.default.contents(atPath: bundles + "/site-a-5.update"),
+                "the fetched bundle is the served one, byte for byte")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: updates(1)) == ["site-a-5.update"], "no partial file left")
+
+        // site-b came back from version 4: not offered again.
+        let siteB = try lab.agent(2, ["update", "--from-relay", "--check"])
+        #expect(siteB.status == 0, "\(siteB.err)")
+        #expect(siteB.out == "update: the relay has nothing newer for this router: version 4 failed its trial boot on this router; it needs a newer bundle than site-b-4.update\n",
+                "\(siteB.out)")
+
+        // The backup runs 5, blessed, and says so in its next registration: now the master gets it.
+        try DocumentCoding.encode(SystemRelease(board: "pc-uefi", version: 5))
+            .write(to: URL(fileURLWithPath: lab.members[1].root + SystemRelease.path))
+        try DocumentCoding.encode(UpdateRecord(version: 5, slot: .b, from: 3, state: .blessed))
+            .write(to: URL(fileURLWithPath: lab.members[1].root + "/var/lib/edgekit/update.json"))
+        let again = try lab.agent(1, ["run", "--once", "--stick", lab.stick(1, serial: 1000), "--services", "none", "--registration-deadline", "10"])
+        #expect(again.status == 0 && again.err.contains("registered as"), "\(again.err)")
+        let nothing = try lab.agent(1, ["update", "--from-relay", "--check"])
+        #expect(nothing.out == "update: the relay has nothing newer for this router: no bundle newer than version 5 for site site-a or board pc-uefi\n", "\(nothing.out)")
+        let master = try lab.agent(0, ["update", "--from-relay", "--check"])
+        #expect(master.status == 0, "\(master.err)")
+        #expect(master.out.contains("ok: plan example, site site-a, board pc-uefi, version 5 (this system: 3)"), "\(master.out)\(master.err)")
+
+        // A bundle that changes on the relay after it was named: the agent refuses what it fetched.
+        let served = bundles + "/site-a-5.update"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: served))
+        bytes[bytes.count - 2048] ^= 0xff
+        try bytes.write(to: URL(fileURLWithPath: served))
+        let flipped = try lab.agent(0, ["update", "--from-relay", "--check"])
+        #expect(flipped.status == 1, "\(flipped.out)")
+        #expect(flipped.err.split(separator: "\n").last?.contains("site-a-5.update") == true, "\(flipped.err)")
+    }
+}
+
 /// A relay namespace (wireguard-go, edgekit-relay serve, prometheus) and one namespace per router of
 /// the example plan, each joined to the relay by its own veth pair. Unique names; `close()` kills
 /// every process in them and removes namespaces, sockets and files, also after a failure.
@@ -204,11 +286,13 @@ final class FleetLab: @unchecked Sendable {
         config.privateKeyFile = key
         config.operatorPublicKeyFile = path("operator.pub")
         config.stateDatabase = path("state.sqlite")
+        #expect(config.updateAddresses == [Fixture.plan.relay.tunnelAddress.description])
+        config.bundlesDirectory = path("bundles")
         #expect(config.metricsAddresses == ["::1", Fixture.plan.relay.tunnelAddress.description])
         try config.encoded().write(toFile: path("relay.json"), atomically: true, encoding: .utf8)
         try spawn(relayNamespace, [binDirectory.appendingPathComponent("edgekit-relay").path, "serve", "--config", path("relay.json")], log: "relay")
         try waitFor("edgekit-relay to serve metrics on ::1 and the tunnel address") {
-            self.log("relay").components(separatedBy: "serving metrics").count == 3
+            self.log("relay").components(separatedBy: "serving metrics").count == 3 && self.log("relay").contains("serving updates")
         }
     }
 
