@@ -25,7 +25,7 @@ PACKAGES=(
   age signify-openbsd
   wireguard-tools wireguard-go iproute2 iputils-ping nftables radvd keepalived dnsmasq-base
   ndisc6 socat tcpdump procps util-linux busybox bc openssh-server openssh-client
-  dosfstools mtools e2fsprogs fdisk bmap-tools
+  dosfstools mtools e2fsprogs fdisk bmap-tools grub-common
   mmdebstrap qemu-system-x86 ovmf
   rsync file binutils qemu-user-static binfmt-support arch-test qemu-system-arm qemu-efi-aarch64
   systemd udev python3-minimal

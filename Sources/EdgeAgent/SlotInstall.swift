@@ -34,6 +34,54 @@ public struct SlotInstall {
 
     public var recordPath: String { paths.state + "/update.json" }
     var esp: String { paths.live(SlotInstall.espPath) }
+    /// GRUB's environment block on the ESP (`pc-bios` under legacy BIOS, GrubPC in EdgeImage).
+    var grubEnvironmentPath: String { esp + "/grub/grubenv" }
+
+    /// What started this system, and so how a new slot is tried once and kept.
+    enum BootLoader: Equatable {
+        /// systemd-boot (UEFI): an entry with a boot counter, kept by systemd-bless-boot.
+        case systemdBoot
+        /// GRUB under legacy BIOS (`pc-bios`): `edgekit_trial` in grubenv, which GRUB clears as it
+        /// boots that slot; kept by setting `edgekit_slot` once the trial is healthy.
+        case grub
+    }
+
+    /// nil: a boot loader without trial boots (the Raspberry Pi's firmware), or an image from
+    /// before them.
+    func bootLoader() -> BootLoader? {
+        if FileManager.default.fileExists(atPath: paths.live(SlotInstall.loaderInfo)) { return .systemdBoot }
+        if !FileManager.default.fileExists(atPath: paths.live("/sys/firmware/efi")),
+           FileManager.default.fileExists(atPath: grubEnvironmentPath) { return .grub }
+        return nil
+    }
+
+    func readGrubEnvironment() throws -> GrubEnvironment {
+        guard let data = FileManager.default.contents(atPath: grubEnvironmentPath),
+              let environment = GrubEnvironment(bytes: Array(data)) else {
+            throw AgentError.badImageFile(grubEnvironmentPath, "is not a GRUB environment block (1024 bytes, \"# GRUB Environment Block\")")
+        }
+        return environment
+    }
+
+    /// Writes the block in place, as GRUB's `save_env` does: the same 1024 bytes of the same
+    /// clusters, so the FAT itself never changes. A new file renamed over it did: a guest killed
+    /// after the rename (synced) left the directory entry pointing at a cluster its FAT called
+    /// free (UpdateBootTests, pc-bios).
+    func writeGrubEnvironment(_ environment: GrubEnvironment) throws {
+        let path = grubEnvironmentPath
+        guard let bytes = environment.encoded else {
+            throw AgentError.cannotWrite(path, "its variables do not fit in GRUB's 1024-byte environment block")
+        }
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw AgentError.cannotWrite(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size == GrubEnvironment.size else {
+            throw AgentError.cannotWrite(path, "is not \(GrubEnvironment.size) bytes long; GRUB writes its block in place and cannot use it")
+        }
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        guard written == bytes.count, fsync(fd) == 0 else { throw AgentError.cannotWrite(path, String(cString: strerror(errno))) }
+    }
 
     public struct Installed: Sendable {
         public var bundle: String
@@ -122,6 +170,16 @@ public struct SlotInstall {
             verdict = judge()
         }
         let seconds = Int(Date().timeIntervalSince(started))
+        if verdict.healthy, bootLoader() == .grub || FileManager.default.fileExists(atPath: grubEnvironmentPath) {
+            // GRUB boots the new slot from now on (systemd-bless-boot keeps systemd-boot's entry).
+            // On `pc-bios` started by UEFI too, so that a later start by legacy BIOS boots the
+            // same system, with the options it runs with now.
+            var environment = try readGrubEnvironment()
+            environment["edgekit_slot"] = record.slot.rawValue
+            environment["edgekit_\(record.slot.rawValue)_options"] = runningOptions()
+            environment["edgekit_trial"] = nil
+            try writeGrubEnvironment(environment)
+        }
         record.state = verdict.healthy ? .blessed : .failed
         record.reason = verdict.healthy ? nil : verdict.reason
         try save(record)
@@ -155,15 +213,15 @@ public struct SlotInstall {
         guard let running = try bootedSlot() else {
             throw refuse("this system was not booted from a system slot (no root=PARTUUID= of slot a or b on the kernel command line): images from before A/B slots are reflashed once")
         }
-        guard FileManager.default.fileExists(atPath: paths.live(SlotInstall.loaderInfo)) else {
-            throw refuse("this router was not started by systemd-boot (legacy BIOS with GRUB, or the Raspberry Pi's firmware), whose trial boots are not built yet; nothing was written")
+        guard let loader = bootLoader() else {
+            throw refuse("this router was started neither by systemd-boot nor by edgekit's GRUB (the Raspberry Pi's firmware, whose trial boots are not built yet); nothing was written")
         }
         if let record = record(), record.state == .trial, record.version == release.version {
             throw refuse("this system (version \(release.version)) is on its trial boot and not yet blessed; install once it is")
         }
         let slot = running.other
         let entries = esp + "/loader/entries"
-        guard FileManager.default.fileExists(atPath: entries) else {
+        guard loader == .grub || FileManager.default.fileExists(atPath: entries) else {
             throw refuse("the EFI system partition is not at \(esp) (no loader/entries)")
         }
         let device = paths.live("/dev/disk/by-partuuid/" + slot.partitionUUID)
@@ -171,7 +229,17 @@ public struct SlotInstall {
             throw refuse("this card has no slot \(slot.rawValue) (no partition \(slot.partitionUUID)): images from before A/B slots are reflashed once")
         }
         // 1. The inactive slot leaves the boot menu before it is touched.
-        try removeEntries(of: slot, in: entries)
+        switch loader {
+        case .systemdBoot:
+            try removeEntries(of: slot, in: entries)
+        case .grub:
+            var environment = try readGrubEnvironment()
+            if environment["edgekit_trial"] == slot.rawValue || environment["edgekit_slot"] == slot.rawValue {
+                environment["edgekit_trial"] = nil
+                environment["edgekit_slot"] = running.rawValue
+                try writeGrubEnvironment(environment)
+            }
+        }
         // 2. The system, decoded straight onto the partition, then read back.
         try writeSlot(bundle, to: device, slot: slot, report: report)
         // 3. The kernel and initrd, into the slot's folder on the ESP.
@@ -184,11 +252,21 @@ public struct SlotInstall {
             try SlotInstall.copyMember(member, of: bundle, to: folder + "/" + name)
         }
         try SlotInstall.syncDirectory(folder)
-        // 4. The entry, last: from now on systemd-boot tries the new system once.
+        // 4. The entry, last: from now on the boot loader tries the new system once.
         let options = bundle.manifest.kernelOptions ?? runningOptions()
-        let text = slot.bootEntry(version: bundle.manifest.version, kernel: "/\(slot.rawValue)/vmlinuz", initrd: "/\(slot.rawValue)/initrd.img", options: options)
-        let name = "edgekit-\(slot.rawValue)+\(SlotInstall.trialTries).conf"
-        try SlotInstall.writeDurably(entries + "/" + name, Data(text.utf8))
+        let name: String
+        switch loader {
+        case .systemdBoot:
+            let text = slot.bootEntry(version: bundle.manifest.version, kernel: "/\(slot.rawValue)/vmlinuz", initrd: "/\(slot.rawValue)/initrd.img", options: options)
+            name = "edgekit-\(slot.rawValue)+\(SlotInstall.trialTries).conf"
+            try SlotInstall.writeDurably(entries + "/" + name, Data(text.utf8))
+        case .grub:
+            var environment = try readGrubEnvironment()
+            environment["edgekit_\(slot.rawValue)_options"] = options
+            environment["edgekit_trial"] = slot.rawValue
+            name = "grubenv edgekit_trial=\(slot.rawValue)"
+            try writeGrubEnvironment(environment)
+        }
         try save(UpdateRecord(version: bundle.manifest.version, slot: slot, from: release.version, state: .trial, installedInBoot: bootID()))
         return Installed(bundle: bundlePath, slot: slot, version: bundle.manifest.version, bytes: bundle.manifest.rootBytes, entry: name)
     }

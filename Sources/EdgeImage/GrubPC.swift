@@ -1,3 +1,4 @@
+import EdgeModel
 import EdgeSystem
 import Foundation
 
@@ -21,8 +22,9 @@ public enum GrubPC {
 
     /// biosdisk reads the disk through the BIOS, part_gpt and fat find the ESP, normal reads
     /// grub.cfg, linux boots the kernel, serial and terminal put GRUB on the serial console too
-    /// (headless boxes such as PC Engines APUs have nothing else).
-    static let modules = ["biosdisk", "part_gpt", "fat", "normal", "linux", "serial", "terminal"]
+    /// (headless boxes such as PC Engines APUs have nothing else); loadenv and test run the trial
+    /// boot of an update (`load_env`, `save_env`, `[`).
+    static let modules = ["biosdisk", "part_gpt", "fat", "normal", "linux", "serial", "terminal", "loadenv", "test"]
 
     /// The mmdebstrap customize hook (`$1` is the tree) that makes core.img with the tree's GRUB.
     static var makeCoreImage: String {
@@ -30,22 +32,50 @@ public enum GrubPC {
             + " --output=\(coreImageInTree) --prefix='(,gpt1)/grub' " + modules.joined(separator: " ")
     }
 
-    /// `grub.cfg` on the ESP: GRUB on the serial console and the screen, no menu, the kernel and
-    /// initrd systemd-boot starts under UEFI.
-    static func configuration(kernelCommandLine: String) -> String {
-        """
-        # edgekit, board pc-bios (docs/image.md, "Boards"): legacy BIOS boots the kernel through GRUB,
-        # UEFI through systemd-boot; both from this partition, with the same command line.
-        serial --unit=0 --speed=115200
-        terminal_input console serial
-        terminal_output console serial
-        set timeout=0
-        menuentry edgekit {
-        \tlinux /vmlinuz \(kernelCommandLine)
-        \tinitrd /initrd.img
-        }
+    /// `grub/grubenv` on the ESP as the image leaves it: slot A boots.
+    static let initialEnvironment = GrubEnvironment([("edgekit_slot", "a")])
 
-        """
+    /// `grub.cfg` on the ESP: GRUB on the serial console and the screen, no menu, and the system
+    /// slot to boot from `grubenv` (docs/updates.md, "Trial boot under legacy BIOS"): the slot on
+    /// trial once (GRUB clears `edgekit_trial` before it boots it, so any reset that follows boots
+    /// `edgekit_slot` again), else `edgekit_slot`; each slot's kernel and initrd in its folder on this
+    /// partition (slot A's at the top until an update wrote `a/`), with its options from `grubenv`
+    /// or, when `grubenv` is lost, `options`, the image's. The script never changes: the agent edits
+    /// `grubenv` only.
+    static func configuration(options: String) -> String {
+        let a = SystemSlot.a.partitionUUID, b = SystemSlot.b.partitionUUID
+        return """
+            # edgekit, board pc-bios (docs/image.md, "Boards"): legacy BIOS boots the kernel through GRUB,
+            # UEFI through systemd-boot; both from this partition. Which system slot boots is in
+            # grubenv (docs/updates.md, "Trial boot under legacy BIOS"); edgekit-agent edits only that.
+            serial --unit=0 --speed=115200
+            terminal_input console serial
+            terminal_output console serial
+            set timeout=0
+            set edgekit_slot=a
+            load_env --file /grub/grubenv edgekit_slot edgekit_trial edgekit_a_options edgekit_b_options
+            set edgekit_boot="$edgekit_slot"
+            if [ -n "$edgekit_trial" ]; then
+            	set edgekit_boot="$edgekit_trial"
+            	set edgekit_trial=
+            	save_env --file /grub/grubenv edgekit_trial
+            fi
+            if [ -z "$edgekit_a_options" ]; then set edgekit_a_options="\(options)"; fi
+            if [ -z "$edgekit_b_options" ]; then set edgekit_b_options="\(options)"; fi
+            menuentry edgekit {
+            	if [ "$edgekit_boot" = b ]; then
+            		linux /b/vmlinuz root=PARTUUID=\(b) $edgekit_b_options
+            		initrd /b/initrd.img
+            	elif [ -f /a/vmlinuz ]; then
+            		linux /a/vmlinuz root=PARTUUID=\(a) $edgekit_a_options
+            		initrd /a/initrd.img
+            	else
+            		linux /vmlinuz root=PARTUUID=\(a) $edgekit_a_options
+            		initrd /initrd.img
+            	fi
+            }
+
+            """
     }
 
     static let bpbStart = 0x03, bpbEnd = 0x5a

@@ -635,7 +635,6 @@ public struct ImageBuilder: Sendable {
     func makeESP(_ path: String, base: String) throws {
         let esp = try FATImage.format(path, bytes: ImageBuilder.espBytes, bits: 32, label: "EFI", volumeID: DiskLayout.espVolumeID,
                                       environment: fatToolEnvironment)
-        let commandLine = ImageBuilder.kernelCommandLine(recipe.board)
         let entry = SystemSlot.a.bootEntry(version: systemVersion, kernel: "/vmlinuz", initrd: "/initrd.img",
                                            options: ImageBuilder.kernelOptions(recipe.board))
         let efi = recipe.board.efiArchitecture
@@ -649,7 +648,8 @@ public struct ImageBuilder: Sendable {
         ], modified: Int(recipe.sourceDateEpoch))
         if recipe.board.bootloaders.contains(.grubPC) {
             try esp.makeFolders(["::/grub"])
-            try esp.add([("::/grub/grub.cfg", Data(GrubPC.configuration(kernelCommandLine: commandLine).utf8))],
+            try esp.add([("::/grub/grub.cfg", Data(GrubPC.configuration(options: ImageBuilder.kernelOptions(recipe.board)).utf8)),
+                         ("::/grub/grubenv", Data(GrubPC.initialEnvironment.encoded!))],
                         modified: Int(recipe.sourceDateEpoch))
         }
     }

@@ -100,3 +100,77 @@ public struct UpdateRecord: Codable, Sendable, Equatable {
         case installedInBoot = "installed_in_boot"
     }
 }
+
+/// GRUB's environment block, `grub/grubenv` on the ESP of `pc-bios` (docs/updates.md, "Trial boot
+/// under legacy BIOS"): what GRUB's `load_env`/`save_env` read and write, and the agent edits to
+/// try and keep a slot. Exactly 1024 bytes: `# GRUB Environment Block\n`, then `name=value\n` lines
+/// (`\` and newlines in a value escaped with `\`), padded with `#` (grub-core/lib/envblk.c). GRUB
+/// writes the block in place, so its size never changes.
+///
+/// The variables edgekit keeps there: `edgekit_slot` (the slot GRUB boots, `a` or `b`),
+/// `edgekit_trial` (a slot to try once: GRUB clears it before it boots that slot) and
+/// `edgekit_a_options`/`edgekit_b_options` (each slot's kernel options after `root=`).
+public struct GrubEnvironment: Sendable, Equatable {
+    public static let size = 1024
+    static let signature = "# GRUB Environment Block\n"
+
+    /// In file order.
+    public private(set) var variables: [(name: String, value: String)]
+
+    public init(_ variables: [(name: String, value: String)] = []) {
+        self.variables = variables
+    }
+
+    public static func == (a: GrubEnvironment, b: GrubEnvironment) -> Bool {
+        a.variables.map { "\($0.name)=\($0.value)" } == b.variables.map { "\($0.name)=\($0.value)" }
+    }
+
+    public subscript(name: String) -> String? {
+        get { variables.first { $0.name == name }?.value }
+        set {
+            if let index = variables.firstIndex(where: { $0.name == name }) {
+                if let newValue { variables[index].value = newValue } else { variables.remove(at: index) }
+            } else if let newValue {
+                variables.append((name, newValue))
+            }
+        }
+    }
+
+    /// The block's bytes; nil when the variables do not fit in 1024 bytes.
+    public var encoded: [UInt8]? {
+        var text = GrubEnvironment.signature
+        for (name, value) in variables {
+            text += name + "=" + value.replacing("\\", with: "\\\\").replacing("\n", with: "\\\n") + "\n"
+        }
+        var bytes = Array(text.utf8)
+        guard bytes.count <= GrubEnvironment.size else { return nil }
+        bytes += [UInt8](repeating: UInt8(ascii: "#"), count: GrubEnvironment.size - bytes.count)
+        return bytes
+    }
+
+    /// Parses a block; nil for anything that is not one (wrong size or signature).
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == GrubEnvironment.size, bytes.starts(with: Array(GrubEnvironment.signature.utf8)) else { return nil }
+        var variables: [(String, String)] = []
+        var line: [UInt8] = []
+        var escaped = false
+        func finish() {
+            defer { line = [] }
+            guard let equals = line.firstIndex(of: UInt8(ascii: "=")), line.first != UInt8(ascii: "#") else { return }
+            variables.append((String(decoding: line[..<equals], as: UTF8.self), String(decoding: line[(equals + 1)...], as: UTF8.self)))
+        }
+        for byte in bytes.dropFirst(GrubEnvironment.signature.utf8.count) {
+            if escaped {
+                line.append(byte)
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\n") {
+                finish()
+            } else {
+                line.append(byte)
+            }
+        }
+        self.variables = variables
+    }
+}

@@ -279,7 +279,9 @@ struct Update: AsyncParsableCommand {
             one line saying why, exit 0, nothing fetched.
 
             --check verifies only. Trial boots need systemd-boot (pc-uefi,
-            arm64-uefi, pc-bios started by UEFI); elsewhere the install is refused.
+            arm64-uefi, pc-bios started by UEFI) or edgekit's GRUB (pc-bios started
+            by legacy BIOS: grubenv's edgekit_trial and edgekit_slot); on the
+            Raspberry Pi the install is refused.
             Docs: docs/updates.md.
             """)
 

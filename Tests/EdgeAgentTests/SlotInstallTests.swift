@@ -136,8 +136,65 @@ import TestSupport
             try FileManager.default.removeItem(atPath: loaderInfo)
             let grub = treeIdentity(root)
             let result = try runTool("edgekit-agent", ["update", "--root", root, good])
-            #expect(result.status == 1 && result.stderr.contains("this router was not started by systemd-boot"), "\(result)")
+            #expect(result.status == 1 && result.stderr.contains("this router was started neither by systemd-boot nor by edgekit's GRUB"), "\(result)")
             #expect(treeIdentity(root) == grub)
+        }
+    }
+
+    /// `pc-bios` started by legacy BIOS: no EFI at all, GRUB's grubenv on the ESP (GrubPC).
+    static func grubRouter(_ scratch: Scratch) throws -> (root: String, slotB: String) {
+        let (root, slotB) = try router(scratch)
+        try FileManager.default.removeItem(atPath: root + "/sys/firmware/efi")
+        try FileManager.default.removeItem(atPath: root + "/boot/efi/loader")
+        try FileManager.default.createDirectory(atPath: root + "/boot/efi/grub", withIntermediateDirectories: true)
+        try Data(try #require(GrubEnvironment([("edgekit_slot", "a")]).encoded)).write(to: URL(fileURLWithPath: root + "/boot/efi/grub/grubenv"))
+        return (root, slotB)
+    }
+
+    static func grubenv(_ root: String) throws -> GrubEnvironment {
+        try #require(GrubEnvironment(bytes: Array(try Data(contentsOf: URL(fileURLWithPath: root + "/boot/efi/grub/grubenv")))))
+    }
+
+    @Test("under GRUB: the install sets edgekit_trial, a healthy trial sets edgekit_slot; back to A the same way")
+    func grubTriesAndKeepsASlotThroughGrubenv() throws {
+        try Scratch.with { scratch in
+            let (root, slotB) = try Self.grubRouter(scratch)
+            let (bundle, system) = try Self.bundle(scratch, "six", version: 6)
+            let result = try runTool("edgekit-agent", ["update", "--root", root, bundle])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.hasSuffix("the next boot tries it once (grubenv edgekit_trial=b)\n"), "\(result)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: slotB)).prefix(system.count) == system)
+            #expect(try String(contentsOfFile: root + "/boot/efi/b/vmlinuz", encoding: .utf8) == "kernel 6\n")
+            #expect(try Self.grubenv(root) == GrubEnvironment([("edgekit_slot", "a"), ("edgekit_b_options", "rw net.ifnames=0 console=ttyS0,115200"),
+                                                               ("edgekit_trial", "b")]))
+            #expect(!FileManager.default.fileExists(atPath: root + "/boot/efi/loader"), "no systemd-boot entry under GRUB")
+
+            // GRUB clears edgekit_trial as it boots slot b (save_env); the trial is healthy: slot b is kept.
+            var cleared = try Self.grubenv(root)
+            cleared["edgekit_trial"] = ""
+            try Data(try #require(cleared.encoded)).write(to: URL(fileURLWithPath: root + "/boot/efi/grub/grubenv"))
+            try Data("root=PARTUUID=\(SystemSlot.b.partitionUUID) rw\n".utf8).write(to: URL(fileURLWithPath: root + "/proc/cmdline"))
+            try SystemUpdateTests.release(root, version: 6)
+            let paths = AgentPaths(root: root)
+            var running = RuntimeState(stick: "none", stickPath: nil, lastApply: "no stick", noStickAtBoot: true, registration: "none",
+                                       registeredAt: nil, services: "none", pid: getpid(), pidStart: RuntimeState.startTime(of: getpid()))
+            running.lastApplyResult = "no_stick"
+            running.save(paths: paths)
+            let kept = try runTool("edgekit-agent", ["update", "--confirm", "--within", "5", "--root", root])
+            #expect(kept.status == 0 && kept.stdout.contains("it is kept"), "\(kept)")
+            #expect(try Self.grubenv(root)["edgekit_slot"] == "b" && Self.grubenv(root)["edgekit_trial"] == nil)
+            #expect(try Self.record(root)?.state == .blessed)
+
+            // From slot b, version 7 goes into slot a: its kernel in a/, tried once; slot b stays the default.
+            let slotA = root + "/dev/disk/by-partuuid/" + SystemSlot.a.partitionUUID
+            try Data(repeating: 0xee, count: Self.slotBytes).write(to: URL(fileURLWithPath: slotA))
+            let (seven, _) = try Self.bundle(scratch, "seven", version: 7)
+            let back = try runTool("edgekit-agent", ["update", "--root", root, seven])
+            #expect(back.status == 0 && back.stdout.hasSuffix("(grubenv edgekit_trial=a)\n"), "\(back)")
+            #expect(try String(contentsOfFile: root + "/boot/efi/a/vmlinuz", encoding: .utf8) == "kernel 7\n")
+            let environment = try Self.grubenv(root)
+            #expect(environment["edgekit_slot"] == "b" && environment["edgekit_trial"] == "a"
+                    && environment["edgekit_a_options"] == "rw net.ifnames=0 console=ttyS0,115200", "\(environment.variables)")
         }
     }
 

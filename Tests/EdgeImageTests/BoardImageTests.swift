@@ -100,7 +100,13 @@ struct BoardImageTests {
         defer { try? FileManager.default.removeItem(atPath: esp) }
         try PartitionTable.copy(try PartitionTable.read(out + "/site-b.img")[0], of: out + "/site-b.img", to: esp)
         let grubConfig = try system("mtype", ["-i", esp, "::/grub/grub.cfg"])
-        #expect(grubConfig.status == 0 && grubConfig.stdout.contains("linux /vmlinuz \(ImageBuilder.kernelCommandLine(.pcBIOS))\n"), "\(grubConfig)")
+        #expect(grubConfig.status == 0 && grubConfig.stdout.contains("linux /vmlinuz root=PARTUUID=\(DiskLayout.rootUUID) $edgekit_a_options\n")
+                && grubConfig.stdout.contains("set edgekit_a_options=\"\(ImageBuilder.kernelOptions(.pcBIOS))\""), "\(grubConfig)")
+        // Its environment block: slot A boots (docs/updates.md, "Trial boot under legacy BIOS").
+        let grubenv = dir + "/grubenv"
+        defer { try? FileManager.default.removeItem(atPath: grubenv) }
+        #expect(try system("mcopy", ["-o", "-i", esp, "::/grub/grubenv", grubenv]).status == 0)
+        #expect(GrubEnvironment(bytes: try bytes(of: grubenv, at: 0, count: 2048)) == GrubEnvironment([("edgekit_slot", "a")]))
         #expect(try system("mdir", ["-b", "-i", esp, "::/EFI/BOOT"]).stdout.contains("BOOTX64.EFI"))
 
         let sums = try system("sh", ["-c", "cd '\(out)' && sha256sum -c SHA256SUMS"])

@@ -47,10 +47,10 @@ struct UpdateBootTests {
     }
 
     /// `SITE-N.update` for site-b with `agent` in it, on an ext4 disk image `dir/vN.disk` as bundle.update.
-    static func bundleDisk(version: Int, agent: String, overlays: String, dir: String) throws -> String {
+    static func bundleDisk(version: Int, agent: String, overlays: String, dir: String, plan: String = repositoryRoot + "/profiles/example") throws -> String {
         let out = dir + "/bundle-\(version)"
         try? FileManager.default.removeItem(atPath: out)
-        let made = try edgekit(["image", "update", "--plan", repositoryRoot + "/profiles/example", "--secrets", dir + "/secrets",
+        let made = try edgekit(["image", "update", "--plan", plan, "--secrets", dir + "/secrets",
                                 "--site", "site-b", "--system-version", String(version), "--out", out, "--cache", imageCache,
                                 "--agent", agent, "--overlays", overlays])
         try #require(made.status == 0, "\(made.stderr.suffix(2000))")
@@ -65,8 +65,18 @@ struct UpdateBootTests {
         return disk
     }
 
+    /// The bundle's disk, at PCI slot 0x10, after the card's: SeaBIOS boots only the first hard
+    /// disk it finds, in PCI order, and the card's drive is added after these arguments.
     static func attach(_ disk: String) -> [String] {
-        ["-drive", "file=\(disk),if=none,id=ekupdate,format=raw,readonly=on", "-device", "virtio-blk-pci,drive=ekupdate,serial=ekupdate"]
+        ["-drive", "file=\(disk),if=none,id=ekupdate,format=raw,readonly=on", "-device", "virtio-blk-pci,drive=ekupdate,serial=ekupdate,addr=0x10"]
+    }
+
+    /// GRUB's environment block on the card's ESP (pc-bios).
+    static func grubenv(_ card: String) throws -> GrubEnvironment {
+        let esp = try #require(try PartitionTable.read(card).first { $0.name == "esp" })
+        let read = try system("mtype", ["-i", "\(card)@@\(esp.start * DiskLayout.sector)", "::/grub/grubenv"])
+        try #require(read.status == 0, "\(read.stderr)")
+        return try #require(GrubEnvironment(bytes: Array(read.stdout.utf8)), "\(read.stdout)")
     }
 
     /// The boot entries on the card's ESP, by name, with their text.
@@ -153,5 +163,72 @@ struct UpdateBootTests {
         let back = try await boot("a3-back", waitingFor: ["system version 4 (slot b) failed its trial boot", EmulatedBoot.noStickLine])
         #expect(back.console.contains("root=PARTUUID=\(SystemSlot.a.partitionUUID)"))
         print("update boots under emulation: " + timings.joined(separator: ", "))
+    }
+
+    /// `pc-bios` started by SeaBIOS (no EFI): GRUB tries a slot once through `edgekit_trial` in
+    /// grubenv and the health check keeps it by setting `edgekit_slot` (docs/updates.md, "Trial boot
+    /// under legacy BIOS"). Five boots on one card: A v1 installs v2; B's trial is kept; from B, v3
+    /// (agent /bin/false) goes into A; A's trial fails and reboots; GRUB boots B by itself.
+    @Test(.timeLimit(.minutes(30))) func underLegacyBIOSGrubTriesKeepsAndFallsBack() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgekit-update-bios-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // EDGEKIT_KEEP=1 keeps the card and the consoles for a look after a failure.
+        defer { if ProcessInfo.processInfo.environment["EDGEKIT_KEEP"] == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        let secrets = try makeSecrets(in: dir)
+        let overlays = try Self.overlays(in: dir)
+        let agent = try staticAgent()
+        let plan = dir + "/plan"
+        try writeExamplePlan(siteBOn: "pc-bios", to: plan)
+        let built = try edgekit(["image", "build", "--plan", plan, "--secrets", secrets, "--site", "site-b",
+                                 "--system-version", "1", "--out", dir + "/out", "--cache", imageCache, "--agent", agent, "--overlays", overlays])
+        try #require(built.status == 0, "\(built.stderr.suffix(2000))")
+        let card = try writeSiteBImage(in: dir, toCard: "card.img", bytes: 8 << 30)
+        let emulation = Board.pcBIOS.emulation[0]
+        try #require(emulation.firmware == .bios)
+        #expect(try Self.grubenv(card) == GrubEnvironment([("edgekit_slot", "a")]))
+        var timings: [String] = []
+        func boot(_ name: String, attach disk: String? = nil, waitingFor lines: [String]) async throws -> EmulatedBoot {
+            let started = Date()
+            let result = try await EmulatedBoot.running(card, emulation, scratch: dir, name: name, limit: 480,
+                                                        extra: ["-nic", "none"] + (disk.map(Self.attach) ?? []), writable: true, waitingFor: lines)
+            timings.append("\(name) \(Int(Date().timeIntervalSince(started))) s")
+            for line in lines {
+                try #require(result.seen[line] != nil, "\(name): no \"\(line)\" on the console; tail: \(result.console.suffix(4000))")
+            }
+            #expect(!result.console.contains("efi: EFI v"), "\(name): started by SeaBIOS, not UEFI")
+            return result
+        }
+        let options = ImageBuilder.kernelOptions(.pcBIOS)
+
+        // 1. Slot A (version 1, GRUB's /vmlinuz) installs version 2 into slot B and reboots.
+        let v2 = try Self.bundleDisk(version: 2, agent: agent, overlays: overlays, dir: dir, plan: plan)
+        let first = try await boot("a1", attach: v2, waitingFor: ["installed system version 2 into slot b", "reboot: Restarting system"])
+        #expect(first.console.contains("Command line: BOOT_IMAGE=/vmlinuz root=PARTUUID=\(SystemSlot.a.partitionUUID)"), "GRUB started slot a")
+        #expect(first.console.contains("the next boot tries it once (grubenv edgekit_trial=b)"))
+        #expect(try Self.grubenv(card) == GrubEnvironment([("edgekit_slot", "a"), ("edgekit_b_options", options), ("edgekit_trial", "b")]))
+
+        // 2. GRUB tries slot B once (clearing edgekit_trial first); healthy, so it is kept.
+        let trial = try await boot("b2-trial", waitingFor: ["system version 2 (slot b) is healthy on its trial boot"])
+        #expect(trial.console.contains("Command line: BOOT_IMAGE=/b/vmlinuz root=PARTUUID=\(SystemSlot.b.partitionUUID)"), "GRUB started slot b")
+        #expect(try Self.grubenv(card) == GrubEnvironment([("edgekit_slot", "b"), ("edgekit_b_options", options)]), "kept: slot b is GRUB's")
+
+        // 3. From slot B (booted again as GRUB's slot), version 3, whose agent exits 1, goes into slot A.
+        let v3 = try Self.bundleDisk(version: 3, agent: "/bin/false", overlays: overlays, dir: dir, plan: plan)
+        let fromB = try await boot("b2", attach: v3, waitingFor: ["installed system version 3 into slot a", "reboot: Restarting system"])
+        #expect(fromB.console.contains("root=PARTUUID=\(SystemSlot.b.partitionUUID)"))
+        #expect(try Self.grubenv(card)["edgekit_trial"] == "a")
+
+        // 4. Slot A's trial fails at once and the router reboots; GRUB cleared the trial as it booted it.
+        let failing = try await boot("a3-trial", waitingFor: ["reboot: Restarting system"])
+        #expect(failing.console.contains("Command line: BOOT_IMAGE=/a/vmlinuz root=PARTUUID=\(SystemSlot.a.partitionUUID)"), "version 3 was tried")
+        #expect(!failing.console.contains("is healthy on its trial boot"))
+        let after = try Self.grubenv(card)
+        #expect(after["edgekit_slot"] == "b" && after["edgekit_trial"] == "", "\(after.variables)")
+
+        // 5. GRUB boots slot B by itself, and its agent says version 3 failed.
+        let back = try await boot("b2-back", waitingFor: ["system version 3 (slot a) failed its trial boot", EmulatedBoot.noStickLine])
+        #expect(back.console.contains("Command line: BOOT_IMAGE=/b/vmlinuz root=PARTUUID=\(SystemSlot.b.partitionUUID)"))
+        print("update boots under legacy BIOS (SeaBIOS, GRUB): " + timings.joined(separator: ", "))
     }
 }
