@@ -170,15 +170,23 @@ public struct SlotInstall {
             verdict = judge()
         }
         let seconds = Int(Date().timeIntervalSince(started))
-        if verdict.healthy, bootLoader() == .grub || FileManager.default.fileExists(atPath: grubEnvironmentPath) {
+        if verdict.healthy {
             // GRUB boots the new slot from now on (systemd-bless-boot keeps systemd-boot's entry).
-            // On `pc-bios` started by UEFI too, so that a later start by legacy BIOS boots the
-            // same system, with the options it runs with now.
-            var environment = try readGrubEnvironment()
-            environment["edgekit_slot"] = record.slot.rawValue
-            environment["edgekit_\(record.slot.rawValue)_options"] = runningOptions()
-            environment["edgekit_trial"] = nil
-            try writeGrubEnvironment(environment)
+            // On `pc-bios` started by UEFI too, so that a later start by legacy BIOS boots the same
+            // system, with the options it runs with now; there a grubenv it cannot write does not
+            // fail a healthy trial.
+            func keepInGrub() throws {
+                var environment = try readGrubEnvironment()
+                environment["edgekit_slot"] = record.slot.rawValue
+                environment["edgekit_\(record.slot.rawValue)_options"] = runningOptions()
+                environment["edgekit_trial"] = nil
+                try writeGrubEnvironment(environment)
+            }
+            if bootLoader() == .grub {
+                try keepInGrub()
+            } else if FileManager.default.fileExists(atPath: grubEnvironmentPath) {
+                try? keepInGrub()
+            }
         }
         record.state = verdict.healthy ? .blessed : .failed
         record.reason = verdict.healthy ? nil : verdict.reason
