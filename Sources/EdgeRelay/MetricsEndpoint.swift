@@ -17,7 +17,7 @@ struct MetricsEndpoint: Sendable {
     /// Called with each bound address (tests wait for it).
     let onListening: @Sendable (String) -> Void
 
-    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Connection = HTTPListener.Connection
 
     /// The exposition now: one database snapshot and one `wg show IF dump` (blocking: call off the event loop).
     static func scrape(config: RelayConfig, store: RelayStore, counters: RelayCounters, now: Date = Date()) throws -> String {
@@ -48,45 +48,8 @@ struct MetricsEndpoint: Sendable {
     }
 
     func serve(on address: String) async {
-        let server: NIOAsyncChannel<Connection, Never>
-        do {
-            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // IP_FREEBIND (ip(7)): bind the tunnel address even before networkd has put it on the
-                // interface, so the relay's start does not depend on that ordering.
-                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
-                                                                       name: .init(rawValue: 15)), value: 1)
-                .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: address, port: Int(config.metricsPort)) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        return try Connection(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            logger.error("metrics endpoint not started", metadata: [
-                "address": "\(address)", "port": "\(config.metricsPort)", "error": "\(error)"])
-            return
-        }
-        let bound = server.channel.localAddress.map { "\($0)" } ?? "\(address):\(config.metricsPort)"
-        logger.info("serving metrics", metadata: ["address": "\(bound)"])
-        onListening(bound)
-        let channel = server.channel
-        await withTaskCancellationHandler {
-            do {
-                try await server.executeThenClose { connections in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in connections {
-                            group.addTask { await respond(connection) }
-                        }
-                    }
-                }
-            } catch {
-                logger.debug("metrics endpoint closed", metadata: ["address": "\(bound)", "error": "\(error)"])
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+        await HTTPListener.serve(on: address, port: config.metricsPort, name: "metrics", serving: "metrics", logger: logger,
+                                 onListening: onListening) { connection in await respond(connection) }
     }
 
     func respond(_ connection: Connection) async {

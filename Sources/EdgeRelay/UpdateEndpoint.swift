@@ -110,7 +110,7 @@ struct UpdateEndpoint: Sendable {
     let logger: Logger
     let onListening: @Sendable (String) -> Void
 
-    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Connection = HTTPListener.Connection
 
     /// How much of a bundle is read per write.
     static let chunkSize = 1 << 18
@@ -127,44 +127,8 @@ struct UpdateEndpoint: Sendable {
     }
 
     func serve(on address: String) async {
-        let server: NIOAsyncChannel<Connection, Never>
-        do {
-            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                // IP_FREEBIND, as for the metrics: the tunnel address may come up after the relay starts.
-                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
-                                                                       name: .init(rawValue: 15)), value: 1)
-                .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: address, port: Int(config.updatePort)) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        return try Connection(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            logger.error("update endpoint not started", metadata: [
-                "address": "\(address)", "port": "\(config.updatePort)", "error": "\(error)"])
-            return
-        }
-        let bound = server.channel.localAddress.map { "\($0)" } ?? "\(address):\(config.updatePort)"
-        logger.info("serving updates", metadata: ["address": "\(bound)", "bundles": "\(config.bundlesDirectory ?? "")"])
-        onListening(bound)
-        let channel = server.channel
-        await withTaskCancellationHandler {
-            do {
-                try await server.executeThenClose { connections in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in connections {
-                            group.addTask { await respond(connection) }
-                        }
-                    }
-                }
-            } catch {
-                logger.debug("update endpoint closed", metadata: ["address": "\(bound)", "error": "\(error)"])
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
+        await HTTPListener.serve(on: address, port: config.updatePort, name: "update", serving: "updates", metadata: ["bundles": "\(config.bundlesDirectory ?? "")"], logger: logger,
+                                 onListening: onListening) { connection in await respond(connection) }
     }
 
     /// What a request gets: a text answer, or a bundle to stream.

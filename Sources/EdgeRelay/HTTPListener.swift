@@ -1,0 +1,56 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The relay's small HTTP/1.1 servers, the metrics endpoint and the routers' update endpoint: each
+/// address bound with IP_FREEBIND, every connection handed to `respond` beside the others, until
+/// the task is cancelled. A failed bind is one logged line and leaves the rest of the relay alone.
+enum HTTPListener {
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    /// Serves on `address`:`port`. `name` words the log lines (`NAME endpoint not started`,
+    /// `serving WHAT`, which tests wait for); `onListening` hears the bound address.
+    static func serve(on address: String, port: UInt16, name: String, serving what: String, metadata: Logger.Metadata = [:],
+                      logger: Logger, onListening: @Sendable (String) -> Void,
+                      respond: @escaping @Sendable (Connection) async -> Void) async {
+        let server: NIOAsyncChannel<Connection, Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // IP_FREEBIND (ip(7)): bind the tunnel address even before networkd has put it on the
+                // interface, so the relay's start does not depend on that ordering.
+                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
+                                                                       name: .init(rawValue: 15)), value: 1)
+                .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: address, port: Int(port)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        return try Connection(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            logger.error("\(name) endpoint not started", metadata: ["address": "\(address)", "port": "\(port)", "error": "\(error)"])
+            return
+        }
+        let bound = server.channel.localAddress.map { "\($0)" } ?? "\(address):\(port)"
+        logger.info("serving \(what)", metadata: metadata.merging(["address": "\(bound)"]) { $1 })
+        onListening(bound)
+        let channel = server.channel
+        await withTaskCancellationHandler {
+            do {
+                try await server.executeThenClose { connections in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in connections {
+                            group.addTask { await respond(connection) }
+                        }
+                    }
+                }
+            } catch {
+                logger.debug("\(name) endpoint closed", metadata: ["address": "\(bound)", "error": "\(error)"])
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+}
