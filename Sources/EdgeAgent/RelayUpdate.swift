@@ -37,21 +37,13 @@ public struct RelayUpdate {
             switch words.first {
             case "bundle":
                 let fields = (words.count > 1 ? words[1] : "").split(separator: " ").map(String.init)
-                guard fields.count == 3, ServedName.isPlain(fields[0]), fields[0].hasSuffix(".update"),
+                guard fields.count == 3, BundleFileName.isPlain(fields[0]), fields[0].hasSuffix(".update"),
                       let bytes = UInt64(fields[1]), let version = UInt64(fields[2]) else { return nil }
                 self = .bundle(name: fields[0], bytes: bytes, version: version)
             case "none": self = .none(words.count > 1 ? words[1] : "")
             case "wait": self = .wait(words.count > 1 ? words[1] : "")
             default: return nil
             }
-        }
-    }
-
-    /// Names the relay may hand out: a plain file name, never a path.
-    enum ServedName {
-        static func isPlain(_ name: String) -> Bool {
-            !name.isEmpty && name.utf8.count <= 255 && !name.hasPrefix(".")
-                && name.utf8.allSatisfy { $0 == 0x2e || $0 == 0x5f || $0 == 0x2d || (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) }
         }
     }
 

@@ -174,3 +174,13 @@ public struct GrubEnvironment: Sendable, Equatable {
         self.variables = variables
     }
 }
+
+/// The names a relay serves update bundles by and a router fetches them under (docs/updates.md,
+/// "From the relay"): letters, digits, `.`, `_`, `-`, not starting with a dot, at most 255 bytes,
+/// so never a path on either side.
+public enum BundleFileName {
+    public static func isPlain(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 255 && !name.hasPrefix(".")
+            && name.utf8.allSatisfy { $0 == 0x2e || $0 == 0x5f || $0 == 0x2d || (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) }
+    }
+}

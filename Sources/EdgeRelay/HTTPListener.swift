@@ -53,4 +53,49 @@ enum HTTPListener {
             channel.close(promise: nil)
         }
     }
+
+    typealias Writer = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+
+    /// Hands each whole request of `connection` (its body ignored: both endpoints take GETs) to
+    /// `handle`, which writes the answer and says whether to read on; then closes the connection.
+    /// A failed connection is one debug line, `NAME request failed`.
+    static func eachRequest(of connection: Connection, name: String, logger: Logger,
+                            _ handle: (HTTPRequestHead, Writer) async throws -> Bool) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var head: HTTPRequestHead?
+                for try await part in inbound {
+                    switch part {
+                    case .head(let request):
+                        head = request
+                    case .body:
+                        break
+                    case .end:
+                        guard let request = head else { return }
+                        head = nil
+                        guard try await handle(request, outbound) else { return }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("\(name) request failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The response head for `request` (`Connection: close` when it does not keep the connection).
+    static func head(_ request: HTTPRequestHead, _ status: HTTPResponseStatus, type: String, length: UInt64) -> HTTPServerResponsePart {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: type)
+        headers.add(name: "Content-Length", value: String(length))
+        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
+        return .head(HTTPResponseHead(version: request.version, status: status, headers: headers))
+    }
+
+    /// A whole answer whose body is `body` (none for HEAD).
+    static func answer(_ request: HTTPRequestHead, _ status: HTTPResponseStatus, type: String = "text/plain; charset=utf-8",
+                       body: String, to outbound: Writer) async throws {
+        try await outbound.write(head(request, status, type: type, length: UInt64(body.utf8.count)))
+        if request.method != .HEAD { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
+        try await outbound.write(.end(nil))
+    }
 }

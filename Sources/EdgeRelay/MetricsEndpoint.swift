@@ -54,52 +54,21 @@ struct MetricsEndpoint: Sendable {
 
     func respond(_ connection: Connection) async {
         let config = config, store = store, counters = counters
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var head: HTTPRequestHead?
-                for try await part in inbound {
-                    switch part {
-                    case .head(let request):
-                        head = request
-                    case .body:
-                        break
-                    case .end:
-                        guard let request = head else { return }
-                        var status = HTTPResponseStatus.ok
-                        var body: String
-                        var type = RelayMetrics.contentType
-                        let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
-                        if request.method != .GET && request.method != .HEAD {
-                            status = .methodNotAllowed
-                            body = "only GET /metrics\n"
-                            type = "text/plain; charset=utf-8"
-                        } else if path != "/metrics" {
-                            status = .notFound
-                            body = "not found: the relay serves GET /metrics\n"
-                            type = "text/plain; charset=utf-8"
-                        } else {
-                            do {
-                                body = try await offThread { try MetricsEndpoint.scrape(config: config, store: store, counters: counters) }
-                            } catch {
-                                status = .internalServerError
-                                body = "edgekit-relay: metrics: \(error)\n"
-                                type = "text/plain; charset=utf-8"
-                            }
-                        }
-                        var headers = HTTPHeaders()
-                        headers.add(name: "Content-Type", value: type)
-                        headers.add(name: "Content-Length", value: String(body.utf8.count))
-                        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
-                        try await outbound.write(.head(HTTPResponseHead(version: request.version, status: status, headers: headers)))
-                        if request.method != .HEAD { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
-                        try await outbound.write(.end(nil))
-                        if !request.isKeepAlive { return }
-                        head = nil
-                    }
+        await HTTPListener.eachRequest(of: connection, name: "metrics", logger: logger) { request, outbound in
+            let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
+            if request.method != .GET && request.method != .HEAD {
+                try await HTTPListener.answer(request, .methodNotAllowed, body: "only GET /metrics\n", to: outbound)
+            } else if path != "/metrics" {
+                try await HTTPListener.answer(request, .notFound, body: "not found: the relay serves GET /metrics\n", to: outbound)
+            } else {
+                do {
+                    let body = try await offThread { try MetricsEndpoint.scrape(config: config, store: store, counters: counters) }
+                    try await HTTPListener.answer(request, .ok, type: RelayMetrics.contentType, body: body, to: outbound)
+                } catch {
+                    try await HTTPListener.answer(request, .internalServerError, body: "edgekit-relay: metrics: \(error)\n", to: outbound)
                 }
             }
-        } catch {
-            logger.debug("metrics request failed", metadata: ["error": "\(error)"])
+            return request.isKeepAlive
         }
     }
 }

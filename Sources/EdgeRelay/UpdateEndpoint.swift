@@ -19,7 +19,7 @@ public struct ServedBundle: Sendable, Equatable {
 
     /// nil for a name that is not `TARGET-VERSION.update` with a plain file name.
     public init?(name: String, bytes: UInt64) {
-        guard ServedBundle.isPlainName(name), name.hasSuffix(".update") else { return nil }
+        guard BundleFileName.isPlain(name), name.hasSuffix(".update") else { return nil }
         let stem = name.dropLast(".update".count)
         guard let dash = stem.lastIndex(of: "-"), let version = UInt64(stem[stem.index(after: dash)...]), version > 0,
               dash > stem.startIndex else { return nil }
@@ -29,11 +29,6 @@ public struct ServedBundle: Sendable, Equatable {
         self.bytes = bytes
     }
 
-    /// Letters, digits, `.`, `_`, `-`, not starting with a dot, at most 255 bytes: never a path.
-    public static func isPlainName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255 && !name.hasPrefix(".")
-            && name.utf8.allSatisfy { $0 == 0x2e || $0 == 0x5f || $0 == 0x2d || (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) }
-    }
 
     /// The bundles in `folder` (regular files with bundle names); other files are ignored.
     public static func list(_ folder: String) -> [ServedBundle] {
@@ -165,7 +160,7 @@ struct UpdateEndpoint: Sendable {
         }
         if path.hasPrefix("/bundles/") {
             let name = String(path.dropFirst("/bundles/".count))
-            guard ServedBundle.isPlainName(name), let bundle = ServedBundle.list(folder).first(where: { $0.name == name }) else {
+            guard BundleFileName.isPlain(name), let bundle = ServedBundle.list(folder).first(where: { $0.name == name }) else {
                 return .text(.notFound, "no bundle \(Printable.escaped(name)) in \(folder)\n")
             }
             return .file(folder + "/" + bundle.name, bundle.bytes)
@@ -175,54 +170,32 @@ struct UpdateEndpoint: Sendable {
 
     func respond(_ connection: Connection) async {
         let source = connection.channel.remoteAddress?.ipAddress
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var head: HTTPRequestHead?
-                for try await part in inbound {
-                    switch part {
-                    case .head(let request):
-                        head = request
-                    case .body:
-                        break
-                    case .end:
-                        guard let request = head else { return }
-                        let answer: Answer
-                        do {
-                            answer = try await offThread { try self.answer(request.method, request.uri, from: source) }
-                        } catch {
-                            answer = .text(.internalServerError, "edgekit-relay: update: \(error)\n")
-                        }
-                        var headers = HTTPHeaders()
-                        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
-                        switch answer {
-                        case .text(let status, let body):
-                            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-                            headers.add(name: "Content-Length", value: String(body.utf8.count))
-                            try await outbound.write(.head(HTTPResponseHead(version: request.version, status: status, headers: headers)))
-                            if request.method != .HEAD { try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body)))) }
-                        case .file(let path, let bytes):
-                            headers.add(name: "Content-Type", value: "application/octet-stream")
-                            headers.add(name: "Content-Length", value: String(bytes))
-                            try await outbound.write(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers)))
-                            if request.method != .HEAD { try await stream(path, bytes: bytes, to: outbound) }
-                        }
-                        try await outbound.write(.end(nil))
-                        // Even for `Connection: close` the connection stays open until the router
-                        // closes it, having read the whole body: closing here would drop what is
-                        // still queued for the socket (NIO fails pending writes on close), and a
-                        // bundle is far larger than the socket's buffer.
-                        head = nil
-                    }
-                }
+        await HTTPListener.eachRequest(of: connection, name: "update", logger: logger) { request, outbound in
+            let answer: Answer
+            do {
+                answer = try await offThread { try self.answer(request.method, request.uri, from: source) }
+            } catch {
+                answer = .text(.internalServerError, "edgekit-relay: update: \(error)\n")
             }
-        } catch {
-            logger.debug("update request failed", metadata: ["error": "\(error)"])
+            switch answer {
+            case .text(let status, let body):
+                try await HTTPListener.answer(request, status, body: body, to: outbound)
+            case .file(let path, let bytes):
+                try await outbound.write(HTTPListener.head(request, .ok, type: "application/octet-stream", length: bytes))
+                if request.method != .HEAD { try await stream(path, bytes: bytes, to: outbound) }
+                try await outbound.write(.end(nil))
+            }
+            // Even for `Connection: close` the connection stays open until the router closes it,
+            // having read the whole body: closing here would drop what is still queued for the
+            // socket (NIO fails pending writes on close), and a bundle is far larger than the
+            // socket's buffer.
+            return true
         }
     }
 
     /// Exactly `bytes` bytes of the file (the length announced), read off the event loop a chunk at
     /// a time; each write waits for the router to take the last (no whole bundle in memory).
-    func stream(_ path: String, bytes: UInt64, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+    func stream(_ path: String, bytes: UInt64, to outbound: HTTPListener.Writer) async throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RelayError.config(path, "cannot be opened: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
