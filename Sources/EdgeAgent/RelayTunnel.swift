@@ -49,30 +49,52 @@ func wireGuardEndpoint(host: String, port: UInt16) -> String {
 }
 
 /// The tunnels through `wg(8)`: one interface per relay, each with that relay as its one peer, so
-/// a relay's tunnel is found by the relay's public key among the router's tunnels (`wg show all`,
-/// interfaces named `wg-relay…`). Only those: wireguard-go's control sockets are shared by every
-/// network namespace of a host, so `all` also lists other namespaces' interfaces (tests, the lab),
-/// which may have the same relay as their peer.
+/// a relay's tunnel is found by the relay's public key among the router's tunnels (interfaces named
+/// `wg-relay…`). Each is asked by name (`wg show IF FIELD`), never with `all`: wireguard-go's
+/// control sockets are shared by every network namespace of a host, so `all` also walks other
+/// namespaces' interfaces (tests, the lab), which may have the same relay as their peer, and one
+/// busy or half-gone socket of theirs could cut the listing.
 public struct WireGuardTunnel: RelayTunnel {
     /// Interfaces whose names start with this are the router's tunnels.
     public var interfacePrefix: String
+    /// Where wireguard-go keeps its control sockets (`IF.sock`).
+    static let socketDirectory = "/var/run/wireguard"
 
     public init(interfacePrefix: String = InterfaceNames.routerTunnel) {
         self.interfacePrefix = interfacePrefix
     }
 
+    /// The router's tunnels by name: this namespace's interfaces (kernel WireGuard) and
+    /// wireguard-go's control sockets, both kept to `interfacePrefix`, in name order.
+    func interfaces() -> [String] {
+        var names = Set<String>()
+        if let list = if_nameindex() {
+            defer { if_freenameindex(list) }
+            var entry = list
+            while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
+                names.insert(String(cString: name))
+                entry += 1
+            }
+        }
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: Self.socketDirectory)) ?? [] where file.hasSuffix(".sock") {
+            names.insert(String(file.dropLast(".sock".count)))
+        }
+        return names.filter { $0.hasPrefix(interfacePrefix) }.sorted()
+    }
+
     /// The tunnel interface whose peer is `relayPublicKey`, and that peer's value of `field`
-    /// (`wg show all FIELD`: "INTERFACE<TAB>KEY<TAB>VALUE" lines); nil when no tunnel has that peer.
+    /// (`wg show IF FIELD`: "KEY<TAB>VALUE" lines); nil when no tunnel has that peer.
     func show(_ field: String, relayPublicKey: String?) -> (interface: String, value: String)? {
-        // Not `succeeded`: wg exits 1 when any interface vanished while it listed them (another
-        // namespace's, or a tunnel being recreated); the lines it printed still hold.
-        guard let result = try? SystemCommand.run("wg", ["show", "all", field]) else { return nil }
-        for line in result.output.split(separator: "\n") {
-            let columns = line.split(separator: "\t")
-            guard columns.count == 3, columns[0].hasPrefix(interfacePrefix) else { continue }
-            // Without a key, the first tunnel listed.
-            if relayPublicKey == nil || String(columns[1]) == relayPublicKey {
-                return (String(columns[0]), String(columns[2]))
+        for interface in interfaces() {
+            // An interface named but gone (a stale socket, a tunnel being recreated) prints nothing.
+            guard let result = try? SystemCommand.run("wg", ["show", interface, field]), result.succeeded else { continue }
+            for line in result.output.split(separator: "\n") {
+                let columns = line.split(separator: "\t")
+                guard columns.count == 2 else { continue }
+                // Without a key, the first tunnel listed.
+                if relayPublicKey == nil || String(columns[0]) == relayPublicKey {
+                    return (interface, String(columns[1]))
+                }
             }
         }
         return nil

@@ -55,7 +55,7 @@ import TestSupport
             let calls = fakes.calls
             #expect(calls.contains("wg set wg-relay private-key \(root)/etc/edgekit/wireguard.key"), "the key goes by file: \(calls)")
             #expect(calls.contains { $0.hasPrefix("keepalived ") } && calls.contains { $0.hasPrefix("wireguard-go ") }, "\(calls)")
-            #expect(calls.contains { $0.hasPrefix("mtype ") } && calls.contains { $0.hasPrefix("wg show all latest-handshakes") }, "\(calls)")
+            #expect(calls.contains { $0.hasPrefix("mtype ") } && calls.contains { $0.hasPrefix("wg show wg-relay latest-handshakes") }, "\(calls)")
             #expect(fakes.text.contains("env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"), "environments are recorded")
             #expect(agent.stderr.contains("applied generation 2 (site site-a router 1, serial 1001)"), "\(agent.stderr)")
             let keyFile = try String(contentsOfFile: root + "/var/lib/edgekit/current/files/etc/edgekit/wireguard.key", encoding: .utf8)

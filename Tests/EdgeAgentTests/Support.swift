@@ -332,8 +332,8 @@ func isRunning(_ pid: pid_t) -> Bool {
 /// keepalived and wireguard-go then stay up (wireguard-go first creates the control socket path the
 /// agent waits for, so the agent must run with a private /run: `runIsolated`). keepalived exits 1
 /// at start when its config file contains `$EDGEKIT_TEST_KEEPALIVED_FAILS_ON` (passed down through
-/// the agent's environment). `wg show all latest-handshakes` says the test plan's relay (on
-/// wg-relay) has had no handshake yet, and `wg show all endpoints` that it has no endpoint.
+/// the agent's environment). `wg show wg-relay latest-handshakes` says the test plan's relay has
+/// had no handshake yet, and `wg show wg-relay endpoints` that it has no endpoint.
 struct FakeTools {
     static let names = ["sysctl", "nft", "ip", "wg", "radvd", "keepalived", "wireguard-go"]
     /// The test plan's relay key, which the agent finds its tunnel by.
@@ -367,8 +367,8 @@ struct FakeTools {
             switch tool {
             case "wg":
                 body += """
-                    [ "$1 $2 $3" = "show all latest-handshakes" ] && printf 'wg-relay\\t%s\\t0\\n' '\(Self.relayKey)'
-                    [ "$1 $2 $3" = "show all endpoints" ] && printf 'wg-relay\\t%s\\t(none)\\n' '\(Self.relayKey)'
+                    [ "$1 $2 $3" = "show wg-relay latest-handshakes" ] && printf '%s\\t0\\n' '\(Self.relayKey)'
+                    [ "$1 $2 $3" = "show wg-relay endpoints" ] && printf '%s\\t(none)\\n' '\(Self.relayKey)'
                     exit 0
 
                     """
