@@ -26,7 +26,11 @@ enum HTTPListener {
                 .bind(host: address, port: Int(port)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        return try Connection(wrappingChannelSynchronously: channel)
+                        // Finishing the writer shuts the socket's output down once every byte
+                        // written is sent (`eachRequest`): closing at once would drop what is
+                        // still queued, the tail of a large answer.
+                        return try Connection(wrappingChannelSynchronously: channel,
+                                              configuration: .init(isOutboundHalfClosureEnabled: true))
                     }
                 }
         } catch {
@@ -57,14 +61,17 @@ enum HTTPListener {
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
     /// Hands each whole request of `connection` (its body ignored: both endpoints take GETs) to
-    /// `handle`, which writes the answer and says whether to read on; then closes the connection.
-    /// A failed connection is one debug line, `NAME request failed`.
+    /// `handle`, which writes the answer and says whether to read on. When it does not, the
+    /// connection's output is shut down once everything written is sent (the client sees the end
+    /// of the answer, as HTTP/1.0 and `Connection: close` clients wait for), and the connection
+    /// closes when the client closes its side. A failed connection is one debug line, `NAME request failed`.
     static func eachRequest(of connection: Connection, name: String, logger: Logger,
                             _ handle: (HTTPRequestHead, Writer) async throws -> Bool) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var head: HTTPRequestHead?
-                for try await part in inbound {
+                var parts = inbound.makeAsyncIterator()
+                while let part = try await parts.next() {
                     switch part {
                     case .head(let request):
                         head = request
@@ -73,7 +80,12 @@ enum HTTPListener {
                     case .end:
                         guard let request = head else { return }
                         head = nil
-                        guard try await handle(request, outbound) else { return }
+                        guard try await handle(request, outbound) else {
+                            outbound.finish()
+                            // Nothing more is answered; wait for the client to close.
+                            while try await parts.next() != nil {}
+                            return
+                        }
                     }
                 }
             }

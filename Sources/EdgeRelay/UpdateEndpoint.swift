@@ -185,11 +185,7 @@ struct UpdateEndpoint: Sendable {
                 if request.method != .HEAD { try await stream(path, bytes: bytes, to: outbound) }
                 try await outbound.write(.end(nil))
             }
-            // Even for `Connection: close` the connection stays open until the router closes it,
-            // having read the whole body: closing here would drop what is still queued for the
-            // socket (NIO fails pending writes on close), and a bundle is far larger than the
-            // socket's buffer.
-            return true
+            return request.isKeepAlive
         }
     }
 
