@@ -100,7 +100,7 @@ package.targets += [
     ]),
     // Registration server and WireGuard control.
     .target(name: "EdgeRelay", dependencies: [
-        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeSystem", "Registration",
+        "EdgeErrors", "EdgeModel", "EdgeCrypto", "EdgeStick", "EdgeSystem", "Registration",
         "SystemCrypto",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

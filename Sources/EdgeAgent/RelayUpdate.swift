@@ -60,6 +60,49 @@ public struct RelayUpdate {
         return (relay.name, relay.tunnelAddress.description)
     }
 
+    /// Why `update --from-relay --scheduled` (edgekit-update.timer) asks nothing now, before any
+    /// traffic: no profile applied (no relay known; a spare without its stick), or no bundle could
+    /// be installed whatever the relay offered (on a trial boot, a board without trial boots, an
+    /// image without slots). nil: ask.
+    public func reasonToWait() throws -> String? {
+        guard FileManager.default.fileExists(atPath: paths.live(Agent.appliedProfile)) else {
+            return "no profile is applied, so this router knows no relay to ask"
+        }
+        return try SlotInstall(paths: paths).blocker(release: try SystemUpdate.release(paths: paths))
+    }
+
+    /// The last offer this router fetched and refused (`state/update-refused`): one line,
+    /// `NAME BYTES VERSION REASON`. The timer does not fetch the same offer again.
+    public var refusedPath: String { paths.state + "/update-refused" }
+
+    /// Why the offer `name` (`bytes`, `version`) was refused here before; nil when it was not.
+    public func earlierRefusal(of name: String, bytes: UInt64, version: UInt64) -> String? {
+        guard let data = FileManager.default.contents(atPath: refusedPath), data.count <= 4096 else { return nil }
+        let fields = String(decoding: data, as: UTF8.self).split(separator: " ", maxSplits: 3).map(String.init)
+        guard fields.count == 4, fields[0] == name, fields[1] == String(bytes), fields[2] == String(version) else { return nil }
+        return trimmed(fields[3])
+    }
+
+    /// Remembers that the offer was fetched and refused for `reason` (one line, at most 1 KiB of it).
+    public func recordRefusal(of name: String, bytes: UInt64, version: UInt64, reason: String) throws {
+        let line = "\(name) \(bytes) \(version) \(String(Printable.escaped(reason).prefix(1024)))\n"
+        try FileManager.default.createDirectory(atPath: paths.state, withIntermediateDirectories: true)
+        try AtomicFile.write(Data(line.utf8), to: refusedPath, mode: 0o644, replace: true)
+    }
+
+    /// Checks a fetched bundle as `update --check` does. A refused one (another plan, board or
+    /// site, not newer, a bad signature or hash) is removed from the data partition and remembered,
+    /// so the timer does not fetch the same offer again.
+    public func checkFetched(_ path: String, name: String, bytes: UInt64, version: UInt64) throws -> (UpdateBundle, SystemRelease) {
+        do {
+            return try SystemUpdate.check(path, paths: paths)
+        } catch let refusal as UpdateBundleError {
+            try? FileManager.default.removeItem(atPath: path)
+            try? recordRefusal(of: name, bytes: bytes, version: version, reason: refusal.problem)
+            throw refusal
+        }
+    }
+
     /// `GET /update?board=B&version=N` for the running system.
     public func ask() throws -> Answer {
         let release = try SystemUpdate.release(paths: paths)
@@ -80,11 +123,12 @@ public struct RelayUpdate {
     /// synced; earlier fetches are removed first (one bundle on the partition at a time). `report`
     /// hears progress at every quarter. Returns its path.
     public func fetch(_ name: String, bytes: UInt64, report: (String) -> Void = { _ in }) throws -> String {
-        let (relayName, address) = try relay()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         for old in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
             try? FileManager.default.removeItem(atPath: folder + "/" + old)
         }
+        try Self.checkRoom(for: name, bytes: bytes, free: Self.freeBytes(folder))
+        let (relayName, address) = try relay()
         let path = folder + "/" + name
         let partial = path + ".part"
         let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -113,6 +157,32 @@ public struct RelayUpdate {
         try SlotInstall.syncDirectory(folder)
         report("fetched \(name) (\(bytes) bytes) from relay \(relayName)")
         return path
+    }
+}
+
+extension RelayUpdate {
+    /// No bundle is larger (the example's is 125 MB): a larger announcement is not fetched.
+    static let maximumBundleBytes: UInt64 = 8 << 30
+    /// Left free on the data partition after a fetch: the agent's generations, records and logs live there.
+    static let reserveBytes: UInt64 = 64 << 20
+
+    /// Refuses, before a byte is fetched, a bundle the data partition cannot hold with the reserve
+    /// to spare, or one larger than any bundle: the relay's announced length is not trusted with
+    /// the router's disk.
+    static func checkRoom(for name: String, bytes: UInt64, free: UInt64?) throws {
+        guard bytes <= maximumBundleBytes else {
+            throw AgentError.updateFromRelay("the relay offers \(name) of \(bytes >> 20) MiB, more than any bundle (\(maximumBundleBytes >> 30) GiB); not fetched")
+        }
+        if let free, bytes > free || free - bytes < reserveBytes {
+            throw AgentError.updateFromRelay("\(name) is \(bytes >> 20) MiB and the data partition has \(free >> 20) MiB free, \(reserveBytes >> 20) MiB of which stay for the agent's state; not fetched")
+        }
+    }
+
+    /// Bytes an unprivileged write may still use in the file system holding `path`; nil when unknown.
+    static func freeBytes(_ path: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize)
     }
 }
 

@@ -212,21 +212,29 @@ public struct SlotInstall {
         return SystemSlot.booted(commandLine: line)
     }
 
+    /// Why no bundle can be installed on this system now, whatever the bundle; nil when one can.
+    /// `update --from-relay --scheduled` asks this before it fetches anything.
+    public func blocker(release: SystemRelease) throws -> String? {
+        guard try bootedSlot() != nil else {
+            return "this system was not booted from a system slot (no root=PARTUUID= of slot a or b on the kernel command line): images from before A/B slots are reflashed once"
+        }
+        guard bootLoader() != nil else {
+            return "this router was started neither by systemd-boot nor by edgekit's GRUB (the Raspberry Pi's firmware, whose trial boots are not built yet)"
+        }
+        if let record = record(), record.state == .trial, record.version == release.version {
+            return "this system (version \(release.version)) is on its trial boot and not yet blessed; install once it is"
+        }
+        return nil
+    }
+
     /// Checks `bundle` as `update --check` does, then writes it into the slot that is not running and
     /// makes that slot's entry the one systemd-boot tries once at the next boot. `report` hears
     /// progress lines.
     public func install(_ bundlePath: String, report: (String) -> Void = { _ in }) throws -> Installed {
         let (bundle, release) = try SystemUpdate.check(bundlePath, paths: paths)
         func refuse(_ why: String) -> UpdateBundleError { UpdateBundleError("update.cannot-install", bundlePath, why) }
-        guard let running = try bootedSlot() else {
-            throw refuse("this system was not booted from a system slot (no root=PARTUUID= of slot a or b on the kernel command line): images from before A/B slots are reflashed once")
-        }
-        guard let loader = bootLoader() else {
-            throw refuse("this router was started neither by systemd-boot nor by edgekit's GRUB (the Raspberry Pi's firmware, whose trial boots are not built yet); nothing was written")
-        }
-        if let record = record(), record.state == .trial, record.version == release.version {
-            throw refuse("this system (version \(release.version)) is on its trial boot and not yet blessed; install once it is")
-        }
+        if let why = try blocker(release: release) { throw refuse(why + "; nothing was written") }
+        guard let running = try bootedSlot(), let loader = bootLoader() else { throw refuse("no slot or boot loader") }
         let slot = running.other
         let entries = esp + "/loader/entries"
         guard loader == .grub || FileManager.default.fileExists(atPath: entries) else {

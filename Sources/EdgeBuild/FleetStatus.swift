@@ -18,6 +18,14 @@ public enum FleetStatus {
     /// Runs `SSH HOST edgekit-relay status --format json` (`sshCommand` split at white space, as
     /// rsync's `-e`) and returns its stdout. One-line `BuildError` when it cannot run or fails.
     public static func fetch(relay: String, sshCommand: String = defaultSSHCommand) throws -> Data {
+        try onRelay(relay, sshCommand: sshCommand, run: remoteCommand, toDo: "read the relay's status from \(relay)").stdout
+    }
+
+    /// Runs `remote` on the relay over ssh, `stdinFile` (if any) as its standard input, at most
+    /// `outputLimit` bytes of its stdout kept. `toDo` says what failed: "cannot TODO (SSH HOST REMOTE): why",
+    /// why being its first line on stderr that does not start with `progressPrefix`.
+    static func onRelay(_ relay: String, sshCommand: String, run remote: [String], stdinFile: String? = nil,
+                        toDo: String, progressPrefix: String? = nil) throws -> BoundedResult {
         guard !relay.isEmpty, !relay.hasPrefix("-"), !relay.contains(where: \.isWhitespace) else {
             throw BuildError("--relay \"\(Printable.escaped(relay))\" is not a host name (give the relay's ssh destination, e.g. root@relay.example.net)",
                              code: "fleet.relay-host", input: relay)
@@ -28,17 +36,18 @@ public enum FleetStatus {
         }
         let result: BoundedResult
         do {
-            result = try SystemCommand.runBounded(tool, Array(words.dropFirst()) + [relay] + remoteCommand, outputLimit: outputLimit)
+            result = try SystemCommand.runBounded(tool, Array(words.dropFirst()) + [relay] + remote, stdinFile: stdinFile, outputLimit: outputLimit)
         } catch {
             throw BuildError("cannot run \"\(Printable.escaped(tool))\" to reach the relay \(relay): not found or not executable (install OpenSSH's client, or give --ssh-command)",
                              code: "fleet.ssh-missing", input: tool, cause: error)
         }
         guard result.succeeded else {
-            let how = result.exceeded ? "printed more than \(outputLimit >> 20) MB" : Printable.escaped(result.reason())
-            throw BuildError("cannot read the relay's status from \(relay) (\(Printable.escaped(words.joined(separator: " "))) \(relay) \(remoteCommand.joined(separator: " "))): \(how)",
+            // The command's progress lines are not why it failed.
+            let how = result.exceeded ? "printed more than \(outputLimit >> 20) MB" : Printable.escaped(result.reason(skipping: progressPrefix.map { [$0] } ?? []))
+            throw BuildError("cannot \(toDo) (\(Printable.escaped(words.joined(separator: " "))) \(relay) \(remote.joined(separator: " "))): \(how)",
                              code: "fleet.unreachable", input: relay)
         }
-        return result.stdout
+        return result
     }
 
     /// The routers of a status document. `source` names it in the error ("relay.example.net", a file).

@@ -774,7 +774,7 @@ public struct ImageBuilder: Sendable {
             FileManager.default.fileExists(atPath: base + "/" + name) ? UpdateBundleWriter.File(name: name, path: base + "/" + name) : nil
         }
         files.append(UpdateBundleWriter.File(name: SoftwareBill.fileName, path: try softwareBill(system: system)))
-        let path = outputDirectory + "/\(site ?? "\(plan)-\(recipe.board.name)")-\(systemVersion).update"
+        let path = outputDirectory + "/" + BundleFileName.name(plan: plan, site: site, board: recipe.board.name, version: systemVersion)
         let key16 = String((system as NSString).lastPathComponent.dropFirst("system-".count))
         try UpdateBundleWriter.write(to: path, plan: plan, site: site, release: SystemRelease(board: recipe.board.name, version: systemVersion),
                                      system: key16, root: (file: system + "/disk.img", offset: layout.rootStart * DiskLayout.sector,

@@ -183,4 +183,10 @@ public enum BundleFileName {
         !name.isEmpty && name.utf8.count <= 255 && !name.hasPrefix(".")
             && name.utf8.allSatisfy { $0 == 0x2e || $0 == 0x5f || $0 == 0x2d || (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) }
     }
+
+    /// The name `edgekit image update` gives a bundle: `SITE-VERSION.update`, or
+    /// `PLAN-BOARD-VERSION.update` for a bundle for any site (`site` nil).
+    public static func name(plan: String, site: String?, board: String, version: UInt64) -> String {
+        "\(site ?? "\(plan)-\(board)")-\(version).update"
+    }
 }

@@ -66,6 +66,8 @@ public enum RelayError: EdgeError, Equatable {
     case key(String, String, cause: ErrorCause = .none)
     case database(String, String, cause: ErrorCause = .none)
     case wireGuard(String)
+    /// A bundle being published (its name, or the file or stream that failed).
+    case bundle(String, String)
 
     public var description: String {
         switch self {
@@ -73,6 +75,7 @@ public enum RelayError: EdgeError, Equatable {
         case .key(let path, let why, _): "\(path): \(why)"
         case .database(let path, let why, _): "state database \(path): \(why)"
         case .wireGuard(let why): why
+        case .bundle(let what, let why): "\(what): \(why)"
         }
     }
 
@@ -82,26 +85,27 @@ public enum RelayError: EdgeError, Equatable {
         case .key: "relay.key"
         case .database: "relay.database"
         case .wireGuard: "relay.wireguard"
+        case .bundle: "relay.bundle"
         }
     }
 
     public var input: String? {
         switch self {
-        case .config(let path, _), .key(let path, _, _), .database(let path, _, _): path
+        case .config(let path, _), .key(let path, _, _), .database(let path, _, _), .bundle(let path, _): path
         case .wireGuard: nil
         }
     }
 
     public var message: String {
         switch self {
-        case .config(_, let why), .key(_, let why, _), .database(_, let why, _), .wireGuard(let why): why
+        case .config(_, let why), .key(_, let why, _), .database(_, let why, _), .wireGuard(let why), .bundle(_, let why): why
         }
     }
 
     public var cause: (any Error)? {
         switch self {
         case .key(_, _, let cause), .database(_, _, let cause): cause.error
-        case .config, .wireGuard: nil
+        case .config, .wireGuard, .bundle: nil
         }
     }
 }

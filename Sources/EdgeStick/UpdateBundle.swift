@@ -15,11 +15,14 @@ public struct UpdateBundleError: EdgeError {
     public let code: ErrorCode
     public let input: String?
     public let message: String
+    /// What is wrong, without the bundle's path (`message` names it).
+    public let problem: String
     public let cause: (any Error)?
 
     public init(_ code: ErrorCode, _ path: String, _ problem: String, cause: (any Error)? = nil) {
         self.code = code
         input = path
+        self.problem = problem
         message = "update bundle \(Printable.escaped(path)): \(problem)"
         self.cause = cause
     }
@@ -103,13 +106,7 @@ public struct UpdateBundle: Sendable {
     public static func open(_ path: String, operatorKey: Signify.PublicKey) throws(UpdateBundleError) -> UpdateBundle {
         let file = try BundleFile(path)
         defer { file.close() }
-        guard let first = try file.header(at: 0) else {
-            throw UpdateBundleError("update.malformed", path, "is empty or not a tar archive")
-        }
-        guard first.name == manifestMember, first.size <= UInt64(maximumManifestBytes) else {
-            throw UpdateBundleError("update.malformed", path, "does not start with \(manifestMember) (at most \(maximumManifestBytes) bytes); not an edgekit update bundle")
-        }
-        let signed = try file.read(at: TarFormat.blockSize, count: Int(first.size))
+        let (first, signed) = try signedManifest(file)
         let message: Data
         do {
             message = try Signify.verifyEmbedded(signed, publicKey: operatorKey)
@@ -117,12 +114,7 @@ public struct UpdateBundle: Sendable {
             throw UpdateBundleError("update.bad-signature", path,
                                     "its signature does not verify with the operator key (altered, or signed by another plan's operator): \(error)", cause: error)
         }
-        let manifest: UpdateManifest
-        do {
-            manifest = try DocumentCoding.decode(UpdateManifest.self, from: message)
-        } catch {
-            throw UpdateBundleError("update.malformed", path, "its manifest is unreadable: \(error)", cause: error)
-        }
+        let manifest = try decodeManifest(message, path: path)
         guard manifest.format == UpdateManifest.currentFormat else {
             throw UpdateBundleError("update.unsupported", path, "manifest format \(manifest.format); this agent reads format \(UpdateManifest.currentFormat): update the agent first")
         }
@@ -140,6 +132,40 @@ public struct UpdateBundle: Sendable {
             position += TarFormat.blockSize + TarFormat.padded(header.size)
         }
         return UpdateBundle(path: path, manifest: manifest, offsets: offsets)
+    }
+
+    /// What the bundle at `path` says it is, its signature **not checked** (the operator's machine
+    /// has no business trusting it, only naming it: the relay and the router verify).
+    public static func unverifiedManifest(_ path: String) throws(UpdateBundleError) -> UpdateManifest {
+        let file = try BundleFile(path)
+        defer { file.close() }
+        let (_, signed) = try signedManifest(file)
+        let message: Data
+        do {
+            message = try Signify.embeddedMessageUnverified(signed)
+        } catch {
+            throw UpdateBundleError("update.malformed", path, "its \(manifestMember) is not a signify embedded signature: \(error)", cause: error)
+        }
+        return try decodeManifest(message, path: path)
+    }
+
+    /// The first member's header and bytes: `manifest.sig`, small.
+    static func signedManifest(_ file: BundleFile) throws(UpdateBundleError) -> (TarFormat.Header, Data) {
+        guard let first = try file.header(at: 0) else {
+            throw UpdateBundleError("update.malformed", file.path, "is empty or not a tar archive")
+        }
+        guard first.name == manifestMember, first.size <= UInt64(maximumManifestBytes) else {
+            throw UpdateBundleError("update.malformed", file.path, "does not start with \(manifestMember) (at most \(maximumManifestBytes) bytes); not an edgekit update bundle")
+        }
+        return (first, try file.read(at: TarFormat.blockSize, count: Int(first.size)))
+    }
+
+    static func decodeManifest(_ message: Data, path: String) throws(UpdateBundleError) -> UpdateManifest {
+        do {
+            return try DocumentCoding.decode(UpdateManifest.self, from: message)
+        } catch {
+            throw UpdateBundleError("update.malformed", path, "its manifest is unreadable: \(error)", cause: error)
+        }
     }
 
     /// Refuses a bundle that is not for this device: another plan, board or site, or a version not

@@ -63,11 +63,12 @@ extension SystemCommand {
     /// Runs `tool` reading at most `outputLimit` bytes of its stdout: a tool that prints more is
     /// killed and the result says `exceeded`, so reading an untrusted file through a tool (mtype,
     /// debugfs cat) costs at most the limit in memory whatever the file claims or holds.
-    public static func runBounded(_ tool: String, _ arguments: [String], outputLimit: Int) throws -> BoundedResult {
+    /// `stdinFile`: the tool reads that file as its standard input (else /dev/null).
+    public static func runBounded(_ tool: String, _ arguments: [String], stdinFile: String? = nil, outputLimit: Int) throws -> BoundedResult {
         guard let path = find(tool) else { throw SystemCommandError.missingTool(tool) }
         let started: SpawnedTool
         do {
-            started = try SpawnedTool.start(path, arguments, environment: nil, stdin: .null, stdout: .pipe, stderr: .pipe)
+            started = try SpawnedTool.start(path, arguments, environment: nil, stdin: stdinFile.map { .file($0) } ?? .null, stdout: .pipe, stderr: .pipe)
         } catch {
             throw SystemCommandError.cannotStart(tool, error.description)
         }

@@ -19,6 +19,8 @@ struct SpawnedTool {
         case pipe
         /// The parent's standard error (progress the operator should see).
         case parentError
+        /// A file the tool reads (its standard input).
+        case file(String)
     }
 
     let pid: pid_t
@@ -48,6 +50,9 @@ struct SpawnedTool {
                 return nil
             case .parentError:
                 posix_spawn_file_actions_adddup2(&actions, 2, target)
+                return nil
+            case .file(let path):
+                posix_spawn_file_actions_addopen(&actions, target, path, O_RDONLY, 0)
                 return nil
             case .pipe:
                 var ends: [Int32] = [-1, -1]

@@ -278,6 +278,14 @@ struct Update: AsyncParsableCommand {
             checks (--check) or installs it as above. Nothing newer, or held back:
             one line saying why, exit 0, nothing fetched.
 
+            --scheduled is how edgekit-update.timer runs it (hourly; docs/updates.md,
+            "On a schedule"): before asking, it waits quietly (one line, exit 0) when no
+            profile is applied or no bundle could be installed now (a trial boot not yet
+            blessed, a board without trial boots); and an offer this router fetched and
+            refused before (another plan, board or site, an older version, a bad
+            signature or hash; recorded in /var/lib/edgekit/update-refused) is not
+            fetched again: publish a newer version.
+
             --check verifies only. Trial boots need systemd-boot (pc-uefi,
             arm64-uefi, pc-bios started by UEFI) or edgekit's GRUB (pc-bios started
             by legacy BIOS: grubenv's edgekit_trial and edgekit_slot); on the
@@ -295,6 +303,8 @@ struct Update: AsyncParsableCommand {
     var reboot = false
     @Flag(help: "Ask the relay which bundle to install now and fetch it through the tunnel, instead of naming one.")
     var fromRelay = false
+    @Flag(help: "With --from-relay, as edgekit-update.timer runs it: wait quietly when nothing can be installed now, and never fetch an offer refused here before.")
+    var scheduled = false
     @Option(help: "Root of the system to work on (default /).")
     var root: String = "/"
     @Argument(help: "The update bundle (not with --confirm).")
@@ -310,6 +320,7 @@ struct Update: AsyncParsableCommand {
             throw ValidationError("name the update bundle (or --from-relay, or --confirm on a trial boot)")
         }
         if check && reboot { throw ValidationError("--check changes nothing; --reboot is for an install") }
+        if scheduled && !fromRelay { throw ValidationError("--scheduled goes with --from-relay") }
     }
 
     func run() async throws {
@@ -328,6 +339,10 @@ struct Update: AsyncParsableCommand {
         var bundle = bundle
         if fromRelay {
             let relay = RelayUpdate(paths: paths)
+            if scheduled, let why = try relay.reasonToWait() {
+                Output.data("update: not asking the relay now: \(why)\n")
+                return
+            }
             switch try relay.ask() {
             case .none(let why):
                 Output.data("update: the relay has nothing newer for this router: \(why)\n")
@@ -336,8 +351,18 @@ struct Update: AsyncParsableCommand {
                 Output.data("update: the relay holds this router back for now: \(why)\n")
                 return
             case .bundle(let name, let bytes, let version):
+                if scheduled, let earlier = relay.earlierRefusal(of: name, bytes: bytes, version: version) {
+                    Output.data("update: the relay offers \(name) again, refused here before (\(earlier)); not fetched: publish a newer version\n")
+                    return
+                }
                 Output.error("edgekit-agent: update: the relay offers \(name) (version \(version), \(bytes) bytes)")
-                bundle = try relay.fetch(name, bytes: bytes) { Output.error("edgekit-agent: update: " + $0) }
+                let fetched = try relay.fetch(name, bytes: bytes) { Output.error("edgekit-agent: update: " + $0) }
+                let (opened, release) = try relay.checkFetched(fetched, name: name, bytes: bytes, version: version)
+                if check {
+                    Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
+                    return
+                }
+                bundle = fetched
             }
         }
         guard let bundle else { return }
@@ -347,6 +372,8 @@ struct Update: AsyncParsableCommand {
             return
         }
         let installed = try SlotInstall(paths: paths).install(bundle) { Output.error("edgekit-agent: update: " + $0) }
+        // A fetched bundle has done its work; the slot holds the system now.
+        if fromRelay { try? FileManager.default.removeItem(atPath: bundle) }
         Output.data(installed.line + "\n")
         if reboot {
             Output.error("edgekit-agent: update: rebooting into system version \(installed.version)")

@@ -16,13 +16,13 @@ enum Main {
 struct RelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edgekit-relay",
-        abstract: "The relay's registration daemon (serve, status, revoke).",
+        abstract: "The relay's registration daemon (serve, status, revoke, publish).",
         discussion: """
             Protocol and config file: docs/protocol.md, docs/relay.md.
             Exit codes: 0 success, 1 a problem with your input (the message says which), 2 usage.
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, Status.self, Revoke.self])
+        subcommands: [Serve.self, Status.self, Revoke.self, Publish.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -88,6 +88,35 @@ struct Status: AsyncParsableCommand {
         case .json: Output.data(try RelayStatus.json(snapshot, routers: routers))
         case .text: Output.data(RelayStatus.text(snapshot, routers: routers))
         }
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put an update bundle read from standard input into bundles_directory, for the routers to fetch.",
+        discussion: """
+            edgekit-relay publish site-a-1765000000.update < site-a-1765000000.update
+            edgekit fleet update runs this over ssh. The bundle is written under a
+            temporary name and checked as a router would check it (the plan's operator
+            signature from operator_public_key_file, this relay's plan, every member's
+            SHA-256, and NAME matching the manifest's site or board and version) before
+            one rename makes it servable; a refused bundle is one line, exit 1, and
+            leaves nothing in the folder. Routers take it at their next check
+            (edgekit-update.timer, hourly) or on `edgekit-agent update --from-relay`,
+            a site's backup first. Docs: docs/updates.md ("Publishing").
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    @Argument(help: "The bundle's name: SITE-VERSION.update or PLAN-BOARD-VERSION.update.")
+    var name: String
+
+    func run() async throws {
+        let config = try options.load()
+        let published = try BundlePublisher(config: config).publish(name: name, from: STDIN_FILENO) {
+            Output.error("edgekit-relay: publish: " + $0)
+        }
+        Output.data(published.line + "\n")
     }
 }
 

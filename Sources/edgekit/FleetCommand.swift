@@ -1,13 +1,15 @@
 import ArgumentParser
 import CLISupport
 import EdgeBuild
+import EdgeModel
+import Foundation
 
 struct FleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet",
-        abstract: "Watch the fleet through the relay.",
-        discussion: "Docs: docs/fleet.md (\"Fleet status\").",
-        subcommands: [Status.self])
+        abstract: "Watch the fleet through the relay, and hand it system updates.",
+        discussion: "Docs: docs/fleet.md (\"Fleet status\"), docs/updates.md (\"Publishing\").",
+        subcommands: [Status.self, Update.self])
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -41,6 +43,59 @@ struct FleetCommand: AsyncParsableCommand {
                 try FleetStatus.routers(from: try FleetStatus.fetch(relay: relay ?? "", sshCommand: sshCommand), source: "relay \(relay ?? "")")
             }
             Output.data(format == .json ? try FleetStatus.json(routers) : FleetStatus.table(routers))
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish update bundles on the relay; the routers fetch and install them by themselves, a site's backup first.",
+            discussion: """
+                edgekit fleet update --relay root@relay.example.net out/site-a-1765000000.update
+
+                Each bundle goes to the relay over ssh (CMD HOST edgekit-relay publish NAME,
+                the bundle on its standard input). The relay writes it under a temporary
+                name and checks it as a router would (the plan's operator signature, its
+                plan, every member's SHA-256, the name matching the manifest) before one
+                rename puts it in its bundles folder; a refused bundle is one line, exit 1,
+                and nothing is served. Then one line per router the bundle is for, from the
+                relay's status: when it takes the new version. Every router asks the relay
+                hourly (edgekit-update.timer; `edgekit-agent update --from-relay --reboot`
+                on a router asks at once); the relay hands a site's backup its bundle first
+                and the master only once the backup runs it, blessed. Watch with
+                `edgekit fleet status` (SYSTEM column).
+                Exit codes: 0 every bundle published, 1 a bundle that is not one, a relay
+                that cannot be reached or refused it (one line says which), 2 usage.
+                """)
+
+        @Option(help: "The relay's ssh destination (HOST or USER@HOST).") var relay: String
+        @Option(help: "The ssh program and its options, split at spaces (as rsync -e).")
+        var sshCommand: String = FleetStatus.defaultSSHCommand
+        @Argument(help: "Update bundles (SITE-VERSION.update or PLAN-BOARD-VERSION.update, as edgekit image update writes them).")
+        var bundles: [String]
+
+        func validate() throws {
+            guard !bundles.isEmpty else { throw ValidationError("name at least one update bundle") }
+        }
+
+        func run() async throws {
+            // Every bundle is read before the first goes out: a typo fails before anything changes.
+            let opened = try bundles.map(FleetUpdate.open)
+            for bundle in opened {
+                let bytes = (try? FileManager.default.attributesOfItem(atPath: bundle.path)[.size] as? Int) ?? 0
+                Output.error("edgekit: fleet update: sending \(bundle.name) (\(bytes >> 20) MiB) to \(relay); the relay checks it before it serves it")
+                Output.data(try FleetUpdate.publish(bundle, relay: relay, sshCommand: sshCommand) + "\n")
+            }
+            let routers: [RouterLiveness]
+            do {
+                routers = try FleetStatus.routers(from: try FleetStatus.fetch(relay: relay, sshCommand: sshCommand), source: "relay \(relay)")
+            } catch {
+                Output.error("edgekit: fleet update: published; the rollout cannot be shown: \(error)")
+                return
+            }
+            for bundle in opened {
+                Output.data("\(bundle.name) rolls out:\n")
+                for line in FleetUpdate.rollout(bundle, routers: routers) { Output.data("  " + line + "\n") }
+            }
         }
     }
 }

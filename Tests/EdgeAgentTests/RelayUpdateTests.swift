@@ -16,6 +16,25 @@ import Testing
         }
     }
 
+    /// The relay's announced length is not trusted with the data partition.
+    @Test func aBundleTheDataPartitionCannotHoldIsNotFetched() throws {
+        #expect(throws: Never.self) { try RelayUpdate.checkRoom(for: "site-a-5.update", bytes: 125 << 20, free: 1 << 30) }
+        #expect(throws: Never.self) { try RelayUpdate.checkRoom(for: "site-a-5.update", bytes: 125 << 20, free: nil) }
+        #expect(throws: AgentError.updateFromRelay("site-a-5.update is 125 MiB and the data partition has 180 MiB free, 64 MiB of which stay for the agent's state; not fetched")) {
+            try RelayUpdate.checkRoom(for: "site-a-5.update", bytes: 125 << 20, free: 180 << 20)
+        }
+        #expect(throws: AgentError.updateFromRelay("site-a-5.update is 125 MiB and the data partition has 100 MiB free, 64 MiB of which stay for the agent's state; not fetched")) {
+            try RelayUpdate.checkRoom(for: "site-a-5.update", bytes: 125 << 20, free: 100 << 20)
+        }
+        // The whole fetch: refused before any profile is read or any connection made.
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("relay-room-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        #expect(throws: AgentError.updateFromRelay("the relay offers site-a-5.update of 1073741824 MiB, more than any bundle (8 GiB); not fetched")) {
+            try RelayUpdate(paths: AgentPaths(root: root)).fetch("site-a-5.update", bytes: 1 << 50)
+        }
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: root + "/var/lib/edgekit/updates")) == [], "nothing written")
+    }
+
     /// A one-shot server on ::1 that answers every connection with `reply` and closes.
     static func serve(_ reply: [UInt8]) throws -> (port: UInt16, thread: Thread) {
         let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)

@@ -180,6 +180,23 @@ import TestSupport
                                        registeredAt: nil, services: "none", pid: getpid(), pidStart: RuntimeState.startTime(of: getpid()))
             running.lastApplyResult = "no_stick"
             running.save(paths: paths)
+            // The hourly timer asks the relay nothing without a profile, nor on a trial boot (slot a,
+            // the fallback, must stay as it is), and changes nothing.
+            var before = treeIdentity(root)
+            let noProfile = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--root", root])
+            #expect(noProfile.status == 0 && noProfile.stdout == "update: not asking the relay now: no profile is applied, so this router knows no relay to ask\n",
+                    "\(noProfile)")
+            #expect(treeIdentity(root) == before)
+            let profile = paths.live(Agent.appliedProfile)
+            try FileManager.default.createDirectory(atPath: (profile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: profile, contents: Data("{}".utf8))
+            before = treeIdentity(root)
+            let onTrial = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--reboot", "--root", root])
+            #expect(onTrial.status == 0
+                    && onTrial.stdout == "update: not asking the relay now: this system (version 6) is on its trial boot and not yet blessed; install once it is\n",
+                    "\(onTrial)")
+            #expect(treeIdentity(root) == before)
+            try FileManager.default.removeItem(atPath: profile)
             let kept = try runTool("edgekit-agent", ["update", "--confirm", "--within", "5", "--root", root])
             #expect(kept.status == 0 && kept.stdout.contains("it is kept"), "\(kept)")
             #expect(try Self.grubenv(root)["edgekit_slot"] == "b" && Self.grubenv(root)["edgekit_trial"] == nil)
@@ -224,6 +241,23 @@ import TestSupport
                                        registeredAt: nil, services: "none", pid: getpid(), pidStart: RuntimeState.startTime(of: getpid()))
             running.lastApplyResult = "no_stick"
             running.save(paths: paths)
+            // The hourly timer asks the relay nothing without a profile, nor on a trial boot (slot a,
+            // the fallback, must stay as it is), and changes nothing.
+            var before = treeIdentity(root)
+            let noProfile = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--root", root])
+            #expect(noProfile.status == 0 && noProfile.stdout == "update: not asking the relay now: no profile is applied, so this router knows no relay to ask\n",
+                    "\(noProfile)")
+            #expect(treeIdentity(root) == before)
+            let profile = paths.live(Agent.appliedProfile)
+            try FileManager.default.createDirectory(atPath: (profile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: profile, contents: Data("{}".utf8))
+            before = treeIdentity(root)
+            let onTrial = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--reboot", "--root", root])
+            #expect(onTrial.status == 0
+                    && onTrial.stdout == "update: not asking the relay now: this system (version 6) is on its trial boot and not yet blessed; install once it is\n",
+                    "\(onTrial)")
+            #expect(treeIdentity(root) == before)
+            try FileManager.default.removeItem(atPath: profile)
             let kept = try runTool("edgekit-agent", ["update", "--confirm", "--within", "5", "--root", root])
             #expect(kept.status == 0 && kept.stdout.hasPrefix("edgekit-agent: system version 6 (slot b) is healthy on its trial boot after ")
                     && kept.stdout.contains("no profile stick (a spare), the agent running; it is kept"), "\(kept)")

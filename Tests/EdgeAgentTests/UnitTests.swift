@@ -7,7 +7,8 @@ import Testing
 
     /// `systemd-analyze verify` in a scratch root with systemd's own units and stand-ins for the
     /// programs edgekit's units start.
-    func verify(_ contents: String, as unit: String = "edgekit-agent.service", in scratch: Scratch) throws -> ToolResult {
+    func verify(_ contents: String, as unit: String = "edgekit-agent.service", in scratch: Scratch,
+                beside others: [String: String] = [:]) throws -> ToolResult {
         let root = scratch.path("unit-root-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: root + "/usr/lib/systemd", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/usr/local/bin", withIntermediateDirectories: true)
@@ -17,24 +18,29 @@ import Testing
         for program in ["/usr/local/bin/edgekit-agent", "/usr/local/sbin/edgekit-grow-data"] {
             FileManager.default.createFile(atPath: root + program, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
         }
-        try Data(contents.utf8).write(to: URL(fileURLWithPath: root + "/etc/systemd/system/" + unit))
+        for (name, text) in others.merging([unit: contents], uniquingKeysWith: { $1 }) {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: root + "/etc/systemd/system/" + name))
+        }
         return try runSystem("systemd-analyze", ["verify", "--man=no", "--root=\(root)", "/etc/systemd/system/" + unit])
     }
 
     /// Reads `unit` from overlays/ and expects systemd-analyze to accept it as it is, without a
     /// warning, and to name `complaint` once `broken.0` is replaced by `broken.1`; nil where
     /// systemd-analyze is missing (recorded as an issue).
-    func expectVerifies(_ unit: String, broken: (String, String), complaint: String) throws -> String? {
+    func expectVerifies(_ unit: String, broken: (String, String), complaint: String, beside others: [String] = []) throws -> String? {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
             Issue.record("systemd-analyze is missing: run ./build.sh to install systemd")
             return nil
         }
         let text = try String(contentsOfFile: Self.overlay + "/" + unit, encoding: .utf8)
+        var neighbours: [String: String] = [:]
+        for other in others { neighbours[other] = try String(contentsOfFile: Self.overlay + "/" + other, encoding: .utf8) }
         try Scratch.with { scratch in
-            let good = try verify(text, as: unit, in: scratch)
+            let good = try verify(text, as: unit, in: scratch, beside: neighbours)
             #expect(good.status == 0, "\(good)")
             #expect(good.stderr.isEmpty, "systemd-analyze warned: \(good)")
-            let bad = try verify(text.replacingOccurrences(of: broken.0, with: broken.1), as: unit, in: scratch)
+            #expect(text.contains(broken.0), "the broken copy must differ from the good one")
+            let bad = try verify(text.replacingOccurrences(of: broken.0, with: broken.1), as: unit, in: scratch, beside: neighbours)
             #expect(bad.stderr.contains(complaint), "\(bad)")
         }
         return text
@@ -98,5 +104,26 @@ import Testing
         #expect(unit.contains("ExecStart=/usr/local/bin/edgekit-agent run"))
         let wants = Self.overlay + "/multi-user.target.wants/edgekit-agent.service"
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: wants)) == "../edgekit-agent.service")
+    }
+
+    /// Updates on a schedule (docs/updates.md, "On a schedule"): the timer and the unit it starts.
+    @Test("systemd-analyze verify accepts edgekit-update.timer and .service, enabled by timers.target, and flags broken copies")
+    func updateTimerAndServiceVerify() throws {
+        guard let service = try expectVerifies("edgekit-update.service", broken: ("Type=oneshot", "Type=oneshoot"), complaint: "oneshoot"),
+              let timer = try expectVerifies("edgekit-update.timer", broken: ("OnUnitActiveSec=1h", "OnUnitActiveSec=1 fortnight"),
+                                             complaint: "Failed to parse timer value, ignoring: 1 fortnight", beside: ["edgekit-update.service"]) else {
+            return
+        }
+        let serviceLines = Set(service.split(separator: "\n").map(String.init))
+        for line in ["ExecStart=/usr/local/bin/edgekit-agent update --from-relay --scheduled --reboot",
+                     "ConditionPathExists=/etc/edgekit/site.json", "After=edgekit-agent.service var-lib-edgekit.mount edgekit-health.service"] {
+            #expect(serviceLines.contains(line), "\(line)")
+        }
+        let timerLines = Set(timer.split(separator: "\n").map(String.init))
+        for line in ["OnBootSec=30min", "OnUnitActiveSec=1h", "RandomizedDelaySec=15min", "WantedBy=timers.target"] {
+            #expect(timerLines.contains(line), "\(line)")
+        }
+        let wanted = Self.overlay + "/timers.target.wants/edgekit-update.timer"
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: wanted)) == "../edgekit-update.timer", "enabled")
     }
 }

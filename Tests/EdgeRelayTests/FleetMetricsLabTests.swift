@@ -116,7 +116,8 @@ struct FleetMetricsLabTests {
        .requiresTool("prometheus", "prometheus-node-exporter", "promtool"), .slow)
 struct RelayUpdateLabTests {
     /// A small signed system for `site` at `version` (the agent checks it whole; it is never installed here).
-    static func bundle(site: String, version: UInt64, to path: String, scratch: String) throws {
+    static func bundle(site: String, version: UInt64, to path: String, scratch: String,
+                       key: Signify.SecretKey = Fixture.keys.operatorKey) throws {
         let disk = scratch + "/root-\(site)-\(version).img"
         // Random bytes: zstd cannot shrink them, so the bundle streams in many chunks.
         var generator = SystemRandomNumberGenerator()
@@ -125,8 +126,18 @@ struct RelayUpdateLabTests {
         try Data("kernel\n".utf8).write(to: URL(fileURLWithPath: scratch + "/vmlinuz"))
         try UpdateBundleWriter.write(to: path, plan: Fixture.plan.name, site: site, release: SystemRelease(board: "pc-uefi", version: version),
                                      system: "0123456789abcdef", root: (file: disk, offset: 0, bytes: root.count),
-                                     files: [.init(name: "vmlinuz", path: scratch + "/vmlinuz")], key: Fixture.keys.operatorKey,
+                                     files: [.init(name: "vmlinuz", path: scratch + "/vmlinuz")], key: key,
                                      mtime: 0, progress: .silent)
+    }
+
+    /// Makes member `index`'s root look booted by systemd-boot from slot A, as a router's is: the
+    /// timer's `--scheduled` asks the relay only where a bundle could be installed.
+    static func bootFromSlotA(_ root: String) throws {
+        for folder in ["/proc", "/sys/firmware/efi/efivars"] {
+            try FileManager.default.createDirectory(atPath: root + folder, withIntermediateDirectories: true)
+        }
+        try Data("root=PARTUUID=\(SystemSlot.a.partitionUUID) rw\n".utf8).write(to: URL(fileURLWithPath: root + "/proc/cmdline"))
+        FileManager.default.createFile(atPath: root + "/sys/firmware/efi/efivars/LoaderInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f", contents: Data())
     }
 
     @Test func routersFetchFromTheRelayBackupFirst() throws {
@@ -135,10 +146,52 @@ struct RelayUpdateLabTests {
         try lab.start()
         let bundles = lab.path("bundles")
         #expect(FileManager.default.fileExists(atPath: bundles), "the relay makes its bundles folder")
-        try Self.bundle(site: "site-a", version: 5, to: bundles + "/site-a-5.update", scratch: lab.path(""))
-        try Self.bundle(site: "site-b", version: 4, to: bundles + "/site-b-4.update", scratch: lab.path(""))
+        let out = lab.path("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Self.bundle(site: "site-a", version: 5, to: out + "/site-a-5.update", scratch: lab.path(""))
+        try Self.bundle(site: "site-b", version: 4, to: out + "/site-b-4.update", scratch: lab.path(""))
         try "not a bundle\n".write(toFile: bundles + "/README.txt", atomically: true, encoding: .utf8)
         let updates = { (index: Int) in lab.members[index].root + "/var/lib/edgekit/updates" }
+        for index in [0, 1] { try Self.bootFromSlotA(lab.members[index].root) }
+
+        // The operator publishes through `edgekit fleet update`; ssh stands in as a script that runs
+        // the relay's command in its namespace, with the lab's config.
+        let ssh = lab.path("ssh")
+        try """
+            #!/bin/sh
+            shift; [ "$1" = edgekit-relay ] || exit 255; shift; command=$1; shift
+            exec ip netns exec \(lab.relayNamespace) \(binDirectory.appendingPathComponent("edgekit-relay").path) "$command" --config \(lab.path("relay.json")) "$@"
+
+            """.write(toFile: ssh, atomically: true, encoding: .utf8)
+        chmod(ssh, 0o755)
+        let edgekit = binDirectory.appendingPathComponent("edgekit").path
+        let published = try sh(edgekit, ["fleet", "update", "--relay", "root@relay.lab", "--ssh-command", ssh,
+                                         out + "/site-a-5.update", out + "/site-b-4.update"], allowFailure: true)
+        #expect(published.status == 0, "\(published.err)")
+        let bundleBytes = (try FileManager.default.attributesOfItem(atPath: out + "/site-a-5.update")[.size] as? Int) ?? 0
+        #expect(published.out.hasPrefix("published site-a-5.update: plan example, site site-a, board pc-uefi, version 5, \(bundleBytes) bytes\n"
+                                        + "published site-b-4.update: plan example, site site-b, board pc-uefi, version 4, "), "\(published.out)")
+        for line in ["site-a-5.update rolls out:",
+                     "  site-a router 2 (backup) runs 3: takes version 5 at its next hourly check",
+                     "  site-a router 1 (master) runs 3: takes version 5 once router 2 runs it, blessed",
+                     "  site-b router 1 (master) runs 3: version 4 failed its trial boot there; it is not offered this bundle"] {
+            #expect(published.out.contains(line + "\n"), "\(line)\n\(published.out)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: bundles).sorted() == ["README.txt", "site-a-5.update", "site-b-4.update"])
+        #expect(FileManager.default.contents(atPath: bundles + "/site-a-5.update") == FileManager.default.contents(atPath: out + "/site-a-5.update"))
+        // What the relay's routers would refuse is refused at publishing, and leaves nothing behind.
+        let foreign = try Signify.SecretKey(seed: Data(repeating: 9, count: 32), keyNumber: Data(repeating: 9, count: 8))
+        try Self.bundle(site: "site-a", version: 6, to: out + "/site-a-6.update", scratch: lab.path(""), key: foreign)
+        let refused = try sh(edgekit, ["fleet", "update", "--relay", "root@relay.lab", "--ssh-command", ssh, out + "/site-a-6.update"], allowFailure: true)
+        #expect(refused.status == 1, "\(refused.out)")
+        #expect(refused.err.contains("cannot publish site-a-6.update on root@relay.lab") && refused.err.contains("its signature does not verify with the operator key"),
+                "\(refused.err)")
+        try FileManager.default.copyItem(atPath: out + "/site-a-5.update", toPath: out + "/site-a-7.update")
+        let misnamed = try sh(edgekit, ["fleet", "update", "--relay", "root@relay.lab", "--ssh-command", ssh, out + "/site-a-7.update"], allowFailure: true)
+        #expect(misnamed.status == 1 && misnamed.err.contains("site-a-7.update: holds site site-a, board pc-uefi, version 5, so the routers look for it as site-a-5.update; rename it"),
+                "\(misnamed.err)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: bundles).sorted() == ["README.txt", "site-a-5.update", "site-b-4.update"],
+                "nothing refused was kept, no partial file")
 
         // site-a's master (member 0) first: held back, nothing fetched.
         let early = try lab.agent(0, ["update", "--from-relay", "--check"])
@@ -147,8 +200,9 @@ struct RelayUpdateLabTests {
                 "\(early.out)")
         #expect(!FileManager.default.fileExists(atPath: updates(0)))
 
-        // The backup (member 1) is offered version 5, fetches it through the tunnel and checks it whole.
-        let backup = try lab.agent(1, ["update", "--from-relay", "--check"])
+        // The backup (member 1) is offered version 5, fetches it through the tunnel and checks it
+        // whole, as its hourly timer does.
+        let backup = try lab.agent(1, ["update", "--from-relay", "--scheduled", "--check"])
         #expect(backup.status == 0, "\(backup.err)\n\(lab.log("relay").suffix(3000))")
         #expect(backup.err.contains("the relay offers site-a-5.update (version 5, "), "\(backup.err)")
         #expect(backup.err.contains("fetching site-a-5.update from relay relay: 100 % (3 of 3 MiB)"), "\(backup.err)")
@@ -158,6 +212,10 @@ struct RelayUpdateLabTests {
                 "the fetched bundle is the served one, byte for byte")
         #expect(try FileManager.default.contentsOfDirectory(atPath: updates(1)) == ["site-a-5.update"], "no partial file left")
 
+        // site-b's root was not booted from a slot: its timer does not even ask.
+        let unslotted = try lab.agent(2, ["update", "--from-relay", "--scheduled"])
+        #expect(unslotted.status == 0 && unslotted.out.hasPrefix("update: not asking the relay now: this system was not booted from a system slot"),
+                "\(unslotted.out)\(unslotted.err)")
         // site-b came back from version 4: not offered again.
         let siteB = try lab.agent(2, ["update", "--from-relay", "--check"])
         #expect(siteB.status == 0, "\(siteB.err)")
@@ -185,6 +243,13 @@ struct RelayUpdateLabTests {
         let flipped = try lab.agent(0, ["update", "--from-relay", "--check"])
         #expect(flipped.status == 1, "\(flipped.out)")
         #expect(flipped.err.split(separator: "\n").last?.contains("site-a-5.update") == true, "\(flipped.err)")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: updates(0))) == [], "a refused bundle is not kept")
+        // The timer does not fetch the same offer again (an SD card's data partition, a metered uplink).
+        let timer = try lab.agent(0, ["update", "--from-relay", "--scheduled", "--check"])
+        #expect(timer.status == 0, "\(timer.err)")
+        #expect(timer.out.hasPrefix("update: the relay offers site-a-5.update again, refused here before (")
+                && timer.out.hasSuffix("); not fetched: publish a newer version\n"), "\(timer.out)")
+        #expect(!timer.err.contains("fetching"), "\(timer.err)")
     }
 }
 
