@@ -30,6 +30,8 @@ public enum AgentError: EdgeError, Equatable {
     case cannotSetHostname(String, String)
     /// Another apply holds the lock.
     case busy(String)
+    /// Another `update` holds the update lock (`UpdateLock`).
+    case updateBusy(String)
     /// `--root` is unusable (not a directory).
     case badRoot(String, String)
     /// `notify` could not record the VRRP state.
@@ -70,6 +72,8 @@ public enum AgentError: EdgeError, Equatable {
             "cannot set the hostname to \(name): \(why); the agent needs CAP_SYS_ADMIN outside any private UTS namespace (no ProtectHostname= in its unit)"
         case .busy(let path):
             "another edgekit-agent is applying (lock \(path) is held); try again when it is done"
+        case .updateBusy(let path):
+            "another edgekit-agent update is fetching or installing (lock \(path) is held); try again when it is done"
         case .badRoot(let root, let why):
             "--root \(root): \(why); give the root the agent runs with (/ on the appliance)"
         case .cannotRecord(let path, let why):
@@ -97,6 +101,7 @@ public enum AgentError: EdgeError, Equatable {
         case .stillFailing: "agent.still-failing"
         case .cannotSetHostname: "agent.cannot-set-hostname"
         case .busy: "agent.busy"
+        case .updateBusy: "agent.update-busy"
         case .badRoot: "agent.bad-root"
         case .cannotRecord: "agent.cannot-record"
         case .nothingApplied: "agent.nothing-applied"
@@ -107,7 +112,7 @@ public enum AgentError: EdgeError, Equatable {
 
     public var input: String? {
         switch self {
-        case .badImageFile(let path, _, _), .profile(let path, _, _), .cannotWrite(let path, _), .busy(let path),
+        case .badImageFile(let path, _, _), .profile(let path, _, _), .cannotWrite(let path, _), .busy(let path), .updateBusy(let path),
              .badRoot(let path, _), .cannotRecord(let path, _), .nothingApplied(let path), .cannotRepair(let path, _):
             path
         case .stick(_, let cause):

@@ -10,6 +10,24 @@ import Glibc
 import Foundation
 #endif
 
+/// Held while an `update` fetches or installs (flock on `state/update.lock`, released when the
+/// process ends, even by a crash): the timer's run and one by hand never write the updates folder
+/// or the inactive slot at once.
+public struct UpdateLock {
+    let lock: Lock
+
+    public init(paths: AgentPaths) throws {
+        let path = paths.state + "/update.lock"
+        do {
+            lock = try Lock(path: path)
+        } catch AgentError.busy {
+            throw AgentError.updateBusy(path)
+        }
+    }
+
+    public func release() { lock.release() }
+}
+
 /// Installing an update bundle into the system slot that is not running, and judging the new
 /// system on its trial boot (docs/updates.md, "Install" and "Trial boot").
 ///
@@ -228,13 +246,13 @@ public struct SlotInstall {
     }
 
     /// Checks `bundle` as `update --check` does, then writes it into the slot that is not running and
-    /// makes that slot's entry the one systemd-boot tries once at the next boot. `report` hears
-    /// progress lines.
-    public func install(_ bundlePath: String, report: (String) -> Void = { _ in }) throws -> Installed {
+    /// makes that slot's entry the one systemd-boot tries once at the next boot, under the update
+    /// lock (`locked`: the caller holds it). `report` hears progress lines.
+    public func install(_ bundlePath: String, locked: Bool = false, report: (String) -> Void = { _ in }) throws -> Installed {
         let (bundle, release) = try SystemUpdate.check(bundlePath, paths: paths)
         func refuse(_ why: String) -> UpdateBundleError { UpdateBundleError("update.cannot-install", bundlePath, why) }
         if let why = try blocker(release: release) { throw refuse(why + "; nothing was written") }
-        guard let running = try bootedSlot(), let loader = bootLoader() else { throw refuse("no slot or boot loader") }
+        guard let running = try bootedSlot(), let loader = bootLoader() else { throw refuse("the booted slot or the boot loader is gone; nothing was written") }
         let slot = running.other
         let entries = esp + "/loader/entries"
         guard loader == .grub || FileManager.default.fileExists(atPath: entries) else {
@@ -244,6 +262,13 @@ public struct SlotInstall {
         guard FileManager.default.fileExists(atPath: device) else {
             throw refuse("this card has no slot \(slot.rawValue) (no partition \(slot.partitionUUID)): images from before A/B slots are reflashed once")
         }
+        // Before anything changes, not after the boot entry is gone.
+        if let capacity = SlotInstall.capacity(of: device), capacity < bundle.manifest.rootBytes {
+            throw refuse("its system is \(bundle.manifest.rootBytes) bytes, slot \(slot.rawValue) holds \(capacity)")
+        }
+        // `locked`: the caller holds the update lock already (it fetched the bundle under it).
+        let lock = locked ? nil : try UpdateLock(paths: paths)
+        defer { lock?.release() }
         // 1. The inactive slot leaves the boot menu before it is touched.
         switch loader {
         case .systemdBoot:
@@ -303,6 +328,15 @@ public struct SlotInstall {
             }
         }
         try SlotInstall.syncDirectory(entries)
+    }
+
+    /// The bytes `device` (a partition, or a file standing in for one) holds; nil when it cannot
+    /// be opened (the write says why).
+    static func capacity(of device: String) -> UInt64? {
+        let fd = open(device, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return UInt64(max(0, lseek(fd, 0, SEEK_END)))
     }
 
     /// Decodes the bundle's `root.img.zst` onto `device`, checking size and SHA-256 against the

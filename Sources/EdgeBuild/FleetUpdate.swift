@@ -28,7 +28,8 @@ public enum FleetUpdate {
         let name = (path as NSString).lastPathComponent
         let expected = BundleFileName.name(plan: manifest.plan, site: manifest.site, board: manifest.board, version: manifest.version)
         guard name == expected else {
-            throw BuildError("\(Printable.escaped(path)): holds \(manifest.site.map { "site \($0)" } ?? "any site"), board \(manifest.board), version \(manifest.version), so the routers look for it as \(expected); rename it",
+            // Unverified text: escaped before it reaches a terminal.
+            throw BuildError("\(Printable.escaped(path)): holds \(manifest.site.map { "site \(Printable.escaped($0))" } ?? "any site"), board \(Printable.escaped(manifest.board)), version \(manifest.version), so the routers look for it as \(Printable.escaped(expected)); rename it",
                              code: "fleet.bundle-name", input: path)
         }
         return Bundle(path: path, name: name, manifest: manifest)
@@ -51,10 +52,10 @@ public enum FleetUpdate {
         let targets = routers.filter { bundle.manifest.site == nil || $0.site == bundle.manifest.site }
             .sorted { ($0.site, $0.claim == "master" ? 1 : 0, $0.slot) < ($1.site, $1.claim == "master" ? 1 : 0, $1.slot) }
         guard !targets.isEmpty else {
-            return ["no router of \(bundle.manifest.site.map { "site \($0)" } ?? "the plan") is registered with the relay: the bundle waits there"]
+            return ["no router of \(bundle.manifest.site.map { "site \(Printable.escaped($0))" } ?? "the plan") is registered with the relay: the bundle waits there"]
         }
         // The relay offers a bundle for any site only to routers that ask for its board.
-        let ifBoard = bundle.manifest.site == nil ? " if it is a \(bundle.manifest.board)" : ""
+        let ifBoard = bundle.manifest.site == nil ? " if it is a \(Printable.escaped(bundle.manifest.board))" : ""
         return targets.map { router in
             let who = "\(Printable.escaped(router.site)) router \(router.slot) (\(Printable.escaped(router.claim)))"
             let runs = router.systemVersion.map { "runs \($0)" } ?? "does not report its system"

@@ -244,14 +244,14 @@ public enum Signify {
         Data(sign(message, with: key).fileText(comment: comment).utf8) + message
     }
 
-    /// Like `signify -V -e`: verifies a signature file with the message appended and returns
-    /// the message.
     /// The message of an embedded signature file, **not verified**: for showing what a file
     /// claims to be before it reaches the one who verifies it.
     public static func embeddedMessageUnverified(_ file: Data) throws -> Data {
         Data(try parseFile([UInt8](file), size: 74, what: "embedded signature").rest)
     }
 
+    /// Like `signify -V -e`: verifies a signature file with the message appended and returns
+    /// the message.
     public static func verifyEmbedded(_ file: Data, publicKey: PublicKey) throws -> Data {
         let parsed = try parseFile([UInt8](file), size: 74, what: "embedded signature")
         let signature = try Signature(keyNumber: parsed.payload[2..<10], bytes: parsed.payload[10..<74])

@@ -60,11 +60,15 @@ enum HTTPListener {
 
     typealias Writer = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
 
+    /// How long a connection whose last answer was sent stays open for the client to close it.
+    static let lingerAfterAnswer = TimeAmount.seconds(30)
+
     /// Hands each whole request of `connection` (its body ignored: both endpoints take GETs) to
     /// `handle`, which writes the answer and says whether to read on. When it does not, the
     /// connection's output is shut down once everything written is sent (the client sees the end
     /// of the answer, as HTTP/1.0 and `Connection: close` clients wait for), and the connection
-    /// closes when the client closes its side. A failed connection is one debug line, `NAME request failed`.
+    /// closes when the client closes its side (at the latest `lingerAfterAnswer` later). A failed
+    /// connection is one debug line, `NAME request failed`.
     static func eachRequest(of connection: Connection, name: String, logger: Logger,
                             _ handle: (HTTPRequestHead, Writer) async throws -> Bool) async {
         do {
@@ -82,7 +86,12 @@ enum HTTPListener {
                         head = nil
                         guard try await handle(request, outbound) else {
                             outbound.finish()
-                            // Nothing more is answered; wait for the client to close.
+                            // Nothing more is answered: the connection closes when the client
+                            // closes it, or after `lingerAfterAnswer`, time enough for the rest of
+                            // the answer to leave (what was queued when the writer let go of it).
+                            let channel = connection.channel
+                            let deadline = channel.eventLoop.scheduleTask(in: lingerAfterAnswer) { channel.close(promise: nil) }
+                            defer { deadline.cancel() }
                             while try await parts.next() != nil {}
                             return
                         }

@@ -336,6 +336,10 @@ struct Update: AsyncParsableCommand {
             }
             return
         }
+        // Fetching holds the update lock from before the first byte to the end of the install; an
+        // install of a named bundle takes it once the bundle passed its checks.
+        var lock: UpdateLock?
+        defer { lock?.release() }
         var bundle = bundle
         if fromRelay {
             let relay = RelayUpdate(paths: paths)
@@ -355,6 +359,12 @@ struct Update: AsyncParsableCommand {
                     Output.data("update: the relay offers \(name) again, refused here before (\(earlier)); not fetched: publish a newer version\n")
                     return
                 }
+                do {
+                    lock = try UpdateLock(paths: paths)
+                } catch AgentError.updateBusy where scheduled {
+                    Output.data("update: the relay offers \(name); not fetched now: another update is fetching or installing\n")
+                    return
+                }
                 Output.error("edgekit-agent: update: the relay offers \(name) (version \(version), \(bytes) bytes)")
                 let fetched = try relay.fetch(name, bytes: bytes) { Output.error("edgekit-agent: update: " + $0) }
                 let (opened, release) = try relay.checkFetched(fetched, name: name, bytes: bytes, version: version)
@@ -371,7 +381,7 @@ struct Update: AsyncParsableCommand {
             Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
             return
         }
-        let installed = try SlotInstall(paths: paths).install(bundle) { Output.error("edgekit-agent: update: " + $0) }
+        let installed = try SlotInstall(paths: paths).install(bundle, locked: lock != nil) { Output.error("edgekit-agent: update: " + $0) }
         // A fetched bundle has done its work; the slot holds the system now.
         if fromRelay { try? FileManager.default.removeItem(atPath: bundle) }
         Output.data(installed.line + "\n")

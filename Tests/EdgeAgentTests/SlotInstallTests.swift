@@ -89,8 +89,18 @@ import TestSupport
             let status = try runTool("edgekit-agent", ["status", "--root", root])
             #expect(status.stdout.contains("\nupdate        version 6 into slot b (from 5): installed; the next boot tries it\n"), "\(status)")
 
-            // Installing again over an entry on trial replaces it (a newer bundle before the reboot).
+            // While another update holds the lock (the timer's run), an install by hand writes nothing.
             let (seven, _) = try Self.bundle(scratch, "seven", version: 7)
+            let lockPath = root + "/var/lib/edgekit/update.lock"
+            let held = open(lockPath, O_RDWR | O_CREAT, 0o600)
+            try #require(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0)
+            let before = treeIdentity(root)
+            let busy = try runTool("edgekit-agent", ["update", "--root", root, seven])
+            close(held)
+            #expect(busy.status == 1 && busy.stderr.contains("another edgekit-agent update is fetching or installing (lock \(lockPath) is held)"), "\(busy)")
+            #expect(treeIdentity(root) == before, "nothing written under another update's lock")
+
+            // Installing again over an entry on trial replaces it (a newer bundle before the reboot).
             #expect(try runTool("edgekit-agent", ["update", "--root", root, seven]).status == 0)
             #expect(try FileManager.default.contentsOfDirectory(atPath: esp + "/loader/entries").sorted() == ["edgekit-a.conf", "edgekit-b+1.conf"])
             #expect(try String(contentsOfFile: esp + "/loader/entries/edgekit-b+1.conf", encoding: .utf8).contains("version 7\n"))
@@ -180,23 +190,6 @@ import TestSupport
                                        registeredAt: nil, services: "none", pid: getpid(), pidStart: RuntimeState.startTime(of: getpid()))
             running.lastApplyResult = "no_stick"
             running.save(paths: paths)
-            // The hourly timer asks the relay nothing without a profile, nor on a trial boot (slot a,
-            // the fallback, must stay as it is), and changes nothing.
-            var before = treeIdentity(root)
-            let noProfile = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--root", root])
-            #expect(noProfile.status == 0 && noProfile.stdout == "update: not asking the relay now: no profile is applied, so this router knows no relay to ask\n",
-                    "\(noProfile)")
-            #expect(treeIdentity(root) == before)
-            let profile = paths.live(Agent.appliedProfile)
-            try FileManager.default.createDirectory(atPath: (profile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: profile, contents: Data("{}".utf8))
-            before = treeIdentity(root)
-            let onTrial = try runTool("edgekit-agent", ["update", "--from-relay", "--scheduled", "--reboot", "--root", root])
-            #expect(onTrial.status == 0
-                    && onTrial.stdout == "update: not asking the relay now: this system (version 6) is on its trial boot and not yet blessed; install once it is\n",
-                    "\(onTrial)")
-            #expect(treeIdentity(root) == before)
-            try FileManager.default.removeItem(atPath: profile)
             let kept = try runTool("edgekit-agent", ["update", "--confirm", "--within", "5", "--root", root])
             #expect(kept.status == 0 && kept.stdout.contains("it is kept"), "\(kept)")
             #expect(try Self.grubenv(root)["edgekit_slot"] == "b" && Self.grubenv(root)["edgekit_trial"] == nil)

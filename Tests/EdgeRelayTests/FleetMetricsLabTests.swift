@@ -200,6 +200,17 @@ struct RelayUpdateLabTests {
                 "\(early.out)")
         #expect(!FileManager.default.fileExists(atPath: updates(0)))
 
+        // While another update holds the backup's update lock, its timer fetches nothing.
+        let lockPath = lab.members[1].root + "/var/lib/edgekit/update.lock"
+        try FileManager.default.createDirectory(atPath: lab.members[1].root + "/var/lib/edgekit", withIntermediateDirectories: true)
+        let held = open(lockPath, O_RDWR | O_CREAT, 0o600)
+        try #require(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0)
+        let locked = try lab.agent(1, ["update", "--from-relay", "--scheduled", "--check"])
+        close(held)
+        #expect(locked.status == 0 && locked.out == "update: the relay offers site-a-5.update; not fetched now: another update is fetching or installing\n",
+                "\(locked.out)\(locked.err)")
+        #expect(!FileManager.default.fileExists(atPath: updates(1)))
+
         // The backup (member 1) is offered version 5, fetches it through the tunnel and checks it
         // whole, as its hourly timer does.
         let backup = try lab.agent(1, ["update", "--from-relay", "--scheduled", "--check"])
