@@ -52,7 +52,8 @@ extension RouterLiveness {
 
 /// `edgekit-relay status`: the database and the interface's handshakes as text or JSON (data for stdout).
 public enum RelayStatus {
-    public static func text(_ snapshot: RelaySnapshot, routers: [RouterLiveness]) -> String {
+    /// `bundles`: what the update endpoint serves (`bundles_directory`), nil when it serves none.
+    public static func text(_ snapshot: RelaySnapshot, routers: [RouterLiveness], bundles: [ServedBundle]? = nil) -> String {
         var lines: [String] = []
         lines.append("routers: \(routers.count)")
         let tunnels = Dictionary(snapshot.peers.map { ($0.publicKey, $0) }, uniquingKeysWith: { a, _ in a })
@@ -75,6 +76,12 @@ public enum RelayStatus {
             let serial = revocation.beforeSerial.map { " serials below \($0)" } ?? ""
             lines.append("  \(revocation.site)\(slot)\(serial) since \(revocation.createdAt)")
         }
+        if let bundles {
+            lines.append("update bundles: \(bundles.count)")
+            for bundle in bundles {
+                lines.append("  \(bundle.name): \(bundle.target) version \(bundle.version), \(bundle.bytes) bytes")
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -83,12 +90,15 @@ public enum RelayStatus {
         var peers: [PeerRecord]
         var owners: [PrefixOwner]
         var revocations: [Revocation]
+        /// Absent when the relay serves no bundles.
+        var bundles: [ServedBundle]?
     }
 
-    public static func json(_ snapshot: RelaySnapshot, routers: [RouterLiveness]) throws -> String {
+    public static func json(_ snapshot: RelaySnapshot, routers: [RouterLiveness], bundles: [ServedBundle]? = nil) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let document = Document(routers: routers, peers: snapshot.peers, owners: snapshot.owners, revocations: snapshot.revocations)
+        let document = Document(routers: routers, peers: snapshot.peers, owners: snapshot.owners, revocations: snapshot.revocations,
+                                bundles: bundles)
         return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 

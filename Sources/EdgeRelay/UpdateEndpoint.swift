@@ -10,7 +10,7 @@ import NIOPosix
 /// `PLAN-BOARD-VERSION.update` (`--any-site`), as `edgekit image update` and `edgekit build` name
 /// them. The relay never opens a bundle: the router checks the operator's signature, plan, site,
 /// board and version of what it fetched before it writes a byte.
-public struct ServedBundle: Sendable, Equatable {
+public struct ServedBundle: Sendable, Equatable, Encodable {
     public var name: String
     /// The site, or `PLAN-BOARD` for a bundle for any site of that board.
     public var target: String
@@ -30,9 +30,9 @@ public struct ServedBundle: Sendable, Equatable {
     }
 
 
-    /// The bundles in `folder` (regular files with bundle names); other files are ignored.
+    /// The bundles in `folder` (regular files with bundle names), by name; other files are ignored.
     public static func list(_ folder: String) -> [ServedBundle] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
         return names.compactMap { name in
             var info = stat()
             guard stat(folder + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }

@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print each registered router (claim, up/down, handshake age, generation, agent version, health, last registration), the owner of each site /64 and the revocations.",
+        abstract: "Print each registered router (claim, up/down, handshake age, generation, agent version, health, last registration), the owner of each site /64, the revocations and the update bundles served.",
         discussion: "A router is down when WireGuard has not heard from it for longer than 3 keepalives (keepalive_seconds). Sites without a live master come first. Docs: docs/relay.md, \"Status\".")
 
     @OptionGroup var options: ConfigOption
@@ -84,9 +84,10 @@ struct Status: AsyncParsableCommand {
             Output.error("edgekit-relay: status: \(error); every router is shown down")
         }
         let routers = RouterLiveness.rows(snapshot, handshakes: handshakes, keepaliveSeconds: config.keepaliveSeconds, now: Date())
+        let bundles = config.bundlesDirectory.map(ServedBundle.list)
         switch format {
-        case .json: Output.data(try RelayStatus.json(snapshot, routers: routers))
-        case .text: Output.data(RelayStatus.text(snapshot, routers: routers))
+        case .json: Output.data(try RelayStatus.json(snapshot, routers: routers, bundles: bundles))
+        case .text: Output.data(RelayStatus.text(snapshot, routers: routers, bundles: bundles))
         }
     }
 }

@@ -179,6 +179,9 @@ struct RelayUpdateLabTests {
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: bundles).sorted() == ["README.txt", "site-a-5.update", "site-b-4.update"])
         #expect(FileManager.default.contents(atPath: bundles + "/site-a-5.update") == FileManager.default.contents(atPath: out + "/site-a-5.update"))
+        let status = try sh(ssh, ["root@relay.lab", "edgekit-relay", "status"], allowFailure: true)
+        #expect(status.out.hasSuffix("update bundles: 2\n  site-a-5.update: site-a version 5, \(bundleBytes) bytes\n  site-b-4.update: site-b version 4, "
+                                     + "\((try FileManager.default.attributesOfItem(atPath: out + "/site-b-4.update")[.size] as? Int) ?? 0) bytes\n"), "\(status.out)")
         // What the relay's routers would refuse is refused at publishing, and leaves nothing behind.
         let foreign = try Signify.SecretKey(seed: Data(repeating: 9, count: 32), keyNumber: Data(repeating: 9, count: 8))
         try Self.bundle(site: "site-a", version: 6, to: out + "/site-a-6.update", scratch: lab.path(""), key: foreign)

@@ -46,6 +46,16 @@ import Testing
         let first = (json?["routers"] as? [[String: Any]])?.first
         #expect(first?["state"] as? String == "down" && first?["handshake_age_seconds"] as? Int == 76 && first?["claim"] as? String == "master")
         #expect((json?["peers"] as? [Any])?.count == 3)
+        #expect(!text.contains("update bundles") && json?["bundles"] == nil, "no bundles_directory: no bundles section")
+
+        // With a bundles folder: what its update endpoint serves, by name (docs/relay.md, "Status").
+        let bundles = [ServedBundle(name: "example-pc-uefi-6.update", bytes: 80)!, ServedBundle(name: "site-a-5.update", bytes: 131_072_000)!]
+        let served = RelayStatus.text(snapshot, routers: rows, bundles: bundles)
+        #expect(served.hasSuffix("update bundles: 2\n  example-pc-uefi-6.update: example-pc-uefi version 6, 80 bytes\n"
+                                 + "  site-a-5.update: site-a version 5, 131072000 bytes\n"), "\(served)")
+        let servedJSON = try JSONSerialization.jsonObject(with: Data(RelayStatus.json(snapshot, routers: rows, bundles: bundles).utf8)) as? [String: Any]
+        #expect((servedJSON?["bundles"] as? [[String: Any]])?.last?["version"] as? Int == 5)
+        #expect(RelayStatus.text(snapshot, routers: rows, bundles: []).hasSuffix("update bundles: 0\n"))
     }
 
     /// The fleet view (issue 18.2): a database as the previous release left it (v3, no report
