@@ -93,7 +93,7 @@ public struct RelayUpdate {
     /// Checks a fetched bundle as `update --check` does. A refused one (another plan, board or
     /// site, not newer, a bad signature or hash) is removed from the data partition and remembered,
     /// so the timer does not fetch the same offer again.
-    public func checkFetched(_ path: String, name: String, bytes: UInt64, version: UInt64) throws -> (UpdateBundle, SystemRelease) {
+    public func checkFetched(_ path: String, name: String, bytes: UInt64, version: UInt64) throws -> SystemUpdate.Checked {
         do {
             return try SystemUpdate.check(path, paths: paths)
         } catch let refusal as UpdateBundleError {

@@ -249,7 +249,16 @@ public struct SlotInstall {
     /// makes that slot's entry the one systemd-boot tries once at the next boot, under the update
     /// lock (`locked`: the caller holds it). `report` hears progress lines.
     public func install(_ bundlePath: String, locked: Bool = false, report: (String) -> Void = { _ in }) throws -> Installed {
-        let (bundle, release) = try SystemUpdate.check(bundlePath, paths: paths)
+        try install(checked: try SystemUpdate.check(bundlePath, paths: paths), locked: locked, report: report)
+    }
+
+    /// The same for a bundle `SystemUpdate.check` has just accepted (`update --from-relay` checks
+    /// what it fetched first): its members are not hashed a second time before the write, which
+    /// checks the system and the kernel files against the manifest again as it goes.
+    public func install(checked: SystemUpdate.Checked, locked: Bool = false,
+                        report: (String) -> Void = { _ in }) throws -> Installed {
+        let (bundle, release) = checked
+        let bundlePath = bundle.path
         func refuse(_ why: String) -> UpdateBundleError { UpdateBundleError("update.cannot-install", bundlePath, why) }
         if let why = try blocker(release: release) { throw refuse(why + "; nothing was written") }
         guard let running = try bootedSlot(), let loader = bootLoader() else { throw refuse("the booted slot or the boot loader is gone; nothing was written") }
@@ -347,10 +356,6 @@ public struct SlotInstall {
         let fd = open(device, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw refuse("slot \(slot.rawValue) (\(device)) cannot be opened: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        let capacity = UInt64(max(0, lseek(fd, 0, SEEK_END)))
-        guard capacity >= manifest.rootBytes else {
-            throw refuse("its system is \(manifest.rootBytes) bytes, slot \(slot.rawValue) holds \(capacity)")
-        }
         let decoder: ZstdDecoder
         do { decoder = try ZstdDecoder() } catch { throw refuse("cannot decode it: \(error)") }
         var written: UInt64 = 0

@@ -13,6 +13,9 @@ import Foundation
 /// Update bundles on the router (docs/updates.md): what this system is, and whether a bundle may
 /// replace it.
 public enum SystemUpdate {
+    /// A bundle `check` accepted, and the running system it was checked against.
+    public typealias Checked = (UpdateBundle, SystemRelease)
+
     /// The running system's board and version (`/usr/lib/edgekit/system.json` in its root).
     public static func release(paths: AgentPaths) throws -> SystemRelease {
         let path = paths.live(SystemRelease.path)

@@ -1,6 +1,7 @@
 import EdgeCrypto
 import EdgeModel
 import EdgeStick
+import EdgeSystem
 import Foundation
 
 /// `edgekit-relay publish NAME` (docs/updates.md, "Publishing"): a bundle read from a file
@@ -84,11 +85,7 @@ public struct BundlePublisher {
         // A router fetching the old file of this name keeps reading it (its inode) until it is done.
         guard rename(partial, path) == 0 else { throw RelayError.bundle(path, "cannot be put in place: \(String(cString: strerror(errno)))") }
         kept = true
-        let directory = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        AtomicFile.syncDirectory(folder)
         return Published(bundle: ServedBundle(name: name, bytes: bytes)!, manifest: manifest, replaced: replaced)
     }
 

@@ -74,7 +74,8 @@ public enum AtomicFile {
         }
     }
 
-    static func syncDirectory(_ directory: String) {
+    /// fsync(2) of a folder, so a rename or a new name in it survives a power cut; best effort.
+    public static func syncDirectory(_ directory: String) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         fsync(fd)

@@ -341,6 +341,7 @@ struct Update: AsyncParsableCommand {
         var lock: UpdateLock?
         defer { lock?.release() }
         var bundle = bundle
+        var checked: SystemUpdate.Checked?
         if fromRelay {
             let relay = RelayUpdate(paths: paths)
             if scheduled, let why = try relay.reasonToWait() {
@@ -373,6 +374,7 @@ struct Update: AsyncParsableCommand {
                     return
                 }
                 bundle = fetched
+                checked = (opened, release)
             }
         }
         guard let bundle else { return }
@@ -381,7 +383,10 @@ struct Update: AsyncParsableCommand {
             Output.data(SystemUpdate.acceptedLine(opened, release: release) + "\n")
             return
         }
-        let installed = try SlotInstall(paths: paths).install(bundle, locked: lock != nil) { Output.error("edgekit-agent: update: " + $0) }
+        let install = SlotInstall(paths: paths)
+        let report = { (line: String) in Output.error("edgekit-agent: update: " + line) }
+        let installed = try checked.map { try install.install(checked: $0, locked: lock != nil, report: report) }
+            ?? install.install(bundle, report: report)
         // A fetched bundle has done its work; the slot holds the system now.
         if fromRelay { try? FileManager.default.removeItem(atPath: bundle) }
         Output.data(installed.line + "\n")
